@@ -1,0 +1,23 @@
+"""Errors that the command line reports as one line and a non-zero exit."""
+
+
+class BlkfleetError(Exception):
+    """A user-facing failure: the message is printed as is, the exit code is ``exit_code``."""
+
+    exit_code = 2
+
+
+class UsageError(BlkfleetError):
+    """Bad command-line arguments (exit 1, as the C tools)."""
+
+    exit_code = 1
+
+
+class TraceFormatError(BlkfleetError):
+    """Malformed input: names the file and the byte offset of the problem."""
+
+    def __init__(self, path, offset, problem):
+        self.path = str(path)
+        self.offset = offset
+        self.problem = problem
+        super().__init__(f"{self.path}: offset {offset}: {problem}")

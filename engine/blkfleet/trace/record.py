@@ -1,0 +1,91 @@
+"""One blktrace record (``struct blk_io_trace`` v7 or ``blk_io_trace2`` v8) and its fixed layouts."""
+
+import struct
+from typing import NamedTuple
+
+from .actions import (
+    C_NOTIFY,
+    CGROUP_FLAG,
+    N_MESSAGE,
+    N_PROCESS,
+    N_TIMESTAMP,
+    action_name,
+    categories,
+)
+
+MAGIC = 0x65617400
+MAGIC_MASK = 0xFFFFFF00
+SUPPORTED_VERSIONS = (7, 8)
+
+# Field order of both layouts as (name, format); v8 moves pid before a 64-bit action and pads to 64 bytes.
+_V7 = "IIQQIIIIIHH"  # magic seq time sector bytes action pid device cpu error pdu_len
+_V8 = "IIQQIIQIIHH12x"  # magic seq time sector bytes pid action device cpu error pdu_len pad
+
+
+def layout(version, byteorder):
+    """The struct.Struct for a record header of this protocol version and byte order ('<' or '>')."""
+    return struct.Struct(byteorder + (_V7 if version == 7 else _V8))
+
+
+HEADER_SIZE = {7: 48, 8: 64}
+
+
+class TraceRecord(NamedTuple):
+    """A decoded record; ``pdu`` holds the payload bytes (cgroup id first when flagged)."""
+
+    time: int
+    sector: int
+    bytes: int
+    action: int
+    pid: int
+    device: int
+    cpu: int
+    error: int = 0
+    pdu: bytes = b""
+    sequence: int = 0
+    version: int = 7
+
+    @property
+    def categories(self):
+        return categories(self.action)
+
+    @property
+    def action_name(self):
+        return action_name(self.action)
+
+    @property
+    def is_notify(self):
+        return bool(self.action & C_NOTIFY)
+
+    @property
+    def payload(self):
+        """The PDU without the leading cgroup id."""
+        return self.pdu[8:] if self.action & CGROUP_FLAG else self.pdu
+
+    @property
+    def process_name(self):
+        """Task name of a PROCESS notify, else None."""
+        if self.is_notify and self.action & 0xFF == N_PROCESS:
+            return self.payload.split(b"\0", 1)[0].decode("utf-8", "replace")
+        return None
+
+    @property
+    def message(self):
+        """Text of a MESSAGE notify, else None."""
+        if self.is_notify and self.action & 0xFF == N_MESSAGE:
+            return self.payload.decode("utf-8", "replace")
+        return None
+
+    def wall_clock(self, byteorder="<"):
+        """(seconds, nanoseconds) of a TIMESTAMP notify, decoded in the trace's byte order, else None."""
+        if self.is_notify and self.action & 0xFF == N_TIMESTAMP and len(self.payload) >= 8:
+            return struct.unpack_from(byteorder + "II", self.payload)
+        return None
+
+    @property
+    def dev_major(self):
+        return self.device >> 20
+
+    @property
+    def dev_minor(self):
+        return self.device & 0xFFFFF
