@@ -7,12 +7,6 @@ class BlkfleetError(Exception):
     exit_code = 2
 
 
-class UsageError(BlkfleetError):
-    """Bad command-line arguments (exit 1, as the C tools)."""
-
-    exit_code = 1
-
-
 class TraceFormatError(BlkfleetError):
     """Malformed input: names the file and the byte offset of the problem."""
 

@@ -1,0 +1,45 @@
+"""Per-CPU file sets named ``DEV.KIND.CPU`` (``sda.blktrace.0``, ``sda.replay.3``): discovery and naming."""
+
+import os
+import re
+
+from .errors import BlkfleetError
+
+
+def per_cpu_path(directory, device, kind, cpu):
+    """The file name blktrace/btrecord use: ``DIR/DEV.KIND.CPU``."""
+    return os.path.join(directory, f"{device}.{kind}.{cpu}")
+
+
+def find_per_cpu(directory, device, kind):
+    """Paths of ``DEV.KIND.0 .. N`` in CPU order.
+
+    Like btrecord, the scan stops at the first missing number; unlike btrecord, a file beyond that hole is an
+    error rather than silently ignored (its IOs would be lost).
+    """
+    pattern = re.compile(re.escape(f"{device}.{kind}.") + r"(\d+)\Z")
+    try:
+        names = os.listdir(directory)
+    except OSError as e:
+        raise BlkfleetError(f"{directory}: cannot read directory: {e.strerror}") from None
+    cpus = sorted(int(m.group(1)) for m in map(pattern.match, names) if m)
+    if not cpus:
+        raise BlkfleetError(f"{directory}: no {device}.{kind}.N files found for device {device}")
+    for expected, cpu in enumerate(cpus):
+        if cpu != expected:
+            missing = per_cpu_path(directory, device, kind, expected)
+            raise BlkfleetError(
+                f"{missing}: missing, but {device}.{kind}.{cpu} exists (a hole in the CPU numbers; "
+                "btrecord would silently drop every file after it)"
+            )
+    return [per_cpu_path(directory, device, kind, cpu) for cpu in cpus]
+
+
+def find_devices(directory, kind):
+    """Device names having ``DEV.KIND.N`` files in a directory, in sorted order (``-F``)."""
+    marker = f".{kind}."
+    try:
+        names = os.listdir(directory)
+    except OSError as e:
+        raise BlkfleetError(f"{directory}: cannot read directory: {e.strerror}") from None
+    return sorted({n.split(".", 1)[0] for n in names if marker in n})

@@ -1,0 +1,183 @@
+"""``blkfleet record``: find trace files, convert each per-CPU file, report."""
+
+import os
+from dataclasses import dataclass
+
+from ..errors import BlkfleetError
+from ..percpu import find_devices, find_per_cpu
+from ..replayfile import compat, native
+from ..trace.actions import is_queue
+from ..trace.queued import queued_ios
+from ..trace.reader import TraceReader
+from .convert import to_btrecord, to_native
+from .summary import FileSummary
+
+COMPAT_DEFAULTS = (10_000_000, 8)  # btrecord's -m and -M
+NATIVE_DEFAULTS = (10_000_000, 64)
+MAX_NATIVE_PKTS = 4096
+
+
+@dataclass
+class RecordOptions:
+    input_dir: str = "."
+    output_dir: str = "."
+    devices: tuple = ()
+    find: bool = False
+    max_time: int = None
+    max_pkts: int = None
+    base: str = "replay"
+    verbose: int = 0
+    compat: bool = False
+
+    def resolved(self):
+        """Fill defaults by format and validate the bunching limits."""
+        d_time, d_pkts = COMPAT_DEFAULTS if self.compat else NATIVE_DEFAULTS
+        max_time = d_time if self.max_time is None else self.max_time
+        max_pkts = d_pkts if self.max_pkts is None else self.max_pkts
+        if max_time == 0:
+            raise BlkfleetError("invalid bunch time 0 (-m must be a positive number of nanoseconds)")
+        limit = compat.MAX_PKTS if self.compat else MAX_NATIVE_PKTS
+        if not 1 <= max_pkts <= limit:
+            raise BlkfleetError(f"invalid max pkts {max_pkts} (-M must be 1..{limit})")
+        if not self.compat and not 0 < max_time <= native.MAX_DT:
+            raise BlkfleetError(f"invalid bunch time {max_time} (-m must be 1..{native.MAX_DT} ns)")
+        return max_time & ((1 << 64) - 1), max_pkts
+
+
+def _check_dir(path, what):
+    if not os.path.isdir(path):
+        raise BlkfleetError(f"{path}: {what} directory does not exist")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise BlkfleetError(f"{path}: {what} directory is not readable")
+
+
+def devices_of(opts):
+    """Positional devices then, with -F, those found in the input directory; duplicates dropped."""
+    devices = list(dict.fromkeys(opts.devices))
+    if opts.find:
+        devices += [d for d in find_devices(opts.input_dir, "blktrace") if d not in devices]
+    if not devices:
+        raise BlkfleetError("no device given (name devices, or use -F to find traces)")
+    return devices
+
+
+def record(opts, out=None):
+    """Convert every device's per-CPU traces; returns the list of FileSummary."""
+    max_time, max_pkts = opts.resolved()
+    _check_dir(opts.input_dir, "input")
+    _check_dir(opts.output_dir, "output")
+    if not os.access(opts.output_dir, os.W_OK | os.X_OK):
+        raise BlkfleetError(f"{opts.output_dir}: output directory is not writable")
+    plan = [(dev, find_per_cpu(opts.input_dir, dev, "blktrace")) for dev in devices_of(opts)]
+    summaries = []
+    for dev, paths in plan:
+        for cpu, path in enumerate(paths):
+            target = f"{opts.output_dir}/{dev}.{opts.base}.{cpu}"
+            if opts.compat:
+                summaries.append(_compat_file(path, target, dev, cpu, max_time, max_pkts, opts.verbose, out))
+            else:
+                summaries.append(_native_file(path, target, dev, cpu, max_time, max_pkts))
+    return summaries
+
+
+def _native_file(path, target, dev, cpu, max_time, max_pkts):
+    summary = FileSummary(dev, cpu, path, target, "native")
+    device = _first_device(path)
+    tmp = target + ".partial"
+    writer = native.NativeWriter(tmp, device, cpu, max_pkts)
+    try:
+        to_native(queued_ios(path), writer, summary, max_time, max_pkts, path)
+    except BaseException:
+        writer.abort()
+        os.unlink(tmp)
+        raise
+    writer.close()
+    os.replace(tmp, target)
+    return summary
+
+
+def _first_device(path):
+    """dev_t of the first record of a trace (0 for an empty file)."""
+    with TraceReader(path) as reader:
+        for rec in reader:
+            return rec.device
+    return 0
+
+
+def _compat_file(path, target, dev, cpu, max_time, max_pkts, verbose, out):
+    summary = FileSummary(dev, cpu, path, target, "btrecord")
+    writer = compat.BtrecordWriter(target)
+    log = None
+    if verbose:
+        out.write(f"\t{target}: 10000 0 0 0\n")
+        log = _VerboseLog(target, cpu, verbose, out)
+    ok = False
+    try:
+        ios = queued_ios(path) if not verbose else log.counting(path)
+        to_btrecord(ios, writer, summary, max_time, max_pkts, path, log.packet if log else None)
+        ok = True
+    finally:
+        writer.close(finalize=ok)
+        if log:
+            log.close()
+    if verbose:
+        out.write(
+            f"\t{target}: 10000 {writer.genesis:x} {writer.header_bunches:x} {writer.header_packets:x}\n"
+        )
+        summary.records = log.records
+        if summary.bunches:
+            out.write(
+                f"{dev}:{cpu}: {log.records} pkts (tot), {summary.ios} pkts (replay), "
+                f"{summary.bunches} bunches, {summary.ios / summary.bunches:.1f} pkts/bunch\n"
+            )
+    return summary
+
+
+class _VerboseLog:
+    """btrecord's -v ``.rec`` file and -vv per-IO lines."""
+
+    DASHES = "-" * 18 + "\n"
+
+    def __init__(self, target, cpu, level, out):
+        self.rec = open(target + ".rec", "w")
+        self.cpu = cpu
+        self.level = level
+        self.out = out
+        self.records = 0
+        self._genesis = 0
+
+    def counting(self, path):
+        with TraceReader(path) as reader:
+            for r in reader:
+                self.records += 1
+                if is_queue(r.action):
+                    yield r.time, r.sector, r.bytes, r.action, r.pid
+
+    def packet(self, t, sector, nbytes, rw, start, genesis, first):
+        if self.level > 1:
+            self.out.write(f"{self.cpu:2d}: {sector:10d}+{nbytes // 512:10d} ({rw}) @ {t:10x}\n")
+            if genesis != self._genesis:
+                self.out.write(f"\tSetting new genesis: {genesis:x}({self.cpu})\n")
+                self._genesis = genesis
+        if first:
+            self._close_bunch()
+            rel = start - genesis
+            self._head = (f"{rel // 1_000_000_000:4d}.{rel % 1_000_000_000:09d}", [])
+        self._head[1].append(f"\t{rw:1d} {sector:10d}\t{nbytes // 512:10d}\n")
+
+    _head = None
+
+    def _close_bunch(self):
+        if self._head:
+            stamp, lines = self._head
+            self.rec.write(self.DASHES + f"{stamp} {len(lines):3d}\n" + self.DASHES + "".join(lines))
+            self._head = None
+
+    def close(self):
+        self._close_bunch()
+        self.rec.write(self.DASHES if self._wrote else "")
+        self.rec.close()
+
+    @property
+    def _wrote(self):
+        return self.rec.tell() > 0

@@ -1,0 +1,57 @@
+"""What a conversion produced, per device and CPU file."""
+
+from dataclasses import dataclass, field
+
+from ..replayfile.ops import OP_NAMES, classify
+
+
+@dataclass
+class FileSummary:
+    device: str
+    cpu: int
+    source: str
+    output: str
+    format: str
+    ios: int = 0
+    bunches: int = 0
+    first_time: int = 0
+    last_time: int = 0
+    records: int = -1  # every record read; counted only when verbose
+    by_action: dict = field(default_factory=dict)  # action word (bitwise-not for empty bios) -> [count, bytes]
+
+    def ops(self):
+        """{op name: {"ios": n, "bytes": b}} from the per-action tallies."""
+        out = {}
+        for key, (count, nbytes) in self.by_action.items():
+            op = OP_NAMES[classify(~key, 0)[0] if key < 0 else classify(key, 1)[0]]
+            entry = out.setdefault(op, {"ios": 0, "bytes": 0})
+            entry["ios"] += count
+            entry["bytes"] += nbytes
+        return out
+
+    @property
+    def span_ns(self):
+        return self.last_time - self.first_time if self.ios else 0
+
+    def line(self):
+        """One human line: device:cpu, IOs and bytes by op, bunches, time span."""
+        ops = ", ".join(f"{n} {v['ios']} IOs/{_size(v['bytes'])}" for n, v in sorted(self.ops().items()))
+        return (
+            f"{self.device}:{self.cpu}: {self.ios} IOs ({ops or 'none'}), {self.bunches} bunches, "
+            f"span {self.span_ns / 1e9:.6f} s -> {self.output}"
+        )
+
+    def as_dict(self):
+        return {
+            "device": self.device, "cpu": self.cpu, "source": self.source, "output": self.output,
+            "format": self.format, "ios": self.ios, "bunches": self.bunches, "ops": self.ops(),
+            "first_time_ns": self.first_time, "last_time_ns": self.last_time, "span_ns": self.span_ns,
+        }
+
+
+def _size(n):
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)

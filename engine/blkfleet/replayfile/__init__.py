@@ -1,0 +1,31 @@
+"""Replay files: btrecord's format (``compat``) and blkfleet's native format, one reader interface."""
+
+from ..errors import TraceFormatError
+from . import compat, native
+from .ops import READ, WRITE
+
+
+def open_replay(path):
+    """Open a replay file of either format, detected from its first bytes."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head == native.MAGIC:
+        return native.NativeReader(path)
+    if len(head) == 8 and int.from_bytes(head, "little") == compat.VERSION:
+        return compat.BtrecordReader(path)
+    raise TraceFormatError(path, 0, "not a replay file (neither blkfleet native nor btrecord format)")
+
+
+def iter_ios(reader):
+    """Yield (time, sector, nbytes, op, flags) for every IO of an open replay file, in file order.
+
+    btrecord files carry one time per bunch: every IO of a bunch gets that time, reads and writes only.
+    """
+    if reader.kind == "native":
+        for time, packets in reader.bunches():
+            for sector, nbytes, dt, op, flags, _pid in packets:
+                yield time + dt, sector, nbytes, op, flags
+    else:
+        for time, packets in reader.bunches():
+            for sector, nbytes, rw in packets:
+                yield time, sector, nbytes, READ if rw else WRITE, 0

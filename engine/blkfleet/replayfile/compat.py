@@ -1,0 +1,106 @@
+"""btrecord 1.2.0 replay files (``DEV.replay.CPU``), byte for byte, quirks included.
+
+Layout (host order, little-endian here): a 32-byte header {version 0x10000, genesis, nbunches, total_pkts},
+then bunches {npkts, time_stamp} each followed by npkts packets {sector, nbytes, rw (1 read, 0 write), pad}.
+btrecord writes the final header *before* flushing the last bunch, so nbunches and total_pkts exclude it;
+BtrecordWriter reproduces that.
+"""
+
+import struct
+
+from ..errors import TraceFormatError
+
+VERSION = 0x10000
+HEADER = struct.Struct("<QQQQ")
+BUNCH = struct.Struct("<QQ")
+PACKET = struct.Struct("<QQI4x")
+MAX_PKTS = 512
+
+
+class BtrecordWriter:
+    """Write one btrecord file; call ``add_bunch`` per closed bunch and ``close`` at the end."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        self._f = open(path, "wb")
+        self.genesis = 0
+        self.bunches = 0
+        self.packets = 0
+        self._last = 0
+        self.write_header()
+
+    def write_header(self):
+        """(Re)write the header with btrecord's counts: the last bunch is not included."""
+        self._f.seek(0)
+        self._f.write(HEADER.pack(VERSION, self.genesis, self.header_bunches, self.header_packets))
+        self._f.seek(0, 2)
+
+    @property
+    def header_bunches(self):
+        return max(self.bunches - 1, 0)
+
+    @property
+    def header_packets(self):
+        return self.packets - self._last
+
+    def add_bunch(self, time_stamp, packets):
+        """Append a bunch; ``packets`` is a sequence of pre-packed 24-byte packets (see ``PACKET``)."""
+        self._f.write(BUNCH.pack(len(packets), time_stamp))
+        self._f.write(b"".join(packets))
+        self.bunches += 1
+        self.packets += len(packets)
+        self._last = len(packets)
+
+    def close(self, finalize=True):
+        """Write the final header (unless the run failed: btrecord then leaves the provisional one)."""
+        if finalize:
+            self.write_header()
+        self._f.close()
+
+
+class BtrecordReader:
+    """Read a btrecord file: header fields, then ``bunches()`` yields (time_stamp, [(sector, nbytes, rw)])."""
+
+    kind = "btrecord"
+
+    def __init__(self, path):
+        self.path = str(path)
+        self._f = open(path, "rb")
+        head = self._f.read(HEADER.size)
+        if len(head) < HEADER.size:
+            self._f.close()
+            raise TraceFormatError(path, 0, f"truncated btrecord header ({len(head)} of 32 bytes)")
+        self.version, self.genesis, self.nbunches, self.total_pkts = HEADER.unpack(head)
+        if self.version != VERSION:
+            self._f.close()
+            raise TraceFormatError(path, 0, f"not a btrecord replay file (version 0x{self.version:x})")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self._f.close()
+
+    def bunches(self):
+        f = self._f
+        f.seek(HEADER.size)
+        offset = HEADER.size
+        while True:
+            head = f.read(BUNCH.size)
+            if not head:
+                return
+            if len(head) < BUNCH.size:
+                raise TraceFormatError(self.path, offset, f"truncated bunch header ({len(head)} of 16 bytes)")
+            npkts, stamp = BUNCH.unpack(head)
+            if not 0 < npkts <= MAX_PKTS:
+                raise TraceFormatError(self.path, offset, f"bad bunch size {npkts} (1..{MAX_PKTS})")
+            body = f.read(PACKET.size * npkts)
+            if len(body) < PACKET.size * npkts:
+                raise TraceFormatError(
+                    self.path, offset + BUNCH.size, f"truncated bunch ({len(body)} of {PACKET.size * npkts} bytes)"
+                )
+            yield stamp, list(PACKET.iter_unpack(body))
+            offset += BUNCH.size + len(body)

@@ -1,0 +1,127 @@
+"""blkfleet's native replay file (``DEV.replay.CPU``, format version 1): see docs/formats.md.
+
+It fixes btrecord's quirks: a magic and version, true counts, operations kept as such (read, write,
+discard, flush, write-zeroes with FUA/sync/meta/readahead/preflush flags) and a time for every IO.
+"""
+
+import struct
+
+from ..errors import TraceFormatError
+
+MAGIC = b"BFREPLAY"
+VERSION = 1
+HEADER = struct.Struct("<8sHHIQQQQIIII")
+BUNCH = struct.Struct("<IIQ")
+PACKET = struct.Struct("<QIIBBxxI")
+F_COMPLETE = 1
+MAX_DT = 0xFFFFFFFF  # a packet's offset from its bunch time is a u32 of nanoseconds
+
+
+class NativeWriter:
+    """Write one native file: ``add_bunch(time, packets)`` per bunch, then ``close()``."""
+
+    def __init__(self, path, device=0, cpu=0, max_pkts=0):
+        self.path = str(path)
+        self._f = open(path, "wb")
+        self.device = device
+        self.cpu = cpu
+        self.max_pkts = max_pkts
+        self.genesis = 0
+        self.last_time = 0
+        self.ios = 0
+        self.bunches = 0
+        self._write_header(0)
+
+    def _write_header(self, flags):
+        self._f.seek(0)
+        self._f.write(
+            HEADER.pack(
+                MAGIC, VERSION, HEADER.size, flags, self.genesis, self.last_time, self.ios, self.bunches,
+                self.device, self.cpu, self.max_pkts, 0,
+            )
+        )
+        self._f.seek(0, 2)
+
+    def add_bunch(self, time, packets, last_time):
+        """Append a bunch of pre-packed packets (``PACKET``); ``last_time`` is its last IO's absolute time."""
+        if not self.bunches:
+            self.genesis = time
+        self._f.write(BUNCH.pack(len(packets), 0, time))
+        self._f.write(b"".join(packets))
+        self.bunches += 1
+        self.ios += len(packets)
+        self.last_time = last_time
+
+    def close(self):
+        self._write_header(F_COMPLETE)
+        self._f.close()
+
+    def abort(self):
+        self._f.close()
+
+
+class NativeReader:
+    """Read a native file; ``bunches()`` yields (time, [(sector, nbytes, dt, op, flags, pid), ...])."""
+
+    kind = "native"
+
+    def __init__(self, path):
+        self.path = str(path)
+        self._f = open(path, "rb")
+        try:
+            self._read_header()
+        except BaseException:
+            self._f.close()
+            raise
+
+    def _read_header(self):
+        head = self._f.read(HEADER.size)
+        if len(head) < HEADER.size:
+            raise TraceFormatError(self.path, 0, f"truncated header ({len(head)} of {HEADER.size} bytes)")
+        (magic, version, hsize, flags, self.genesis, self.last_time, self.io_count, self.bunch_count,
+         self.device, self.cpu, self.max_pkts, _) = HEADER.unpack(head)
+        if magic != MAGIC:
+            raise TraceFormatError(self.path, 0, "not a blkfleet replay file (bad magic)")
+        if version > VERSION:
+            raise TraceFormatError(self.path, 8, f"replay format version {version} is newer than this engine's")
+        if hsize < HEADER.size:
+            raise TraceFormatError(self.path, 10, f"bad header size {hsize}")
+        if not flags & F_COMPLETE:
+            raise TraceFormatError(self.path, 12, "incomplete replay file (its conversion did not finish)")
+        self.version = version
+        self._data = hsize
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self._f.close()
+
+    def bunches(self):
+        f = self._f
+        f.seek(self._data)
+        offset = self._data
+        ios = bunches = 0
+        while True:
+            head = f.read(BUNCH.size)
+            if not head:
+                break
+            if len(head) < BUNCH.size:
+                raise TraceFormatError(self.path, offset, f"truncated bunch header ({len(head)} of 16 bytes)")
+            npkts, _, time = BUNCH.unpack(head)
+            size = PACKET.size * npkts
+            body = f.read(size)
+            if not npkts or len(body) < size:
+                raise TraceFormatError(self.path, offset, f"truncated or empty bunch ({len(body)} of {size} bytes)")
+            yield time, list(PACKET.iter_unpack(body))
+            offset += BUNCH.size + size
+            ios += npkts
+            bunches += 1
+        if ios != self.io_count or bunches != self.bunch_count:
+            raise TraceFormatError(
+                self.path, offset,
+                f"holds {ios} IOs in {bunches} bunches, its header says {self.io_count} in {self.bunch_count}",
+            )
