@@ -53,7 +53,7 @@ def _run_record(args):
         find=args.find_traces, max_time=args.max_bunch_time, max_pkts=args.max_pkts, base=args.output_base,
         verbose=args.verbose, compat=args.compat,
     )
-    summaries = record(opts, out=sys.stdout)
+    summaries = record(opts, out=sys.stderr)
     if not args.quiet:
         for s in summaries:
             print(s.line(), file=sys.stderr)

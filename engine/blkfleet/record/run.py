@@ -175,9 +175,4 @@ class _VerboseLog:
 
     def close(self):
         self._close_bunch()
-        self.rec.write(self.DASHES if self._wrote else "")
         self.rec.close()
-
-    @property
-    def _wrote(self):
-        return self.rec.tell() > 0

@@ -1,0 +1,1 @@
+"""Capture backends: the kernel's ftrace ``blk`` tracer (tracefs + split) and blktrace relay."""
