@@ -26,8 +26,8 @@ LOCK_PATH = "/run/blkfleet-ftrace.lock"
 DEFAULT_BUFFER_KB = 4096
 READ_SIZE = 1 << 20
 
-# Trace options we set: bin output without the pid/cpu/ts prefix, overwrite so that overruns are reported as
-# "[LOST n EVENTS]", and the blk tracer's own options off (classic text, cgroup ids: btrecord drops cgroup Qs).
+# Trace options we set: bin output without the pid/cpu/ts prefix, overwrite so that overruns are reported
+# as "[LOST n EVENTS]", the blk tracer's own options off (classic text; cgroup ids: btrecord drops those Qs).
 OPTIONS = {
     "bin": "1",
     "context-info": "0",
@@ -64,7 +64,7 @@ def find_tracefs(mount=True):
         if path in mounts and os.path.exists(os.path.join(path, "trace_pipe")):
             return path
     if not mount or not os.path.isdir(TRACEFS):
-        raise BlkfleetError(f"tracefs is not available: nothing mounted and no {TRACEFS} (kernel without ftrace?)")
+        raise BlkfleetError(f"tracefs is not available: not mounted and no {TRACEFS} (no ftrace?)")
     require_root()
     run = subprocess.run(["mount", "-t", "tracefs", "nodev", TRACEFS], capture_output=True, text=True)
     if run.returncode != 0:
@@ -80,7 +80,7 @@ def require_blk_tracer(tracing):
 
 
 def device_trace_dir(device):
-    """``(name, /sys/.../trace)`` for a block device given as ``sda``, ``/dev/sda`` or any device node path."""
+    """``(name, /sys/.../trace)`` for a block device given as ``sda``, ``/dev/sda`` or another node path."""
     if os.sep in device:
         try:
             rdev = os.stat(device).st_rdev
@@ -94,7 +94,7 @@ def device_trace_dir(device):
     name = os.path.basename(os.path.realpath(sysdir))
     trace = os.path.join(sysdir, "trace")
     if not os.path.isdir(trace):
-        raise BlkfleetError(f"block device {name} has no trace directory (kernel without CONFIG_BLK_DEV_IO_TRACE?)")
+        raise BlkfleetError(f"block device {name} has no trace directory (no CONFIG_BLK_DEV_IO_TRACE?)")
     return name, os.path.realpath(trace)
 
 
@@ -109,7 +109,8 @@ def act_mask_value(act_mask):
         value = 0
         for name in filter(None, (n.strip() for n in act_mask.split(","))):
             if name not in ACT_MASK_NAMES:
-                raise BlkfleetError(f"unknown act_mask category {name!r} (known: {', '.join(ACT_MASK_NAMES)})")
+                known = ", ".join(ACT_MASK_NAMES)
+                raise BlkfleetError(f"unknown act_mask category {name!r} (known: {known})")
             value |= bits[name]
     if not 0 < value <= 0xFFFF:
         raise BlkfleetError(f"act_mask must select at least one of the 16 categories, got {act_mask!r}")

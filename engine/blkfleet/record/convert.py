@@ -4,6 +4,8 @@ Bunching (both formats): a bunch starts at an IO's time; the next IO closes it a
 bunch already holds ``max_pkts`` IOs or the IO is more than ``max_time`` ns after the bunch's first IO.
 """
 
+from itertools import chain
+
 from ..errors import TraceFormatError
 from ..replayfile import compat, native
 from ..replayfile.ops import classify
@@ -25,14 +27,14 @@ def _queue_offset(path, index):
     return -1
 
 
-def to_btrecord(ios, writer, summary, max_time, max_pkts, trace_path, on_packet=None):
+def to_btrecord(batches, writer, summary, max_time, max_pkts, trace_path, on_packet=None):
     """btrecord's loop: per-file genesis, unsigned window test, rw = READ bit, quirks kept."""
     pack = compat.PACKET.pack
     tally = summary.by_action
     genesis = start = 0
     bunch = []
     n = 0
-    for t, sector, nbytes, action, _pid in ios:
+    for t, sector, nbytes, action, _pid in chain.from_iterable(batches):
         if genesis == 0:
             genesis = t
             writer.genesis = t
@@ -65,7 +67,7 @@ def to_btrecord(ios, writer, summary, max_time, max_pkts, trace_path, on_packet=
     summary.last_time = t if n else 0
 
 
-def to_native(ios, writer, summary, max_time, max_pkts, trace_path):
+def to_native(batches, writer, summary, max_time, max_pkts, trace_path):
     """Native loop: per-IO times (offset from the bunch time), ops kept; time must not go backwards."""
     pack = native.PACKET.pack
     tally = summary.by_action
@@ -73,7 +75,7 @@ def to_native(ios, writer, summary, max_time, max_pkts, trace_path):
     start = last = 0
     bunch = []
     n = 0
-    for t, sector, nbytes, action, pid in ios:
+    for t, sector, nbytes, action, pid in chain.from_iterable(batches):
         if t < last:
             raise TraceFormatError(
                 trace_path, _queue_offset(trace_path, n), f"time goes backwards: {t} ns after {last} ns"

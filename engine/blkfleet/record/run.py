@@ -7,7 +7,7 @@ from ..errors import BlkfleetError
 from ..percpu import find_devices, find_per_cpu
 from ..replayfile import compat, native
 from ..trace.actions import is_queue
-from ..trace.queued import queued_ios
+from ..trace.queued import queued_batches
 from ..trace.reader import TraceReader
 from .convert import to_btrecord, to_native
 from .summary import FileSummary
@@ -86,7 +86,7 @@ def _native_file(path, target, dev, cpu, max_time, max_pkts):
     tmp = target + ".partial"
     writer = native.NativeWriter(tmp, device, cpu, max_pkts)
     try:
-        to_native(queued_ios(path), writer, summary, max_time, max_pkts, path)
+        to_native(queued_batches(path), writer, summary, max_time, max_pkts, path)
     except BaseException:
         writer.abort()
         os.unlink(tmp)
@@ -113,8 +113,8 @@ def _compat_file(path, target, dev, cpu, max_time, max_pkts, verbose, out):
         log = _VerboseLog(target, cpu, verbose, out)
     ok = False
     try:
-        ios = queued_ios(path) if not verbose else log.counting(path)
-        to_btrecord(ios, writer, summary, max_time, max_pkts, path, log.packet if log else None)
+        batches = queued_batches(path) if not verbose else [log.counting(path)]
+        to_btrecord(batches, writer, summary, max_time, max_pkts, path, log.packet if log else None)
         ok = True
     finally:
         writer.close(finalize=ok)

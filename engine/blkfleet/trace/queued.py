@@ -1,13 +1,15 @@
 """Fast selection of queued IOs (Q events) from a trace file, for the converter.
 
-A compiled regular expression walks the record framing in C: each match consumes any number of
-non-Q records and then one Q record. Records the expression does not describe (unusual payload sizes,
-protocol version 8, bad magic, a record cut by the chunk boundary) fall back to the generic decoder, so the
-result is exactly what TraceReader would give, only faster.
+A compiled regular expression walks the record framing in C. ``re.split`` with it returns, for every run of
+non-Q records ended by a Q record, the run and the Q record; a Q header is then decoded in bulk with
+``struct.iter_unpack``. Whatever the expression does not describe (unusual payload sizes, a bad magic,
+a record cut at the end of the window, protocol version 8) is handed to the generic decoder, so the result is
+exactly what filtering TraceReader would give, only faster.
 """
 
 import re
 import struct
+import sys
 
 from ..errors import TraceFormatError
 from .actions import is_queue
@@ -15,7 +17,9 @@ from .reader import TraceReader, detect
 from .record import HEADER_SIZE, MAGIC, layout
 
 CHUNK = 4 << 20
-_FAST_PDU_LENS = (0, 8, 16)
+WINDOW = 256 << 10
+MIN_WINDOW = 4 << 10
+FAST_PDU_LENS = (0, 8, 16, 24)
 
 
 def _byte_class(pred):
@@ -23,24 +27,23 @@ def _byte_class(pred):
 
 
 def _pattern(order):
-    """The expression for v7 records in byte order ``order`` (see module docstring)."""
-    magic = struct.pack(order + "I", MAGIC | 7)
-    with_bit = _byte_class(lambda b: b & 0x10)
-    without_bit = _byte_class(lambda b: not b & 0x10)
-    if order == "<":  # action bytes a0 a1 a2 a3, Q iff a0 == 1, a1 == 0, a2 & 0x10
-        q_action = rb"\x01\x00" + with_bit + b"."
-        other = rb"(?:[^\x01]...|\x01[^\x00]..|\x01\x00" + without_bit + b".)"
-        pdus = [struct.pack("<H", n) + b".{%d}" % n if n else b"\x00\x00" for n in _FAST_PDU_LENS]
+    """``(run of non-Q records)(Q record with no payload | end of text)`` for v7 records in byte order."""
+    magic = re.escape(struct.pack(order + "I", MAGIC | 7))
+    bit = _byte_class(lambda b: b & 0x10)
+    nobit = _byte_class(lambda b: not b & 0x10)
+    if order == "<":  # action bytes a0 a1 a2 a3: Q iff a0 == 1, a1 == 0 (no cgroup flag), a2 has QUEUE
+        q_action = rb"\x01\x00" + bit + b"."
+        other_action = rb"(?:[^\x01]...|\x01[^\x00]..|\x01\x00" + nobit + b".)"
     else:  # a3 a2 a1 a0
-        q_action = b"." + with_bit + rb"\x00\x01"
-        other = b"(?:." + without_bit + rb"..|.." + rb"[^\x00].|..\x00[^\x01])"
-        pdus = [struct.pack(">H", n) + b".{%d}" % n if n else b"\x00\x00" for n in _FAST_PDU_LENS]
-    pdu = b"(?:" + b"|".join(pdus) + b")"
-    head = re.escape(magic) + b".{24}"
-    tail = b".{12}..".replace(b"..", b".{2}") + pdu
-    record_other = head + other + tail
-    record_q = head + q_action + tail
-    return re.compile(b"(?:" + record_other + b")*(?:(" + record_q + b")|)", re.DOTALL)
+        q_action = b"." + bit + rb"\x00\x01"
+        other_action = b"(?:." + nobit + rb"..|..[^\x00].|..\x00[^\x01])"
+    pdu = b"(?:" + b"|".join(re.escape(struct.pack(order + "H", n)) + b".{%d}" % n for n in FAST_PDU_LENS) + b")"
+    head = magic + b".{24}"
+    other = head + other_action + b".{14}" + pdu
+    queue = head + q_action + b".{14}" + re.escape(struct.pack(order + "H", 0))
+    star = b"*+" if sys.version_info >= (3, 11) else b"*"  # possessive: no backtracking into the run
+    run = b"(?:" + other + b")" + star
+    return re.compile(b"(" + run + b")(" + queue + rb"|\Z)", re.DOTALL), re.compile(run, re.DOTALL)
 
 
 _PATTERNS = {}
@@ -52,64 +55,107 @@ def _compiled(order):
     return _PATTERNS[order]
 
 
-def queued_ios(path):
-    """Yield (time, sector, bytes, action, pid) for every Q event of a trace file, in file order."""
+def queued_batches(path):
+    """Yield lists of (time, sector, bytes, action, pid), one per Q event of a trace file, in file order."""
     with open(path, "rb") as f:
         head = f.read(64)
         if not head:
             return
         order, version = detect(head, path)
         f.seek(0)
-        if version != 7:
-            with TraceReader(path, f) as reader:
-                for r in reader:
-                    if is_queue(r.action):
-                        yield r.time, r.sector, r.bytes, r.action, r.pid
+        if version == 7:
+            yield from _scan_v7(path, f, order)
             return
-        yield from _scan_v7(path, f, order)
+        with TraceReader(path, f) as reader:
+            batch = []
+            for r in reader:
+                if is_queue(r.action):
+                    batch.append((r.time, r.sector, r.bytes, r.action, r.pid))
+                    if len(batch) >= 4096:
+                        yield batch
+                        batch = []
+            if batch:
+                yield batch
+
+
+def queued_ios(path):
+    """Yield (time, sector, bytes, action, pid) for every Q event of a trace file, in file order."""
+    for batch in queued_batches(path):
+        yield from batch
+
+
+def _fast_prefix(split, window):
+    """Split a window; return (bytes consumed by regular records, their Q headers joined)."""
+    parts = split(window)
+    gaps = parts[0::3]
+    if not any(gaps[:-2]):  # the usual case: only the record cut by the window's end stops the walk
+        k = len(gaps) - 2 if len(gaps) > 1 and gaps[-2] else len(gaps) - 1
+    else:
+        k = next(i for i, g in enumerate(gaps) if g)
+    return len(window) - sum(map(len, parts[3 * k :])), b"".join(parts[2 : 3 * k : 3])
 
 
 def _scan_v7(path, f, order):
-    match = _compiled(order).match
-    q = struct.Struct(order + "8xQQIII")
+    splitter, run = _compiled(order)
+    split = splitter.split
+    skip_run = run.match
+    q_head = struct.Struct(order + "8xQQIII12x")
     hdr = layout(7, order)
     expect = MAGIC | 7
     size = HEADER_SIZE[7]
+    fast_pdu = set(FAST_PDU_LENS)
     buf = f.read(CHUNK)
-    base = 0
-    pos = 0
+    base = pos = 0
+    window = WINDOW
+    eof = False
     while True:
+        if not eof and len(buf) - pos < window:
+            more = f.read(CHUNK)
+            eof = not more
+            buf = buf[pos:] + more
+            base += pos
+            pos = 0
         n = len(buf)
-        while True:
-            m = match(buf, pos)
-            start = m.start(1)
-            if start < 0:
-                pos = m.end()
+        if pos >= n:
+            return
+        end = min(n, pos + window)
+        used, heads = _fast_prefix(split, buf[pos:end])
+        if heads:
+            yield list(q_head.iter_unpack(heads))
+        pos = skip_run(buf, pos + used, end).end()  # non-Q records before the stop
+        if pos == end:
+            window = min(window * 2, CHUNK // 2)
+            continue
+        if end - pos < size + FAST_PDU_LENS[-1] and (end < n or not eof):
+            continue  # a record cut by the window's or the buffer's end
+        window = max(window // 4, MIN_WINDOW)
+        # Generic decoding from here while records are irregular (at least one record).
+        batch = []
+        while pos < n:
+            if n - pos < size:
+                if eof:
+                    raise TraceFormatError(path, base + pos, f"truncated record ({n - pos} of {size} bytes)")
                 break
-            yield q.unpack_from(buf, start)
-            pos = m.end()
-        # The expression stopped: end of buffer, a record cut by the chunk end, or an unusual record.
-        if n - pos >= size:
             fields = hdr.unpack_from(buf, pos)
             if fields[0] != expect:
-                raise TraceFormatError(
-                    path, base + pos, f"bad magic 0x{fields[0]:08x} (expected 0x{expect:08x})"
-                )
-            end = pos + size + fields[10]
-            if end <= n:
-                if is_queue(fields[5]):
-                    yield fields[2], fields[3], fields[4], fields[5], fields[6]
-                pos = end
-                continue
-        more = f.read(CHUNK)
-        if not more:
-            if pos < n:
-                rest = n - pos
-                what = "record" if rest < size else "payload"
-                got = rest if rest < size else rest - size
-                want = size if rest < size else hdr.unpack_from(buf, pos)[10]
-                raise TraceFormatError(path, base + pos, f"truncated {what} ({got} of {want} bytes)")
-            return
-        buf = buf[pos:] + more
-        base += pos
-        pos = 0
+                raise TraceFormatError(path, base + pos, f"bad magic 0x{fields[0]:08x} (expected 0x{expect:08x})")
+            stop = pos + size + fields[10]
+            if stop > n:
+                if eof:
+                    raise TraceFormatError(
+                        path, base + pos, f"truncated payload ({n - pos - size} of {fields[10]} bytes)"
+                    )
+                break
+            if is_queue(fields[5]):
+                batch.append((fields[2], fields[3], fields[4], fields[5], fields[6]))
+            pos = stop
+            if fields[10] in fast_pdu:
+                break
+        if batch:
+            yield batch
+        if n - pos < size + 64 and not eof:
+            more = f.read(CHUNK)
+            eof = not more
+            buf = buf[pos:] + more
+            base += pos
+            pos = 0
