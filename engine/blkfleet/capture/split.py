@@ -20,8 +20,8 @@ import sys
 from dataclasses import asdict, dataclass
 
 from ..errors import TraceFormatError
-from ..trace.actions import C_NOTIFY, is_queue
-from ..trace.record import HEADER_SIZE, MAGIC, MAGIC_MASK, layout
+from ..trace.actions import A_QUEUE, C_NOTIFY, C_QUEUE
+from ..trace.record import HEADER_SIZE, MAGIC, MAGIC_MASK
 from ..trace.writer import TraceWriter
 
 NATIVE = "<" if sys.byteorder == "little" else ">"
@@ -30,6 +30,7 @@ MAX_LOST_LINE = 48
 WRITE_BUFFER = 1 << 16
 _LOST = re.compile(rb"CPU:(\d+) \[LOST (?:(\d+) )?EVENTS\]\n")
 _LOST_PREFIX = b"CPU:"
+_FIELDS = "24xII4xII2xH"  # bytes, action, device, cpu, pdu_len of a v7 header
 
 
 @dataclass
@@ -69,13 +70,21 @@ def device_name(dev):
 
 
 class _Output:
-    __slots__ = ("file", "writer", "sequence", "counters")
+    """One ``DEV.blktrace.CPU`` file: its writer, sequence counter, counters and not yet written pieces."""
+
+    __slots__ = ("file", "writer", "sequence", "counters", "parts")
 
     def __init__(self, path, byteorder):
         self.file = open(path, "wb", buffering=WRITE_BUFFER)  # noqa: SIM115 (closed by Splitter.close)
         self.writer = TraceWriter(self.file, 7, byteorder)
         self.sequence = 0
         self.counters = Counters()
+        self.parts = []
+
+    def flush(self):
+        if self.parts:
+            self.writer.write_raw(b"".join(self.parts))
+            self.parts.clear()
 
 
 class Splitter:
@@ -90,7 +99,7 @@ class Splitter:
         self.outdir = str(outdir)
         os.makedirs(self.outdir, exist_ok=True)
         self.byteorder = byteorder
-        self._hdr = layout(7, byteorder)
+        self._fields = struct.Struct(byteorder + _FIELDS)
         self._word = struct.Struct(byteorder + "I")
         self._magic = self._word.pack(MAGIC | 7)
         self._names = dict(names or {})
@@ -134,16 +143,31 @@ class Splitter:
         """Handle every complete record or LOST line in ``buf``; return where the unfinished tail starts."""
         n = len(buf)
         pos = 0
-        magic, word, hdr = self._magic, self._word, self._hdr
+        magic, word, fields = self._magic, self._word, self._fields.unpack_from
+        pack_seq = word.pack
+        outputs = self._outputs
+        records = 0
         while n - pos >= 4:
             if buf.startswith(magic, pos):
                 if n - pos < HEADER:
-                    return pos
-                fields = hdr.unpack_from(buf, pos)
-                end = pos + HEADER + fields[10]
+                    break
+                nbytes, action, dev, cpu, pdu_len = fields(buf, pos)
+                end = pos + HEADER + pdu_len
                 if end > n:
-                    return pos
-                self._record(buf, pos, end, fields)
+                    break
+                out = outputs.get((dev, cpu)) or self._output(dev, cpu)
+                if action & C_NOTIFY:
+                    out.parts.append(buf[pos:end])
+                else:
+                    out.sequence += 1
+                    out.parts += (magic, pack_seq(out.sequence), buf[pos + 8:end])
+                c = out.counters
+                c.records += 1
+                c.file_bytes += end - pos
+                if action & 0xFFFF == A_QUEUE and action & C_QUEUE:
+                    c.queued += 1
+                    c.bytes += nbytes
+                records += 1
                 pos = end
                 continue
             if buf.startswith(_LOST_PREFIX, pos):
@@ -153,7 +177,7 @@ class Splitter:
                     pos = m.end()
                     continue
                 if n - pos < MAX_LOST_LINE and b"\n" not in buf[pos:]:
-                    return pos
+                    break
             elif word.unpack_from(buf, pos)[0] & MAGIC_MASK == MAGIC:
                 version = word.unpack_from(buf, pos)[0] & 0xFF
                 raise TraceFormatError(
@@ -161,6 +185,9 @@ class Splitter:
                     f"unsupported blktrace protocol version {version} (the ftrace blk tracer writes 7)",
                 )
             pos = self._resync(buf, pos + 1)
+        self.records += records
+        for out in outputs.values():
+            out.flush()
         return pos
 
     def _resync(self, buf, start):
@@ -170,24 +197,9 @@ class Splitter:
         self.skipped_bytes += stop - start + 1
         return stop
 
-    def _record(self, buf, pos, end, fields):
-        dev, cpu, action = fields[7], fields[8], fields[5]
-        out = self._outputs.get((dev, cpu))
-        if out is None:
-            self._grow(dev, max(cpu, self._ncpus - 1))
-            out = self._outputs[dev, cpu]
-        rec = bytearray(buf[pos:end])
-        if not action & C_NOTIFY:
-            out.sequence += 1
-            self._word.pack_into(rec, 4, out.sequence)
-        out.writer.write_raw(rec)
-        c = out.counters
-        c.records += 1
-        c.file_bytes += end - pos
-        if is_queue(action):
-            c.queued += 1
-            c.bytes += fields[4]
-        self.records += 1
+    def _output(self, dev, cpu):
+        self._grow(dev, max(cpu, self._ncpus - 1))
+        return self._outputs[dev, cpu]
 
     def _lost(self, cpu, count):
         events, reports = self.lost.get(cpu, (0, 0))
