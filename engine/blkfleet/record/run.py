@@ -7,7 +7,7 @@ from ..errors import BlkfleetError
 from ..percpu import find_devices, find_per_cpu
 from ..replayfile import compat, native
 from ..trace.actions import is_queue
-from ..trace.queued import queued_batches
+from ..trace.queued import Batch, queued_batches
 from ..trace.reader import TraceReader
 from .convert import to_btrecord, to_native
 from .summary import FileSummary
@@ -113,8 +113,8 @@ def _compat_file(path, target, dev, cpu, max_time, max_pkts, verbose, out):
         log = _VerboseLog(target, cpu, verbose, out)
     ok = False
     try:
-        batches = queued_batches(path) if not verbose else [log.counting(path)]
-        to_btrecord(batches, writer, summary, max_time, max_pkts, path, log.packet if log else None)
+        batches = log.counting(path) if verbose else queued_batches(path)
+        to_btrecord(batches, writer, summary, max_time, max_pkts, path, log)
         ok = True
     finally:
         writer.close(finalize=ok)
@@ -144,35 +144,35 @@ class _VerboseLog:
         self.level = level
         self.out = out
         self.records = 0
-        self._genesis = 0
 
     def counting(self, path):
+        """Batches of Q events, counting every record read (for the "pkts (tot)" figure)."""
+        rows = []
         with TraceReader(path) as reader:
             for r in reader:
                 self.records += 1
                 if is_queue(r.action):
-                    yield r.time, r.sector, r.bytes, r.action, r.pid
+                    rows.append((r.time, r.sector, r.bytes, r.action, r.pid))
+                    if len(rows) >= 4096:
+                        yield Batch.from_rows(rows)
+                        rows = []
+        if rows:
+            yield Batch.from_rows(rows)
 
-    def packet(self, t, sector, nbytes, rw, start, genesis, first):
-        if self.level > 1:
-            self.out.write(f"{self.cpu:2d}: {sector:10d}+{nbytes // 512:10d} ({rw}) @ {t:10x}\n")
-            if genesis != self._genesis:
+    def ios(self, times, sectors, nbytes, rws, genesis_at, genesis):
+        if self.level < 2:
+            return
+        for i, (t, sector, size, rw) in enumerate(zip(times, sectors, nbytes, rws)):
+            self.out.write(f"{self.cpu:2d}: {sector:10d}+{size // 512:10d} ({rw:d}) @ {t:10x}\n")
+            if i == genesis_at:
                 self.out.write(f"\tSetting new genesis: {genesis:x}({self.cpu})\n")
-                self._genesis = genesis
-        if first:
-            self._close_bunch()
-            rel = start - genesis
-            self._head = (f"{rel // 1_000_000_000:4d}.{rel % 1_000_000_000:09d}", [])
-        self._head[1].append(f"\t{rw:1d} {sector:10d}\t{nbytes // 512:10d}\n")
 
-    _head = None
-
-    def _close_bunch(self):
-        if self._head:
-            stamp, lines = self._head
-            self.rec.write(self.DASHES + f"{stamp} {len(lines):3d}\n" + self.DASHES + "".join(lines))
-            self._head = None
+    def bunch(self, time, genesis, sectors, nbytes, rws):
+        rel = (time - genesis) & ((1 << 64) - 1)
+        lines = "".join(f"\t{rw:1d} {s:10d}\t{n // 512:10d}\n" for s, n, rw in zip(sectors, nbytes, rws))
+        self.rec.write(
+            f"{self.DASHES}{rel // 1_000_000_000:4d}.{rel % 1_000_000_000:09d} {len(sectors):3d}\n{self.DASHES}{lines}"
+        )
 
     def close(self):
-        self._close_bunch()
         self.rec.close()

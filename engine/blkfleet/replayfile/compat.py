@@ -44,12 +44,19 @@ class BtrecordWriter:
         return self.packets - self._last
 
     def add_bunch(self, time_stamp, packets):
-        """Append a bunch; ``packets`` is a sequence of pre-packed 24-byte packets (see ``PACKET``)."""
-        self._f.write(BUNCH.pack(len(packets), time_stamp))
-        self._f.write(b"".join(packets))
-        self.bunches += 1
-        self.packets += len(packets)
-        self._last = len(packets)
+        """Append a bunch of (sector, nbytes, rw) packets."""
+        self.add_raw_bunch(BUNCH.pack(len(packets), time_stamp) + b"".join(PACKET.pack(*p) for p in packets))
+
+    def add_raw_bunch(self, data):
+        """Append an encoded bunch (16-byte header then its packets)."""
+        self.add_raw_bunches([data], [(len(data) - BUNCH.size) // PACKET.size])
+
+    def add_raw_bunches(self, chunks, counts):
+        """Append encoded bunches; ``counts`` holds each one's number of packets."""
+        self._f.write(b"".join(chunks))
+        self.bunches += len(counts)
+        self.packets += sum(counts)
+        self._last = counts[-1]
 
     def close(self, finalize=True):
         """Write the final header (unless the run failed: btrecord then leaves the provisional one)."""

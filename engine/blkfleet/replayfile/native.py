@@ -42,14 +42,18 @@ class NativeWriter:
         )
         self._f.seek(0, 2)
 
-    def add_bunch(self, time, packets, last_time):
-        """Append a bunch of pre-packed packets (``PACKET``); ``last_time`` is its last IO's absolute time."""
+    def add_bunch(self, time, packets):
+        """Append a bunch of (sector, nbytes, dt, op, flags, pid) packets."""
+        data = BUNCH.pack(len(packets), 0, time) + b"".join(PACKET.pack(*p) for p in packets)
+        self.add_raw_bunches([data], len(packets), time, time + max(p[2] for p in packets))
+
+    def add_raw_bunches(self, chunks, npkts, time, last_time):
+        """Append encoded bunches holding ``npkts`` IOs in all, from ``time`` to ``last_time``."""
         if not self.bunches:
             self.genesis = time
-        self._f.write(BUNCH.pack(len(packets), 0, time))
-        self._f.write(b"".join(packets))
-        self.bunches += 1
-        self.ios += len(packets)
+        self._f.write(b"".join(chunks))
+        self.bunches += len(chunks)
+        self.ios += npkts
         self.last_time = last_time
 
     def close(self):

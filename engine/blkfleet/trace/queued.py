@@ -2,7 +2,7 @@
 
 A compiled regular expression walks the record framing in C. ``re.split`` with it returns, for every run of
 non-Q records ended by a Q record, the run and the Q record; a Q header is then decoded in bulk with
-``struct.iter_unpack``. Whatever the expression does not describe (unusual payload sizes, a bad magic,
+``memoryview.cast`` (or ``struct.iter_unpack`` for a foreign byte order) into columns. Whatever the expression does not describe (unusual payload sizes, a bad magic,
 a record cut at the end of the window, protocol version 8) is handed to the generic decoder, so the result is
 exactly what filtering TraceReader would give, only faster.
 """
@@ -10,6 +10,7 @@ exactly what filtering TraceReader would give, only faster.
 import re
 import struct
 import sys
+from typing import NamedTuple
 
 from ..errors import TraceFormatError
 from .actions import is_queue
@@ -55,8 +56,31 @@ def _compiled(order):
     return _PATTERNS[order]
 
 
+class Batch(NamedTuple):
+    """Consecutive Q events of one file as columns (lists of equal length)."""
+
+    times: list
+    sectors: list
+    nbytes: list
+    actions: list
+    pids: list
+
+    @classmethod
+    def from_rows(cls, rows):
+        return cls(*map(list, zip(*rows))) if rows else cls([], [], [], [], [])
+
+
+def _columns_of(heads, order):
+    """Columns of a run of 48-byte v7 Q headers."""
+    if (order == "<") == (sys.byteorder == "little"):
+        view = memoryview(heads)
+        q, i = view.cast("Q"), view.cast("I")
+        return Batch(q[1::6].tolist(), q[2::6].tolist(), i[6::12].tolist(), i[7::12].tolist(), i[8::12].tolist())
+    return Batch.from_rows(list(struct.iter_unpack(order + "8xQQIII12x", heads)))
+
+
 def queued_batches(path):
-    """Yield lists of (time, sector, bytes, action, pid), one per Q event of a trace file, in file order."""
+    """Yield a Batch per run of Q events of a trace file, in file order."""
     with open(path, "rb") as f:
         head = f.read(64)
         if not head:
@@ -67,21 +91,21 @@ def queued_batches(path):
             yield from _scan_v7(path, f, order)
             return
         with TraceReader(path, f) as reader:
-            batch = []
+            rows = []
             for r in reader:
                 if is_queue(r.action):
-                    batch.append((r.time, r.sector, r.bytes, r.action, r.pid))
-                    if len(batch) >= 4096:
-                        yield batch
-                        batch = []
-            if batch:
-                yield batch
+                    rows.append((r.time, r.sector, r.bytes, r.action, r.pid))
+                    if len(rows) >= 4096:
+                        yield Batch.from_rows(rows)
+                        rows = []
+            if rows:
+                yield Batch.from_rows(rows)
 
 
 def queued_ios(path):
     """Yield (time, sector, bytes, action, pid) for every Q event of a trace file, in file order."""
     for batch in queued_batches(path):
-        yield from batch
+        yield from zip(*batch)
 
 
 def _fast_prefix(split, window):
@@ -99,7 +123,6 @@ def _scan_v7(path, f, order):
     splitter, run = _compiled(order)
     split = splitter.split
     skip_run = run.match
-    q_head = struct.Struct(order + "8xQQIII12x")
     hdr = layout(7, order)
     expect = MAGIC | 7
     size = HEADER_SIZE[7]
@@ -121,7 +144,7 @@ def _scan_v7(path, f, order):
         end = min(n, pos + window)
         used, heads = _fast_prefix(split, buf[pos:end])
         if heads:
-            yield list(q_head.iter_unpack(heads))
+            yield _columns_of(heads, order)
         pos = skip_run(buf, pos + used, end).end()  # non-Q records before the stop
         if pos == end:
             window = min(window * 2, CHUNK // 2)
@@ -152,7 +175,7 @@ def _scan_v7(path, f, order):
             if fields[10] in fast_pdu:
                 break
         if batch:
-            yield batch
+            yield Batch.from_rows(batch)
         if n - pos < size + 64 and not eof:
             more = f.read(CHUNK)
             eof = not more
