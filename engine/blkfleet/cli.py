@@ -1,74 +1,20 @@
 """The ``blkfleet`` command line: one subcommand per step of the data flow."""
 
 import argparse
-import json
-import re
 import sys
 
 from . import __version__
 from .errors import BlkfleetError
+from .record import cli as record_cli
+
+COMMANDS = (record_cli,)
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors and exit code 2."""
+    """argparse with one-line errors and exit code 2 (each package adds its subcommand via ``add_parser``)."""
 
     def error(self, message):
         raise BlkfleetError(f"{self.prog}: {message}")
-
-
-def _c_integer(text):
-    """Parse like C's atoll: optional sign and leading digits, anything after ignored, else 0."""
-    m = re.match(r"\s*([+-]?\d+)", text)
-    return int(m.group(1)) if m else 0
-
-
-def _add_record(sub):
-    p = sub.add_parser(
-        "record",
-        help="convert DEV.blktrace.CPU traces into replay files (btrecord's flags)",
-        description="Convert blktrace traces into replay files. Default: blkfleet's native format "
-        "(per-IO times, real operations). --compat: byte-identical to btrecord 1.2.0.",
-    )
-    p.add_argument("devices", nargs="*", metavar="DEV", help="device names as traced (e.g. sda)")
-    p.add_argument("-d", "--input-directory", default=".", metavar="DIR")
-    p.add_argument("-D", "--output-directory", default=".", metavar="DIR")
-    p.add_argument("-F", "--find-traces", action="store_true", help="convert every device found in -d")
-    p.add_argument("-m", "--max-bunch-time", type=_c_integer, metavar="NSEC",
-                   help="bunch window in ns (default 10000000)")
-    p.add_argument("-M", "--max-pkts", type=_c_integer, metavar="N",
-                   help="IOs per bunch (default 8 with --compat, 64 native)")
-    p.add_argument("-o", "--output-base", default="replay", metavar="BASE")
-    p.add_argument("-v", "--verbose", action="count", default=0)
-    p.add_argument("--compat", action="store_true", help="write btrecord 1.2.0's format, byte for byte")
-    p.add_argument("--json", metavar="FILE", help="write the summary as JSON to FILE ('-' for stdout)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no summary lines on stderr")
-    p.set_defaults(func=_run_record)
-
-
-def _run_record(args):
-    from .record.run import RecordOptions, record
-
-    opts = RecordOptions(
-        input_dir=args.input_directory, output_dir=args.output_directory, devices=tuple(args.devices),
-        find=args.find_traces, max_time=args.max_bunch_time, max_pkts=args.max_pkts, base=args.output_base,
-        verbose=args.verbose, compat=args.compat,
-    )
-    summaries = record(opts, out=sys.stderr)
-    if not args.quiet:
-        for s in summaries:
-            print(s.line(), file=sys.stderr)
-    if args.json:
-        _write_json(args.json, {"files": [s.as_dict() for s in summaries]})
-    return 0
-
-
-def _write_json(dest, doc):
-    text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
-    if dest == "-":
-        sys.stdout.write(text)
-    else:
-        with open(dest, "w") as f:
-            f.write(text)
 
 
 def build_parser():
@@ -76,7 +22,8 @@ def build_parser():
     parser.add_argument("-V", "--version", action="version", version=f"blkfleet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    _add_record(sub)
+    for command in COMMANDS:
+        command.add_parser(sub)
     return parser
 
 

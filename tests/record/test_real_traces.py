@@ -31,7 +31,8 @@ def test_fixtures_present():
 
 
 @needs_tools
-@pytest.mark.parametrize("flags", [[], ["-m", "100000", "-M", "16"], ["-M", "1"]], ids=lambda f: " ".join(f) or "default")
+@pytest.mark.parametrize("flags", [[], ["-m", "100000", "-M", "16"], ["-M", "1"]],
+                         ids=lambda f: " ".join(f) or "default")
 @pytest.mark.parametrize("workload", WORKLOADS, ids=lambda p: p.name)
 def test_compat_equals_btrecord(tmp_path, workload, flags):
     dev = device_of(workload)

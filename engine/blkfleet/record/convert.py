@@ -13,7 +13,6 @@ from functools import lru_cache
 from itertools import compress
 
 from ..errors import TraceFormatError
-from ..replayfile import compat, native
 from ..replayfile.ops import classify
 from ..trace.actions import C_FLUSH, C_READ, is_queue
 from ..trace.reader import TraceReader
@@ -209,10 +208,8 @@ def to_native(batches, writer, summary, max_time, max_pkts, trace_path):
             raise TraceFormatError(trace_path, queue_offset(trace_path, seen + i),
                                    f"time goes backwards: {times[i]} ns after {prev[i]} ns")
         acts, sizes = batch.actions, batch.nbytes
-        if any(a & C_FLUSH for a in set(acts)):
-            keys = [a if n else ~a for a, n in zip(acts, sizes)]
-        else:
-            keys = acts
+        flushes = any(a & C_FLUSH for a in set(acts))
+        keys = [a if n else ~a for a, n in zip(acts, sizes)] if flushes else acts
         for key in set(keys):
             if key not in kinds:
                 kinds[key] = classify(~key, 0) if key < 0 else classify(key, 1)

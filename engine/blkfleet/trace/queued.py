@@ -1,10 +1,10 @@
 """Fast selection of queued IOs (Q events) from a trace file, for the converter.
 
 A compiled regular expression walks the record framing in C. ``re.split`` with it returns, for every run of
-non-Q records ended by a Q record, the run and the Q record; a Q header is then decoded in bulk with
-``memoryview.cast`` (or ``struct.iter_unpack`` for a foreign byte order) into columns. Whatever the expression does not describe (unusual payload sizes, a bad magic,
-a record cut at the end of the window, protocol version 8) is handed to the generic decoder, so the result is
-exactly what filtering TraceReader would give, only faster.
+non-Q records ended by a Q record, the run and the Q record; the Q headers are then decoded in bulk with
+``memoryview.cast`` (or ``struct.iter_unpack`` for a foreign byte order) into columns. Whatever the expression
+does not describe (unusual payload sizes, a bad magic, a record cut at the end of the window, protocol
+version 8) goes to the generic decoder, so the result is exactly what filtering TraceReader would give.
 """
 
 import re
