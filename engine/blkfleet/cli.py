@@ -4,10 +4,11 @@ import argparse
 import sys
 
 from . import __version__
+from .compare import cli as compare_cli
 from .errors import BlkfleetError
 from .record import cli as record_cli
 
-COMMANDS = (record_cli,)
+COMMANDS = (record_cli, compare_cli)
 
 
 class _Parser(argparse.ArgumentParser):

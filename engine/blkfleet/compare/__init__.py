@@ -1,0 +1,1 @@
+"""``blkfleet compare``: fidelity of a replay against the original capture (matched IO by IO)."""
