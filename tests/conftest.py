@@ -6,6 +6,7 @@ import subprocess
 import tempfile
 
 import pytest
+
 from blkfleet.capture import tracefs
 from blkfleet.errors import BlkfleetError
 

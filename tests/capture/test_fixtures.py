@@ -4,6 +4,7 @@ import json
 import os
 
 import pytest
+
 from blkfleet.trace import TraceReader
 from blkfleet.trace.actions import is_queue
 

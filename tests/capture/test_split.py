@@ -5,6 +5,7 @@ import os
 import random
 
 import pytest
+
 from blkfleet.capture.split import Splitter, device_name, split_stream
 from blkfleet.errors import TraceFormatError
 from blkfleet.trace import TraceReader, TraceRecord, TraceWriter

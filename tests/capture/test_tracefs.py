@@ -9,6 +9,7 @@ import sys
 import threading
 
 import pytest
+
 from blkfleet.capture import tracefs
 from blkfleet.capture.split import Splitter
 from blkfleet.errors import BlkfleetError
