@@ -7,8 +7,9 @@ from . import __version__
 from .compare import cli as compare_cli
 from .errors import BlkfleetError
 from .record import cli as record_cli
+from .replay import cli as replay_cli
 
-COMMANDS = (record_cli, compare_cli)
+COMMANDS = (record_cli, compare_cli, replay_cli)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -70,8 +70,9 @@ class AioEngine(IOEngine):
     def queue(self, tag, fd, op, offset, nbytes, buf, flags=0):
         slot = self._free.pop()
         rw_flags = RWF_DSYNC if flags & RQ_FUA else 0
-        IOCB.pack_into(self._iocbs, IOCB.size * slot, slot, 0, rw_flags, IOCB_CMD[op], 0, fd, buf.addr if buf else 0, nbytes,
-                       offset, 0, 0, 0)
+        addr = buf.addr if buf else 0
+        IOCB.pack_into(self._iocbs, IOCB.size * slot, slot, 0, rw_flags, IOCB_CMD[op], 0, fd, addr, nbytes, offset,
+                       0, 0, 0)
         self._tag_of[slot] = tag
         self._pending.append(slot)
 

@@ -1,0 +1,83 @@
+"""``blkfleet replay``: its command-line interface (btreplay's flags and more)."""
+
+import datetime
+import sys
+
+from ..errors import BlkfleetError
+from ..jsonout import write_json
+from .ioengines import ENGINES
+from .results import summary_lines
+from .run import ReplayOptions, replay
+
+
+def _start_at(text):
+    """Seconds since the epoch, or an ISO 8601 time (local time if it has no zone)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise BlkfleetError(f"invalid --start-at {text!r} (seconds since the epoch or ISO 8601)") from None
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise BlkfleetError(f"invalid acceleration factor {text!r}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise BlkfleetError(f"invalid acceleration factor {text!r} (-x must be a positive number)")
+    return value
+
+
+def add_parser(sub):
+    p = sub.add_parser(
+        "replay",
+        help="replay recorded IO (btreplay's flags): per-CPU, timed, direct IO",
+        description="Replay btrecord or blkfleet replay files onto block devices with per-CPU pinned workers, "
+        "each IO at its recorded time. Reads always; writes only with -W (otherwise recorded writes are read "
+        "back from the same extents, and discards/flushes are skipped).",
+    )
+    p.add_argument("devices", nargs="*", metavar="DEV", help="recorded device names (e.g. sda)")
+    p.add_argument("-c", "--cpus", type=int, default=0, metavar="N",
+                   help="map the recorded CPU streams onto N workers (default: one per recorded CPU, up to "
+                   "the CPUs available)")
+    p.add_argument("-d", "--input-directory", default=".", metavar="DIR")
+    p.add_argument("-F", "--find-records", action="store_true", help="replay every device found in -d")
+    p.add_argument("-i", "--input-base", default="replay", metavar="BASE")
+    p.add_argument("-I", "--iterations", type=int, default=1, metavar="N")
+    p.add_argument("-M", "--map-devs", action="append", default=[], metavar="FILE",
+                   help="device map file: 'FROM TO' lines (TO: a name under /dev or an absolute path)")
+    p.add_argument("-N", "--no-stalls", action="store_true", help="issue as fast as possible, in order")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    p.add_argument("-W", "--write-enable", action="store_true", help="really write (and discard, flush)")
+    p.add_argument("-x", "--acc-factor", type=_positive_float, default=1.0, metavar="X",
+                   help="replay X times faster (any positive number)")
+    p.add_argument("--json", metavar="FILE", help="write the results JSON to FILE ('-' for stdout)")
+    p.add_argument("--start-at", type=_start_at, metavar="TIME",
+                   help="wall-clock start shared by several hosts (epoch seconds or ISO 8601)")
+    p.add_argument("--backend", choices=("auto",) + ENGINES, default="aio", help="IO engine (default aio)")
+    p.add_argument("--depth", type=int, default=512, help="IOs in flight per worker at most (default 512)")
+    p.add_argument("--force", action="store_true",
+                   help="with -W, write even to a device that is mounted or holds a filesystem/partition table")
+    p.add_argument("--late-threshold-us", type=float, default=1000.0, metavar="US",
+                   help="an IO submitted more than this late counts as late (default 1000)")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    opts = ReplayOptions(
+        input_dir=args.input_directory, devices=tuple(args.devices), find=args.find_records,
+        base=args.input_base, cpus=args.cpus, iterations=args.iterations, map_files=tuple(args.map_devs),
+        no_stall=args.no_stalls, verbose=args.verbose, write_enable=args.write_enable, acc=args.acc_factor,
+        json=args.json, start_at=args.start_at, engine=args.backend, depth=args.depth, force=args.force,
+        late_threshold_ns=int(args.late_threshold_us * 1000),
+    )
+    doc, code = replay(opts)
+    if args.json:
+        write_json(args.json, doc)
+    for line in summary_lines(doc):
+        print(line, file=sys.stderr)
+    return code

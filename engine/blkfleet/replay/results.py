@@ -1,0 +1,135 @@
+"""The results of a replay: per device and in total, as the results JSON (schemas/results.schema.json)."""
+
+import datetime
+import os
+import platform
+import socket
+
+from .. import __version__
+from ..replayfile.ops import OP_NAMES
+from ..stats import percentiles
+
+SCHEMA = "blkfleet-results/1"
+LATENCY_PS = (50, 90, 99, 99.9, 100)
+LATENESS_PS = (50, 99, 100)
+
+
+def _us(values, ps, keys):
+    got = percentiles(values, ps)
+    return {k: (round(v / 1000, 3) if v is not None else None) for k, v in zip(keys, got)}
+
+
+def figures(rows, errors, first_error, late_threshold_ns):
+    """Figures of a set of IOs; ``rows``: (op issued, planned op, bytes, due, submit, latency) per IO."""
+    by_op = {}
+    skipped = {}
+    lat, late = [], []
+    first = last = None
+    for issued, planned, nbytes, due, submit, latency in rows:
+        if issued < 0:
+            name = OP_NAMES[planned]
+            skipped[name] = skipped.get(name, 0) + 1
+            continue
+        if submit < 0:
+            continue
+        entry = by_op.setdefault(OP_NAMES[issued], {"ios": 0, "bytes": 0})
+        entry["ios"] += 1
+        entry["bytes"] += nbytes
+        lat.append(latency)
+        late.append(submit - due)
+        end = submit + latency
+        first = submit if first is None or submit < first else first
+        last = end if last is None or end > last else last
+    ios = sum(v["ios"] for v in by_op.values())
+    total_bytes = sum(v["bytes"] for v in by_op.values())
+    duration = (last - first) / 1e9 if ios else 0.0
+    return {
+        "ios": ios,
+        "bytes": total_bytes,
+        "by_op": by_op,
+        "skipped": skipped,
+        "duration_s": round(duration, 6),
+        "iops": round(ios / duration, 1) if duration > 0 else 0.0,
+        "mb_s": round(total_bytes / duration / 1e6, 3) if duration > 0 else 0.0,
+        "latency_us": _us(lat, LATENCY_PS, ("p50", "p90", "p99", "p99.9", "max")),
+        "lateness_us": _us(late, LATENESS_PS, ("p50", "p99", "max")),
+        "late_ios": sum(1 for x in late if x > late_threshold_ns),
+        "errors": {"count": errors, "first": first_error},
+    }
+
+
+def build(runs, targets, opts, started, interrupted):
+    """The results document. ``runs``: per iteration, a list of (plan, outcome) per worker."""
+    per_device = {t.recorded: [] for t in targets}
+    errors = {}  # target index (-1: not tied to one) -> [count, first]
+    total_rows = []
+    iterations = []
+    for it, pairs in enumerate(runs):
+        it_rows = []
+        for plan, out in pairs:
+            rows = zip(out.issued_op, plan.ops, plan.nbytes, plan.due, out.submit, out.latency)
+            for row, target in zip(rows, plan.target):
+                per_device[targets[target].recorded].append(row)
+                it_rows.append(row)
+            for target, (count, first) in out.errors.items():
+                entry = errors.setdefault(target, [0, first])
+                entry[0] += count
+        total_rows.extend(it_rows)
+        fig = figures(it_rows, 0, None, opts.late_threshold_ns)
+        iterations.append({"iteration": it + 1, **{k: fig[k] for k in (
+            "ios", "duration_s", "iops", "mb_s", "latency_us", "lateness_us", "late_ios")}})
+    devices = {}
+    for index, t in enumerate(targets):
+        count, first = errors.get(index, [0, None])
+        fig = figures(per_device[t.recorded], count, first, opts.late_threshold_ns)
+        fig.update(target=t.path, target_size=t.size, logical_block_size=t.block_size)
+        devices[t.recorded] = fig
+    all_errors = sum(c for c, _f in errors.values())
+    first_error = next((f for _t, (_c, f) in sorted(errors.items())), None)
+    return {
+        "schema": SCHEMA,
+        "engine_version": __version__,
+        "host": socket.gethostname(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "started": started,
+        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
+        "input": os.path.abspath(opts.input_dir),
+        "formats": sorted(opts.formats),
+        "device_map": {t.recorded: t.path for t in targets},
+        "engine": opts.engine_name,
+        "mode": "no-stall" if opts.no_stall else "timed",
+        "acc_factor": opts.acc,
+        "iterations": opts.iterations,
+        "write_enable": opts.write_enable,
+        "writes_replayed_as_reads": not opts.write_enable,
+        "workers": [{"cpu": p.cpu_pinned, "streams": p.streams, "ios": len(p)} for p, _o in runs[0]] if runs else [],
+        "late_threshold_us": opts.late_threshold_ns / 1000,
+        "interrupted": interrupted,
+        "devices": devices,
+        "total": figures(total_rows, all_errors, first_error, opts.late_threshold_ns),
+        "per_iteration": iterations,
+    }
+
+
+def summary_lines(doc):
+    """A human summary (stderr)."""
+    t = doc["total"]
+    lines = [
+        f"blkfleet replay: {t['ios']} IOs in {t['duration_s']:.3f} s ({t['iops']:.0f} IOPS, {t['mb_s']:.1f} MB/s), "
+        f"mode {doc['mode']}, x{doc['acc_factor']}, engine {doc['engine']}"
+        + (", INTERRUPTED" if doc["interrupted"] else ""),
+    ]
+    for name, d in sorted(doc["devices"].items()):
+        ops = ", ".join(f"{k} {v['ios']}" for k, v in sorted(d["by_op"].items()))
+        skipped = ", ".join(f"{k} {v}" for k, v in sorted(d["skipped"].items()))
+        lines.append(
+            f"  {name} -> {d['target']}: {d['ios']} IOs ({ops or 'none'})"
+            + (f", skipped without -W: {skipped}" if skipped else "")
+            + f"; latency p50 {d['latency_us']['p50']} us p99 {d['latency_us']['p99']} us; lateness p50 "
+            f"{d['lateness_us']['p50']} us p99 {d['lateness_us']['p99']} us, {d['late_ios']} late; "
+            f"{d['errors']['count']} errors" + (f" (first: {d['errors']['first']})" if d["errors"]["first"] else "")
+        )
+    if doc["writes_replayed_as_reads"]:
+        lines.append("  writes were replayed as reads of the same extents (use -W to write)")
+    return lines
