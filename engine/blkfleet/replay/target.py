@@ -76,7 +76,6 @@ class Target:
             self.size = _ioctl_u64(fd, BLKGETSIZE64)
             self.block_size = _ioctl_int(fd, BLKSSZGET)
             self.read_only = bool(_ioctl_int(fd, BLKROGET))
-            self.signature = _probe(fd, self.size)
         finally:
             os.close(fd)
         self.mounts = _mounts_of(self.rdev)
@@ -88,9 +87,18 @@ class Target:
             return f"it is mounted on {', '.join(self.mounts)}"
         if self.holders:
             return f"it is in use by {', '.join(self.holders)}"
-        if self.signature:
-            return f"it holds {self.signature}"
+        signature = self.signature()
+        if signature:
+            return f"it holds {signature}"
         return None
+
+    def signature(self):
+        """What the first blocks hold (filesystem, partition table...), or None; reads the device."""
+        fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            return _probe(fd, self.size)
+        finally:
+            os.close(fd)
 
     def open(self, write):
         flags = (os.O_RDWR if write else os.O_RDONLY) | os.O_DIRECT | os.O_CLOEXEC | getattr(os, "O_NOATIME", 0)

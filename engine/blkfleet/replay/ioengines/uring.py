@@ -18,6 +18,8 @@ ENTER_GETEVENTS, ENTER_EXT_ARG = 1 << 0, 1 << 3
 OP_CODES = {OP_READ: 22, OP_FLUSH: 3}  # IORING_OP_READ, IORING_OP_FSYNC; write = IORING_OP_WRITE (23)
 OP_WRITE_CODE = 23
 FSYNC_DATASYNC = 1
+SQE_ASYNC = 1 << 4  # IOSQE_ASYNC: straight to io-wq; a non-blocking first try that fails with EAGAIN would
+# already have queued the bio once, so the kernel would see such IOs twice (seen on loop devices)
 RWF_DSYNC = 0x2
 PARAMS = struct.Struct("=IIIIIII12x" + "IIIIIIIIQ" + "IIIIIIIIQ")
 SQE = struct.Struct("=BBHiQQIIQHHiQQ")
@@ -79,7 +81,7 @@ class UringEngine(IOEngine):
             code, rw_flags = OP_CODES[OP_FLUSH], FSYNC_DATASYNC
         else:
             code, rw_flags = OP_WRITE_CODE, RWF_DSYNC if flags & RQ_FUA else 0
-        SQE.pack_into(self._sqes, index * SQE.size, code, 0, 0, fd, offset, buf.addr if buf else 0, nbytes,
+        SQE.pack_into(self._sqes, index * SQE.size, code, SQE_ASYNC, 0, fd, offset, buf.addr if buf else 0, nbytes,
                       rw_flags, tag, 0, 0, 0, 0, 0)
         struct.pack_into("=I", self._sq, self._sq_array_off + index * 4, index)
         self._tail = (self._tail + 1) & 0xFFFFFFFF
