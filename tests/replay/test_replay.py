@@ -13,12 +13,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from helpers.tracing import queued_extents, traced
 
 from blkfleet.cli import main
 from blkfleet.percpu import find_per_cpu
 from blkfleet.replayfile import iter_ios, native, open_replay
 from blkfleet.replayfile.ops import READ, WRITE
+from helpers.tracing import queued_extents, traced
 
 REPO = Path(__file__).resolve().parents[2]
 DATA = REPO / "tests" / "data"
