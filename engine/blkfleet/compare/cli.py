@@ -1,6 +1,53 @@
-"""``blkfleet compare``: its command-line interface (placeholder, filled in by the next commit)."""
+"""``blkfleet compare``: its command-line interface."""
+
+import argparse
+import math
+import sys
+
+from ..jsonout import write_json
+from .fidelity import compare_dirs, table
+
+
+def _acc_factor(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, not {text!r}")
+    return value
 
 
 def add_parser(sub):
-    p = sub.add_parser("compare", help="fidelity of a replay capture against the original capture")
-    p.set_defaults(func=lambda args: 0)
+    p = sub.add_parser(
+        "compare",
+        help="fidelity of a replay: its capture against the original capture, IO by IO",
+        description="Match the queued IOs (Q events) of a capture of a replay with those of the original "
+        "capture on (operation, sector, size), the n-th with the n-th, and report issue-time and "
+        "inter-arrival errors (percentiles, us), IOPS error per 100 ms bucket (MAPE, %) and the span ratio.",
+    )
+    p.add_argument("original", metavar="ORIG", help="directory of the original capture (DEV.blktrace.CPU files)")
+    p.add_argument("replay", metavar="REPLAY", help="directory of the capture of the replay")
+    p.add_argument("--device", metavar="DEV", help="device of the original capture (default: the only one in ORIG)")
+    p.add_argument("--replay-device", metavar="DEV",
+                   help="device of the replay capture (default: the only one in REPLAY)")
+    p.add_argument("-x", "--acc-factor", type=_acc_factor, default=1.0, metavar="X",
+                   help="the replay ran X times faster (original times are divided by X; default 1)")
+    p.add_argument("--reads-for-writes", action="store_true",
+                   help="the replay ran without writes enabled: original writes match replayed reads of the "
+                   "same extent, original discards/flushes/write-zeroes are expected missing (counted apart)")
+    p.add_argument("--json", metavar="FILE", help="write the figures as JSON to FILE ('-' for stdout, which then "
+                   "replaces the table)")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    result = compare_dirs(
+        args.original, args.replay, device=args.device, replay_device=args.replay_device,
+        acc=args.acc_factor, reads_for_writes=args.reads_for_writes,
+    )
+    if args.json:
+        write_json(args.json, result)
+    if args.json != "-":
+        sys.stdout.write(table(result))
+    return 0
