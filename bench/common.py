@@ -1,0 +1,77 @@
+"""Shared bench plumbing: tmpfs-backed loop devices, ftrace capture around a command, GNU time."""
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "engine"))
+os.environ["PYTHONPATH"] = os.path.join(ROOT, "engine") + os.pathsep + os.environ.get("PYTHONPATH", "")
+
+from blkfleet.capture import tracefs  # noqa: E402
+from blkfleet.capture.split import Splitter  # noqa: E402
+
+GNU_TIME = "/usr/bin/time"
+
+
+@contextlib.contextmanager
+def workdir(prefix):
+    path = tempfile.mkdtemp(prefix=prefix, dir="/dev/shm")
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def loop_devices(directory, sizes):
+    """Loop devices over sparse files in ``directory`` (tmpfs), detached afterwards."""
+    devices = []
+    try:
+        for i, size in enumerate(sizes):
+            backing = os.path.join(directory, f"disk{i}.img")
+            with open(backing, "wb") as f:
+                f.truncate(size)
+            devices.append(subprocess.run(["losetup", "--show", "-f", backing], capture_output=True, text=True,
+                                          check=True).stdout.strip())
+        yield devices
+    finally:
+        for dev in devices:
+            subprocess.run(["losetup", "-d", dev], capture_output=True)
+
+
+def dev_t(device):
+    rdev = os.stat(device).st_rdev
+    return os.major(rdev) << 20 | os.minor(rdev)
+
+
+@contextlib.contextmanager
+def captured(devices, outdir, act_mask="queue", buffer_kb=16384):
+    """ftrace-capture ``devices`` into ``outdir`` while the block runs; yields a dict filled with the summary."""
+    os.makedirs(outdir, exist_ok=True)
+    splitter = Splitter(outdir, devices=[dev_t(d) for d in devices])
+    result = {}
+    with tracefs.configure(devices, act_mask=act_mask, buffer_kb=buffer_kb, lock_path=tracefs.LOCK_PATH) as cap:
+        reader = threading.Thread(target=lambda: [splitter.feed(c) for c in cap.chunks()])
+        reader.start()
+        cap.start()
+        try:
+            yield result
+        finally:
+            cap.stop()
+            reader.join()
+    result.update(splitter.close())
+    if result.get("lost"):
+        print(f"warning: the capture lost {result['lost']} events", file=sys.stderr)
+
+
+def gnu_time(cmd, **kwargs):
+    """Run under GNU time: (completed process, wall s, user+sys CPU s, peak RSS MB)."""
+    proc = subprocess.run([GNU_TIME, "-f", "%e %U %S %M", *cmd], stderr=subprocess.PIPE, text=True, **kwargs)
+    last = proc.stderr.strip().splitlines()[-1].split()
+    wall, user, system, rss = float(last[0]), float(last[1]), float(last[2]), int(last[3])
+    return proc, wall, user + system, rss / 1024
