@@ -202,8 +202,12 @@ class Splitter:
         return self._outputs[dev, cpu]
 
     def _lost(self, cpu, count):
-        events, reports = self.lost.get(cpu, (0, 0))
-        self.lost[cpu] = (events + (int(count) if count else 0), reports + 1)
+        self.add_lost(cpu, int(count) if count else 0)
+
+    def add_lost(self, cpu, events, reports=1):
+        """Account ``events`` lost on ``cpu`` (reported ``reports`` times), as a LOST line in the stream does."""
+        have, count = self.lost.get(cpu, (0, 0))
+        self.lost[cpu] = (have + events, count + reports)
 
     def close(self):
         """Flush and close every file (creating missing CPU files); return ``summary()``."""

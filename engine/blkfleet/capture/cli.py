@@ -1,0 +1,120 @@
+"""``blkfleet capture start|stop|status|restore``: its command-line interface."""
+
+import json
+import sys
+
+from ..errors import BlkfleetError
+from ..jsonout import write_json
+from . import control, tracefs
+from .ftrace import MODES
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise BlkfleetError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise BlkfleetError(f"must be positive: {text!r}")
+    return value
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise BlkfleetError(f"not an integer: {text!r}") from None
+    if value <= 0:
+        raise BlkfleetError(f"must be positive: {text!r}")
+    return value
+
+
+def add_parser(sub):
+    p = sub.add_parser(
+        "capture",
+        help="start, stop and inspect a detached block-IO capture (blktrace or the ftrace blk tracer)",
+        description="Capture the block IO of devices into DEV.blktrace.CPU files, as a background job that "
+        "survives the shell (and SSH session) that started it.",
+    )
+    csub = p.add_subparsers(dest="capture_command", metavar="ACTION", parser_class=type(p))
+    csub.required = True
+
+    s = csub.add_parser("start", help="start a detached capture; prints one JSON line")
+    s.add_argument("-d", "--device", action="append", required=True, metavar="DEV",
+                   help="block device to trace (sda or /dev/sda); repeat for several")
+    s.add_argument("-D", "--output-dir", required=True, metavar="DIR")
+    s.add_argument("--backend", choices=control.BACKENDS, default="auto",
+                   help="auto (default): blktrace, falling back to ftrace when the kernel refuses relay files")
+    s.add_argument("-a", "--act-mask", default="queue", metavar="MASK",
+                   help="event categories: names joined by ',' (queue, complete, ...), 'all', or a number; "
+                   "default queue (Q/G/P/U events, all btrecord needs)")
+    s.add_argument("-b", "--buffer-size", type=_positive_int, default=512, metavar="KB",
+                   help="blktrace: sub-buffer size in KiB (default 512); ftrace: per-CPU ring buffer is "
+                   "buffer-size x buffer-count KiB")
+    s.add_argument("-n", "--buffer-count", type=_positive_int, default=8, metavar="N",
+                   help="blktrace: number of sub-buffers (default 8)")
+    s.add_argument("-w", "--duration", type=_positive_float, metavar="SEC", help="stop by itself after SEC s")
+    s.add_argument("--mode", choices=MODES, default="raw",
+                   help="ftrace: raw (per-CPU ring-buffer pages, converted at stop; default) or pipe "
+                   "(trace_pipe split live)")
+    s.add_argument("--interval", type=_positive_float, default=0.2, metavar="SEC",
+                   help="how often the buffers are emptied (default 0.2)")
+    s.add_argument("--no-splice", dest="splice", action="store_false", default=None,
+                   help="ftrace raw: copy pages with read/write instead of splice")
+    s.add_argument("--keep-raw", action="store_true", help="ftrace raw: keep DIR/raw/cpuN after conversion")
+    s.add_argument("--force", action="store_true", help="reuse a directory holding a finished or dead capture")
+    s.set_defaults(func=run_start)
+
+    t = csub.add_parser("stop", help="stop the capture in DIR; prints the JSON summary")
+    t.add_argument("-D", "--output-dir", required=True, metavar="DIR")
+    t.add_argument("--fail-on-drops", action="store_true", help="exit 1 when any event was dropped")
+    t.add_argument("--timeout", type=_positive_float, default=control.STOP_TIMEOUT, metavar="SEC",
+                   help=f"how long to wait for the capture to finish writing (default {control.STOP_TIMEOUT:.0f})")
+    t.add_argument("--json", metavar="FILE", help="also write the summary to FILE")
+    t.set_defaults(func=run_stop)
+
+    u = csub.add_parser("status", help="the state of the capture in DIR (JSON)")
+    u.add_argument("-D", "--output-dir", required=True, metavar="DIR")
+    u.set_defaults(func=run_status)
+
+    r = csub.add_parser("restore", help="put the ftrace tracer back after a capture that was killed")
+    r.add_argument("-D", "--output-dir", metavar="DIR", help="also recover the dead capture recorded in DIR")
+    r.set_defaults(func=run_restore)
+
+
+def run_start(args):
+    opts = control.StartOptions(
+        args.device, args.output_dir, backend=args.backend, act_mask=args.act_mask, buffer_kb=args.buffer_size,
+        buffer_count=args.buffer_count, duration=args.duration, mode=args.mode, interval=args.interval,
+        keep_raw=args.keep_raw, force=args.force, splice=args.splice,
+    )
+    doc = control.start(opts)
+    sys.stdout.write(json.dumps(doc, sort_keys=True) + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+def run_stop(args):
+    doc = control.stop(args.output_dir, timeout=args.timeout)
+    write_json("-", doc)
+    if args.json:
+        write_json(args.json, doc)
+    if doc.get("error"):
+        print(f"blkfleet: {doc['error']}", file=sys.stderr)
+        return 2
+    if args.fail_on_drops and (doc.get("drops") or doc.get("drop_reports")):
+        print(f"blkfleet: {doc['drops']} events dropped ({doc.get('drop_reports', 0)} reports); "
+              "use larger buffers (--buffer-size/--buffer-count)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run_status(args):
+    write_json("-", control.status(args.output_dir))
+    return 0
+
+
+def run_restore(args):
+    tracefs.require_root()
+    write_json("-", control.restore(args.output_dir))
+    return 0
