@@ -5,8 +5,8 @@ import sys
 
 from ..errors import BlkfleetError
 from ..jsonout import write_json
+from ..results.document import summary_lines
 from .ioengines import ENGINES
-from .results import summary_lines
 from .run import ReplayOptions, replay
 
 

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 from ..errors import BlkfleetError
 from ..replayfile.ops import DISCARD, FLUSH, WRITE, WRITE_ZEROES
-from . import results, worker
+from ..results import document as results
+from . import worker
 from .ioengines import open_engine
 from .schedule import load_streams, make_plans
 from .target import Target, device_path, parse_map
