@@ -4,6 +4,7 @@ import datetime
 import os
 import platform
 import socket
+from bisect import bisect_left
 
 from .. import __version__
 from ..replayfile.ops import OP_NAMES
@@ -17,6 +18,36 @@ LATENESS_PS = (50, 99, 100)
 def _us(values, ps, keys):
     got = percentiles(values, ps)
     return {k: (round(v / 1000, 3) if v is not None else None) for k, v in zip(keys, got)}
+
+
+BOUNDS_US = tuple(m * 10 ** e for e in range(0, 8) for m in (1, 2, 5))  # 1 us .. 50 s, 1-2-5 steps
+TIMELINE_BUCKET_NS = 100_000_000
+
+
+def histogram(values_ns):
+    """Counts of values (ns) per 1-2-5 bucket of BOUNDS_US (a value <= bound); the last count is overflow."""
+    counts = [0] * (len(BOUNDS_US) + 1)
+    bounds = [b * 1000 for b in BOUNDS_US]
+    for v in values_ns:
+        counts[bisect_left(bounds, v)] += 1
+    return {"bounds_us": list(BOUNDS_US), "counts": counts}
+
+
+def distributions(rows):
+    """Latency and lateness histograms and IOs submitted per 100 ms, from (issued, planned, bytes, due,
+    submit, latency) rows of one iteration."""
+    lat, late, timeline = [], [], []
+    for issued, _planned, _nbytes, due, submit, latency in rows:
+        if issued < 0 or submit < 0:
+            continue
+        lat.append(latency)
+        late.append(submit - due)
+        bucket = submit // TIMELINE_BUCKET_NS
+        if bucket >= len(timeline):
+            timeline.extend([0] * (bucket + 1 - len(timeline)))
+        timeline[max(bucket, 0)] += 1
+    return {"latency": histogram(lat), "lateness": histogram(late),
+            "timeline": {"bucket_s": TIMELINE_BUCKET_NS / 1e9, "ios": timeline}}
 
 
 def figures(rows, errors, first_error, late_threshold_ns):
@@ -64,6 +95,7 @@ def build(runs, targets, opts, started, interrupted):
     errors = {}  # target index (-1: not tied to one) -> [count, first]
     total_rows = []
     iterations = []
+    first_rows = []
     for it, pairs in enumerate(runs):
         it_rows = []
         for plan, out in pairs:
@@ -75,6 +107,8 @@ def build(runs, targets, opts, started, interrupted):
                 entry = errors.setdefault(target, [0, first])
                 entry[0] += count
         total_rows.extend(it_rows)
+        if not it:
+            first_rows = it_rows
         fig = figures(it_rows, 0, None, opts.late_threshold_ns)
         iterations.append({"iteration": it + 1, **{k: fig[k] for k in (
             "ios", "duration_s", "iops", "mb_s", "latency_us", "lateness_us", "late_ios")}})
@@ -109,6 +143,7 @@ def build(runs, targets, opts, started, interrupted):
         "devices": devices,
         "total": figures(total_rows, all_errors, first_error, opts.late_threshold_ns),
         "per_iteration": iterations,
+        "distributions": distributions(first_rows),
     }
 
 
