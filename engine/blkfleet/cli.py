@@ -4,13 +4,14 @@ import argparse
 import sys
 
 from . import __version__
+from .bundle import cli as bundle_cli
 from .capture import cli as capture_cli
 from .compare import cli as compare_cli
 from .errors import BlkfleetError
 from .record import cli as record_cli
 from .replay import cli as replay_cli
 
-COMMANDS = (capture_cli, record_cli, compare_cli, replay_cli)
+COMMANDS = (capture_cli, record_cli, bundle_cli, compare_cli, replay_cli)
 
 
 class _Parser(argparse.ArgumentParser):

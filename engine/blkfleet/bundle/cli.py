@@ -1,0 +1,112 @@
+"""``blkfleet bundle``: create, inspect, verify and extract replay bundles; build engine.pyz."""
+
+import sys
+
+from ..jsonout import write_json
+from . import pack
+from .zipapp import build_engine_pyz
+
+
+def add_parser(sub):
+    p = sub.add_parser(
+        "bundle",
+        help="pack replay files, their manifest and engine.pyz into one content-addressed file",
+        description="Replay bundles: one deterministic tar file holding manifest.json, engine.pyz and the replay "
+        "files. The bundle id is the sha256 of the manifest's content.",
+    )
+    bsub = p.add_subparsers(dest="bundle_command", metavar="ACTION", parser_class=type(p))
+    bsub.required = True
+
+    c = bsub.add_parser("create", help="make a bundle from replay files (prints its id)")
+    c.add_argument("devices", nargs="*", metavar="DEV", help="recorded device names (e.g. sda)")
+    c.add_argument("-d", "--input-directory", required=True, metavar="REPLAY_DIR",
+                   help="directory holding DEV.BASE.CPU replay files (native or btrecord format)")
+    c.add_argument("-i", "--input-base", default="replay", metavar="BASE", help="replay file base (default replay)")
+    c.add_argument("-F", "--find-records", action="store_true", help="bundle every device found in -d")
+    c.add_argument("-o", "--output", required=True, metavar="FILE", help="bundle file to write")
+    c.add_argument("--trace-dir", metavar="DIR",
+                   help="capture directory: capture.json/meta.json (device size, logical block size, host) and "
+                   "DEV.blktrace.N files (dev_t)")
+    c.add_argument("--source-host", metavar="NAME", help="host the IO was captured on")
+    c.add_argument("--record-json", metavar="FILE", help="'blkfleet record --json' summary, checked against the files")
+    c.add_argument("--json", metavar="FILE", help="write the manifest to FILE ('-' for stdout, then no id line)")
+    c.set_defaults(func=run_create)
+
+    i = bsub.add_parser("info", help="print a bundle's manifest as JSON (checks the manifest only)")
+    i.add_argument("bundle", metavar="FILE")
+    i.set_defaults(func=run_info)
+
+    v = bsub.add_parser("verify", help="check a bundle: manifest schema and id, every member's type, size, sha256")
+    v.add_argument("bundle", metavar="FILE")
+    v.add_argument("--json", metavar="FILE", help="write {bundle_id, files, ios, bytes, ok} to FILE ('-': stdout)")
+    v.set_defaults(func=run_verify)
+
+    x = bsub.add_parser("extract", help="verify and extract a bundle into a new or empty directory")
+    x.add_argument("bundle", metavar="FILE")
+    x.add_argument("directory", metavar="DIR")
+    x.add_argument("--json", metavar="FILE", help="write {bundle_id, directory, engine, replay_dir, ...} ('-': stdout)")
+    x.set_defaults(func=run_extract)
+
+    e = bsub.add_parser("engine", help="build engine.pyz (the engine as one zipapp) from this blkfleet")
+    e.add_argument("-o", "--output", required=True, metavar="FILE")
+    e.set_defaults(func=run_engine)
+
+
+def _summary(manifest):
+    t = manifest["totals"]
+    devices = ", ".join(d["name"] for d in manifest["devices"])
+    return f"{t['files']} replay files ({devices}), {t['ios']} IOs, {t['bytes']} bytes"
+
+
+def run_create(args):
+    manifest = pack.create(
+        args.output, args.input_directory, tuple(args.devices), args.find_records, args.input_base,
+        args.trace_dir, args.source_host, args.record_json,
+    )
+    print(f"bundle {manifest['bundle_id']}: {_summary(manifest)} -> {args.output}", file=sys.stderr)
+    if args.json:
+        write_json(args.json, manifest)
+    if args.json != "-":
+        print(manifest["bundle_id"])
+    return 0
+
+
+def run_info(args):
+    write_json("-", pack.read_manifest(args.bundle))
+    return 0
+
+
+def run_verify(args):
+    manifest = pack.verify(args.bundle)
+    print(f"{args.bundle}: OK, bundle {manifest['bundle_id']}: {_summary(manifest)}", file=sys.stderr)
+    if args.json:
+        t = manifest["totals"]
+        write_json(args.json, {"ok": True, "bundle_id": manifest["bundle_id"], "files": t["files"],
+                               "ios": t["ios"], "bytes": t["bytes"], "engine_sha256": manifest["engine"]["sha256"]})
+    return 0
+
+
+def run_extract(args):
+    manifest = pack.extract(args.bundle, args.directory)
+    print(f"{args.bundle}: extracted bundle {manifest['bundle_id']} into {args.directory}", file=sys.stderr)
+    if args.json:
+        import os
+
+        d = args.directory
+        write_json(args.json, {
+            "bundle_id": manifest["bundle_id"], "directory": os.path.abspath(d),
+            "engine": os.path.abspath(os.path.join(d, manifest["engine"]["path"])),
+            "engine_sha256": manifest["engine"]["sha256"],
+            "replay_dir": os.path.abspath(os.path.join(d, manifest["replay"]["directory"])),
+            "base": manifest["replay"]["base"], "devices": manifest["replay"]["devices"],
+        })
+    return 0
+
+
+def run_engine(args):
+    data = build_engine_pyz(args.output)
+    import hashlib
+
+    print(f"engine.pyz: {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()} -> {args.output}",
+          file=sys.stderr)
+    return 0

@@ -1,0 +1,338 @@
+"""The bundle manifest (``manifest.json``): what a bundle holds, built from replay files, and its identity.
+
+Only content goes in: no creation time and no controller paths, so the same replay files, engine and options
+always give the same manifest, the same bundle id and the same bundle bytes.
+"""
+
+import hashlib
+import json
+import os
+import re
+
+from .. import __version__
+from ..errors import BlkfleetError
+from ..percpu import find_devices, find_per_cpu
+from ..replayfile import iter_ios, open_replay
+from ..replayfile.ops import OP_NAMES
+from .schema import load_schema, validate
+
+FORMAT = "blkfleet-bundle"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+ENGINE = "engine.pyz"
+REPLAY_DIR = "replay"
+REQUIRES_PYTHON = ">=3.9"
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+@-]*\Z")
+SCHEMA_FILE = "manifest.schema.json"
+TRACE_INFO_FILES = ("capture.json", "meta.json")  # looked for in --trace-dir, in this order
+CHUNK = 1 << 20
+
+
+def canonical(doc):
+    """The bytes hashed for the bundle id: sorted keys, no whitespace, ASCII."""
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+def bundle_id(manifest):
+    """sha256 of the canonical manifest without its ``bundle_id``: it names the bundle's content."""
+    return hashlib.sha256(canonical({k: v for k, v in manifest.items() if k != "bundle_id"})).hexdigest()
+
+
+def encode(manifest):
+    """``manifest.json`` as stored in a bundle."""
+    return (json.dumps(manifest, indent=2, sort_keys=True, ensure_ascii=True) + "\n").encode("ascii")
+
+
+def check(manifest, where=MANIFEST):
+    """Schema, format version and bundle id of a parsed manifest; raise BlkfleetError naming the problem."""
+    if isinstance(manifest, dict) and manifest.get("format") == FORMAT:
+        version = manifest.get("format_version")
+        if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+            raise BlkfleetError(
+                f"{where}: bundle format version {version} is newer than this engine's ({FORMAT_VERSION})"
+            )
+    try:
+        validate(manifest, load_schema(SCHEMA_FILE))
+    except BlkfleetError as e:
+        raise BlkfleetError(f"{where}: invalid manifest: {e}") from None
+    if bundle_id(manifest) != manifest["bundle_id"]:
+        raise BlkfleetError(f"{where}: bundle_id does not match the manifest's content (the manifest was altered)")
+    names = [f["path"] for f in manifest["files"]]
+    if len(set(names)) != len(names):
+        raise BlkfleetError(f"{where}: a replay file is listed twice")
+    return manifest
+
+
+def sha256_file(path):
+    """(hex sha256, size) of a file."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(CHUNK)
+            if not block:
+                return digest.hexdigest(), size
+            digest.update(block)
+            size += len(block)
+
+
+def empty_ops():
+    return {name: {"ios": 0, "bytes": 0} for name in OP_NAMES}
+
+
+def add_ops(into, ops):
+    for name, tally in ops.items():
+        into[name]["ios"] += tally["ios"]
+        into[name]["bytes"] += tally["bytes"]
+    return into
+
+
+def dev_string(value):
+    """``major:minor`` from a kernel dev_t (``major << 20 | minor``), "7,1", "7:1" or None."""
+    if value is None or value == 0:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value >> 20}:{value & 0xFFFFF}"
+    m = re.match(r"\s*(\d+)\s*[:,]\s*(\d+)\s*\Z", str(value))
+    return f"{int(m.group(1))}:{int(m.group(2))}" if m else None
+
+
+def describe_file(path, device, cpu):
+    """The manifest entry of one replay file (every IO read: counts, bytes by op, first and last time)."""
+    digest, size = sha256_file(path)
+    counts = [0] * len(OP_NAMES)
+    nbytes = [0] * len(OP_NAMES)
+    first = last = None
+    with open_replay(path) as reader:
+        fmt = reader.kind
+        dev = dev_string(getattr(reader, "device", None))
+        max_pkts = getattr(reader, "max_pkts", None)
+        for time, _sector, n, op, _flags in iter_ios(reader):
+            counts[op] += 1
+            nbytes[op] += n
+            if first is None or time < first:
+                first = time
+            if last is None or time > last:
+                last = time
+    ops = {name: {"ios": counts[i], "bytes": nbytes[i]} for i, name in enumerate(OP_NAMES)}
+    entry = {
+        "path": f"{REPLAY_DIR}/{os.path.basename(path)}", "device": device, "cpu": cpu, "format": fmt,
+        "size": size, "sha256": digest, "ios": sum(counts), "bytes": sum(nbytes), "ops": ops,
+        "first_ns": first, "last_ns": last, "dev": dev,
+    }
+    return entry, (max_pkts or None)
+
+
+def _load_json(path, what):
+    try:
+        with open(path, "rb") as f:
+            return json.loads(f.read().decode("utf-8"))
+    except OSError as e:
+        raise BlkfleetError(f"{path}: cannot read {what}: {e.strerror}") from None
+    except ValueError as e:
+        raise BlkfleetError(f"{path}: {what} is not valid JSON: {e}") from None
+
+
+def _pick(entry, keys):
+    for key in keys:
+        if isinstance(entry, dict) and entry.get(key) is not None:
+            return entry[key]
+    return None
+
+
+def _positive_int(value, path, what):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise BlkfleetError(f"{path}: {what} {value!r} is not a positive integer")
+    return value
+
+
+def trace_info(trace_dir, devices):
+    """What a capture directory tells about the source: ({device: {dev, size, logical_block_size}}, host).
+
+    Reads ``capture.json`` then ``meta.json`` (first found value wins), in either shape: one device at the top
+    level (``device``, ``dev``, ``size``/``disk_size``, ``logical_block_size``) or ``devices`` as an object by
+    name or a list of objects with ``name``. Fills missing dev_t from the first record of DEV.blktrace.N files.
+    """
+    info = {d: {"dev": None, "size": None, "logical_block_size": None} for d in devices}
+    host = None
+    if not os.path.isdir(trace_dir):
+        raise BlkfleetError(f"{trace_dir}: trace directory does not exist")
+    for name in TRACE_INFO_FILES:
+        path = os.path.join(trace_dir, name)
+        if not os.path.exists(path):
+            continue
+        doc = _load_json(path, "capture information")
+        if not isinstance(doc, dict):
+            raise BlkfleetError(f"{path}: capture information is not a JSON object")
+        host = host or _pick(doc, ("source_host", "host", "hostname"))
+        entries = {}
+        if isinstance(doc.get("device"), str):
+            entries[doc["device"]] = doc
+        listed = doc.get("devices")
+        if isinstance(listed, dict):
+            entries.update({k: v for k, v in listed.items() if isinstance(v, dict)})
+        elif isinstance(listed, list):
+            entries.update({e["name"]: e for e in listed if isinstance(e, dict) and isinstance(e.get("name"), str)})
+        for dev, entry in entries.items():
+            if dev not in info:
+                continue
+            got = info[dev]
+            if got["dev"] is None:
+                got["dev"] = dev_string(_pick(entry, ("dev", "dev_t", "devno")))
+            if got["size"] is None:
+                got["size"] = _positive_int(_pick(entry, ("size", "size_bytes", "disk_size")), path, f"{dev} size")
+            if got["logical_block_size"] is None:
+                got["logical_block_size"] = _positive_int(
+                    _pick(entry, ("logical_block_size", "lbs")), path, f"{dev} logical block size"
+                )
+    for dev, got in info.items():
+        if got["dev"] is None:
+            got["dev"] = _trace_dev(trace_dir, dev)
+    if host is not None and not isinstance(host, str):
+        raise BlkfleetError(f"{trace_dir}: capture information has a non-string host {host!r}")
+    return info, host
+
+
+def _trace_dev(trace_dir, dev):
+    from ..trace.reader import TraceReader  # only when a trace directory is given
+
+    try:
+        paths = find_per_cpu(trace_dir, dev, "blktrace")
+    except BlkfleetError:
+        return None
+    for path in paths:
+        with TraceReader(path) as reader:
+            for rec in reader:
+                return dev_string(rec.device)
+    return None
+
+
+def record_section(record_json, files, formats, max_pkts):
+    """The ``record`` object: format, IOs per bunch, and what ``blkfleet record --json`` said, cross-checked."""
+    section = {
+        "format": formats.pop() if len(formats) == 1 else "mixed",
+        "max_pkts": max_pkts.pop() if len(max_pkts) == 1 else None,
+        "summary": False, "sources": [], "options": None,
+    }
+    if record_json is None:
+        return section
+    doc = _load_json(record_json, "record summary")
+    listed = doc.get("files") if isinstance(doc, dict) else None
+    if not isinstance(listed, list):
+        raise BlkfleetError(f"{record_json}: not a 'blkfleet record --json' summary (no \"files\" list)")
+    by_name = {}
+    for item in listed:
+        if isinstance(item, dict) and isinstance(item.get("output"), str):
+            by_name[os.path.basename(item["output"])] = item
+    sources = []
+    for entry in files:
+        name = entry["path"].split("/", 1)[1]
+        item = by_name.get(name)
+        if item is None:
+            raise BlkfleetError(f"{record_json}: says nothing of {name} (a summary of other files?)")
+        if item.get("ios") != entry["ios"]:
+            raise BlkfleetError(
+                f"{record_json}: {name} holds {entry['ios']} IOs, the record summary says {item.get('ios')}"
+            )
+        ops = item.get("ops") or {}
+        for op, tally in entry["ops"].items():
+            said = ops.get(op, {"ios": 0, "bytes": 0})
+            if entry["format"] == "native" and (said.get("ios"), said.get("bytes")) != (tally["ios"], tally["bytes"]):
+                raise BlkfleetError(
+                    f"{record_json}: {name} holds {tally['ios']} {op} IOs / {tally['bytes']} bytes, the record "
+                    f"summary says {said.get('ios')} / {said.get('bytes')}"
+                )
+        if isinstance(item.get("source"), str):
+            sources.append(os.path.basename(item["source"]))
+    section["summary"] = True
+    section["sources"] = sorted(set(sources))
+    options = doc.get("options")
+    section["options"] = options if isinstance(options, dict) else None
+    return section
+
+
+def build(replay_dir, devices=(), find=False, base="replay", trace_dir=None, source_host=None, record_json=None,
+          engine=None):
+    """The manifest (bundle id included) and the replay files to pack as [(member name, path)].
+
+    ``engine`` is the manifest's engine object (path, size, sha256, version, requires_python).
+    """
+    if not NAME_RE.match(base) or len(base) > 100:
+        raise BlkfleetError(f"invalid input base {base!r} (letters, digits, '.', '_', '+', '@', '-')")
+    if not os.path.isdir(replay_dir):
+        raise BlkfleetError(f"{replay_dir}: replay directory does not exist")
+    names = list(dict.fromkeys(devices))
+    if find:
+        names += [d for d in find_devices(replay_dir, base) if d not in names]
+    if not names:
+        raise BlkfleetError("no device given (name devices, or use -F to find replay files)")
+    for dev in names:
+        if not NAME_RE.match(dev) or len(dev) > 100:
+            raise BlkfleetError(f"invalid device name {dev!r}")
+    files, members, formats, max_pkts = [], [], set(), set()
+    per_device = {}
+    for dev in names:
+        paths = find_per_cpu(replay_dir, dev, base)
+        per_device[dev] = []
+        for cpu, path in enumerate(paths):
+            entry, pkts = describe_file(path, dev, cpu)
+            files.append(entry)
+            per_device[dev].append(entry)
+            members.append((entry["path"], path))
+            formats.add(entry["format"])
+            if entry["format"] == "native":
+                max_pkts.add(pkts)
+    if "btrecord" in formats:
+        max_pkts.add(None)  # btrecord files do not record it
+    info, found_host = trace_info(trace_dir, names) if trace_dir else ({}, None)
+    host = source_host if source_host is not None else found_host
+    if host is not None and not host:
+        raise BlkfleetError("empty --source-host")
+
+    device_list = []
+    for dev in names:
+        entries = per_device[dev]
+        devs = {e["dev"] for e in entries if e["dev"]}
+        if len(devs) > 1:
+            raise BlkfleetError(f"{dev}: its replay files name different devices ({', '.join(sorted(devs))})")
+        known = info.get(dev, {})
+        from_files = devs.pop() if devs else None
+        if from_files and known.get("dev") and known["dev"] != from_files:
+            raise BlkfleetError(f"{dev}: replay files say dev {from_files}, the trace directory says {known['dev']}")
+        dev_t = from_files or known.get("dev")
+        ops = empty_ops()
+        for e in entries:
+            add_ops(ops, e["ops"])
+        device_list.append({
+            "name": dev, "dev": dev_t, "size": known.get("size"),
+            "logical_block_size": known.get("logical_block_size"), "cpus": len(entries),
+            "ios": sum(e["ios"] for e in entries), "bytes": sum(e["bytes"] for e in entries), "ops": ops,
+        })
+
+    firsts = [e["first_ns"] for e in files if e["first_ns"] is not None]
+    lasts = [e["last_ns"] for e in files if e["last_ns"] is not None]
+    first, last = (min(firsts), max(lasts)) if firsts else (None, None)
+    totals_ops = empty_ops()
+    for e in files:
+        add_ops(totals_ops, e["ops"])
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "created_by": {"name": "blkfleet", "version": __version__},
+        "source_host": host,
+        "devices": device_list,
+        "capture_window": {"first_ns": first, "last_ns": last, "span_ns": (last - first) if firsts else 0},
+        "record": record_section(record_json, files, formats, max_pkts),
+        "replay": {"directory": REPLAY_DIR, "base": base, "devices": names},
+        "engine": engine,
+        "files": files,
+        "totals": {
+            "files": len(files), "size": sum(e["size"] for e in files), "ios": sum(e["ios"] for e in files),
+            "bytes": sum(e["bytes"] for e in files), "ops": totals_ops,
+        },
+    }
+    manifest["bundle_id"] = bundle_id(manifest)
+    check(manifest, "new manifest")
+    return manifest, members

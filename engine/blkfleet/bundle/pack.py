@@ -1,0 +1,301 @@
+"""Bundle files: create, read the manifest, verify, extract.
+
+A bundle is an uncompressed POSIX tar (pax format; plain ustar headers unless a field overflows) of regular
+files only: ``manifest.json`` first, then ``engine.pyz``, then ``replay/DEV.BASE.CPU`` in device then CPU
+order. Every header is fixed (mtime 0, uid/gid 0, no owner names, mode 0644, 0755 for engine.pyz), so the same
+inputs always give the same bytes. The manifest comes first so that ``info`` reads one header and one member,
+and so that ``verify``/``extract`` know each member's size and sha256 before reading it: a member is refused as
+soon as its name, type or size differs from the manifest, and nothing is written outside the target directory.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import tarfile
+import tempfile
+
+from ..errors import BlkfleetError
+from . import manifest as mf
+from .zipapp import engine_bytes
+
+MAX_MANIFEST = 16 << 20
+CHUNK = 1 << 20
+REGULAR = (tarfile.REGTYPE, tarfile.AREGTYPE)
+KINDS = {
+    tarfile.SYMTYPE: "a symbolic link", tarfile.LNKTYPE: "a hard link", tarfile.DIRTYPE: "a directory",
+    tarfile.CHRTYPE: "a character device", tarfile.BLKTYPE: "a block device", tarfile.FIFOTYPE: "a FIFO",
+    tarfile.GNUTYPE_SPARSE: "a sparse file", tarfile.CONTTYPE: "a contiguous file",
+}
+
+
+# -- create ---------------------------------------------------------------------------------------------------
+
+def engine_entry(data):
+    from .. import __version__
+
+    return {
+        "path": mf.ENGINE, "size": len(data), "sha256": hashlib.sha256(data).hexdigest(), "version": __version__,
+        "requires_python": mf.REQUIRES_PYTHON,
+    }
+
+
+def _tarinfo(name, size, mode=0o644):
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mode = mode
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.type = tarfile.REGTYPE
+    return info
+
+
+class _HashingReader:
+    """Reads a file for tarfile while hashing it, to catch a replay file that changed since it was described."""
+
+    def __init__(self, f):
+        self._f = f
+        self.digest = hashlib.sha256()
+
+    def read(self, n=-1):
+        data = self._f.read(n)
+        self.digest.update(data)
+        return data
+
+
+def create(out, replay_dir, devices=(), find=False, base="replay", trace_dir=None, source_host=None,
+           record_json=None, engine=None):
+    """Write a bundle to ``out`` (atomically); return its manifest.
+
+    ``engine`` is the engine.pyz bytes to include (default: built from the running blkfleet package).
+    """
+    data = engine_bytes() if engine is None else engine
+    manifest, members = mf.build(
+        replay_dir, devices, find, base, trace_dir, source_host, record_json, engine_entry(data)
+    )
+    expected = {e["path"]: e for e in manifest["files"]}
+    head = mf.encode(manifest)
+    directory = os.path.dirname(os.path.abspath(out))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(out)}.", suffix=".partial", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            tar.addfile(_tarinfo(mf.MANIFEST, len(head)), _bytes_reader(head))
+            tar.addfile(_tarinfo(mf.ENGINE, len(data), 0o755), _bytes_reader(data))
+            for name, path in members:
+                entry = expected[name]
+                with open(path, "rb") as src:
+                    reader = _HashingReader(src)
+                    try:
+                        tar.addfile(_tarinfo(name, entry["size"]), reader)
+                    except OSError as e:
+                        raise BlkfleetError(f"{path}: changed while bundling ({e})") from None
+                    if reader.digest.hexdigest() != entry["sha256"] or src.read(1):
+                        raise BlkfleetError(f"{path}: changed while bundling (its sha256 or size differs)")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return manifest
+
+
+def _bytes_reader(data):
+    import io
+
+    return io.BytesIO(data)
+
+
+# -- read -----------------------------------------------------------------------------------------------------
+
+class Bundle:
+    """An open bundle: ``manifest`` is read and checked (schema, version, id) on opening."""
+
+    def __init__(self, path):
+        self.path = str(path)
+        try:
+            self._f = open(self.path, "rb")
+        except OSError as e:
+            raise BlkfleetError(f"{self.path}: cannot open bundle: {e.strerror}") from None
+        try:
+            self._tar = self._open_tar()
+            self.manifest = self._read_manifest()
+        except BaseException:
+            self._f.close()
+            raise
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        self._tar.close()
+        self._f.close()
+
+    def _fail(self, problem):
+        return BlkfleetError(f"{self.path}: {problem}")
+
+    def _open_tar(self):
+        if os.fstat(self._f.fileno()).st_size == 0:
+            raise self._fail("not a blkfleet bundle (empty file)")
+        try:
+            return tarfile.open(fileobj=self._f, mode="r:")
+        except tarfile.TarError as e:
+            raise self._fail(f"not a blkfleet bundle (not an uncompressed tar archive: {e})") from None
+
+    def _next(self):
+        try:
+            return self._tar.next()
+        except (tarfile.TarError, EOFError) as e:
+            raise self._fail(f"truncated or corrupt bundle after offset {self._tar.offset} ({e})") from None
+
+    def _read_manifest(self):
+        member = self._next()
+        if member is None:
+            raise self._fail("not a blkfleet bundle (no manifest.json: the archive is empty)")
+        if member.name != mf.MANIFEST:
+            raise self._fail(f"not a blkfleet bundle (no manifest.json first; first member is {member.name!r})")
+        self._check_type(member)
+        if member.size > MAX_MANIFEST:
+            raise self._fail(f"manifest.json is too large ({member.size} bytes, at most {MAX_MANIFEST})")
+        raw = self._read_member(member, member.size)
+        try:
+            manifest = json.loads(raw.decode("utf-8"))
+        except ValueError as e:
+            raise self._fail(f"manifest.json is not valid JSON: {e}") from None
+        return mf.check(manifest, f"{self.path}: manifest.json")
+
+    def _check_type(self, member):
+        if member.type not in REGULAR:
+            kind = KINDS.get(member.type, f"of tar type {member.type!r}")
+            raise self._fail(f"member {member.name!r} is {kind}: only regular files are allowed")
+
+    def _chunks(self, member, size):
+        """Yield the member's data in chunks, ``size`` bytes in all, or fail as truncated."""
+        try:
+            src = self._tar.extractfile(member)
+            left = size
+            while left:
+                chunk = src.read(min(CHUNK, left))
+                if not chunk:
+                    raise EOFError(f"{size - left} of {size} bytes")
+                left -= len(chunk)
+                yield chunk
+        except (tarfile.TarError, EOFError, OSError) as e:
+            raise self._fail(f"member {member.name!r} is truncated ({e})") from None
+
+    def _read_member(self, member, size):
+        return b"".join(self._chunks(member, size))
+
+    def members(self, sink=None):
+        """Check every member after the manifest against it; ``sink(name)`` gives a file to copy each into."""
+        expected = {e["path"]: e for e in self.manifest["files"]}
+        expected[mf.ENGINE] = self.manifest["engine"]
+        seen = set()
+        while True:
+            member = self._next()
+            if member is None:
+                break
+            name = member.name
+            _check_name(self, name)
+            if name in seen or name == mf.MANIFEST:
+                raise self._fail(f"member {name!r} appears twice")
+            if name not in expected:
+                raise self._fail(f"member {name!r} is not listed in the manifest")
+            self._check_type(member)
+            entry = expected[name]
+            if member.size != entry["size"]:
+                raise self._fail(f"member {name!r} holds {member.size} bytes, the manifest says {entry['size']}")
+            digest = hashlib.sha256()
+            out = sink(name) if sink else None
+            try:
+                for chunk in self._chunks(member, member.size):
+                    digest.update(chunk)
+                    if out:
+                        out.write(chunk)
+            finally:
+                if out:
+                    out.close()
+            if digest.hexdigest() != entry["sha256"]:
+                raise self._fail(f"member {name!r}: sha256 mismatch (content differs from the manifest)")
+            seen.add(name)
+        missing = sorted(set(expected) - seen)
+        if missing:
+            raise self._fail(f"member {missing[0]!r} is missing ({len(missing)} missing: bundle truncated?)")
+        return self.manifest
+
+
+def _check_name(bundle, name):
+    bad = (
+        not name or name.startswith("/") or "\\" in name or "\0" in name
+        or any(part in ("", ".", "..") for part in name.split("/"))
+    )
+    if bad:
+        raise bundle._fail(f"member {name!r} has an unsafe path (absolute, '..' or empty parts): refused")
+
+
+def read_manifest(path):
+    """The checked manifest of a bundle, without reading the other members."""
+    with Bundle(path) as b:
+        return b.manifest
+
+
+def verify(path):
+    """Check a bundle completely (manifest, every member's type, size and sha256); return the manifest."""
+    with Bundle(path) as b:
+        return b.members()
+
+
+def extract(path, dest):
+    """Verify and extract a bundle into ``dest`` (new, empty, or holding the same bundle); return the manifest.
+
+    Members go to a temporary directory inside ``dest`` first and are moved into place only once all of them
+    have been checked, ``manifest.json`` last: a failed extraction leaves nothing behind.
+    """
+    with Bundle(path) as b:
+        _check_dest(dest, b.manifest)
+        tmp = tempfile.mkdtemp(prefix=".bundle-", dir=dest)
+        try:
+            os.mkdir(os.path.join(tmp, mf.REPLAY_DIR))
+            b.members(lambda name: _create(os.path.join(tmp, *name.split("/")), name))
+            with _create(os.path.join(tmp, mf.MANIFEST), mf.MANIFEST) as f:
+                f.write(mf.encode(b.manifest))
+            replay_dir = os.path.join(dest, mf.REPLAY_DIR)
+            if os.path.islink(replay_dir) or (os.path.lexists(replay_dir) and not os.path.isdir(replay_dir)):
+                raise BlkfleetError(f"{replay_dir}: exists and is not a directory")
+            os.makedirs(replay_dir, exist_ok=True)
+            for entry in b.manifest["files"]:
+                os.replace(os.path.join(tmp, *entry["path"].split("/")), os.path.join(dest, *entry["path"].split("/")))
+            os.replace(os.path.join(tmp, mf.ENGINE), os.path.join(dest, mf.ENGINE))
+            os.replace(os.path.join(tmp, mf.MANIFEST), os.path.join(dest, mf.MANIFEST))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return b.manifest
+
+
+def _create(path, name):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0),
+                 0o755 if name == mf.ENGINE else 0o644)
+    return os.fdopen(fd, "wb")
+
+
+def _check_dest(dest, manifest):
+    """``dest`` must be new, empty, or an earlier extraction of this same bundle."""
+    if os.path.lexists(dest) and not os.path.isdir(dest):
+        raise BlkfleetError(f"{dest}: exists and is not a directory")
+    os.makedirs(dest, exist_ok=True)
+    entries = [n for n in os.listdir(dest) if not n.startswith(".bundle-")]
+    if not entries:
+        return
+    try:
+        with open(os.path.join(dest, mf.MANIFEST), "rb") as f:
+            same = json.loads(f.read().decode("utf-8")).get("bundle_id") == manifest["bundle_id"]
+    except (OSError, ValueError, AttributeError):
+        same = False
+    if not same:
+        raise BlkfleetError(f"{dest}: not empty and not an extraction of this bundle (extract into a new directory)")
