@@ -55,7 +55,8 @@ def captured(devices, outdir, act_mask="queue", buffer_kb=16384):
     os.makedirs(outdir, exist_ok=True)
     splitter = Splitter(outdir, devices=[dev_t(d) for d in devices])
     result = {}
-    with tracefs.configure(devices, act_mask=act_mask, buffer_kb=buffer_kb, lock_path=tracefs.LOCK_PATH) as cap:
+    lock = tracefs.TracerLock().acquire(timeout=600)  # another capture (a test) may hold the tracer a while
+    with tracefs.configure(devices, act_mask=act_mask, buffer_kb=buffer_kb, lock=lock) as cap:
         reader = threading.Thread(target=lambda: [splitter.feed(c) for c in cap.chunks()])
         reader.start()
         cap.start()
@@ -64,6 +65,7 @@ def captured(devices, outdir, act_mask="queue", buffer_kb=16384):
         finally:
             cap.stop()
             reader.join()
+    lock.release()
     result.update(splitter.close())
     if result.get("lost"):
         print(f"warning: the capture lost {result['lost']} events", file=sys.stderr)
