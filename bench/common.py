@@ -56,16 +56,18 @@ def captured(devices, outdir, act_mask="queue", buffer_kb=16384):
     splitter = Splitter(outdir, devices=[dev_t(d) for d in devices])
     result = {}
     lock = tracefs.TracerLock().acquire(timeout=600)  # another capture (a test) may hold the tracer a while
-    with tracefs.configure(devices, act_mask=act_mask, buffer_kb=buffer_kb, lock=lock) as cap:
-        reader = threading.Thread(target=lambda: [splitter.feed(c) for c in cap.chunks()])
-        reader.start()
-        cap.start()
-        try:
-            yield result
-        finally:
-            cap.stop()
-            reader.join()
-    lock.release()
+    try:
+        with tracefs.configure(devices, act_mask=act_mask, buffer_kb=buffer_kb, lock=lock) as cap:
+            reader = threading.Thread(target=lambda: [splitter.feed(c) for c in cap.chunks()])
+            reader.start()
+            cap.start()
+            try:
+                yield result
+            finally:
+                cap.stop()
+                reader.join()
+    finally:
+        lock.release()
     result.update(splitter.close())
     if result.get("lost"):
         print(f"warning: the capture lost {result['lost']} events", file=sys.stderr)
