@@ -9,9 +9,12 @@ from .capture import cli as capture_cli
 from .compare import cli as compare_cli
 from .errors import BlkfleetError
 from .record import cli as record_cli
+from .regress import cli as regress_cli
 from .replay import cli as replay_cli
+from .report import cli as report_cli
+from .results import cli as results_cli
 
-COMMANDS = (capture_cli, record_cli, bundle_cli, compare_cli, replay_cli)
+COMMANDS = (capture_cli, record_cli, bundle_cli, compare_cli, replay_cli, results_cli, regress_cli, report_cli)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,144 @@
+"""``blkfleet results``: the results store (add, list, show, export, baselines)."""
+
+import json
+import sys
+
+from ..errors import BlkfleetError
+from ..jsonout import write_json
+from .store import DEFAULT_DB, Store, load_document, parse_tag
+
+
+def _db_arg(p):
+    p.add_argument("--db", default=DEFAULT_DB, metavar="PATH", help=f"results store (default {DEFAULT_DB})")
+
+
+def _filters(p):
+    p.add_argument("--host", help="only this host")
+    p.add_argument("--device", help="only this device (recorded name or target path)")
+    p.add_argument("--tag", action="append", default=[], type=parse_tag, metavar="K=V", help="only runs tagged so")
+
+
+def add_parser(sub):
+    p = sub.add_parser("results", help="the results store: add, list, show, export runs; baselines",
+                       description="Keep every replay's results JSON in an SQLite store (one row per run and "
+                       "device, with host, device, target, bundle id, engine version, time and tags).")
+    rsub = p.add_subparsers(dest="results_command", metavar="ACTION", parser_class=type(p))
+    rsub.required = True
+
+    a = rsub.add_parser("add", help="store results JSON files")
+    a.add_argument("files", nargs="+", metavar="FILE")
+    a.add_argument("--tag", action="append", default=[], type=parse_tag, metavar="K=V", help="tag the runs")
+    a.add_argument("--bundle-id", metavar="ID", help="the bundle that was replayed")
+    _db_arg(a)
+    a.set_defaults(func=run_add)
+
+    ls = rsub.add_parser("list", help="list stored runs (one line per run and device)")
+    _filters(ls)
+    ls.add_argument("--json", action="store_true", help="JSON on stdout")
+    _db_arg(ls)
+    ls.set_defaults(func=run_list)
+
+    s = rsub.add_parser("show", help="print one stored run's results JSON (with its store metadata)")
+    s.add_argument("run_id", type=int, metavar="ID")
+    _db_arg(s)
+    s.set_defaults(func=run_show)
+
+    e = rsub.add_parser("export", help="export the store (JSON: full documents; CSV: one row per run and device)")
+    e.add_argument("--format", choices=("json", "csv"), default="json")
+    e.add_argument("-o", "--output", default="-", metavar="FILE", help="default stdout")
+    _db_arg(e)
+    e.set_defaults(func=run_export)
+
+    b = rsub.add_parser("baseline", help="named baselines: sets of stored runs")
+    bsub = b.add_subparsers(dest="baseline_command", metavar="ACTION", parser_class=type(p))
+    bsub.required = True
+    bs = bsub.add_parser("set", help="define or replace a baseline")
+    bs.add_argument("name", metavar="NAME")
+    which = bs.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run", dest="runs", nargs="+", type=int, metavar="ID", help="these runs")
+    which.add_argument("--last", type=int, metavar="N", help="the last N runs of each host and device")
+    _filters(bs)
+    _db_arg(bs)
+    bs.set_defaults(func=run_baseline_set)
+    bl = bsub.add_parser("list", help="list baselines")
+    bl.add_argument("--json", action="store_true")
+    _db_arg(bl)
+    bl.set_defaults(func=run_baseline_list)
+
+
+def run_add(args):
+    docs = [(path, load_document(path)) for path in args.files]  # all checked before any is stored
+    with Store(args.db) as store:
+        for path, doc in docs:
+            run_id, new = store.add(doc, tags=args.tag, bundle_id=args.bundle_id, source=path)
+            devices = ", ".join(sorted(doc["devices"]))
+            print(f"{'added' if new else 'already stored'}: run {run_id} ({doc['host']}: {devices}) from {path}")
+    return 0
+
+
+def _fmt(v):
+    if v is None:
+        return "-"
+    return f"{v:.1f}" if isinstance(v, float) else str(v)
+
+
+def run_list(args):
+    with Store(args.db, create=False) as store:
+        rows = store.listing(host=args.host, device=args.device, tags=args.tag)
+    if args.json:
+        write_json("-", rows)
+        return 0
+    head = ("run", "started", "host", "device", "target", "it", "iops", "MB/s", "p50 us", "p99 us", "late99",
+            "tags")
+    table = [head] + [(str(r["run"]), r["started"][:19], r["host"], r["device"], r["target"] or "-",
+                       str(r["iterations"]), _fmt(r["iops"]), _fmt(r["mb_s"]), _fmt(r["latency_p50_us"]),
+                       _fmt(r["latency_p99_us"]), _fmt(r["lateness_p99_us"]),
+                       ",".join(f"{k}={v}" for k, v in sorted(r["tags"].items())) or "-") for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    for row in table:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def run_show(args):
+    with Store(args.db, create=False) as store:
+        run = store.get(args.run_id)
+    write_json("-", {**run.summary(), "document": run.doc})
+    return 0
+
+
+def run_export(args):
+    with Store(args.db, create=False) as store:
+        text = store.export_csv() if args.format == "csv" else json.dumps(store.export_json(), indent=2) + "\n"
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        with open(args.output, "w") as f:
+            f.write(text)
+    return 0
+
+
+def run_baseline_set(args):
+    if args.last is not None and args.last < 1:
+        raise BlkfleetError("--last must be at least 1")
+    with Store(args.db, create=False) as store:
+        rows = store.set_baseline(args.name, run_ids=args.runs, last=args.last, host=args.host,
+                                  device=args.device, tags=args.tag)
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["host"], r["device"]), []).append(str(r["run_id"]))
+    print(f"baseline {args.name}: " + "; ".join(f"{h} {d}: runs {' '.join(ids)}" for (h, d), ids in sorted(
+        groups.items())))
+    return 0
+
+
+def run_baseline_list(args):
+    with Store(args.db, create=False) as store:
+        baselines = store.baselines()
+    if args.json:
+        write_json("-", baselines)
+        return 0
+    for b in baselines:
+        members = ", ".join(f"{m['host']}:{m['device']}#{m['run']}" for m in b["members"])
+        print(f"{b['name']}  (created {b['created']})  {members}")
+    return 0

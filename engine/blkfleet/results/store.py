@@ -1,0 +1,335 @@
+"""The results store on the controller: an SQLite file holding every replay's results JSON.
+
+Tables (``SCHEMA_VERSION`` 1):
+
+- ``runs``: one row per results document: its full JSON (``doc``), a sha256 of its canonical JSON (adding the same
+  document again returns the stored run: fetching results twice is harmless), host, start/finish time, engine
+  version, kernel, bundle id, source file and when it was added.
+- ``results``: one row per (run, device): the recorded device name, its target, and the run's indexed columns
+  repeated (host, bundle id, engine version, started) so that listing and selection need no JSON.
+- ``tags``: (run, key, value), several per run.
+- ``baselines`` / ``baseline_members``: a named baseline is a set of (run, device) rows.
+
+Times are the documents' own ISO 8601 strings (UTC from the engine), which sort as text.
+"""
+
+import csv
+import hashlib
+import io
+import json
+import os
+import sqlite3
+
+from ..errors import BlkfleetError
+from .document import SCHEMA
+
+DEFAULT_DB = os.path.join("results", "blkfleet.sqlite")
+SCHEMA_VERSION = 1
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    sha256 TEXT NOT NULL UNIQUE,
+    host TEXT NOT NULL,
+    started TEXT NOT NULL,
+    finished TEXT,
+    engine_version TEXT,
+    kernel TEXT,
+    bundle_id TEXT,
+    source TEXT,
+    added TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    doc TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS results (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    device TEXT NOT NULL,
+    target TEXT,
+    host TEXT NOT NULL,
+    bundle_id TEXT,
+    engine_version TEXT,
+    started TEXT NOT NULL,
+    PRIMARY KEY (run_id, device)
+);
+CREATE INDEX IF NOT EXISTS results_host_device ON results (host, device, started);
+CREATE INDEX IF NOT EXISTS results_bundle ON results (bundle_id);
+CREATE INDEX IF NOT EXISTS results_started ON results (started);
+CREATE TABLE IF NOT EXISTS tags (
+    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (run_id, key)
+);
+CREATE INDEX IF NOT EXISTS tags_key_value ON tags (key, value);
+CREATE TABLE IF NOT EXISTS baselines (
+    name TEXT PRIMARY KEY,
+    created TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE TABLE IF NOT EXISTS baseline_members (
+    name TEXT NOT NULL REFERENCES baselines(name) ON DELETE CASCADE,
+    run_id INTEGER NOT NULL,
+    device TEXT NOT NULL,
+    PRIMARY KEY (name, run_id, device),
+    FOREIGN KEY (run_id, device) REFERENCES results(run_id, device) ON DELETE CASCADE
+);
+"""
+
+REQUIRED = ("schema", "host", "started", "devices", "total", "per_iteration")
+
+
+def check_document(doc, where):
+    """A light structural check of a results document (the full schema needs jsonschema, not on targets)."""
+    if not isinstance(doc, dict):
+        raise BlkfleetError(f"{where}: not a results document (a JSON object is expected)")
+    if doc.get("schema") != SCHEMA:
+        raise BlkfleetError(f"{where}: not a blkfleet results document (schema {doc.get('schema')!r}, "
+                            f"expected {SCHEMA!r})")
+    missing = [k for k in REQUIRED if k not in doc]
+    if missing:
+        raise BlkfleetError(f"{where}: results document without {', '.join(missing)}")
+    if not isinstance(doc["devices"], dict) or not doc["devices"]:
+        raise BlkfleetError(f"{where}: results document without devices")
+    if not isinstance(doc["per_iteration"], list):
+        raise BlkfleetError(f"{where}: per_iteration is not a list")
+
+
+def load_document(path):
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except json.JSONDecodeError as e:
+        raise BlkfleetError(f"{path}: invalid JSON: {e}") from None
+    check_document(doc, path)
+    return doc
+
+
+def parse_tag(text):
+    """``key=value`` -> (key, value)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise BlkfleetError(f"invalid tag {text!r} (expected key=value)")
+    return key.strip(), value.strip()
+
+
+class Run:
+    """One stored run, as read back."""
+
+    def __init__(self, row, tags):
+        self.id = row["id"]
+        self.host = row["host"]
+        self.started = row["started"]
+        self.finished = row["finished"]
+        self.engine_version = row["engine_version"]
+        self.kernel = row["kernel"]
+        self.bundle_id = row["bundle_id"]
+        self.source = row["source"]
+        self.added = row["added"]
+        self.doc = json.loads(row["doc"])
+        self.tags = tags
+
+    def summary(self):
+        return {"id": self.id, "host": self.host, "started": self.started, "finished": self.finished,
+                "engine_version": self.engine_version, "kernel": self.kernel, "bundle_id": self.bundle_id,
+                "source": self.source, "added": self.added, "tags": dict(self.tags),
+                "devices": {d: v.get("target") for d, v in sorted(self.doc["devices"].items())}}
+
+
+class Store:
+    """The results store (an SQLite file, created with its directory on first use)."""
+
+    def __init__(self, path=DEFAULT_DB, create=True):
+        self.path = path
+        if not create and not os.path.exists(path):
+            raise BlkfleetError(f"{path}: no results store (add results first: blkfleet results add)")
+        parent = os.path.dirname(os.path.abspath(path))
+        os.makedirs(parent, exist_ok=True)
+        try:
+            self.db = sqlite3.connect(path)
+            self.db.row_factory = sqlite3.Row
+            self.db.execute("PRAGMA foreign_keys = ON")
+            self.db.executescript(_DDL)
+            got = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if got is None:
+                self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+                self.db.commit()
+            elif int(got[0]) != SCHEMA_VERSION:
+                raise BlkfleetError(f"{path}: results store version {got[0]}, this blkfleet reads {SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as e:
+            raise BlkfleetError(f"{path}: not a usable results store: {e}") from None
+
+    def close(self):
+        self.db.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # --- adding ---------------------------------------------------------------------------------------------
+
+    def add(self, doc, tags=(), bundle_id=None, source=None):
+        """Store a results document; returns (run id, True if new / False if already stored).
+
+        Tags given for an already stored document are added to it (a tag key's value is replaced).
+        """
+        check_document(doc, source or "results document")
+        canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+        digest = hashlib.sha256(canonical.encode()).hexdigest()
+        bundle_id = bundle_id or doc.get("bundle_id")
+        with self.db:
+            row = self.db.execute("SELECT id FROM runs WHERE sha256 = ?", (digest,)).fetchone()
+            new = row is None
+            if new:
+                cur = self.db.execute(
+                    "INSERT INTO runs (sha256, host, started, finished, engine_version, kernel, bundle_id, source, "
+                    "doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (digest, doc["host"], doc["started"], doc.get("finished"), doc.get("engine_version"),
+                     doc.get("kernel"), bundle_id, source, canonical))
+                run_id = cur.lastrowid
+                self.db.executemany(
+                    "INSERT INTO results (run_id, device, target, host, bundle_id, engine_version, started) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(run_id, name, dev.get("target"), doc["host"], bundle_id, doc.get("engine_version"),
+                      doc["started"]) for name, dev in sorted(doc["devices"].items())])
+            else:
+                run_id = row[0]
+                if bundle_id:
+                    self.db.execute("UPDATE runs SET bundle_id = ? WHERE id = ? AND bundle_id IS NULL",
+                                    (bundle_id, run_id))
+                    self.db.execute("UPDATE results SET bundle_id = ? WHERE run_id = ? AND bundle_id IS NULL",
+                                    (bundle_id, run_id))
+            self.db.executemany("INSERT OR REPLACE INTO tags (run_id, key, value) VALUES (?, ?, ?)",
+                                [(run_id, k, v) for k, v in tags])
+        return run_id, new
+
+    # --- reading --------------------------------------------------------------------------------------------
+
+    def _tags(self, run_id):
+        return sorted((r["key"], r["value"]) for r in
+                      self.db.execute("SELECT key, value FROM tags WHERE run_id = ?", (run_id,)))
+
+    def get(self, run_id):
+        row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise BlkfleetError(f"no run {run_id} in {self.path}")
+        return Run(row, self._tags(run_id))
+
+    def rows(self, host=None, device=None, tags=(), bundle_id=None, run_ids=None):
+        """(run id, device, target, host, started) rows matching the filters, oldest first."""
+        where, params = [], []
+        if host:
+            where.append("r.host = ?")
+            params.append(host)
+        if device:
+            where.append("(r.device = ? OR r.target = ?)")
+            params += [device, device]
+        if bundle_id:
+            where.append("r.bundle_id = ?")
+            params.append(bundle_id)
+        for k, v in tags:
+            where.append("EXISTS (SELECT 1 FROM tags t WHERE t.run_id = r.run_id AND t.key = ? AND t.value = ?)")
+            params += [k, v]
+        if run_ids is not None:
+            ids = [int(i) for i in run_ids]
+            where.append(f"r.run_id IN ({', '.join('?' * len(ids)) or 'NULL'})")
+            params += ids
+        sql = ("SELECT r.run_id, r.device, r.target, r.host, r.started, r.bundle_id, r.engine_version FROM results r"
+               + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY r.started, r.run_id, r.device")
+        return [dict(row) for row in self.db.execute(sql, params)]
+
+    def runs(self, **filters):
+        """Stored runs with at least one (run, device) row matching the filters, oldest first."""
+        ids = []
+        for row in self.rows(**filters):
+            if row["run_id"] not in ids:
+                ids.append(row["run_id"])
+        return [self.get(i) for i in ids]
+
+    def listing(self, **filters):
+        """One dict per (run, device): the indexed columns, tags and headline figures of the device."""
+        out = []
+        cache = {}
+        for row in self.rows(**filters):
+            run = cache.get(row["run_id"]) or cache.setdefault(row["run_id"], self.get(row["run_id"]))
+            dev = run.doc["devices"][row["device"]]
+            out.append({
+                "run": row["run_id"], "host": row["host"], "device": row["device"], "target": row["target"],
+                "started": row["started"], "bundle_id": row["bundle_id"], "engine_version": row["engine_version"],
+                "tags": dict(run.tags), "iterations": len(run.doc["per_iteration"]), "ios": dev.get("ios"),
+                "iops": dev.get("iops"), "mb_s": dev.get("mb_s"),
+                "latency_p50_us": (dev.get("latency_us") or {}).get("p50"),
+                "latency_p99_us": (dev.get("latency_us") or {}).get("p99"),
+                "lateness_p99_us": (dev.get("lateness_us") or {}).get("p99"),
+                "errors": (dev.get("errors") or {}).get("count"), "interrupted": run.doc.get("interrupted", False),
+            })
+        return out
+
+    def export_json(self):
+        runs = self.runs()
+        return {"format": "blkfleet-results-export/1",
+                "runs": [{**r.summary(), "document": r.doc} for r in runs],
+                "baselines": self.baselines()}
+
+    def export_csv(self):
+        rows = self.listing()
+        buf = io.StringIO()
+        fields = ["run", "host", "device", "target", "started", "bundle_id", "engine_version", "tags", "iterations",
+                  "ios", "iops", "mb_s", "latency_p50_us", "latency_p99_us", "lateness_p99_us", "errors",
+                  "interrupted"]
+        w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+        w.writeheader()
+        for r in rows:
+            w.writerow({**r, "tags": ";".join(f"{k}={v}" for k, v in sorted(r["tags"].items()))})
+        return buf.getvalue()
+
+    # --- baselines ------------------------------------------------------------------------------------------
+
+    def set_baseline(self, name, run_ids=None, last=None, host=None, device=None, tags=()):
+        """Define (or redefine) a baseline: the (run, device) rows of ``run_ids``, or of the ``last`` N runs of
+        each (host, device) — both narrowed by ``host``/``device``/``tags``. Returns the member rows."""
+        if not name:
+            raise BlkfleetError("a baseline needs a name")
+        if (run_ids is None) == (last is None):
+            raise BlkfleetError("baseline set: give either --run ID... or --last N")
+        if run_ids is not None:
+            known = {r["run_id"] for r in self.rows(run_ids=run_ids)}
+            missing = [str(i) for i in run_ids if int(i) not in known]
+            if missing:
+                raise BlkfleetError(f"no run {', '.join(missing)} in {self.path}")
+            rows = self.rows(run_ids=run_ids, host=host, device=device, tags=tags)
+        else:
+            if last < 1:
+                raise BlkfleetError("--last must be at least 1")
+            groups = {}
+            for row in self.rows(host=host, device=device, tags=tags):
+                groups.setdefault((row["host"], row["device"]), []).append(row)
+            rows = [r for g in groups.values() for r in g[-last:]]
+        if not rows:
+            raise BlkfleetError("baseline set: no stored results match")
+        with self.db:
+            self.db.execute("DELETE FROM baselines WHERE name = ?", (name,))
+            self.db.execute("DELETE FROM baseline_members WHERE name = ?", (name,))
+            self.db.execute("INSERT INTO baselines (name) VALUES (?)", (name,))
+            self.db.executemany("INSERT INTO baseline_members (name, run_id, device) VALUES (?, ?, ?)",
+                                [(name, r["run_id"], r["device"]) for r in rows])
+        return rows
+
+    def baseline(self, name):
+        """Member rows of a baseline (as ``rows``), oldest first; BlkfleetError if unknown."""
+        if self.db.execute("SELECT 1 FROM baselines WHERE name = ?", (name,)).fetchone() is None:
+            raise BlkfleetError(f"no baseline {name!r} in {self.path} (blkfleet results baseline set)")
+        members = {(r[0], r[1]) for r in
+                   self.db.execute("SELECT run_id, device FROM baseline_members WHERE name = ?", (name,))}
+        return [r for r in self.rows(run_ids=sorted({m[0] for m in members})) if (r["run_id"], r["device"]) in members]
+
+    def baselines(self):
+        out = []
+        for b in self.db.execute("SELECT name, created FROM baselines ORDER BY name").fetchall():
+            members = self.db.execute(
+                "SELECT m.run_id, m.device, r.host FROM baseline_members m JOIN results r "
+                "ON r.run_id = m.run_id AND r.device = m.device WHERE m.name = ? ORDER BY m.run_id, m.device",
+                (b["name"],)).fetchall()
+            out.append({"name": b["name"], "created": b["created"],
+                        "members": [{"run": m[0], "device": m[1], "host": m[2]} for m in members]})
+        return out

@@ -1,0 +1,91 @@
+"""Synthetic results documents that match schemas/results.schema.json, with controllable noise and slowdowns."""
+
+import json
+import random
+from pathlib import Path
+
+from blkfleet.results.document import BOUNDS_US, SCHEMA
+
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "engine" / "blkfleet" / "schemas" / "results.schema.json"
+
+
+def validate(doc):
+    """Validate with the jsonschema package against the shipped schema (raises on a mismatch)."""
+    import jsonschema
+
+    jsonschema.validate(doc, json.loads(SCHEMA_PATH.read_text()))
+
+
+def _hist(rng, median_us, spread, n):
+    counts = [0] * (len(BOUNDS_US) + 1)
+    for _ in range(n):
+        v = rng.lognormvariate(0, spread) * median_us
+        i = next((k for k, b in enumerate(BOUNDS_US) if v <= b), len(BOUNDS_US))
+        counts[i] += 1
+    return {"bounds_us": list(BOUNDS_US), "counts": counts}
+
+
+def make_doc(seed=0, host="hostA", device="loop1", target="/dev/loop7", iterations=3, iops=10000.0,
+             lat_p50=80.0, lat_p99=400.0, late_p99=60.0, noise=0.02, slowdown=1.0, started=None, ios=3000,
+             timeline_s=3.0):
+    """A results document of a single-device replay; every iteration's figures get ``noise`` (relative sd).
+
+    ``slowdown`` > 1 divides IOPS/MB/s by it and multiplies latency and lateness by it.
+    """
+    rng = random.Random(seed)
+    mb_per_io = 4096 / 1e6
+
+    def jitter(x):
+        return round(x * (1 + rng.gauss(0, noise)), 3)
+
+    iters = []
+    for i in range(iterations):
+        it_iops = jitter(iops / slowdown)
+        p50 = jitter(lat_p50 * slowdown)
+        p99 = max(p50, jitter(lat_p99 * slowdown))
+        lp99 = jitter(late_p99 * slowdown)
+        iters.append({
+            "iteration": i + 1, "ios": ios, "duration_s": round(ios / it_iops, 6), "iops": it_iops,
+            "mb_s": round(it_iops * mb_per_io, 3),
+            "latency_us": {"p50": p50, "p90": round((p50 + p99) / 2, 3), "p99": p99, "p99.9": round(p99 * 1.5, 3),
+                           "max": round(p99 * 3, 3)},
+            "lateness_us": {"p50": round(lp99 / 5, 3), "p99": lp99, "max": round(lp99 * 4, 3)},
+            "late_ios": 0,
+        })
+
+    def avg(key, sub=None):
+        vals = [(it[key] if sub is None else it[key][sub]) for it in iters]
+        return round(sum(vals) / len(vals), 3)
+
+    figures = {
+        "ios": ios * iterations, "bytes": ios * iterations * 4096, "by_op": {"read": {"ios": ios * iterations,
+                                                                                     "bytes": ios * iterations * 4096}},
+        "skipped": {}, "duration_s": round(sum(it["duration_s"] for it in iters), 6), "iops": avg("iops"),
+        "mb_s": avg("mb_s"),
+        "latency_us": {k: avg("latency_us", k) for k in ("p50", "p90", "p99", "p99.9", "max")},
+        "lateness_us": {k: avg("lateness_us", k) for k in ("p50", "p99", "max")},
+        "late_ios": 0, "errors": {"count": 0, "first": None},
+    }
+    buckets = int(timeline_s / 0.1)
+    per_bucket = ios / buckets
+    timeline = [max(0, int(rng.gauss(per_bucket, per_bucket * 0.1))) for _ in range(buckets)]
+    started = started or f"2026-01-{1 + seed % 28:02d}T02:00:{seed % 60:02d}.000+00:00"
+    doc = {
+        "schema": SCHEMA, "engine_version": "0.1.0", "host": host, "kernel": "6.1.0-test", "python": "3.11.7",
+        "started": started, "finished": started, "input": "/srv/bundles/randmix", "formats": ["native"],
+        "device_map": {device: target}, "engine": "aio", "mode": "timed", "acc_factor": 1.0,
+        "iterations": iterations, "write_enable": False, "writes_replayed_as_reads": True,
+        "workers": [{"cpu": 0, "streams": [f"{device}.replay.0"], "ios": ios}], "late_threshold_us": 1000.0,
+        "interrupted": False,
+        "devices": {device: {**figures, "target": target, "target_size": 64 << 20, "logical_block_size": 512}},
+        "total": figures, "per_iteration": iters,
+        "distributions": {"latency": _hist(rng, lat_p50 * slowdown, 0.6, ios),
+                          "lateness": _hist(rng, late_p99 * slowdown / 5, 0.8, ios),
+                          "timeline": {"bucket_s": 0.1, "ios": timeline}},
+    }
+    return doc
+
+
+def write_doc(path, doc):
+    Path(path).write_text(json.dumps(doc, indent=1))
+    return str(path)
