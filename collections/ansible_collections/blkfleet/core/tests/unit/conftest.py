@@ -1,0 +1,154 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) blkfleet developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""A fake /sys, /proc and /dev tree for blkdev_info's unit tests."""
+
+from __future__ import annotations
+
+import os
+import struct
+
+import pytest
+
+
+def _write(root, path, text):
+    full = os.path.join(root, path.lstrip('/'))
+    os.makedirs(os.path.dirname(full), exist_ok=True)
+    with open(full, 'w') as f:
+        f.write(text)
+
+
+def _link(root, path, target):
+    full = os.path.join(root, path.lstrip('/'))
+    os.makedirs(os.path.dirname(full), exist_ok=True)
+    os.symlink(target, full)
+
+
+def ext4_image(size=70000):
+    data = bytearray(size)
+    data[1024 + 56:1024 + 58] = b'\x53\xef'
+    struct.pack_into('<II', data, 1024 + 92, 0x4, 0x40 | 0x200)
+    return bytes(data)
+
+
+def gpt_image(size=70000):
+    data = bytearray(size)
+    data[510:512] = b'\x55\xaa'
+    data[446 + 4] = 0xee  # protective MBR entry
+    data[512:520] = b'EFI PART'
+    return bytes(data)
+
+
+class FakeTree:
+    """Builds whole disks and partitions the way sysfs lays them out (class/block links into devices/)."""
+
+    def __init__(self, root):
+        self.root = str(root)
+        self.mountinfo = []
+        self.swaps = []
+        _write(self.root, '/proc/filesystems', 'nodev\tsysfs\nnodev\ttracefs\nnodev\tdebugfs\n\text4\n')
+        _write(self.root, '/sys/devices/system/cpu/online', '0-2,5\n')
+        _write(self.root, '/sys/devices/system/cpu/present', '0-7\n')
+        _write(self.root, '/sys/devices/system/cpu/possible', '0-7\n')
+        _write(self.root, '/proc/sys/fs/aio-max-nr', '65536\n')
+        _write(self.root, '/proc/sys/fs/aio-nr', '1024\n')
+        _write(self.root, '/proc/sys/kernel/io_uring_disabled', '2\n')
+        _write(self.root, '/proc/sys/kernel/io_uring_group', '-1\n')
+        self.flush()
+
+    def disk(self, name, dev, sectors, lbs=512, pbs=4096, rotational=0, ro=0, scheduler='[none] mq-deadline',
+             content=b'', loop_backing=None, trace=True):
+        base = '/sys/devices/virtual/block/' + name
+        _write(self.root, base + '/dev', dev + '\n')
+        _write(self.root, base + '/size', '%d\n' % sectors)
+        _write(self.root, base + '/ro', '%d\n' % ro)
+        _write(self.root, base + '/removable', '0\n')
+        q = base + '/queue/'
+        for key, value in (('logical_block_size', lbs), ('physical_block_size', pbs), ('minimum_io_size', pbs),
+                           ('optimal_io_size', 0), ('max_sectors_kb', 1280), ('nr_requests', 128),
+                           ('rotational', rotational), ('scheduler', scheduler), ('discard_max_bytes', 4096),
+                           ('zoned', 'none')):
+            _write(self.root, q + key, '%s\n' % value)
+        os.makedirs(os.path.join(self.root, (base + '/holders').lstrip('/')))
+        os.makedirs(os.path.join(self.root, (base + '/slaves').lstrip('/')))
+        if trace:
+            _write(self.root, base + '/trace/enable', '0\n')
+        if loop_backing:
+            _write(self.root, base + '/loop/backing_file', loop_backing + '\n')
+            _write(self.root, base + '/loop/offset', '0\n')
+            _write(self.root, base + '/loop/sizelimit', '0\n')
+            _write(self.root, base + '/loop/autoclear', '1\n')
+            _write(self.root, base + '/loop/dio', '1\n')
+        _link(self.root, '/sys/class/block/' + name, '../../devices/virtual/block/' + name)
+        _link(self.root, '/sys/block/' + name, '../devices/virtual/block/' + name)
+        self.dev_node(name, content)
+        return base
+
+    def partition(self, disk, name, dev, sectors, content=b''):
+        base = '/sys/devices/virtual/block/%s/%s' % (disk, name)
+        _write(self.root, base + '/dev', dev + '\n')
+        _write(self.root, base + '/size', '%d\n' % sectors)
+        _write(self.root, base + '/ro', '0\n')
+        _write(self.root, base + '/partition', '1\n')
+        os.makedirs(os.path.join(self.root, (base + '/holders').lstrip('/')))
+        _link(self.root, '/sys/class/block/' + name, '../../devices/virtual/block/%s/%s' % (disk, name))
+        self.dev_node(name, content)
+
+    def holder(self, name, holder):
+        os.makedirs(os.path.join(self.root, ('/sys/class/block/%s/holders/%s' % (name, holder)).lstrip('/')))
+
+    def dev_node(self, name, content):
+        full = os.path.join(self.root, 'dev', name)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        with open(full, 'wb') as f:
+            f.write(content)
+
+    def mount(self, dev, mountpoint, fstype, source):
+        self.mountinfo.append('%d 1 %s / %s rw,relatime shared:1 - %s %s rw' % (
+            30 + len(self.mountinfo), dev, mountpoint.replace(' ', '\\040'), fstype, source))
+        self.flush()
+
+    def swap(self, path):
+        self.swaps.append(path)
+        self.flush()
+
+    def tracing(self, tracers='blk function nop', current='nop', lockdown='none [integrity] confidentiality'):
+        _write(self.root, '/sys/kernel/tracing/available_tracers', tracers + '\n')
+        _write(self.root, '/sys/kernel/tracing/current_tracer', current + '\n')
+        if lockdown is not None:
+            _write(self.root, '/sys/kernel/security/lockdown', lockdown + '\n')
+        self.mount('0:12', '/sys/kernel/tracing', 'tracefs', 'nodev')
+        self.mount('0:7', '/sys/kernel/debug', 'debugfs', 'debugfs')
+
+    def flush(self):
+        _write(self.root, '/proc/self/mountinfo', ''.join(line + '\n' for line in self.mountinfo))
+        _write(self.root, '/proc/swaps', 'Filename\tType\tSize\tUsed\tPriority\n'
+               + ''.join('%s\tpartition\t1024\t0\t-2\n' % s for s in self.swaps))
+
+
+@pytest.fixture
+def fake_tree(tmp_path):
+    """An empty fake host tree; tests add disks, partitions, mounts and tracing to it."""
+    return FakeTree(tmp_path / 'root')
+
+
+@pytest.fixture
+def standard_tree(fake_tree):
+    """sda (GPT, sda1 ext4 mounted on /data with a space, sda2 swap), loop0 (empty), loop1 (unattached), md0."""
+    t = fake_tree
+    t.disk('sda', '8:0', 2097152, rotational=1, scheduler='mq-deadline kyber [bfq] none', content=gpt_image(),
+           trace=True)
+    t.partition('sda', 'sda1', '8:1', 1048576, content=ext4_image())
+    t.partition('sda', 'sda2', '8:2', 1046528)
+    t.disk('loop0', '7:0', 131072, pbs=512, loop_backing='/dev/shm/img 0')
+    t.disk('loop1', '7:1', 0, pbs=512)
+    t.disk('vdb', '254:16', 204800, content=ext4_image())
+    t.holder('vdb', 'md0')
+    t.disk('md0', '9:0', 204800, scheduler='')
+    t.mount('8:1', '/data dir', 'ext4', '/dev/sda1')
+    t.mount('8:1', '/srv', 'ext4', '/dev/sda1')
+    t.swap('/dev/sda2')
+    t.tracing()
+    return t
