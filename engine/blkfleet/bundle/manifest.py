@@ -151,9 +151,10 @@ def _positive_int(value, path, what):
 def trace_info(trace_dir, devices):
     """What a capture directory tells about the source: ({device: {dev, size, logical_block_size}}, host).
 
-    Reads ``capture.json`` then ``meta.json`` (first found value wins), in either shape: one device at the top
-    level (``device``, ``dev``, ``size``/``disk_size``, ``logical_block_size``) or ``devices`` as an object by
-    name or a list of objects with ``name``. Fills missing dev_t from the first record of DEV.blktrace.N files.
+    Reads ``capture.json`` then ``meta.json`` (first found value wins), in any of these shapes: one device at
+    the top level (``device``, ``dev``, ``size``/``disk_size``, ``logical_block_size``), ``devices`` (or, as
+    ``blkfleet capture stop`` leaves it, ``summary.devices``) as an object by name or a list of objects with
+    ``name``. Fills a missing dev_t from the first record of the DEV.blktrace.N files.
     """
     info = {d: {"dev": None, "size": None, "logical_block_size": None} for d in devices}
     host = None
@@ -170,11 +171,17 @@ def trace_info(trace_dir, devices):
         entries = {}
         if isinstance(doc.get("device"), str):
             entries[doc["device"]] = doc
-        listed = doc.get("devices")
-        if isinstance(listed, dict):
-            entries.update({k: v for k, v in listed.items() if isinstance(v, dict)})
-        elif isinstance(listed, list):
-            entries.update({e["name"]: e for e in listed if isinstance(e, dict) and isinstance(e.get("name"), str)})
+        summary = doc.get("summary") if isinstance(doc.get("summary"), dict) else {}
+        for listed in (doc.get("devices"), summary.get("devices")):  # capture.json: summary.devices after stop
+            if isinstance(listed, dict):
+                for k, v in listed.items():
+                    if isinstance(v, dict):
+                        entries.setdefault(k, {}).update({f: x for f, x in v.items() if f not in entries.get(k, {})})
+            elif isinstance(listed, list):
+                for e in listed:
+                    if isinstance(e, dict) and isinstance(e.get("name"), str):
+                        entries.setdefault(e["name"], {}).update(
+                            {f: x for f, x in e.items() if f not in entries.get(e["name"], {})})
         for dev, entry in entries.items():
             if dev not in info:
                 continue

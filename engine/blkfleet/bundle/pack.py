@@ -227,7 +227,18 @@ class Bundle:
         missing = sorted(set(expected) - seen)
         if missing:
             raise self._fail(f"member {missing[0]!r} is missing ({len(missing)} missing: bundle truncated?)")
+        self._check_end()
         return self.manifest
+
+    def _check_end(self):
+        """After the last member: the end-of-archive marker (two zero blocks), not garbage or end of file."""
+        end = self._tar.offset
+        self._f.seek(end)
+        tail = self._f.read(2 * tarfile.BLOCKSIZE)
+        if len(tail) < 2 * tarfile.BLOCKSIZE:
+            raise self._fail(f"truncated bundle: no end-of-archive marker at offset {end}")
+        if tail.strip(b"\0"):
+            raise self._fail(f"corrupt bundle: unreadable data at offset {end}, after the last member")
 
 
 def _check_name(bundle, name):
