@@ -9,11 +9,18 @@ from blkfleet.results.document import BOUNDS_US, SCHEMA
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "engine" / "blkfleet" / "schemas" / "results.schema.json"
 
 
+_VALIDATOR = []
+
+
 def validate(doc):
     """Validate with the jsonschema package against the shipped schema (raises on a mismatch)."""
-    import jsonschema
+    if not _VALIDATOR:
+        import jsonschema
 
-    jsonschema.validate(doc, json.loads(SCHEMA_PATH.read_text()))
+        schema = json.loads(SCHEMA_PATH.read_text())
+        jsonschema.Draft202012Validator.check_schema(schema)
+        _VALIDATOR.append(jsonschema.Draft202012Validator(schema))
+    _VALIDATOR[0].validate(doc)
 
 
 def _hist(rng, median_us, spread, n):

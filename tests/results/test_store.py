@@ -115,3 +115,12 @@ def test_cli_add_list_show_export_baseline(tmp_path, capsys, monkeypatch):
     assert main(["results", "baseline", "list", "--json"]) == 0
     baselines = {b["name"]: [m["run"] for m in b["members"]] for b in json.loads(capsys.readouterr().out)}
     assert baselines == {"nightly": [3, 4], "first": [1, 2]}
+
+
+def test_the_schema_check_of_the_tests_is_real():
+    import jsonschema
+
+    doc = make_doc(seed=5)
+    del doc["per_iteration"][0]["iops"]
+    with pytest.raises(jsonschema.ValidationError):
+        validate(doc)
