@@ -1,6 +1,7 @@
 """``blkfleet replay``: its command-line interface (btreplay's flags and more)."""
 
 import datetime
+import re
 import sys
 
 from ..errors import BlkfleetError
@@ -16,8 +17,9 @@ def _start_at(text):
         return float(text)
     except ValueError:
         pass
-    try:
-        return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    iso = re.sub(r"\.(\d+)", lambda m: "." + (m.group(1) + "000000")[:6], text.strip().replace("Z", "+00:00"))
+    try:  # fraction padded to 6 digits: Python 3.9's fromisoformat takes only 3 or 6
+        return datetime.datetime.fromisoformat(iso).timestamp()
     except ValueError:
         raise BlkfleetError(f"invalid --start-at {text!r} (seconds since the epoch or ISO 8601)") from None
 

@@ -1,0 +1,1 @@
+"""The converter: blktrace traces into replay files (btrecord-compatible or native)."""
