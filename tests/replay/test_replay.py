@@ -226,3 +226,28 @@ def test_acceleration_iterations_and_no_stall(tmp_path, loopdev):
 
 def test_write_op_constant_matches_format():
     assert (READ, WRITE) == (0, 1)
+
+
+def test_replay_from_a_bundle(tmp_path, loopdev):
+    src = record(tmp_path, "randmix")
+    bundle = tmp_path / "b.tar"
+    assert main(["bundle", "create", "-d", str(src), "-o", str(bundle), "loop1"]) == 0
+    target = loopdev(128 << 20)
+    res = tmp_path / "res.json"
+    code, doc, err = replay("--bundle", bundle, "-M", map_file(tmp_path, target), "--json", res)
+    assert code == 0, err
+    validate(doc)
+    assert doc["total"]["ios"] == 2000 and doc["input"] == str(bundle) and len(doc["bundle_id"]) == 64
+
+
+def test_bad_bundles_give_one_line(tmp_path):
+    src = record(tmp_path, "randmix")
+    bundle = tmp_path / "b.tar"
+    assert main(["bundle", "create", "-d", str(src), "-o", str(bundle), "loop1"]) == 0
+    data = bytearray(bundle.read_bytes())
+    data[-2048] ^= 0xFF  # inside the last replay file's data, or its padding
+    bad = tmp_path / "bad.tar"
+    bad.write_bytes(bytes(data[: len(data) // 2]))
+    for path in (bad, tmp_path / "missing.tar"):
+        code, _doc, err = replay("--bundle", path, "-M", map_file(tmp_path, "/dev/loop0"))
+        assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err

@@ -1,9 +1,12 @@
 """``blkfleet replay``: its command-line interface (btreplay's flags and more)."""
 
 import datetime
+import os
 import re
 import sys
+import tempfile
 
+from ..bundle.pack import extract
 from ..errors import BlkfleetError
 from ..jsonout import write_json
 from ..results.document import summary_lines
@@ -57,6 +60,9 @@ def add_parser(sub):
     p.add_argument("-W", "--write-enable", action="store_true", help="really write (and discard, flush)")
     p.add_argument("-x", "--acc-factor", type=_positive_float, default=1.0, metavar="X",
                    help="replay X times faster (any positive number)")
+    p.add_argument("--bundle", metavar="FILE",
+                   help="replay a bundle (verified and extracted to a temporary directory; -d, -i, -F do not apply; "
+                   "devices default to the bundle's)")
     p.add_argument("--json", metavar="FILE", help="write the results JSON to FILE ('-' for stdout)")
     p.add_argument("--start-at", type=_start_at, metavar="TIME",
                    help="wall-clock start shared by several hosts (epoch seconds or ISO 8601)")
@@ -70,12 +76,25 @@ def add_parser(sub):
 
 
 def run(args):
+    if args.bundle:
+        with tempfile.TemporaryDirectory(prefix="blkfleet-bundle-") as tmp:
+            manifest = extract(args.bundle, tmp)
+            replay_info = manifest["replay"]
+            args.input_directory = os.path.join(tmp, replay_info["directory"])
+            args.input_base = replay_info["base"]
+            args.devices = args.devices or replay_info["devices"]
+            args.find_records = False
+            return _run(args, manifest["bundle_id"], os.path.abspath(args.bundle))
+    return _run(args, None, os.path.abspath(args.input_directory))
+
+
+def _run(args, bundle_id, source):
     opts = ReplayOptions(
         input_dir=args.input_directory, devices=tuple(args.devices), find=args.find_records,
         base=args.input_base, cpus=args.cpus, iterations=args.iterations, map_files=tuple(args.map_devs),
         no_stall=args.no_stalls, verbose=args.verbose, write_enable=args.write_enable, acc=args.acc_factor,
         json=args.json, start_at=args.start_at, engine=args.backend, depth=args.depth, force=args.force,
-        late_threshold_ns=int(args.late_threshold_us * 1000),
+        late_threshold_ns=int(args.late_threshold_us * 1000), bundle_id=bundle_id, source=source,
     )
     doc, code = replay(opts)
     if args.json:

@@ -49,6 +49,8 @@ class ReplayOptions:
     force: bool = False
     late_threshold_ns: int = 1_000_000
     engine_name: str = ""
+    bundle_id: str = None
+    source: str = None  # what to name as the input in the results (the bundle file, else input_dir)
     formats: set = field(default_factory=set)
 
 
