@@ -1,12 +1,67 @@
-"""``blkfleet report``: its command-line interface (stub parser; the implementation follows)."""
+"""``blkfleet report``: one self-contained HTML file with the plots of a replay and of the stored runs."""
+
+import os
 
 from ..errors import BlkfleetError
+from ..results.store import DEFAULT_DB, Store, load_document
+from .build import from_store, render
 
 
 def add_parser(sub):
-    p = sub.add_parser("report", help="(in progress)")
+    p = sub.add_parser(
+        "report",
+        help="write one self-contained HTML report with plots (IOPS over time, latency CDF, lateness, LBA heat "
+        "map, trends with the baseline band, fidelity, verdict)",
+        description="Write one HTML file that needs no network to view: inline CSS and SVG plots. The replay "
+        "shown is the last --results file, else the newest stored run; trends cover the stored runs (and the "
+        "--results files not stored). With --original and --replay-capture the fidelity figures are included.",
+    )
+    p.add_argument("-o", "--output", required=True, metavar="FILE", help="the HTML file to write")
+    p.add_argument("--db", default=DEFAULT_DB, metavar="PATH",
+                   help=f"results store (default {DEFAULT_DB}; used when it exists)")
+    p.add_argument("--results", nargs="+", default=[], metavar="FILE", help="results JSON files")
+    p.add_argument("--baseline", metavar="NAME", help="baseline: its band on the trends and its verdict table")
+    p.add_argument("--original", metavar="CAPTURE_DIR", help="the original capture (DEV.blktrace.N files)")
+    p.add_argument("--replay-capture", metavar="CAPTURE_DIR", help="a capture of the replay")
+    p.add_argument("--original-device", metavar="DEV", help="device of --original (default: its only one)")
+    p.add_argument("--replay-device", metavar="DEV", help="device of --replay-capture (default: its only one)")
+    p.add_argument("--host", help="only this host's stored runs")
+    p.add_argument("--device", help="only this device's stored runs")
+    p.add_argument("--band-k", type=float, default=2.0, metavar="K", help="baseline band: mean ± K sd (default 2)")
     p.set_defaults(func=run)
 
 
 def run(args):
-    raise BlkfleetError("report: not implemented yet")
+    if args.replay_capture and not args.original:
+        raise BlkfleetError("--replay-capture needs --original (the capture it is compared with)")
+    files = [(path, load_document(path)) for path in args.results]
+    runs, baseline_rows, verdict = [], [], None
+    have_db = os.path.exists(args.db)
+    if args.baseline and not have_db:
+        raise BlkfleetError(f"--baseline needs a results store: {args.db} does not exist")
+    if have_db:
+        with Store(args.db, create=False) as store:
+            runs, baseline_rows, verdict = from_store(store, args.baseline, args.host, args.device, args.band_k)
+    stored = {(r[4].get("host"), r[4].get("started")) for r in runs}
+    for path, doc in files:
+        if (doc.get("host"), doc.get("started")) not in stored:
+            runs += [(os.path.basename(path), None, doc["host"], name, doc) for name in sorted(doc["devices"])]
+    if files:
+        focus_label, focus = files[-1][0], files[-1][1]
+    elif runs:
+        focus_label, focus = runs[-1][0], runs[-1][4]
+    else:
+        focus_label, focus = "", None
+    if focus is None and not args.original:
+        raise BlkfleetError("nothing to report: no --results, no stored runs and no --original capture")
+    html = render(focus, focus_label, runs, baseline_rows, args.baseline, verdict, args.original,
+                  args.replay_capture, args.original_device, args.replay_device, args.band_k)
+    parent = os.path.dirname(os.path.abspath(args.output))
+    os.makedirs(parent, exist_ok=True)
+    tmp = args.output + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(html)
+    os.replace(tmp, args.output)
+    print(f"blkfleet report: {args.output} ({len(html) // 1024} KiB, {len(runs)} runs"
+          + (f", verdict {verdict['verdict']}" if verdict else "") + ")")
+    return 0
