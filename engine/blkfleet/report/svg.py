@@ -152,13 +152,14 @@ def line_chart(plot_id, title, series, xlabel, ylabel, xlog=False, bands=(), ymi
     for index, x, wlo, whi in whiskers:
         body.append(f'<line x1="{_f(frame.x(x))}" x2="{_f(frame.x(x))}" y1="{_f(frame.y(wlo))}" '
                     f'y2="{_f(frame.y(whi))}" stroke="{colours[index]}" stroke-width="1"/>')
-    for (name, xs_, ys_), c in zip(series, colours):
+    for k, ((name, xs_, ys_), c) in enumerate(zip(series, colours)):
+        stroke = 1.6 + 1.4 * (len(series) - 1 - k)  # earlier series wider: a perfect overlap still shows both
         coords = [f"{_f(frame.x(x))},{_f(frame.y(y))}" for x, y in zip(xs_, ys_)
                   if y is not None and (not xlog or x > 0)]
         if not coords:
             continue
         body.append(f'<polyline class="series" data-series="{escape(name)}" fill="none" stroke="{c}" '
-                    f'stroke-width="1.6" points="{" ".join(coords)}"/>')
+                    f'stroke-width="{_f(stroke)}" stroke-opacity="0.85" points="{" ".join(coords)}"/>')
         if markers:
             body.append("".join(f'<circle cx="{p.split(",")[0]}" cy="{p.split(",")[1]}" r="3" fill="{c}"/>'
                                 for p in coords))
