@@ -124,3 +124,13 @@ def test_the_schema_check_of_the_tests_is_real():
     del doc["per_iteration"][0]["iops"]
     with pytest.raises(jsonschema.ValidationError):
         validate(doc)
+
+
+def test_bundle_id_from_the_document(tmp_path):
+    doc = make_doc(seed=6)
+    doc["bundle_id"] = "sha256:abc"  # replay --bundle writes it into the results
+    validate(doc)
+    with Store(str(tmp_path / "db")) as store:
+        run_id, _ = store.add(doc)
+        assert store.get(run_id).bundle_id == "sha256:abc"
+        assert [r["run_id"] for r in store.rows(bundle_id="sha256:abc")] == [run_id]
