@@ -54,11 +54,12 @@ def add_parser(sub):
     s.add_argument("-n", "--buffer-count", type=_positive_int, default=8, metavar="N",
                    help="blktrace: number of sub-buffers (default 8)")
     s.add_argument("-w", "--duration", type=_positive_float, metavar="SEC", help="stop by itself after SEC s")
-    s.add_argument("--mode", choices=MODES, default="raw",
-                   help="ftrace: raw (per-CPU ring-buffer pages, converted at stop; default) or pipe "
-                   "(trace_pipe split live)")
-    s.add_argument("--interval", type=_positive_float, default=0.2, metavar="SEC",
-                   help="how often the buffers are emptied (default 0.2)")
+    s.add_argument("--mode", choices=("auto", *MODES), default="auto",
+                   help="ftrace: events (block_bio_queue tracepoint, Q only, cheapest), raw (blk tracer's "
+                   "per-CPU ring-buffer pages) or pipe (blk tracer's trace_pipe, split live); auto (default): "
+                   "events for act_mask queue on whole devices, else raw")
+    s.add_argument("--interval", type=_positive_float, default=0.05, metavar="SEC",
+                   help="how often the buffers are emptied (default 0.05; sooner while they fill fast)")
     s.add_argument("--no-splice", dest="splice", action="store_false", default=None,
                    help="ftrace raw: copy pages with read/write instead of splice")
     s.add_argument("--keep-raw", action="store_true", help="ftrace raw: keep DIR/raw/cpuN after conversion")

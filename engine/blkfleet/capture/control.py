@@ -96,7 +96,7 @@ def classify(state):
 
 class StartOptions:
     def __init__(self, devices, outdir, backend="auto", act_mask="queue", buffer_kb=512, buffer_count=8,
-                 duration=None, mode="raw", interval=0.2, keep_raw=False, force=False, splice=None,
+                 duration=None, mode="auto", interval=0.05, keep_raw=False, force=False, splice=None,
                  lock_path=tracefs.LOCK_PATH):
         self.devices = list(devices)
         self.outdir = os.path.abspath(outdir)
@@ -389,7 +389,7 @@ def _salvage(outdir, state, recovered):
     info = state.get("backend_info") or {}
     summary = {}
     try:
-        if state.get("backend") == "ftrace" and state.get("mode") == "raw":
+        if state.get("backend") == "ftrace" and state.get("mode") in ("raw", "events"):
             from . import rawpages
 
             raw_dir = os.path.join(outdir, "raw")
@@ -397,8 +397,14 @@ def _salvage(outdir, state, recovered):
                          if f.startswith("cpu") and f[3:].isdigit()} if os.path.isdir(raw_dir) else {}
             layout = rawpages.PageLayout(page_size=info.get("page_size", 4096))
             names = _dev_names(state)
+            decoder = None
+            if state["mode"] == "events":
+                from .bioevents import BioQueueDecoder
+
+                fields = {k: tuple(v) for k, v in info["event_fields"].items()}
+                decoder = BioQueueDecoder(info["event_id"], fields, layout.byteorder)
             summary = rawpages.convert(raw_files, outdir, layout, info.get("blk_entry_type"),
-                                       ncpus=info.get("ncpus"), names=names, devices=list(names))
+                                       ncpus=info.get("ncpus"), names=names, devices=list(names), decoder=decoder)
         else:
             from .blktrace import summarize_files
 

@@ -22,10 +22,10 @@ import select
 import time
 
 from ..errors import BlkfleetError
-from . import rawpages, tracefs
+from . import bioevents, rawpages, tracefs
 from .split import Splitter, cpu_count
 
-MODES = ("raw", "pipe")
+MODES = ("events", "raw", "pipe")
 PIPE_READ = 1 << 20
 HAS_SPLICE = hasattr(os, "splice")
 STAT_FIELDS = {"overrun": "overrun", "commit overrun": "commit_overrun", "dropped events": "dropped"}
@@ -55,6 +55,11 @@ def kernel_drops(stats):
     """Events the kernel says it lost on each CPU."""
     return {cpu: s.get("overrun", 0) + s.get("commit_overrun", 0) + s.get("dropped", 0)
             for cpu, s in stats.items()}
+
+
+def _is_partition(device):
+    _, trace_dir = tracefs.device_trace_dir(device)
+    return os.path.exists(os.path.join(os.path.dirname(trace_dir), "partition"))
 
 
 class _RawReader:
@@ -146,11 +151,15 @@ class FtraceCapture:
 
     name = "ftrace"
 
-    def __init__(self, devices, outdir, act_mask="queue", buffer_kb=tracefs.DEFAULT_BUFFER_KB, mode="raw",
-                 interval=0.2, clock="mono", use_splice=None, keep_raw=False, lock=None,
+    def __init__(self, devices, outdir, act_mask="queue", buffer_kb=tracefs.DEFAULT_BUFFER_KB, mode="auto",
+                 interval=0.05, clock="mono", use_splice=None, keep_raw=False, lock=None,
                  lock_path=tracefs.LOCK_PATH):
+        if mode == "auto":
+            mode = "events" if tracefs.act_mask_value(act_mask) == tracefs.act_mask_value("queue") else "raw"
+            if mode == "events" and any(_is_partition(d) for d in devices):
+                mode = "raw"
         if mode not in MODES:
-            raise BlkfleetError(f"unknown ftrace mode {mode!r} (known: {', '.join(MODES)})")
+            raise BlkfleetError(f"unknown ftrace mode {mode!r} (known: auto, {', '.join(MODES)})")
         self.devices = list(devices)
         self.outdir = os.path.abspath(outdir)
         self.act_mask = act_mask
@@ -171,6 +180,8 @@ class FtraceCapture:
         self.raw_dir = os.path.join(self.outdir, "raw")
         self.layout = None
         self.blk_type = None
+        self.decoder = None
+        self.event = None
         self.dev_numbers = {}
         self.started = None
 
@@ -178,17 +189,29 @@ class FtraceCapture:
 
     def setup(self):
         """Own and configure the tracer (tracing stays off) and open the readers."""
-        self.capture = tracefs.configure(self.devices, act_mask=self.act_mask, buffer_kb=self.buffer_kb,
-                                         clock=self.clock, lock=self.lock, lock_path=self.lock_path)
+        if self.mode == "events":
+            if tracefs.act_mask_value(self.act_mask) != tracefs.act_mask_value("queue"):
+                raise BlkfleetError("the events mode records queue events only: use --mode raw for act_mask "
+                                    f"{self.act_mask!r}")
+            self.capture = bioevents.configure(self.devices, buffer_kb=self.buffer_kb, clock=self.clock,
+                                               lock=self.lock, lock_path=self.lock_path)
+        else:
+            self.capture = tracefs.configure(self.devices, act_mask=self.act_mask, buffer_kb=self.buffer_kb,
+                                             clock=self.clock, lock=self.lock, lock_path=self.lock_path)
         try:
             tracing = self.capture.tracing
             for name, trace_dir in self.capture.devices.items():
                 with open(os.path.join(os.path.dirname(trace_dir), "dev")) as f:
                     major, minor = (int(x) for x in f.read().split(":"))
                 self.dev_numbers[name] = major << 20 | minor
-            if self.mode == "raw":
+            if self.mode in ("raw", "events"):
                 self.layout = rawpages.PageLayout.from_tracefs(tracing)
-                self.blk_type = rawpages.blk_entry_type(tracing)
+                if self.mode == "raw":
+                    self.blk_type = rawpages.blk_entry_type(tracing)
+                    self.decoder = rawpages.BlkDecoder(self.blk_type, self.layout.byteorder)
+                else:
+                    self.event = bioevents.event_format(self.capture.root)
+                    self.decoder = bioevents.BioQueueDecoder(*self.event, self.layout.byteorder)
                 os.makedirs(self.raw_dir, exist_ok=True)
                 for cpu in range(self.ncpus):
                     src = os.path.join(tracing, "per_cpu", f"cpu{cpu}", "trace_pipe_raw")
@@ -212,9 +235,12 @@ class FtraceCapture:
         info = {"mode": self.mode, "devices": sorted(self.dev_numbers), "ncpus": self.ncpus,
                 "buffer_kb": self.buffer_kb, "clock": self.clock,
                 "act_mask": f"0x{tracefs.act_mask_value(self.act_mask):x}"}
-        if self.mode == "raw":
+        if self.mode != "pipe":
             info.update(splice=self.use_splice, page_size=self.layout.page_size, blk_entry_type=self.blk_type,
                         interval=self.interval)
+        if self.mode == "events":
+            info.update(event="/".join(bioevents.EVENT), event_id=self.event[0],
+                        event_fields={k: list(v) for k, v in self.event[1].items()})
         return info
 
     def start(self):
@@ -228,7 +254,7 @@ class FtraceCapture:
         if self.error:
             return 0
         try:
-            if self.mode == "raw":
+            if self.mode != "pipe":
                 return sum(r.drain(final) for r in self.readers.values())
             total = 0
             while True:
@@ -250,23 +276,29 @@ class FtraceCapture:
             return 0
 
     def bytes_read(self):
-        if self.mode == "raw":
+        if self.mode != "pipe":
             return sum(r.bytes for r in self.readers.values())
         return self.splitter._offset if self.splitter else 0
 
     def run(self, should_stop, wakeup_fd=None):
-        """Poll every ``interval`` seconds until ``should_stop()`` is true or an error stops the capture."""
+        """Poll every ``interval`` seconds until ``should_stop()`` is true or an error stops the capture.
+
+        When one poll moved more than an eighth of a CPU's buffer, the next comes after 10 ms at most: the
+        buffers are filling fast and a late reader would lose events.
+        """
+        busy = (self.buffer_kb or tracefs.DEFAULT_BUFFER_KB) * 1024 // 8
         while not should_stop() and not self.error:
-            self.poll()
+            moved = self.poll()
+            wait = min(self.interval, 0.01) if moved > busy else self.interval
             if wakeup_fd is not None:
-                ready, _, _ = select.select([wakeup_fd], [], [], self.interval)
+                ready, _, _ = select.select([wakeup_fd], [], [], wait)
                 if ready:
                     try:
                         os.read(wakeup_fd, 512)
                     except OSError:
                         pass
             else:
-                time.sleep(self.interval)
+                time.sleep(wait)
 
     def kernel_stats(self):
         return read_cpu_stats(self.capture.tracing, self.ncpus)
@@ -301,12 +333,12 @@ class FtraceCapture:
                 self.error = self.error or str(e)
         drops = kernel_drops(stats)
         names = {dev: name for name, dev in self.dev_numbers.items()}
-        if self.mode == "raw":
+        if self.mode != "pipe":
             raw_files = {cpu: os.path.join(self.raw_dir, f"cpu{cpu}") for cpu in self.readers}
             try:
                 summary = rawpages.convert(raw_files, self.outdir, self.layout, self.blk_type, ncpus=self.ncpus,
                                            names=names, devices=list(self.dev_numbers.values()),
-                                           extra_drops=drops)
+                                           extra_drops=drops, decoder=self.decoder)
             except OSError as e:
                 self.error = self.error or (f"cannot write the converted trace ({e.strerror or e}); the raw pages "
                                             f"are kept in {self.raw_dir}")

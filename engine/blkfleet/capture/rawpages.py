@@ -114,13 +114,10 @@ class PageStats:
         self.missed_reports = self.missed_events = self.bad_pages = 0
 
 
-def page_records(page, layout, blk_type, stats):
-    """The blk records of one page as v7 bytes (magic, sequence 0, time, then the kernel's bytes 16..)."""
+def page_events(page, layout, stats):
+    """``(timestamp, data offset, data length)`` of every data event of one page, in order."""
     bo = layout.byteorder
     u32 = struct.Struct(bo + "I").unpack_from
-    u16 = struct.Struct(bo + "H").unpack_from
-    head = struct.Struct(bo + "IIQ").pack
-    magic = MAGIC | 7
     ts = struct.unpack_from(bo + "Q", page, 0)[0]
     page_ts = ts
     commit = layout.long.unpack_from(page, layout.commit_offset)[0]
@@ -130,12 +127,11 @@ def page_records(page, layout, blk_type, stats):
     stats.pages += 1
     if end > len(page):
         stats.bad_pages += 1
-        return b""
+        return
     if commit & MISSED_EVENTS:
         stats.missed_reports += 1
         if commit & MISSED_STORED and end + layout.long.size <= len(page):
             stats.missed_events += layout.long.unpack_from(page, end)[0]
-    out = []
     while pos + 4 <= end:
         word = u32(page, pos)[0]
         type_len = word & 31
@@ -153,7 +149,7 @@ def page_records(page, layout, blk_type, stats):
             ts += delta
         elif type_len == TYPE_PADDING:
             if delta == 0 and (pos + 8 > end or u32(page, pos + 4)[0] == 0):
-                break
+                return
             pos += 4 + u32(page, pos + 4)[0]
             continue
         elif type_len == TYPE_TIME_EXTEND:
@@ -162,28 +158,48 @@ def page_records(page, layout, blk_type, stats):
             continue
         else:  # TYPE_TIME_STAMP: 59 bits of an absolute time, the upper bits come from the page
             abs_ts = (u32(page, pos + 4)[0] << TS_SHIFT) | delta
-            high = page_ts & ~((1 << ABS_TS_BITS) - 1)
-            ts = abs_ts | high
+            ts = abs_ts | (page_ts & ~((1 << ABS_TS_BITS) - 1))
             if ts < page_ts:
                 ts += 1 << ABS_TS_BITS
             pos += 8
             continue
         if nxt > end or dlen < 0:
             stats.bad_pages += 1
-            break
+            return
         stats.events += 1
         pos = nxt
-        if dlen < BLK_ENTRY or (blk_type is not None and u16(page, data)[0] != blk_type):
-            stats.other += 1
-            continue
-        rec_len = BLK_ENTRY + u16(page, data + 46)[0]
-        if rec_len > dlen:
-            stats.other += 1
-            continue
-        out.append(head(magic, 0, ts))
-        out.append(page[data + 16:data + rec_len])
-        stats.records += 1
-    return b"".join(out)
+        yield ts, data, dlen
+
+
+class BlkDecoder:
+    """The blk tracer's entries: bytes 16.. of the entry after a fresh magic, sequence 0 and the time."""
+
+    def __init__(self, blk_type, byteorder=NATIVE):
+        self.blk_type = blk_type
+        self.u16 = struct.Struct(byteorder + "H").unpack_from
+        self.head = struct.Struct(byteorder + "IIQ").pack
+        self.magic = MAGIC | 7
+
+    def records(self, page, layout, stats, cpu):
+        out = []
+        u16, head, magic, blk_type = self.u16, self.head, self.magic, self.blk_type
+        for ts, data, dlen in page_events(page, layout, stats):
+            if dlen < BLK_ENTRY or (blk_type is not None and u16(page, data)[0] != blk_type):
+                stats.other += 1
+                continue
+            rec_len = BLK_ENTRY + u16(page, data + 46)[0]
+            if rec_len > dlen:
+                stats.other += 1
+                continue
+            out.append(head(magic, 0, ts))
+            out.append(page[data + 16:data + rec_len])
+            stats.records += 1
+        return b"".join(out)
+
+
+def page_records(page, layout, blk_type, stats):
+    """The blk records of one page as v7 bytes (magic, sequence 0, time, then the kernel's bytes 16..)."""
+    return BlkDecoder(blk_type, layout.byteorder).records(page, layout, stats, None)
 
 
 def iter_pages(path, page_size):
@@ -198,18 +214,21 @@ def iter_pages(path, page_size):
                 yield view[off:off + page_size]
 
 
-def convert(raw_files, outdir, layout, blk_type, ncpus=None, names=None, devices=(), extra_drops=None):
+def convert(raw_files, outdir, layout, blk_type, ncpus=None, names=None, devices=(), extra_drops=None,
+            decoder=None):
     """Convert ``{cpu: raw file}`` into ``DEV.blktrace.CPU`` files; returns the Splitter summary + pages.
 
     ``extra_drops``: ``{cpu: events}`` the kernel counted as lost (``per_cpu/cpuN/stats``); per CPU the
-    larger of that and the count stored in the pages is reported.
+    larger of that and the count stored in the pages is reported. ``decoder``: turns a page's events into
+    v7 records (default: ``BlkDecoder(blk_type)``; ``bioevents.BioQueueDecoder`` for the tracepoint).
     """
+    decoder = decoder or BlkDecoder(blk_type, layout.byteorder)
     per_cpu = {}
     with Splitter(outdir, ncpus=ncpus, names=names, devices=devices, byteorder=layout.byteorder) as sp:
         for cpu, path in sorted(raw_files.items()):
             stats = PageStats()
             for page in iter_pages(path, layout.page_size):
-                data = page_records(page, layout, blk_type, stats)
+                data = decoder.records(page, layout, stats, cpu)
                 if data:
                     sp.feed(data)
             per_cpu[cpu] = stats

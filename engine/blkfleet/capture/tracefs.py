@@ -440,7 +440,14 @@ def restore(lock=None, lock_path=LOCK_PATH, timeout=0.0):
     own_lock = lock is None
     lock = (lock or TracerLock(lock_path)).acquire(timeout)
     try:
-        return _recover(state_path(lock.path))
+        restored = _recover(state_path(lock.path))
+        from .bioevents import remove_instance  # the events mode's instance, left by a killed capture
+
+        try:
+            tracing = find_tracefs(mount=False)
+        except BlkfleetError:
+            return restored
+        return remove_instance(tracing) or restored
     finally:
         if own_lock:
             lock.release()

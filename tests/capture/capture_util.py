@@ -1,0 +1,43 @@
+"""Helpers for CLI capture tests: the ``blkfleet`` command in a subprocess, fio, tool checks."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ENGINE = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "engine"))
+ENV = dict(os.environ, PYTHONPATH=ENGINE)
+
+
+def blkfleet(*args, timeout=120):
+    """Run ``python -m blkfleet ARGS``; returns the CompletedProcess (text)."""
+    return subprocess.run([sys.executable, "-m", "blkfleet", *map(str, args)], capture_output=True, text=True,
+                          env=ENV, timeout=timeout)
+
+
+def json_out(run):
+    assert run.stdout, f"no output; stderr: {run.stderr}"
+    return json.loads(run.stdout)
+
+
+def fio(*args, **options):
+    """Run fio with ``--name=..`` sections built by the caller; returns IOs per file name."""
+    cmd = ["fio", "--output-format=json", "--direct=1", "--ioengine=libaio", "--bs=4k", *args]
+    cmd += [f"--{k}={v}" for k, v in options.items()]
+    run = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    doc = json.loads(run.stdout[run.stdout.index("{"):])
+    ios = {}
+    for job in doc["jobs"]:
+        name = job["job options"].get("filename") or options.get("filename")
+        ios[name] = ios.get(name, 0) + job["read"]["total_ios"] + job["write"]["total_ios"]
+    return ios
+
+
+
+def need(*tools):
+    for tool in tools:
+        if not shutil.which(tool):
+            pytest.skip(f"needs {tool}")

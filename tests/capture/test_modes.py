@@ -1,0 +1,110 @@
+"""The ftrace modes against each other on real loop devices (root): raw pages == trace_pipe bytes, and the
+block_bio_queue events give the same Q records as the blk tracer."""
+
+import os
+import subprocess
+
+import pytest
+from capture_util import fio, need
+
+from blkfleet.capture import tracefs
+from blkfleet.capture.bioevents import rwbs_action
+from blkfleet.capture.ftrace import FtraceCapture
+from blkfleet.capture.split import Splitter
+from blkfleet.trace import TraceReader
+from blkfleet.trace.actions import C_DISCARD, C_FLUSH, C_FUA, C_META, C_READ, C_SYNC, C_WRITE, is_queue
+
+
+def test_rwbs_action():
+    q = 0x00100001
+    assert rwbs_action(b"R") == q | C_READ
+    assert rwbs_action(b"WS") == q | C_WRITE | C_SYNC
+    assert rwbs_action(b"FWFSM") == q | C_FLUSH | C_WRITE | C_FUA | C_SYNC | C_META
+    assert rwbs_action(b"F") == q | C_READ | C_FLUSH
+    assert rwbs_action(b"DE") == q | C_WRITE | C_DISCARD
+    assert rwbs_action(b"N") == q | C_WRITE
+
+
+def read_dir(path):
+    out = {}
+    for name in sorted(os.listdir(path)):
+        if ".blktrace." in name:
+            with TraceReader(os.path.join(path, name)) as r:
+                out[name] = list(r)
+    return out
+
+
+def fs_workload(dev, mnt):
+    """ext4 with discard, fsync'd files (flush, FUA, meta, sync), fstrim, plus direct 4 KiB IO."""
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-E", "discard,lazy_itable_init=0,lazy_journal_init=0", dev],
+                   check=True)
+    subprocess.run(["mount", "-o", "nodiscard", dev, mnt], check=True)
+    try:
+        subprocess.run(["sh", "-c", f"cd {mnt} && for i in 1 2 3; do dd if=/dev/urandom of=f$i bs=64k count=4 "
+                        "conv=fsync status=none; done; rm f2; sync"], check=True)
+        subprocess.run(["fstrim", mnt], check=True)
+    finally:
+        subprocess.run(["umount", mnt], check=True)
+    fio("--name=d", f"--filename={dev}", rw="randrw", iodepth=8, size="16M", number_ios=800)
+
+
+@pytest.mark.root
+def test_events_mode_equals_blk_tracer_queue_records(tracer, loopdev, tmp_path):
+    need("fio", "mkfs.ext4", "fstrim")
+    dev = loopdev(64 << 20)
+    events = FtraceCapture([dev], tmp_path / "events", mode="events", lock=tracer).setup()
+    try:
+        blk = FtraceCapture([dev], tmp_path / "blk", mode="raw", lock=tracer).setup()
+    except BaseException:
+        events.finish()
+        raise
+    try:
+        events.start()
+        blk.start()
+        mnt = tmp_path / "mnt"
+        mnt.mkdir()
+        fs_workload(dev, str(mnt))
+    finally:
+        s_blk = blk.finish()
+        s_events = events.finish()
+    assert not os.path.exists(os.path.join(tracefs.find_tracefs(), "instances", "blkfleet"))
+    name = os.path.basename(dev)
+    assert s_blk["devices"][name]["queued"] == s_events["devices"][name]["queued"] > 800
+    assert s_events["records"] == s_events["devices"][name]["queued"]  # Q records only
+    got, want = read_dir(tmp_path / "events"), read_dir(tmp_path / "blk")
+    assert sorted(got) == sorted(want)
+    cats = set()
+    for fname, records in want.items():
+        queued = [r for r in records if is_queue(r.action)]
+        assert len(got[fname]) == len(queued)
+        for a, b in zip(got[fname], queued):
+            assert (a.sector, a.bytes, a.action, a.pid, a.device, a.cpu, a.pdu) == \
+                (b.sector, b.bytes, b.action, b.pid, b.device, b.cpu, b.pdu)
+            assert abs(a.time - b.time) < 50_000  # the two buffers stamp the same tracepoint hit
+            cats.update(b.categories)
+    assert {"flush", "fua", "discard", "sync", "read", "write"} <= cats
+
+
+@pytest.mark.root
+def test_raw_pages_equal_trace_pipe_bytes(tracer, loopdev, tmp_path):
+    """The raw-page conversion writes exactly what the kernel's trace_pipe bin output splits into."""
+    need("fio")
+    dev = loopdev(32 << 20)
+    cap = FtraceCapture([dev], tmp_path / "raw", mode="raw", act_mask="all", lock=tracer).setup()
+    try:
+        cap.start()
+        fio("--name=x", f"--filename={dev}", rw="randrw", iodepth=8, size="16M", number_ios=2000)
+        cap.capture.stop()
+        # The non-consuming 'trace' file shows the same buffer as trace_pipe would, in bin mode.
+        with open(os.path.join(cap.capture.tracing, "trace"), "rb") as f:
+            text_view = f.read()
+    finally:
+        summary = cap.finish()
+    pipe = Splitter(tmp_path / "pipe")
+    pipe.feed(text_view)
+    pipe.close()
+    raw, ref = read_dir(tmp_path / "raw"), tmp_path / "pipe"
+    assert summary["records"] >= 2000 * 4 and summary["lost"] == {}
+    for fname in raw:
+        with open(tmp_path / "raw" / fname, "rb") as a, open(ref / fname, "rb") as b:
+            assert a.read() == b.read(), fname
