@@ -1,8 +1,8 @@
 """Regression verdicts: candidate runs against a named baseline, per host and device and metric.
 
-Samples. For every (run, device) the samples of a metric are the run's per-iteration figures (``per_iteration``)
-when the run replayed that one device only; for a run over several devices the document has per-iteration
-figures for the whole run only, so the device contributes one sample per run (its figures over all iterations).
+Samples. For every (run, device) the samples of a metric are the device's per-iteration figures
+(``devices[DEV].per_iteration``; documents without them: the run's ``per_iteration`` when the run replayed that one
+device only, else one sample per run, the device's figures over all iterations).
 Interrupted runs are left out (their last iteration is partial). Baseline and candidate samples are the union
 over their runs: several runs of several iterations each.
 
@@ -79,8 +79,11 @@ def samples(doc, device, metric):
     devices = doc.get("devices") or {}
     if device not in devices:
         return [], "missing"
-    if len(devices) == 1 and doc.get("per_iteration"):
-        values = [metric.value(it) for it in doc["per_iteration"] if it.get("ios", 1)]
+    iterations = devices[device].get("per_iteration")
+    if not iterations and len(devices) == 1:
+        iterations = doc.get("per_iteration")
+    if iterations:
+        values = [metric.value(it) for it in iterations if it.get("ios", 1)]
         return [v for v in values if v is not None], "per-iteration"
     v = metric.value(devices[device])
     return ([v] if v is not None else []), "per-run"

@@ -89,6 +89,12 @@ def figures(rows, errors, first_error, late_threshold_ns):
     }
 
 
+def _iteration(index, rows, opts):
+    fig = figures(rows, 0, None, opts.late_threshold_ns)
+    return {"iteration": index + 1, **{k: fig[k] for k in (
+        "ios", "duration_s", "iops", "mb_s", "latency_us", "lateness_us", "late_ios")}}
+
+
 def build(runs, targets, opts, started, interrupted):
     """The results document. ``runs``: per iteration, a list of (plan, outcome) per worker."""
     per_device = {t.recorded: [] for t in targets}
@@ -96,12 +102,14 @@ def build(runs, targets, opts, started, interrupted):
     total_rows = []
     iterations = []
     first_rows = []
+    device_iterations = {t.recorded: [] for t in targets}
     for it, pairs in enumerate(runs):
         it_rows = []
+        it_device = {t.recorded: [] for t in targets}
         for plan, out in pairs:
             rows = zip(out.issued_op, plan.ops, plan.nbytes, plan.due, out.submit, out.latency)
             for row, target in zip(rows, plan.target):
-                per_device[targets[target].recorded].append(row)
+                it_device[targets[target].recorded].append(row)
                 it_rows.append(row)
             for target, (count, first) in out.errors.items():
                 entry = errors.setdefault(target, [0, first])
@@ -109,14 +117,16 @@ def build(runs, targets, opts, started, interrupted):
         total_rows.extend(it_rows)
         if not it:
             first_rows = it_rows
-        fig = figures(it_rows, 0, None, opts.late_threshold_ns)
-        iterations.append({"iteration": it + 1, **{k: fig[k] for k in (
-            "ios", "duration_s", "iops", "mb_s", "latency_us", "lateness_us", "late_ios")}})
+        iterations.append(_iteration(it, it_rows, opts))
+        for name, rows in it_device.items():
+            per_device[name].extend(rows)
+            device_iterations[name].append(_iteration(it, rows, opts))
     devices = {}
     for index, t in enumerate(targets):
         count, first = errors.get(index, [0, None])
         fig = figures(per_device[t.recorded], count, first, opts.late_threshold_ns)
-        fig.update(target=t.path, target_size=t.size, logical_block_size=t.block_size)
+        fig.update(target=t.path, target_size=t.size, logical_block_size=t.block_size,
+                   per_iteration=device_iterations[t.recorded])
         devices[t.recorded] = fig
     all_errors = sum(c for c, _f in errors.values())
     first_error = next((f for _t, (_c, f) in sorted(errors.items())), None)
