@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Ansible test layers of blkfleet, without Docker:
-#   ansible-test sanity and units (managed venvs, Python 3.11) from the collection directory, then ansible-lint
-#   (production profile) from the repository root.
-# Usage: tests/ansible/run_ansible_tests.sh [sanity] [units] [lint]   (default: all three)
-# Needs the repository's .venv with ansible-core and ansible-lint (tests/run creates it), or VENV=/path.
+#   sanity    ansible-test sanity --venv --python 3.11 (from the collection directory)
+#   units     ansible-test units --venv --python 3.11
+#   lint      ansible-lint, production profile, offline (from the repository root, .ansible-lint)
+#   molecule  molecule test (scenario default: network-namespace hosts with their own sshd; needs root,
+#             iproute2 and openssh-server)
+# Usage: tests/ansible/run_ansible_tests.sh [sanity] [units] [lint] [molecule]   (default: all four)
+# Needs the repository's .venv with ansible-core, ansible-lint and molecule (tests/run creates it), or VENV=/path.
+# The first run downloads ansible-test's pinned sanity/units requirements from PyPI into ~/.ansible/test/venv.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
 venv="${VENV:-$repo/.venv}"
 collection="$repo/collections/ansible_collections/blkfleet/core"
 py="$venv/bin/python"
 layers=("$@")
-[ ${#layers[@]} -gt 0 ] || layers=(sanity units lint)
+[ ${#layers[@]} -gt 0 ] || layers=(sanity units lint molecule)
 export PATH="$venv/bin:$PATH"
 export ANSIBLE_NOCOLOR=1
 
@@ -37,8 +41,11 @@ for layer in "${layers[@]}"; do
             (cd "$collection" && ansible-test units --venv --python 3.11 --color no) ;;
         lint)
             (cd "$repo" && ansible-lint --offline --nocolor) ;;
+        molecule)
+            # molecule calls ansible-playbook and ansible-config through PATH: the venv is first on it above.
+            (cd "$repo" && VIRTUAL_ENV="$venv" molecule test) ;;
         *)
-            echo "run_ansible_tests.sh: unknown layer '$layer' (sanity, units, lint)" >&2
+            echo "run_ansible_tests.sh: unknown layer '$layer' (sanity, units, lint, molecule)" >&2
             exit 2 ;;
     esac
     echo "run_ansible_tests.sh: $layer passed in $(( $(date +%s) - start )) s"
