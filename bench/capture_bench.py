@@ -29,6 +29,7 @@ ENV = dict(os.environ, PYTHONPATH=os.path.abspath(ENGINE))
 VARIANTS = {
     "none": None,
     "kernel-only": "kernel-only",
+    "ftrace-events": ["--backend", "ftrace", "--mode", "events"],
     "ftrace-raw-splice": ["--backend", "ftrace", "--mode", "raw"],
     "ftrace-raw-read": ["--backend", "ftrace", "--mode", "raw", "--no-splice"],
     "ftrace-pipe": ["--backend", "ftrace", "--mode", "pipe"],
@@ -70,7 +71,8 @@ def measure(dev, rw, variant, runtime, iodepth, numjobs, workdir, rate_iops=None
         sys.path.insert(0, os.path.abspath(ENGINE))
         from blkfleet.capture import tracefs
 
-        with tracefs.configure([dev], act_mask="queue") as cap:
+        lock = tracefs.TracerLock().acquire(timeout=300)  # other users of the tracer: wait for them
+        with lock, tracefs.configure([dev], act_mask="queue", lock=lock) as cap:
             cap.start()
             result = fio(dev, rw, runtime, iodepth, numjobs, rate_iops)
             cap.stop()
@@ -79,7 +81,11 @@ def measure(dev, rw, variant, runtime, iodepth, numjobs, workdir, rate_iops=None
     start = ["capture", "start", "-d", dev, "-D", out, *args]
     if buffer:
         start += ["--buffer-size", str(buffer), "--buffer-count", "1"]
-    run = blkfleet(*start, check=False)
+    for _ in range(100):  # another capture owns the tracer (a test elsewhere): wait for it
+        run = blkfleet(*start, check=False)
+        if "in use by another capture" not in run.stderr:
+            break
+        time.sleep(3)
     if run.returncode != 0:
         shutil.rmtree(out, ignore_errors=True)
         return {"variant": variant, "error": run.stderr.strip()}
@@ -156,7 +162,7 @@ def main():
     ap.add_argument("--iodepth", type=int, default=32)
     ap.add_argument("--numjobs", type=int, default=2)
     ap.add_argument("--rw", default="randread,randrw")
-    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--variants", default=",".join(VARIANTS), help="default: all of " + ", ".join(VARIANTS))
     ap.add_argument("--size", default="1G", help="loop device size (sparse file on /dev/shm)")
     ap.add_argument("--no-drops", action="store_true", help="skip the drop-threshold sweep")
     ap.add_argument("--big-buffer", type=int, default=32768, help="larger buffer, KiB per CPU (default 32768)")
@@ -183,7 +189,7 @@ def main():
         if not args.no_drops:
             full = report["overhead"].get("randread", {}).get("none", {}).get("iops_median")
             full = full or fio(dev, "randread", args.runtime, args.iodepth, args.numjobs)["iops"]
-            for variant in ("ftrace-raw-splice", "ftrace-pipe"):
+            for variant in ("ftrace-events", "ftrace-raw-splice"):
                 for buffer in (None, args.big_buffer):
                     key = f"{variant} buffer={buffer or 'default'}"
                     report["drops"][key] = drop_threshold(dev, variant, buffer, full, args, workdir)

@@ -25,8 +25,9 @@ def json_out(run):
 
 def fio(*args, **options):
     """Run fio with ``--name=..`` sections built by the caller; returns IOs per file name."""
-    cmd = ["fio", "--output-format=json", "--direct=1", "--ioengine=libaio", "--bs=4k", *args]
-    cmd += [f"--{k}={v}" for k, v in options.items()]
+    cmd = ["fio", "--output-format=json", "--direct=1", "--ioengine=libaio", "--bs=4k"]
+    cmd += [f"--{k}={v}" for k, v in options.items()]  # global options: before the first --name
+    cmd += args
     run = subprocess.run(cmd, capture_output=True, text=True, check=True)
     doc = json.loads(run.stdout[run.stdout.index("{"):])
     ios = {}

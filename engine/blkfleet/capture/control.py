@@ -29,6 +29,8 @@ from .ftrace import FtraceCapture, read_cpu_stats
 
 STATE_NAME = "capture.json"
 LOG_NAME = "capture.log"
+RESERVE_NAME = ".capture.reserve"
+RESERVE_BYTES = 64 << 10  # freed when the disk fills, so that the final state and summary can be written
 STATE_VERSION = 1
 BACKENDS = ("auto", "blktrace", "ftrace")
 START_TIMEOUT = 60.0
@@ -304,6 +306,8 @@ def _daemon(opts, report_fd, recovered):  # pragma: no cover (runs in the detach
     }
     try:
         save_state(opts.outdir, state)
+        with open(os.path.join(opts.outdir, RESERVE_NAME), "wb") as f:
+            f.write(b"\0" * RESERVE_BYTES)
         backend.start()
     except BaseException as e:
         backend.finish()
@@ -328,7 +332,7 @@ def _daemon(opts, report_fd, recovered):  # pragma: no cover (runs in the detach
     reason = stop["signal"] or ("duration" if deadline and time.time() >= deadline else "error")
     print(f"{_now()} stopping ({reason})", flush=True)
     state.update(state="stopping", stop_reason=reason)
-    save_state(opts.outdir, state)
+    _save_quietly(opts.outdir, state)
     try:
         summary = backend.finish()
         error = backend.error
@@ -339,10 +343,27 @@ def _daemon(opts, report_fd, recovered):  # pragma: no cover (runs in the detach
     state.update(state="failed" if error and not summary.get("devices") else "stopped", stop_time=_now(),
                  stop_epoch=stop_epoch, duration=round(stop_epoch - start_epoch, 6),
                  summary=finish_summary(summary, error))
-    save_state(opts.outdir, state)
+    try:
+        os.unlink(os.path.join(opts.outdir, RESERVE_NAME))
+    except OSError:
+        pass
+    _save_quietly(opts.outdir, state)
     print(f"{_now()} stopped: {state['summary']['queued']} queued IOs, {state['summary']['drops']} drops"
           + (f", error: {error}" if error else ""), flush=True)
     return 0
+
+
+def _save_quietly(outdir, state):
+    """save_state for the daemon: a failure is logged, never fatal (the summary is also in the log)."""
+    try:
+        save_state(outdir, state)
+    except OSError as e:
+        try:
+            os.unlink(state_path(outdir) + f".{os.getpid()}.tmp")
+        except OSError:
+            pass
+        print(f"{_now()} cannot write {state_path(outdir)}: {e.strerror or e}", flush=True)
+        print(json.dumps(state, sort_keys=True), flush=True)
 
 
 def finish_summary(summary, error):
@@ -449,11 +470,18 @@ def stop(outdir, timeout=STOP_TIMEOUT):
         if classify(state) in ("stopped", "failed"):
             return _stop_doc(state, True, f"capture of {', '.join(state['devices'])} stopped")
     recovered = _recover_dead(outdir, state)
+    try:
+        os.unlink(os.path.join(outdir, RESERVE_NAME))
+    except OSError:
+        pass
     now = time.time()
     state.update(state="salvaged", stop_time=_now(), stop_epoch=now, stop_reason="dead",
                  duration=round(now - state.get("start_epoch", now), 6),
                  summary=_salvage(outdir, state, recovered))
-    save_state(outdir, state)
+    try:
+        save_state(outdir, state)
+    except OSError as e:
+        state["summary"]["error"] += f"; cannot write {state_path(outdir)}: {e.strerror or e}"
     return _stop_doc(state, True, f"the capture (pid {state.get('pid')}) had died; "
                                   + ("; ".join(recovered) or "nothing to restore") + "; its files were salvaged")
 
