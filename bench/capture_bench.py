@@ -144,7 +144,7 @@ def drop_threshold(dev, variant, buffer, full_rate, args, workdir):
         r = measure(dev, "randread", variant, args.runtime, args.iodepth, args.numjobs, workdir, rate, buffer)
         if "error" in r:
             return {"error": r["error"]}
-        ev_rate = round(r["records"] / r["capture_s"]) if r["capture_s"] else 0
+        ev_rate = round(r["records"] / args.runtime)  # events written while fio ran
         step = {"offered_iops": rate or "full", "iops": round(r["iops"]), "events_per_s": ev_rate,
                 "drops": r["drops"]}
         print(f"  drops {variant} buffer {buffer or 'default'} KiB/CPU: {step}", flush=True)
