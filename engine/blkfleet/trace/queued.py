@@ -20,6 +20,7 @@ from .record import HEADER_SIZE, MAGIC, layout
 CHUNK = 4 << 20
 WINDOW = 256 << 10
 MIN_WINDOW = 4 << 10
+MAX_WINDOW = 2 << 20
 FAST_PDU_LENS = (0, 8, 16, 24)
 
 
@@ -90,14 +91,15 @@ def queued_batches(path):
         if version == 7:
             yield from _scan_v7(path, f, order)
             return
-        with TraceReader(path, f) as reader:
-            rows = []
-            for r in reader:
+        rows = []
+        try:
+            for r in TraceReader(path, f):
                 if is_queue(r.action):
                     rows.append((r.time, r.sector, r.bytes, r.action, r.pid))
                     if len(rows) >= 4096:
                         yield Batch.from_rows(rows)
                         rows = []
+        finally:  # the IOs before a bad record, then the error
             if rows:
                 yield Batch.from_rows(rows)
 
@@ -127,17 +129,11 @@ def _scan_v7(path, f, order):
     expect = MAGIC | 7
     size = HEADER_SIZE[7]
     fast_pdu = set(FAST_PDU_LENS)
-    buf = f.read(CHUNK)
-    base = pos = 0
+    state = _Buffer(f)
     window = WINDOW
-    eof = False
     while True:
-        if not eof and len(buf) - pos < window:
-            more = f.read(CHUNK)
-            eof = not more
-            buf = buf[pos:] + more
-            base += pos
-            pos = 0
+        state.fill(window)
+        buf, pos = state.buf, state.pos
         n = len(buf)
         if pos >= n:
             return
@@ -145,40 +141,70 @@ def _scan_v7(path, f, order):
         used, heads = _fast_prefix(split, buf[pos:end])
         if heads:
             yield _columns_of(heads, order)
-        pos = skip_run(buf, pos + used, end).end()  # non-Q records before the stop
+        state.pos = pos = skip_run(buf, pos + used, end).end()  # non-Q records before the stop
         if pos == end:
-            window = min(window * 2, CHUNK // 2)
+            window = min(window * 2, MAX_WINDOW)
             continue
-        if end - pos < size + FAST_PDU_LENS[-1] and (end < n or not eof):
-            continue  # a record cut by the window's or the buffer's end
-        window = max(window // 4, MIN_WINDOW)
-        # Generic decoding from here while records are irregular (at least one record).
-        batch = []
-        while pos < n:
-            if n - pos < size:
-                if eof:
-                    raise TraceFormatError(path, base + pos, f"truncated record ({n - pos} of {size} bytes)")
+        if end < n and end - pos < size + FAST_PDU_LENS[-1]:
+            continue  # a record cut by the window's end: the next window starts with it
+        # A record the expression does not describe, or cut by the end of the data read so far: decode
+        # generically, and go on doing so while records are irregular.
+        rows = []
+        error = None
+        while True:
+            state.fill(size)
+            buf, pos = state.buf, state.pos
+            if len(buf) - pos < size:
+                if len(buf) > pos:
+                    error = TraceFormatError(path, state.base + pos,
+                                             f"truncated record ({len(buf) - pos} of {size} bytes)")
                 break
             fields = hdr.unpack_from(buf, pos)
             if fields[0] != expect:
-                raise TraceFormatError(path, base + pos, f"bad magic 0x{fields[0]:08x} (expected 0x{expect:08x})")
-            stop = pos + size + fields[10]
-            if stop > n:
-                if eof:
-                    raise TraceFormatError(
-                        path, base + pos, f"truncated payload ({n - pos - size} of {fields[10]} bytes)"
-                    )
+                error = TraceFormatError(path, state.base + pos,
+                                         f"bad magic 0x{fields[0]:08x} (expected 0x{expect:08x})")
+                break
+            pdu = fields[10]
+            state.fill(size + pdu)
+            buf, pos = state.buf, state.pos
+            if len(buf) - pos < size + pdu:
+                error = TraceFormatError(path, state.base + pos,
+                                         f"truncated payload ({len(buf) - pos - size} of {pdu} bytes)")
                 break
             if is_queue(fields[5]):
-                batch.append((fields[2], fields[3], fields[4], fields[5], fields[6]))
-            pos = stop
-            if fields[10] in fast_pdu:
+                rows.append((fields[2], fields[3], fields[4], fields[5], fields[6]))
+            state.pos = pos + size + pdu
+            if pdu in fast_pdu:
                 break
-        if batch:
-            yield Batch.from_rows(batch)
-        if n - pos < size + 64 and not eof:
-            more = f.read(CHUNK)
-            eof = not more
-            buf = buf[pos:] + more
-            base += pos
-            pos = 0
+            window = max(window // 4, MIN_WINDOW)
+        if rows:
+            yield Batch.from_rows(rows)
+        if error:
+            raise error
+
+
+class _Buffer:
+    """The bytes read so far that are not consumed yet: ``buf[pos:]``, ``base`` = file offset of ``buf[0]``."""
+
+    def __init__(self, f):
+        self.f = f
+        self.buf = b""
+        self.pos = self.base = 0
+        self.eof = False
+
+    def fill(self, need):
+        """Make ``need`` unconsumed bytes available, or all that is left of the file."""
+        have = len(self.buf) - self.pos
+        if self.eof or have >= need:
+            return
+        parts = [self.buf[self.pos :]]
+        while have < need:
+            more = self.f.read(max(CHUNK, need - have))
+            if not more:
+                self.eof = True
+                break
+            parts.append(more)
+            have += len(more)
+        self.base += self.pos
+        self.pos = 0
+        self.buf = b"".join(parts)
