@@ -87,6 +87,7 @@ def replay_btreplay(c_dir, dev_b, work, timeout):
 
 
 def replay_fio(orig_cap, dev_a, dev_b, work):
+    os.makedirs(work, exist_ok=True)
     merged = os.path.join(work, "merged.bin")
     subprocess.run(["blkparse", "-q", "-i", os.path.basename(dev_a), "-D", orig_cap, "-d", merged, "-o", "/dev/null"],
                    check=True)
@@ -106,10 +107,10 @@ def figures(cmp):
         "iat_p50_us": ("inter_arrival_error_us", "p50"), "iat_p99_us": ("inter_arrival_error_us", "p99"),
     }
     out = {k: cmp.get(a, {}).get(b) for k, (a, b) in keys.items()}
-    out["iops_error_pct"] = cmp.get("iops_error_pct")
+    out["iops_error_pct"] = cmp.get("iops", {}).get("mape_pct")
     out["span_ratio"] = cmp.get("span_ratio")
-    out["matched"] = cmp.get("counts", {}).get("matched")
-    out["original"] = cmp.get("counts", {}).get("original")
+    out["matched"] = cmp.get("matched")
+    out["original"] = cmp.get("original", {}).get("ios")
     return out
 
 
@@ -181,6 +182,9 @@ def main():
             os.makedirs(wdir)
             report["workloads"].append(run_workload(name, WORKLOADS[name], args.seconds, wdir, dev_a, dev_b, cpus))
         report["afap"] = afap(work, dev_a, dev_b, args.seconds)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(report, f, indent=2)
     for w in report["workloads"]:
         print(f"\n{w['workload']}: {w['fio_ios']} IOs captured ({w['fio_iops']} IOPS)")
         print(f"{'replayer':<16}{'issue p50':>10}{'issue p99':>11}{'IAT p50':>9}{'IAT p99':>9}{'IOPS err %':>11}"
@@ -189,6 +193,7 @@ def main():
             if "error" in r:
                 print(f"{label:<16} error: {r['error']}")
                 continue
+            r = {k: (v if v is not None else float("nan")) for k, v in r.items()}
             print(f"{label:<16}{r['issue_p50_us']:>10.0f}{r['issue_p99_us']:>11.0f}{r['iat_p50_us']:>9.0f}"
                   f"{r['iat_p99_us']:>9.0f}{r['iops_error_pct']:>11.2f}{r['span_ratio']:>8.3f}"
                   f"{r['matched']:>9}" + (" (killed: hung)" if r.get("hung_killed") else ""))
@@ -201,9 +206,6 @@ def main():
     for label, r in report["afap"].items():
         more = f"  ({r['ratio_to_fio']:.2f} x fio, {r['cpu_us_per_io']} us CPU/IO)" if "ratio_to_fio" in r else ""
         print(f"  {label:<24}{r['iops']:>10.0f} IOPS{more}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -87,12 +87,15 @@ def _native_file(path, target, dev, cpu, max_time, max_pkts):
     writer = native.NativeWriter(tmp, device, cpu, max_pkts)
     try:
         to_native(queued_batches(path), writer, summary, max_time, max_pkts, path)
+        writer.close()
+        try:
+            os.replace(tmp, target)
+        except OSError as e:
+            raise BlkfleetError(f"{target}: cannot write the replay file: {e.strerror}") from None
     except BaseException:
         writer.abort()
         os.unlink(tmp)
         raise
-    writer.close()
-    os.replace(tmp, target)
     return summary
 
 

@@ -61,7 +61,8 @@ class NativeWriter:
         self._f.close()
 
     def abort(self):
-        self._f.close()
+        if not self._f.closed:
+            self._f.close()
 
 
 class NativeReader:

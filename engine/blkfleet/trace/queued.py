@@ -99,9 +99,12 @@ def queued_batches(path):
                     if len(rows) >= 4096:
                         yield Batch.from_rows(rows)
                         rows = []
-        finally:  # the IOs before a bad record, then the error
+        except TraceFormatError:  # the IOs before a bad record, then the error
             if rows:
                 yield Batch.from_rows(rows)
+            raise
+        if rows:
+            yield Batch.from_rows(rows)
 
 
 def queued_ios(path):
