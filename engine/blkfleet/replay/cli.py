@@ -48,7 +48,7 @@ def add_parser(sub):
     p.add_argument("devices", nargs="*", metavar="DEV", help="recorded device names (e.g. sda)")
     p.add_argument("-c", "--cpus", type=int, default=0, metavar="N",
                    help="map the recorded CPU streams onto N workers (default: one per recorded CPU, up to "
-                   "the CPUs available)")
+                   "the CPUs available less one, left to the kernel's IO work)")
     p.add_argument("-d", "--input-directory", default=".", metavar="DIR")
     p.add_argument("-F", "--find-records", action="store_true", help="replay every device found in -d")
     p.add_argument("-i", "--input-base", default="replay", metavar="BASE")

@@ -35,7 +35,7 @@ class ReplayOptions:
     devices: tuple = ()
     find: bool = False
     base: str = "replay"
-    cpus: int = 0  # 0: one worker per recorded CPU, at most the CPUs we may run on
+    cpus: int = 0  # 0: one worker per recorded CPU, at most the CPUs we may run on less one
     iterations: int = 1
     map_files: tuple = ()
     no_stall: bool = False
@@ -267,7 +267,10 @@ def replay(opts):
     targets = resolve_targets(streams, opts.map_files)
     target_of = {t.recorded: i for i, t in enumerate(targets)}
     cpus = _cpus()
-    nworkers = opts.cpus or min(len({s.cpu for s in streams}), len(cpus))
+    # Default: one worker per recorded CPU, but leave one CPU to the kernel's IO work (loop workers, IRQs,
+    # completions): spinning workers on every CPU of a small machine delay the IOs themselves (measured on
+    # 2 vCPUs: issue-time p50 612 us with two workers against 423 us with one; see docs/replay.md).
+    nworkers = opts.cpus or min(len({s.cpu for s in streams}), max(1, len(cpus) - 1))
     plans, _genesis = make_plans(streams, nworkers, opts.acc, target_of)
     for plan in plans:
         plan.cpu_pinned = cpus[plan.cpu % len(cpus)]
