@@ -1,0 +1,1 @@
+../collections/ansible_collections/blkfleet/core/plugins/modules/blktrace.py
