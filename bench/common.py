@@ -6,14 +6,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "engine"))
 os.environ["PYTHONPATH"] = os.path.join(ROOT, "engine") + os.pathsep + os.environ.get("PYTHONPATH", "")
 
-from blkfleet.capture import tracefs  # noqa: E402
-from blkfleet.capture.split import Splitter  # noqa: E402
+from blkfleet.capture.foreground import traced  # noqa: E402
 
 GNU_TIME = "/usr/bin/time"
 
@@ -44,33 +42,13 @@ def loop_devices(directory, sizes):
             subprocess.run(["losetup", "-d", dev], capture_output=True)
 
 
-def dev_t(device):
-    rdev = os.stat(device).st_rdev
-    return os.major(rdev) << 20 | os.minor(rdev)
-
-
 @contextlib.contextmanager
-def captured(devices, outdir, act_mask="queue", buffer_kb=16384):
+def captured(devices, outdir, **options):
     """ftrace-capture ``devices`` into ``outdir`` while the block runs; yields a dict filled with the summary."""
-    os.makedirs(outdir, exist_ok=True)
-    splitter = Splitter(outdir, devices=[dev_t(d) for d in devices])
-    result = {}
-    lock = tracefs.TracerLock().acquire(timeout=600)  # another capture (a test) may hold the tracer a while
-    try:
-        with tracefs.configure(devices, act_mask=act_mask, buffer_kb=buffer_kb, lock=lock) as cap:
-            reader = threading.Thread(target=lambda: [splitter.feed(c) for c in cap.chunks()])
-            reader.start()
-            cap.start()
-            try:
-                yield result
-            finally:
-                cap.stop()
-                reader.join()
-    finally:
-        lock.release()
-    result.update(splitter.close())
-    if result.get("lost"):
-        print(f"warning: the capture lost {result['lost']} events", file=sys.stderr)
+    with traced(devices, outdir, **options) as result:
+        yield result
+    if result.get("totals", {}).get("drops"):
+        print(f"warning: the capture dropped {result['totals']['drops']} events", file=sys.stderr)
 
 
 def gnu_time(cmd, **kwargs):
