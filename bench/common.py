@@ -10,6 +10,9 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "engine"))
 os.environ["PYTHONPATH"] = os.path.join(ROOT, "engine") + os.pathsep + os.environ.get("PYTHONPATH", "")
+# Measured commands run as an installed package would: with compiled bytecode (kept out of the tree).
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+os.environ["PYTHONPYCACHEPREFIX"] = os.path.join(tempfile.gettempdir(), "blkfleet-bench-pycache")
 
 from blkfleet.capture.foreground import traced  # noqa: E402
 
@@ -47,12 +50,20 @@ def captured(devices, outdir, **options):
     """ftrace-capture ``devices`` into ``outdir`` while the block runs; yields a dict filled with the summary."""
     with traced(devices, outdir, **options) as result:
         yield result
-    if result.get("totals", {}).get("drops"):
-        print(f"warning: the capture dropped {result['totals']['drops']} events", file=sys.stderr)
+    if drops(result):
+        print(f"warning: the capture dropped {drops(result)} events", file=sys.stderr)
+
+
+def drops(summary):
+    """Events the capture lost (all CPUs)."""
+    return sum(v.get("events", 0) for v in summary.get("lost", {}).values())
 
 
 def gnu_time(cmd, **kwargs):
-    """Run under GNU time: (completed process, wall s, user+sys CPU s, peak RSS MB)."""
+    """Run under GNU time: (completed process, wall s, user+sys CPU s, peak RSS MB).
+
+    GNU time forks a tiny process, so the peak RSS is the command's own (a child forked from this Python
+    process would report this process's RSS instead)."""
     proc = subprocess.run([GNU_TIME, "-f", "%e %U %S %M", *cmd], stderr=subprocess.PIPE, text=True, **kwargs)
     last = proc.stderr.strip().splitlines()[-1].split()
     wall, user, system, rss = float(last[0]), float(last[1]), float(last[2]), int(last[3])

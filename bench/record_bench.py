@@ -16,69 +16,38 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
-import threading
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "engine"))
-
-from blkfleet.capture import tracefs  # noqa: E402
-from blkfleet.capture.split import Splitter  # noqa: E402
+from common import GNU_TIME, captured, drops, gnu_time, loop_devices, workdir
 
 BTRECORD = shutil.which("btrecord") or "/usr/sbin/btrecord"
 
 
-def capture_trace(workdir, ios):
-    """Capture fio on a fresh tmpfs-backed loop device; return (trace dir, device name, fio IOs)."""
-    backing = os.path.join(workdir, "disk.img")
-    with open(backing, "wb") as f:
-        f.truncate(256 << 20)
-    dev = subprocess.run(["losetup", "--show", "-f", backing], capture_output=True, text=True,
-                         check=True).stdout.strip()
-    out = os.path.join(workdir, "trace")
-    os.makedirs(out)
-    try:
-        name, _ = tracefs.device_trace_dir(dev)
-        rdev = os.stat(dev).st_rdev
-        splitter = Splitter(out, devices=[os.major(rdev) << 20 | os.minor(rdev)])
-        with tracefs.configure([dev], act_mask="queue", buffer_kb=16384) as cap:
-            reader = threading.Thread(target=lambda: [splitter.feed(c) for c in cap.chunks()])
-            reader.start()
-            cap.start()
-            try:
-                fio = subprocess.run(
-                    ["fio", "--name=bench", f"--filename={dev}", "--direct=1", "--ioengine=libaio",
-                     "--rw=randrw", "--bs=4k", "--iodepth=16", "--size=256M", f"--number_ios={ios}",
-                     "--io_size=100G", "--randrepeat=1", "--output-format=json"],
-                    capture_output=True, text=True, check=True)
-            finally:
-                cap.stop()
-                reader.join()
-        summary = splitter.close()
-    finally:
-        subprocess.run(["losetup", "-d", dev], check=True)
+def capture_trace(work, ios):
+    """Capture fio on a fresh tmpfs-backed loop device; return (trace dir, device name, fio IOs).
+
+    The blk tracer (raw mode) with the queue action mask writes Q, G, P and U: four records per IO, as
+    blktrace does for btrecord."""
+    out = os.path.join(work, "trace")
+    with loop_devices(work, [256 << 20]) as (dev,), \
+            captured([dev], out, mode="raw", act_mask="queue", buffer_kb=16384) as summary:
+        fio = subprocess.run(
+            ["fio", "--name=bench", f"--filename={dev}", "--direct=1", "--ioengine=libaio",
+             "--rw=randrw", "--bs=4k", "--iodepth=16", "--size=256M", f"--number_ios={ios}",
+             "--io_size=100G", "--randrepeat=1", "--output-format=json"],
+            capture_output=True, text=True, check=True)
     jobs = json.loads(fio.stdout[fio.stdout.index("{"):])["jobs"]
     done = sum(j["read"]["total_ios"] + j["write"]["total_ios"] for j in jobs)
-    if summary["lost"]:
-        raise SystemExit(f"capture lost events ({summary['lost']}): rerun with a larger buffer")
-    return out, name, done
-
-
-GNU_TIME = "/usr/bin/time"
+    if drops(summary):
+        raise SystemExit(f"capture dropped {drops(summary)} events: rerun with a larger buffer")
+    return out, os.path.basename(dev), done
 
 
 def timed(cmd):
-    """Run a command under GNU time; return (wall seconds, peak RSS in MB).
-
-    GNU time forks a tiny process, so the peak RSS is the command's own; a child forked from this Python
-    process would report this process's RSS instead.
-    """
-    proc = subprocess.run([GNU_TIME, "-f", "%e %M", *cmd], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                          text=True)
+    """(wall seconds, peak RSS in MB) of a command that must succeed."""
+    proc, wall, _cpu, rss = gnu_time(cmd, stdout=subprocess.DEVNULL)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed: {proc.stderr.strip()}")
-    wall, rss_kb = proc.stderr.strip().splitlines()[-1].split()
-    return float(wall), int(rss_kb) / 1024
+    return wall, rss
 
 
 def measure(cmd, runs):
@@ -120,16 +89,13 @@ def main():
     args = ap.parse_args()
     if not os.access(GNU_TIME, os.X_OK):
         raise SystemExit("bench needs GNU time (Debian package 'time') to measure peak memory")
-    work = tempfile.mkdtemp(prefix="blkfleet-bench-", dir="/dev/shm")
-    try:
+    with workdir("blkfleet-bench-") as work:
         if args.trace:
             trace, dev, fio_ios = args.trace, args.device, None
         else:
             trace, dev, fio_ios = capture_trace(work, args.ios)
         records = count_records(trace, dev)
         ours = [sys.executable, "-m", "blkfleet", "record", "-q", "-d", trace]
-        env_path = os.path.join(ROOT, "engine")
-        os.environ["PYTHONPATH"] = env_path + os.pathsep + os.environ.get("PYTHONPATH", "")
         dirs = {k: os.path.join(work, k) for k in ("c", "compat", "native", "c4", "compat4")}
         for d in dirs.values():
             os.makedirs(d)
@@ -147,8 +113,6 @@ def main():
         p4 = timed([sys.executable, "-m", "blkfleet", "record", "-q", "--compat", "-d", big, "-D",
                     dirs["compat4"], dev])
         identical4 = files_equal(dirs["compat4"], dirs["c4"])
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     c_time = rows[0]["seconds"]
     for r in rows:
         r["speedup_vs_c"] = round(c_time / r["seconds"], 2)
