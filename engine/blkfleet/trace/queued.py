@@ -43,7 +43,9 @@ def _pattern(order):
     head = magic + b".{24}"
     other = head + other_action + b".{14}" + pdu
     queue = head + q_action + b".{14}" + re.escape(struct.pack(order + "H", 0))
-    star = b"*+" if sys.version_info >= (3, 11) else b"*"  # possessive: no backtracking into the run
+    # possessive: no backtracking into the run. Not before 3.11.5: CPython gh-106052 (possessive repeats of a
+    # subpattern that backtracks could match wrongly) breaks it on Debian 12's Python 3.11.2.
+    star = b"*+" if sys.version_info >= (3, 11, 5) else b"*"
     run = b"(?:" + other + b")" + star
     return re.compile(b"(" + run + b")(" + queue + rb"|\Z)", re.DOTALL), re.compile(run, re.DOTALL)
 
