@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import tarfile
 import tempfile
 
@@ -136,13 +135,3 @@ def install_engine_from_bundle(path, manifest, root=ENGINE_ROOT):
                 install_stream(tar.extractfile(member), dest, sha, mode=0o755)
                 return dest, True
     raise InstallError('%s: no member %s' % (path, name))
-
-
-def remove_quietly(path):
-    try:
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        else:
-            os.unlink(path)
-    except OSError:
-        pass

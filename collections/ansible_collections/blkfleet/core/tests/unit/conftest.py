@@ -152,3 +152,145 @@ def standard_tree(fake_tree):
     t.swap('/dev/sda2')
     t.tracing()
     return t
+
+
+# A fake blkfleet engine (a zipapp) for the module tests: 'capture start|stop|status' keep their state in
+# DIR/fake-state.json, 'replay' writes a results document, 'bundle info|verify' print a manifest.
+FAKE_ENGINE = r'''
+import json, os, sys
+args = sys.argv[1:]
+
+def opt(name, default=None):
+    return args[args.index(name) + 1] if name in args else default
+
+def fail(msg, code=2):
+    print("blkfleet: " + msg, file=sys.stderr)
+    sys.exit(code)
+
+if args[:1] == ["capture"]:
+    out = os.path.abspath(opt("-D"))
+    state_file = os.path.join(out, "fake-state.json")
+    state = json.load(open(state_file)) if os.path.exists(state_file) else None
+    busy = os.path.join(out, "busy")
+    if args[1] == "status":
+        print(json.dumps({"action": "status", "state": state["state"] if state else "none", "output_dir": out,
+                          "backend": state and state["backend"]}))
+    elif args[1] == "start":
+        if os.path.exists(busy):
+            left = int(open(busy).read())
+            if left > 0:
+                open(busy, "w").write(str(left - 1))
+                fail("the ftrace blk tracer is in use by another capture (pid 1 holds /run/blkfleet-ftrace.lock)")
+        devices = [d for i, d in enumerate(args) if i and args[i - 1] == "-d"]
+        if state and state["state"] == "running":
+            if state["devices"] == devices:
+                print(json.dumps(dict(state, action="start", started=False)))
+                sys.exit(0)
+            fail("a capture of %s is already running in %s" % (",".join(state["devices"]), out))
+        if state and "--force" not in args:
+            fail("%s holds a finished capture (stopped); use --force" % out)
+        os.makedirs(out, exist_ok=True)
+        state = {"state": "running", "devices": devices, "backend": "ftrace", "mode": "events", "pid": 4242,
+                 "argv": args}
+        json.dump(state, open(state_file, "w"))
+        print(json.dumps(dict(state, action="start", started=True)))
+    elif args[1] == "stop":
+        if state is None:
+            fail("no capture in %s (no capture.json)" % out)
+        stopped = state["state"] == "running"
+        drops = int(open(os.path.join(out, "drops")).read()) if os.path.exists(os.path.join(out, "drops")) else 0
+        state.update(state="stopped")
+        json.dump(state, open(state_file, "w"))
+        files = ["%s.blktrace.%d" % (d, c) for d in state["devices"] for c in (0, 1)]
+        print(json.dumps(dict(state, action="stop", stopped=stopped, files=files, queued=100, drops=drops,
+                              drop_reports=1 if drops else 0)))
+        if drops and "--fail-on-drops" in args:
+            sys.exit(1)
+elif args[:1] == ["replay"]:
+    code = int(os.environ.get("FAKE_REPLAY_EXIT", "0"))
+    write = "-W" in args
+    doc = {"schema": "blkfleet-results/1", "argv": args, "started": "2026-11-26T06:00:00.000+00:00",
+           "devices": {"loop1": {"by_op": {"write" if write else "read": {"ios": 10, "bytes": 40960}}}},
+           "total": {"ios": 10, "errors": {"count": 1 if code == 3 else 0, "first": None}}}
+    with open(opt("--json"), "w") as f:
+        json.dump(doc, f)
+    if opt("--start-at") == "1":
+        print("blkfleet: start time is 12.500 s in the past: starting now", file=sys.stderr)
+    print("blkfleet replay: 10 IOs", file=sys.stderr)
+    if code == 3:
+        fail("1 IO errors (first: loop1: Input/output error)", 3)
+    if code:
+        fail("replay: bad input", code)
+elif args[:2] in (["bundle", "verify"], ["bundle", "info"]):
+    if os.environ.get("FAKE_VERIFY_FAIL"):
+        fail(args[2] + ": member 'replay/loop1.replay.0': sha256 mismatch")
+    print(json.dumps({"ok": True}))
+else:
+    fail("unknown command " + " ".join(args))
+'''
+
+
+def _sha(data):
+    import hashlib
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.fixture
+def fake_engine(tmp_path):
+    """Path of a fake engine.pyz (see FAKE_ENGINE)."""
+    import zipapp
+    src = tmp_path / 'fake-engine-src'
+    src.mkdir()
+    (src / '__main__.py').write_text(FAKE_ENGINE)
+    target = tmp_path / 'engine.pyz'
+    zipapp.create_archive(str(src), str(target))
+    return str(target)
+
+
+def make_bundle(path, engine_path, devices=('loop1',)):
+    """A bundle-shaped tar (manifest.json first, engine.pyz, one replay file); returns its manifest."""
+    import io
+    import json
+    import tarfile
+    with open(engine_path, 'rb') as f:
+        engine = f.read()
+    replay = b'replay-data'
+    manifest = {'format': 'blkfleet-bundle', 'format_version': 1,
+                'engine': {'path': 'engine.pyz', 'sha256': _sha(engine), 'size': len(engine)},
+                'replay': {'directory': 'replay', 'base': 'replay', 'devices': list(devices)},
+                'totals': {'files': 1, 'ios': 10}, 'files': [{'path': 'replay/loop1.replay.0', 'sha256': _sha(replay)}]}
+    manifest['bundle_id'] = _sha(json.dumps(manifest, sort_keys=True).encode())
+    head = json.dumps(manifest).encode()
+    with tarfile.open(path, 'w', format=tarfile.PAX_FORMAT) as tar:
+        for name, data in (('manifest.json', head), ('engine.pyz', engine), ('replay/loop1.replay.0', replay)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return manifest
+
+
+@pytest.fixture
+def bundle_factory(tmp_path, fake_engine):
+    def make(name='b.tar'):
+        path = str(tmp_path / name)
+        return path, make_bundle(path, fake_engine)
+    return make
+
+
+def run_module(module_main, capsys, args, check_mode=False):
+    """Run a module's main() with ``args``; returns (exit code, result dict)."""
+    import json
+    from ansible.module_utils.testing import patch_module_args
+    if check_mode:
+        args = dict(args, _ansible_check_mode=True)
+    with patch_module_args(args):
+        with pytest.raises(SystemExit) as exc:
+            module_main()
+    return exc.value.code, json.loads(capsys.readouterr().out)
+
+
+@pytest.fixture
+def run(capsys):
+    def runner(module_main, args, check_mode=False):
+        return run_module(module_main, capsys, args, check_mode)
+    return runner

@@ -1,0 +1,83 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) blkfleet developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The action plugins validate the same options as their modules document (sanity checks only the modules)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+import yaml
+
+from ansible_collections.blkfleet.core.plugins.action import btrecord as btrecord_action
+from ansible_collections.blkfleet.core.plugins.action import engine as engine_action
+from ansible_collections.blkfleet.core.plugins.action import replay_bundle as replay_bundle_action
+from ansible_collections.blkfleet.core.plugins.modules import btrecord, engine, replay_bundle
+from ansible_collections.blkfleet.core.plugins.plugin_utils import _controller
+
+
+@pytest.mark.parametrize('action, module', [
+    (btrecord_action, btrecord), (engine_action, engine), (replay_bundle_action, replay_bundle)])
+def test_action_spec_matches_documentation(action, module):
+    options = yaml.safe_load(module.DOCUMENTATION)['options']
+    spec = action.ActionModule.ARGUMENT_SPEC
+    assert sorted(spec) == sorted(options)
+    for name, entry in spec.items():
+        doc = options[name]
+        assert entry.get('type', 'str') == doc.get('type', 'str'), name
+        assert entry.get('default') == doc.get('default'), name
+        assert bool(entry.get('required')) == bool(doc.get('required')), name
+        assert entry.get('elements') == doc.get('elements'), name
+
+
+def test_stale_files(tmp_path):
+    for name in ('sda.replay.0', 'sda.replay.1', 'sda.replay.2', 'sdb.replay.0', 'sda.replay.x', 'record.json'):
+        (tmp_path / name).write_text('x')
+    assert btrecord_action.stale_files(str(tmp_path), ['sda'], {'sda.replay.0', 'sda.replay.1'}) == ['sda.replay.2']
+    assert btrecord_action.stale_files(str(tmp_path / 'missing'), ['sda'], set()) == []
+
+
+def test_replace_is_atomic_copy(tmp_path):
+    src = tmp_path / 'a'
+    src.write_bytes(b'new')
+    dest = tmp_path / 'sub' / 'b'
+    btrecord_action._replace(str(src), str(dest))
+    assert dest.read_bytes() == b'new' and os.listdir(str(tmp_path / 'sub')) == ['b']
+    assert _controller.same_content(str(src), str(dest))
+    assert not _controller.same_content(str(src), str(tmp_path / 'missing'))
+
+
+def test_engine_command_order(monkeypatch):
+    assert _controller.engine_command({'BLKFLEET_ENGINE_PYTHON': '/opt/py'}) == (['/opt/py', '-m', 'blkfleet'], {})
+    monkeypatch.setattr(_controller.importlib.util, 'find_spec', lambda name: None)
+    monkeypatch.setattr(_controller, '_CHECKOUT_ENGINE', '/nonexistent')
+    monkeypatch.setattr(_controller.shutil, 'which', lambda name: '/usr/bin/blkfleet')
+    assert _controller.engine_command({}) == (['/usr/bin/blkfleet'], {})
+    monkeypatch.setattr(_controller.shutil, 'which', lambda name: None)
+    with pytest.raises(_controller.AnsibleError, match='not available on the controller'):
+        _controller.engine_command({})
+
+
+def test_checkout_engine(monkeypatch, tmp_path):
+    (tmp_path / 'blkfleet').mkdir()
+    (tmp_path / 'blkfleet' / 'cli.py').write_text('')
+    monkeypatch.setattr(_controller.importlib.util, 'find_spec', lambda name: None)
+    monkeypatch.setattr(_controller, '_CHECKOUT_ENGINE', str(tmp_path))
+    argv, env = _controller.engine_command({'PYTHONPATH': '/x'})
+    assert argv == [sys.executable, '-m', 'blkfleet'] and env == {'PYTHONPATH': str(tmp_path) + os.pathsep + '/x'}
+
+
+def test_run_engine_failure_is_one_line(monkeypatch, tmp_path):
+    script = tmp_path / 'blkfleet'
+    script.write_text('#!/bin/sh\necho progress >&2\necho "blkfleet: $2: no such directory" >&2\nexit 2\n')
+    script.chmod(0o755)
+    monkeypatch.setattr(_controller, 'engine_command', lambda environ=None: ([str(script)], {}))
+    with pytest.raises(_controller.EngineFailed) as exc:
+        _controller.run_engine(['record', '/nowhere'])
+    result = _controller.failure_result(exc.value)
+    assert result['msg'] == '/nowhere: no such directory' and result['rc'] == 2 and result['failed'] is True
+    assert _controller.one_line_error('', 5) == 'blkfleet engine failed with exit code 5'

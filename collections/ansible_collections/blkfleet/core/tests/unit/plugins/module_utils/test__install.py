@@ -1,0 +1,55 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) blkfleet developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tarfile
+
+import pytest
+
+from ansible_collections.blkfleet.core.plugins.module_utils import _install
+
+
+def test_paths_are_checked():
+    assert _install.bundle_path('a' * 64, '/b') == '/b/%s.tar' % ('a' * 64)
+    assert _install.engine_path('b' * 64, '/e') == '/e/%s/engine.pyz' % ('b' * 64)
+    for bad in ('../x', 'A' * 64, '', None):
+        with pytest.raises(_install.InstallError):
+            _install.bundle_path(bad)
+
+
+def test_install_stream_checks_and_leaves_nothing(tmp_path):
+    dest = str(tmp_path / 'd' / 'f')
+    good = hashlib.sha256(b'abc').hexdigest()
+    with pytest.raises(_install.InstallError, match='expected'):
+        _install.install_stream(io.BytesIO(b'abd'), dest, good)
+    assert os.listdir(str(tmp_path / 'd')) == []
+    _install.install_stream(io.BytesIO(b'abc'), dest, good, mode=0o755)
+    assert _install.has_content(dest, good) and os.stat(dest).st_mode & 0o777 == 0o755
+
+
+def test_read_manifest(bundle_factory, tmp_path):
+    path, manifest = bundle_factory()
+    assert _install.read_manifest(path)['bundle_id'] == manifest['bundle_id']
+    other = str(tmp_path / 'other.tar')
+    with tarfile.open(other, 'w') as tar:
+        info = tarfile.TarInfo('README')
+        info.size = 2
+        tar.addfile(info, io.BytesIO(b'hi'))
+    with pytest.raises(_install.InstallError, match='first member'):
+        _install.read_manifest(other)
+    with pytest.raises(_install.InstallError):
+        _install.read_manifest(str(tmp_path / 'missing.tar'))
+
+
+def test_install_engine_from_bundle(bundle_factory, tmp_path):
+    path, manifest = bundle_factory()
+    root = str(tmp_path / 'engines')
+    dest, changed = _install.install_engine_from_bundle(path, manifest, root)
+    assert changed is True and _install.has_content(dest, manifest['engine']['sha256'])
+    assert _install.install_engine_from_bundle(path, manifest, root) == (dest, False)
