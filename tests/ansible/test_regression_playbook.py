@@ -1,0 +1,93 @@
+"""The real ``ansible-playbook playbooks/regression.yml`` (root, loop devices), from a checkout: the first run makes
+the baseline, the second passes, the third, replayed onto a loop device throttled by a cgroup v1 blkio limit of
+1,000 read IOPS (the whole ansible-playbook process tree in the cgroup), regresses and fails the play."""
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+
+from conftest import REPO, ansible_bin, ansible_env
+from helpers import blkio
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+ITERATIONS = 3
+
+
+def loops():
+    run = subprocess.run(["losetup", "-a"], capture_output=True, text=True, check=True)
+    return [line for line in run.stdout.splitlines() if "blkfleet-regression-" in line]
+
+
+def leftovers():
+    return [d for d in os.listdir("/dev/shm") if d.startswith("blkfleet-regression-")]
+
+
+@pytest.fixture(scope="module")
+def results_dir():
+    path = tempfile.mkdtemp(prefix="blkfleet-regression-test-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def playbook(results_dir, *extra, wrap=None):
+    program = ansible_bin("ansible-playbook")
+    assert program, "ansible-playbook is not installed"
+    argv = [program, "playbooks/regression.yml", "-e", f"regression_results_dir={results_dir}",
+            "-e", f"regression_iterations={ITERATIONS}", *extra]
+    if wrap:
+        argv = wrap(argv)
+    return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=600, env=ansible_env())
+
+
+def latest(results_dir, name):
+    with open(os.path.join(results_dir, "regression", "randmix", "latest", name)) as f:
+        return f.read()
+
+
+def test_first_run_makes_the_baseline_then_a_run_passes(results_dir):
+    before = loops()
+    run = playbook(results_dir)
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
+    assert "Baseline randmix created" in latest(results_dir, "verdict.md")
+    runs = os.listdir(os.path.join(results_dir, "regression", "randmix", "runs", "localhost"))
+    assert len(runs) == 3  # regression_baseline_runs
+    assert os.path.exists(os.path.join(results_dir, "blkfleet.sqlite"))
+
+    run = playbook(results_dir)
+    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
+    verdict = json.loads(latest(results_dir, "verdict.json"))
+    assert verdict["exit_code"] == 0 and verdict["counts"]["regression"] == 0
+    assert verdict["counts"]["insufficient"] == 0
+    group = verdict["groups"][0]
+    assert group["device"] == "loop1" and group["baseline_runs"] == [1, 2, 3] and group["candidate_runs"] == [4]
+    assert "blkfleet regress: PASS" in latest(results_dir, "verdict.md")
+    html = latest(results_dir, "report.html")
+    for plot in ("iops_over_time", "latency_cdf", "trend_iops", "trend_latency_p99"):
+        assert f'data-plot="{plot}"' in html
+    # the loop devices made for the runs are gone
+    assert loops() == before == [] and leftovers() == []
+
+
+def test_throttled_target_fails_the_play(results_dir, loopdev):
+    reason = blkio.skip_reason()
+    if reason:
+        pytest.skip(reason)
+    if not os.path.exists(os.path.join(results_dir, "blkfleet.sqlite")):
+        pytest.skip("needs the baseline of the previous test")
+    device = loopdev(256 << 20)
+    with blkio.throttle(device, 1000) as t:
+        run = playbook(results_dir, "-e", json.dumps({"regression_device_map": {"loop1": device}}), wrap=t.wrap)
+    assert run.returncode != 0, run.stdout[-6000:]
+    assert "Regression against baseline randmix" in run.stdout
+    verdict = json.loads(latest(results_dir, "verdict.json"))
+    assert verdict["exit_code"] == 10
+    by_metric = {m["metric"]: m for m in verdict["groups"][0]["metrics"]}
+    assert by_metric["iops"]["verdict"] == "regression"
+    assert by_metric["iops"]["candidate"]["mean"] < 0.5 * by_metric["iops"]["baseline"]["mean"]
+    assert "REGRESSION" in latest(results_dir, "verdict.md")
+    assert leftovers() == []
