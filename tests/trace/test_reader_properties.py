@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 import blkfleet.trace.queued as queued_mod
 import blkfleet.trace.reader as reader_mod
 from blkfleet.errors import TraceFormatError
-from blkfleet.trace import TraceReader, TraceRecord
+from blkfleet.trace import TraceReader, TraceRecord, TraceWriter
 from blkfleet.trace.actions import C_NOTIFY, C_QUEUE, CGROUP_FLAG, is_queue
 from blkfleet.trace.queued import queued_ios
 from blkfleet.trace.record import HEADER_SIZE, MAGIC
@@ -535,3 +535,20 @@ def test_empty_file_is_valid(tmp_path):
 def test_example_budget():
     """The hypothesis tests above generate more than 10,000 inputs together."""
     assert sum(EXAMPLES.values()) >= 10_000
+
+
+def test_long_runs_without_q_stay_linear(tmp_path):
+    """A CPU file of completions only (common: completions land on the interrupt CPU), with an irregular
+    record in the middle and a cut one at the end: the fast path must not rescan runs (it once did, which
+    took about a minute for 200 k records); a 30 s alarm turns a regression into a failure, not a hang."""
+    path = tmp_path / "sdc.blktrace.1"
+    complete = [TraceRecord(1000 + i, i * 8, 4096, 0x01990008, 1, 0x800020, 1) for i in range(60000)]
+    odd = TraceRecord(99, 0, 0, 0x04000002, 1, 0x800020, 1, 0, b"m" * 40)  # a message with a 40-byte payload
+    with TraceWriter(path) as w:
+        for r in complete[:30000] + [odd] + complete[30000:]:
+            w.write(r)
+    with open(path, "ab") as f:
+        f.write(b"\x07tae" + bytes(20))
+    with time_limit(30), pytest.raises(TraceFormatError) as err:
+        list(queued_ios(path))
+    assert err.value.offset == (60000 * 48 + 88)

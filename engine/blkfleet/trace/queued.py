@@ -29,7 +29,11 @@ def _byte_class(pred):
 
 
 def _pattern(order):
-    """``(run of non-Q records)(Q record with no payload | end of text)`` for v7 records in byte order."""
+    """Two expressions for v7 records in a byte order: ``(run of non-Q records)(Q record with no payload | end
+    of text)`` for ``re.split``, and the framing of any run of records with the usual payload sizes.
+
+    Split is only given text that the framing expression consumed whole: every attempt then starts at a record
+    boundary and succeeds, so the walk is linear (a failed attempt would be retried at every later offset)."""
     magic = re.escape(struct.pack(order + "I", MAGIC | 7))
     bit = _byte_class(lambda b: b & 0x10)
     nobit = _byte_class(lambda b: not b & 0x10)
@@ -47,7 +51,8 @@ def _pattern(order):
     # subpattern that backtracks could match wrongly) breaks it on Debian 12's Python 3.11.2.
     star = b"*+" if sys.version_info >= (3, 11, 5) else b"*"
     run = b"(?:" + other + b")" + star
-    return re.compile(b"(" + run + b")(" + queue + rb"|\Z)", re.DOTALL), re.compile(run, re.DOTALL)
+    framing = b"(?:" + head + b".{18}" + pdu + b")*"
+    return re.compile(b"(" + run + b")(" + queue + rb"|\Z)", re.DOTALL), re.compile(framing, re.DOTALL)
 
 
 _PATTERNS = {}
@@ -115,21 +120,18 @@ def queued_ios(path):
         yield from zip(*batch)
 
 
-def _fast_prefix(split, window):
-    """Split a window; return (bytes consumed by regular records, their Q headers joined)."""
-    parts = split(window)
-    gaps = parts[0::3]
-    if not any(gaps[:-2]):  # the usual case: only the record cut by the window's end stops the walk
-        k = len(gaps) - 2 if len(gaps) > 1 and gaps[-2] else len(gaps) - 1
-    else:
-        k = next(i for i, g in enumerate(gaps) if g)
-    return len(window) - sum(map(len, parts[3 * k :])), b"".join(parts[2 : 3 * k : 3])
+def _q_headers(split, text):
+    """The Q headers (joined) of a run of regular records, or None if the walk went astray (never expected)."""
+    parts = split(text)
+    if any(parts[0::3]):
+        return None
+    return b"".join(parts[2::3])
 
 
 def _scan_v7(path, f, order):
-    splitter, run = _compiled(order)
+    splitter, framing = _compiled(order)
     split = splitter.split
-    skip_run = run.match
+    regular = framing.match
     hdr = layout(7, order)
     expect = MAGIC | 7
     size = HEADER_SIZE[7]
@@ -143,10 +145,14 @@ def _scan_v7(path, f, order):
         if pos >= n:
             return
         end = min(n, pos + window)
-        used, heads = _fast_prefix(split, buf[pos:end])
-        if heads:
-            yield _columns_of(heads, order)
-        state.pos = pos = skip_run(buf, pos + used, end).end()  # non-Q records before the stop
+        stop = regular(buf, pos, end).end()
+        if stop > pos:
+            heads = _q_headers(split, buf[pos:stop])
+            if heads is None:
+                stop = pos  # decode generically below
+            elif heads:
+                yield _columns_of(heads, order)
+        state.pos = pos = stop
         if pos == end:
             window = min(window * 2, MAX_WINDOW)
             continue
