@@ -31,6 +31,7 @@ class Outcome:
         self.errors = {}  # target index -> [count, first message]
         self.completed = 0
         self.interrupted = False
+        self.start_wall = None  # CLOCK_REALTIME seconds at the start instant, as this host sees it
 
     def fail(self, target, message):
         entry = self.errors.setdefault(target, [0, message])
@@ -85,6 +86,7 @@ def replay(plan, fds, start_ns, opts, stop, progress=None):
                 break
         while mono() < start_ns:
             pass
+        out.start_wall = time.time() - (mono() - start_ns) / 1e9
         next_progress = 0
         while True:
             now = mono() - start_ns

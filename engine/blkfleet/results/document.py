@@ -95,6 +95,16 @@ def _iteration(index, rows, opts):
         "ios", "duration_s", "iops", "mb_s", "latency_us", "lateness_us", "late_ios")}}
 
 
+def _start(runs, opts):
+    """When the first iteration started, in wall-clock seconds (for the start skew between hosts)."""
+    outs = [o for _p, o in runs[0]] if runs else []
+    walls = [o.start_wall for o in outs if o.start_wall is not None]
+    first = [o.start_wall + min(t for t in o.submit if t >= 0) / 1e9 for o in outs
+             if o.start_wall is not None and any(t >= 0 for t in o.submit)]
+    return {"requested": opts.start_at, "wall": min(walls) if walls else None,
+            "first_submit_wall": min(first) if first else None}
+
+
 def build(runs, targets, opts, started, interrupted):
     """The results document. ``runs``: per iteration, a list of (plan, outcome) per worker."""
     per_device = {t.recorded: [] for t in targets}
@@ -150,6 +160,7 @@ def build(runs, targets, opts, started, interrupted):
         "writes_replayed_as_reads": not opts.write_enable,
         "workers": [{"cpu": p.cpu_pinned, "streams": p.streams, "ios": len(p)} for p, _o in runs[0]] if runs else [],
         "late_threshold_us": opts.late_threshold_ns / 1000,
+        "start": _start(runs, opts),
         "interrupted": interrupted,
         "devices": devices,
         "total": figures(total_rows, all_errors, first_error, opts.late_threshold_ns),
