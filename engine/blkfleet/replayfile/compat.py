@@ -9,6 +9,7 @@ BtrecordWriter reproduces that.
 import struct
 
 from ..errors import TraceFormatError
+from .reader import ReplayReader
 
 VERSION = 0x10000
 HEADER = struct.Struct("<QQQQ")
@@ -65,49 +66,19 @@ class BtrecordWriter:
         self._f.close()
 
 
-class BtrecordReader:
+class BtrecordReader(ReplayReader):
     """Read a btrecord file: header fields, then ``bunches()`` yields (time_stamp, [(sector, nbytes, rw)])."""
 
     kind = "btrecord"
 
-    def __init__(self, path):
-        self.path = str(path)
-        self._f = open(path, "rb")
+    def _read_header(self):
         head = self._f.read(HEADER.size)
         if len(head) < HEADER.size:
-            self._f.close()
-            raise TraceFormatError(path, 0, f"truncated btrecord header ({len(head)} of 32 bytes)")
+            raise TraceFormatError(self.path, 0, f"truncated btrecord header ({len(head)} of 32 bytes)")
         self.version, self.genesis, self.nbunches, self.total_pkts = HEADER.unpack(head)
         if self.version != VERSION:
-            self._f.close()
-            raise TraceFormatError(path, 0, f"not a btrecord replay file (version 0x{self.version:x})")
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def close(self):
-        self._f.close()
+            raise TraceFormatError(self.path, 0, f"not a btrecord replay file (version 0x{self.version:x})")
 
     def bunches(self):
-        f = self._f
-        f.seek(HEADER.size)
-        offset = HEADER.size
-        while True:
-            head = f.read(BUNCH.size)
-            if not head:
-                return
-            if len(head) < BUNCH.size:
-                raise TraceFormatError(self.path, offset, f"truncated bunch header ({len(head)} of 16 bytes)")
-            npkts, stamp = BUNCH.unpack(head)
-            if not 0 < npkts <= MAX_PKTS:
-                raise TraceFormatError(self.path, offset, f"bad bunch size {npkts} (1..{MAX_PKTS})")
-            body = f.read(PACKET.size * npkts)
-            if len(body) < PACKET.size * npkts:
-                raise TraceFormatError(
-                    self.path, offset + BUNCH.size, f"truncated bunch ({len(body)} of {PACKET.size * npkts} bytes)"
-                )
-            yield stamp, list(PACKET.iter_unpack(body))
-            offset += BUNCH.size + len(body)
+        for _offset, (_npkts, stamp), packets in self._walk(HEADER.size, BUNCH, PACKET, MAX_PKTS):
+            yield stamp, packets

@@ -7,6 +7,7 @@ discard, flush, write-zeroes with FUA/sync/meta/readahead/preflush flags) and a 
 import struct
 
 from ..errors import TraceFormatError
+from .reader import ReplayReader
 
 MAGIC = b"BFREPLAY"
 VERSION = 1
@@ -65,19 +66,10 @@ class NativeWriter:
             self._f.close()
 
 
-class NativeReader:
+class NativeReader(ReplayReader):
     """Read a native file; ``bunches()`` yields (time, [(sector, nbytes, dt, op, flags, pid), ...])."""
 
     kind = "native"
-
-    def __init__(self, path):
-        self.path = str(path)
-        self._f = open(path, "rb")
-        try:
-            self._read_header()
-        except BaseException:
-            self._f.close()
-            raise
 
     def _read_header(self):
         head = self._f.read(HEADER.size)
@@ -96,35 +88,14 @@ class NativeReader:
         self.version = version
         self._data = hsize
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def close(self):
-        self._f.close()
-
     def bunches(self):
-        f = self._f
-        f.seek(self._data)
-        offset = self._data
         ios = bunches = 0
-        while True:
-            head = f.read(BUNCH.size)
-            if not head:
-                break
-            if len(head) < BUNCH.size:
-                raise TraceFormatError(self.path, offset, f"truncated bunch header ({len(head)} of 16 bytes)")
-            npkts, _, time = BUNCH.unpack(head)
-            size = PACKET.size * npkts
-            body = f.read(size)
-            if not npkts or len(body) < size:
-                raise TraceFormatError(self.path, offset, f"truncated or empty bunch ({len(body)} of {size} bytes)")
-            yield time, list(PACKET.iter_unpack(body))
-            offset += BUNCH.size + size
+        offset = self._data
+        for offset, (npkts, _, time), packets in self._walk(self._data, BUNCH, PACKET, 0xFFFFFFFF):
+            yield time, packets
             ios += npkts
             bunches += 1
+            offset += BUNCH.size + PACKET.size * npkts
         if ios != self.io_count or bunches != self.bunch_count:
             raise TraceFormatError(
                 self.path, offset,
