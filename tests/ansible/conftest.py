@@ -1,57 +1,8 @@
-"""Helpers for tests that run the real ``ansible`` / ``ansible-playbook`` programs from the repository root."""
-
-import json
-import os
-import shutil
-import subprocess
-import sys
+"""Fixtures for tests that run the real ``ansible`` programs; the helpers are in tests/helpers/adhoc.py."""
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def ansible_bin(name):
-    """The program next to the running Python (the project's venv), else on PATH."""
-    candidate = os.path.join(os.path.dirname(sys.executable), name)
-    if os.access(candidate, os.X_OK):
-        return candidate
-    return shutil.which(name)
-
-
-def ansible_env(**extra):
-    env = dict(os.environ)
-    env.pop("ANSIBLE_CONFIG", None)  # the repository's ansible.cfg, as a user at the root gets it
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
-    env["ANSIBLE_NOCOLOR"] = "1"
-    env.update(extra)
-    return env
-
-
-def run_adhoc(module, args="", host="localhost", check=False, inventory=None, timeout=120):
-    """``ansible HOST -m MODULE -a ARGS`` from the repository root; returns (rc, result of HOST, completed).
-
-    Parses the ``minimal`` callback's ``HOST | STATUS => {json}`` line, printed whatever the outcome.
-    """
-    program = ansible_bin("ansible")
-    if program is None:
-        pytest.skip("ansible is not installed (pip install ansible-core)")
-    argv = [program, host, "-m", module]
-    if args:
-        argv += ["-a", args]
-    if check:
-        argv.append("--check")
-    if inventory:
-        argv += ["-i", inventory]
-    run = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout,
-                         env=ansible_env(ANSIBLE_CALLBACK_RESULT_FORMAT="json"))
-    prefix = f"{host} | "
-    start = run.stdout.find(prefix)
-    arrow = run.stdout.find(" => ", start)
-    if start < 0 or arrow < 0:
-        raise AssertionError(f"no result for {host} (rc {run.returncode}):\n{run.stdout}\n{run.stderr}")
-    result, _ = json.JSONDecoder().raw_decode(run.stdout[arrow + 4:])
-    return run.returncode, result, run
+from helpers.adhoc import run_adhoc
 
 
 @pytest.fixture

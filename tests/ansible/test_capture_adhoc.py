@@ -11,7 +11,7 @@ pytestmark = pytest.mark.root
 
 @pytest.fixture(scope="module")
 def engine_path():
-    from conftest import run_adhoc
+    from helpers.adhoc import run_adhoc
 
     rc, result, run = run_adhoc("blkfleet.core.engine")
     assert rc == 0, run.stdout + run.stderr

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import REPO, ansible_bin, ansible_env
+from helpers.adhoc import REPO, ansible_bin, ansible_env
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 

@@ -10,8 +10,8 @@ import tempfile
 
 import pytest
 
-from conftest import REPO, ansible_bin, ansible_env
 from helpers import blkio
+from helpers.adhoc import REPO, ansible_bin, ansible_env
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 

@@ -45,7 +45,7 @@ class AioEngine(IOEngine):
         self._syscall = libc().syscall
         self._syscall.restype = ctypes.c_long
         ctx = ctypes.c_ulong(0)
-        check(self._syscall(self._nr_setup, ctypes.c_uint(depth), ctypes.byref(ctx)), "io_setup")
+        check(self._syscall(ctypes.c_long(self._nr_setup), ctypes.c_ulong(depth), ctypes.byref(ctx)), "io_setup")
         self._ctx = ctx.value
         self._iocbs = ctypes.create_string_buffer(IOCB.size * depth)
         base = ctypes.addressof(self._iocbs)
@@ -84,7 +84,8 @@ class AioEngine(IOEngine):
         addr = self._iocb_addr
         for i, slot in enumerate(pending):
             ptrs[i] = addr[slot]
-        ret = self._syscall(self._nr_submit, ctypes.c_ulong(self._ctx), ctypes.c_long(len(pending)), ptrs)
+        ret = self._syscall(ctypes.c_long(self._nr_submit), ctypes.c_ulong(self._ctx), ctypes.c_long(len(pending)),
+                            ptrs)
         if ret < 0:
             if ctypes.get_errno() in (11, 4):  # EAGAIN, EINTR: nothing taken, stays queued
                 return 0
@@ -121,8 +122,9 @@ class AioEngine(IOEngine):
             out = []
         ts = self._ts
         ts.tv_sec, ts.tv_nsec = divmod(max(timeout_ns, 0), 1_000_000_000)
-        ret = self._syscall(self._nr_getevents, ctypes.c_ulong(self._ctx), ctypes.c_long(min(min_nr, inflight)),
-                            ctypes.c_long(inflight - len(out)), self._events, ctypes.byref(ts))
+        ret = self._syscall(ctypes.c_long(self._nr_getevents), ctypes.c_ulong(self._ctx),
+                            ctypes.c_long(min(min_nr, inflight)), ctypes.c_long(inflight - len(out)), self._events,
+                            ctypes.byref(ts))
         if ret < 0:
             if ctypes.get_errno() == 4:  # EINTR: a signal; the caller looks at its stop flag
                 return out
@@ -135,7 +137,7 @@ class AioEngine(IOEngine):
 
     def close(self):
         if self._ctx:
-            self._syscall(self._nr_destroy, ctypes.c_ulong(self._ctx))
+            self._syscall(ctypes.c_long(self._nr_destroy), ctypes.c_ulong(self._ctx))
             self._ctx = 0
             self._ring = None
 

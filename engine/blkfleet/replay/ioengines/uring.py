@@ -43,7 +43,7 @@ class UringEngine(IOEngine):
         self._syscall = libc().syscall
         self._syscall.restype = ctypes.c_long
         params = ctypes.create_string_buffer(PARAMS.size)
-        self._fd = check(self._syscall(NR_SETUP, ctypes.c_uint(depth), params), "io_uring_setup")
+        self._fd = check(self._syscall(ctypes.c_long(NR_SETUP), ctypes.c_ulong(depth), params), "io_uring_setup")
         f = PARAMS.unpack(params.raw)
         sq_entries, cq_entries, features = f[0], f[1], f[5]
         sq_head, sq_tail, sq_mask, _sq_n, _sq_flags, _dropped, sq_array = f[7:14]
@@ -88,11 +88,15 @@ class UringEngine(IOEngine):
         self._to_submit += 1
 
     def _enter(self, to_submit, min_complete, flags, timeout_ns=None):
+        # Every argument as a full register: a bare int would leave the upper half of a 64-bit argument
+        # (argsz is a size_t) undefined, and the kernel then says EINVAL.
+        c = ctypes.c_ulong
         if timeout_ns is None:
-            return self._syscall(NR_ENTER, self._fd, to_submit, min_complete, flags, None, 0)
+            return self._syscall(ctypes.c_long(NR_ENTER), c(self._fd), c(to_submit), c(min_complete), c(flags),
+                                 None, c(0))
         self._ts.tv_sec, self._ts.tv_nsec = divmod(timeout_ns, 1_000_000_000)
-        return self._syscall(NR_ENTER, self._fd, to_submit, min_complete, flags | ENTER_EXT_ARG,
-                             ctypes.byref(self._arg), ctypes.sizeof(self._arg))
+        return self._syscall(ctypes.c_long(NR_ENTER), c(self._fd), c(to_submit), c(min_complete),
+                             c(flags | ENTER_EXT_ARG), ctypes.byref(self._arg), c(ctypes.sizeof(self._arg)))
 
     def submit(self):
         if not self._to_submit:
