@@ -43,7 +43,14 @@ for layer in "${layers[@]}"; do
             (cd "$repo" && ansible-lint --offline --nocolor) ;;
         molecule)
             # molecule calls ansible-playbook and ansible-config through PATH: the venv is first on it above.
-            (cd "$repo" && VIRTUAL_ENV="$venv" molecule test) ;;
+            # Its destroy (also run after a failure) removes the namespace hosts, their sshd and the loop
+            # devices; check that nothing is left, and remove leftovers (then fail) if molecule itself died.
+            rc=0
+            (cd "$repo" && VIRTUAL_ENV="$venv" molecule test) || rc=$?
+            if ! "$py" "$repo/tests/ansible/molecule_leftovers.py" --clean; then
+                [ "$rc" -ne 0 ] || rc=1
+            fi
+            [ "$rc" -eq 0 ] || exit "$rc" ;;
         *)
             echo "run_ansible_tests.sh: unknown layer '$layer' (sanity, units, lint, molecule)" >&2
             exit 2 ;;
