@@ -268,9 +268,9 @@ def evaluate(store, baseline, run_ids=None, last=None, metrics=None, tolerances=
 def _num(v, digits=1):
     if v is None:
         return "–"
-    if abs(v) >= 1e5 or (0 < abs(v) < 0.01):
+    if 0 < abs(v) < 0.01:
         return f"{v:.3g}"
-    return f"{v:,.{digits}f}"
+    return f"{v:,.{0 if abs(v) >= 1e5 else digits}f}"
 
 
 def _side(d):
