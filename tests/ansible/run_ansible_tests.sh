@@ -3,8 +3,10 @@
 #   sanity    ansible-test sanity --venv --python 3.11 (from the collection directory)
 #   units     ansible-test units --venv --python 3.11
 #   lint      ansible-lint, production profile, offline (from the repository root, .ansible-lint)
-#   molecule  molecule test (scenario default: network-namespace hosts with their own sshd; needs root,
-#             iproute2 and openssh-server)
+#   molecule  molecule test (scenario default: network-namespace hosts with their own sshd, capture -> record ->
+#             push -> synchronized replay on loop devices; needs root, iproute2, openssh-server, fio), then
+#             tests/ansible/molecule_leftovers.py: fails (after removing them) if namespaces, sshd state, loop
+#             devices or /dev/shm/blkfleet-mol are left
 # Usage: tests/ansible/run_ansible_tests.sh [sanity] [units] [lint] [molecule]   (default: all four)
 # Needs the repository's .venv with ansible-core, ansible-lint and molecule (tests/run creates it), or VENV=/path.
 # The first run downloads ansible-test's pinned sanity/units requirements from PyPI into ~/.ansible/test/venv.
