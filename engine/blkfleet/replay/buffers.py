@@ -20,6 +20,15 @@ class BufferPool:
     def __init__(self, slots):
         self._bufs = [None] * slots
 
+    def prepare(self, slots, nbytes, budget=64 << 20):
+        """Allocate and touch the first ``slots`` buffers before the replay starts (within ``budget`` bytes), so
+        the first IOs do not pay for mmap and page faults."""
+        count = min(slots, len(self._bufs), max(1, budget // max(nbytes, 1)))
+        for slot in range(count):
+            buf = self.get(slot, nbytes)
+            buf.map.write(bytes(buf.size))
+            buf.map.seek(0)
+
     def get(self, slot, nbytes):
         buf = self._bufs[slot]
         if buf is None or buf.size < nbytes:

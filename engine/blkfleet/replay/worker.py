@@ -17,6 +17,7 @@ from .ioengines import OP_FLUSH, OP_READ, OP_WRITE, RQ_FUA, open_engine
 from .target import discard, zero_out
 
 SPIN_NS = 150_000
+START_SPIN_NS = 2_000_000  # spin longer before the start: a CPU woken from idle runs the first IOs slowly
 TAG_BITS = 16
 DRAIN_NS = 1_000_000_000  # after a stop: wait this long for IOs in flight
 
@@ -56,6 +57,8 @@ def replay(plan, fds, start_ns, opts, stop, progress=None):
     out = Outcome(n)
     engine = open_engine(opts.engine, opts.depth)
     pool = BufferPool(opts.depth)
+    if n:
+        pool.prepare(min(n, opts.depth), max(plan.nbytes[: min(n, 4096)]))
     mono = time.monotonic_ns
     due, offsets, sizes, ops, flags, targets = plan.due, plan.offset, plan.nbytes, plan.ops, plan.flags, plan.target
     submit_at, latency, issued = out.submit, out.latency, out.issued_op
@@ -80,8 +83,8 @@ def replay(plan, fds, start_ns, opts, stop, progress=None):
         out.completed += len(events)
 
     try:
-        while mono() < start_ns - SPIN_NS:
-            time.sleep(max(start_ns - SPIN_NS - mono(), 0) / 1e9)
+        while mono() < start_ns - START_SPIN_NS:
+            time.sleep(max(start_ns - START_SPIN_NS - mono(), 0) / 1e9)
             if stop():
                 break
         while mono() < start_ns:
