@@ -107,6 +107,9 @@ def figures(cmp):
         "iat_p50_us": ("inter_arrival_error_us", "p50"), "iat_p99_us": ("inter_arrival_error_us", "p99"),
     }
     out = {k: cmp.get(a, {}).get(b) for k, (a, b) in keys.items()}
+    around = cmp.get("issue_time_error_around_offset_us") or {}
+    out["offset_us"] = cmp.get("issue_time_offset_us")
+    out["around_offset_p99_us"] = around.get("p99")
     out["iops_error_pct"] = cmp.get("iops", {}).get("mape_pct")
     out["span_ratio"] = cmp.get("span_ratio")
     out["matched"] = cmp.get("matched")
@@ -187,14 +190,15 @@ def main():
             json.dump(report, f, indent=2)
     for w in report["workloads"]:
         print(f"\n{w['workload']}: {w['fio_ios']} IOs captured ({w['fio_iops']} IOPS)")
-        print(f"{'replayer':<16}{'issue p50':>10}{'issue p99':>11}{'IAT p50':>9}{'IAT p99':>9}{'IOPS err %':>11}"
-              f"{'span':>8}{'matched':>9}")
+        print(f"{'replayer':<16}{'issue p50':>10}{'issue p99':>11}{'offset':>9}{'p99 @off':>9}{'IAT p50':>9}"
+              f"{'IAT p99':>9}{'IOPS err %':>11}{'span':>8}{'matched':>9}")
         for label, r in w["replays"].items():
             if "error" in r:
                 print(f"{label:<16} error: {r['error']}")
                 continue
             r = {k: (v if v is not None else float("nan")) for k, v in r.items()}
-            print(f"{label:<16}{r['issue_p50_us']:>10.0f}{r['issue_p99_us']:>11.0f}{r['iat_p50_us']:>9.0f}"
+            print(f"{label:<16}{r['issue_p50_us']:>10.0f}{r['issue_p99_us']:>11.0f}{r['offset_us']:>9.0f}"
+                  f"{r['around_offset_p99_us']:>9.0f}{r['iat_p50_us']:>9.0f}"
                   f"{r['iat_p99_us']:>9.0f}{r['iops_error_pct']:>11.2f}{r['span_ratio']:>8.3f}"
                   f"{r['matched']:>9}" + (" (killed: hung)" if r.get("hung_killed") else ""))
         ours, bt = w["replays"]["blkfleet"], w["replays"]["btreplay"]
