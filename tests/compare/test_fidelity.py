@@ -229,7 +229,8 @@ def test_json_structure(tmp_path, capsys):
     doc = json.loads(out.read_text())
     assert set(doc) == {
         "original", "replay", "acc_factor", "reads_for_writes", "matched", "unmatched_original",
-        "unmatched_replay", "expected_missing", "issue_time_error_us", "inter_arrival_error_us", "iops",
+        "unmatched_replay", "expected_missing", "issue_time_error_us", "issue_time_offset_us",
+        "issue_time_error_around_offset_us", "inter_arrival_error_us", "iops",
         "span_ratio", "percentile_method",
     }
     for side, path, dev in (("original", orig, "sdb"), ("replay", rep, "loop0")):
@@ -323,3 +324,15 @@ def test_real_process_exit_codes(tmp_path):
                          capture_output=True, text=True, env=env, timeout=60)
     assert bad.returncode == 2
     assert bad.stdout == "" and bad.stderr.count("\n") == 1
+
+
+def test_a_constant_shift_is_told_apart_from_jitter(tmp_path):
+    """Every replayed IO but the first 300 us early relative to it (as when only the first IO is slow): the
+    issue-time error is 300 us almost throughout, the median offset says -300 us, nothing is left around it."""
+    ios = steady(100, step=MS, start=MS)
+    orig = write_capture(tmp_path / "orig", ios)
+    rep = write_capture(tmp_path / "rep", shifted(ios, shift=5 * MS, delays=[0] + [-300 * US] * 99))
+    r = compare_dirs(orig, rep)
+    assert r["issue_time_error_us"]["p50"] == 300.0
+    assert r["issue_time_offset_us"] == -300.0
+    assert r["issue_time_error_around_offset_us"]["p50"] == 0.0
