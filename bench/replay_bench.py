@@ -22,6 +22,7 @@ from common import captured, gnu_time, loop_devices, workdir
 BTRECORD = shutil.which("btrecord") or "/usr/sbin/btrecord"
 BTREPLAY = shutil.which("btreplay") or "/usr/sbin/btreplay"
 DISK = 256 << 20
+EXTRA_DEPTHS = os.environ.get("BENCH_DEPTHS", "").split()
 
 WORKLOADS = {
     "random-40k": ["--rw=randread", "--bs=4k", "--iodepth=16", "--rate_iops=40000"],
@@ -129,7 +130,11 @@ def run_workload(name, extra, seconds, work, dev_a, dev_b, cpus):
     assert blkfleet("record", "-q", "-d", orig, "-D", native, a).returncode == 0
     subprocess.run([BTRECORD, "-d", orig, "-D", c_files, a], check=True)
     rows = {}
-    for label, extra_args in (("blkfleet", ()), ("blkfleet -c 1", ("-c", "1"))) if cpus > 1 else (("blkfleet", ()),):
+    variants = [("blkfleet", ()), ("blkfleet window 20us", ("--batch-window-us", "20"))] + [
+        (f"blkfleet depth {d}", ("--depth", d)) for d in EXTRA_DEPTHS]
+    if cpus > 2:
+        variants.append(("blkfleet -c 1", ("-c", "1")))
+    for label, extra_args in variants:
         cap, info = replay_blkfleet(native, dev_a, dev_b, work, f"{name}-{label.replace(' ', '')}", extra_args)
         rows[label] = {**figures(compare(orig, cap, a, os.path.basename(dev_b))), "cpu_us_per_io":
                        round(info["cpu_s"] / max(info["ios"], 1) * 1e6, 2), "ios": info["ios"]}

@@ -67,9 +67,13 @@ def add_parser(sub):
     p.add_argument("--start-at", type=_start_at, metavar="TIME",
                    help="wall-clock start shared by several hosts (epoch seconds or ISO 8601)")
     p.add_argument("--backend", choices=("auto",) + ENGINES, default="aio", help="IO engine (default aio)")
-    p.add_argument("--depth", type=int, default=512, help="IOs in flight per worker at most (default 512)")
+    p.add_argument("--depth", type=int, default=0,
+                   help="IOs in flight per worker at most (default: the targets' request queue size, at most 512)")
     p.add_argument("--force", action="store_true",
                    help="with -W, write even to a device that is mounted or holds a filesystem/partition table")
+    p.add_argument("--batch-window-us", type=float, default=0.0, metavar="US",
+                   help="IOs due within this window of the one being submitted go out with it, at most this early "
+                   "(default 0: each IO at its time; measured, 20 us did not help on bursty traces)")
     p.add_argument("--late-threshold-us", type=float, default=1000.0, metavar="US",
                    help="an IO submitted more than this late counts as late (default 1000)")
     p.set_defaults(func=run)
@@ -95,6 +99,7 @@ def _run(args, bundle_id, source):
         no_stall=args.no_stalls, verbose=args.verbose, write_enable=args.write_enable, acc=args.acc_factor,
         json=args.json, start_at=args.start_at, engine=args.backend, depth=args.depth, force=args.force,
         late_threshold_ns=int(args.late_threshold_us * 1000), bundle_id=bundle_id, source=source,
+        batch_window_ns=int(args.batch_window_us * 1000),
     )
     doc, code = replay(opts)
     if args.json:

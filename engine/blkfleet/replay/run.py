@@ -45,9 +45,10 @@ class ReplayOptions:
     json: str = None
     start_at: float = None  # wall-clock seconds since the epoch
     engine: str = "aio"
-    depth: int = 512
+    depth: int = 0  # 0: the targets' request queue size (at most 512)
     force: bool = False
     late_threshold_ns: int = 1_000_000
+    batch_window_ns: int = 0
     engine_name: str = ""
     bundle_id: str = None
     source: str = None  # what to name as the input in the results (the bundle file, else input_dir)
@@ -66,7 +67,9 @@ def validate(opts):
     ncpus = len(_cpus())
     if opts.cpus and not 0 < opts.cpus <= ncpus:
         raise BlkfleetError(f"invalid number of cpus {opts.cpus} (-c must be 1..{ncpus})")
-    if not 1 <= opts.depth <= 65535:
+    if opts.batch_window_ns < 0:
+        raise BlkfleetError("invalid batch window (--batch-window-us must be >= 0)")
+    if not 0 <= opts.depth <= 65535:
         raise BlkfleetError(f"invalid queue depth {opts.depth} (1..65535)")
 
 
@@ -275,6 +278,11 @@ def replay(opts):
     for plan in plans:
         plan.cpu_pinned = cpus[plan.cpu % len(cpus)]
     check_ios(plans, targets, opts)
+    if not opts.depth:
+        # More IOs in flight than the device queue holds would block io_submit until a request frees: the
+        # worker would stall and every IO behind it be late (measured: bursty trace, issue-time p99 4.2 ms
+        # with 512 on a loop device whose queue holds 128, 1.8 ms with 128).
+        opts.depth = min([512] + [t.queue_depth for t in targets if t.queue_depth])
     probe = open_engine(opts.engine, 1)
     opts.engine_name = probe.name
     opts.engine = probe.name

@@ -80,6 +80,7 @@ class Target:
             os.close(fd)
         self.mounts = _mounts_of(self.rdev)
         self.holders = _holders_of(self.rdev)
+        self.queue_depth = _nr_requests(self.rdev)
 
     def refuse_writes_reason(self):
         """Why writing here would destroy something, or None."""
@@ -169,6 +170,18 @@ def _mounts_of(rdev):
         if rdev and f"{os.major(rdev)}:{os.minor(rdev)}" in numbers:
             found.append(f"swap {path}")
     return found
+
+
+def _nr_requests(rdev):
+    """The device's request queue size (a partition's is its disk's), or None."""
+    base = os.path.realpath(_sys_block(rdev))
+    for path in (os.path.join(base, "queue", "nr_requests"), os.path.join(base, "..", "queue", "nr_requests")):
+        try:
+            with open(path) as f:
+                return int(f.read())
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def _holders_of(rdev):

@@ -63,6 +63,7 @@ def replay(plan, fds, start_ns, opts, stop, progress=None):
     due, offsets, sizes, ops, flags, targets = plan.due, plan.offset, plan.nbytes, plan.ops, plan.flags, plan.target
     submit_at, latency, issued = out.submit, out.latency, out.issued_op
     write_enable, no_stall = opts.write_enable, opts.no_stall
+    ahead = opts.batch_window_ns
     free = list(range(opts.depth))
     mask = (1 << TAG_BITS) - 1
     expected = [0] * opts.depth
@@ -98,7 +99,8 @@ def replay(plan, fds, start_ns, opts, stop, progress=None):
                 break
             if i < n and free and (no_stall or due[i] <= now):
                 batch.clear()
-                while i < n and free and (no_stall or due[i] <= now):
+                horizon = now + ahead  # IOs due within the batch window go out together
+                while i < n and free and (no_stall or due[i] <= horizon):
                     op, size, fd = ops[i], sizes[i], fds[targets[i]]
                     if op == READ or (op == WRITE and not write_enable):
                         slot = free.pop()

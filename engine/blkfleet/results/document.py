@@ -153,6 +153,8 @@ def build(runs, targets, opts, started, interrupted):
         "formats": sorted(opts.formats),
         "device_map": {t.recorded: t.path for t in targets},
         "engine": opts.engine_name,
+        "depth": opts.depth,
+        "batch_window_us": opts.batch_window_ns / 1000,
         "mode": "no-stall" if opts.no_stall else "timed",
         "acc_factor": opts.acc,
         "iterations": opts.iterations,
