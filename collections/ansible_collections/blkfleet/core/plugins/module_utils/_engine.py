@@ -28,7 +28,7 @@ import sys
 
 ENGINE_ROOT = '/var/lib/blkfleet/engine'
 ENGINE_NAME = 'engine.pyz'
-_SHA256_RE = re.compile(r'^[0-9a-f]{64}$')
+SHA256_RE = re.compile(r'^[0-9a-f]{64}$')
 
 
 class EngineNotFound(Exception):
@@ -36,6 +36,7 @@ class EngineNotFound(Exception):
 
 
 def sha256_file(path, chunk=1 << 20):
+    """Hex SHA-256 of a file, read in chunks."""
     digest = hashlib.sha256()
     with open(path, 'rb') as f:
         while True:
@@ -48,7 +49,7 @@ def sha256_file(path, chunk=1 << 20):
 
 def installed_engine_path(sha256, root=ENGINE_ROOT):
     """Stable install path of an engine zipapp with this SHA-256."""
-    if not _SHA256_RE.match(sha256 or ''):
+    if not SHA256_RE.match(sha256 or ''):
         raise ValueError('not a SHA-256 hex digest: %r' % (sha256,))
     return os.path.join(root, sha256, ENGINE_NAME)
 
@@ -62,7 +63,7 @@ def installed_engines(root=ENGINE_ROOT):
         return found
     for entry in entries:
         path = os.path.join(root, entry, ENGINE_NAME)
-        if _SHA256_RE.match(entry) and os.path.isfile(path):
+        if SHA256_RE.match(entry) and os.path.isfile(path):
             found.append((os.stat(path).st_mtime, entry, path))
     found.sort(reverse=True)
     return found

@@ -15,31 +15,23 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import tarfile
 import tempfile
 
-ENGINE_ROOT = '/var/lib/blkfleet/engine'
+from ansible_collections.blkfleet.core.plugins.module_utils._engine import (
+    ENGINE_NAME,
+    ENGINE_ROOT,
+    SHA256_RE,
+    sha256_file,
+)
+
 BUNDLE_DIR = '/var/lib/blkfleet/bundles'
-ENGINE_NAME = 'engine.pyz'
 MANIFEST_NAME = 'manifest.json'
 MANIFEST_MAX = 16 << 20
-SHA256_RE = re.compile(r'^[0-9a-f]{64}$')
 
 
 class InstallError(Exception):
     pass
-
-
-def sha256_file(path, chunk=1 << 20):
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        while True:
-            block = f.read(chunk)
-            if not block:
-                break
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def check_sha256(value, what):

@@ -19,7 +19,6 @@ Only the standard library is imported here, so ansible-test's import test passes
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -28,6 +27,7 @@ import subprocess
 import sys
 
 from ansible.errors import AnsibleError
+from ansible_collections.blkfleet.core.plugins.module_utils._engine import sha256_file
 
 # plugin_utils/_controller.py -> core -> blkfleet -> ansible_collections -> collections -> repository
 _CHECKOUT_ENGINE = os.path.abspath(os.path.join(os.path.dirname(__file__), *(['..'] * 6), 'engine'))
@@ -97,17 +97,6 @@ def run_engine_json(args, timeout=None):
         return json.loads(out)
     except ValueError as e:
         raise AnsibleError('the blkfleet engine printed no valid JSON for %s: %s' % (' '.join(args), e))
-
-
-def sha256_file(path, chunk=1 << 20):
-    digest = hashlib.sha256()
-    with open(path, 'rb') as f:
-        while True:
-            block = f.read(chunk)
-            if not block:
-                break
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def same_content(a, b):
