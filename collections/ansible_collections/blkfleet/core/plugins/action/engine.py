@@ -8,8 +8,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 
 from ansible.errors import AnsibleError
 
@@ -38,36 +36,13 @@ class ActionModule(BlkfleetAction):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         del tmp
-        workdir = None
-        try:
+
+        def body(workdir):
             args = self.validated_args()
-            if args['src']:
-                local = self._find_needle('files', args['src'])
-            else:
-                workdir = tempfile.mkdtemp(prefix='blkfleet-engine-')
-                local = build_engine(workdir)
+            local = self._find_needle('files', args['src']) if args['src'] else build_engine(workdir)
             sha = _controller.sha256_file(local)
             if args['sha256'] and args['sha256'] != sha:
                 raise AnsibleError('%s has sha256 %s, not the %s given' % (local, sha, args['sha256']))
-            probe = self._execute_module(module_name=MODULE, task_vars=task_vars,
-                                         module_args=dict(sha256=sha, root=args['root']))
-            if probe.get('failed') or probe.get('installed'):
-                result.update(probe)
-                return result
-            if self._task.check_mode:
-                result.update(probe, changed=True)
-                return result
-            remote = self.transfer(local, 'engine.pyz')
-            result.update(self._execute_module(module_name=MODULE, task_vars=task_vars,
-                                               module_args=dict(src=remote, sha256=sha, root=args['root'])))
-            return result
-        except _controller.EngineFailed as e:
-            result.update(_controller.failure_result(e))
-            return result
-        except AnsibleError as e:
-            result.update(failed=True, msg=str(e.message))
-            return result
-        finally:
-            if workdir:
-                shutil.rmtree(workdir, ignore_errors=True)
-            self.cleanup_remote()
+            return self.push(result, task_vars, MODULE, local, 'engine.pyz', dict(sha256=sha, root=args['root']))
+
+        return self.guarded(result, body, 'blkfleet-engine-')

@@ -8,8 +8,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 
 from ansible.errors import AnsibleError
 
@@ -58,14 +56,10 @@ class ActionModule(BlkfleetAction):
     def run(self, tmp=None, task_vars=None):
         result = super().run(tmp, task_vars)
         del tmp
-        workdir = None
-        try:
+
+        def body(workdir):
             args = self.validated_args()
-            if args['src']:
-                local = self._find_needle('files', args['src'])
-            else:
-                workdir = tempfile.mkdtemp(prefix='blkfleet-bundle-')
-                local = build_bundle(workdir, args)
+            local = self._find_needle('files', args['src']) if args['src'] else build_bundle(workdir, args)
             manifest = _controller.run_engine_json(['bundle', 'info', local])
             bundle_id = manifest['bundle_id']
             checksum = _controller.sha256_file(local)
@@ -74,25 +68,8 @@ class ActionModule(BlkfleetAction):
                     raise AnsibleError('%s has %s %s, not the %s given' % (local, key, value, args[key]))
             remote_args = dict(bundle_id=bundle_id, checksum=checksum, dest=args['dest'],
                                engine_root=args['engine_root'])
-            probe = self._execute_module(module_name=MODULE, module_args=remote_args, task_vars=task_vars)
-            if probe.get('failed') or probe.get('installed'):
-                result.update(probe)
-                return result
-            if self._task.check_mode:
-                result.update(probe, changed=True, devices=list(manifest['replay']['devices']),
-                              totals=manifest['totals'])
-                return result
-            remote = self.transfer(local, 'bundle.tar')
-            result.update(self._execute_module(module_name=MODULE, module_args=dict(remote_args, src=remote),
-                                               task_vars=task_vars))
-            return result
-        except _controller.EngineFailed as e:
-            result.update(_controller.failure_result(e))
-            return result
-        except AnsibleError as e:
-            result.update(failed=True, msg=str(e.message))
-            return result
-        finally:
-            if workdir:
-                shutil.rmtree(workdir, ignore_errors=True)
-            self.cleanup_remote()
+            return self.push(result, task_vars, MODULE, local, 'bundle.tar', remote_args,
+                             check_extra=dict(devices=list(manifest['replay']['devices']),
+                                              totals=manifest['totals']))
+
+        return self.guarded(result, body, 'blkfleet-bundle-')

@@ -7,8 +7,12 @@
 
 from __future__ import annotations
 
-from ansible.errors import AnsibleActionFail
+import shutil
+import tempfile
+
+from ansible.errors import AnsibleActionFail, AnsibleError
 from ansible.plugins.action import ActionBase
+from ansible_collections.blkfleet.core.plugins.plugin_utils import _controller
 
 
 class BlkfleetAction(ActionBase):
@@ -38,3 +42,34 @@ class BlkfleetAction(ActionBase):
     def cleanup_remote(self):
         if self._connection._shell.tmpdir is not None:
             self._remove_tmp_path(self._connection._shell.tmpdir)
+
+    def guarded(self, result, body, prefix):
+        """``body(workdir)`` with a controller-side scratch directory; engine and Ansible errors become a failed
+        result; the scratch and the host's temporary directory are always removed."""
+        workdir = tempfile.mkdtemp(prefix=prefix)
+        try:
+            return body(workdir)
+        except _controller.EngineFailed as e:
+            result.update(_controller.failure_result(e))
+            return result
+        except AnsibleError as e:
+            result.update(failed=True, msg=str(e.message))
+            return result
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+            self.cleanup_remote()
+
+    def push(self, result, task_vars, module, local, name, module_args, check_extra=None):
+        """Content-addressed push: ask the host (``module`` with ``module_args``) whether it holds the content;
+        if not, transfer ``local`` as ``name`` and run ``module`` again with ``src``. Check mode only asks."""
+        probe = self._execute_module(module_name=module, module_args=module_args, task_vars=task_vars)
+        if probe.get('failed') or probe.get('installed'):
+            result.update(probe)
+            return result
+        if self._task.check_mode:
+            result.update(probe, changed=True, **(check_extra or {}))
+            return result
+        remote = self.transfer(local, name)
+        result.update(self._execute_module(module_name=module, module_args=dict(module_args, src=remote),
+                                           task_vars=task_vars))
+        return result
