@@ -130,7 +130,7 @@ def run_workload(name, extra, seconds, work, dev_a, dev_b, cpus):
     assert blkfleet("record", "-q", "-d", orig, "-D", native, a).returncode == 0
     subprocess.run([BTRECORD, "-d", orig, "-D", c_files, a], check=True)
     rows = {}
-    variants = [("blkfleet", ()), ("blkfleet window 20us", ("--batch-window-us", "20"))] + [
+    variants = [("blkfleet", ()), ("blkfleet --realtime off", ("--realtime", "off"))] + [
         (f"blkfleet depth {d}", ("--depth", d)) for d in EXTRA_DEPTHS]
     if cpus > 2:
         variants.append(("blkfleet -c 1", ("-c", "1")))

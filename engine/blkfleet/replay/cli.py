@@ -73,7 +73,10 @@ def add_parser(sub):
                    help="with -W, write even to a device that is mounted or holds a filesystem/partition table")
     p.add_argument("--batch-window-us", type=float, default=0.0, metavar="US",
                    help="IOs due within this window of the one being submitted go out with it, at most this early "
-                   "(default 0: each IO at its time; measured, 20 us did not help on bursty traces)")
+                   "(default 0: each IO at its time)")
+    p.add_argument("--realtime", choices=("auto", "on", "off"), default="auto",
+                   help="run workers as SCHED_FIFO, so kernel threads finishing IO do not preempt them (default "
+                   "auto: when allowed and a CPU is left to the kernel; kept within the kernel's real-time budget)")
     p.add_argument("--late-threshold-us", type=float, default=1000.0, metavar="US",
                    help="an IO submitted more than this late counts as late (default 1000)")
     p.set_defaults(func=run)
@@ -99,7 +102,7 @@ def _run(args, bundle_id, source):
         no_stall=args.no_stalls, verbose=args.verbose, write_enable=args.write_enable, acc=args.acc_factor,
         json=args.json, start_at=args.start_at, engine=args.backend, depth=args.depth, force=args.force,
         late_threshold_ns=int(args.late_threshold_us * 1000), bundle_id=bundle_id, source=source,
-        batch_window_ns=int(args.batch_window_us * 1000),
+        batch_window_ns=int(args.batch_window_us * 1000), realtime=args.realtime,
     )
     doc, code = replay(opts)
     if args.json:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from ..errors import BlkfleetError
 from ..replayfile.ops import DISCARD, FLUSH, WRITE, WRITE_ZEROES
 from ..results import document as results
-from . import worker
+from . import realtime, worker
 from .ioengines import open_engine
 from .schedule import load_streams, make_plans
 from .target import Target, device_path, parse_map
@@ -49,6 +49,7 @@ class ReplayOptions:
     force: bool = False
     late_threshold_ns: int = 1_000_000
     batch_window_ns: int = 0
+    realtime: object = "auto"  # "auto", "on", "off"; resolved to a bool before the workers start
     engine_name: str = ""
     bundle_id: str = None
     source: str = None  # what to name as the input in the results (the bundle file, else input_dir)
@@ -67,6 +68,8 @@ def validate(opts):
     ncpus = len(_cpus())
     if opts.cpus and not 0 < opts.cpus <= ncpus:
         raise BlkfleetError(f"invalid number of cpus {opts.cpus} (-c must be 1..{ncpus})")
+    if opts.realtime not in ("auto", "on", "off", True, False):
+        raise BlkfleetError(f"invalid --realtime {opts.realtime!r} (auto, on or off)")
     if opts.batch_window_ns < 0:
         raise BlkfleetError("invalid batch window (--batch-window-us must be >= 0)")
     if not 0 <= opts.depth <= 65535:
@@ -155,6 +158,7 @@ def _worker_main(chan, plan, targets, opts, counters, index):
         os.sched_setaffinity(0, {plan.cpu_pinned})
         worker.set_timer_slack()
         fds = [t.open(opts.write_enable) for t in targets]
+        replayer = worker.Replayer(plan, fds, opts)
         chan.send(("ready", None))
         while True:
             msg = chan.recv()
@@ -164,7 +168,7 @@ def _worker_main(chan, plan, targets, opts, counters, index):
             def progress(done, _i=index):
                 struct.pack_into("Q", counters, 8 * _i, done)
 
-            out = worker.replay(plan, fds, msg[1], opts, lambda: _stop, progress)
+            out = replayer.run(msg[1], lambda: _stop, progress)
             chan.send(("done", out))
             if out.interrupted:
                 break
@@ -250,6 +254,17 @@ def _kill(pid, sig):
         pass
 
 
+def _realtime(wanted, nworkers, ncpus):
+    """Whether workers run as SCHED_FIFO: ``auto`` when allowed and a CPU is left to the kernel's IO work."""
+    if wanted in (False, "off"):
+        return False
+    if wanted in (True, "on"):
+        if not realtime.allowed():
+            raise BlkfleetError("--realtime on: this process may not use SCHED_FIFO (needs root or CAP_SYS_NICE)")
+        return True
+    return nworkers < ncpus and realtime.allowed()
+
+
 def _start_instant(opts):
     now = time.monotonic_ns()
     if opts.start_at is None:
@@ -283,6 +298,7 @@ def replay(opts):
         # worker would stall and every IO behind it be late (measured: bursty trace, issue-time p99 4.2 ms
         # with 512 on a loop device whose queue holds 128, 1.8 ms with 128).
         opts.depth = min([512] + [t.queue_depth for t in targets if t.queue_depth])
+    opts.realtime = _realtime(opts.realtime, len(plans), len(cpus))
     probe = open_engine(opts.engine, 1)
     opts.engine_name = probe.name
     opts.engine = probe.name

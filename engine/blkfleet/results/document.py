@@ -155,6 +155,7 @@ def build(runs, targets, opts, started, interrupted):
         "engine": opts.engine_name,
         "depth": opts.depth,
         "batch_window_us": opts.batch_window_ns / 1000,
+        "realtime": bool(opts.realtime),
         "mode": "no-stall" if opts.no_stall else "timed",
         "acc_factor": opts.acc,
         "iterations": opts.iterations,

@@ -1,6 +1,6 @@
 """IO engines: Linux native AIO (default), io_uring, and a synchronous fallback."""
 
-from .base import OP_FLUSH, OP_READ, OP_WRITE, RQ_FUA, IOEngine
+from .base import OP_FLUSH, OP_READ, OP_WRITE, IOEngine
 
 ENGINES = ("aio", "uring", "sync")
 
@@ -23,4 +23,4 @@ def open_engine(name, depth):
     raise OSError("no IO engine works here: " + "; ".join(errors))
 
 
-__all__ = ["ENGINES", "OP_FLUSH", "OP_READ", "OP_WRITE", "RQ_FUA", "IOEngine", "open_engine"]
+__all__ = ["ENGINES", "OP_FLUSH", "OP_READ", "OP_WRITE", "IOEngine", "open_engine"]

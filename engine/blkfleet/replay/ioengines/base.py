@@ -6,8 +6,7 @@ import os
 
 # Request opcodes understood by every engine.
 OP_READ, OP_WRITE, OP_FLUSH = 0, 1, 2
-# Per-request flags.
-RQ_FUA = 1  # write through the device cache (RWF_DSYNC on a block device = a FUA write)
+RWF_DSYNC = 0x2  # per-IO flag of a FUA write: write through the device cache
 
 _libc = None
 
@@ -29,27 +28,40 @@ def check(ret, what):
 
 
 class IOEngine:
-    """Asynchronous block IO with at most ``depth`` requests in flight.
+    """Asynchronous block IO over an IOList, with at most ``depth`` requests in flight.
 
-    ``queue(tag, fd, op, offset, nbytes, buf, flags)`` prepares a request (``buf``: a buffers.Buffer),
-    ``submit()`` sends every queued request and returns how many the kernel took, ``reap(min_nr,
-    timeout_ns)`` waits (at most ``timeout_ns``; 0 = poll) for completions and returns ``[(tag, result)]``
-    where ``result`` is the byte count or ``-errno``. ``close()`` releases the engine.
+    ``bind(ios)`` hands the engine the IOs (before the start: engines prepare what they can),
+    ``submit(i, j)`` sends IOs ``i`` to ``j - 1`` and returns how many of them (from ``i``) the kernel took,
+    ``reap(min_nr, timeout_ns)`` waits at most ``timeout_ns`` (0: poll) for ``min_nr`` completions and returns
+    ``[(index, result)]`` (result: byte count or ``-errno``), ``idle()`` does preparation work while the
+    worker waits, ``rewind()`` makes ready to start over from IO 0,
+    ``probe()`` (nothing in flight) runs a read the kernel ends at once, without a bio, to keep the submission
+    path warm in caches while the worker waits for an IO's time, ``close()`` releases the engine.
     """
 
     name = "?"
 
     def __init__(self, depth):
         self.depth = depth
+        self.ios = None
 
-    def queue(self, tag, fd, op, offset, nbytes, buf, flags=0):
-        raise NotImplementedError
+    def bind(self, ios):
+        self.ios = ios
 
-    def submit(self):
+    def submit(self, i, j):
         raise NotImplementedError
 
     def reap(self, min_nr, timeout_ns):
         raise NotImplementedError
+
+    def idle(self):
+        pass
+
+    def rewind(self):
+        pass
+
+    def probe(self):
+        pass
 
     def close(self):
         pass

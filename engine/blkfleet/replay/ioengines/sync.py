@@ -1,8 +1,8 @@
-"""Synchronous fallback: each request runs in ``submit`` with preadv/pwritev; ``reap`` hands back results."""
+"""Synchronous fallback: ``submit`` does each IO with preadv/pwritev/fdatasync; ``reap`` hands back results."""
 
 import os
 
-from .base import OP_FLUSH, OP_READ, RQ_FUA, IOEngine
+from .base import OP_FLUSH, OP_READ, IOEngine
 
 
 class SyncEngine(IOEngine):
@@ -10,27 +10,25 @@ class SyncEngine(IOEngine):
 
     def __init__(self, depth):
         super().__init__(depth)
-        self._queued = []
         self._done = []
 
-    def queue(self, tag, fd, op, offset, nbytes, buf, flags=0):
-        self._queued.append((tag, fd, op, offset, nbytes, buf, flags))
-
-    def submit(self):
-        queued, self._queued = self._queued, []
-        for tag, fd, op, offset, nbytes, buf, flags in queued:
+    def submit(self, i, j):
+        ios = self.ios
+        done = self._done
+        for k in range(i, j):
+            code, fd = ios.code[k], ios.fd[k]
             try:
-                if op == OP_READ:
-                    res = os.preadv(fd, [buf.view[:nbytes]], offset)
-                elif op == OP_FLUSH:
+                if code == OP_READ:
+                    res = os.preadv(fd, [ios.view(k)], ios.offset[k])
+                elif code == OP_FLUSH:
                     os.fdatasync(fd)
                     res = 0
                 else:
-                    res = os.pwritev(fd, [buf.view[:nbytes]], offset, os.RWF_DSYNC if flags & RQ_FUA else 0)
+                    res = os.pwritev(fd, [ios.view(k)], ios.offset[k], os.RWF_DSYNC if ios.fua[k] else 0)
             except OSError as e:
                 res = -e.errno
-            self._done.append((tag, res))
-        return len(queued)
+            done.append((k, res))
+        return j - i
 
     def reap(self, min_nr, timeout_ns):
         done, self._done = self._done, []

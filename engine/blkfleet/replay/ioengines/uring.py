@@ -9,18 +9,16 @@ import mmap
 import os
 import struct
 
-from .base import OP_FLUSH, OP_READ, RQ_FUA, IOEngine, check, libc
+from .base import OP_FLUSH, OP_READ, RWF_DSYNC, IOEngine, check, libc
 
 NR_SETUP, NR_ENTER = 425, 426  # the same on every architecture with the generic syscall table
 OFF_SQ_RING, OFF_CQ_RING, OFF_SQES = 0, 0x8000000, 0x10000000
 FEAT_SINGLE_MMAP, FEAT_EXT_ARG = 1 << 0, 1 << 8
 ENTER_GETEVENTS, ENTER_EXT_ARG = 1 << 0, 1 << 3
-OP_CODES = {OP_READ: 22, OP_FLUSH: 3}  # IORING_OP_READ, IORING_OP_FSYNC; write = IORING_OP_WRITE (23)
-OP_WRITE_CODE = 23
+OP_READ_CODE, OP_WRITE_CODE, OP_FSYNC_CODE = 22, 23, 3  # IORING_OP_READ, IORING_OP_WRITE, IORING_OP_FSYNC
 FSYNC_DATASYNC = 1
 SQE_ASYNC = 1 << 4  # IOSQE_ASYNC: straight to io-wq; a non-blocking first try that fails with EAGAIN would
 # already have queued the bio once, so the kernel would see such IOs twice (seen on loop devices)
-RWF_DSYNC = 0x2
 PARAMS = struct.Struct("=IIIIIII12x" + "IIIIIIIIQ" + "IIIIIIIIQ")
 SQE = struct.Struct("=BBHiQQIIQHHiQQ")
 CQE = struct.Struct("=QiI")
@@ -73,16 +71,18 @@ class UringEngine(IOEngine):
         self._ts = _Timespec()
         self._arg.ts = ctypes.addressof(self._ts)
 
-    def queue(self, tag, fd, op, offset, nbytes, buf, flags=0):
+    def _queue(self, k):
+        ios = self.ios
         index = self._tail & self._sq_mask
-        if op == OP_READ:
-            code, rw_flags = OP_CODES[OP_READ], 0
-        elif op == OP_FLUSH:
-            code, rw_flags = OP_CODES[OP_FLUSH], FSYNC_DATASYNC
+        code = ios.code[k]
+        if code == OP_READ:
+            opcode, rw_flags = OP_READ_CODE, 0
+        elif code == OP_FLUSH:
+            opcode, rw_flags = OP_FSYNC_CODE, FSYNC_DATASYNC
         else:
-            code, rw_flags = OP_WRITE_CODE, RWF_DSYNC if flags & RQ_FUA else 0
-        SQE.pack_into(self._sqes, index * SQE.size, code, SQE_ASYNC, 0, fd, offset, buf.addr if buf else 0, nbytes,
-                      rw_flags, tag, 0, 0, 0, 0, 0)
+            opcode, rw_flags = OP_WRITE_CODE, RWF_DSYNC if ios.fua[k] else 0
+        SQE.pack_into(self._sqes, index * SQE.size, opcode, SQE_ASYNC, 0, ios.fd[k], ios.offset[k], ios.buf[k],
+                      ios.nbytes[k], rw_flags, k, 0, 0, 0, 0, 0)
         struct.pack_into("=I", self._sq, self._sq_array_off + index * 4, index)
         self._tail = (self._tail + 1) & 0xFFFFFFFF
         self._to_submit += 1
@@ -98,7 +98,9 @@ class UringEngine(IOEngine):
         return self._syscall(ctypes.c_long(NR_ENTER), c(self._fd), c(to_submit), c(min_complete),
                              c(flags | ENTER_EXT_ARG), ctypes.byref(self._arg), c(ctypes.sizeof(self._arg)))
 
-    def submit(self):
+    def submit(self, i, j):
+        for k in range(i + self._to_submit, j):  # entries left in the ring by a refused call go first
+            self._queue(k)
         if not self._to_submit:
             return 0
         struct.pack_into("=I", self._sq, self._sq_tail_off, self._tail)
