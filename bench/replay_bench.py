@@ -28,14 +28,22 @@ WORKLOADS = {
     "random-40k": ["--rw=randread", "--bs=4k", "--iodepth=16", "--rate_iops=40000"],
     "bursty": ["--rw=randread", "--bs=4k", "--iodepth=32", "--thinktime=20000", "--thinktime_blocks=2000"],
 }
+MORE_WORKLOADS = {  # --workloads all
+    "mixed-2jobs": ["--rw=randrw", "--rwmixread=70", "--bsrange=4k-64k", "--iodepth=8", "--numjobs=2",
+                    "--rate_iops=8000"],
+    "sequential-1m": ["--rw=read", "--bs=1m", "--iodepth=4", "--rate_iops=1500"],
+    "sparse-qd1": ["--rw=randread", "--bs=4k", "--iodepth=1", "--rate_iops=300"],
+    "full-speed-qd32": ["--rw=randread", "--bs=4k", "--iodepth=32"],
+}
 
 
 def fio(device, seconds, extra):
     cmd = ["fio", "--name=w", f"--filename={device}", "--direct=1", "--ioengine=libaio", "--time_based",
            f"--runtime={seconds}", "--randrepeat=1", "--norandommap", "--output-format=json", *extra]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    job = json.loads(out[out.index("{"):])["jobs"][0]
-    return job["read"]["total_ios"] + job["write"]["total_ios"], job["read"]["iops"] + job["write"]["iops"]
+    jobs = json.loads(out[out.index("{"):])["jobs"]
+    return (sum(j["read"]["total_ios"] + j["write"]["total_ios"] for j in jobs),
+            sum(j["read"]["iops"] + j["write"]["iops"] for j in jobs))
 
 
 def blkfleet(*args, **kwargs):
@@ -177,19 +185,25 @@ def afap(work, dev_a, dev_b, seconds):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=int, default=5, help="length of each captured workload (default 5)")
-    ap.add_argument("--workloads", nargs="*", default=list(WORKLOADS), choices=list(WORKLOADS))
+    ap.add_argument("--workloads", nargs="*", default=list(WORKLOADS),
+                    choices=list(WORKLOADS) + list(MORE_WORKLOADS) + ["all"],
+                    help="default: random-40k bursty; 'all' adds " + ", ".join(MORE_WORKLOADS))
     ap.add_argument("--json")
+    ap.add_argument("--no-afap", action="store_true", help="skip the as-fast-as-possible comparison")
     args = ap.parse_args()
+    catalogue = {**WORKLOADS, **MORE_WORKLOADS}
+    names = list(catalogue) if "all" in args.workloads else args.workloads
     if os.geteuid():
         raise SystemExit("replay_bench.py needs root (loop devices, tracefs)")
     cpus = len(os.sched_getaffinity(0))
     report = {"cpus": cpus, "workloads": [], "afap": None}
     with workdir("blkfleet-rbench-") as work, loop_devices(work, [DISK, DISK]) as (dev_a, dev_b):
-        for name in args.workloads:
+        for name in names:
             wdir = os.path.join(work, name)
             os.makedirs(wdir)
-            report["workloads"].append(run_workload(name, WORKLOADS[name], args.seconds, wdir, dev_a, dev_b, cpus))
-        report["afap"] = afap(work, dev_a, dev_b, args.seconds)
+            report["workloads"].append(run_workload(name, catalogue[name], args.seconds, wdir, dev_a, dev_b, cpus))
+        if not args.no_afap:
+            report["afap"] = afap(work, dev_a, dev_b, args.seconds)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)
@@ -207,12 +221,13 @@ def main():
                   f"{r['iat_p99_us']:>9.0f}{r['iops_error_pct']:>11.2f}{r['span_ratio']:>8.3f}"
                   f"{r['matched']:>9}" + (" (killed: hung)" if r.get("hung_killed") else ""))
         ours, bt = w["replays"]["blkfleet"], w["replays"]["btreplay"]
-        if "error" not in ours and "error" not in bt and ours["issue_p99_us"]:
+        if "error" not in ours and "error" not in bt and ours["issue_p99_us"] and ours["iops_error_pct"] is not None:
             print(f"btreplay/blkfleet: issue p99 {bt['issue_p99_us'] / ours['issue_p99_us']:.1f}x, IOPS error "
                   f"{bt['iops_error_pct'] / max(ours['iops_error_pct'], 1e-9):.1f}x; blkfleet CPU "
                   f"{ours['cpu_us_per_io']} us/IO")
-    print("\nas fast as possible:")
-    for label, r in report["afap"].items():
+    if report["afap"]:
+        print("\nas fast as possible:")
+    for label, r in (report["afap"] or {}).items():
         more = f"  ({r['ratio_to_fio']:.2f} x fio, {r['cpu_us_per_io']} us CPU/IO)" if "ratio_to_fio" in r else ""
         print(f"  {label:<24}{r['iops']:>10.0f} IOPS{more}")
 

@@ -25,7 +25,7 @@ from .target import discard, zero_out
 
 WARM_NS = 1_000_000
 PROBE_EVERY_NS = 100_000
-IDLE_WORK_NS = 2_000_000  # the engine may prepare IOs when the next one is this far away
+IDLE_WORK_NS = 200_000  # the engine may prepare IOs when the warm-up stretch is this far away
 DRAIN_NS = 1_000_000_000  # after a stop: wait this long for IOs in flight
 
 
@@ -164,8 +164,9 @@ def _replay(plan, ios, engine, fds, start_ns, opts, stop, progress, rt):
         wait = (0 if no_stall else due[i]) - now
         if wait <= 0:
             continue
-        if wait > IDLE_WORK_NS:
-            engine.idle()
+        if wait > WARM_NS + IDLE_WORK_NS:
+            engine.idle(wait - WARM_NS)
+            wait = (0 if no_stall else due[i]) - (mono() - start_ns)
         if wait > WARM_NS:  # sleep, in the completion wait if IOs are in flight, until the warm-up stretch
             if inflight:
                 events = engine.reap(1, wait - WARM_NS)

@@ -178,6 +178,7 @@ def summary_lines(doc):
     lines = [
         f"blkfleet replay: {t['ios']} IOs in {t['duration_s']:.3f} s ({t['iops']:.0f} IOPS, {t['mb_s']:.1f} MB/s), "
         f"mode {doc['mode']}, x{doc['acc_factor']}, engine {doc['engine']}"
+        + (", SCHED_FIFO" if doc.get("realtime") else "")
         + (", INTERRUPTED" if doc["interrupted"] else ""),
     ]
     for name, d in sorted(doc["devices"].items()):

@@ -33,8 +33,8 @@ class IOEngine:
     ``bind(ios)`` hands the engine the IOs (before the start: engines prepare what they can),
     ``submit(i, j)`` sends IOs ``i`` to ``j - 1`` and returns how many of them (from ``i``) the kernel took,
     ``reap(min_nr, timeout_ns)`` waits at most ``timeout_ns`` (0: poll) for ``min_nr`` completions and returns
-    ``[(index, result)]`` (result: byte count or ``-errno``), ``idle()`` does preparation work while the
-    worker waits, ``rewind()`` makes ready to start over from IO 0,
+    ``[(index, result)]`` (result: byte count or ``-errno``), ``idle(budget_ns)`` does at most that long of
+    preparation work while the worker waits, ``rewind()`` makes ready to start over from IO 0,
     ``probe()`` (nothing in flight) runs a read the kernel ends at once, without a bio, to keep the submission
     path warm in caches while the worker waits for an IO's time, ``close()`` releases the engine.
     """
@@ -54,7 +54,7 @@ class IOEngine:
     def reap(self, min_nr, timeout_ns):
         raise NotImplementedError
 
-    def idle(self):
+    def idle(self, budget_ns):
         pass
 
     def rewind(self):

@@ -1,0 +1,158 @@
+"""SCHED_FIFO replay workers: ``realtime`` in the results, what happens without the right to use SCHED_FIFO,
+and the CPU budget that keeps a spinning worker clear of the kernel's real-time throttling."""
+
+import json
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+from test_replay import ENV, map_file, replay, slow_trace, validate
+
+from blkfleet.replay import realtime
+from blkfleet.replayfile import native
+from blkfleet.replayfile.ops import READ
+
+root = pytest.mark.root
+
+
+@pytest.fixture
+def short(tmp_path, loopdev):
+    """A 0.2 s replay of 200 reads and its device map."""
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("realtime auto needs a CPU left to the kernel (2 CPUs or more)")
+    slow_trace(tmp_path, seconds=0.2, ios=200)
+    return tmp_path, map_file(tmp_path, loopdev(64 << 20))
+
+
+@root
+@pytest.mark.parametrize("flag,expected", [(None, True), ("on", True), ("off", False)])
+def test_realtime_in_the_results(short, flag, expected):
+    src, mapping = short
+    res = src / "res.json"
+    code, doc, err = replay("-d", src, "-M", mapping, *(["--realtime", flag] if flag else []), "--json", res, "loop1")
+    assert code == 0, err
+    validate(doc)
+    assert doc["realtime"] is expected and doc["total"]["ios"] == 200
+
+
+def unprivileged(*args):
+    """``blkfleet replay ARGS`` without CAP_SYS_NICE and with RLIMIT_RTPRIO 0: (exit code, stderr)."""
+    setpriv = shutil.which("setpriv")
+    if not setpriv:
+        pytest.skip("needs setpriv (util-linux) to drop CAP_SYS_NICE")
+    proc = subprocess.run(
+        [setpriv, "--inh-caps=-sys_nice", "--bounding-set=-sys_nice", "--", sys.executable, "-m", "blkfleet",
+         "replay", *map(str, args)],
+        env=ENV, capture_output=True, text=True, timeout=60,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_RTPRIO, (0, 0)))
+    return proc.returncode, proc.stderr
+
+
+@root
+def test_without_sched_fifo_rights_on_fails_and_auto_falls_back(short):
+    src, mapping = short
+    res = src / "res.json"
+    code, err = unprivileged("-d", src, "-M", mapping, "--realtime", "on", "loop1")
+    assert code == 2 and err.count("\n") == 1 and "SCHED_FIFO" in err and "Traceback" not in err, err
+    code, err = unprivileged("-d", src, "-M", mapping, "--json", res, "loop1")
+    assert code == 0, err
+    doc = json.loads(res.read_text())
+    validate(doc)
+    assert doc["realtime"] is False and doc["total"]["ios"] == 200
+
+
+def dense_trace(directory, seconds=3.0, step_ns=20_000, device="loop1"):
+    """A native replay file of 4 KiB random reads every ``step_ns`` (a worker that spins all along)."""
+    rng = random.Random(7)
+    n = int(seconds * 1e9 / step_ns)
+    w = native.NativeWriter(directory / f"{device}.replay.0")
+    for b in range(0, n, 100):
+        w.add_bunch(1_000_000_000 + b * step_ns,
+                    [(8 * rng.randrange(16384), 4096, k * step_ns, READ, 0, 1) for k in range(min(100, n - b))])
+    w.close()
+    return n
+
+
+def policies(pid, stop):
+    """The scheduling policies the children of ``pid`` go through, in order, until ``stop`` is set."""
+    seen = []
+    while not stop.is_set():
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                children = [int(c) for c in f.read().split()]
+            for child in children:
+                policy = os.sched_getscheduler(child)
+                if not seen or seen[-1] != policy:
+                    seen.append(policy)
+        except OSError:
+            pass
+        time.sleep(0.002)
+    return seen
+
+
+@root
+def test_budget_keeps_a_spinning_worker_clear_of_rt_throttling(tmp_path, loopdev):
+    """3 s of reads every 20 us: the worker spins well past BUDGET_NS of CPU, pauses as SCHED_OTHER and
+    goes back to SCHED_FIFO, so the kernel never stops it (a throttled worker would be ~50 ms late)."""
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("realtime auto needs a CPU left to the kernel (2 CPUs or more)")
+    n = dense_trace(tmp_path)
+    res = tmp_path / "res.json"
+    proc = subprocess.Popen([sys.executable, "-m", "blkfleet", "replay", "-d", str(tmp_path), "-M",
+                             str(map_file(tmp_path, loopdev(64 << 20))), "--json", str(res), "loop1"],
+                            env=ENV, stderr=subprocess.PIPE, text=True)
+    stop, seen = threading.Event(), []
+    poller = threading.Thread(target=lambda: seen.extend(policies(proc.pid, stop)))
+    poller.start()
+    try:
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        stop.set()
+        poller.join()
+    assert proc.returncode == 0, err
+    doc = json.loads(res.read_text())
+    assert doc["realtime"] is True and doc["total"]["ios"] == n
+    assert doc["total"]["lateness_us"]["max"] < 20_000, doc["total"]["lateness_us"]
+    fifo, other = os.SCHED_FIFO, os.SCHED_OTHER
+    assert [fifo, other, fifo] in [seen[k:k + 3] for k in range(len(seen))], seen
+
+
+def test_tick_pauses_after_the_budget_then_goes_back_to_fifo(monkeypatch):
+    cpu, calls = [0], []
+    monkeypatch.setattr(realtime, "time", SimpleNamespace(thread_time_ns=lambda: cpu[0], monotonic_ns=lambda: 0))
+    monkeypatch.setattr(realtime, "os", SimpleNamespace(
+        SCHED_FIFO=os.SCHED_FIFO, SCHED_OTHER=os.SCHED_OTHER, sched_param=os.sched_param,
+        sched_setscheduler=lambda pid, policy, param: calls.append((pid, policy, param.sched_priority))))
+    budget, pause = realtime.BUDGET_NS, realtime.PAUSE_NS
+    fifo, other = (0, os.SCHED_FIFO, realtime.PRIORITY), (0, os.SCHED_OTHER, 0)
+
+    rt = realtime.Realtime(True)
+    assert rt.start() == budget and rt.active and calls == [fifo]
+    cpu[0] = 300_000_000
+    assert rt.tick(400_000_000) == 400_000_000 + budget - 300_000_000 and calls == [fifo]
+    cpu[0] = budget
+    assert rt.tick(1_000_000_000) == 1_000_000_000 + pause and calls == [fifo, other]
+    cpu[0] += pause  # spinning on as a normal task
+    assert rt.tick(1_100_000_000) == 1_100_000_000 + budget and calls == [fifo, other, fifo]
+    cpu[0] += budget - 1  # the budget counts from the return to SCHED_FIFO
+    assert rt.tick(2_000_000_000) == 2_000_000_001 and calls == [fifo, other, fifo]
+    cpu[0] += 1
+    assert rt.tick(2_000_000_001) == 2_000_000_001 + pause and calls == [fifo, other, fifo, other]
+    rt.stop()
+    assert calls == [fifo, other, fifo, other]
+    rt.tick(2_100_000_001)
+    rt.stop()
+    assert calls == [fifo, other, fifo, other, fifo, other]
+
+    calls.clear()
+    off = realtime.Realtime(False)
+    assert off.start() == float("inf") and not off.active
+    off.stop()
+    assert calls == []
