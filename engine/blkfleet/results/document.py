@@ -50,6 +50,21 @@ def distributions(rows):
             "timeline": {"bucket_s": TIMELINE_BUCKET_NS / 1e9, "ios": timeline}}
 
 
+class _Memo:
+    """figures() of row lists built from the same rows in the same order (a device's rows when there is one
+    device, an iteration's when there is one iteration) are computed once: they are the same set of IOs."""
+
+    def __init__(self, late_threshold_ns):
+        self.late_threshold_ns = late_threshold_ns
+        self._done = {}
+
+    def __call__(self, rows, errors=0, first_error=None):
+        key = (len(rows), id(rows[0]), id(rows[-1])) if rows else ()
+        if key not in self._done:
+            self._done[key] = figures(rows, 0, None, self.late_threshold_ns)
+        return {**self._done[key], "errors": {"count": errors, "first": first_error}}
+
+
 def figures(rows, errors, first_error, late_threshold_ns):
     """Figures of a set of IOs; ``rows``: (op issued, planned op, bytes, due, submit, latency) per IO."""
     by_op = {}
@@ -89,8 +104,8 @@ def figures(rows, errors, first_error, late_threshold_ns):
     }
 
 
-def _iteration(index, rows, opts):
-    fig = figures(rows, 0, None, opts.late_threshold_ns)
+def _iteration(index, rows, memo):
+    fig = memo(rows)
     return {"iteration": index + 1, **{k: fig[k] for k in (
         "ios", "duration_s", "iops", "mb_s", "latency_us", "lateness_us", "late_ios")}}
 
@@ -113,6 +128,7 @@ def build(runs, targets, opts, started, interrupted):
     iterations = []
     first_rows = []
     device_iterations = {t.recorded: [] for t in targets}
+    memo = _Memo(opts.late_threshold_ns)
     for it, pairs in enumerate(runs):
         it_rows = []
         it_device = {t.recorded: [] for t in targets}
@@ -127,14 +143,14 @@ def build(runs, targets, opts, started, interrupted):
         total_rows.extend(it_rows)
         if not it:
             first_rows = it_rows
-        iterations.append(_iteration(it, it_rows, opts))
+        iterations.append(_iteration(it, it_rows, memo))
         for name, rows in it_device.items():
             per_device[name].extend(rows)
-            device_iterations[name].append(_iteration(it, rows, opts))
+            device_iterations[name].append(_iteration(it, rows, memo))
     devices = {}
     for index, t in enumerate(targets):
         count, first = errors.get(index, [0, None])
-        fig = figures(per_device[t.recorded], count, first, opts.late_threshold_ns)
+        fig = memo(per_device[t.recorded], count, first)
         fig.update(target=t.path, target_size=t.size, logical_block_size=t.block_size,
                    per_iteration=device_iterations[t.recorded])
         devices[t.recorded] = fig
@@ -166,7 +182,7 @@ def build(runs, targets, opts, started, interrupted):
         "start": _start(runs, opts),
         "interrupted": interrupted,
         "devices": devices,
-        "total": figures(total_rows, all_errors, first_error, opts.late_threshold_ns),
+        "total": memo(total_rows, all_errors, first_error),
         "per_iteration": iterations,
         "distributions": distributions(first_rows),
     }
