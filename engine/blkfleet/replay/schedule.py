@@ -66,18 +66,48 @@ class Plan:
         self.nbytes = array("q")
         self.ops = array("b")
         self.flags = array("b")
-        merged = heapq.merge(*[zip(s.times, range(len(s)), [k] * len(s)) for k, s in enumerate(streams)])
-        for t, i, k in merged:
-            s = streams[k]
-            self.due.append(int((t - genesis) / acc))
-            self.target.append(target_of[s.device])
-            self.offset.append(s.sectors[i] * 512)
-            self.nbytes.append(s.nbytes[i])
-            self.ops.append(s.ops[i])
-            self.flags.append(s.flags[i])
+        times, sectors = array("q"), array("q")
+        for s in streams:
+            times += s.times
+            sectors += s.sectors
+            self.target += array("b", [target_of[s.device]]) * len(s)
+            self.nbytes += s.nbytes
+            self.ops += s.ops
+            self.flags += s.flags
+        ordered = all(_ascending(s.times) for s in streams)
+        if len(streams) > 1:  # merged in time order (equal times keep the streams' order)
+            if ordered:
+                order = sorted(range(len(times)), key=times.__getitem__)
+            else:  # a btrecord file whose time steps back: keep each file's order, as btreplay does
+                starts = [0]
+                for s in streams:
+                    starts.append(starts[-1] + len(s))
+                order = [k for _t, k in heapq.merge(*[zip(s.times, range(a, a + len(s)))
+                                                      for s, a in zip(streams, starts)])]
+            times = array("q", [times[k] for k in order])
+            sectors = array("q", [sectors[k] for k in order])
+            for name in ("target", "nbytes", "ops", "flags"):
+                column = getattr(self, name)
+                setattr(self, name, array(column.typecode, [column[k] for k in order]))
+        if acc == 1:
+            self.due = array("q", [t - genesis for t in times])
+        else:
+            self.due = array("q", [int((t - genesis) / acc) for t in times])
+        if not ordered:  # an IO timed before the one ahead of it goes right after it (btreplay: at once)
+            due, latest = self.due, 0
+            for k, t in enumerate(due):
+                if t < latest:
+                    due[k] = latest
+                else:
+                    latest = t
+        self.offset = array("q", [sector * 512 for sector in sectors])
 
     def __len__(self):
         return len(self.due)
+
+
+def _ascending(values):
+    return all(a <= b for a, b in zip(values, values[1:]))
 
 
 def make_plans(streams, workers, acc, target_of):
