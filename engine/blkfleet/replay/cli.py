@@ -76,7 +76,8 @@ def add_parser(sub):
                    "(default 0: each IO at its time)")
     p.add_argument("--realtime", choices=("auto", "on", "off"), default="auto",
                    help="run workers as SCHED_FIFO, so kernel threads finishing IO do not preempt them (default "
-                   "auto: when allowed and a CPU is left to the kernel; kept within the kernel's real-time budget)")
+                   "auto: in timed mode, when allowed and a CPU is left to the kernel; kept within the kernel's real-time "
+                   "budget)")
     p.add_argument("--late-threshold-us", type=float, default=1000.0, metavar="US",
                    help="an IO submitted more than this late counts as late (default 1000)")
     p.set_defaults(func=run)

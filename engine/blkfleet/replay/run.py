@@ -254,15 +254,16 @@ def _kill(pid, sig):
         pass
 
 
-def _realtime(wanted, nworkers, ncpus):
-    """Whether workers run as SCHED_FIFO: ``auto`` when allowed and a CPU is left to the kernel's IO work."""
+def _realtime(wanted, nworkers, ncpus, no_stall):
+    """Whether workers run as SCHED_FIFO: ``auto`` when timing matters (not ``-N``), it is allowed, and a CPU is
+    left to the kernel's IO work."""
     if wanted in (False, "off"):
         return False
     if wanted in (True, "on"):
         if not realtime.allowed():
             raise BlkfleetError("--realtime on: this process may not use SCHED_FIFO (needs root or CAP_SYS_NICE)")
         return True
-    return nworkers < ncpus and realtime.allowed()
+    return not no_stall and nworkers < ncpus and realtime.allowed()
 
 
 def _start_instant(opts):
@@ -298,7 +299,7 @@ def replay(opts):
         # worker would stall and every IO behind it be late (measured: bursty trace, issue-time p99 4.2 ms
         # with 512 on a loop device whose queue holds 128, 1.8 ms with 128).
         opts.depth = min([512] + [t.queue_depth for t in targets if t.queue_depth])
-    opts.realtime = _realtime(opts.realtime, len(plans), len(cpus))
+    opts.realtime = _realtime(opts.realtime, len(plans), len(cpus), opts.no_stall)
     probe = open_engine(opts.engine, 1)
     opts.engine_name = probe.name
     opts.engine = probe.name
