@@ -75,9 +75,9 @@ def add_parser(sub):
                    help="IOs due within this window of the one being submitted go out with it, at most this early "
                    "(default 0: each IO at its time)")
     p.add_argument("--realtime", choices=("auto", "on", "off"), default="auto",
-                   help="run workers as SCHED_FIFO, so kernel threads finishing IO do not preempt them (default "
-                   "auto: in timed mode, when allowed and a CPU is left to the kernel; kept within the kernel's real-time "
-                   "budget)")
+                   help="run workers as SCHED_FIFO while they are not busy all the time, so kernel threads "
+                   "finishing IO do not preempt them (default auto: in timed mode, when allowed and a CPU is left "
+                   "to the kernel)")
     p.add_argument("--late-threshold-us", type=float, default=1000.0, metavar="US",
                    help="an IO submitted more than this late counts as late (default 1000)")
     p.set_defaults(func=run)
