@@ -172,6 +172,7 @@ def _worker_main(chan, plan, targets, opts, counters, index):
             chan.send(("done", out))
             if out.interrupted:
                 break
+        replayer.close()
     except BaseException as e:  # reported to the parent, which prints one line
         try:
             chan.send(("error", f"{type(e).__name__}: {e}" if not isinstance(e, BlkfleetError) else str(e)))

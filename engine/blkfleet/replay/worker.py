@@ -40,7 +40,6 @@ class Outcome:
         self.completed = 0
         self.interrupted = False
         self.start_wall = None  # CLOCK_REALTIME seconds at the start instant, as this host sees it
-        self.realtime = False  # ran as SCHED_FIFO
 
     def fail(self, target, message):
         entry = self.errors.setdefault(target, [0, message])
@@ -109,7 +108,6 @@ def _replay(plan, ios, engine, fds, start_ns, opts, stop, progress, rt):
     while mono() < start_ns - WARM_NS and not stop():
         time.sleep(max(start_ns - WARM_NS - mono(), 0) / 1e9)
     out.start_wall = time.time() + (start_ns - mono()) / 1e9
-    out.realtime = rt.wanted
     rt_check = rt.start() - start_ns
     next_progress = 0
     while True:
