@@ -91,6 +91,14 @@ options:
     type: str
     choices: [aio, uring, sync, auto]
     default: aio
+  realtime:
+    description:
+      - Run the workers as SCHED_FIFO while they are not busy all the time, so that kernel threads finishing IO
+        (loop devices, some drivers) do not preempt them. V(auto) does so in timed mode when the engine may and
+        a CPU is left to the kernel; V(on) fails where it may not.
+    type: str
+    choices: [auto, 'on', 'off']
+    default: auto
   cpus:
     description:
       - Number of replay workers (recorded CPU streams are mapped onto them modulo this number). V(0) is one
@@ -301,6 +309,7 @@ def main():
             force=dict(type='bool', default=False),
             start_at=dict(type='str'),
             backend=dict(type='str', choices=['aio', 'uring', 'sync', 'auto'], default='aio'),
+            realtime=dict(type='str', choices=['auto', 'on', 'off'], default='auto'),
             cpus=dict(type='int', default=0),
             results_path=dict(type='path'),
             engine=dict(type='path'),
@@ -335,7 +344,7 @@ def main():
     default_name = '%s-%s-%d.json' % (bundle_id[:12], stamp, os.getpid())
     results_path = p['results_path'] or os.path.join(RESULTS_DIR, default_name)
     args = ['replay', '--bundle', bundle, '--json', results_path, '-x', repr(float(p['acc_factor'])),
-            '-I', p['iterations'], '--backend', p['backend'], '-c', p['cpus']]
+            '-I', p['iterations'], '--backend', p['backend'], '--realtime', p['realtime'], '-c', p['cpus']]
     if p['device_map']:
         map_file = os.path.join(module.tmpdir, 'device-map')
         with open(map_file, 'w') as f:

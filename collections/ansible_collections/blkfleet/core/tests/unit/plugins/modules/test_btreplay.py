@@ -31,13 +31,13 @@ def base(bundle, tmp_path, **extra):
 def test_replay_read_only_is_not_a_change(run, bundle_factory, fake_engine, tmp_path):
     bundle, manifest = bundle_factory()
     rc, res = run(btreplay.main, base(bundle, tmp_path, engine=fake_engine, acc_factor=2, iterations=3,
-                                      no_stall=True, cpus=2, backend='sync', devices=['loop1']))
+                                      no_stall=True, cpus=2, backend='sync', realtime='off', devices=['loop1']))
     assert rc == 0, res
     assert res['changed'] is False
     assert res['bundle_id'] == manifest['bundle_id'] and res['engine'] == fake_engine
     argv = res['replay_results']['argv']
     assert argv[:3] == ['replay', '--bundle', bundle]
-    for flag, value in (('-x', '2.0'), ('-I', '3'), ('--backend', 'sync'), ('-c', '2')):
+    for flag, value in (('-x', '2.0'), ('-I', '3'), ('--backend', 'sync'), ('--realtime', 'off'), ('-c', '2')):
         assert argv[argv.index(flag) + 1] == value
     assert '-N' in argv and '-W' not in argv and argv[-1] == 'loop1'
     assert res['results_path'] == str(tmp_path / 'out' / 'results.json') and os.path.isfile(res['results_path'])
