@@ -344,7 +344,9 @@ def main():
     default_name = '%s-%s-%d.json' % (bundle_id[:12], stamp, os.getpid())
     results_path = p['results_path'] or os.path.join(RESULTS_DIR, default_name)
     args = ['replay', '--bundle', bundle, '--json', results_path, '-x', repr(float(p['acc_factor'])),
-            '-I', p['iterations'], '--backend', p['backend'], '--realtime', p['realtime'], '-c', p['cpus']]
+            '-I', p['iterations'], '--backend', p['backend'], '-c', p['cpus']]
+    if p['realtime'] != 'auto':  # the default needs no flag, so engines older than the option still run
+        args += ['--realtime', p['realtime']]
     if p['device_map']:
         map_file = os.path.join(module.tmpdir, 'device-map')
         with open(map_file, 'w') as f:

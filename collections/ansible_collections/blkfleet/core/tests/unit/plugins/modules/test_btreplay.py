@@ -52,6 +52,7 @@ def test_write_replay_is_a_change_and_start_at(run, bundle_factory, fake_engine,
     assert res['changed'] is True and res['late_start_s'] == 12.5
     argv = res['replay_results']['argv']
     assert '-W' in argv and '--force' in argv and argv[argv.index('--start-at') + 1] == '1'
+    assert '--realtime' not in argv  # auto is the engine's default: no flag, so older engines still run
 
 
 def test_device_map_file_and_check(run, bundle_factory, fake_engine, tmp_path, block_dev):
