@@ -25,7 +25,7 @@ class Realtime:
 
     def __init__(self, wanted):
         self.wanted = wanted
-        self._fifo = False
+        self.fifo = False
         self._wall = self._cpu = 0
 
     def start(self):
@@ -40,14 +40,14 @@ class Realtime:
         wall, cpu = time.monotonic_ns(), time.thread_time_ns()
         busy = (cpu - self._cpu) / max(wall - self._wall, 1)
         self._wall, self._cpu = wall, cpu
-        if self._fifo and busy > HIGH:
+        if self.fifo and busy > HIGH:
             self._set(False)
-        elif not self._fifo and busy < LOW:
+        elif not self.fifo and busy < LOW:
             self._set(True)
         return now + WINDOW_NS
 
     def stop(self):
-        if self._fifo:
+        if self.fifo:
             self._set(False)
 
     def _set(self, fifo):
@@ -55,7 +55,7 @@ class Realtime:
             os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(PRIORITY))
         else:
             os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
-        self._fifo = fifo
+        self.fifo = fifo
 
 
 def allowed():
