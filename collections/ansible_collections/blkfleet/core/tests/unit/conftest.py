@@ -236,15 +236,24 @@ def _sha(data):
 
 
 @pytest.fixture
-def fake_engine(tmp_path):
-    """Path of a fake engine.pyz (see FAKE_ENGINE)."""
+def pyz_factory(tmp_path):
+    """make(main_source): the path of a zipapp whose __main__.py is ``main_source``."""
     import zipapp
-    src = tmp_path / 'fake-engine-src'
-    src.mkdir()
-    (src / '__main__.py').write_text(FAKE_ENGINE)
-    target = tmp_path / 'engine.pyz'
-    zipapp.create_archive(str(src), str(target))
-    return str(target)
+
+    def make(main_source, name='engine'):
+        src = tmp_path / ('%s-src' % name)
+        src.mkdir()
+        (src / '__main__.py').write_text(main_source)
+        target = tmp_path / ('%s.pyz' % name)
+        zipapp.create_archive(str(src), str(target))
+        return str(target)
+    return make
+
+
+@pytest.fixture
+def fake_engine(pyz_factory):
+    """Path of a fake engine.pyz (see FAKE_ENGINE)."""
+    return pyz_factory(FAKE_ENGINE)
 
 
 def make_bundle(path, engine_path, devices=('loop1',)):

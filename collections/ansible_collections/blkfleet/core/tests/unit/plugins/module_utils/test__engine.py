@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import zipapp
 
 import pytest
 
@@ -32,13 +31,8 @@ json.dump({"args": args, "ok": True}, sys.stdout)
 
 
 @pytest.fixture
-def fake_pyz(tmp_path):
-    src = tmp_path / 'src'
-    src.mkdir()
-    (src / '__main__.py').write_text(FAKE_MAIN)
-    target = tmp_path / 'engine.pyz'
-    zipapp.create_archive(str(src), str(target))
-    return str(target)
+def fake_pyz(pyz_factory):
+    return pyz_factory(FAKE_MAIN)
 
 
 class Failed(Exception):
