@@ -1,0 +1,174 @@
+"""Files and directories as root: trusted directories, new files that never follow links, atomic writes and
+bounded JSON reads.
+
+blkfleet runs as root, often in directories a user named. A directory is *trusted* when nobody but root (or
+the user running blkfleet) can change what it holds: it and every directory above it are owned by root or by
+us and are not writable by others (a world-writable directory counts only with the sticky bit, as /tmp and
+/var/tmp have it, and only above the one we use). Files are created with ``O_CREAT | O_EXCL | O_NOFOLLOW``: a
+link or file placed in advance makes the creation fail instead of redirecting it.
+"""
+
+import json
+import os
+import secrets
+import stat
+
+from .errors import BlkfleetError
+
+JSON_MAX_BYTES = 64 << 20
+_NEW = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _owner_ok(st):
+    return st.st_uid in (0, os.geteuid())
+
+
+def _writable_by_others(st):
+    """Whether someone else than the owner may add, remove or rename entries (sticky: only their own)."""
+    if st.st_mode & stat.S_IWOTH and not st.st_mode & stat.S_ISVTX:
+        return True
+    return bool(st.st_mode & stat.S_IWGRP) and st.st_gid not in (0, os.getegid()) and not st.st_mode & stat.S_ISVTX
+
+
+def untrusted_reason(path):
+    """Why the existing directory ``path`` cannot be trusted, or None. Symbolic links above it are followed
+    (their own place must be trusted too); ``path`` itself must be a real directory."""
+    path = os.path.abspath(path)
+    try:
+        st = os.lstat(path)
+    except OSError as e:
+        return f"cannot inspect it: {e.strerror}"
+    if stat.S_ISLNK(st.st_mode):
+        return "it is a symbolic link"
+    if not stat.S_ISDIR(st.st_mode):
+        return "it is not a directory"
+    if not _owner_ok(st):
+        return f"it is owned by uid {st.st_uid}, not by root"
+    if st.st_mode & stat.S_IWOTH or st.st_mode & stat.S_IWGRP and st.st_gid not in (0, os.getegid()):
+        return f"others can write to it (mode {stat.S_IMODE(st.st_mode):04o})"
+    parent = os.path.dirname(os.path.realpath(path))
+    while True:
+        try:
+            pst = os.stat(parent)
+        except OSError as e:
+            return f"cannot inspect {parent}: {e.strerror}"
+        if not _owner_ok(pst):
+            return f"{parent} above it is owned by uid {pst.st_uid}"
+        if _writable_by_others(pst):
+            return f"others can write to {parent} above it (mode {stat.S_IMODE(pst.st_mode):04o})"
+        if parent == "/":
+            return None
+        parent = os.path.dirname(parent)
+
+
+def trusted_dir(path, what="directory", mode=0o755, create=True):
+    """The absolute path of a trusted directory, created (with its missing parents) when ``create``.
+
+    Raises BlkfleetError (one line, exit 2) when it exists but others could change what it holds.
+    """
+    path = os.path.abspath(path)
+    if create and not os.path.lexists(path):
+        parent = os.path.dirname(path)
+        if parent != path and not os.path.lexists(parent):
+            trusted_dir(parent, what=f"{what}'s parent", mode=0o755)
+        try:
+            os.mkdir(path, mode)
+        except FileExistsError:
+            pass  # made meanwhile: checked below like any existing directory
+        except OSError as e:
+            raise BlkfleetError(f"{path}: cannot create the {what}: {e.strerror}") from None
+    reason = untrusted_reason(path)
+    if reason:
+        raise BlkfleetError(f"{path}: refusing this {what}: {reason} (use a directory only root can write to)")
+    return path
+
+
+def private_dir(path, what="directory"):
+    """A trusted directory that only its owner may enter (mode 0700), created if missing."""
+    path = trusted_dir(path, what, mode=0o700)
+    st = os.lstat(path)
+    if stat.S_IMODE(st.st_mode) & 0o077:
+        os.chmod(path, 0o700)
+    return path
+
+
+def create_new(path, mode=0o644, flags=os.O_WRONLY):
+    """Open a file that must not exist yet (no link followed); returns the descriptor."""
+    return os.open(path, flags | _NEW, mode)
+
+
+def open_new(path, mode=0o644, binary=True):
+    """``create_new`` as a Python file object."""
+    return os.fdopen(create_new(path, mode), "wb" if binary else "w")
+
+
+def open_append(path, mode=0o644):
+    """A log file to append to: created if missing, never through a link, and refused unless a regular file."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise BlkfleetError(f"{path}: not a regular file")
+    return fd
+
+
+def atomic_write(path, data, mode=0o644):
+    """Replace ``path`` with ``data`` (bytes or str) at once: a new file beside it, synced, then renamed over
+    it (a link at ``path`` is replaced, never followed). A failure leaves ``path`` as it was."""
+    if isinstance(data, str):
+        data = data.encode()
+    directory, base = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
+    fd = create_new(tmp, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+        os.close(fd)
+        fd = None
+        os.replace(tmp, path)
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def write_json_file(path, doc, mode=0o644):
+    """``doc`` as indented JSON, written atomically."""
+    atomic_write(path, json.dumps(doc, indent=1, sort_keys=True) + "\n", mode)
+
+
+def loads_json(data, where, what="JSON"):
+    """Parse JSON text or bytes; any problem (encoding, syntax, nesting) is one BlkfleetError naming ``where``."""
+    try:
+        if isinstance(data, (bytes, bytearray)):
+            data = bytes(data).decode("utf-8")
+        return json.loads(data)
+    except UnicodeDecodeError as e:
+        raise BlkfleetError(f"{where}: {what} is not UTF-8 text (byte {e.start})") from None
+    except RecursionError:
+        raise BlkfleetError(f"{where}: {what} is nested too deeply") from None
+    except ValueError as e:
+        raise BlkfleetError(f"{where}: {what} is not valid JSON: {e}") from None
+
+
+def read_json(path, what="JSON", max_bytes=JSON_MAX_BYTES, nofollow=False):
+    """Read and parse a JSON file of at most ``max_bytes``; one-line BlkfleetError on any problem.
+    ``nofollow``: refuse a symbolic link (files in directories blkfleet keeps)."""
+    flags = os.O_RDONLY | os.O_CLOEXEC | (os.O_NOFOLLOW if nofollow else 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        raise BlkfleetError(f"{path}: cannot read {what}: {e.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise BlkfleetError(f"{path}: {what} is not a regular file")
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise BlkfleetError(f"{path}: {what} is larger than {max_bytes} bytes")
+    return loads_json(data, path, what)

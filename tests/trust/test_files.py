@@ -1,0 +1,118 @@
+"""blkfleet.files: trusted directories, files created without following links, atomic writes, JSON reads."""
+
+import json
+import os
+
+import pytest
+
+from blkfleet import files
+from blkfleet.errors import BlkfleetError
+
+NOBODY = 65534
+
+
+def test_new_directory_is_created_and_trusted(tmp_path):
+    path = files.trusted_dir(tmp_path / "a" / "b")
+    assert os.path.isdir(path) and files.untrusted_reason(path) is None
+    assert oct(os.stat(files.private_dir(tmp_path / "p")).st_mode & 0o777) == "0o700"
+
+
+def test_world_writable_or_linked_directory_is_refused(tmp_path):
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    os.chmod(open_dir, 0o777)
+    with pytest.raises(BlkfleetError, match="others can write"):
+        files.trusted_dir(open_dir)
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path)
+    with pytest.raises(BlkfleetError, match="symbolic link"):
+        files.trusted_dir(link)
+
+
+def test_directory_under_a_non_sticky_world_writable_parent_is_refused(tmp_path):
+    parent = tmp_path / "shared"
+    parent.mkdir()
+    (parent / "mine").mkdir()
+    os.chmod(parent, 0o777)
+    with pytest.raises(BlkfleetError, match="above it"):
+        files.trusted_dir(parent / "mine")
+    os.chmod(parent, 0o1777)  # sticky, like /tmp: others cannot rename what is ours
+    assert files.trusted_dir(parent / "mine")
+
+
+@pytest.mark.root
+def test_directory_owned_by_another_user_is_refused(tmp_path):
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, NOBODY, NOBODY)
+    with pytest.raises(BlkfleetError, match="owned by uid 65534"):
+        files.trusted_dir(theirs)
+    inner = tmp_path / "theirs" / "inner"
+    inner.mkdir()
+    with pytest.raises(BlkfleetError, match="above it is owned"):
+        files.trusted_dir(inner)
+
+
+def test_create_new_never_follows_a_planted_link(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    (tmp_path / "planted").symlink_to(victim)
+    with pytest.raises(FileExistsError):
+        files.create_new(tmp_path / "planted")
+    assert victim.read_text() == "keep"
+
+
+def test_atomic_write_replaces_a_link_instead_of_writing_through_it(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    (tmp_path / "state.json").symlink_to(victim)
+    files.write_json_file(tmp_path / "state.json", {"a": 1})
+    assert victim.read_text() == "keep"
+    assert json.loads((tmp_path / "state.json").read_text()) == {"a": 1}
+    assert sorted(os.listdir(tmp_path)) == ["state.json", "victim"]
+
+
+def test_open_append_refuses_a_link(tmp_path):
+    (tmp_path / "log").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(OSError):
+        files.open_append(tmp_path / "log")
+    assert not (tmp_path / "elsewhere").exists()
+
+
+@pytest.mark.parametrize("data, problem", [
+    (b"[" * 100000, "nested too deeply"),
+    (b'{"a": "\xff"}', "not UTF-8"),
+    (b"{", "not valid JSON"),
+])
+def test_read_json_gives_one_line(tmp_path, data, problem):
+    path = tmp_path / "doc.json"
+    path.write_bytes(data)
+    with pytest.raises(BlkfleetError, match=problem) as err:
+        files.read_json(path, "state")
+    assert "\n" not in str(err.value)
+
+
+def test_read_json_bounds_size_and_refuses_links_when_asked(tmp_path):
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(["x" * 100]))
+    with pytest.raises(BlkfleetError, match="larger than 10 bytes"):
+        files.read_json(path, max_bytes=10)
+    (tmp_path / "link.json").symlink_to(path)
+    with pytest.raises(BlkfleetError, match="cannot read"):
+        files.read_json(tmp_path / "link.json", nofollow=True)
+
+
+@pytest.mark.parametrize("name", ["sda", "nvme0n1", "dm-0", "cciss_c0d0", "loop1", "md127", "a.b+c@d"])
+def test_device_names_accepted(name):
+    from blkfleet.names import check_name
+
+    assert check_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "-W", "--force", "a/b", "a\nb", "pts_.._.._tmp_x", "x_._y", "..", "a b",
+                                  "sda\n", "x" * 101, 7, None])
+def test_device_names_refused(name):
+    from blkfleet.names import check_name
+
+    with pytest.raises(BlkfleetError, match="invalid device name"):
+        check_name(name)
