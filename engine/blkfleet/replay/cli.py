@@ -113,6 +113,9 @@ def run(args):
         except KeyboardInterrupt:
             code, reason = EXIT_INTERRUPTED, "SIGINT"
             raise
+        except OSError as e:  # main() prints it as one line, exit 2
+            reason = f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}"
+            raise
         finally:
             job.finish(code, results_path, reason)
 
