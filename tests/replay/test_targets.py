@@ -163,8 +163,11 @@ def test_binary_and_non_utf8_maps(tmp_path):
         path.write_bytes(data)
         code, _doc, err = replay("-d", src, "-M", path, "loop1")
         assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
-    code, _doc, err = replay("-d", src, "-M", "/dev/zero", "loop1")
-    assert code == 2 and "not a regular file" in err
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for path in ("/dev/zero", fifo, tmp_path):
+        code, _doc, err = replay("-d", src, "-M", path, "loop1", timeout=20)
+        assert code == 2 and "not a regular file" in err and err.count("\n") == 1, err
 
 
 TOKENS = ["loop1", "loop0", "sda", "nvme0n1", "dm-0", "cciss_c0d0", "pts_.._.._tmp_x", "..", ".", "_", "/", "-",

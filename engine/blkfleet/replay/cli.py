@@ -11,7 +11,7 @@ from ..errors import BlkfleetError
 from ..jsonout import write_json
 from ..results.document import summary_lines
 from .ioengines import ENGINES
-from .job import RunDir, check_lease, check_run_id
+from .job import RunDir, check_lease, check_run_id, prune
 from .run import EXIT_INTERRUPTED, ReplayOptions, replay, stop_signals
 from .signatures import METHODS
 
@@ -98,6 +98,7 @@ def run(args):
     if args.lease is not None and args.run_id is None:
         raise BlkfleetError("--lease needs --run-id")
     if args.run_id is None:
+        prune()
         with stop_signals():
             return _run_input(args, None)
     check_run_id(args.run_id)

@@ -28,13 +28,14 @@ def parse_map(path):
     """btreplay's map file: ``FROM TO`` pairs (whitespace separated, ``#`` comments), first match wins. FROM is
     a recorded device name, TO a device name under /dev or the absolute path of a block device; both checked
     here, before either becomes a path."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:  # O_NONBLOCK: a FIFO must not hang the open; it is refused below
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as e:
         raise BlkfleetError(f"{path}: cannot read device map: {e.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise BlkfleetError(f"{path}: device map is not a regular file")
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise BlkfleetError(f"{path}: device map is not a regular file")
         data = f.read(MAP_MAX_BYTES + 1)
     if len(data) > MAP_MAX_BYTES:
         raise BlkfleetError(f"{path}: device map is larger than {MAP_MAX_BYTES} bytes")
