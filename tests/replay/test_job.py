@@ -239,3 +239,11 @@ def test_a_stop_before_the_replay_starts_is_recorded(tmp_path, loopdev, run_ids)
     doc = job_cmd("stop", run_id)
     assert doc["stopped"] is True and doc["state"] == "finished" and doc["exit_code"] == 130
     assert proc.wait(timeout=10) == 130
+
+
+def test_a_lease_that_expires_before_the_start_stops_it(tmp_path, loopdev, run_ids):
+    run_id = run_ids()
+    proc, res = start_replay(tmp_path, loopdev(64 << 20), run_id, "--lease", "0.001", seconds=1.0)
+    assert proc.wait(timeout=20) == 4, proc.stderr.read()
+    doc = json.loads(res.read_text())
+    assert doc["stop_reason"] == "lease expired" and doc["interrupted"] and doc["total"]["ios"] == 0

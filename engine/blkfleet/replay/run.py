@@ -1,8 +1,9 @@
 """``blkfleet replay``: check everything, start pinned worker processes at one instant, collect results.
 
 Workers are processes (no shared interpreter lock), one per worker CPU slot, each pinned with
-sched_setaffinity. They talk to the parent over pipes: "ready" after opening the targets, then per iteration
-"go at T" and back the per-IO outcome. SIGINT/SIGTERM (or an expired lease) stop every worker within a second;
+sched_setaffinity, each using the target descriptors the parent opened and checked. They talk to the parent
+over pipes: "ready" once their IO list and engine are set, then per iteration "go at T" and back the per-IO
+outcome. SIGINT/SIGTERM (or an expired lease) stop every worker within a second;
 partial results are still written. A worker that dies or fails makes the parent stop the others at once (it
 keeps reading every pipe meanwhile, so none blocks on a full one); the results are marked failed. Workers die
 with the parent (PR_SET_PDEATHSIG): none issues an IO once it is gone.
@@ -522,7 +523,9 @@ def _replay_onto(opts, lease, streams, targets):
             raise BlkfleetError(sup.failure)
         total = sum(len(p) for p in plans)
         for _it in range(opts.iterations):
-            if sup.stop_reason or _stop is not None or lease is not None and lease():
+            if lease is not None and lease():
+                sup.stop_reason = sup.stop_reason or "lease expired"
+            if sup.stop_reason or _stop is not None:
                 break
             start = _start_instant(opts) if not runs else time.monotonic_ns() + START_DELAY_NS
             if not runs:
