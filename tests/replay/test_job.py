@@ -247,3 +247,15 @@ def test_a_lease_that_expires_before_the_start_stops_it(tmp_path, loopdev, run_i
     assert proc.wait(timeout=20) == 4, proc.stderr.read()
     doc = json.loads(res.read_text())
     assert doc["stop_reason"] == "lease expired" and doc["interrupted"] and doc["total"]["ios"] == 0
+
+
+def test_a_second_writer_names_the_run_of_the_first(tmp_path, loopdev, run_ids):
+    run_id = run_ids()
+    target = loopdev(64 << 20)
+    proc, _res = start_replay(tmp_path, target, run_id, "-W")
+    try:
+        code, _out, err = blkfleet("replay", "-d", tmp_path, "-M", map_file(tmp_path, target), "-W", "loop1")
+        assert code == 2 and f"(pid {proc.pid}, started 20" in err and f", run {run_id})" in err, err
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
