@@ -253,3 +253,16 @@ def test_lock_directory_must_be_root_only(tmp_path, loopdev):
         os.chmod("/run/blkfleet/locks", 0o700)
     assert code == 2 and "refusing this lock directory" in err and err.count("\n") == 1, err
 
+
+
+def test_two_recorded_devices_onto_one_target_share_it(tmp_path, loopdev):
+    slow_trace(tmp_path, seconds=0.5, ios=200, device="loop1")
+    spread_trace(tmp_path, seconds=0.5, ios=200, cpus=1, op=WRITE, device="loop2")
+    target = loopdev(64 << 20)
+    path = tmp_path / "map"
+    path.write_text(f"loop1 {target}\nloop2 {os.path.basename(target)}\n")
+    res = tmp_path / "res.json"
+    code, doc, err = replay("-d", tmp_path, "-M", path, "-W", "--json", res, "loop1", "loop2")
+    assert code == 0, err
+    assert {d: doc["devices"][d]["ios"] for d in ("loop1", "loop2")} == {"loop1": 200, "loop2": 200}
+    assert [p["device"] for p in doc["probes"]] == ["loop1", "loop2"]

@@ -16,6 +16,7 @@ import os
 import pickle
 import select
 import signal
+import stat
 import struct
 import sys
 import time
@@ -115,11 +116,25 @@ def resolve_targets(streams, mapping, opts):
     try:
         for dev in dict.fromkeys(s.device for s in streams):
             check_name(dev, "recorded device name")
-            targets.append(Target(dev, device_path(mapping.get(dev, dev)), opts.write_enable, opts.run_id))
+            path = device_path(mapping.get(dev, dev))
+            same = [t for t in targets if t.fd is not None and _rdev(path) == t.rdev]
+            if same:
+                targets.append(same[0].alias(dev, path))
+            else:
+                targets.append(Target(dev, path, opts.write_enable, opts.run_id))
     except BaseException:
         close_targets(targets)
         raise
     return targets
+
+
+def _rdev(path):
+    """The device number of a block device at ``path``, else None (Target then says what is wrong)."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_rdev if stat.S_ISBLK(st.st_mode) else None
 
 
 def close_targets(targets):
@@ -256,7 +271,7 @@ def _worker_main(chan, plan, targets, opts, counters, index):
         signal.signal(signal.SIGTERM, _on_signal)
         os.sched_setaffinity(0, {plan.cpu_pinned})
         worker.set_timer_slack()
-        fds = [t.fd for t in targets]  # opened and checked by the parent, never reopened
+        fds = [t.descriptor for t in targets]  # opened and checked by the parent, never reopened
         replayer = worker.Replayer(plan, fds, opts)
         chan.send(("ready", None))
         while True:

@@ -1,5 +1,6 @@
 """Replay targets: the device map, opening devices, and the safety checks made before any IO."""
 
+import copy
 import datetime
 import errno
 import fcntl
@@ -92,7 +93,7 @@ class Target:
     def __init__(self, recorded, path, write=False, run_id=None):
         self.recorded = recorded
         self.path = path
-        self.fd = None
+        self.fd = self.shared_fd = None
         self.lock = None
         self.probe = None
         what = f"target of recorded device {recorded}"
@@ -135,6 +136,19 @@ class Target:
             raise BlkfleetError(f"{self.path}: cannot open for {'writing' if write else 'reading'}: {e.strerror}") \
                 from None
 
+    def alias(self, recorded, path):
+        """This open device as the target of one more recorded device (several recorded devices mapped onto
+        one target share its descriptor and lock; only the first closes them)."""
+        other = copy.copy(self)
+        other.recorded, other.path, other.probe = recorded, path, None
+        other.fd = other.lock = None
+        other.shared_fd = self.fd
+        return other
+
+    @property
+    def descriptor(self):
+        return self.fd if self.fd is not None else self.shared_fd
+
     def close(self):
         if self.fd is not None:
             os.close(self.fd)
@@ -157,7 +171,7 @@ class Target:
     def signature(self, method="auto"):
         """What the device holds (filesystem, partition table...), or None; the probe made is kept in
         ``probe`` for the results."""
-        self.probe = signatures.probe(self.fd, self.size, self.block_size, method)
+        self.probe = signatures.probe(self.descriptor, self.size, self.block_size, method)
         return self.probe["found"]
 
 
