@@ -172,3 +172,49 @@ def test_workers_die_with_their_parent(tmp_path, loopdev, tracer):
     assert total > 500  # it was writing
     assert after == [], f"{len(after)} IOs reached the device up to {(max(after) - killed) / 1e6:.0f} ms after the kill"
     assert not any(alive(k) for k in kids)
+
+
+def test_a_worker_stuck_in_the_kernel_does_not_hang_the_parent(tmp_path, loopdev):
+    """Writes to a loop device whose backing file lies on a frozen filesystem never complete, and a process
+    that exits with AIOs in flight waits for them in the kernel, even after SIGKILL. The parent still ends."""
+    spread_trace(tmp_path, seconds=10.0, ios=4000, cpus=1, op=WRITE)
+    lower = loopdev(256 << 20)
+    subprocess.run(["mkfs.ext4", "-q", "-F", lower], check=True)
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    subprocess.run(["mount", lower, str(mnt)], check=True)
+    frozen = False
+    upper = None
+    proc = None
+    try:
+        backing = mnt / "backing.img"
+        with open(backing, "wb") as f:
+            f.truncate(64 << 20)
+        upper = subprocess.run(["losetup", "--show", "-f", str(backing)], capture_output=True, text=True,
+                               check=True).stdout.strip()
+        proc, res = start(tmp_path, upper, "-W")
+        (kid,) = workers_of(proc, 1)
+        time.sleep(2.0)
+        subprocess.run(["fsfreeze", "-f", str(mnt)], check=True)
+        frozen = True
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        took = wait_or_kill(proc, timeout=15)
+        subprocess.run(["fsfreeze", "-u", str(mnt)], check=True)  # the stuck worker holds stderr open till then
+        frozen = False
+        err = proc.stderr.read()
+        assert took < 7, f"the parent took {took:.2f} s"  # 1 s drain, 2 s to exit, 2 s after SIGKILL
+        assert proc.returncode == 130 and f"(pid {kid}) does not end even after SIGKILL" in err, err
+        doc = json.loads(res.read_text())
+        assert doc["interrupted"] and doc["total"]["errors"]["count"] > 0  # the IOs that never completed
+    finally:
+        if frozen:
+            subprocess.run(["fsfreeze", "-u", str(mnt)])
+        if proc is not None:
+            for _ in range(100):  # the worker ends once its IOs complete
+                if not any(alive(k) for k in children(proc.pid)) and proc.poll() is not None:
+                    break
+                time.sleep(0.1)
+        if upper:
+            subprocess.run(["losetup", "-d", upper])
+        subprocess.run(["umount", str(mnt)])

@@ -327,19 +327,27 @@ class _Worker:
     def name(self):
         return f"replay worker for CPU {self.plan.cpu_pinned} (pid {self.pid})"
 
-    def reap(self, block=False):
-        """The waitpid status once the process ended (reaps it), else None."""
-        if self.status is None:
+    def reap(self, timeout=0.0):
+        """The waitpid status once the process ended (reaps it), else None; waits at most ``timeout`` s (a
+        process that exits with IOs in flight waits for them in the kernel, and a hung device never ends them)."""
+        deadline = time.monotonic() + timeout
+        while self.status is None:
             try:
-                pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
             except ChildProcessError:
                 pid, status = self.pid, 0
             if pid:
                 self.status = status
+            elif time.monotonic() >= deadline:
+                break
+            else:
+                time.sleep(0.01)
         return self.status
 
     def death(self):
-        status = self.reap(block=True)
+        status = self.reap(STOP_GRACE_S)
+        if status is None:
+            return "closed its pipe and does not end"
         if os.WIFSIGNALED(status):
             return f"killed by {_signal_name(os.WTERMSIG(status))}"
         return f"exited with status {os.WEXITSTATUS(status)}"
@@ -457,7 +465,11 @@ class _Supervisor:
         for w in self.workers:
             if w.reap() is None:
                 w.signal(signal.SIGKILL)
-                w.reap(block=True)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for w in self.workers:
+            if w.reap(max(deadline - time.monotonic(), 0)) is None:
+                print(f"blkfleet: {w.name()} does not end even after SIGKILL (IOs stuck in the kernel?): left "
+                      "behind", file=sys.stderr)
             w.close()
 
 
