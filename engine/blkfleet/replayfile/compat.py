@@ -9,7 +9,7 @@ BtrecordWriter reproduces that.
 import struct
 
 from ..errors import TraceFormatError
-from .reader import ReplayReader
+from .reader import ReplayReader, check_extents, check_time
 
 VERSION = 0x10000
 HEADER = struct.Struct("<QQQQ")
@@ -80,5 +80,7 @@ class BtrecordReader(ReplayReader):
             raise TraceFormatError(self.path, 0, f"not a btrecord replay file (version 0x{self.version:x})")
 
     def bunches(self):
-        for _offset, (_npkts, stamp), packets in self._walk(HEADER.size, BUNCH, PACKET, MAX_PKTS):
+        for offset, (_npkts, stamp), packets in self._walk(HEADER.size, BUNCH, PACKET, MAX_PKTS):
+            check_time(self.path, offset + 8, stamp)
+            check_extents(self.path, offset, packets, BUNCH.size, PACKET.size)
             yield stamp, packets
