@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from helpers.synth import run_cli  # noqa: E402
-
 from blkfleet.replayfile import compat, iter_ios, native, open_replay  # noqa: E402
+from helpers.synth import run_cli  # noqa: E402
 
 OK = (8, 4096, 0, 0, 0, 1)
 

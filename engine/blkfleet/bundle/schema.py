@@ -9,7 +9,9 @@ Two points are stricter than Python's ``jsonschema`` package, as JSON Schema its
 ECMA-262 expression, whose ``$`` matches only at the very end (Python's ``$`` also matches before a final
 newline, so ``"7:1\\n"`` would pass ``^[0-9]+:[0-9]+$``); our patterns are all anchored (``^...$``, checked)
 and matched with ``re.fullmatch``. A JSON number is finite: the NaN and infinities that Python's json module
-reads from ``NaN``, ``Infinity`` or ``1e400`` are not numbers here. And an ``integer`` is written without a
+reads from ``NaN``, ``Infinity`` or ``1e400`` are not numbers here, wherever they are in the document. A document
+nested more than MAX_DEPTH levels deep is refused before it is walked (ours are a few levels deep; a deeper one
+could break ``json.dumps`` of a document that embeds it). And an ``integer`` is written without a
 fraction (``3``, not ``3.0``), as blkfleet writes its documents.
 """
 
@@ -43,6 +45,9 @@ TYPES = {
 }
 
 
+MAX_DEPTH = 64
+
+
 class SchemaError(BlkfleetError):
     """A document does not match its schema: ``where`` is a path such as ``files[2].sha256``."""
 
@@ -62,7 +67,21 @@ def load_schema(name):
 
 def validate(doc, schema):
     """Raise SchemaError naming the first place where ``doc`` breaks ``schema``."""
+    _check_plain(doc)
     _check(doc, schema, schema, "$")
+
+
+def _check_plain(doc):
+    """No level deeper than MAX_DEPTH and no NaN or infinity, anywhere (walked without recursion)."""
+    stack = [(doc, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            raise SchemaError("$", f"holds {json.dumps(value)}, which is not a JSON number")
+        if isinstance(value, (dict, list)):
+            if depth >= MAX_DEPTH:
+                raise SchemaError("$", f"is nested more than {MAX_DEPTH} levels deep")
+            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
 
 
 def problem(doc, schema):
