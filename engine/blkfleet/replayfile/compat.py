@@ -61,6 +61,8 @@ class BtrecordWriter:
 
     def close(self, finalize=True):
         """Write the final header (unless the run failed: btrecord then leaves the provisional one)."""
+        if self._f.closed:
+            return
         if finalize:
             self.write_header()
         self._f.close()
