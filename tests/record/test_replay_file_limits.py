@@ -89,15 +89,16 @@ def test_huge_bunch_count_in_a_40_byte_btrecord_file(tmp_path):
     one_line_error(run_cli("replay", "-d", tmp_path, "sda"), "offset 32:", "bad bunch size 4294967295")
 
 
-@pytest.mark.parametrize("sector, stamp, message", [
-    (1 << 54, 1000, "ends beyond 2^63 - 1 bytes"),
-    ((1 << 64) - 1, 1000, "ends beyond 2^63 - 1 bytes"),
-    (8, 1 << 63, "2^63 ns or more"),
+@pytest.mark.parametrize("sector, nbytes, stamp, message", [
+    (1 << 54, 4096, 1000, "ends beyond 2^63 - 1 bytes"),
+    ((1 << 64) - 1, 4096, 1000, "ends beyond 2^63 - 1 bytes"),
+    (8, 4096, 1 << 63, "2^63 ns or more"),
+    (8, 1 << 63, 1000, "IO length 9223372036854775808 bytes is more than 4294967295"),  # found by tests/fuzz
 ])
 @pytest.mark.parametrize("command", ["bundle", "replay"])
-def test_btrecord_values_out_of_range(tmp_path, sector, stamp, message, command):
+def test_btrecord_values_out_of_range(tmp_path, sector, nbytes, stamp, message, command):
     w = compat.BtrecordWriter(str(tmp_path / "sda.replay.0"))
-    w.add_bunch(stamp, [(sector, 4096, 1)])
+    w.add_bunch(stamp, [(sector, nbytes, 1)])
     w.add_bunch(stamp, [(8, 4096, 1)])  # btreplay's header leaves the last bunch out: put it second
     w.close()
     if command == "bundle":

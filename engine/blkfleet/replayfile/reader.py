@@ -72,10 +72,17 @@ class ReplayReader:
 
 
 _SECTOR = itemgetter(0)
+_NBYTES = itemgetter(1)
+MAX_NBYTES = 0xFFFFFFFF  # a traced IO's length is a u32 (btrecord stores it in 64 bits)
 
 
 def check_extents(path, offset, packets, header_size, packet_size):
-    """Refuse a packet whose extent (sector, nbytes: its first two fields) ends beyond MAX_END bytes."""
+    """Refuse a packet whose extent (sector, nbytes: its first two fields) ends beyond MAX_END bytes, or whose
+    length is more than a u32."""
+    if max(map(_NBYTES, packets)) > MAX_NBYTES:
+        i, p = next((i, p) for i, p in enumerate(packets) if p[1] > MAX_NBYTES)
+        raise TraceFormatError(path, offset + header_size + i * packet_size + 8,
+                               f"IO length {p[1]} bytes is more than {MAX_NBYTES}")
     if max(map(_SECTOR, packets)) < MAX_SECTOR - (1 << 23):  # the usual case: far below, whatever nbytes (u32)
         return
     for i, p in enumerate(packets):
