@@ -10,8 +10,8 @@ Most cases run ``blkfleet.cli.main`` in this process; ``subprocess_cases`` runs 
 import contextlib
 import io
 import json
+import math
 import os
-import random
 import shutil
 import signal
 import struct
@@ -24,8 +24,8 @@ from pathlib import Path
 from blkfleet.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
-CASES = 10_000  # in-process cases of every kind
-SUBPROCESS_CASES = 25  # of every kind, through python -m blkfleet
+CASES = int(os.environ.get("BLKFLEET_FUZZ_CASES", 10_000))  # in-process cases of every kind
+SUBPROCESS_CASES = 40  # of every kind (320 in all), through python -m blkfleet
 CASE_SECONDS = 10  # one case taking longer is a hang
 
 INTERESTING = [0, 1, 2, 4, 5, 7, 8, 31, 32, 127, 128, 255, 256, 511, 512, 513, 4095, 4096, 65535, 65536,
@@ -183,15 +183,15 @@ def mutate_bytes(data, rng, fields=(), count=None):
     return bytes(data)
 
 
-def _paths(doc, path=()):
-    """Every (path, value) of a JSON document."""
-    yield path, doc
-    if isinstance(doc, dict):
-        for k, v in doc.items():
-            yield from _paths(v, path + (k,))
-    elif isinstance(doc, list):
-        for i, v in enumerate(doc):
-            yield from _paths(v, path + (i,))
+def _paths(doc, max_depth=12):
+    """(path, value) of a JSON document's values, down to ``max_depth`` (not into a deep nest put there)."""
+    stack = [((), doc)]
+    while stack:
+        path, value = stack.pop()
+        yield path, value
+        if len(path) < max_depth and isinstance(value, (dict, list)):
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            stack.extend((path + (k,), v) for k, v in items)
 
 
 def _replace(doc, path, value):
@@ -211,14 +211,24 @@ def _nudged(value, rng):
     if isinstance(value, int):
         return rng.choice((value + 1, value - 1, value * 2, -value, 0, rng.choice(INTERESTING), value + 0.5))
     if isinstance(value, float):
-        return rng.choice((value * 10, -value, 0.0, value + 1, int(value)))
+        return rng.choice((value * 10, -value, 0.0, value + 1, round(value) if math.isfinite(value) else 7))
     if isinstance(value, str):
         return rng.choice((value + "\n", value[:-1], value.upper(), value + "x", " " + value, value * 3, ""))
     return rng.choice(JSON_VALUES)
 
 
+def _copy(value):
+    try:
+        return json.loads(json.dumps(value))
+    except RecursionError:
+        return value
+
+
 def deep(depth):
-    return json.loads("[" * depth + "]" * depth)
+    value = []
+    for _ in range(depth):
+        value = [value]
+    return value
 
 
 def mutate_json(doc, rng, rehash=None):
@@ -244,11 +254,11 @@ def mutate_json(doc, rng, rehash=None):
                 value[rng.choice(("extra", "ios", "name", "files", "devices", "summary", "\n"))] = rng.choice(
                     JSON_VALUES)
             elif kind < 0.88 and isinstance(value, list) and value:
-                value.append(json.loads(json.dumps(rng.choice(value))))
+                value.append(_copy(rng.choice(value)))
             elif kind < 0.92:
                 doc = _replace(doc, path, deep(rng.choice((70, 500, 5000))))
             else:
-                doc = _replace(doc, path, json.loads(json.dumps(value)) if not path else [value])
+                doc = _replace(doc, path, [value])
         if rehash and rng.random() < 0.9:
             try:
                 rehash(doc)
@@ -257,7 +267,7 @@ def mutate_json(doc, rng, rehash=None):
         try:
             return json.dumps(doc, allow_nan=True).encode()
         except (RecursionError, ValueError):
-            return b"[" * 100_000
+            return b"[" * 100_000 + b"]" * 100_000
     text = json.dumps(doc).encode()
     kind = rng.random()
     if kind < 0.3:

@@ -176,15 +176,18 @@ def test_regress_and_listings_leave_them_out(old_store, capsys):
 def test_screening_is_kept_and_runs_once(old_store):
     con = sqlite3.connect(old_store)
     assert con.execute("SELECT run_id FROM rejected ORDER BY run_id").fetchall() == [(2,), (3,)]
-    # run 5 was added by a store opened (and screened) when it held runs 1..4
-    assert con.execute("SELECT value FROM meta WHERE key = 'checked_through'").fetchone() == ("4",)
+    # runs 4 and 5 were checked when they were added: the screening is up to date
+    assert con.execute("SELECT value FROM meta WHERE key = 'checked_through'").fetchone() == ("5",)
+    bad = make_doc(seed=6, started="2026-03-06T00:00:00+00:00")
+    bad["per_iteration"] = None
+    store_unchecked(old_store, bad)  # an earlier version still in use adds one more
     lines = []
     with Store(str(old_store), warn=lines.append) as store:
-        assert sorted(store.rejected) == [2, 3]
+        assert sorted(store.rejected) == [2, 3, 6]
         assert [r["run_id"] for r in store.rows()] == [1, 4, 5]
         store.rows()
-    assert len(lines) == 1
-    assert con.execute("SELECT value FROM meta WHERE key = 'checked_through'").fetchone() == ("5",)
+    assert len(lines) == 1 and "3 stored run(s) left out" in lines[0]
+    assert con.execute("SELECT value FROM meta WHERE key = 'checked_through'").fetchone() == ("6",)
     con.close()
 
 

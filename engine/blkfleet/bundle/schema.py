@@ -15,6 +15,7 @@ could break ``json.dumps`` of a document that embeds it). And an ``integer`` is 
 fraction (``3``, not ``3.0``), as blkfleet writes its documents.
 """
 
+import functools
 import json
 import math
 import pkgutil
@@ -57,8 +58,10 @@ class SchemaError(BlkfleetError):
         super().__init__(f"{where}: {problem}")
 
 
+@functools.cache
 def load_schema(name):
-    """A schema shipped in ``blkfleet/schemas`` (works from a directory and from engine.pyz)."""
+    """A schema shipped in ``blkfleet/schemas`` (works from a directory and from engine.pyz); read once, shared:
+    do not change it."""
     data = pkgutil.get_data("blkfleet", f"schemas/{name}")
     if data is None:
         raise BlkfleetError(f"schema {name} is missing from the engine")
@@ -118,9 +121,9 @@ def _check(value, schema, root, where):
         return
     if schema is False:
         raise SchemaError(where, "no value is allowed here")
-    unknown = set(schema) - SUPPORTED
-    if unknown:
-        raise ValueError(f"schema keyword(s) {sorted(unknown)} not supported by blkfleet.bundle.schema")
+    if not SUPPORTED.issuperset(schema):
+        raise ValueError(f"schema keyword(s) {sorted(set(schema) - SUPPORTED)} not supported by "
+                         "blkfleet.bundle.schema")
     if "$ref" in schema:
         _check(value, _resolve(root, schema["$ref"]), root, where)
     if "type" in schema:

@@ -70,7 +70,7 @@ def run_add(args):
     docs = [(path, load_document(path)) for path in args.files]  # all checked before any is stored
     with Store(args.db) as store:
         for path, doc in docs:
-            run_id, new = store.add(doc, tags=args.tag, bundle_id=args.bundle_id, source=path)
+            run_id, new = store.add(doc, tags=args.tag, bundle_id=args.bundle_id, source=path, checked=True)
             devices = ", ".join(sorted(doc["devices"]))
             print(f"{'added' if new else 'already stored'}: run {run_id} ({doc['host']}: {devices}) from {path}")
     return 0

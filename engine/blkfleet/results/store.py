@@ -88,7 +88,6 @@ CREATE TABLE IF NOT EXISTS baseline_members (
 """
 
 SCHEMA_FILE = "results.schema.json"
-_SCHEMA = []
 
 
 def document_problem(doc):
@@ -98,9 +97,7 @@ def document_problem(doc):
     if doc.get("schema") != SCHEMA:
         shown = doc.get("schema") if isinstance(doc.get("schema"), str) else type(doc.get("schema")).__name__
         return f"not a blkfleet results document (schema {shown[:80]!r}, expected {SCHEMA!r})"
-    if not _SCHEMA:
-        _SCHEMA.append(load_schema(SCHEMA_FILE))
-    trouble = schema_problem(doc, _SCHEMA[0])
+    trouble = schema_problem(doc, load_schema(SCHEMA_FILE))
     if trouble:
         return f"not a valid results document: {trouble}"
     if not doc["devices"]:
@@ -210,6 +207,7 @@ class Store:
             except sqlite3.OperationalError:
                 pass  # a read-only store: checked again next time
         rejected.update(found)
+        self._checked_through = last
         return rejected
 
     def _left_out(self, run_ids):
@@ -231,12 +229,14 @@ class Store:
 
     # --- adding ---------------------------------------------------------------------------------------------
 
-    def add(self, doc, tags=(), bundle_id=None, source=None):
+    def add(self, doc, tags=(), bundle_id=None, source=None, checked=False):
         """Store a results document; returns (run id, True if new / False if already stored).
 
-        Tags given for an already stored document are added to it (a tag key's value is replaced).
+        Tags given for an already stored document are added to it (a tag key's value is replaced). ``checked``:
+        the caller has already checked the document (``load_document``).
         """
-        check_document(doc, source or "results document")
+        if not checked:
+            check_document(doc, source or "results document")
         canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False)
         digest = hashlib.sha256(canonical.encode()).hexdigest()
         bundle_id = bundle_id or doc.get("bundle_id")
@@ -255,6 +255,9 @@ class Store:
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [(run_id, name, dev.get("target"), doc["host"], bundle_id, doc.get("engine_version"),
                       doc["started"]) for name, dev in sorted(doc["devices"].items())])
+                if self._checked_through == run_id - 1:  # checked above: no need to screen it when next opened
+                    self.db.execute("INSERT OR REPLACE INTO meta VALUES ('checked_through', ?)", (str(run_id),))
+                    self._checked_through = run_id
             else:
                 run_id = row[0]
                 if bundle_id:
