@@ -182,8 +182,10 @@ def state(files, where="summary"):
     doc = {"state": "stopped", "devices": list(devices)}
     if where == "summary":
         doc["summary"] = {"devices": devices, "queued": sum(v[0] for v in files.values())}
-    else:  # a writer that moved the counters to the top level
+    elif where == "top":  # a writer that moved the counters to the top level
         doc["devices"] = devices
+    else:  # or gave them as one object by file name
+        doc["summary"] = {"files": {n: e for d in devices.values() for n, e in d["files"].items()}}
     return doc
 
 
@@ -198,7 +200,7 @@ def trace(tmp_path):
     return src, out, files
 
 
-@pytest.mark.parametrize("where", ["summary", "top"])
+@pytest.mark.parametrize("where", ["summary", "top", "flat"])
 def test_matching_counters_pass_wherever_they_are(trace, where):
     src, out, files = trace
     (src / "capture.json").write_text(json.dumps(state(files, where)))

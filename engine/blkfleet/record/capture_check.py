@@ -8,7 +8,8 @@ the bundle manifest: ``record.capture``). Without capture.json nothing is checke
 
 capture.json is input like any other: read at most MAX_STATE_BYTES, without following a link, and only the
 per-file counters are used, each checked (its shape is not trusted, and its place may move: the counters are
-looked for under ``summary.devices.DEV.files`` and ``devices.DEV.files``). A capture.json that cannot be read,
+looked for under ``summary.devices.DEV.files``, ``devices.DEV.files``, and as a ``files`` object by file name in
+``summary`` or at the top). A capture.json that cannot be read,
 or has no counters (a capture that never stopped), is a problem like a shortfall: the files cannot be vouched
 for.
 """
@@ -33,14 +34,16 @@ ADVICE = "--accept-missing converts the files as they are"
 def _counters(doc):
     """{file name: entry} from the first place holding per-file counters, or None."""
     for container in (doc.get("summary"), doc):
-        devices = container.get("devices") if isinstance(container, dict) else None
-        if not isinstance(devices, dict):
+        if not isinstance(container, dict):
             continue
         found = {}
-        for entry in devices.values():
+        devices = container.get("devices")
+        for entry in devices.values() if isinstance(devices, dict) else ():
             files = entry.get("files") if isinstance(entry, dict) else None
             if isinstance(files, dict):
                 found.update(files)
+        if not found and isinstance(container.get("files"), dict):
+            found = dict(container["files"])
         if found:
             return found
     return None
