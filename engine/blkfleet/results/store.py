@@ -139,7 +139,9 @@ class Run:
         self.bundle_id = row["bundle_id"]
         self.source = row["source"]
         self.added = row["added"]
-        self.doc = loads_json(row["doc"], f"run {self.id}", "the stored results document")
+        text = row["doc"]
+        self.doc = loads_json(text, f"run {self.id}", "the stored results document") if isinstance(
+            text, (str, bytes)) else None
         self.tags = tags
         self.invalid = invalid  # why the document is not a valid results document (None: it is)
 
@@ -193,7 +195,8 @@ class Store:
         for run_id, text in self.db.execute("SELECT id, doc FROM runs WHERE id > ? ORDER BY id", (through,)):
             last = run_id
             try:
-                trouble = document_problem(loads_json(text, f"run {run_id}"))
+                trouble = document_problem(loads_json(text, f"run {run_id}")) if isinstance(text, (str, bytes)) \
+                    else "not JSON text"
             except BlkfleetError as e:
                 trouble = str(e)
             if trouble:
@@ -320,7 +323,7 @@ class Store:
         cache = {}
         for row in self.rows(**filters):
             run = cache.get(row["run_id"]) or cache.setdefault(row["run_id"], self.get(row["run_id"]))
-            dev = run.doc["devices"][row["device"]]
+            dev = run.doc["devices"].get(row["device"]) or {}
             out.append({
                 "run": row["run_id"], "host": row["host"], "device": row["device"], "target": row["target"],
                 "started": row["started"], "bundle_id": row["bundle_id"], "engine_version": row["engine_version"],
