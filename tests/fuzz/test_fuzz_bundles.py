@@ -160,7 +160,8 @@ def _run_kind(kind, tmp_path, make_argv):
         fuzz = Fuzz(kind, tmp_path / "failures")
         for seed in range(CASES):
             fuzz.case(seed, make_argv(random.Random(f"{kind}-{seed}"), inputs, work), [work])
-        assert fuzz.count == CASES and fuzz.outcomes[0] > 100 and fuzz.outcomes[2] > 100, fuzz.outcomes
+        assert fuzz.count == CASES and fuzz.outcomes[0] > CASES // 100, fuzz.outcomes
+        assert fuzz.outcomes[2] > CASES // 10, fuzz.outcomes
     finally:
         clear(work)
         work.rmdir()

@@ -5,6 +5,7 @@ real processes."""
 import json
 import os
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -70,13 +71,23 @@ def capture_case(rng, seed_doc, traces, src, out):
     return ["record", "-q", *options, "-d", src, "-D", out, DEVICE]
 
 
-def test_fuzz_traces(tmp_path):
-    src, out = scratch("fuzz-trace-in-"), scratch("fuzz-trace-out-")
+@pytest.fixture
+def dirs():
+    src, out = scratch("fuzz-record-in-"), scratch("fuzz-record-out-")
+    try:
+        yield src, out
+    finally:
+        shutil.rmtree(src)
+        shutil.rmtree(out)
+
+
+def test_fuzz_traces(tmp_path, dirs):
+    src, out = dirs
     seeds = trace_seeds()
     fuzz = Fuzz("trace", tmp_path / "failures")
     for seed in range(CASES):
         fuzz.case(seed, trace_case(random.Random(f"trace-{seed}"), seeds, src, out), [src])
-    assert fuzz.count == CASES and fuzz.outcomes[0] > 100 and fuzz.outcomes[2] > 100, fuzz.outcomes
+    assert fuzz.count == CASES and fuzz.outcomes[0] > CASES // 100 and fuzz.outcomes[2] > CASES // 10, fuzz.outcomes
 
 
 def _capture_inputs(src):
@@ -87,13 +98,13 @@ def _capture_inputs(src):
     return traces, capture_state(src)
 
 
-def test_fuzz_capture_json(tmp_path):
-    src, out = scratch("fuzz-cap-in-"), scratch("fuzz-cap-out-")
+def test_fuzz_capture_json(tmp_path, dirs):
+    src, out = dirs
     traces, doc = _capture_inputs(src)
     fuzz = Fuzz("capture-json", tmp_path / "failures")
     for seed in range(CASES):
         fuzz.case(seed, capture_case(random.Random(f"capture-{seed}"), doc, traces, src, out), [src])
-    assert fuzz.count == CASES and fuzz.outcomes[0] > 500 and fuzz.outcomes[2] > 500, fuzz.outcomes
+    assert fuzz.count == CASES and fuzz.outcomes[0] > CASES // 20 and fuzz.outcomes[2] > CASES // 20, fuzz.outcomes
 
 
 @pytest.mark.parametrize("kind", ["trace", "capture-json"])

@@ -85,7 +85,7 @@ def test_fuzz_replay_files(fmt, tmp_path, small_engine):
             argv = make_case(rng, seeds, FORMATS[fmt][1], work)
             fuzz.case(seed, argv, [work])
         assert fuzz.count == CASES
-        assert fuzz.outcomes[0] > 20 and fuzz.outcomes[2] > CASES // 2, fuzz.outcomes  # both paths were reached
+        assert fuzz.outcomes[0] > CASES // 500 and fuzz.outcomes[2] > CASES // 2, fuzz.outcomes  # both paths
     finally:
         clear(work)
         work.rmdir()

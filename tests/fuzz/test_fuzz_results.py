@@ -34,7 +34,8 @@ def test_fuzz_results_documents(tmp_path):
             if seed % 500 == 0:
                 clear(work)  # a store grows with every valid document: start again now and then
             fuzz.case(seed, results_case(random.Random(f"results-{seed}"), work), [work / "r.json"])
-        assert fuzz.count == CASES and fuzz.outcomes[0] > 100 and fuzz.outcomes[2] > 1000, fuzz.outcomes
+        assert fuzz.count == CASES and fuzz.outcomes[0] > CASES // 100, fuzz.outcomes
+        assert fuzz.outcomes[2] > CASES // 10, fuzz.outcomes
     finally:
         clear(work)
         work.rmdir()
