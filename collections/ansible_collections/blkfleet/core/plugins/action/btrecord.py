@@ -15,6 +15,7 @@ import tempfile
 
 from ansible.errors import AnsibleError
 
+from ansible_collections.blkfleet.core.plugins.module_utils import _names
 from ansible_collections.blkfleet.core.plugins.plugin_utils import _controller
 from ansible_collections.blkfleet.core.plugins.plugin_utils._action import BlkfleetAction
 
@@ -49,7 +50,7 @@ def record(args, workdir):
         argv += ['-m', args['max_bunch_time']]
     if args['max_pkts'] is not None:
         argv += ['-M', args['max_pkts']]
-    argv += list(args['devices']) if args['devices'] else ['-F']
+    argv += ['--'] + list(args['devices']) if args['devices'] else ['-F']
     _controller.run_engine(argv)
     with open(summary) as f:
         return json.load(f)
@@ -77,7 +78,7 @@ def bundle(args, replay_dir, summary_path, devices, workdir):
             '--record-json', summary_path, '--json', manifest_path]
     if args['source_host']:
         argv += ['--source-host', args['source_host']]
-    _controller.run_engine(argv + list(devices))
+    _controller.run_engine(argv + ['--'] + list(devices))
     with open(manifest_path) as f:
         return path, json.load(f)
 
@@ -103,6 +104,9 @@ class ActionModule(BlkfleetAction):
         workdir = tempfile.mkdtemp(prefix='blkfleet-btrecord-')
         try:
             args = self.validated_args()
+            problems = _names.device_problems(args['devices'])
+            if problems:
+                raise AnsibleError('; '.join(problems))
             trace_dir = os.path.abspath(args['trace_dir'])
             replay_dir = os.path.abspath(args['replay_dir'])
             args['trace_dir'] = trace_dir

@@ -146,8 +146,9 @@ attributes:
 notes:
   - Needs root (direct IO on block devices, CPU pinning).
   - RV(ignore:changed) is V(true) only when the replay wrote to a device (O(write_enable) and at least one write,
-    discard, flush or write-zeroes IO issued). A read-only replay modifies no device and reports V(false); its
-    results file on the host is a report, like a command's output.
+    discard, flush or write-zeroes IO issued), also when the task fails after it wrote (IO errors, an
+    interrupted replay). A read-only replay modifies no device and reports V(false); its results file on the
+    host is a report, like a command's output.
   - The task fails, with the engine's one-line message, when the engine rejects its input or set-up (exit 2),
     when IOs failed (exit 3; the results are in the failed result and in O(results_path)) or when the replay
     was interrupted (exit 130).
@@ -264,7 +265,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.blkfleet.core.plugins.module_utils import _engine, _install
+from ansible_collections.blkfleet.core.plugins.module_utils import _engine, _install, _names
 
 RESULTS_DIR = '/var/lib/blkfleet/results'
 LATE_RE = re.compile(r'start time is ([0-9.]+) s in the past')
@@ -287,9 +288,11 @@ def _check_targets(module, device_map):
 
 
 def _wrote(results):
-    for dev in (results.get('devices') or {}).values():
-        for op, tally in (dev.get('by_op') or {}).items():
-            if op in WRITE_OPS and tally.get('ios'):
+    devices = results.get('devices') if isinstance(results, dict) else None
+    for dev in (devices.values() if isinstance(devices, dict) else ()):
+        by_op = dev.get('by_op') if isinstance(dev, dict) else None
+        for op, tally in (by_op.items() if isinstance(by_op, dict) else ()):
+            if op in WRITE_OPS and isinstance(tally, dict) and tally.get('ios'):
                 return True
     return False
 
@@ -320,6 +323,9 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
+    problems = _names.device_problems(p['devices'], p['device_map'])
+    if problems:
+        module.fail_json(msg='; '.join(problems))
     try:
         bundle = p['bundle'] or _install.bundle_path(p['bundle_id'], p['bundle_dir'])
         manifest = _install.read_manifest(bundle)
@@ -361,12 +367,12 @@ def main():
         args.append('--force')
     if p['start_at']:
         args += ['--start-at', p['start_at']]
-    args += list(p['devices'])
+    args += ['--'] + list(p['devices'])
     argv = list(command) + [str(a) for a in args]
     result['cmd'] = argv
 
     if module.check_mode:
-        rc, out, err = module.run_command(list(command) + ['bundle', 'info', bundle])
+        rc, out, err = module.run_command(list(command) + ['bundle', 'info', '--', bundle])
         if rc != 0:
             module.fail_json(msg=_engine.engine_error(err, rc), **result)
         result['changed'] = bool(p['write_enable'])
@@ -395,11 +401,12 @@ def main():
         except (OSError, ValueError) as e:
             module.fail_json(msg='cannot read the results %s: %s' % (results_path, e), rc=rc, stderr=err, **result)
         result.update(replay_results=results, results_path=results_path)
+    # A failed run (IO errors, exit 3; interrupted, 130) may have written before it failed: that is a change.
+    result['changed'] = bool(p['write_enable']) and (_wrote(results) if results is not None else rc not in (0, 2))
     if rc != 0:
         module.fail_json(msg=_engine.engine_error(err, rc), rc=rc, stderr=err, **result)
     if results is None:
         module.fail_json(msg='the engine wrote no results to %s' % results_path, rc=rc, stderr=err, **result)
-    result['changed'] = bool(p['write_enable']) and _wrote(results)
     module.exit_json(**result)
 
 

@@ -236,7 +236,7 @@ def main():
     except (_install.InstallError, OSError) as e:
         module.fail_json(msg='cannot install the engine of the bundle: %s' % e, **result)
     result.update(engine=engine, engine_sha256=manifest['engine']['sha256'])
-    _engine.run_engine(module, _engine.engine_command(engine=engine), ['bundle', 'verify', src], parse_json=False)
+    _engine.run_engine(module, _engine.engine_command(engine=engine), ['bundle', 'verify', '--', src], parse_json=False)
     try:
         _install.install_file(src, path, checksum)
     except (_install.InstallError, OSError) as e:

@@ -81,3 +81,21 @@ def test_run_engine_failure_is_one_line(monkeypatch, tmp_path):
     result = _controller.failure_result(exc.value)
     assert result['msg'] == '/nowhere: no such directory' and result['rc'] == 2 and result['failed'] is True
     assert _controller.one_line_error('', 5) == 'blkfleet engine failed with exit code 5'
+
+
+def test_engine_arguments_end_options_before_devices(monkeypatch, tmp_path):
+    calls = []
+
+    def fake_run(argv, timeout=None):
+        calls.append(argv)
+        if argv[0] == 'record':
+            with open(argv[argv.index('--json') + 1], 'w') as f:
+                f.write('{"files": []}')
+        return ''
+    monkeypatch.setattr(_controller, 'run_engine', fake_run)
+    args = {'trace_dir': '/t', 'compat': False, 'max_bunch_time': None, 'max_pkts': None, 'devices': ['sda']}
+    btrecord_action.record(args, str(tmp_path))
+    assert calls[-1][-2:] == ['--', 'sda']
+    replay_bundle_action.build_bundle(str(tmp_path), {'replay_dir': '/r', 'trace_dir': None, 'source_host': None,
+                                                      'record_json': None, 'devices': ['sda', 'sdb']})
+    assert calls[-1][-3:] == ['--', 'sda', 'sdb']
