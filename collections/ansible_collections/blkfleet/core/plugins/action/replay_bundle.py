@@ -74,6 +74,7 @@ class ActionModule(BlkfleetAction):
                                engine_root=args['engine_root'])
             return self.push(result, task_vars, MODULE, local, 'bundle.tar', remote_args,
                              check_extra=dict(devices=list(manifest['replay']['devices']),
-                                              totals=manifest['totals']))
+                                              totals=manifest['totals'],
+                                              capture_window=manifest.get('capture_window') or {}))
 
         return self.guarded(result, body, 'blkfleet-bundle-')

@@ -121,6 +121,20 @@ options:
       - Directory under which engines are installed (C(<sha256>/engine.pyz)).
     type: path
     default: /var/lib/blkfleet/engine
+  run_id:
+    description:
+      - Run the replay as a job with this ID (letters, digits, C(.), C(_), C(+), C(@), C(-); not starting with
+        C(-)). The engine keeps C(/run/blkfleet/replay/<run_id>/) on the host, and M(blkfleet.core.replay_job) reads
+        its state, renews its lease and stops it, also while this task runs in the background (C(async), C(poll=0)).
+      - A second replay with the ID of a running one fails at once.
+    type: str
+  lease:
+    description:
+      - With O(run_id), seconds within which the lease must be renewed (M(blkfleet.core.replay_job)
+        O(blkfleet.core.replay_job#module:state=renewed) or V(waited)); when it is not, the engine stops the replay
+        by itself with partial results (exit 4). A replay whose controller went away (interrupted play, lost link)
+        so stops writing. Without it the job runs to its end.
+    type: float
 extends_documentation_fragment:
   - blkfleet.core._attributes
   - blkfleet.core._attributes.ACTIONGROUP_BLKFLEET
@@ -150,8 +164,9 @@ notes:
     interrupted replay). A read-only replay modifies no device and reports V(false); its results file on the
     host is a report, like a command's output.
   - The task fails, with the engine's one-line message, when the engine rejects its input or set-up (exit 2),
-    when IOs failed (exit 3; the results are in the failed result and in O(results_path)) or when the replay
-    was interrupted (exit 130).
+    when IOs failed (exit 3; the results are in the failed result and in O(results_path)), when the lease
+    expired (exit 4), when a worker died (exit 5) or when the replay was interrupted or stopped (exit 130);
+    the partial results are returned in each case but the first.
 seealso:
   - module: blkfleet.core.replay_bundle
   - name: btreplay(8)
@@ -183,6 +198,16 @@ EXAMPLES = r'''
   async: 3600
   poll: 5
   register: replay
+
+- name: Start a replay job that stops by itself unless its lease is renewed every 30 s
+  blkfleet.core.btreplay:
+    bundle_id: "{{ pushed.bundle_id }}"
+    device_map: {sdb: vdc}
+    run_id: nightly-42
+    lease: 30
+  async: 3600
+  poll: 0
+  register: replay_job
 
 - name: Report
   ansible.builtin.debug:
@@ -248,6 +273,11 @@ wall_start:
   returned: when the engine ran
   type: float
   sample: 1795680600.123
+run_id:
+  description: The job ID the replay ran under.
+  returned: with O(run_id)
+  type: str
+  sample: nightly-42
 wall_end:
   description: Wall-clock time (seconds since the epoch) at which the engine exited.
   returned: when the engine ran
@@ -317,13 +347,20 @@ def main():
             results_path=dict(type='path'),
             engine=dict(type='path'),
             engine_root=dict(type='path', default=_install.ENGINE_ROOT),
+            run_id=dict(type='str'),
+            lease=dict(type='float'),
         ),
         mutually_exclusive=[('bundle', 'bundle_id')],
         required_one_of=[('bundle', 'bundle_id')],
+        required_by={'lease': 'run_id'},
         supports_check_mode=True,
     )
     p = module.params
     problems = _names.device_problems(p['devices'], p['device_map'])
+    if p['run_id'] is not None and _names.name_problem(p['run_id']):
+        problems.append('invalid run_id %r: %s' % (p['run_id'], _names.name_problem(p['run_id'])))
+    if p['lease'] is not None and not 0 < p['lease'] < float('inf'):
+        problems.append('lease must be a number of seconds > 0, not %r' % p['lease'])
     if problems:
         module.fail_json(msg='; '.join(problems))
     try:
@@ -367,6 +404,11 @@ def main():
         args.append('--force')
     if p['start_at']:
         args += ['--start-at', p['start_at']]
+    if p['run_id'] is not None:
+        args += ['--run-id', p['run_id']]
+        result['run_id'] = p['run_id']
+    if p['lease'] is not None:
+        args += ['--lease', repr(float(p['lease']))]
     args += ['--'] + list(p['devices'])
     argv = list(command) + [str(a) for a in args]
     result['cmd'] = argv
