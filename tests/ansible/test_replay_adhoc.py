@@ -55,7 +55,8 @@ def loop_on(directory, size=64 << 20, fill=None):
             f.truncate(size)
         else:
             f.write(fill * size)
-    dev = subprocess.run(["losetup", "--show", "-f", backing], capture_output=True, text=True, check=True).stdout.strip()
+    attach = subprocess.run(["losetup", "--show", "-f", backing], capture_output=True, text=True, check=True)
+    dev = attach.stdout.strip()
     try:
         yield dev
     finally:
