@@ -8,9 +8,6 @@ from __future__ import annotations
 import hashlib
 import os
 
-import pytest
-
-from ansible_collections.blkfleet.core.plugins.action import verified_fetch as action
 from ansible_collections.blkfleet.core.plugins.modules import verified_fetch
 
 
@@ -31,15 +28,3 @@ def test_refuses_links_and_other_files(run, tmp_path):
     assert rc == 1 and 'Is a directory' in res['msg']
     rc, res = run(verified_fetch.main, {'src': str(tmp_path / 'missing'), 'dest': '/x'})
     assert rc == 1 and 'No such file' in res['msg']
-
-
-def test_check_content(tmp_path):
-    good, bad, deep = tmp_path / 'good', tmp_path / 'bad', tmp_path / 'deep'
-    good.write_text('{"x": [1, 2]}')
-    bad.write_bytes(b'{"x": [1, 2')
-    deep.write_text('[' * 100000 + ']' * 100000)
-    action.check_content(str(bad), 'none')
-    action.check_content(str(good), 'json')
-    for path in (bad, deep):
-        with pytest.raises(action.AnsibleActionFail, match='not valid JSON'):
-            action.check_content(str(path), 'json')
