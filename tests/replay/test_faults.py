@@ -145,7 +145,9 @@ def test_a_signal_before_a_distant_start_ends_at_once(tmp_path, loopdev):
     proc.send_signal(signal.SIGTERM)
     assert wait_or_kill(proc, timeout=10) < 1.5
     assert proc.returncode == 130
-    assert json.loads(res.read_text())["total"]["ios"] == 0
+    doc = json.loads(res.read_text())
+    validate(doc)
+    assert doc["total"]["ios"] == 0 and doc["stop_reason"] == "SIGTERM"
 
 
 def test_workers_die_with_their_parent(tmp_path, loopdev, tracer):

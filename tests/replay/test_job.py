@@ -217,3 +217,45 @@ def test_old_finished_runs_are_pruned_at_replay_start(tmp_path, loopdev, run_ids
     assert not os.path.exists(os.path.join(job.RUN_ROOT, old))
     assert not os.path.exists(os.path.join(job.RUN_ROOT, dead))
     assert os.path.exists(os.path.join(job.RUN_ROOT, fresh, "run.json"))
+
+
+def test_a_killed_engine_is_dead_and_its_id_can_start_again(tmp_path, loopdev, run_ids):
+    run_id = run_ids()
+    target = loopdev(64 << 20)
+    proc, _res = start_replay(tmp_path, target, run_id)
+    proc.kill()
+    proc.wait(timeout=10)
+    doc = job_cmd("status", run_id)
+    assert doc["state"] == "dead" and doc["pid"] == proc.pid and "is gone" in doc["problem"]
+    assert job_cmd("stop", run_id)["stopped"] is False
+    again, _res = start_replay(tmp_path, target, run_id, seconds=0.5)
+    assert again.wait(timeout=30) == 0
+    assert job_cmd("status", run_id)["state"] == "finished"
+
+
+def test_a_stop_before_the_replay_starts_is_recorded(tmp_path, loopdev, run_ids):
+    run_id = run_ids()
+    proc, _res = start_replay(tmp_path, loopdev(64 << 20), run_id, "--start-at", str(time.time() + 3600))
+    doc = job_cmd("stop", run_id)
+    assert doc["stopped"] is True and doc["state"] == "finished" and doc["exit_code"] == 130
+    assert proc.wait(timeout=10) == 130
+
+
+def test_a_lease_that_expires_before_the_start_stops_it(tmp_path, loopdev, run_ids):
+    run_id = run_ids()
+    proc, res = start_replay(tmp_path, loopdev(64 << 20), run_id, "--lease", "0.001", seconds=1.0)
+    assert proc.wait(timeout=20) == 4, proc.stderr.read()
+    doc = json.loads(res.read_text())
+    assert doc["stop_reason"] == "lease expired" and doc["interrupted"] and doc["total"]["ios"] == 0
+
+
+def test_a_second_writer_names_the_run_of_the_first(tmp_path, loopdev, run_ids):
+    run_id = run_ids()
+    target = loopdev(64 << 20)
+    proc, _res = start_replay(tmp_path, target, run_id, "-W")
+    try:
+        code, _out, err = blkfleet("replay", "-d", tmp_path, "-M", map_file(tmp_path, target), "-W", "loop1")
+        assert code == 2 and f"(pid {proc.pid}, started 20" in err and f", run {run_id})" in err, err
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)

@@ -11,8 +11,9 @@ from ..errors import BlkfleetError
 from ..jsonout import write_json
 from ..results.document import summary_lines
 from .ioengines import ENGINES
-from .job import RunDir, check_lease, check_run_id
+from .job import RunDir, check_lease, check_run_id, prune
 from .run import EXIT_INTERRUPTED, ReplayOptions, replay, stop_signals
+from .signatures import METHODS
 
 
 def _start_at(text):
@@ -79,6 +80,9 @@ def add_parser(sub):
                    help="run workers as SCHED_FIFO while they are not busy all the time, so kernel threads "
                    "finishing IO do not preempt them (default auto: in timed mode, when allowed and a CPU is left "
                    "to the kernel)")
+    p.add_argument("--probe", choices=METHODS, default="auto",
+                   help="how a write target is probed for filesystems and other signatures (-W): blkid -p when "
+                   "installed, else blkfleet's own table read with O_DIRECT (default auto)")
     p.add_argument("--run-id", metavar="ID",
                    help="job control: keep /run/blkfleet/replay/ID (run.json, lease) for 'blkfleet job'; a second "
                    "start with the ID of a live run fails")
@@ -94,6 +98,7 @@ def run(args):
     if args.lease is not None and args.run_id is None:
         raise BlkfleetError("--lease needs --run-id")
     if args.run_id is None:
+        prune()
         with stop_signals():
             return _run_input(args, None)
     check_run_id(args.run_id)
@@ -108,6 +113,9 @@ def run(args):
             raise
         except KeyboardInterrupt:
             code, reason = EXIT_INTERRUPTED, "SIGINT"
+            raise
+        except OSError as e:  # main() prints it as one line, exit 2
+            reason = f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}"
             raise
         finally:
             job.finish(code, results_path, reason)
@@ -135,7 +143,7 @@ def _run(args, job, bundle_id, source):
         json=args.json, start_at=args.start_at, engine=args.backend, depth=args.depth, force=args.force,
         late_threshold_ns=int(args.late_threshold_us * 1000), bundle_id=bundle_id, source=source,
         batch_window_ns=int(args.batch_window_us * 1000), realtime=args.realtime,
-        run_id=args.run_id,
+        run_id=args.run_id, probe=args.probe,
     )
     doc, code = replay(opts, job.lease_expired if job else None)
     results_path = None

@@ -1,8 +1,9 @@
 """``blkfleet replay``: check everything, start pinned worker processes at one instant, collect results.
 
 Workers are processes (no shared interpreter lock), one per worker CPU slot, each pinned with
-sched_setaffinity. They talk to the parent over pipes: "ready" after opening the targets, then per iteration
-"go at T" and back the per-IO outcome. SIGINT/SIGTERM (or an expired lease) stop every worker within a second;
+sched_setaffinity, each using the target descriptors the parent opened and checked. They talk to the parent
+over pipes: "ready" once their IO list and engine are set, then per iteration "go at T" and back the per-IO
+outcome. SIGINT/SIGTERM (or an expired lease) stop every worker within a second;
 partial results are still written. A worker that dies or fails makes the parent stop the others at once (it
 keeps reading every pipe meanwhile, so none blocks on a full one); the results are marked failed. Workers die
 with the parent (PR_SET_PDEATHSIG): none issues an IO once it is gone.
@@ -22,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ..errors import BlkfleetError
+from ..names import check_name
 from ..replayfile.ops import DISCARD, FLUSH, WRITE, WRITE_ZEROES
 from ..results import document as results
 from . import realtime, worker
@@ -68,6 +70,8 @@ class ReplayOptions:
     bundle_id: str = None
     source: str = None  # what to name as the input in the results (the bundle file, else input_dir)
     run_id: str = None  # --run-id: the job this replay is
+    probe: str = "auto"  # how a write target's signatures are probed: auto, blkid or internal
+    start_ns: int = None  # CLOCK_MONOTONIC start instant of the first iteration, once chosen
     formats: set = field(default_factory=set)
 
 
@@ -89,17 +93,38 @@ def validate(opts):
         raise BlkfleetError("invalid batch window (--batch-window-us must be >= 0)")
     if not 0 <= opts.depth <= 65535:
         raise BlkfleetError(f"invalid queue depth {opts.depth} (1..65535)")
+    for dev in opts.devices:
+        check_name(dev, "recorded device name")
+    check_name(opts.base, "input base name")
+    if opts.run_id is not None:
+        check_name(opts.run_id, "run ID")
 
 
-def resolve_targets(streams, map_files):
+def read_maps(map_files):
+    """The device maps merged (the first file that maps a device wins)."""
     mapping = {}
     for path in map_files:
         for k, v in parse_map(path).items():
             mapping.setdefault(k, v)
+    return mapping
+
+
+def resolve_targets(streams, mapping, opts):
+    """One Target per recorded device, each opened once (closed again if a later one fails)."""
     targets = []
-    for dev in dict.fromkeys(s.device for s in streams):
-        targets.append(Target(dev, device_path(mapping.get(dev, dev))))
+    try:
+        for dev in dict.fromkeys(s.device for s in streams):
+            check_name(dev, "recorded device name")
+            targets.append(Target(dev, device_path(mapping.get(dev, dev)), opts.write_enable, opts.run_id))
+    except BaseException:
+        close_targets(targets)
+        raise
     return targets
+
+
+def close_targets(targets):
+    for t in targets:
+        t.close()
 
 
 def check_ios(plans, targets, opts):
@@ -124,7 +149,7 @@ def check_ios(plans, targets, opts):
         planned = {op for p in plans for op in set(p.ops)}
         if planned & {WRITE, DISCARD, FLUSH, WRITE_ZEROES}:
             for target in targets:
-                reason = target.refuse_writes_reason()
+                reason = target.refuse_writes_reason(opts.probe)
                 if reason and not opts.force:
                     raise BlkfleetError(f"{target.path}: refusing to write: {reason} (use --force to write anyway)")
 
@@ -231,7 +256,7 @@ def _worker_main(chan, plan, targets, opts, counters, index):
         signal.signal(signal.SIGTERM, _on_signal)
         os.sched_setaffinity(0, {plan.cpu_pinned})
         worker.set_timer_slack()
-        fds = [t.open(opts.write_enable) for t in targets]
+        fds = [t.fd for t in targets]  # opened and checked by the parent, never reopened
         replayer = worker.Replayer(plan, fds, opts)
         chan.send(("ready", None))
         while True:
@@ -451,11 +476,19 @@ def replay(opts, lease=None):
 
 
 def _replay(opts, lease):
-    global _raising
     validate(opts)
+    mapping = read_maps(opts.map_files)
     streams = load_streams(opts.input_dir, opts.devices, opts.base, opts.find)
     opts.formats = {s.format for s in streams}
-    targets = resolve_targets(streams, opts.map_files)
+    targets = resolve_targets(streams, mapping, opts)
+    try:
+        return _replay_onto(opts, lease, streams, targets)
+    finally:
+        close_targets(targets)
+
+
+def _replay_onto(opts, lease, streams, targets):
+    global _raising
     target_of = {t.recorded: i for i, t in enumerate(targets)}
     cpus = _cpus()
     # Default: one worker per recorded CPU, but leave one CPU to the kernel's IO work (loop workers, IRQs,
@@ -490,9 +523,13 @@ def _replay(opts, lease):
             raise BlkfleetError(sup.failure)
         total = sum(len(p) for p in plans)
         for _it in range(opts.iterations):
-            if sup.stop_reason or _stop is not None or lease is not None and lease():
+            if lease is not None and lease():
+                sup.stop_reason = sup.stop_reason or "lease expired"
+            if sup.stop_reason or _stop is not None:
                 break
             start = _start_instant(opts) if not runs else time.monotonic_ns() + START_DELAY_NS
+            if not runs:
+                opts.start_ns = start
             for w in workers:
                 w.chan.send(("go", start))
             got = _wait_iteration(sup, counters, total)

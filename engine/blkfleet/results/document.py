@@ -117,7 +117,8 @@ def _start(runs, opts):
     first = [o.start_wall + min(t for t in o.submit if t >= 0) / 1e9 for o in outs
              if o.start_wall is not None and any(t >= 0 for t in o.submit)]
     return {"requested": opts.start_at, "wall": min(walls) if walls else None,
-            "first_submit_wall": min(first) if first else None}
+            "first_submit_wall": min(first) if first else None,
+            "monotonic_ns": getattr(opts, "start_ns", None)}
 
 
 def build(runs, targets, opts, started, interrupted, stop_reason=None, failed=None):
@@ -185,6 +186,7 @@ def build(runs, targets, opts, started, interrupted, stop_reason=None, failed=No
         "stop_reason": stop_reason,
         "failed": failed,
         "run_id": getattr(opts, "run_id", None),
+        "probes": [{"device": t.recorded, "target": t.path, **t.probe} for t in targets if getattr(t, "probe", None)],
         "devices": devices,
         "total": memo(total_rows, all_errors, first_error),
         "per_iteration": iterations,
