@@ -92,6 +92,16 @@ def fleet():
         assert down.returncode == 0, down.stderr
 
 
+@pytest.fixture
+def token(request):
+    """A run ID for the test; its job directories under /run/blkfleet/replay are removed afterwards."""
+    value = f"{request.node.name[5:8]}{os.getpid()}"
+    yield value
+    for name in os.listdir(RUN_ROOT) if os.path.isdir(RUN_ROOT) else ():
+        if name.startswith(value + "-"):
+            shutil.rmtree(os.path.join(RUN_ROOT, name), ignore_errors=True)
+
+
 def run_state(job_id):
     try:
         with open(os.path.join(RUN_ROOT, job_id, "run.json")) as f:
@@ -100,8 +110,7 @@ def run_state(job_id):
         return None
 
 
-def test_lost_target_does_not_hold_the_play(fleet):
-    token = f"rpf{os.getpid()}"
+def test_lost_target_does_not_hold_the_play(fleet, token):
     fetch_dir = os.path.join(fleet["work"], "replays")
     extra = {"replay_bundle_file": fleet["bundle"], "replay_fetch_dir": fetch_dir, "replay_acc_factor": ACC,
              "replay_lease": 8, "replay_start_delay": 5, "replay_run_id": token}
@@ -183,9 +192,8 @@ def finished_epoch(state):
     return datetime.datetime.fromisoformat(state["finished"]).timestamp()
 
 
-def test_interrupted_play_leaves_no_replay_running(fleet):
+def test_interrupted_play_leaves_no_replay_running(fleet, token):
     """Ctrl-C of ansible-playbook runs no always section: the lease stops the replays (writes included)."""
-    token = f"rpi{os.getpid()}"
     play, log, _ = start_play(fleet, token, replay_lease=6, replay_write_enable=True)
     try:
         wait_running(play, log, f"{token}-t1", f"{token}-t2")
@@ -214,8 +222,7 @@ def test_interrupted_play_leaves_no_replay_running(fleet):
         assert doc["interrupted"] and doc["total"]["ios"] < 2000 and doc["write_enable"]
 
 
-def test_replay_still_running_at_the_bound_is_stopped(fleet):
-    token = f"rpt{os.getpid()}"
+def test_replay_still_running_at_the_bound_is_stopped(fleet, token):
     play, log, fetch_dir = start_play(fleet, token, "--limit", "t1", replay_wait_timeout=12)
     rc = play.wait(timeout=180)
     log.seek(0)
