@@ -112,3 +112,18 @@ def test_failure_after_writes_is_a_change(adhoc, pushed):
     assert result["changed"] is True
     total = result["replay_results"]["total"]
     assert 0 < total["errors"]["count"] < 831 and total["ios"] == 2000
+
+
+def test_record_onto_a_full_disk_writes_nothing(adhoc):
+    """btrecord into a tmpfs with room for the first replay file only: the task fails and no file of the conversion
+    is left (before, the first file stayed without the second and without record.json)."""
+    with small_tmpfs("48k") as d:
+        replay_dir = os.path.join(d, "replay")
+        rc, result, run = adhoc("blkfleet.core.btrecord", json.dumps({"trace_dir": RANDMIX, "replay_dir": replay_dir}))
+        assert rc != 0 and "No space left on device" in result["msg"], run.stdout
+        assert os.listdir(replay_dir) == []
+    with small_tmpfs("1m") as d:  # with room, the same conversion is written whole
+        replay_dir = os.path.join(d, "replay")
+        rc, result, run = adhoc("blkfleet.core.btrecord", json.dumps({"trace_dir": RANDMIX, "replay_dir": replay_dir}))
+        assert rc == 0 and result["changed"], run.stdout
+        assert sorted(os.listdir(replay_dir)) == ["loop1.replay.0", "loop1.replay.1", "record.json"]
