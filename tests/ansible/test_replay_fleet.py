@@ -240,6 +240,17 @@ def test_replay_still_running_at_the_bound_is_stopped(fleet, token):
     assert report["targets"]["t1"]["ios"] == doc["total"]["ios"]
 
 
+def test_check_mode_replays_nothing(fleet, token):
+    play, log, fetch_dir = start_play(fleet, token, "--check", replay_write_enable=True)
+    rc = play.wait(timeout=180)
+    log.seek(0)
+    out = log.read()
+    assert rc == 0, out[-4000:]
+    assert "TASK [blkfleet.core.replay : Start the replay in the background" in out and "failed=0" in out
+    assert not [n for n in os.listdir(RUN_ROOT) if n.startswith(token + "-")]  # no job was started
+    assert not os.path.exists(fetch_dir)  # nothing fetched, no report written
+
+
 def fetch_adhoc(fleet, host, src, dest):
     run = subprocess.run([ansible_bin("ansible"), host, "-i", fleet["inventory"], "-m", "blkfleet.core.verified_fetch",
                           "-a", json.dumps({"src": src, "dest": dest, "validate": "results"})],
