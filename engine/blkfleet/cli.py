@@ -11,7 +11,7 @@ from .errors import BlkfleetError
 # command starts fast (the converter's speed is measured against C, start-up included).
 COMMANDS = {
     "capture": "capture", "record": "record", "bundle": "bundle", "compare": "compare", "replay": "replay",
-    "results": "results", "regress": "regress", "report": "report",
+    "results": "results", "regress": "regress", "report": "report", "job": "job",
 }
 
 

@@ -231,10 +231,12 @@ def test_json_structure(tmp_path, capsys):
         "original", "replay", "acc_factor", "reads_for_writes", "matched", "unmatched_original",
         "unmatched_replay", "expected_missing", "issue_time_error_us", "issue_time_offset_us",
         "issue_time_error_around_offset_us", "inter_arrival_error_us", "iops",
-        "span_ratio", "percentile_method",
+        "span_ratio", "percentile_method", "replay_start_monotonic_ns",
     }
+    assert doc["replay_start_monotonic_ns"] is None
     for side, path, dev in (("original", orig, "sdb"), ("replay", rep, "loop0")):
         assert doc[side] == {"directory": path, "device": dev, "ios": 20, "span_us": doc[side]["span_us"],
+                             "left_out_before_start": 0,
                              "ios_by_op": {"read": 20, "write": 0, "discard": 0, "flush": 0, "write_zeroes": 0}}
         assert isinstance(doc[side]["span_us"], float)
     assert set(doc["issue_time_error_us"]) == {"p50", "p90", "p99", "max"}

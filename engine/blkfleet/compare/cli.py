@@ -4,6 +4,8 @@ import argparse
 import math
 import sys
 
+from ..errors import BlkfleetError
+from ..files import read_json
 from ..jsonout import write_json
 from .fidelity import compare_dirs, table
 
@@ -15,6 +17,17 @@ def _acc_factor(text):
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
     if not (value > 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, not {text!r}")
+    return value
+
+
+def replay_start(path):
+    """The start instant (CLOCK_MONOTONIC ns) a replay's results JSON gives."""
+    doc = read_json(path, "replay results")
+    start = doc.get("start") if isinstance(doc, dict) else None
+    value = start.get("monotonic_ns") if isinstance(start, dict) else None
+    if type(value) is not int or value < 0:
+        raise BlkfleetError(f"{path}: no start.monotonic_ns (not the results of a replay that started, or of an "
+                            "engine older than this one)")
     return value
 
 
@@ -36,6 +49,10 @@ def add_parser(sub):
     p.add_argument("--reads-for-writes", action="store_true",
                    help="the replay ran without writes enabled: original writes match replayed reads of the "
                    "same extent, original discards/flushes/write-zeroes are expected missing (counted apart)")
+    p.add_argument("--replay-results", metavar="FILE",
+                   help="the replay's results JSON: IOs the replay capture saw before the replay's start instant "
+                   "(the target's signature probe) are left out; the capture must have been made on the replay's "
+                   "host (its times are that host's CLOCK_MONOTONIC)")
     p.add_argument("--json", metavar="FILE", help="write the figures as JSON to FILE ('-' for stdout, which then "
                    "replaces the table)")
     p.set_defaults(func=run)
@@ -45,6 +62,7 @@ def run(args):
     result = compare_dirs(
         args.original, args.replay, device=args.device, replay_device=args.replay_device,
         acc=args.acc_factor, reads_for_writes=args.reads_for_writes,
+        replay_start_ns=replay_start(args.replay_results) if args.replay_results else None,
     )
     if args.json:
         write_json(args.json, result)

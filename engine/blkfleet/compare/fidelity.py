@@ -52,6 +52,7 @@ class Capture:
     sectors: list
     nbytes: list
     ops: list
+    left_out: int = 0  # Q events before ``since_ns`` (load_capture), not in the lists above
 
     def __len__(self):
         return len(self.times)
@@ -73,8 +74,9 @@ def only_device(directory, what):
     return devices[0]
 
 
-def load_capture(directory, device):
-    """Read, merge by time and classify the Q events of every CPU file of ``device`` in ``directory``."""
+def load_capture(directory, device, since_ns=None):
+    """Read, merge by time and classify the Q events of every CPU file of ``device`` in ``directory``;
+    ``since_ns``: leave out the events before that instant (a replay's start: the probes made before it)."""
     times, sectors, nbytes, actions = [], [], [], []
     runs = 0
     for path in find_per_cpu(directory, device, "blktrace"):
@@ -84,8 +86,18 @@ def load_capture(directory, device):
             nbytes += batch.nbytes
             actions += batch.actions
             runs += 1
+    left_out = 0
+    if since_ns is not None:
+        keep = [i for i, t in enumerate(times) if t >= since_ns]
+        left_out = len(times) - len(keep)
+        if left_out:
+            times = [times[i] for i in keep]
+            sectors = [sectors[i] for i in keep]
+            nbytes = [nbytes[i] for i in keep]
+            actions = [actions[i] for i in keep]
     if not times:
-        raise BlkfleetError(f"{directory}: no queued IOs (Q events) for device {device}")
+        raise BlkfleetError(f"{directory}: no queued IOs (Q events) for device {device}"
+                            + (f" after the replay's start ({left_out} before it)" if since_ns is not None else ""))
     if runs > 1 and any(a > b for a, b in zip(times, times[1:])):
         # Timsort merges the per-CPU (already sorted) runs: in effect a k-way merge; stable for ties.
         order = sorted(range(len(times)), key=times.__getitem__)
@@ -101,7 +113,7 @@ def load_capture(directory, device):
         ops = [op_sized[a] for a in actions]
     else:
         ops = [op_sized[a] if n else op_empty[a] for a, n in zip(actions, nbytes)]
-    return Capture(str(directory), device, times, sectors, nbytes, ops)
+    return Capture(str(directory), device, times, sectors, nbytes, ops, left_out)
 
 
 def _keys(cap, op_map=None):
@@ -217,6 +229,7 @@ def _side(cap, span_ns):
         "directory": cap.directory,
         "device": cap.device,
         "ios": len(cap),
+        "left_out_before_start": cap.left_out,
         "ios_by_op": cap.ios_by_op(),
         "span_us": _us(span_ns),
     }
@@ -234,15 +247,20 @@ def _iops_mape(otimes, rtimes, o0, r0, ospan, acc):
     return mape(ocount, rcount), n
 
 
-def compare_dirs(orig_dir, replay_dir, device=None, replay_device=None, acc=1.0, reads_for_writes=False):
-    """Load both captures (devices defaulting to the only one of each directory) and compare them."""
+def compare_dirs(orig_dir, replay_dir, device=None, replay_device=None, acc=1.0, reads_for_writes=False,
+                 replay_start_ns=None):
+    """Load both captures (devices defaulting to the only one of each directory) and compare them;
+    ``replay_start_ns``: the replay's start instant (CLOCK_MONOTONIC of the replay's host, the time base of a
+    capture made there): replay-capture IOs before it (signature probes) are left out."""
     if not (acc > 0 and math.isfinite(acc)):
         raise BlkfleetError(f"acceleration factor must be a finite number > 0, not {acc}")
     device = device or only_device(orig_dir, "--device")
     replay_device = replay_device or only_device(replay_dir, "--replay-device")
     orig = load_capture(orig_dir, device)
-    replay = load_capture(replay_dir, replay_device)
-    return compare(orig, replay, acc, reads_for_writes)
+    replay = load_capture(replay_dir, replay_device, replay_start_ns)
+    result = compare(orig, replay, acc, reads_for_writes)
+    result["replay_start_monotonic_ns"] = replay_start_ns
+    return result
 
 
 def _fmt(v, unit=""):
@@ -256,7 +274,9 @@ def table(result):
     o, r = result["original"], result["replay"]
     lines = [
         f"original  {o['directory']} ({o['device']}): {o['ios']} IOs, span {_fmt(o['span_us'], ' us')}",
-        f"replay    {r['directory']} ({r['device']}): {r['ios']} IOs, span {_fmt(r['span_us'], ' us')}",
+        f"replay    {r['directory']} ({r['device']}): {r['ios']} IOs, span {_fmt(r['span_us'], ' us')}"
+        + (f" ({r['left_out_before_start']} IOs before the replay's start left out)"
+           if r.get("left_out_before_start") else ""),
         f"acc factor {result['acc_factor']:g}" + (", reads for writes" if result["reads_for_writes"] else ""),
         "",
         f"matched              {result['matched']}",

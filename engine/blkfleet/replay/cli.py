@@ -11,7 +11,9 @@ from ..errors import BlkfleetError
 from ..jsonout import write_json
 from ..results.document import summary_lines
 from .ioengines import ENGINES
-from .run import ReplayOptions, replay
+from .job import RunDir, check_lease, check_run_id, prune
+from .run import EXIT_INTERRUPTED, ReplayOptions, replay, stop_signals
+from .signatures import METHODS
 
 
 def _start_at(text):
@@ -78,12 +80,48 @@ def add_parser(sub):
                    help="run workers as SCHED_FIFO while they are not busy all the time, so kernel threads "
                    "finishing IO do not preempt them (default auto: in timed mode, when allowed and a CPU is left "
                    "to the kernel)")
+    p.add_argument("--probe", choices=METHODS, default="auto",
+                   help="how a write target is probed for filesystems and other signatures (-W): blkid -p when "
+                   "installed, else blkfleet's own table read with O_DIRECT (default auto)")
+    p.add_argument("--run-id", metavar="ID",
+                   help="job control: keep /run/blkfleet/replay/ID (run.json, lease) for 'blkfleet job'; a second "
+                   "start with the ID of a live run fails")
+    p.add_argument("--lease", type=check_lease, metavar="SEC",
+                   help="with --run-id: stop (as SIGTERM would, exit 4) when the lease was not renewed "
+                   "('blkfleet job renew ID') within SEC seconds")
     p.add_argument("--late-threshold-us", type=float, default=1000.0, metavar="US",
                    help="an IO submitted more than this late counts as late (default 1000)")
     p.set_defaults(func=run)
 
 
 def run(args):
+    if args.lease is not None and args.run_id is None:
+        raise BlkfleetError("--lease needs --run-id")
+    if args.run_id is None:
+        prune()
+        with stop_signals():
+            return _run_input(args, None)
+    check_run_id(args.run_id)
+    with stop_signals():
+        job = RunDir(args.run_id, args.lease)
+        code, results_path, reason = 2, None, None
+        try:
+            code, results_path, reason = _run_input(args, job)
+            return code
+        except BlkfleetError as e:
+            code, reason = e.exit_code, str(e)
+            raise
+        except KeyboardInterrupt:
+            code, reason = EXIT_INTERRUPTED, "SIGINT"
+            raise
+        except OSError as e:  # main() prints it as one line, exit 2
+            reason = f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}"
+            raise
+        finally:
+            job.finish(code, results_path, reason)
+
+
+def _run_input(args, job):
     if args.bundle:
         with tempfile.TemporaryDirectory(prefix="blkfleet-bundle-") as tmp:
             manifest = extract(args.bundle, tmp)
@@ -92,11 +130,12 @@ def run(args):
             args.input_base = replay_info["base"]
             args.devices = args.devices or replay_info["devices"]
             args.find_records = False
-            return _run(args, manifest["bundle_id"], os.path.abspath(args.bundle))
-    return _run(args, None, os.path.abspath(args.input_directory))
+            return _run(args, job, manifest["bundle_id"], os.path.abspath(args.bundle))
+    return _run(args, job, None, os.path.abspath(args.input_directory))
 
 
-def _run(args, bundle_id, source):
+def _run(args, job, bundle_id, source):
+    """Replay; with a job (``--run-id``) returns (exit code, results path or None, stop reason), else the code."""
     opts = ReplayOptions(
         input_dir=args.input_directory, devices=tuple(args.devices), find=args.find_records,
         base=args.input_base, cpus=args.cpus, iterations=args.iterations, map_files=tuple(args.map_devs),
@@ -104,10 +143,20 @@ def _run(args, bundle_id, source):
         json=args.json, start_at=args.start_at, engine=args.backend, depth=args.depth, force=args.force,
         late_threshold_ns=int(args.late_threshold_us * 1000), bundle_id=bundle_id, source=source,
         batch_window_ns=int(args.batch_window_us * 1000), realtime=args.realtime,
+        run_id=args.run_id, probe=args.probe,
     )
-    doc, code = replay(opts)
+    doc, code = replay(opts, job.lease_expired if job else None)
+    results_path = None
     if args.json:
         write_json(args.json, doc)
+        results_path = None if args.json == "-" else os.path.abspath(args.json)
     for line in summary_lines(doc):
         print(line, file=sys.stderr)
-    return code
+    if doc["failed"]:
+        print(f"blkfleet: {doc['failed']['reason']}", file=sys.stderr)
+    elif doc["stop_reason"] == "lease expired":
+        print(f"blkfleet: run {args.run_id}: the lease expired (not renewed within {args.lease:g} s): stopped",
+              file=sys.stderr)
+    if job is None:
+        return code
+    return code, results_path, doc["stop_reason"]

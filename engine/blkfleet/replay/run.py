@@ -1,11 +1,15 @@
 """``blkfleet replay``: check everything, start pinned worker processes at one instant, collect results.
 
 Workers are processes (no shared interpreter lock), one per worker CPU slot, each pinned with
-sched_setaffinity. They talk to the parent over pipes: "ready" after opening the targets, then per iteration
-"go at T" and back the per-IO outcome. SIGINT/SIGTERM stop every worker within a second; partial results are
-still written. A worker that dies is detected and reported.
+sched_setaffinity, each using the target descriptors the parent opened and checked. They talk to the parent
+over pipes: "ready" once their IO list and engine are set, then per iteration "go at T" and back the per-IO
+outcome. SIGINT/SIGTERM (or an expired lease) stop every worker within a second;
+partial results are still written. A worker that dies or fails makes the parent stop the others at once (it
+keeps reading every pipe meanwhile, so none blocks on a full one); the results are marked failed. Workers die
+with the parent (PR_SET_PDEATHSIG): none issues an IO once it is gone.
 """
 
+import ctypes
 import datetime
 import mmap
 import os
@@ -15,9 +19,11 @@ import signal
 import struct
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ..errors import BlkfleetError
+from ..names import check_name
 from ..replayfile.ops import DISCARD, FLUSH, WRITE, WRITE_ZEROES
 from ..results import document as results
 from . import realtime, worker
@@ -26,7 +32,17 @@ from .schedule import load_streams, make_plans
 from .target import Target, device_path, parse_map
 
 START_DELAY_NS = 50_000_000
-STOP_GRACE_S = 2.0
+STOP_GRACE_S = 2.0  # after a stop, a worker has this long (its IOs in flight: at most 1 s) to report
+READY_TIMEOUT_S = 60.0
+POLL_S = 0.1  # the parent looks at signals, its lease and its workers at least this often
+PR_SET_PDEATHSIG = 1
+
+# Exit codes of ``blkfleet replay`` (docs/replay.md, "Ending"); bad input and refusals exit 2 (BlkfleetError).
+EXIT_OK = 0
+EXIT_IO_ERRORS = 3  # the replay ran to its end, some IOs failed
+EXIT_LEASE = 4  # stopped because the run's lease expired: partial results
+EXIT_FAILED = 5  # a worker died or failed: the others were stopped, partial results marked failed
+EXIT_INTERRUPTED = 130  # stopped by SIGINT or SIGTERM: partial results
 
 
 @dataclass
@@ -53,6 +69,9 @@ class ReplayOptions:
     engine_name: str = ""
     bundle_id: str = None
     source: str = None  # what to name as the input in the results (the bundle file, else input_dir)
+    run_id: str = None  # --run-id: the job this replay is
+    probe: str = "auto"  # how a write target's signatures are probed: auto, blkid or internal
+    start_ns: int = None  # CLOCK_MONOTONIC start instant of the first iteration, once chosen
     formats: set = field(default_factory=set)
 
 
@@ -74,17 +93,38 @@ def validate(opts):
         raise BlkfleetError("invalid batch window (--batch-window-us must be >= 0)")
     if not 0 <= opts.depth <= 65535:
         raise BlkfleetError(f"invalid queue depth {opts.depth} (1..65535)")
+    for dev in opts.devices:
+        check_name(dev, "recorded device name")
+    check_name(opts.base, "input base name")
+    if opts.run_id is not None:
+        check_name(opts.run_id, "run ID")
 
 
-def resolve_targets(streams, map_files):
+def read_maps(map_files):
+    """The device maps merged (the first file that maps a device wins)."""
     mapping = {}
     for path in map_files:
         for k, v in parse_map(path).items():
             mapping.setdefault(k, v)
+    return mapping
+
+
+def resolve_targets(streams, mapping, opts):
+    """One Target per recorded device, each opened once (closed again if a later one fails)."""
     targets = []
-    for dev in dict.fromkeys(s.device for s in streams):
-        targets.append(Target(dev, device_path(mapping.get(dev, dev))))
+    try:
+        for dev in dict.fromkeys(s.device for s in streams):
+            check_name(dev, "recorded device name")
+            targets.append(Target(dev, device_path(mapping.get(dev, dev)), opts.write_enable, opts.run_id))
+    except BaseException:
+        close_targets(targets)
+        raise
     return targets
+
+
+def close_targets(targets):
+    for t in targets:
+        t.close()
 
 
 def check_ios(plans, targets, opts):
@@ -109,16 +149,18 @@ def check_ios(plans, targets, opts):
         planned = {op for p in plans for op in set(p.ops)}
         if planned & {WRITE, DISCARD, FLUSH, WRITE_ZEROES}:
             for target in targets:
-                reason = target.refuse_writes_reason()
+                reason = target.refuse_writes_reason(opts.probe)
                 if reason and not opts.force:
                     raise BlkfleetError(f"{target.path}: refusing to write: {reason} (use --force to write anyway)")
 
 
 class _Channel:
-    """Length-prefixed pickles over a pipe pair."""
+    """Length-prefixed pickles over a pipe pair. The parent reads without blocking (``feed``), so that it keeps
+    every worker's pipe drained while it waits on all of them; a worker reads with ``recv``."""
 
     def __init__(self, rfd, wfd):
         self.rfd, self.wfd = rfd, wfd
+        self._buf = bytearray()
 
     def send(self, obj):
         data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
@@ -140,13 +182,70 @@ class _Channel:
             n -= len(data)
         return b"".join(chunks)
 
+    def feed(self):
+        """Read what the pipe holds now: (complete messages, True once the writer closed it)."""
+        msgs, eof = [], False
+        try:
+            while True:
+                data = os.read(self.rfd, 1 << 20)
+                if not data:
+                    eof = True
+                    break
+                self._buf += data
+        except BlockingIOError:
+            pass
+        while len(self._buf) >= 8:
+            size = struct.unpack_from("Q", self._buf)[0]
+            if len(self._buf) < 8 + size:
+                break
+            msgs.append(pickle.loads(bytes(self._buf[8:8 + size])))
+            del self._buf[:8 + size]
+        return msgs, eof
 
-_stop = False
+
+_stop = None  # the number of the signal that asked the replay to stop, once one did
+_raising = False  # True until the workers start: a signal then raises Stopped
+_active = False  # stop_signals() is in force
+
+
+class Stopped(BlkfleetError):
+    """SIGINT or SIGTERM before the workers started: nothing was replayed."""
+
+    exit_code = EXIT_INTERRUPTED
 
 
 def _on_signal(signum, frame):
     global _stop
-    _stop = True
+    _stop = signum
+    if _raising:
+        raise Stopped(f"stopped by {_signal_name(signum)} before the replay started")
+
+
+@contextmanager
+def stop_signals():
+    """SIGINT and SIGTERM while the replay command runs: until the workers start they raise Stopped (a long
+    load still ends at once); from then on they set the stop flag (the workers stop within a second, partial
+    results are built and written) up to the end of the block."""
+    global _stop, _raising, _active
+    if _active:
+        yield
+        return
+    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    _stop, _raising, _active = None, True, True
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        _raising = _active = False
+
+
+def _set_pdeathsig(parent):
+    """Die with the parent: PR_SET_PDEATHSIG (SIGKILL), then make sure the parent was not already gone (the
+    signal only comes for a death after the call). A worker never issues an IO once its parent is gone."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL), 0, 0, 0) != 0 or os.getppid() != parent:
+        os._exit(EXIT_FAILED)
 
 
 def _worker_main(chan, plan, targets, opts, counters, index):
@@ -157,7 +256,7 @@ def _worker_main(chan, plan, targets, opts, counters, index):
         signal.signal(signal.SIGTERM, _on_signal)
         os.sched_setaffinity(0, {plan.cpu_pinned})
         worker.set_timer_slack()
-        fds = [t.open(opts.write_enable) for t in targets]
+        fds = [t.fd for t in targets]  # opened and checked by the parent, never reopened
         replayer = worker.Replayer(plan, fds, opts)
         chan.send(("ready", None))
         while True:
@@ -168,7 +267,7 @@ def _worker_main(chan, plan, targets, opts, counters, index):
             def progress(done, _i=index):
                 struct.pack_into("Q", counters, 8 * _i, done)
 
-            out = replayer.run(msg[1], lambda: _stop, progress)
+            out = replayer.run(msg[1], lambda: _stop is not None, progress)
             chan.send(("done", out))
             if out.interrupted:
                 break
@@ -184,68 +283,69 @@ def _worker_main(chan, plan, targets, opts, counters, index):
 
 
 class _Worker:
-    def __init__(self, plan, targets, opts, counters, index):
+    """A worker process seen from the parent: @pid, @plan, @chan (non-blocking reads), @status (waitpid
+    status once reaped), @done (it sent what the current phase waits for, or failed), @failed (why it failed)."""
+
+    def __init__(self, plan, targets, opts, counters, index, others):
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:
+            _set_pdeathsig(parent)
+            for w in others:  # the parent's ends of the earlier workers' pipes
+                os.close(w.chan.rfd)
+                os.close(w.chan.wfd)
             os.close(to_child_w)
             os.close(from_child_r)
             _worker_main(_Channel(to_child_r, from_child_w), plan, targets, opts, counters, index)
         os.close(to_child_r)
         os.close(from_child_w)
+        os.set_blocking(from_child_r, False)
         self.pid = pid
         self.plan = plan
         self.chan = _Channel(from_child_r, to_child_w)
         self.status = None
+        self.done = False
+        self.failed = None
 
-    def describe_death(self):
+    def name(self):
+        return f"replay worker for CPU {self.plan.cpu_pinned} (pid {self.pid})"
+
+    def reap(self, block=False):
+        """The waitpid status once the process ended (reaps it), else None."""
         if self.status is None:
             try:
-                pid, status = os.waitpid(self.pid, os.WNOHANG)
+                pid, status = os.waitpid(self.pid, 0 if block else os.WNOHANG)
             except ChildProcessError:
-                return "vanished"
-            if not pid:
-                return None
-            self.status = status
-        if os.WIFSIGNALED(self.status):
-            return f"killed by signal {os.WTERMSIG(self.status)}"
-        return f"exited with status {os.WEXITSTATUS(self.status)}"
+                pid, status = self.pid, 0
+            if pid:
+                self.status = status
+        return self.status
+
+    def death(self):
+        status = self.reap(block=True)
+        if os.WIFSIGNALED(status):
+            return f"killed by {_signal_name(os.WTERMSIG(status))}"
+        return f"exited with status {os.WEXITSTATUS(status)}"
+
+    def signal(self, sig):
+        if self.status is None:
+            _kill(self.pid, sig)
+
+    def close(self):
+        for fd in (self.chan.rfd, self.chan.wfd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
-def _collect(workers, expect, deadline=None):
-    """One message of kind ``expect`` from every worker; raises BlkfleetError on an error or a death."""
-    got = {}
-    pending = {w.chan.rfd: w for w in workers}
-    stop_sent = False
-    while pending:
-        if _stop and not stop_sent:
-            for w in pending.values():
-                _kill(w.pid, signal.SIGTERM)
-            stop_sent = True
-            deadline = time.monotonic() + STOP_GRACE_S
-        if deadline and time.monotonic() > deadline:
-            for w in pending.values():
-                _kill(w.pid, signal.SIGKILL)
-            raise BlkfleetError(f"{len(pending)} worker(s) did not answer in time and were killed")
-        try:
-            ready, _, _ = select.select(list(pending), [], [], 0.2)
-        except InterruptedError:
-            continue
-        for fd in ready:
-            w = pending.pop(fd)
-            msg = w.chan.recv()
-            if msg is None:
-                raise BlkfleetError(f"replay worker for CPU {w.plan.cpu_pinned} (pid {w.pid}) died: "
-                                    f"{w.describe_death() or 'closed its pipe'}")
-            if msg[0] == "error":
-                raise BlkfleetError(f"replay worker for CPU {w.plan.cpu_pinned}: {msg[1]}")
-            got[w.pid] = msg[1]
-        for w in list(pending.values()):
-            death = w.describe_death()
-            if death:
-                raise BlkfleetError(f"replay worker for CPU {w.plan.cpu_pinned} (pid {w.pid}) died: {death}")
-    return [got[w.pid] for w in workers]
+def _signal_name(signum):
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
 
 
 def _kill(pid, sig):
@@ -253,6 +353,97 @@ def _kill(pid, sig):
         os.kill(pid, sig)
     except ProcessLookupError:
         pass
+
+
+class _Supervisor:
+    """The parent's side of a replay: waits on every worker at once, and stops them all on a signal, an
+    expired lease (``lease``: callable, True once expired) or the failure of one of them.
+
+    @stop_reason: why the replay was stopped early ("SIGINT", "SIGTERM", "lease expired", or the failure),
+    @failure: the one line naming the worker that died or failed, @stop_sent: when the others were told to
+    stop (monotonic seconds), after which they get STOP_GRACE_S before SIGKILL."""
+
+    def __init__(self, workers, lease=None):
+        self.workers = workers
+        self.lease = lease
+        self.stop_reason = None
+        self.failure = None
+        self.stop_sent = None
+
+    def _stop_all(self, reason):
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        if self.stop_sent is None:
+            self.stop_sent = time.monotonic()
+            for w in self.workers:
+                if not w.done:
+                    w.signal(signal.SIGTERM)
+
+    def _fail(self, w, problem):
+        w.failed = problem
+        w.done = True
+        if self.failure is None:
+            self.failure = f"{w.name()} {problem}"
+        self._stop_all(self.failure)
+
+    def collect(self, expect, timeout=None):
+        """One ``expect`` message from every worker: {pid: payload}; a worker that died, failed or did not
+        answer in time is left out (``failure`` says which). Returns within STOP_GRACE_S of a stop."""
+        got = {}
+        for w in self.workers:
+            w.done = w.failed is not None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            pending = [w for w in self.workers if not w.done]
+            if not pending:
+                return got
+            if _stop is not None:
+                self._stop_all(_signal_name(_stop))
+            if self.lease is not None and self.lease():
+                self._stop_all("lease expired")
+            now = time.monotonic()
+            if self.stop_sent is not None and now > self.stop_sent + STOP_GRACE_S:
+                for w in pending:
+                    w.signal(signal.SIGKILL)
+                    self._fail(w, f"did not stop within {STOP_GRACE_S:g} s and was killed")
+                continue
+            if deadline is not None and now > deadline:
+                for w in pending:
+                    w.signal(signal.SIGKILL)
+                    self._fail(w, f"did not answer within {timeout:g} s and was killed")
+                continue
+            try:
+                ready, _, _ = select.select([w.chan.rfd for w in pending], [], [], POLL_S)
+            except InterruptedError:
+                continue
+            for w in pending:
+                if w.chan.rfd not in ready:
+                    continue
+                msgs, eof = w.chan.feed()
+                for kind, payload in msgs:
+                    if kind == "error":
+                        self._fail(w, f"failed: {payload}")
+                    elif kind == expect and not w.done:
+                        got[w.pid] = payload
+                        w.done = True
+                if eof and not w.done:
+                    self._fail(w, f"died: {w.death()}")
+
+    def finish(self):
+        """Tell every worker to exit and reap them all, SIGKILL after STOP_GRACE_S: never blocks longer."""
+        for w in self.workers:
+            try:
+                w.chan.send(("exit", None))
+            except OSError:
+                pass
+        deadline = time.monotonic() + STOP_GRACE_S
+        while any(w.reap() is None for w in self.workers) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for w in self.workers:
+            if w.reap() is None:
+                w.signal(signal.SIGKILL)
+                w.reap(block=True)
+            w.close()
 
 
 def _realtime(wanted, nworkers, ncpus, no_stall):
@@ -277,14 +468,27 @@ def _start_instant(opts):
     return now + max(delay, START_DELAY_NS // 10)
 
 
-def replay(opts):
-    """Run a replay; returns (results document, exit code)."""
-    global _stop
-    _stop = False
+def replay(opts, lease=None):
+    """Run a replay; returns (results document, exit code). ``lease``: callable, True once the run's lease
+    expired (the replay then stops as on SIGTERM)."""
+    with stop_signals():
+        return _replay(opts, lease)
+
+
+def _replay(opts, lease):
     validate(opts)
+    mapping = read_maps(opts.map_files)
     streams = load_streams(opts.input_dir, opts.devices, opts.base, opts.find)
     opts.formats = {s.format for s in streams}
-    targets = resolve_targets(streams, opts.map_files)
+    targets = resolve_targets(streams, mapping, opts)
+    try:
+        return _replay_onto(opts, lease, streams, targets)
+    finally:
+        close_targets(targets)
+
+
+def _replay_onto(opts, lease, streams, targets):
+    global _raising
     target_of = {t.recorded: i for i, t in enumerate(targets)}
     cpus = _cpus()
     # Default: one worker per recorded CPU, but leave one CPU to the kernel's IO work (loop workers, IRQs,
@@ -307,68 +511,81 @@ def replay(opts):
     probe.close()
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
     counters = mmap.mmap(-1, 8 * len(plans))
-    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    _raising = False
     workers = []
+    sup = _Supervisor(workers, lease)
     runs = []
-    interrupted = False
     try:
-        workers = [_Worker(p, targets, opts, counters, i) for i, p in enumerate(plans)]
-        _collect(workers, "ready", time.monotonic() + 60)
+        for i, p in enumerate(plans):
+            workers.append(_Worker(p, targets, opts, counters, i, workers))
+        sup.collect("ready", READY_TIMEOUT_S)
+        if sup.failure:
+            raise BlkfleetError(sup.failure)
         total = sum(len(p) for p in plans)
         for _it in range(opts.iterations):
-            if _stop:
-                interrupted = True
+            if lease is not None and lease():
+                sup.stop_reason = sup.stop_reason or "lease expired"
+            if sup.stop_reason or _stop is not None:
                 break
             start = _start_instant(opts) if not runs else time.monotonic_ns() + START_DELAY_NS
+            if not runs:
+                opts.start_ns = start
             for w in workers:
                 w.chan.send(("go", start))
-            outs = _wait_iteration(workers, counters, total)
+            got = _wait_iteration(sup, counters, total)
+            outs = [got.get(w.pid) or worker.Outcome.lost(w.plan) for w in workers]
             runs.append(list(zip(plans, outs)))
-            if any(o.interrupted for o in outs):
-                interrupted = True
+            if sup.stop_reason or any(o.interrupted for o in outs):
                 break
-        for w in workers:
-            try:
-                w.chan.send(("exit", None))
-            except OSError:
-                pass
     finally:
-        for w in workers:
-            try:
-                os.waitpid(w.pid, 0) if w.status is None else None
-            except ChildProcessError:
-                pass
-        for s, handler in old.items():
-            signal.signal(s, handler)
-    doc = results.build(runs, targets, opts, started, interrupted or _stop)
-    code = 0
-    if doc["total"]["errors"]["count"]:
-        code = 3
+        sup.finish()
+    if _stop is not None and sup.stop_reason is None:
+        sup.stop_reason = _signal_name(_stop)
+    interrupted = bool(sup.stop_reason) or any(o.interrupted for pairs in runs for _p, o in pairs)
+    doc = results.build(runs, targets, opts, started, interrupted, sup.stop_reason, _failed(sup))
+    return doc, exit_code(doc)
+
+
+def _failed(sup):
+    if not sup.failure:
+        return None
+    bad = [w for w in sup.workers if w.failed]
+    return {"reason": sup.failure,
+            "workers": [{"cpu": w.plan.cpu_pinned, "pid": w.pid, "problem": w.failed} for w in bad]}
+
+
+def exit_code(doc):
+    """EXIT_FAILED (a worker died or failed) before EXIT_LEASE, EXIT_INTERRUPTED, EXIT_IO_ERRORS, EXIT_OK."""
+    if doc.get("failed"):
+        return EXIT_FAILED
+    if doc.get("stop_reason") == "lease expired":
+        return EXIT_LEASE
     if doc["interrupted"]:
-        code = 130
-    return doc, code
+        return EXIT_INTERRUPTED
+    if doc["total"]["errors"]["count"]:
+        return EXIT_IO_ERRORS
+    return EXIT_OK
 
 
-def _wait_iteration(workers, counters, total):
+def _wait_iteration(sup, counters, total):
     """Collect one iteration's outcomes, showing progress on a terminal."""
     if not sys.stderr.isatty():
-        return _collect(workers, "done")
+        return sup.collect("done")
     import threading
 
     finished = threading.Event()
 
     def show():
         while not finished.wait(0.5):
-            done = sum(struct.unpack_from("Q", counters, 8 * i)[0] for i in range(len(workers)))
+            done = sum(struct.unpack_from("Q", counters, 8 * i)[0] for i in range(len(sup.workers)))
             sys.stderr.write(f"\rreplaying: {done}/{total} IOs ({100 * done / max(total, 1):.0f} %)")
             sys.stderr.flush()
 
     thread = threading.Thread(target=show, daemon=True)
     thread.start()
     try:
-        return _collect(workers, "done")
+        return sup.collect("done")
     finally:
         finished.set()
         thread.join()
         sys.stderr.write("\r" + " " * 60 + "\r")
-

@@ -4,6 +4,7 @@ import heapq
 from array import array
 
 from ..errors import BlkfleetError, TraceFormatError
+from ..names import check_name
 from ..percpu import find_devices, find_per_cpu
 from ..replayfile import iter_ios, open_replay
 
@@ -44,6 +45,7 @@ def load_streams(directory, devices, base="replay", find=False):
         raise BlkfleetError("no device given (name devices, or use -F to find replay files)")
     streams = []
     for dev in names:
+        check_name(dev, "recorded device name")
         for cpu, path in enumerate(find_per_cpu(directory, dev, base)):
             stream = Stream(dev, cpu, path)
             if len(stream):

@@ -1,57 +1,81 @@
 """Replay targets: the device map, opening devices, and the safety checks made before any IO."""
 
+import datetime
+import errno
 import fcntl
+import json
 import os
 import stat
 import struct
 
 from ..errors import BlkfleetError
+from ..files import private_dir
+from ..names import check_name, name_problem
+from . import signatures
 
 BLKGETSIZE64 = 0x80081272
 BLKSSZGET = 0x1268
 BLKROGET = 0x125E
 BLKDISCARD = 0x1277
 BLKZEROOUT = 0x127F
+PATH_MAX = 4096
+LOCK_ROOT = "/run/blkfleet/locks"
 
-# (offset, magic, what): on-disk signatures that mean "this device holds data worth keeping"
-SIGNATURES = (
-    (1080, b"\x53\xef", "an ext2/3/4 filesystem"),
-    (0, b"XFSB", "an XFS filesystem"),
-    (65600, b"_BHRfS_M", "a btrfs filesystem"),
-    (3, b"NTFS    ", "an NTFS filesystem"),
-    (54, b"FAT", "a FAT filesystem"),
-    (82, b"FAT32", "a FAT32 filesystem"),
-    (4086, b"SWAPSPACE2", "swap space"),
-    (536, b"LVM2 001", "an LVM physical volume"),
-    (4096, b"\xa9\x2b\x4d\xfc", "a LUKS volume"),
-    (0, b"LUKS\xba\xbe", "a LUKS volume"),
-    (512, b"EFI PART", "a GPT partition table"),
-    (510, b"\x55\xaa", "an MBR partition table or boot sector"),
-)
+MAP_MAX_BYTES = 1 << 20
 
 
 def parse_map(path):
-    """btreplay's map file: ``FROM TO`` pairs (whitespace separated, ``#`` comments), first match wins."""
-    try:
-        with open(path) as f:
-            text = f.read()
+    """btreplay's map file: ``FROM TO`` pairs (whitespace separated, ``#`` comments), first match wins. FROM is
+    a recorded device name, TO a device name under /dev or the absolute path of a block device; both checked
+    here, before either becomes a path."""
+    try:  # O_NONBLOCK: a FIFO must not hang the open; it is refused below
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as e:
         raise BlkfleetError(f"{path}: cannot read device map: {e.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise BlkfleetError(f"{path}: device map is not a regular file")
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(MAP_MAX_BYTES + 1)
+    if len(data) > MAP_MAX_BYTES:
+        raise BlkfleetError(f"{path}: device map is larger than {MAP_MAX_BYTES} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BlkfleetError(f"{path}: device map is not UTF-8 text (byte {e.start})") from None
     mapping = {}
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.split("\n"), 1):
         words = line.split("#", 1)[0].split()
         if not words:
             continue
         if len(words) != 2:
             raise BlkfleetError(f"{path}:{number}: expected 'FROM TO', got {line.strip()!r}")
+        problem = name_problem(words[0])
+        if problem:
+            raise BlkfleetError(f"{path}:{number}: invalid recorded device name {words[0]!r}: {problem}")
+        problem = target_problem(words[1])
+        if problem:
+            raise BlkfleetError(f"{path}:{number}: invalid target {words[1]!r}: {problem}")
         mapping.setdefault(words[0], words[1])
     return mapping
 
 
+def target_problem(target):
+    """Why a map's TO cannot be a target, or None: a device name (blkfleet.names) or an absolute path."""
+    if target.startswith("/"):
+        if len(target) > PATH_MAX or any(ord(c) < 32 or c == "\x7f" for c in target):
+            return f"an absolute path of at most {PATH_MAX} characters, without control characters"
+        return None
+    return name_problem(target)
+
+
 def device_path(name):
-    """``/dev/NAME`` for a name as recorded or mapped (``_`` read as ``/`` if only that exists), or a path."""
+    """``/dev/NAME`` for a device name as recorded or mapped (``_`` read as ``/`` if only that exists), or the
+    absolute path given. The name is checked first (no '/', no '.' or '..' between '_'), so the path stays
+    under /dev; whatever it names must still be a block device (``Target``)."""
     if name.startswith("/"):
         return name
+    check_name(name, "device name")
     path = os.path.join("/dev", name)
     if not os.path.exists(path) and "_" in name and os.path.exists(os.path.join("/dev", name.replace("_", "/"))):
         return os.path.join("/dev", name.replace("_", "/"))
@@ -59,55 +83,126 @@ def device_path(name):
 
 
 class Target:
-    """A block device about to be replayed onto: its geometry and what it holds."""
+    """A block device about to be replayed onto, opened once (``fd``: O_DIRECT; read-write and O_EXCL with
+    ``write``, so the kernel itself refuses a mounted or claimed device, and a second writer), checked through
+    that descriptor (fstat: a block device, the very device number checked before it was opened), and used as
+    it is by every worker: nothing reopens its path. With ``write``, an advisory lock per device
+    (``DeviceLock``) makes a second writing replay fail at once, naming the first."""
 
-    def __init__(self, recorded, path):
+    def __init__(self, recorded, path, write=False, run_id=None):
         self.recorded = recorded
         self.path = path
+        self.fd = None
+        self.lock = None
+        self.probe = None
+        what = f"target of recorded device {recorded}"
         try:
             st = os.stat(path)
-        except OSError as e:
-            raise BlkfleetError(f"{path}: {e.strerror} (target of recorded device {recorded})") from None
+        except (OSError, ValueError) as e:
+            raise BlkfleetError(f"{path}: {getattr(e, 'strerror', None) or e} ({what})") from None
         if not stat.S_ISBLK(st.st_mode):
-            raise BlkfleetError(f"{path}: not a block device (target of recorded device {recorded})")
+            raise BlkfleetError(f"{path}: not a block device ({what})")
         self.rdev = st.st_rdev
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            self.size = _ioctl_u64(fd, BLKGETSIZE64)
-            self.block_size = _ioctl_int(fd, BLKSSZGET)
-            self.read_only = bool(_ioctl_int(fd, BLKROGET))
-        finally:
-            os.close(fd)
+            if write:
+                self.lock = DeviceLock(self.rdev, path, run_id)
+            self.fd = self._open(write)
+            fst = os.fstat(self.fd)
+            if not stat.S_ISBLK(fst.st_mode) or fst.st_rdev != self.rdev:
+                raise BlkfleetError(f"{path}: changed while it was being opened ({what})")
+            self.size = _ioctl_u64(self.fd, BLKGETSIZE64)
+            self.block_size = _ioctl_int(self.fd, BLKSSZGET)
+            self.read_only = bool(_ioctl_int(self.fd, BLKROGET))
+        except BaseException:
+            self.close()
+            raise
         self.mounts = _mounts_of(self.rdev)
         self.holders = _holders_of(self.rdev)
         self.queue_depth = _nr_requests(self.rdev)
 
-    def refuse_writes_reason(self):
+    def _open(self, write):
+        flags = os.O_DIRECT | os.O_CLOEXEC | getattr(os, "O_NOATIME", 0)
+        flags |= os.O_RDWR | os.O_EXCL if write else os.O_RDONLY
+        try:
+            return os.open(self.path, flags)
+        except OSError as e:
+            if write and e.errno == errno.EBUSY:
+                users = _mounts_of(self.rdev) + _holders_of(self.rdev)
+                raise BlkfleetError(
+                    f"{self.path}: refusing to write: the kernel refuses an exclusive open (it is "
+                    f"{'in use by ' + ', '.join(users) if users else 'mounted, claimed or open exclusively elsewhere'}"
+                    "; never written, even with --force)") from None
+            raise BlkfleetError(f"{self.path}: cannot open for {'writing' if write else 'reading'}: {e.strerror}") \
+                from None
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def refuse_writes_reason(self, method="auto"):
         """Why writing here would destroy something, or None."""
         if self.mounts:
             return f"it is mounted on {', '.join(self.mounts)}"
         if self.holders:
             return f"it is in use by {', '.join(self.holders)}"
-        signature = self.signature()
+        signature = self.signature(method)
         if signature:
             return f"it holds {signature}"
         return None
 
-    def signature(self):
-        """What the first blocks hold (filesystem, partition table...), or None; reads the device."""
-        fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            return _probe(fd, self.size)
-        finally:
-            os.close(fd)
+    def signature(self, method="auto"):
+        """What the device holds (filesystem, partition table...), or None; the probe made is kept in
+        ``probe`` for the results."""
+        self.probe = signatures.probe(self.fd, self.size, self.block_size, method)
+        return self.probe["found"]
 
-    def open(self, write):
-        flags = (os.O_RDWR if write else os.O_RDONLY) | os.O_DIRECT | os.O_CLOEXEC | getattr(os, "O_NOATIME", 0)
+
+class DeviceLock:
+    """An advisory lock (flock) per block device for replays that write to it: ``LOCK_ROOT/MAJ:MIN.lock``,
+    root's alone, holding the holder's pid, start time and run ID as JSON so that the second writer can name
+    it. Workers inherit it: it lasts as long as any process of the replay."""
+
+    def __init__(self, rdev, path, run_id=None):
+        directory = private_dir(LOCK_ROOT, "lock directory")
+        self.path = os.path.join(directory, f"{os.major(rdev)}:{os.minor(rdev)}.lock")
         try:
-            return os.open(self.path, flags)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         except OSError as e:
-            raise BlkfleetError(f"{self.path}: cannot open for {'writing' if write else 'reading'}: {e.strerror}") \
-                from None
+            raise BlkfleetError(f"{self.path}: cannot open the device lock: {e.strerror}") from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise BlkfleetError(f"{self.path}: the device lock is not a regular file")
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise BlkfleetError(f"{path}: another replay writes to it ({_holder(fd)})") from None
+            started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+            holder = {"pid": os.getpid(), "started": started, "run_id": run_id, "device": path}
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, json.dumps(holder).encode(), 0)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.fd = fd
+
+    def release(self):
+        if self.fd is not None:
+            os.ftruncate(self.fd, 0)
+            os.close(self.fd)
+            self.fd = None
+
+
+def _holder(fd):
+    try:
+        holder = json.loads(os.pread(fd, 4096, 0).decode("utf-8"))
+        text = f"pid {int(holder['pid'])}, started {holder['started']}"
+        return text + (f", run {holder['run_id']}" if holder.get("run_id") else "")
+    except (OSError, ValueError, TypeError, KeyError):
+        return "a replay whose pid is not known yet"
 
 
 def _ioctl_u64(fd, request):
@@ -116,14 +211,6 @@ def _ioctl_u64(fd, request):
 
 def _ioctl_int(fd, request):
     return struct.unpack("i", fcntl.ioctl(fd, request, b"\0" * 4))[0]
-
-
-def _probe(fd, size):
-    head = os.pread(fd, min(size, 65536 + 4096), 0)
-    for offset, magic, what in SIGNATURES:
-        if head[offset : offset + len(magic)] == magic:
-            return what
-    return None
 
 
 def _sys_block(rdev):

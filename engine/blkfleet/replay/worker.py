@@ -30,6 +30,7 @@ WARM_FIFO_NS = 150_000
 PROBE_EVERY_NS = 100_000
 IDLE_WORK_NS = 200_000  # the engine may prepare IOs when the warm-up stretch is this far away
 DRAIN_NS = 1_000_000_000  # after a stop: wait this long for IOs in flight
+STOP_POLL_NS = 100_000_000  # a worker looks at its stop flag at least this often, however long it waits
 
 
 class Outcome:
@@ -43,6 +44,15 @@ class Outcome:
         self.completed = 0
         self.interrupted = False
         self.start_wall = None  # CLOCK_REALTIME seconds at the start instant, as this host sees it
+
+    @classmethod
+    def lost(cls, plan):
+        """The outcome of a worker that died or failed: what it did is unknown, so none of its IOs counts."""
+        n = len(plan)
+        out = cls(n, array("b", plan.ops))
+        out.submit = array("q", [-1]) * n
+        out.interrupted = True
+        return out
 
     def fail(self, target, message):
         entry = self.errors.setdefault(target, [0, message])
@@ -109,7 +119,7 @@ def _replay(plan, ios, engine, fds, start_ns, opts, stop, progress, rt):
         out.completed += len(events)
 
     while mono() < start_ns - WARM_NS and not stop():
-        time.sleep(max(start_ns - WARM_NS - mono(), 0) / 1e9)
+        time.sleep(min(max(start_ns - WARM_NS - mono(), 0), STOP_POLL_NS) / 1e9)
     out.start_wall = time.time() + (start_ns - mono()) / 1e9
     rt_check = rt.start() - start_ns
     next_progress = 0
@@ -171,11 +181,11 @@ def _replay(plan, ios, engine, fds, start_ns, opts, stop, progress, rt):
             wait = (0 if no_stall else due[i]) - (mono() - start_ns)
         if wait > warm:  # sleep, in the completion wait if IOs are in flight, until the warm-up stretch
             if inflight:
-                events = engine.reap(1, wait - warm)
+                events = engine.reap(1, min(wait - warm, STOP_POLL_NS))
                 if events:
                     complete(events, mono() - start_ns)
             else:
-                time.sleep((wait - warm) / 1e9)
+                time.sleep(min(wait - warm, STOP_POLL_NS) / 1e9)
         elif not inflight and now - last_probe >= PROBE_EVERY_NS and wait > PROBE_EVERY_NS // 2:
             engine.probe()
             last_probe = now

@@ -117,11 +117,13 @@ def _start(runs, opts):
     first = [o.start_wall + min(t for t in o.submit if t >= 0) / 1e9 for o in outs
              if o.start_wall is not None and any(t >= 0 for t in o.submit)]
     return {"requested": opts.start_at, "wall": min(walls) if walls else None,
-            "first_submit_wall": min(first) if first else None}
+            "first_submit_wall": min(first) if first else None,
+            "monotonic_ns": getattr(opts, "start_ns", None)}
 
 
-def build(runs, targets, opts, started, interrupted):
-    """The results document. ``runs``: per iteration, a list of (plan, outcome) per worker."""
+def build(runs, targets, opts, started, interrupted, stop_reason=None, failed=None):
+    """The results document. ``runs``: per iteration, a list of (plan, outcome) per worker; ``stop_reason``
+    and ``failed``: why it stopped early, and the worker failure that stopped it (see the schema)."""
     per_device = {t.recorded: [] for t in targets}
     errors = {}  # target index (-1: not tied to one) -> [count, first]
     total_rows = []
@@ -181,6 +183,10 @@ def build(runs, targets, opts, started, interrupted):
         "late_threshold_us": opts.late_threshold_ns / 1000,
         "start": _start(runs, opts),
         "interrupted": interrupted,
+        "stop_reason": stop_reason,
+        "failed": failed,
+        "run_id": getattr(opts, "run_id", None),
+        "probes": [{"device": t.recorded, "target": t.path, **t.probe} for t in targets if getattr(t, "probe", None)],
         "devices": devices,
         "total": memo(total_rows, all_errors, first_error),
         "per_iteration": iterations,
@@ -195,7 +201,7 @@ def summary_lines(doc):
         f"blkfleet replay: {t['ios']} IOs in {t['duration_s']:.3f} s ({t['iops']:.0f} IOPS, {t['mb_s']:.1f} MB/s), "
         f"mode {doc['mode']}, x{doc['acc_factor']}, engine {doc['engine']}"
         + (", SCHED_FIFO" if doc.get("realtime") else "")
-        + (", INTERRUPTED" if doc["interrupted"] else ""),
+        + (", FAILED" if doc.get("failed") else ", INTERRUPTED" if doc["interrupted"] else ""),
     ]
     for name, d in sorted(doc["devices"].items()):
         ops = ", ".join(f"{k} {v['ios']}" for k, v in sorted(d["by_op"].items()))

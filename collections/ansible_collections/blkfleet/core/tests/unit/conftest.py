@@ -221,6 +221,14 @@ elif args[:1] == ["replay"]:
         fail("1 IO errors (first: loop1: Input/output error)", 3)
     if code:
         fail("replay: bad input", code)
+elif args[:1] == ["job"]:
+    state = os.environ.get("FAKE_JOB_STATE", "running")
+    doc = {"run_id": args[-1], "state": state, "argv": args}
+    if args[1] == "renew":
+        doc["renewed"] = state == "running"
+    if args[1] == "stop":
+        doc.update(stopped=state == "running", state="finished" if state == "running" else state)
+    print(json.dumps(doc))
 elif args[:2] in (["bundle", "verify"], ["bundle", "info"]):
     if os.environ.get("FAKE_VERIFY_FAIL"):
         fail(args[2] + ": member 'replay/loop1.replay.0': sha256 mismatch")
