@@ -205,3 +205,18 @@ def test_stored_text_that_is_not_json_is_rejected_too(tmp_path):
         assert store.rows() == []
         assert "nested too deeply" in store.rejected[1]
     assert len(lines) == 1
+
+
+@pytest.mark.parametrize("case", ["host-dict", "total-null", "deep"])
+def test_results_check_refuses_what_add_refuses_and_stores_nothing(tmp_path, capsys, case):
+    change, message = BAD[case]
+    doc = make_doc(seed=1)
+    change(doc)
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(doc))
+    assert main(["results", "check", "--", str(path)]) == 2
+    one_line(capsys, 2, message)
+    good = write_doc(tmp_path / "good.json", make_doc(seed=2))
+    assert main(["results", "check", good]) == 0
+    assert capsys.readouterr().out.startswith(f"valid: {good}")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["good.json", "r.json"]

@@ -11,8 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
-import tempfile
 
 from ansible.errors import AnsibleActionFail, AnsibleConnectionFailure, AnsibleError
 
@@ -36,13 +34,10 @@ def check_content(path, validate):
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
         raise AnsibleActionFail('not valid JSON: %s' % e)
     if validate == 'results':
-        scratch = tempfile.mkdtemp(prefix='blkfleet-check-')
         try:
-            _controller.run_engine(['results', 'add', '--db', os.path.join(scratch, 'check.sqlite'), '--', path])
+            _controller.run_engine(['results', 'check', '--', path])
         except _controller.EngineFailed as e:
             raise AnsibleActionFail('not a valid results document: %s' % e.short)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
 
 
 class ActionModule(BlkfleetAction):
