@@ -28,6 +28,8 @@ def record(args, workdir):
     argv = ['record', '-q', '-d', args['trace_dir'], '-D', workdir, '--json', summary]
     if args['compat']:
         argv.append('--compat')
+    if args['accept_missing']:
+        argv.append('--accept-missing')
     if args['max_bunch_time'] is not None:
         argv += ['-m', args['max_bunch_time']]
     if args['max_pkts'] is not None:
@@ -76,6 +78,7 @@ class ActionModule(BlkfleetAction):
         bundle=dict(type='path'),
         source_host=dict(type='str'),
         compat=dict(type='bool', default=False),
+        accept_missing=dict(type='bool', default=False),
         max_bunch_time=dict(type='int'),
         max_pkts=dict(type='int'),
     )
@@ -121,7 +124,7 @@ class ActionModule(BlkfleetAction):
             result.update(
                 changed=bool(changed_files or stale), replay_dir=replay_dir, devices=devices,
                 files=files, ios=sum(item.get('ios', 0) for item in files), updated=changed_files, removed=stale,
-                record_json=os.path.join(replay_dir, RECORD_JSON))
+                record_json=os.path.join(replay_dir, RECORD_JSON), capture=summary.get('capture'))
             if args['bundle']:
                 target = os.path.abspath(args['bundle'])
                 source_dir = out if check else replay_dir

@@ -99,9 +99,10 @@ def test_engine_arguments_end_options_before_devices(monkeypatch, tmp_path):
                 f.write('{"files": []}')
         return ''
     monkeypatch.setattr(_controller, 'run_engine', fake_run)
-    args = {'trace_dir': '/t', 'compat': False, 'max_bunch_time': None, 'max_pkts': None, 'devices': ['sda']}
+    args = {'trace_dir': '/t', 'compat': False, 'accept_missing': True, 'max_bunch_time': None, 'max_pkts': None,
+            'devices': ['sda']}
     btrecord_action.record(args, str(tmp_path))
-    assert calls[-1][-2:] == ['--', 'sda']
+    assert calls[-1][-2:] == ['--', 'sda'] and '--accept-missing' in calls[-1]
     replay_bundle_action.build_bundle(str(tmp_path), {'replay_dir': '/r', 'trace_dir': None, 'source_host': None,
                                                       'record_json': None, 'devices': ['sda', 'sdb']})
     assert calls[-1][-3:] == ['--', 'sda', 'sdb']
