@@ -99,7 +99,7 @@ options:
   force:
     description:
       - With O(state=started), start even though O(output_dir) holds a finished or dead capture, or a running
-        capture of another O(token): that capture is stopped and its files are discarded. Without it, the
+        capture of another O(token); that capture is stopped and its files are discarded. Without it, the
         engine refuses.
     type: bool
     default: false
@@ -236,7 +236,7 @@ files:
 file_info:
   description:
     - The trace files and C(capture.json), as the host has them after the stop (O(state=stopped), not in
-      check mode): what a fetched copy must match.
+      check mode), which a fetched copy must match.
   returned: when a capture summary exists
   type: list
   elements: dict
