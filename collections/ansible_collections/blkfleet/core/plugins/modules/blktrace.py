@@ -431,7 +431,7 @@ def main():
             state=dict(type='str', choices=['started', 'stopped'], default='started'),
             devices=dict(type='list', elements='str', default=[]),
             output_dir=dict(type='path', required=True),
-            token=dict(type='str'),
+            token=dict(type='str', no_log=False),  # a run id, not a secret
             backend=dict(type='str', choices=['auto', 'blktrace', 'ftrace'], default='auto'),
             mode=dict(type='str', choices=['auto', 'events', 'raw', 'pipe'], default='auto'),
             act_mask=dict(type='str', default='queue'),
