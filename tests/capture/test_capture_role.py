@@ -15,7 +15,7 @@ import pytest
 from capture_util import blkfleet, json_out, need
 
 from blkfleet.capture import control
-from helpers.adhoc import REPO, ansible_bin, ansible_env
+from helpers.adhoc import REPO, ansible_bin, ansible_env, run_adhoc
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -135,3 +135,61 @@ def test_an_interrupted_play_is_not_reused_by_the_next(role_env):
     assert run.returncode == 0, run.stdout[-4000:]
     summary = json.loads((fetch / "localhost" / "capture.json").read_text())["summary"]
     assert summary["queued"] == 700  # this run's IO only
+
+
+@pytest.fixture(scope="module")
+def engine_path():
+    """This checkout's engine, installed (the module's default is the newest engine anyone installed)."""
+    rc, result, run = run_adhoc("blkfleet.core.engine")
+    assert rc == 0, run.stdout + run.stderr
+    return result["path"]
+
+
+@pytest.fixture
+def adhoc(engine_path):
+    def run(args, check=False):
+        return run_adhoc("blkfleet.core.blktrace", f"{args} engine={engine_path}", check=check, timeout=300)
+
+    return run
+
+
+def test_module_refuses_trace_files_outside_the_directory(adhoc, capture_dirs):
+    out = capture_dirs()
+    out.mkdir(mode=0o700)
+    (out / "capture.json").write_text(json.dumps({"version": 2, "state": "stopped", "stop_time": "then",
+                                                  "summary": {"files": ["/etc/shadow", "../../x"], "queued": 1}}))
+    rc, result, run = adhoc(f"state=stopped output_dir={out}")
+    assert rc != 0 and "not a plain DEV.blktrace.CPU name" in result["msg"], run.stdout
+    assert "files" not in result and "file_info" not in result
+
+
+def test_module_on_a_dead_capture(adhoc, loopdev, capture_dirs):
+    """Check mode on a dead capture restored the tracer; after the salvage every later stop failed (rc 2);
+    check-mode start into a directory holding a finished capture predicted success."""
+    need("fio")
+    dev = loopdev(16 << 20)
+    out = capture_dirs()
+    rc, result, run = adhoc(f"devices={dev} output_dir={out} token=a backend=ftrace mode=raw busy_timeout=600")
+    assert rc == 0 and result["changed"] is True, run.stdout
+    subprocess.run(["fio", "--name=d", f"--filename={dev}", "--direct=1", "--ioengine=libaio", "--bs=4k",
+                    "--rw=randwrite", "--size=8M", "--number_ios=300", "--output-format=terse"], check=True,
+                   capture_output=True)
+    os.kill(result["capture"]["pid"], signal.SIGKILL)
+    time.sleep(0.2)
+    with open("/sys/kernel/tracing/current_tracer") as f:
+        assert f.read().strip() == "blk"
+    for _ in range(2):
+        rc, result, run = adhoc(f"state=stopped output_dir={out} token=a", check=True)
+        assert rc == 0 and result["changed"] is True and result["state"] == "dead", run.stdout
+    with open("/sys/kernel/tracing/current_tracer") as f:
+        assert f.read().strip() == "blk"  # check mode changed nothing on the host
+    assert control.inspect(out).record is not None
+    rc, result, run = adhoc(f"state=stopped output_dir={out} token=a")
+    assert rc != 0 and result["changed"] is True and result["state"] == "salvaged" and result["queued"] == 300
+    for check in (True, False):  # a later stop: nothing to do, no failure
+        rc, result, run = adhoc(f"state=stopped output_dir={out} token=a", check=check)
+        assert rc == 0 and result["changed"] is False and result["state"] == "salvaged", run.stdout
+    rc, result, run = adhoc(f"devices={dev} output_dir={out} token=b", check=True)
+    assert rc != 0 and "holds a finished capture" in result["msg"]  # as the real start
+    rc, result, run = adhoc(f"devices={dev} output_dir={out} token=b")
+    assert rc != 0 and "holds a finished capture" in result["msg"]
