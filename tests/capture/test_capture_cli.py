@@ -191,6 +191,31 @@ def test_start_twice_stop_twice_and_duration(loopdev, capture_dirs):
     assert done["stopped"] is False and done["stop_reason"] == "duration"
 
 
+def test_run_tokens(loopdev, capture_dirs):
+    """A play interrupted during its capture left it running; the next run reused it, even with force."""
+    need("fio")
+    dev = loopdev(16 << 20)
+    out = capture_dirs()
+    first = start(dev, out, "--backend", "ftrace", "--token", "run-1")
+    assert start(dev, out, "--backend", "ftrace", "--token", "run-1")["started"] is False  # idempotent
+    fio("--name=a", f"--filename={dev}", rw="randwrite", iodepth=4, size="8M", number_ios=400)
+    run = blkfleet("capture", "start", "--backend", "ftrace", "-d", dev, "-D", out, "--token", "run-2")
+    assert run.returncode == 2 and "a capture of another run (token run-1) is running" in run.stderr
+    assert len(run.stderr.splitlines()) == 1
+    check = start(dev, out, "--backend", "ftrace", "--token", "run-2", "--force", "--check")
+    assert check["check"] is True and check["started"] is True and control.inspect(out).pid == first["pid"]
+    second = start(dev, out, "--backend", "ftrace", "--token", "run-2", "--force")
+    assert second["started"] is True and second["token"] == "run-2" and process_start(first["pid"]) is None
+    fio("--name=b", f"--filename={dev}", rw="randwrite", iodepth=4, size="8M", number_ios=300)
+    refused = blkfleet("capture", "stop", "-D", out, "--token", "run-1")
+    assert refused.returncode == 2 and "belongs to another run (token run-2, not run-1)" in refused.stderr
+    summary = stop(out, "--token", "run-2")
+    assert summary["queued"] == 300 and summary["token"] == "run-2"  # only the second run's IO
+    again = start(dev, out, "--backend", "ftrace", "--token", "run-2")
+    assert again["started"] is False and again["state"] == "stopped"  # that run's capture already ran
+    assert blkfleet("capture", "start", "-d", dev, "-D", out, "--token", "bad token").returncode == 2
+
+
 def test_stale_pid_is_detected(loopdev, capture_dirs):
     dev = loopdev(8 << 20)
     out = capture_dirs()

@@ -80,7 +80,7 @@ def base_states(world, rng):
               os.path.basename(world.device)])], "device_args": [world.device], "output_dir": out,
               "start_time": "2026-01-01T00:00:00.000+00:00", "start_epoch": time.time() - 5,
               "log": world.victim, "state_file": world.victim, "lock_path": world.victim,
-              "run_id": "%032x" % rng.getrandbits(128), "token": rng.choice([None, "t1", "t2"]), "recovered": [],
+              "run_id": f"{rng.getrandbits(128):032x}", "token": rng.choice([None, "t1", "t2"]), "recovered": [],
               "options": {"act_mask": "queue", "buffer_kb": 512}, "requested_backend": "auto"}
     events_info = {"mode": "events", "ncpus": 2, "page_size": 4096, "event_id": 1000, "blk_entry_type": None,
                    "event_fields": {"common_pid": [4, 4], "dev": [8, 4], "sector": [16, 8], "nr_sector": [24, 4],
