@@ -215,6 +215,8 @@ def start(opts, report_timeout=START_TIMEOUT):
     recovered = []
     if action == "replace":
         _stop_running(seen, STOP_TIMEOUT)
+        recovered.append(f"the running capture of token {seen.state.get('token')} (pid {seen.pid}) was stopped "
+                         "and discarded")
     elif action == "recover":
         recovered = _recover(seen)
     outputs.discard(opts.outdir, data=action != "start")

@@ -127,10 +127,13 @@ def run(opts, report_fd, recovered, run_id, key):  # pragma: no cover (runs in t
             f.write(b"\0" * RESERVE_BYTES)
         backend.start()
     except BaseException as e:
-        backend.finish()
-        outputs.remove(reserve)
-        state.save(opts.outdir, dict(doc, state="failed", stop_reason="error", stop_time=now(),
-                                     summary=finish_summary({}, f"cannot start the capture: {e}")))
+        try:
+            backend.finish()
+            outputs.remove(reserve)
+        except BaseException:
+            traceback.print_exc()
+        save_quietly(opts.outdir, dict(doc, state="failed", stop_reason="error", stop_time=now(), collected=True,
+                                       summary=finish_summary({}, f"cannot start the capture: {e}")))
         _report(report_fd, {"error": f"cannot start the capture: {e}"})
         lock.release()
         return 2

@@ -110,15 +110,17 @@ class DaemonLock:
         write_json_file(record_path(self.key), record, mode=0o600)
 
     def release(self):
-        """Remove the record and the lock file, then drop the lock (the daemon has written its final state)."""
+        """Remove the record and the lock file, then drop the lock (the daemon has written its final state);
+        nothing when the lock was never taken (they are another daemon's)."""
+        if self.fd is None:
+            return
         for path in (record_path(self.key), lock_path(self.key)):
             try:
                 os.unlink(path)
             except FileNotFoundError:
                 pass
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
+        os.close(self.fd)
+        self.fd = None
 
 
 def _lock_holders(st):

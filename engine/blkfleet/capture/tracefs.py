@@ -420,7 +420,7 @@ class Capture:
 
 SNAPSHOT_KEYS = re.compile(r"tracing_on|current_tracer|trace_clock|buffer_size_kb|per_cpu/cpu\d{1,5}/buffer_size_kb|"
                            r"options/(?:" + "|".join(re.escape(n) for n in OPTIONS) + ")")
-_VALUE = re.compile(r"[A-Za-z0-9_.,:-]{1,64}")
+_VALUE = re.compile(r"[A-Za-z0-9_.,:-]{1,256}")
 
 
 def save_snapshot(lock, tracing, tracer=None, owner=None, instance=False):
