@@ -6,7 +6,7 @@ numbers, control characters, deep nesting, byte flips, truncation, non-UTF-8 byt
 with garbage raw pages, staged files or trace files beside them. Every case must exit 0 or 2, with one line
 on stderr when it fails and none when it succeeds, never start a capture, and never touch anything outside
 the directory: a bystander process named as the pid lives on, victim files and directories stay as they
-were, no run record appears and the tracer snapshot is not written. 10,000 cases run in this process
+were, and no run record or tracer snapshot names the directory. 10,000 cases run in this process
 (``blkfleet.cli.main``), 400 through real subprocesses.
 """
 
@@ -54,13 +54,25 @@ class World:
         self.before = self.view()
 
     def view(self):
+        """The files outside the directory, and whether a run record or tracer snapshot names the directory
+        (others' captures may come and go meanwhile: theirs are not looked at)."""
         listing = {}
         for base, _, names in os.walk(self.outside):
             for name in names:
                 st = os.lstat(os.path.join(base, name))
                 listing[os.path.join(base, name)] = (st.st_size, st.st_mtime_ns, st.st_mode)
-        records = sorted(os.listdir(rundir.RUN_DIR)) if os.path.isdir(rundir.RUN_DIR) else []
-        return listing, records, os.path.lexists(tracefs.SNAPSHOT_PATH)
+        ours = []
+        paths = [tracefs.SNAPSHOT_PATH]
+        if os.path.isdir(rundir.RUN_DIR):
+            paths += [os.path.join(rundir.RUN_DIR, n) for n in os.listdir(rundir.RUN_DIR) if n.endswith(".json")]
+        for path in paths:
+            try:
+                with open(path) as f:
+                    if self.root in f.read():
+                        ours.append(path)
+            except OSError:
+                pass
+        return listing, ours
 
     def check(self, case):
         assert self.bystander.poll() is None, f"case {case}: the bystander was signalled"
