@@ -110,7 +110,9 @@ def marked_processes(marker):
 
 def test_an_interrupted_play_is_not_reused_by_the_next(role_env):
     """Ctrl-C during the capture step left the capture running; the next run reused it (both runs' IO and the
-    gap between them replayed as one trace), even with capture_force."""
+    gap between them replayed as one trace), even with capture_force. Ctrl-C ends ansible-playbook at once
+    (exit 99: no always section runs), so the capture does run on; the next run, with a token of its own,
+    stops and discards it (capture_force) and captures only its own IO."""
     dev, out, fetch = role_env
     marker = "599.25"  # the sleep that keeps the first run's workload going until it is interrupted
     first = subprocess.Popen(playbook(out, fetch, dev, fio_cmd(dev, 1000, then=f"sleep {marker}")), cwd=REPO,
@@ -124,6 +126,7 @@ def test_an_interrupted_play_is_not_reused_by_the_next(role_env):
         assert control.inspect(out).kind == "running"
         os.killpg(first.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
         first.wait(120)
+        assert control.inspect(out).kind == "running"
     finally:
         if first.poll() is None:
             os.killpg(first.pid, signal.SIGKILL)
