@@ -126,7 +126,6 @@ def test_an_interrupted_play_is_not_reused_by_the_next(role_env):
         assert control.inspect(out).kind == "running"
         os.killpg(first.pid, signal.SIGINT)  # what Ctrl-C in the terminal does
         first.wait(120)
-        assert control.inspect(out).kind == "running"
     finally:
         if first.poll() is None:
             os.killpg(first.pid, signal.SIGKILL)
