@@ -32,7 +32,7 @@ from . import daemon, outputs, rundir, state, tracefs
 from .blktrace import stop_orphan, unmount_debugfs
 from .daemon import finish_summary
 from .ftrace import read_cpu_stats
-from .state import FINISHED, STATE_NAME
+from .state import FINISHED, STATE_NAME, public
 
 LOG_NAME = "capture.log"
 BACKENDS = ("auto", "blktrace", "ftrace")
@@ -100,12 +100,6 @@ def inspect(outdir):
     if again is not None and again["state"] in FINISHED:
         return Inspection(outdir, again, again["state"])
     return Inspection(outdir, again or doc, "dead", None, record)
-
-
-def public(doc):
-    keys = ("pid", "backend", "mode", "requested_backend", "fallback_reason", "devices", "output_dir",
-            "start_time", "options", "backend_info", "host", "log", "state_file", "token", "run_id")
-    return {k: doc.get(k) for k in keys}
 
 
 def _devices(doc):

@@ -137,12 +137,10 @@ def run(opts, report_fd, recovered, run_id, key):  # pragma: no cover (runs in t
         _report(report_fd, {"error": f"cannot start the capture: {e}"})
         lock.release()
         return 2
-    from .control import public
-
     message = (f"capture of {', '.join(doc['devices'])} started with {backend.name}"
                + (f" ({backend.mode})" if backend.name == "ftrace" else "")
                + (f"; blktrace unavailable: {fallback}" if fallback else ""))
-    _report(report_fd, dict(public(doc), action="start", started=True, state="running", message=message,
+    _report(report_fd, dict(state.public(doc), action="start", started=True, state="running", message=message,
                             **({"recovered": recovered} if recovered else {})))
 
     deadline = start_epoch + opts.duration if opts.duration else None

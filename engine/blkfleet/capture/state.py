@@ -151,6 +151,13 @@ def problem(doc):
     return None
 
 
+def public(doc):
+    """The fields of a state that ``start``, ``stop`` and ``status`` answer with."""
+    keys = ("pid", "backend", "mode", "requested_backend", "fallback_reason", "devices", "output_dir",
+            "start_time", "options", "backend_info", "host", "log", "state_file", "token", "run_id")
+    return {k: doc.get(k) for k in keys}
+
+
 def refuse_untrusted(outdir):
     """BlkfleetError unless the existing ``outdir`` is a directory only root can change."""
     reason = untrusted_reason(outdir)
