@@ -81,7 +81,8 @@ def test_a_fetch_onto_a_full_disk_leaves_no_truncated_trace(role_env, tmp_path):
         for name in left:  # whatever has a final name is complete
             assert name.startswith(".") or sha256(host / name) == sha256(out / name), name
         assert not [n for n in left if n.startswith(".")], left  # temporary copies removed
-        assert len(left) < len(os.listdir(out)) and "were not fetched" in run.stdout, run.stdout[-4000:]
+        assert len(left) < len(os.listdir(out)) and "Fetch and verify the traces" in run.stdout, run.stdout[-4000:]
+        assert "No space left on device" in run.stdout, run.stdout[-4000:]
         assert control.inspect(out).kind == "stopped"
     finally:
         subprocess.run(["umount", "-l", str(small)])

@@ -37,8 +37,7 @@ options:
   validate:
     description:
       - What the content must be. V(none) any bytes; V(json) one JSON document; V(results) a blkfleet results
-        document, checked by the controller's engine against its results schema (C(blkfleet results add) into a
-        scratch store).
+        document, checked by the controller's engine against its results schema (C(blkfleet results check)).
     type: str
     choices: [none, json, results]
     default: none
