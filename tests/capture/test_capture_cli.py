@@ -13,8 +13,8 @@ import pytest
 from capture_util import ENV, blkfleet, fio, json_out, need
 
 from blkfleet.capture import blktrace, control, state, tracefs
-from blkfleet.capture.rundir import process_start
 from blkfleet.errors import BlkfleetError
+from blkfleet.process import process_start
 from blkfleet.replayfile import iter_ios, open_replay
 
 pytestmark = pytest.mark.root

@@ -13,7 +13,7 @@ import time
 import pytest
 from capture_util import blkfleet, fio, json_out, need
 
-from blkfleet.capture.rundir import process_start
+from blkfleet.process import process_start
 
 pytestmark = pytest.mark.root
 NOBODY = 65534

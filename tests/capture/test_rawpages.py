@@ -7,7 +7,7 @@ import struct
 from blkfleet.capture import rawpages, state
 from blkfleet.capture.blktrace import parse_totals
 from blkfleet.capture.control import finish_summary, inspect
-from blkfleet.capture.rundir import process_start
+from blkfleet.process import process_start
 from blkfleet.trace import TraceReader, TraceRecord, TraceWriter
 
 BLK = 14

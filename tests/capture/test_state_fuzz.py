@@ -26,6 +26,7 @@ from capture_util import ENV
 
 from blkfleet import cli
 from blkfleet.capture import rundir, tracefs
+from blkfleet.process import process_start
 
 pytestmark = pytest.mark.root
 
@@ -50,7 +51,7 @@ class World:
             json.dump({"tracing": self.outside, "values": {"current_tracer": "pwned"}, "devices": {}}, f)
         self.device = device
         self.bystander = subprocess.Popen(["sleep", "3600"])
-        self.bystander_start = rundir.process_start(self.bystander.pid)
+        self.bystander_start = process_start(self.bystander.pid)
         self.before = self.view()
 
     def view(self):

@@ -23,10 +23,10 @@ from dataclasses import asdict
 
 from ..errors import BlkfleetError
 from ..files import create_new
+from ..process import process_start
 from ..trace import TraceReader
 from ..trace.actions import is_queue
 from . import outputs, tracefs
-from .rundir import process_start
 from .split import Counters
 
 DEBUGFS = "/sys/kernel/debug"

@@ -29,6 +29,7 @@ import traceback
 
 from ..errors import BlkfleetError
 from ..files import create_new
+from ..process import process_start
 from . import outputs, rundir, state
 from .blktrace import BlktraceCapture, BlktraceUnavailable
 from .ftrace import FtraceCapture
@@ -96,7 +97,7 @@ def run(opts, report_fd, recovered, run_id, key):  # pragma: no cover (runs in t
 
     lock = rundir.DaemonLock(key)
     record = {"key": key, "run_id": run_id, "token": opts.token, "pid": os.getpid(),
-              "pid_start": rundir.process_start(os.getpid()), "output_dir": opts.outdir, "backend": None}
+              "pid_start": process_start(os.getpid()), "output_dir": opts.outdir, "backend": None}
     try:
         lock.acquire()
         lock.write(record)

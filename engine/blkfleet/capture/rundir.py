@@ -26,6 +26,7 @@ import time
 
 from ..errors import BlkfleetError
 from ..files import private_dir, read_json, trusted_dir, untrusted_reason, write_json_file
+from ..process import process_start
 from .tracefs import RUN_ROOT
 
 RUN_DIR = os.path.join(RUN_ROOT, "capture")
@@ -47,21 +48,6 @@ def lock_path(key):
 
 def record_path(key):
     return os.path.join(RUN_DIR, f"{key}.json")
-
-
-def process_start(pid):
-    """The start time (clock ticks since boot) of a live process, or None if there is none (or a zombie)."""
-    if not isinstance(pid, int) or isinstance(pid, bool) or not 0 < pid < 1 << 22:
-        return None
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            text = f.read()
-    except OSError:
-        return None
-    fields = text[text.rindex(")") + 2:].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])
 
 
 def _run_dir_ok():
