@@ -72,7 +72,8 @@ def test_cron_path_for_real(dirs):
     assert changed > 0
     cron_file = os.path.join(dirs["cron.d"], "blkfleet-regression")
     wrapper = os.path.join(dirs["bin"], "blkfleet-regression")
-    assert files(dirs["root"]) == ["bin/blkfleet-regression", "cron.d/blkfleet-regression", "lib/check_cron_d.py"]
+    assert files(dirs["root"]) == ["bin/blkfleet-regression", "cron.d/blkfleet-regression", "lib/check_checkout.py",
+                                   "lib/check_cron_d.py"]
     assert not os.path.exists(dirs["systemd"])
     with open(cron_file) as f:
         text = f.read()
@@ -108,6 +109,7 @@ def test_cron_path_for_real(dirs):
 
     changed, _ = schedule(dirs, *backend, "-e", "regression_schedule_state=absent")
     assert changed > 0 and files(os.path.join(dirs["root"], "bin")) == [] and not os.listdir(dirs["cron.d"])
+    assert files(os.path.join(dirs["root"], "lib")) == []
 
 
 def test_systemd_units_verify(dirs):
@@ -175,3 +177,129 @@ def test_checker(line, problem):
 
 def test_checker_needs_the_last_newline():
     assert "no newline" in load_checker().check("30 2 * * * root /bin/true")[0]
+
+
+# A checkout of a user's own: a playbook that touches a marker file. The wrapper is run the way cron runs it.
+MARKER_PLAYBOOK = """---
+- name: Leave a marker
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Touch the marker
+      ansible.builtin.command:
+        argv: [touch, "{{ marker }}"]
+      changed_when: true
+"""
+
+
+def make_project(parent, name):
+    project = os.path.join(parent, name)
+    os.makedirs(os.path.join(project, "playbooks"))
+    with open(os.path.join(project, "playbooks", "marker.yml"), "w") as f:
+        f.write(MARKER_PLAYBOOK)
+    return project
+
+
+def install_for(dirs, project, marker, *extra):
+    """Install the cron schedule of ``project``'s marker playbook; returns the completed ansible-playbook."""
+    args = {"regression_schedule_backend": "cron", "regression_schedule_bin_dir": dirs["bin"],
+            "regression_schedule_lib_dir": dirs["lib"], "regression_schedule_cron_dir": dirs["cron.d"],
+            "regression_schedule_systemd_dir": dirs["systemd"], "regression_schedule_project_dir": project,
+            "regression_schedule_playbook": os.path.join(project, "playbooks", "marker.yml"),
+            "regression_schedule_log": os.path.join(project, "results", "schedule.log"),
+            "regression_schedule_args": ["-e", json.dumps({"marker": marker})]}
+    return subprocess.run([ansible_bin("ansible-playbook"), "playbooks/regression_schedule.yml", "-e", json.dumps(args),
+                           *extra], cwd=REPO, capture_output=True, text=True, timeout=300, env=ansible_env())
+
+
+def run_like_cron(dirs, cwd):
+    with open(os.path.join(dirs["cron.d"], "blkfleet-regression")) as f:
+        text = f.read()
+    env = {"SHELL": "/bin/sh", "HOME": "/root", "LOGNAME": "root", "USER": "root"}
+    env.update(line.split("=", 1) for line in text.splitlines() if re.match(r"^[A-Z]+=", line))
+    command = [line for line in text.splitlines() if line and not line.startswith("#")][-1].split(None, 6)[6]
+    return subprocess.run(["/bin/sh", "-c", command], env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def found(root, name):
+    return [os.path.join(d, n) for d, ds, fs in os.walk(root) for n in ds + fs if n == name]
+
+
+def test_wrapper_quotes_every_value(dirs):
+    os.chmod(dirs["root"], 0o755)
+    project = make_project(dirs["root"], "proj $(touch PWNED)")
+    marker = os.path.join(dirs["root"], "ran `touch PWNED` $(touch PWNED)")
+    cwd = os.path.join(dirs["root"], "cwd")
+    os.mkdir(cwd)
+    install = install_for(dirs, project, marker)
+    assert install.returncode == 0, install.stdout[-4000:] + install.stderr[-2000:]
+    wrapper = os.path.join(dirs["bin"], "blkfleet-regression")
+    assert subprocess.run(["bash", "-n", wrapper]).returncode == 0
+    run = run_like_cron(dirs, cwd)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    assert os.path.exists(marker)  # the playbook ran, with its argument intact
+    with open(os.path.join(project, "results", "schedule.log")) as f:
+        log = f.read()
+    assert f"blkfleet-regression start: {project}/playbooks/marker.yml\n" in log and "end: exit 0" in log
+    assert found(dirs["root"], "PWNED") == [] and os.listdir(cwd) == []  # nothing in the paths was run
+
+
+def test_checkout_others_can_change_is_refused(dirs):
+    """The wrapper runs as root: a checkout file, the checkout or a directory above it that another user owns or can
+    write is refused at install time and before every run, and nothing of it is run."""
+    nobody = "nobody"
+    uid = __import__("pwd").getpwnam(nobody).pw_uid
+    os.chmod(dirs["root"], 0o755)
+    parent = os.path.join(dirs["root"], "home")
+    os.mkdir(parent)
+    project = make_project(parent, "proj")
+    playbook = os.path.join(project, "playbooks", "marker.yml")
+    marker = os.path.join(dirs["root"], "marker")
+    pwned = os.path.join(dirs["root"], "pwned-as-root")
+    cwd = os.path.join(dirs["root"], "cwd")
+    os.mkdir(cwd)
+
+    # a root-owned checkout: installed, and the wrapper runs it
+    install = install_for(dirs, project, marker)
+    assert install.returncode == 0, install.stdout[-4000:] + install.stderr[-2000:]
+    run = run_like_cron(dirs, cwd)
+    assert run.returncode == 0 and os.path.exists(marker), run.stdout[-3000:] + run.stderr[-2000:]
+    os.unlink(marker)
+
+    # the user owns the playbook and adds a task of their own: the wrapper refuses, nothing runs as root
+    log = os.path.join(project, "results", "schedule.log")
+    with open(log) as f:
+        logged = f.read()
+    os.chown(playbook, uid, -1)
+    evil = f"""
+    - name: Take root
+      ansible.builtin.shell: id -u > {pwned}
+      changed_when: true
+"""
+    edit = subprocess.run(["runuser", "-u", nobody, "--", "sh", "-c", 'cat >> "$0"', playbook], input=evil, text=True)
+    assert edit.returncode == 0
+    run = run_like_cron(dirs, cwd)
+    assert run.returncode == 77, run.stdout[-3000:] + run.stderr[-2000:]
+    assert f"refusing to run: {playbook}: owned by uid {uid}, not by root" in run.stderr
+    assert not os.path.exists(marker) and not os.path.exists(pwned)
+    with open(log) as f:
+        assert f.read() == logged  # refused before the log is touched
+    # ... and the role refuses to install it
+    install = install_for(dirs, project, marker)
+    assert install.returncode != 0 and f"{playbook}: owned by uid {uid}" in install.stdout
+
+    # a root-owned checkout that others can write to, or below a directory another user owns: refused too
+    os.chown(playbook, 0, -1)
+    os.chmod(project, 0o777)
+    run = run_like_cron(dirs, cwd)
+    assert run.returncode == 77 and f"{project}: others can write to it (mode 0777)" in run.stderr
+    os.chmod(project, 0o755)
+    os.chown(parent, uid, -1)
+    run = run_like_cron(dirs, cwd)
+    assert run.returncode == 77 and f"{parent}: owned by uid {uid}, not by root (it is above" in run.stderr
+    assert not os.path.exists(marker) and not os.path.exists(pwned)
+    # a fresh install of that checkout writes nothing
+    shutil.rmtree(dirs["bin"])
+    install = install_for(dirs, project, marker)
+    assert install.returncode != 0 and not os.path.exists(dirs["bin"])

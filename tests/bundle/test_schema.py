@@ -43,7 +43,7 @@ def _set(doc, path, value):
 
 
 MUTATIONS = [
-    (("format_version",), 2),
+    (("format_version",), 3),
     (("format",), "tarball"),
     (("bundle_id",), "0" * 63),
     (("bundle_id",), KeyError),
@@ -104,4 +104,41 @@ def test_checker_names_the_place(bundle_file, schema):
 
 def test_checker_refuses_unknown_keywords():
     with pytest.raises(ValueError, match="not supported"):
-        mini.validate({}, {"type": "object", "oneOf": []})
+        mini.validate({}, {"type": "object", "if": {}})
+
+
+def _nodes(node):
+    stack = [node]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            yield node
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+@pytest.mark.parametrize("name", ["manifest.schema.json", "results.schema.json", "record-summary.schema.json"])
+def test_shipped_schemas_stay_within_the_checker(name):
+    """Every shipped schema is valid JSON Schema and uses only what the stdlib checker interprets, with anchored
+    patterns (a new keyword would otherwise be a ValueError on a target)."""
+    doc = mini.load_schema(name)
+    jsonschema.Draft202012Validator.check_schema(doc)
+    for node in _nodes(doc):
+        if "pattern" in node and isinstance(node["pattern"], str):
+            assert node["pattern"].startswith("^") and node["pattern"].endswith("$"), node["pattern"]
+    schema_nodes = [doc] + [v for n in _nodes(doc) for k, v in n.items() if k in (
+        "items", "additionalProperties", "propertyNames", "not") and isinstance(v, dict)]
+    schema_nodes += [s for n in _nodes(doc) for k in ("properties", "$defs", "patternProperties")
+                     if isinstance(n.get(k), dict) for s in n[k].values() if isinstance(s, dict)]
+    schema_nodes += [s for n in _nodes(doc) for k in ("allOf", "anyOf", "oneOf") if isinstance(n.get(k), list)
+                     for s in n[k]]
+    for node in schema_nodes:
+        assert set(node) <= mini.SUPPORTED, sorted(set(node) - mini.SUPPORTED)
+
+
+def test_record_summary_schema_accepts_what_record_writes(native_dir):
+    doc = json.loads((native_dir.parent / "rec.json").read_text())
+    assert doc["capture"] is None
+    jsonschema.Draft202012Validator(mini.load_schema("record-summary.schema.json")).validate(doc)
+    mini.validate(doc, mini.load_schema("record-summary.schema.json"))

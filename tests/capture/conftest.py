@@ -1,13 +1,15 @@
-"""Fixture for CLI captures: tracer serialisation and cleanup of captures a test leaves running."""
+"""Fixtures for CLI captures: tracer serialisation, cleanup of captures a test leaves, debugfs as on a fresh host."""
 
 import os
 import signal
+import subprocess
 import time
 
 import pytest
 from capture_util import blkfleet
 
-from blkfleet.capture import control, tracefs
+from blkfleet.capture import blktrace, control, tracefs
+from blkfleet.errors import BlkfleetError
 
 
 @pytest.fixture
@@ -19,13 +21,12 @@ def capture_dirs(tmp_path):
     """
     if os.geteuid() != 0:
         pytest.skip("needs root")
-    if tracefs.TracerLock is not None:
-        lock = tracefs.TracerLock().acquire(timeout=60)
-        try:
-            tracefs.restore(lock=lock)
-        except Exception:
-            pass
-        lock.release()
+    lock = tracefs.TracerLock().acquire(timeout=60)
+    try:
+        tracefs.restore(lock=lock)
+    except BlkfleetError:
+        pass
+    lock.release()
     made = []
 
     def make(name="cap"):
@@ -37,20 +38,57 @@ def capture_dirs(tmp_path):
         yield make
     finally:
         for path in made:
-            state = control.load_state(path) if path.exists() else None
-            if state and control.is_alive(state):
-                blkfleet("capture", "stop", "-D", path, "--timeout", 30)
-                if control.is_alive(state):
-                    os.kill(state["pid"], signal.SIGKILL)
-                    time.sleep(0.2)
-            bt = ((state or {}).get("backend_info") or {}).get("blktrace_pid")
-            if bt:
-                from blkfleet.capture.blktrace import stop_orphan
-
-                stop_orphan(bt, timeout=5)
+            _stop_left(path)
         lock = tracefs.TracerLock().acquire(timeout=60)
         try:
             tracefs.restore(lock=lock)
         finally:
             lock.release()
 
+
+def _stop_left(path):
+    """Stop (and recover) a capture a test left running or dead in ``path``; SIGKILL if stop does not."""
+    try:
+        seen = control.inspect(path)
+    except (BlkfleetError, OSError):
+        return
+    if seen.kind not in ("running", "dead"):
+        return
+    blkfleet("capture", "stop", "-D", path, "--timeout", 30)
+    seen = control.inspect(path)
+    if seen.kind == "running" and seen.pid:
+        os.kill(seen.pid, signal.SIGKILL)
+        time.sleep(0.2)
+        blkfleet("capture", "stop", "-D", path, "--timeout", 30)
+
+
+def _umount(path):
+    if subprocess.run(["umount", path], capture_output=True).returncode != 0:
+        subprocess.run(["umount", "-l", path], check=True)  # busy: detach it now, its users keep their files
+
+
+@pytest.fixture
+def debugfs(request):
+    """debugfs at /sys/kernel/debug as the test asks: ``unmounted`` (default; a host as it boots) or
+    ``mounted``; put back as it was afterwards."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    want = getattr(request, "param", "unmounted")
+    inner = os.path.join(blktrace.DEBUGFS, "tracing")
+
+    def set_mounted(mounted):
+        if blktrace._mounted(blktrace.DEBUGFS, "debugfs") == mounted:
+            return
+        if mounted:
+            subprocess.run(["mount", "-t", "debugfs", "nodev", blktrace.DEBUGFS], check=True)
+        else:
+            if blktrace._mounted(inner, "tracefs"):
+                _umount(inner)
+            _umount(blktrace.DEBUGFS)
+
+    was = blktrace._mounted(blktrace.DEBUGFS, "debugfs")
+    set_mounted(want == "mounted")
+    try:
+        yield want
+    finally:
+        set_mounted(was)

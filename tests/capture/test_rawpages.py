@@ -4,9 +4,10 @@ import io
 import os
 import struct
 
-from blkfleet.capture import rawpages
+from blkfleet.capture import rawpages, state
 from blkfleet.capture.blktrace import parse_totals
-from blkfleet.capture.control import classify, finish_summary
+from blkfleet.capture.control import finish_summary, inspect
+from blkfleet.process import process_start
 from blkfleet.trace import TraceReader, TraceRecord, TraceWriter
 
 BLK = 14
@@ -157,11 +158,15 @@ def test_finish_summary_totals():
     assert out["error"] is None
 
 
-def test_classify_dead_pid():
-    assert classify(None) == "none"
-    assert classify({"state": "stopped"}) == "stopped"
-    assert classify({"state": "running", "pid": os.getpid(), "pid_start": -1}) == "dead"
-    from blkfleet.capture.control import process_start
-
-    me = {"state": "running", "pid": os.getpid(), "pid_start": process_start(os.getpid())}
-    assert classify(me) == "running"
+def test_a_live_pid_in_the_state_proves_nothing(tmp_path):
+    out = tmp_path / "cap"
+    out.mkdir(mode=0o700)
+    assert inspect(out).kind == "none"
+    state.save(out, {"version": state.VERSION, "state": "stopped"})
+    assert inspect(out).kind == "stopped"
+    # This very process, with its true start time: without the daemon's lock under /run it is not the capture.
+    me = {"version": state.VERSION, "state": "running", "pid": os.getpid(), "pid_start": process_start(os.getpid()),
+          "run_id": "0" * 32}
+    state.save(out, me)
+    seen = inspect(out)
+    assert seen.kind == "dead" and seen.pid is None and seen.record is None

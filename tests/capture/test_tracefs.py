@@ -93,6 +93,28 @@ def test_state_snapshot_and_restore(tmp_path):
     assert (tmp_path / "dev/act_mask").read_text() == "0x13"
 
 
+def test_buffer_sizes_compare_as_the_kernel_rounds_them(tmp_path):
+    """Before its first use the tracer reads '7 (expanded: 1408)'; after a write of 1408 it reads 1410 (whole
+    sub-buffers of 4080 bytes); on other kernels 1410 written reads 1408. The same setting either way."""
+    fresh = tmp_path / "fresh"
+    fake_tracefs(fresh)
+    before = tracefs.TracerState.snapshot(str(fresh), [])
+    used = tmp_path / "used"
+    fake_tracefs(used, buffer="1410")
+    after = tracefs.TracerState.snapshot(str(used), [])
+    assert before.values["buffer_size_kb"] == "1408" and after.values["buffer_size_kb"] == "1410"
+    assert before.differences(after) == [] and after.differences(before) == []
+    bigger = tmp_path / "bigger"
+    fake_tracefs(bigger, buffer="4099")
+    assert before.differences(tracefs.TracerState.snapshot(str(bigger), [])) == ["buffer_size_kb"]
+    # Restoring leaves a size that is the same setting as it is (rewriting it would free and reallocate it).
+    (used / "tracing_on").write_text("0")
+    tracefs.TracerState(str(used), before.values, {}).restore()
+    assert (used / "buffer_size_kb").read_text() == "1410\n"  # not written
+    tracefs.TracerState(str(bigger), before.values, {}).restore()
+    assert (bigger / "buffer_size_kb").read_text() == "1408"
+
+
 def test_state_per_cpu_buffer_sizes(tmp_path):
     fake_tracefs(tmp_path, buffer="X")
     state = tracefs.TracerState.snapshot(str(tmp_path), [])

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from test_replay import ENV, map_file, slow_trace, validate
 
-from blkfleet.capture.control import process_start
 from blkfleet.cli import main
 from blkfleet.files import private_dir, write_json_file
+from blkfleet.process import process_start
 from blkfleet.replay import job
 
 pytestmark = pytest.mark.root

@@ -2,6 +2,12 @@
 
 Only content goes in: no creation time and no controller paths, so the same replay files, engine and options
 always give the same manifest, the same bundle id and the same bundle bytes.
+
+A manifest is checked against its schema and then against itself: the totals, the devices and
+``replay.devices`` must be what ``files`` add up to, every file is ``replay/DEV.BASE.CPU`` of a listed device with
+CPUs numbered from 0, and the replay files together hold at most MAX_REPLAY_BYTES. Format version 2 only adds
+``record.capture`` (how the traces compared with their capture's summary); a manifest without it is written as
+version 1, so bundles of earlier versions and their ids are unchanged.
 """
 
 import hashlib
@@ -11,21 +17,27 @@ import re
 
 from .. import __version__
 from ..errors import BlkfleetError
+from ..files import read_json
+from ..names import name_problem
 from ..percpu import find_devices, find_per_cpu
 from ..replayfile import iter_ios, open_replay
 from ..replayfile.ops import OP_NAMES
-from .schema import load_schema, validate
+from .schema import load_schema, problem, validate
 
 FORMAT = "blkfleet-bundle"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest this engine reads
+FORMAT_VERSION_CAPTURE = 2  # written when record.capture is present, else 1
 MANIFEST = "manifest.json"
 ENGINE = "engine.pyz"
 REPLAY_DIR = "replay"
 REQUIRES_PYTHON = ">=3.9"
-NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+@-]*\Z")
 SCHEMA_FILE = "manifest.schema.json"
+RECORD_SUMMARY_SCHEMA = "record-summary.schema.json"
 TRACE_INFO_FILES = ("capture.json", "meta.json")  # looked for in --trace-dir, in this order
+TRACE_INFO_MAX = 16 << 20
 CHUNK = 1 << 20
+MAX_REPLAY_BYTES = 64 << 30  # all replay files of a bundle together (24 bytes per IO: over 2.8 billion IOs)
+MAX_IO_BYTES = 1 << 32  # one IO's length is a u32
 
 
 def canonical(doc):
@@ -44,7 +56,8 @@ def encode(manifest):
 
 
 def check(manifest, where=MANIFEST):
-    """Schema, format version and bundle id of a parsed manifest; raise BlkfleetError naming the problem."""
+    """Schema, format version, bundle id and consistency of a parsed manifest; raise BlkfleetError naming the
+    problem."""
     if isinstance(manifest, dict) and manifest.get("format") == FORMAT:
         version = manifest.get("format_version")
         if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
@@ -57,10 +70,91 @@ def check(manifest, where=MANIFEST):
         raise BlkfleetError(f"{where}: invalid manifest: {e}") from None
     if bundle_id(manifest) != manifest["bundle_id"]:
         raise BlkfleetError(f"{where}: bundle_id does not match the manifest's content (the manifest was altered)")
-    names = [f["path"] for f in manifest["files"]]
-    if len(set(names)) != len(names):
-        raise BlkfleetError(f"{where}: a replay file is listed twice")
+    trouble = inconsistency(manifest)
+    if trouble:
+        raise BlkfleetError(f"{where}: invalid manifest: {trouble}")
     return manifest
+
+
+def _tally(entries):
+    ops = empty_ops()
+    for e in entries:
+        add_ops(ops, e["ops"])
+    return {"ios": sum(e["ios"] for e in entries), "bytes": sum(e["bytes"] for e in entries), "ops": ops}
+
+
+def inconsistency(m):
+    """What in a schema-valid manifest does not add up (one line), or None."""
+    version = m["format_version"]
+    if ("capture" in m["record"]) != (version >= FORMAT_VERSION_CAPTURE):
+        return (f"format version {version} with{'out' if version >= FORMAT_VERSION_CAPTURE else ''} "
+                "record.capture")
+    base = m["replay"]["base"]
+    for what, name in [("replay.base", base)] + [("device name", d["name"]) for d in m["devices"]]:
+        trouble = name_problem(name)
+        if trouble:
+            return f"{what} {name!r}: {trouble}"
+    names = [d["name"] for d in m["devices"]]
+    if len(set(names)) != len(names):
+        return "a device is listed twice"
+    if m["replay"]["devices"] != names:
+        return f"replay.devices {m['replay']['devices']} differ from the devices {names}"
+    by_device = {name: [] for name in names}
+    seen = set()
+    for i, f in enumerate(m["files"]):
+        where = f"files[{i}]"
+        if f["device"] not in by_device:
+            return f"{where}: device {f['device']!r} is not among the devices"
+        if f["path"] != f"{REPLAY_DIR}/{f['device']}.{base}.{f['cpu']}":
+            return f"{where}: path {f['path']!r} is not {REPLAY_DIR}/{f['device']}.{base}.{f['cpu']}"
+        if f["path"] in seen:
+            return f"{where}: {f['path']} is listed twice"
+        seen.add(f["path"])
+        trouble = _file_inconsistency(f)
+        if trouble:
+            return f"{where}: {trouble}"
+        by_device[f["device"]].append(f)
+    for d in m["devices"]:
+        entries = by_device[d["name"]]
+        if sorted(e["cpu"] for e in entries) != list(range(len(entries))) or d["cpus"] != len(entries):
+            return f"device {d['name']}: {d['cpus']} CPUs, but files for CPUs {sorted(e['cpu'] for e in entries)}"
+        if {k: d[k] for k in ("ios", "bytes", "ops")} != _tally(entries):
+            return f"device {d['name']}: its IOs, bytes or ops are not the sum of its files'"
+        devs = {e["dev"] for e in entries if e["dev"]}
+        if devs - {d["dev"]}:
+            return f"device {d['name']}: dev {d['dev']} differs from its files' {sorted(devs)}"
+    t = m["totals"]
+    if (t["files"], t["size"]) != (len(m["files"]), sum(f["size"] for f in m["files"])):
+        return "totals.files or totals.size is not what the files add up to"
+    if {k: t[k] for k in ("ios", "bytes", "ops")} != _tally(m["files"]):
+        return "totals.ios, bytes or ops are not the sum of the files'"
+    if t["size"] > MAX_REPLAY_BYTES:
+        return f"the replay files hold {t['size']} bytes, more than {MAX_REPLAY_BYTES} (64 GiB)"
+    firsts = [f["first_ns"] for f in m["files"] if f["first_ns"] is not None]
+    lasts = [f["last_ns"] for f in m["files"] if f["last_ns"] is not None]
+    w = m["capture_window"]
+    want = (min(firsts), max(lasts), max(lasts) - min(firsts)) if firsts else (None, None, 0)
+    if (w["first_ns"], w["last_ns"], w["span_ns"]) != want:
+        return "capture_window is not the files' first and last IO times"
+    formats = {f["format"] for f in m["files"]}
+    if m["record"]["format"] != (formats.pop() if len(formats) == 1 else "mixed"):
+        return f"record.format {m['record']['format']!r} is not what the files are"
+    return None
+
+
+def _file_inconsistency(f):
+    if (f["ios"], f["bytes"]) != (sum(v["ios"] for v in f["ops"].values()), sum(v["bytes"] for v in f["ops"].values())):
+        return "ios or bytes is not the sum of its ops"
+    if any(v["bytes"] > v["ios"] * (MAX_IO_BYTES - 1) for v in f["ops"].values()):
+        return "more bytes than its IOs can carry"
+    header = 64 if f["format"] == "native" else 32
+    if f["ios"] * 24 > max(f["size"] - header, 0):
+        return f"{f['ios']} IOs cannot fit in {f['size']} bytes"
+    if (f["first_ns"] is None) != (f["ios"] == 0) or (f["last_ns"] is None) != (f["ios"] == 0):
+        return "first_ns and last_ns must be set exactly when it holds IOs"
+    if f["ios"] and f["first_ns"] > f["last_ns"]:
+        return "first_ns is after last_ns"
+    return None
 
 
 def sha256_file(path):
@@ -88,12 +182,14 @@ def add_ops(into, ops):
 
 
 def dev_string(value):
-    """``major:minor`` from a kernel dev_t (``major << 20 | minor``), "7,1", "7:1" or None."""
+    """``major:minor`` from a kernel dev_t (``major << 20 | minor``, 32 bits), "7,1", "7:1" or None."""
     if value is None or value == 0:
         return None
     if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value >> 20}:{value & 0xFFFFF}"
-    m = re.match(r"\s*(\d+)\s*[:,]\s*(\d+)\s*\Z", str(value))
+        return f"{value >> 20}:{value & 0xFFFFF}" if 0 < value < 1 << 32 else None
+    if not isinstance(value, str) or len(value) > 64:
+        return None
+    m = re.fullmatch(r"\s*([0-9]{1,10})\s*[:,]\s*([0-9]{1,10})\s*", value)
     return f"{int(m.group(1))}:{int(m.group(2))}" if m else None
 
 
@@ -123,16 +219,6 @@ def describe_file(path, device, cpu):
     return entry, (max_pkts or None)
 
 
-def _load_json(path, what):
-    try:
-        with open(path, "rb") as f:
-            return json.loads(f.read().decode("utf-8"))
-    except OSError as e:
-        raise BlkfleetError(f"{path}: cannot read {what}: {e.strerror}") from None
-    except ValueError as e:
-        raise BlkfleetError(f"{path}: {what} is not valid JSON: {e}") from None
-
-
 def _pick(entry, keys):
     for key in keys:
         if isinstance(entry, dict) and entry.get(key) is not None:
@@ -140,12 +226,22 @@ def _pick(entry, keys):
     return None
 
 
-def _positive_int(value, path, what):
+def _positive_int(value, path, what, limit=(1 << 63) - 1):
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise BlkfleetError(f"{path}: {what} {value!r} is not a positive integer")
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= limit:
+        shown = repr(value) if isinstance(value, (int, float, str)) and len(repr(value)) <= 40 else "given"
+        raise BlkfleetError(f"{path}: {what} {shown} is not a positive integer (at most {limit})")
     return value
+
+
+def host_problem(host):
+    """Why ``host`` cannot be a manifest's source host, or None."""
+    if not isinstance(host, str):
+        return "not a string"
+    if not 0 < len(host) <= 255 or not host.isprintable():
+        return "must be 1 to 255 printable characters"
+    return None
 
 
 def trace_info(trace_dir, devices):
@@ -164,7 +260,7 @@ def trace_info(trace_dir, devices):
         path = os.path.join(trace_dir, name)
         if not os.path.exists(path):
             continue
-        doc = _load_json(path, "capture information")
+        doc = read_json(path, "capture information", max_bytes=TRACE_INFO_MAX)
         if not isinstance(doc, dict):
             raise BlkfleetError(f"{path}: capture information is not a JSON object")
         host = host or _pick(doc, ("source_host", "host", "hostname"))
@@ -192,13 +288,13 @@ def trace_info(trace_dir, devices):
                 got["size"] = _positive_int(_pick(entry, ("size", "size_bytes", "disk_size")), path, f"{dev} size")
             if got["logical_block_size"] is None:
                 got["logical_block_size"] = _positive_int(
-                    _pick(entry, ("logical_block_size", "lbs")), path, f"{dev} logical block size"
+                    _pick(entry, ("logical_block_size", "lbs")), path, f"{dev} logical block size", 1 << 20
                 )
     for dev, got in info.items():
         if got["dev"] is None:
             got["dev"] = _trace_dev(trace_dir, dev)
-    if host is not None and not isinstance(host, str):
-        raise BlkfleetError(f"{trace_dir}: capture information has a non-string host {host!r}")
+    if host is not None and host_problem(host):
+        raise BlkfleetError(f"{trace_dir}: capture information has an invalid host: {host_problem(host)}")
     return info, host
 
 
@@ -216,8 +312,25 @@ def _trace_dev(trace_dir, dev):
     return None
 
 
+def read_record_summary(path):
+    """A ``blkfleet record --json`` summary, checked against its schema (its capture check against the manifest's
+    ``capture_check``)."""
+    doc = read_json(path, "record summary", max_bytes=TRACE_INFO_MAX)
+    if not isinstance(doc, dict) or not isinstance(doc.get("files"), list):
+        raise BlkfleetError(f"{path}: not a 'blkfleet record --json' summary (no \"files\" list)")
+    trouble = problem(doc, load_schema(RECORD_SUMMARY_SCHEMA))
+    if trouble is None and doc.get("capture") is not None:
+        defs = load_schema(SCHEMA_FILE)["$defs"]
+        trouble = problem(doc["capture"], {"$ref": "#/$defs/capture_check", "$defs": defs})
+        trouble = trouble and "capture" + trouble[1:]
+    if trouble:
+        raise BlkfleetError(f"{path}: not a valid 'blkfleet record --json' summary: {trouble}")
+    return doc
+
+
 def record_section(record_json, files, formats, max_pkts):
-    """The ``record`` object: format, IOs per bunch, and what ``blkfleet record --json`` said, cross-checked."""
+    """The ``record`` object: format, IOs per bunch, and what ``blkfleet record --json`` said, cross-checked
+    (with its capture check, when the traces had a capture.json)."""
     section = {
         "format": formats.pop() if len(formats) == 1 else "mixed",
         "max_pkts": max_pkts.pop() if len(max_pkts) == 1 else None,
@@ -225,38 +338,36 @@ def record_section(record_json, files, formats, max_pkts):
     }
     if record_json is None:
         return section
-    doc = _load_json(record_json, "record summary")
-    listed = doc.get("files") if isinstance(doc, dict) else None
-    if not isinstance(listed, list):
-        raise BlkfleetError(f"{record_json}: not a 'blkfleet record --json' summary (no \"files\" list)")
-    by_name = {}
-    for item in listed:
-        if isinstance(item, dict) and isinstance(item.get("output"), str):
-            by_name[os.path.basename(item["output"])] = item
+    doc = read_record_summary(record_json)
+    by_name = {os.path.basename(item["output"]): item for item in doc["files"]}
     sources = []
     for entry in files:
         name = entry["path"].split("/", 1)[1]
         item = by_name.get(name)
         if item is None:
             raise BlkfleetError(f"{record_json}: says nothing of {name} (a summary of other files?)")
-        if item.get("ios") != entry["ios"]:
+        if item["ios"] != entry["ios"]:
             raise BlkfleetError(
-                f"{record_json}: {name} holds {entry['ios']} IOs, the record summary says {item.get('ios')}"
+                f"{record_json}: {name} holds {entry['ios']} IOs, the record summary says {item['ios']}"
             )
-        ops = item.get("ops") or {}
         for op, tally in entry["ops"].items():
-            said = ops.get(op, {"ios": 0, "bytes": 0})
-            if entry["format"] == "native" and (said.get("ios"), said.get("bytes")) != (tally["ios"], tally["bytes"]):
+            said = item["ops"].get(op, {"ios": 0, "bytes": 0})
+            if entry["format"] == "native" and (said["ios"], said["bytes"]) != (tally["ios"], tally["bytes"]):
                 raise BlkfleetError(
                     f"{record_json}: {name} holds {tally['ios']} {op} IOs / {tally['bytes']} bytes, the record "
-                    f"summary says {said.get('ios')} / {said.get('bytes')}"
+                    f"summary says {said['ios']} / {said['bytes']}"
                 )
         if isinstance(item.get("source"), str):
             sources.append(os.path.basename(item["source"]))
+    bad = next((s for s in sources if name_problem(s)), None)
+    if bad is not None:
+        raise BlkfleetError(f"{record_json}: source file name {bad!r}: {name_problem(bad)}")
     section["summary"] = True
     section["sources"] = sorted(set(sources))
     options = doc.get("options")
     section["options"] = options if isinstance(options, dict) else None
+    if doc.get("capture") is not None:
+        section["capture"] = doc["capture"]
     return section
 
 
@@ -266,8 +377,8 @@ def build(replay_dir, devices=(), find=False, base="replay", trace_dir=None, sou
 
     ``engine`` is the manifest's engine object (path, size, sha256, version, requires_python).
     """
-    if not NAME_RE.match(base) or len(base) > 100:
-        raise BlkfleetError(f"invalid input base {base!r} (letters, digits, '.', '_', '+', '@', '-')")
+    if name_problem(base):
+        raise BlkfleetError(f"invalid input base {base!r}: {name_problem(base)}")
     if not os.path.isdir(replay_dir):
         raise BlkfleetError(f"{replay_dir}: replay directory does not exist")
     names = list(dict.fromkeys(devices))
@@ -276,8 +387,8 @@ def build(replay_dir, devices=(), find=False, base="replay", trace_dir=None, sou
     if not names:
         raise BlkfleetError("no device given (name devices, or use -F to find replay files)")
     for dev in names:
-        if not NAME_RE.match(dev) or len(dev) > 100:
-            raise BlkfleetError(f"invalid device name {dev!r}")
+        if name_problem(dev):
+            raise BlkfleetError(f"invalid device name {dev!r}: {name_problem(dev)}")
     files, members, formats, max_pkts = [], [], set(), set()
     per_device = {}
     for dev in names:
@@ -295,8 +406,8 @@ def build(replay_dir, devices=(), find=False, base="replay", trace_dir=None, sou
         max_pkts.add(None)  # btrecord files do not record it
     info, found_host = trace_info(trace_dir, names) if trace_dir else ({}, None)
     host = source_host if source_host is not None else found_host
-    if host is not None and not host:
-        raise BlkfleetError("empty --source-host")
+    if host is not None and host_problem(host):
+        raise BlkfleetError(f"invalid --source-host {host!r}: {host_problem(host)}")
 
     device_list = []
     for dev in names:
@@ -324,14 +435,15 @@ def build(replay_dir, devices=(), find=False, base="replay", trace_dir=None, sou
     totals_ops = empty_ops()
     for e in files:
         add_ops(totals_ops, e["ops"])
+    record = record_section(record_json, files, formats, max_pkts)
     manifest = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION,
+        "format_version": FORMAT_VERSION_CAPTURE if "capture" in record else 1,
         "created_by": {"name": "blkfleet", "version": __version__},
         "source_host": host,
         "devices": device_list,
         "capture_window": {"first_ns": first, "last_ns": last, "span_ns": (last - first) if firsts else 0},
-        "record": record_section(record_json, files, formats, max_pkts),
+        "record": record,
         "replay": {"directory": REPLAY_DIR, "base": base, "devices": names},
         "engine": engine,
         "files": files,

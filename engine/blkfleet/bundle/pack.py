@@ -6,16 +6,22 @@ order. Every header is fixed (mtime 0, uid/gid 0, no owner names, mode 0644, 075
 inputs always give the same bytes. The manifest comes first so that ``info`` reads one header and one member,
 and so that ``verify``/``extract`` know each member's size and sha256 before reading it: a member is refused as
 soon as its name, type or size differs from the manifest, and nothing is written outside the target directory.
+
+What a bundle can make ``extract`` write is bounded before anything is written: exactly the sizes the manifest
+lists (a sparse member, whose extracted size is not its size in the archive, is refused), whose replay files
+hold at most MAX_REPLAY_BYTES (64 GiB) together, engine.pyz at most 64 MiB, and only when the destination's
+file system has that much room.
 """
 
 import hashlib
-import json
 import os
 import shutil
+import stat
 import tarfile
 import tempfile
 
 from ..errors import BlkfleetError
+from ..files import loads_json, read_json, trusted_dir
 from . import manifest as mf
 from .zipapp import engine_bytes
 
@@ -164,16 +170,16 @@ class Bundle:
         if member.size > MAX_MANIFEST:
             raise self._fail(f"manifest.json is too large ({member.size} bytes, at most {MAX_MANIFEST})")
         raw = self._read_member(member, member.size)
-        try:
-            manifest = json.loads(raw.decode("utf-8"))
-        except ValueError as e:
-            raise self._fail(f"manifest.json is not valid JSON: {e}") from None
+        manifest = loads_json(raw, self.path, mf.MANIFEST)
         return mf.check(manifest, f"{self.path}: manifest.json")
 
     def _check_type(self, member):
         if member.type not in REGULAR:
             kind = KINDS.get(member.type, f"of tar type {member.type!r}")
             raise self._fail(f"member {member.name!r} is {kind}: only regular files are allowed")
+        if member.sparse is not None or any(k.startswith("GNU.sparse") for k in member.pax_headers):
+            raise self._fail(f"member {member.name!r} is a sparse file (its extracted size is not its size in the "
+                             "bundle): refused")
 
     def _chunks(self, member, size):
         """Yield the member's data in chunks, ``size`` bytes in all, or fail as truncated."""
@@ -269,7 +275,8 @@ def extract(path, dest):
     have been checked, ``manifest.json`` last: a failed extraction leaves nothing behind.
     """
     with Bundle(path) as b:
-        _check_dest(dest, b.manifest)
+        dest = _check_dest(dest, b.manifest)
+        _check_room(dest, b.manifest)
         tmp = tempfile.mkdtemp(prefix=".bundle-", dir=dest)
         try:
             os.mkdir(os.path.join(tmp, mf.REPLAY_DIR))
@@ -295,18 +302,46 @@ def _create(path, name):
     return os.fdopen(fd, "wb")
 
 
+def extracted_bytes(manifest):
+    """What extracting a bundle writes: its replay files, engine.pyz and manifest.json, in bytes."""
+    return manifest["totals"]["size"] + manifest["engine"]["size"] + len(mf.encode(manifest))
+
+
+def _check_room(dest, manifest):
+    """Refuse before writing when the destination's file system cannot hold the extracted bundle."""
+    need = extracted_bytes(manifest)
+    st = os.statvfs(dest)
+    free = st.f_bavail * st.f_frsize
+    if need > free:
+        raise BlkfleetError(f"{dest}: the bundle needs {need} bytes, the file system has {free} free")
+
+
 def _check_dest(dest, manifest):
-    """``dest`` must be new, empty, or an earlier extraction of this same bundle."""
+    """``dest`` must be new, empty, or an earlier extraction of this same bundle holding nothing else: a file
+    the manifest does not list (say an extra ``replay/sda.replay.9`` full of writes, which ``replay`` would pick
+    up) is refused, never deleted. It must be a trusted directory (see blkfleet.files). Returns its absolute
+    path."""
     if os.path.lexists(dest) and not os.path.isdir(dest):
         raise BlkfleetError(f"{dest}: exists and is not a directory")
-    os.makedirs(dest, exist_ok=True)
+    dest = trusted_dir(dest, "extraction directory")
     entries = [n for n in os.listdir(dest) if not n.startswith(".bundle-")]
     if not entries:
-        return
+        return dest
+    path = os.path.join(dest, mf.MANIFEST)
     try:
-        with open(os.path.join(dest, mf.MANIFEST), "rb") as f:
-            same = json.loads(f.read().decode("utf-8")).get("bundle_id") == manifest["bundle_id"]
-    except (OSError, ValueError, AttributeError):
+        same = read_json(path, "manifest", max_bytes=MAX_MANIFEST, nofollow=True).get("bundle_id") == manifest[
+            "bundle_id"]
+    except (BlkfleetError, AttributeError):
         same = False
     if not same:
         raise BlkfleetError(f"{dest}: not empty and not an extraction of this bundle (extract into a new directory)")
+    listed = {mf.MANIFEST, mf.ENGINE, mf.REPLAY_DIR} | {e["path"] for e in manifest["files"]}
+    replay_dir = os.path.join(dest, mf.REPLAY_DIR)
+    found = set(entries)
+    if stat.S_ISDIR(os.lstat(replay_dir).st_mode if os.path.lexists(replay_dir) else 0):
+        found |= {f"{mf.REPLAY_DIR}/{n}" for n in os.listdir(replay_dir)}
+    extra = sorted(found - listed)
+    if extra:
+        raise BlkfleetError(f"{dest}: holds {extra[0]!r}, which bundle {manifest['bundle_id'][:12]} does not list "
+                            f"({len(extra)} such entries): refused (extract into a new directory, or remove them)")
+    return dest

@@ -157,6 +157,7 @@ class BioCapture:
             return
         try:
             remove_instance(self.root)
+            tracefs.drop_snapshot(self.lock, "instance")
         finally:
             self._restored = True
             if self.own_lock:
@@ -169,8 +170,12 @@ class BioCapture:
         self.restore()
 
 
-def configure(devices, buffer_kb=tracefs.DEFAULT_BUFFER_KB, clock="mono", *, lock=None, lock_path=tracefs.LOCK_PATH):
-    """Own the tracer lock, create the instance and enable block_bio_queue for ``devices`` (tracing off)."""
+def configure(devices, buffer_kb=tracefs.DEFAULT_BUFFER_KB, clock="mono", *, lock=None, lock_path=tracefs.LOCK_PATH,
+              owner=None):
+    """Own the tracer lock, create the instance and enable block_bio_queue for ``devices`` (tracing off).
+
+    The tracer snapshot records the instance (and ``owner``) before it is made, so that a restore after this
+    process died removes it, after salvaging its buffers for ``owner``."""
     tracefs.require_root()
     tracing = tracefs.find_tracefs()
     event_format(tracing)
@@ -187,8 +192,10 @@ def configure(devices, buffer_kb=tracefs.DEFAULT_BUFFER_KB, clock="mono", *, loc
         numbers.append(major << 20 | minor)
     own_lock = lock is None
     lock = (lock or tracefs.TracerLock(lock_path)).acquire()
+    saved = False
     try:
-        tracefs._recover(tracefs.state_path(lock.path))
+        tracefs.save_snapshot(lock, tracing, owner=owner, instance=True)
+        saved = True
         remove_instance(tracing)
         inst = instance_dir(tracing)
         try:
@@ -196,6 +203,8 @@ def configure(devices, buffer_kb=tracefs.DEFAULT_BUFFER_KB, clock="mono", *, loc
         except OSError as e:
             raise BlkfleetError(f"cannot create the tracefs instance {inst}: {e.strerror}") from None
     except BaseException:
+        if saved:
+            tracefs.drop_snapshot(lock, "instance")
         if own_lock:
             lock.release()
         raise

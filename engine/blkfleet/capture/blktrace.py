@@ -1,26 +1,35 @@
 """The blktrace backend: the Debian ``blktrace`` tool (relay files in debugfs), run and stopped for us.
 
-``blktrace -D DIR -A MASK -b KB -n N -d /dev/X ...`` writes ``DIR/X.blktrace.CPU`` itself. Two quirks of
-blktrace 1.x/2.0 shape ``setup()``: when the kernel refuses the relay files (lockdown: EPERM) it prints
-``Thread N failed open ...: 1/Operation not permitted`` and then exits with status 0 or, with ``-o -``,
-hangs; so success is judged from its output and its files, not its exit status. Drops: at exit it prints
-``Total: N events (dropped D), K KiB data`` per device, which ``finish()`` parses.
+``blktrace -D STAGING -A MASK -b KB -n N -- /dev/X ...`` writes ``STAGING/X.blktrace.CPU`` itself, in the
+capture's private staging directory (blktrace creates its files without O_EXCL); ``finish()`` moves them into
+the output directory. Two quirks of blktrace 1.x/2.0 shape ``setup()``: when the kernel refuses the relay
+files (lockdown: EPERM) it prints ``Thread N failed open ...: 1/Operation not permitted`` and then exits with
+status 0 or, with ``-o -``, hangs; so success is judged from its output and its files, not its exit status.
+Drops: at exit it prints ``Total: N events (dropped D), K KiB data`` per device, which ``finish()`` parses.
+
+debugfs: blktrace needs it at ``/sys/kernel/debug``, which a freshly booted Debian does not mount. The
+backend mounts it when it is missing (as root) and unmounts it at the end only if it mounted it, the way
+``tracefs.find_tracefs`` mounts tracefs; "Debugfs is not mounted" is reported only when that mount fails.
 """
 
 import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import time
 from dataclasses import asdict
 
 from ..errors import BlkfleetError
+from ..files import create_new
+from ..process import process_start
 from ..trace import TraceReader
 from ..trace.actions import is_queue
-from . import tracefs
+from . import outputs, tracefs
 from .split import Counters
 
+DEBUGFS = "/sys/kernel/debug"
 START_WAIT = 3.0
 STOP_WAIT = 30.0
 _FAILURE = re.compile(r"(failed open|FAILED to start|BLKTRACESETUP|Operation not permitted|Permission denied|"
@@ -60,13 +69,15 @@ def count_file(path):
 
 
 def summarize_files(outdir, names, drops=None):
-    """A Splitter-shaped summary of the DEV.blktrace.CPU files blktrace wrote."""
+    """A Splitter-shaped summary of the DEV.blktrace.CPU files blktrace wrote (regular files only)."""
     devices = {}
     total = 0
+    present = outputs.capture_files(outdir)
     for name in names:
         prefix = f"{name}.blktrace."
-        cpus = sorted(int(f[len(prefix):]) for f in os.listdir(outdir)
-                      if f.startswith(prefix) and f[len(prefix):].isdigit())
+        cpus = sorted(int(f[len(prefix):]) for f in present
+                      if f.startswith(prefix) and f[len(prefix):].isascii() and f[len(prefix):].isdigit()
+                      and stat.S_ISREG(os.lstat(os.path.join(outdir, f)).st_mode))
         entry = {"files": {}, "records": 0, "queued": 0, "bytes": 0, "drops": (drops or {}).get(name, 0)}
         for cpu in cpus:
             c = count_file(os.path.join(outdir, f"{prefix}{cpu}"))
@@ -77,6 +88,37 @@ def summarize_files(outdir, names, drops=None):
         total += entry["records"]
         devices[name] = entry
     return {"records": total, "devices": devices, "lost": {}, "skipped_bytes": 0}
+
+
+def _mounted(path, fstype):
+    try:
+        with open("/proc/mounts") as f:
+            return any(r[1] == path and r[2] == fstype for r in (line.split() for line in f) if len(r) > 2)
+    except OSError:
+        return False
+
+
+def mount_debugfs():
+    """Mount debugfs at DEBUGFS when it is not mounted; True if this call mounted it."""
+    if _mounted(DEBUGFS, "debugfs"):
+        return False
+    tracefs.require_root()
+    run = subprocess.run(["mount", "-t", "debugfs", "nodev", DEBUGFS], capture_output=True, text=True)
+    if run.returncode != 0:
+        why = run.stderr.strip().splitlines()[-1:] or [f"exit status {run.returncode}"]
+        raise BlktraceUnavailable(f"Debugfs is not mounted at {DEBUGFS} and mounting it failed: {why[0]}")
+    return True
+
+
+def unmount_debugfs():
+    """Unmount the debugfs this backend mounted (and the tracefs the kernel mounts under it on first use);
+    False when it stays mounted (busy: someone else uses it now)."""
+    inner = os.path.join(DEBUGFS, "tracing")
+    if _mounted(inner, "tracefs"):
+        subprocess.run(["umount", inner], capture_output=True)
+    if not _mounted(DEBUGFS, "debugfs"):
+        return True
+    return subprocess.run(["umount", DEBUGFS], capture_output=True).returncode == 0
 
 
 class BlktraceCapture:
@@ -94,13 +136,15 @@ class BlktraceCapture:
         self.interval = interval
         self.names = []
         self.proc = None
-        self.log_path = os.path.join(self.outdir, "blktrace.log")
+        self.log_path = os.path.join(self.outdir, outputs.BLKTRACE_LOG)
+        self.staging = os.path.join(self.outdir, outputs.STAGING)
         self.error = None
         self.started = None
+        self.mounted_debugfs = False
 
     def command(self, exe):
         mask = tracefs.act_mask_value(self.act_mask)
-        cmd = [exe, "-D", self.outdir, "-A", f"{mask:x}", "-b", str(self.buffer_kb), "-n", str(self.buffer_count)]
+        cmd = [exe, "-D", self.staging, "-A", f"{mask:x}", "-b", str(self.buffer_kb), "-n", str(self.buffer_count)]
         for dev in self.devices:
             name, _ = tracefs.device_trace_dir(dev)
             self.names.append(name)
@@ -115,17 +159,28 @@ class BlktraceCapture:
             return ""
 
     def setup(self):
-        """Start blktrace; BlktraceUnavailable (one line) if it cannot trace here."""
+        """Start blktrace; BlktraceUnavailable (one line) if it cannot trace here, with nothing left behind
+        (no files, debugfs unmounted again if this call mounted it)."""
         exe = shutil.which("blktrace") or next(
             (p for p in ("/usr/sbin/blktrace", "/sbin/blktrace") if os.access(p, os.X_OK)), None)
         if not exe:
             raise BlktraceUnavailable("blktrace is not installed (Debian package 'blktrace')")
         tracefs.require_root()
         cmd = self.command(exe)
-        os.makedirs(self.outdir, exist_ok=True)
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                         close_fds=True)
+        self.mounted_debugfs = mount_debugfs()
+        try:
+            outputs.make_staging(self.outdir)
+            with os.fdopen(create_new(self.log_path), "wb") as log:
+                self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                             close_fds=True)
+            self._wait_started()
+        except BaseException:
+            self.abandon()
+            raise
+        self.started = time.time()
+        return self
+
+    def _wait_started(self):
         deadline = time.monotonic() + START_WAIT
         while time.monotonic() < deadline:
             text = self._log()
@@ -136,13 +191,20 @@ class BlktraceCapture:
                 line = line or text.strip().splitlines()[-1:] or [f"exit status {self.proc.returncode}"]
                 line = line if isinstance(line, str) else line[0]
                 raise BlktraceUnavailable(f"blktrace cannot trace here: {line.strip()}")
-            if all(os.path.exists(os.path.join(self.outdir, f"{n}.blktrace.0")) for n in self.names):
+            if all(os.path.exists(os.path.join(self.staging, f"{n}.blktrace.0")) for n in self.names):
                 time.sleep(0.2)
                 if not _FAILURE.search(self._log()) and self.proc.poll() is None:
                     break
             time.sleep(0.05)
-        self.started = time.time()
-        return self
+
+    def abandon(self):
+        """Undo a failed set-up: blktrace stopped, its files and log removed, debugfs as it was."""
+        self._kill()
+        outputs.remove(self.staging)
+        outputs.remove(self.log_path)
+        if self.mounted_debugfs:
+            unmount_debugfs()
+            self.mounted_debugfs = False
 
     def _kill(self):
         if self.proc and self.proc.poll() is None:
@@ -156,7 +218,13 @@ class BlktraceCapture:
     def info(self):
         return {"mode": self.mode, "devices": self.names, "blktrace_pid": self.proc.pid,
                 "buffer_kb": self.buffer_kb, "buffer_count": self.buffer_count,
-                "act_mask": f"0x{tracefs.act_mask_value(self.act_mask):x}", "log": self.log_path}
+                "act_mask": f"0x{tracefs.act_mask_value(self.act_mask):x}", "log": self.log_path,
+                "debugfs_mounted": self.mounted_debugfs}
+
+    def recovery(self):
+        """What a recovery must undo if this process dies (kept in the root-only run record)."""
+        return {"blktrace_pid": self.proc.pid, "blktrace_start": process_start(self.proc.pid),
+                "debugfs_mounted": self.mounted_debugfs}
 
     def start(self):
         pass
@@ -189,6 +257,10 @@ class BlktraceCapture:
                 self.proc.kill()
                 self.proc.wait()
                 self.error = self.error or f"blktrace did not stop within {STOP_WAIT:.0f} s (killed)"
+        outputs.publish(self.staging, self.outdir)
+        if self.mounted_debugfs and not unmount_debugfs():
+            print(f"debugfs at {DEBUGFS} stays mounted: it is in use", flush=True)
+        self.mounted_debugfs = False
         totals = parse_totals(self._log())
         drops = {name: t["dropped"] for name, t in totals.items()}
         summary = summarize_files(self.outdir, self.names, drops)
@@ -196,14 +268,19 @@ class BlktraceCapture:
         return summary
 
 
-def stop_orphan(pid, timeout=STOP_WAIT):
-    """SIGINT a blktrace left running by a dead capture and wait for it; True if one was running."""
+def stop_orphan(pid, start, timeout=STOP_WAIT):
+    """SIGINT the blktrace a dead capture left running and wait for it; True if it was running.
+
+    ``pid`` and ``start`` come from the capture's root-only run record; the process must still have that
+    start time and be blktrace, so a reused pid is never signalled."""
+    if start is None or process_start(pid) != start:
+        return False
     try:
         with open(f"/proc/{pid}/comm") as f:
             if f.read().strip() != "blktrace":
                 return False
         os.kill(pid, signal.SIGINT)
-    except (OSError, ProcessLookupError):
+    except OSError:
         return False
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

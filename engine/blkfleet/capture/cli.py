@@ -63,7 +63,14 @@ def add_parser(sub):
     s.add_argument("--no-splice", dest="splice", action="store_false", default=None,
                    help="ftrace raw: copy pages with read/write instead of splice")
     s.add_argument("--keep-raw", action="store_true", help="ftrace raw: keep DIR/raw/cpuN after conversion")
-    s.add_argument("--force", action="store_true", help="reuse a directory holding a finished or dead capture")
+    s.add_argument("--token", metavar="TOKEN",
+                   help="run token recorded with the capture: a start with the same token is idempotent; one "
+                   "that finds a capture of another token fails unless --force")
+    s.add_argument("--force", action="store_true",
+                   help="stop and discard a running capture of another token, or reuse a directory holding a "
+                   "finished or dead capture")
+    s.add_argument("--check", action="store_true",
+                   help="change nothing: print what start would do (or fail as it would)")
     s.set_defaults(func=run_start)
 
     t = csub.add_parser("stop", help="stop the capture in DIR; prints the JSON summary")
@@ -72,6 +79,8 @@ def add_parser(sub):
     t.add_argument("--timeout", type=_positive_float, default=control.STOP_TIMEOUT, metavar="SEC",
                    help=f"how long to wait for the capture to finish writing (default {control.STOP_TIMEOUT:.0f})")
     t.add_argument("--json", metavar="FILE", help="also write the summary to FILE")
+    t.add_argument("--token", metavar="TOKEN", help="stop only the capture of this run token (else exit 2)")
+    t.add_argument("--check", action="store_true", help="change nothing: print what stop would do")
     t.set_defaults(func=run_stop)
 
     u = csub.add_parser("status", help="the state of the capture in DIR (JSON)")
@@ -79,7 +88,8 @@ def add_parser(sub):
     u.set_defaults(func=run_status)
 
     r = csub.add_parser("restore", help="put the ftrace tracer back after a capture that was killed")
-    r.add_argument("-D", "--output-dir", metavar="DIR", help="also recover the dead capture recorded in DIR")
+    r.add_argument("-D", "--output-dir", metavar="DIR",
+                   help="recover the dead capture recorded in DIR (instead of the machine's tracer)")
     r.set_defaults(func=run_restore)
 
 
@@ -87,7 +97,7 @@ def run_start(args):
     opts = control.StartOptions(
         args.device, args.output_dir, backend=args.backend, act_mask=args.act_mask, buffer_kb=args.buffer_size,
         buffer_count=args.buffer_count, duration=args.duration, mode=args.mode, interval=args.interval,
-        keep_raw=args.keep_raw, force=args.force, splice=args.splice,
+        keep_raw=args.keep_raw, force=args.force, splice=args.splice, token=args.token, check=args.check,
     )
     doc = control.start(opts)
     sys.stdout.write(json.dumps(doc, sort_keys=True) + "\n")
@@ -96,11 +106,13 @@ def run_start(args):
 
 
 def run_stop(args):
-    doc = control.stop(args.output_dir, timeout=args.timeout)
+    doc = control.stop(args.output_dir, timeout=args.timeout, token=args.token, check=args.check)
     write_json("-", doc)
     if args.json:
         write_json(args.json, doc)
-    if doc.get("error"):
+    if args.check:
+        return 0
+    if doc.get("error") and not doc.get("collected_before"):  # reported once, by the first stop that returns it
         print(f"blkfleet: {doc['error']}", file=sys.stderr)
         return 2
     if args.fail_on_drops and (doc.get("drops") or doc.get("drop_reports")):

@@ -1,105 +1,51 @@
 """Capture as a detached background job: ``start`` / ``stop`` / ``status`` / ``restore``.
 
-``start`` validates what it can, then double-forks a daemon (own session, no terminal, stdin from
-/dev/null, stdout and stderr to ``DIR/capture.log``) that sets up the backend, writes ``DIR/capture.json``
-and reports one JSON document back through a pipe before the parent returns. The daemon traces until it
-receives SIGTERM or SIGINT (``stop``) or ``--duration`` elapses, then finishes the backend (tracer restored,
-files written) and stores the summary in ``DIR/capture.json`` with ``state: stopped``.
+``start`` validates what it can, makes or checks the output directory (it must be one only root can
+change: ``files.trusted_dir``; a new one is made with mode 0700), then double-forks the daemon
+(``daemon.run``), which reports one JSON document back through a pipe before ``start`` returns. The daemon
+traces until it receives SIGTERM or SIGINT (``stop``) or ``--duration`` elapses, then finishes the backend
+(tracer restored, files written) and stores the summary in ``DIR/capture.json`` with ``state: stopped``.
 
-A state naming a live process is verified by the process start time in ``/proc/PID/stat`` (a reused pid is
-not mistaken for the capture). A state whose process is gone before it stopped is *dead*: ``start``,
-``stop``, ``status`` and ``restore`` detect it, put the tracer back (``tracefs.restore()``, or SIGINT to an
-orphaned blktrace) and ``stop`` salvages what was captured.
+Whether the daemon lives, and which pid may be signalled, is decided only from its lock and record under
+``/run/blkfleet/capture`` (``rundir``), never from ``capture.json``. A capture whose daemon is gone before it
+stopped is *dead*: ``status`` says so and changes nothing; ``stop`` recovers it (the buffers still in the
+kernel salvaged into its raw files, the tracer restored, an orphaned blktrace stopped, debugfs unmounted if
+it mounted it) and converts what it captured; ``start --force`` and ``restore -D`` recover it too.
+
+Run tokens: ``start --token T`` records T. A start that finds a capture of the same token changes nothing
+(idempotent, even when that capture has finished); one that finds a running capture of another token (or
+none) fails unless ``--force``, which stops that capture, discards its files and starts afresh.
 """
 
-import datetime
 import json
 import os
+import secrets
 import select
 import signal
-import socket
 import sys
 import time
 import traceback
 
 from ..errors import BlkfleetError
-from . import tracefs
-from .blktrace import BlktraceCapture, BlktraceUnavailable, stop_orphan
-from .ftrace import FtraceCapture, read_cpu_stats
+from ..files import loads_json, open_append, trusted_dir, untrusted_reason
+from . import daemon, outputs, rundir, state, tracefs
+from .blktrace import stop_orphan, unmount_debugfs
+from .daemon import finish_summary
+from .ftrace import read_cpu_stats
+from .state import FINISHED, STATE_NAME, public
 
-STATE_NAME = "capture.json"
 LOG_NAME = "capture.log"
-RESERVE_NAME = ".capture.reserve"
-RESERVE_BYTES = 64 << 10  # freed when the disk fills, so that the final state and summary can be written
-STATE_VERSION = 1
 BACKENDS = ("auto", "blktrace", "ftrace")
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 300.0
 
-
-def _now():
-    return datetime.datetime.now(datetime.timezone.utc).astimezone().isoformat(timespec="milliseconds")
-
-
-def state_path(outdir):
-    return os.path.join(os.path.abspath(outdir), STATE_NAME)
-
-
-def load_state(outdir):
-    try:
-        with open(state_path(outdir)) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as e:
-        raise BlkfleetError(f"cannot read {state_path(outdir)}: {e}") from None
-
-
-def save_state(outdir, state):
-    path = state_path(outdir)
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(state, f, indent=1, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def process_start(pid):
-    """The start time (clock ticks since boot) of a process, or None if there is none."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            text = f.read()
-    except OSError:
-        return None
-    fields = text[text.rindex(")") + 2:].split()
-    if fields[0] in ("Z", "X"):
-        return None
-    return int(fields[19])
-
-
-def is_alive(state):
-    pid = state.get("pid")
-    return bool(pid) and process_start(pid) == state.get("pid_start")
-
-
-def classify(state):
-    """running, stopped, failed, dead (process gone before it stopped) or none."""
-    if state is None:
-        return "none"
-    if state.get("state") in ("stopped", "failed", "salvaged"):
-        return state["state"]
-    return "running" if is_alive(state) else "dead"
-
-
-# -- start ------------------------------------------------------------------------------------------------
+__all__ = ["BACKENDS", "StartOptions", "finish_summary", "inspect", "restore", "start", "status", "stop"]
 
 
 class StartOptions:
     def __init__(self, devices, outdir, backend="auto", act_mask="queue", buffer_kb=512, buffer_count=8,
                  duration=None, mode="auto", interval=0.05, keep_raw=False, force=False, splice=None,
-                 lock_path=tracefs.LOCK_PATH):
+                 lock_path=tracefs.LOCK_PATH, token=None, check=False):
         self.devices = list(devices)
         self.outdir = os.path.abspath(outdir)
         self.backend = backend
@@ -113,6 +59,9 @@ class StartOptions:
         self.force = force
         self.splice = splice
         self.lock_path = lock_path
+        self.token = token
+        self.check = check
+        self.log_name = LOG_NAME
 
     def to_json(self):
         return {"act_mask": self.act_mask, "buffer_kb": self.buffer_kb, "buffer_count": self.buffer_count,
@@ -120,11 +69,53 @@ class StartOptions:
                 "keep_raw": self.keep_raw}
 
 
+class Inspection:
+    """What is in an output directory: ``state`` (capture.json or None), ``kind`` (none, running, dead,
+    stopped, failed, salvaged), ``pid`` (the daemon's, only when proven) and ``record`` (its run record)."""
+
+    def __init__(self, outdir, doc, kind, pid=None, record=None):
+        self.outdir = outdir
+        self.state = doc
+        self.kind = kind
+        self.pid = pid
+        self.record = record
+        self.salvaged = None
+
+
+def inspect(outdir):
+    """Read ``outdir`` without changing anything."""
+    outdir = os.path.abspath(outdir)
+    doc = state.load(outdir)
+    if doc is None:
+        return Inspection(outdir, None, "none")
+    if doc["state"] in FINISHED:
+        return Inspection(outdir, doc, doc["state"])
+    key = rundir.key_of(outdir)
+    alive, pid, record = rundir.daemon(key)
+    if record is not None and record["run_id"] != doc.get("run_id"):
+        record = None if not alive else record
+    if alive:
+        return Inspection(outdir, doc, "running", pid, record)
+    again = state.load(outdir)  # it may have finished since the first read
+    if again is not None and again["state"] in FINISHED:
+        return Inspection(outdir, again, again["state"])
+    return Inspection(outdir, again or doc, "dead", None, record)
+
+
+def _devices(doc):
+    return ", ".join(doc.get("devices") or []) or "no device"
+
+
+# -- start ------------------------------------------------------------------------------------------------
+
+
 def _validate(opts):
     if opts.backend not in BACKENDS:
         raise BlkfleetError(f"unknown backend {opts.backend!r} (known: {', '.join(BACKENDS)})")
     if not opts.devices:
         raise BlkfleetError("no device given (--device DEV)")
+    if opts.token is not None:
+        state.check_token(opts.token)
     tracefs.require_root()
     tracefs.act_mask_value(opts.act_mask)
     if opts.buffer_kb <= 0 or opts.buffer_count <= 0:
@@ -138,53 +129,102 @@ def _validate(opts):
             raise BlkfleetError(f"device {name} given twice")
         names.append(name)
     if opts.backend == "ftrace":
-        tracefs.require_blk_tracer(tracefs.find_tracefs())
-    try:
-        os.makedirs(opts.outdir, exist_ok=True)
-    except OSError as e:
-        raise BlkfleetError(f"cannot create {opts.outdir}: {e.strerror}") from None
-    if not os.access(opts.outdir, os.W_OK):
-        raise BlkfleetError(f"{opts.outdir}: not writable")
+        try:
+            tracing = tracefs.find_tracefs(mount=not opts.check)
+        except BlkfleetError:
+            if not opts.check:
+                raise
+        else:
+            tracefs.require_blk_tracer(tracing)
     return names
 
 
-def _recover_dead(outdir, state):
-    """Put the tracer back after a capture whose process died; returns what was done (for messages)."""
-    done = []
-    if state.get("backend") == "ftrace":
-        try:
-            if tracefs.restore(lock_path=state.get("lock_path", tracefs.LOCK_PATH), timeout=2.0):
-                done.append("ftrace tracer state restored")
-        except tracefs.TracerBusy:
-            done.append("tracer now owned by another capture: not touched")
-    bt_pid = (state.get("backend_info") or {}).get("blktrace_pid")
-    if bt_pid and stop_orphan(bt_pid):
-        done.append(f"orphaned blktrace (pid {bt_pid}) stopped")
-    return done
+def _check_new_dir(outdir):
+    """For check mode: the directory ``start`` would use or make is acceptable (nothing is created)."""
+    if os.path.lexists(outdir):
+        state.refuse_untrusted(outdir)
+        return
+    parent = os.path.dirname(outdir)
+    while not os.path.lexists(parent):
+        parent = os.path.dirname(parent)
+    reason = untrusted_reason(parent)
+    if reason:
+        raise BlkfleetError(f"{outdir}: refusing this capture directory: {parent} above it: {reason}")
+
+
+def _decide(opts, names, seen):
+    """What a start does with what ``seen`` found: ``(doc, action)``: a document to return (nothing to start),
+    or None and one of "start", "replace" (stop the running capture, discard, start), "recover" (a dead
+    capture, recovered then discarded), "discard" (a finished capture, discarded)."""
+    doc, kind = seen.state, seen.kind
+    where = opts.outdir
+    if kind == "none":
+        return None, "start"
+    same_token = doc.get("token") == opts.token
+    if kind == "running":
+        if same_token and sorted(doc.get("devices") or []) == sorted(names):
+            return dict(public(doc), action="start", started=False, state="running",
+                        message=f"a capture of {_devices(doc)} is already running in {where} (pid {doc.get('pid')}, "
+                                f"since {doc.get('start_time')}, token {doc.get('token')}): nothing started"), None
+        if same_token:
+            raise BlkfleetError(f"a capture of {_devices(doc)} is already running in {where} (pid {doc.get('pid')}); "
+                                "stop it first or use another directory")
+        if not opts.force:
+            raise BlkfleetError(f"a capture of another run (token {doc.get('token')}) is running in {where} "
+                                f"(pid {doc.get('pid')}, since {doc.get('start_time')}); stop it, or start with "
+                                "--force to stop and discard it")
+        return None, "replace"
+    if kind == "dead":
+        if not opts.force:
+            raise BlkfleetError(f"the capture in {where} died (pid {doc.get('pid')} is gone); run 'capture stop' "
+                                "to collect what it wrote, or start with --force to discard it")
+        return None, "recover"
+    if opts.token is not None and same_token:
+        return dict(public(doc), action="start", started=False, state=kind,
+                    message=f"the capture of run token {opts.token} in {where} already ran ({kind} at "
+                            f"{doc.get('stop_time')}): nothing started"), None
+    if not opts.force:
+        raise BlkfleetError(f"{where} holds a finished capture ({kind} at {doc.get('stop_time')}); "
+                            "use another directory or --force to overwrite it")
+    return None, "discard"
 
 
 def start(opts, report_timeout=START_TIMEOUT):
-    """Start a detached capture; returns the JSON document to print."""
+    """Start a detached capture; returns the JSON document to print (with ``--check``: what it would do)."""
     names = _validate(opts)
-    state = load_state(opts.outdir)
-    kind = classify(state)
-    if kind == "running":
-        if sorted(state.get("devices", [])) == sorted(names):
-            return dict(_public(state), action="start", started=False, state="running",
-                        message=f"a capture of {', '.join(state['devices'])} is already running in {opts.outdir} "
-                                f"(pid {state['pid']}, since {state['start_time']}): nothing started")
-        raise BlkfleetError(f"a capture of {', '.join(state['devices'])} is already running in {opts.outdir} "
-                            f"(pid {state['pid']}); stop it first or use another directory")
+    if opts.check:
+        _check_new_dir(opts.outdir)
+    else:
+        trusted_dir(opts.outdir, "capture directory", mode=0o700)
+    seen = inspect(opts.outdir)
+    doc, action = _decide(opts, names, seen)
+    if doc is not None:
+        return doc
+    if opts.check:
+        would = {"start": "would start a capture", "replace": "would stop and discard the running capture, then "
+                 "start", "recover": "would recover and discard the dead capture, then start",
+                 "discard": "would discard the finished capture, then start"}[action]
+        return {"action": "start", "check": True, "started": True, "state": seen.kind, "output_dir": opts.outdir,
+                "token": opts.token, "message": f"{would} of {', '.join(names)} in {opts.outdir}"}
     recovered = []
-    if kind == "dead":
-        recovered = _recover_dead(opts.outdir, state)
-        if not opts.force:
-            what = "; ".join(recovered) or "nothing to restore"
-            raise BlkfleetError(f"the capture in {opts.outdir} died (pid {state.get('pid')} is gone; {what}); "
-                                "run 'capture stop' to collect what it wrote, or start with --force")
-    elif kind != "none" and not opts.force:
-        raise BlkfleetError(f"{opts.outdir} holds a finished capture ({kind} at {state.get('stop_time')}); "
-                            "use another directory or --force to overwrite it")
+    if action == "replace":
+        _stop_running(seen, STOP_TIMEOUT)
+        recovered.append(f"the running capture of token {seen.state.get('token')} (pid {seen.pid}) was stopped "
+                         "and discarded")
+    elif action == "recover":
+        recovered = _recover(seen)
+    outputs.discard(opts.outdir, data=action != "start")
+    return _spawn(opts, recovered, report_timeout)
+
+
+def _spawn(opts, recovered, report_timeout):
+    log_path = os.path.join(opts.outdir, LOG_NAME)
+    try:
+        log_fd = open_append(log_path)
+    except OSError as e:
+        raise BlkfleetError(f"{log_path}: cannot open the capture log: {e.strerror}") from None
+    run_id = secrets.token_hex(16)
+    key = rundir.key_of(opts.outdir)
     sys.stdout.flush()
     sys.stderr.flush()
     r, w = os.pipe()
@@ -196,15 +236,24 @@ def start(opts, report_timeout=START_TIMEOUT):
             os.setsid()
             if os.fork():
                 os._exit(0)
-            code = _daemon(opts, w, recovered)
+            os.chdir("/")
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            os.close(null)
+            os.dup2(log_fd, 1)
+            os.dup2(log_fd, 2)
+            os.close(log_fd)
+            code = daemon.run(opts, w, recovered, run_id, key)
         except BaseException:
             try:
-                os.write(w, json.dumps({"error": traceback.format_exc().strip().splitlines()[-1]}).encode())
+                last = traceback.format_exc().strip().splitlines()[-1]
+                os.write(w, json.dumps({"error": f"capture daemon: {last}"}).encode())
             except OSError:
                 pass
         finally:
             os._exit(code)
     os.close(w)
+    os.close(log_fd)
     os.waitpid(pid, 0)
     data = b""
     deadline = time.monotonic() + report_timeout
@@ -212,340 +261,213 @@ def start(opts, report_timeout=START_TIMEOUT):
         left = deadline - time.monotonic()
         if left <= 0 or not select.select([r], [], [], left)[0]:
             os.close(r)
-            raise BlkfleetError(f"the capture daemon did not report within {report_timeout:.0f} s "
-                                f"(see {os.path.join(opts.outdir, LOG_NAME)})")
+            raise BlkfleetError(f"the capture daemon did not report within {report_timeout:.0f} s (see {log_path})")
         chunk = os.read(r, 65536)
         if not chunk:
             break
         data += chunk
     os.close(r)
     try:
-        doc = json.loads(data.decode())
-    except ValueError:
-        raise BlkfleetError(f"the capture daemon failed to start (see {os.path.join(opts.outdir, LOG_NAME)})") \
-            from None
+        doc = loads_json(data, "the capture daemon's report")
+    except BlkfleetError:
+        raise BlkfleetError(f"the capture daemon failed to start (see {log_path})") from None
     if "error" in doc:
-        raise BlkfleetError(doc["error"])
+        raise BlkfleetError(str(doc["error"]).replace("\n", " "))
     return doc
 
 
-def _public(state):
-    keys = ("pid", "backend", "mode", "requested_backend", "fallback_reason", "devices", "output_dir",
-            "start_time", "options", "backend_info", "host", "log", "state_file")
-    return {k: state.get(k) for k in keys}
+# -- stop / recovery --------------------------------------------------------------------------------------
 
 
-def _redirect(outdir):
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.close(null)
-    log = os.open(os.path.join(outdir, LOG_NAME), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(log, 1)
-    os.dup2(log, 2)
-    os.close(log)
-
-
-def _daemon(opts, report_fd, recovered):  # pragma: no cover (runs in the detached child)
-    """The capture process: set up, report, trace until told to stop, finish, record the summary."""
-    os.chdir("/")
-    _redirect(opts.outdir)
-    stop = {"signal": None}
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_w, False)
-    os.set_blocking(wake_r, False)
-
-    def on_signal(signum, frame):
-        stop["signal"] = signal.Signals(signum).name
-
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    signal.set_wakeup_fd(wake_w)
-    print(f"{_now()} capture daemon pid {os.getpid()}: {' '.join(opts.devices)} -> {opts.outdir}", flush=True)
-
-    fallback = None
-    backend = None
+def _stop_running(seen, timeout):
+    """SIGTERM the proven daemon of a running capture and wait until its lock is free."""
+    if seen.pid is None:
+        raise BlkfleetError(f"the capture in {seen.outdir} runs, but its process cannot be proven from "
+                            f"{rundir.RUN_DIR} (no record or another lock holder): nothing signalled")
     try:
-        if opts.backend in ("auto", "blktrace"):
-            bt = BlktraceCapture(opts.devices, opts.outdir, opts.act_mask, opts.buffer_kb, opts.buffer_count,
-                                 opts.interval)
-            try:
-                backend = bt.setup()
-            except BlktraceUnavailable as e:
-                if opts.backend == "blktrace":
-                    raise
-                fallback = str(e)
-                try:
-                    os.unlink(bt.log_path)
-                except OSError:
-                    pass
-                for name in bt.names:
-                    for f in os.listdir(opts.outdir):
-                        if f.startswith(f"{name}.blktrace."):
-                            os.unlink(os.path.join(opts.outdir, f))
-                print(f"{_now()} falling back to ftrace: {fallback}", flush=True)
-        if backend is None:
-            backend = FtraceCapture(opts.devices, opts.outdir, opts.act_mask, opts.buffer_kb * opts.buffer_count,
-                                    mode=opts.mode, interval=opts.interval, use_splice=opts.splice,
-                                    keep_raw=opts.keep_raw, lock_path=opts.lock_path).setup()
-    except BaseException as e:
-        msg = str(e) if isinstance(e, BlkfleetError) else f"{type(e).__name__}: {e}"
-        os.write(report_fd, json.dumps({"error": msg}).encode())
-        os.close(report_fd)
-        return 2
-    start_epoch = time.time()
-    state = {
-        "version": STATE_VERSION, "state": "running", "pid": os.getpid(), "pid_start": process_start(os.getpid()),
-        "host": socket.gethostname(), "backend": backend.name, "mode": backend.mode,
-        "requested_backend": opts.backend, "fallback_reason": fallback, "devices": backend.info()["devices"],
-        "device_args": opts.devices, "output_dir": opts.outdir, "start_time": _now(), "start_epoch": start_epoch,
-        "options": opts.to_json(), "backend_info": backend.info(), "lock_path": opts.lock_path,
-        "log": os.path.join(opts.outdir, LOG_NAME), "state_file": state_path(opts.outdir),
-        "recovered": recovered,
-    }
-    try:
-        save_state(opts.outdir, state)
-        with open(os.path.join(opts.outdir, RESERVE_NAME), "wb") as f:
-            f.write(b"\0" * RESERVE_BYTES)
-        backend.start()
-    except BaseException as e:
-        backend.finish()
-        os.write(report_fd, json.dumps({"error": f"cannot start the capture: {e}"}).encode())
-        os.close(report_fd)
-        return 2
-    doc = dict(_public(state), action="start", started=True, state="running",
-               message=f"capture of {', '.join(state['devices'])} started with {backend.name}"
-                       + (f" ({backend.mode})" if backend.name == "ftrace" else "")
-                       + (f"; blktrace unavailable: {fallback}" if fallback else ""))
-    if recovered:
-        doc["recovered"] = recovered
-    os.write(report_fd, json.dumps(doc, sort_keys=True).encode())
-    os.close(report_fd)
+        os.kill(seen.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    key = rundir.key_of(seen.outdir)
+    deadline = time.monotonic() + timeout
+    while rundir.daemon(key)[0]:
+        if time.monotonic() >= deadline:
+            raise BlkfleetError(f"the capture (pid {seen.pid}) did not stop within {timeout:.0f} s; it is still "
+                                f"writing (see {os.path.join(seen.outdir, LOG_NAME)}); run stop again later")
+        time.sleep(0.05)
 
-    deadline = start_epoch + opts.duration if opts.duration else None
 
-    def should_stop():
-        return stop["signal"] is not None or (deadline is not None and time.time() >= deadline)
+def _recover(seen):
+    """Undo what the dead daemon of ``seen`` left, as its run record says; returns what was done. Without a
+    record (none was written, or the host rebooted since) there is nothing of it to undo."""
+    record = seen.record
+    if record is None:
+        return []
+    done = []
+    try:
+        if tracefs.restore(lock_path=tracefs.LOCK_PATH, timeout=2.0):
+            done.append("ftrace tracer state restored")
+    except tracefs.TracerBusy:
+        done.append("tracer now owned by another capture: not touched")
+    except BlkfleetError as e:
+        done.append(f"tracer not restored: {e}")
+    pid = record.get("blktrace_pid")
+    if isinstance(pid, int) and stop_orphan(pid, record.get("blktrace_start")):
+        done.append(f"orphaned blktrace (pid {pid}) stopped")
+    if record.get("debugfs_mounted") is True:
+        done.append("debugfs unmounted" if unmount_debugfs() else "debugfs left mounted (in use)")
+    key = rundir.key_of(seen.outdir)
+    salvaged = (rundir.read_record(key) or {}).get("salvaged")
+    if isinstance(salvaged, dict) and isinstance(salvaged.get("events"), int):
+        done.append(f"{salvaged['events']} events recovered from the kernel's buffers"
+                    + (f" ({salvaged['error']})" if salvaged.get("error") else ""))
+        seen.salvaged = salvaged
+    rundir.forget(key)
+    return done
 
-    backend.run(should_stop, wake_r)
-    reason = stop["signal"] or ("duration" if deadline and time.time() >= deadline else "error")
-    print(f"{_now()} stopping ({reason})", flush=True)
-    state.update(state="stopping", stop_reason=reason)
-    _save_quietly(opts.outdir, state)
+
+def stop(outdir, timeout=STOP_TIMEOUT, token=None, check=False):
+    """Stop the capture in ``outdir``; returns the JSON document (summary) to print."""
+    outdir = os.path.abspath(outdir)
+    if token is not None:
+        state.check_token(token)
+    seen = inspect(outdir)
+    doc, kind = seen.state, seen.kind
+    if kind == "none":
+        raise BlkfleetError(f"no capture in {outdir} (no {STATE_NAME})")
+    if token is not None and doc.get("token") != token:
+        raise BlkfleetError(f"the capture in {outdir} belongs to another run (token {doc.get('token')}, not "
+                            f"{token}): not stopped")
+    if kind in FINISHED:
+        out = _stop_doc(doc, False, f"the capture in {outdir} had already stopped (at {doc.get('stop_time')}, "
+                                    f"{doc.get('stop_reason', 'stop')}): nothing to do")
+        out["collected_before"] = bool(doc.get("collected"))
+        if not doc.get("collected") and not check:
+            _mark_collected(outdir, doc)
+        return out
+    if check:
+        return dict(public(doc), action="stop", check=True, stopped=True, state=kind,
+                    message=f"would stop the {kind} capture of {_devices(doc)} in {outdir}")
+    if kind == "running":
+        _stop_running(seen, timeout)
+        seen = inspect(outdir)
+        if seen.kind in FINISHED:
+            _mark_collected(outdir, seen.state)
+            return _stop_doc(seen.state, True, f"capture of {_devices(seen.state)} stopped")
+    return _salvage(seen)
+
+
+def _mark_collected(outdir, doc):
+    """Record that a stop returned this summary: later stops answer it with exit status 0 (its error, if any,
+    was reported once)."""
     try:
-        summary = backend.finish()
-        error = backend.error
-    except BaseException as e:
-        traceback.print_exc()
-        summary, error = {}, f"the capture failed while stopping: {e}"
-    stop_epoch = time.time()
-    state.update(state="failed" if error and not summary.get("devices") else "stopped", stop_time=_now(),
-                 stop_epoch=stop_epoch, duration=round(stop_epoch - start_epoch, 6),
-                 summary=finish_summary(summary, error))
-    try:
-        os.unlink(os.path.join(opts.outdir, RESERVE_NAME))
+        state.save(outdir, dict(doc, collected=True))
     except OSError:
         pass
-    _save_quietly(opts.outdir, state)
-    print(f"{_now()} stopped: {state['summary']['queued']} queued IOs, {state['summary']['drops']} drops"
-          + (f", error: {error}" if error else ""), flush=True)
-    return 0
 
 
-def _save_quietly(outdir, state):
-    """save_state for the daemon: a failure is logged, never fatal (the summary is also in the log)."""
+def _salvage(seen):
+    """Recover a dead capture and convert what it captured; ``state: salvaged``."""
+    outdir, doc = seen.outdir, seen.state
+    recovered = list(doc.get("recovery") or []) + _recover(seen)
+    seen.salvaged = seen.salvaged or doc.get("salvaged")
+    outputs.remove(os.path.join(outdir, outputs.RESERVE))
+    error = (f"the capture process (pid {doc.get('pid')}) died before it stopped; "
+             + ("; ".join(recovered) if recovered else "no tracer state of it left to restore")
+             + "; events after its death are missing and drops are unknown")
+    from . import salvage
+
     try:
-        save_state(outdir, state)
+        summary = salvage.convert_dead(outdir, doc)
+    except (OSError, BlkfleetError) as e:
+        summary = {}
+        error += f"; salvage failed: {e}"
+    now = time.time()
+    start_epoch = doc.get("start_epoch")
+    doc = dict(doc, state="salvaged", collected=True, stop_time=daemon.now(), stop_epoch=now, stop_reason="dead",
+               duration=round(now - start_epoch, 6) if isinstance(start_epoch, (int, float)) else None,
+               summary=finish_summary(summary, error))
+    if seen.salvaged is not None:
+        doc["summary"]["salvaged"] = seen.salvaged
+    try:
+        state.save(outdir, doc)
     except OSError as e:
-        try:
-            os.unlink(state_path(outdir) + f".{os.getpid()}.tmp")
-        except OSError:
-            pass
-        print(f"{_now()} cannot write {state_path(outdir)}: {e.strerror or e}", flush=True)
-        print(json.dumps(state, sort_keys=True), flush=True)
+        doc["summary"]["error"] += f"; cannot write {state.state_path(outdir)}: {e.strerror or e}"
+    return _stop_doc(doc, True, f"the capture (pid {doc.get('pid')}) had died; "
+                                + ("; ".join(recovered) or "nothing to restore") + "; its files were salvaged")
 
 
-def finish_summary(summary, error):
-    """Add totals to a backend summary: queued, records, bytes, file bytes, drops, file list, error."""
-    devices = summary.get("devices", {})
-    files = []
-    totals = {"records": 0, "queued": 0, "bytes": 0, "file_bytes": 0}
-    for entry in devices.values():
-        entry["file_bytes"] = sum(f["file_bytes"] for f in entry["files"].values())
-        files += sorted(entry["files"], key=lambda n: int(n.rsplit(".", 1)[1]))
-        for key in totals:
-            totals[key] += entry[key]
-    lost = summary.get("lost", {})
-    if lost:
-        drops = sum(v["events"] for v in lost.values())
-        reports = sum(v["reports"] for v in lost.values())
-        for entry in devices.values():
-            entry["drops"] = drops
-    else:
-        drops = sum(entry.get("drops", 0) for entry in devices.values())
-        reports = sum(1 for entry in devices.values() if entry.get("drops"))
-    out = dict(summary, **totals)
-    out.update(files=files, drops=drops, drop_reports=reports, error=error)
+def _stop_doc(doc, stopped, message):
+    summary = dict(doc.get("summary") or {})
+    out = dict(public(doc), **summary)
+    out.update(action="stop", stopped=stopped, state=doc.get("state"), message=message,
+               stop_time=doc.get("stop_time"), duration=doc.get("duration"), stop_reason=doc.get("stop_reason"))
     return out
 
 
-# -- stop / status / restore ------------------------------------------------------------------------------
-
-
-def _wait_gone(state, timeout):
-    deadline = time.monotonic() + timeout
-    while is_alive(state):
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)
-    return True
-
-
-def _salvage(outdir, state, recovered):
-    """Summary for a capture whose process died: convert what raw pages it left, count its files."""
-    error = (f"the capture process (pid {state.get('pid')}) died before it stopped; "
-             + ("; ".join(recovered) if recovered else "no tracer state left to restore")
-             + "; events after its death are missing and drops are unknown")
-    info = state.get("backend_info") or {}
-    summary = {}
-    try:
-        if state.get("backend") == "ftrace" and state.get("mode") in ("raw", "events"):
-            from . import rawpages
-
-            raw_dir = os.path.join(outdir, "raw")
-            raw_files = {int(f[3:]): os.path.join(raw_dir, f) for f in os.listdir(raw_dir)
-                         if f.startswith("cpu") and f[3:].isdigit()} if os.path.isdir(raw_dir) else {}
-            layout = rawpages.PageLayout(page_size=info.get("page_size", 4096))
-            names = _dev_names(state)
-            decoder = None
-            if state["mode"] == "events":
-                from .bioevents import BioQueueDecoder
-
-                fields = {k: tuple(v) for k, v in info["event_fields"].items()}
-                decoder = BioQueueDecoder(info["event_id"], fields, layout.byteorder)
-            summary = rawpages.convert(raw_files, outdir, layout, info.get("blk_entry_type"),
-                                       ncpus=info.get("ncpus"), names=names, devices=list(names), decoder=decoder)
-        else:
-            from .blktrace import summarize_files
-
-            summary = summarize_files(outdir, state.get("devices", []))
-    except (OSError, BlkfleetError) as e:
-        error += f"; salvage failed: {e}"
-    return finish_summary(summary, error)
-
-
-def _dev_names(state):
-    names = {}
-    for name in state.get("devices", []):
-        try:
-            with open(f"/sys/class/block/{name}/dev") as f:
-                major, minor = (int(x) for x in f.read().split(":"))
-            names[major << 20 | minor] = name
-        except (OSError, ValueError):
-            pass
-    return names
-
-
-def stop(outdir, timeout=STOP_TIMEOUT):
-    """Stop the capture in ``outdir``; returns the JSON document (summary) to print."""
-    outdir = os.path.abspath(outdir)
-    state = load_state(outdir)
-    kind = classify(state)
-    if kind == "none":
-        raise BlkfleetError(f"no capture in {outdir} (no {STATE_NAME})")
-    if kind in ("stopped", "failed", "salvaged"):
-        return _stop_doc(state, False, f"the capture in {outdir} had already stopped "
-                                       f"(at {state.get('stop_time')}, {state.get('stop_reason', 'stop')}): "
-                                       "nothing to do")
-    if kind == "running":
-        try:
-            os.kill(state["pid"], signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        if not _wait_gone(state, timeout):
-            raise BlkfleetError(f"the capture (pid {state['pid']}) did not stop within {timeout:.0f} s; "
-                                f"it is still writing (see {state.get('log')}); run stop again later")
-        state = load_state(outdir)
-        if classify(state) in ("stopped", "failed"):
-            return _stop_doc(state, True, f"capture of {', '.join(state['devices'])} stopped")
-    recovered = _recover_dead(outdir, state)
-    try:
-        os.unlink(os.path.join(outdir, RESERVE_NAME))
-    except OSError:
-        pass
-    now = time.time()
-    state.update(state="salvaged", stop_time=_now(), stop_epoch=now, stop_reason="dead",
-                 duration=round(now - state.get("start_epoch", now), 6),
-                 summary=_salvage(outdir, state, recovered))
-    try:
-        save_state(outdir, state)
-    except OSError as e:
-        state["summary"]["error"] += f"; cannot write {state_path(outdir)}: {e.strerror or e}"
-    return _stop_doc(state, True, f"the capture (pid {state.get('pid')}) had died; "
-                                  + ("; ".join(recovered) or "nothing to restore") + "; its files were salvaged")
-
-
-def _stop_doc(state, stopped, message):
-    summary = dict(state.get("summary") or {})
-    doc = dict(_public(state), **summary)
-    doc.update(action="stop", stopped=stopped, state=state.get("state"), message=message,
-               stop_time=state.get("stop_time"), duration=state.get("duration"),
-               stop_reason=state.get("stop_reason"))
-    return doc
+# -- status / restore -------------------------------------------------------------------------------------
 
 
 def status(outdir):
-    outdir = os.path.abspath(outdir)
-    state = load_state(outdir)
-    kind = classify(state)
+    """The state of the capture in ``outdir``; changes nothing (a dead capture is recovered by ``stop``)."""
+    seen = inspect(outdir)
+    doc, kind, outdir = seen.state, seen.kind, seen.outdir
     if kind == "none":
-        return {"action": "status", "state": "none", "output_dir": outdir,
-                "message": f"no capture in {outdir}"}
-    doc = dict(_public(state), action="status", state=kind)
+        return {"action": "status", "state": "none", "output_dir": outdir, "message": f"no capture in {outdir}"}
+    out = dict(public(doc), action="status", state=kind)
     if kind == "running":
-        doc["elapsed"] = round(time.time() - state["start_epoch"], 3)
-        doc["message"] = f"capture of {', '.join(state['devices'])} running for {doc['elapsed']:.1f} s"
-        doc["bytes_written"] = _dir_bytes(outdir)
-        if state.get("backend") == "ftrace":
-            stats = read_cpu_stats(tracefs.find_tracefs(mount=False), (state.get("backend_info") or {}).get("ncpus", 1))
-            doc["kernel"] = {str(c): s for c, s in sorted(stats.items())}
+        start_epoch = doc.get("start_epoch")
+        out["elapsed"] = round(time.time() - start_epoch, 3) if isinstance(start_epoch, (int, float)) else None
+        out["message"] = f"capture of {_devices(doc)} running" + (
+            f" for {out['elapsed']:.1f} s" if out["elapsed"] is not None else "")
+        out["bytes_written"] = _dir_bytes(outdir)
+        ncpus = (doc.get("backend_info") or {}).get("ncpus")
+        if doc.get("backend") == "ftrace" and isinstance(ncpus, int) and 0 < ncpus <= 8192:
+            try:
+                stats = read_cpu_stats(tracefs.find_tracefs(mount=False), ncpus)
+                out["kernel"] = {str(c): s for c, s in sorted(stats.items())}
+            except BlkfleetError:
+                pass
     elif kind == "dead":
-        recovered = _recover_dead(outdir, state)
-        doc["recovered"] = recovered
-        doc["message"] = (f"the capture process (pid {state.get('pid')}) died before it stopped; "
-                          + ("; ".join(recovered) or "nothing to restore") + "; run 'capture stop' to salvage it")
+        out["recoverable"] = seen.record is not None
+        out["message"] = (f"the capture process (pid {doc.get('pid')}) died before it stopped; run 'capture stop' "
+                          "to recover the tracer and salvage what it captured")
     else:
-        doc.update({k: state.get(k) for k in ("stop_time", "duration", "stop_reason")})
-        summary = state.get("summary") or {}
-        doc.update({k: summary.get(k) for k in ("queued", "records", "drops", "error", "files")})
-        doc["message"] = f"the capture in {outdir} is {kind} (at {state.get('stop_time')})"
-    return doc
+        out.update({k: doc.get(k) for k in ("stop_time", "duration", "stop_reason")})
+        summary = doc.get("summary") or {}
+        out.update({k: summary.get(k) for k in ("queued", "records", "drops", "error", "files")})
+        out["message"] = f"the capture in {outdir} is {kind} (at {doc.get('stop_time')})"
+    return out
 
 
 def _dir_bytes(outdir):
     total = 0
-    for root, _, files in os.walk(outdir):
-        for f in files:
+    for root, _, names in os.walk(outdir):
+        for name in names:
             try:
-                total += os.path.getsize(os.path.join(root, f))
+                total += os.lstat(os.path.join(root, name)).st_size
             except OSError:
                 pass
     return total
 
 
 def restore(outdir=None, lock_path=tracefs.LOCK_PATH):
-    """Restore the ftrace tracer after a crashed capture (refused while a live capture owns it)."""
+    """Without ``outdir``: restore the ftrace tracer after a crashed capture (refused while a live capture owns
+    it). With ``outdir``: recover the dead capture recorded there (its ``stop`` then salvages its files)."""
     done = []
     if outdir:
-        state = load_state(outdir)
-        if classify(state) == "running":
-            raise BlkfleetError(f"the capture in {os.path.abspath(outdir)} is running (pid {state['pid']}); "
-                                "stop it instead")
-        if classify(state) == "dead":
-            done += _recover_dead(outdir, state)
-    restored = tracefs.restore(lock_path=lock_path, timeout=2.0)
-    if restored:
+        seen = inspect(outdir)
+        if seen.kind == "running":
+            raise BlkfleetError(f"the capture in {seen.outdir} is running (pid {seen.state.get('pid')}); stop it "
+                                "instead")
+        if seen.kind == "dead":
+            done += _recover(seen)
+            if done:  # kept for the 'stop' that salvages it: its record is gone now
+                doc = dict(seen.state, recovery=list(seen.state.get("recovery") or []) + done)
+                if seen.salvaged is not None:
+                    doc["salvaged"] = seen.salvaged
+                state.save(seen.outdir, doc)
+    elif tracefs.restore(lock_path=lock_path, timeout=2.0):
         done.append("ftrace tracer state restored")
     return {"action": "restore", "restored": bool(done), "done": done,
             "message": "; ".join(done) if done else "nothing to restore"}

@@ -10,6 +10,10 @@ Modes:
 * ``pipe``: ``trace_pipe`` in bin mode, split live by ``Splitter`` (the first implementation; kept for
   comparison and for kernels without per-CPU raw files).
 
+The ``DEV.blktrace.CPU`` files are written into the private staging directory and moved into the output
+directory when complete (``outputs.publish``); raw pages go to a fresh ``DIR/raw``, each file created with
+O_EXCL | O_NOFOLLOW.
+
 Drops: ``[LOST n EVENTS]`` lines (pipe), the pages' missed-events flags (raw) and, in both modes, the
 per-CPU ``stats`` counters (``overrun``, ``commit overrun``, ``dropped events``) read before the tracer is
 restored.
@@ -22,7 +26,8 @@ import select
 import time
 
 from ..errors import BlkfleetError
-from . import bioevents, rawpages, tracefs
+from ..files import create_new
+from . import bioevents, outputs, rawpages, tracefs
 from .split import Splitter, cpu_count
 
 MODES = ("events", "raw", "pipe")
@@ -68,7 +73,7 @@ class _RawReader:
     def __init__(self, path_in, path_out, page_size, use_splice):
         self.page_size = page_size
         self.fd = os.open(path_in, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        self.out = os.open(path_out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        self.out = create_new(path_out, 0o600)
         self.bytes = 0
         self.pipe = None
         if use_splice:
@@ -153,7 +158,7 @@ class FtraceCapture:
 
     def __init__(self, devices, outdir, act_mask="queue", buffer_kb=tracefs.DEFAULT_BUFFER_KB, mode="auto",
                  interval=0.05, clock="mono", use_splice=None, keep_raw=False, lock=None,
-                 lock_path=tracefs.LOCK_PATH):
+                 lock_path=tracefs.LOCK_PATH, owner=None):
         if mode == "auto":
             mode = "events" if tracefs.act_mask_value(act_mask) == tracefs.act_mask_value("queue") else "raw"
             if mode == "events" and any(_is_partition(d) for d in devices):
@@ -177,7 +182,10 @@ class FtraceCapture:
         self.splitter = None
         self.pipe_fd = None
         self.error = None
-        self.raw_dir = os.path.join(self.outdir, "raw")
+        self.raw_dir = os.path.join(self.outdir, outputs.RAW)
+        self.staging = os.path.join(self.outdir, outputs.STAGING)
+        # Who the ring buffers are salvaged for if this process dies (tracefs.save_snapshot, salvage.drain).
+        self.owner = dict(owner, mode=mode, raw_dir=self.raw_dir) if owner else None
         self.layout = None
         self.blk_type = None
         self.decoder = None
@@ -194,10 +202,11 @@ class FtraceCapture:
                 raise BlkfleetError("the events mode records queue events only: use --mode raw for act_mask "
                                     f"{self.act_mask!r}")
             self.capture = bioevents.configure(self.devices, buffer_kb=self.buffer_kb, clock=self.clock,
-                                               lock=self.lock, lock_path=self.lock_path)
+                                               lock=self.lock, lock_path=self.lock_path, owner=self.owner)
         else:
             self.capture = tracefs.configure(self.devices, act_mask=self.act_mask, buffer_kb=self.buffer_kb,
-                                             clock=self.clock, lock=self.lock, lock_path=self.lock_path)
+                                             clock=self.clock, lock=self.lock, lock_path=self.lock_path,
+                                             owner=self.owner)
         try:
             tracing = self.capture.tracing
             for name, trace_dir in self.capture.devices.items():
@@ -212,7 +221,8 @@ class FtraceCapture:
                 else:
                     self.event = bioevents.event_format(self.capture.root)
                     self.decoder = bioevents.BioQueueDecoder(*self.event, self.layout.byteorder)
-                os.makedirs(self.raw_dir, exist_ok=True)
+                os.makedirs(self.outdir, exist_ok=True)
+                outputs.make_raw(self.outdir)
                 for cpu in range(self.ncpus):
                     src = os.path.join(tracing, "per_cpu", f"cpu{cpu}", "trace_pipe_raw")
                     if not os.path.exists(src):
@@ -221,7 +231,8 @@ class FtraceCapture:
                                                    self.layout.page_size, self.use_splice)
             else:
                 names = {dev: name for name, dev in self.dev_numbers.items()}
-                self.splitter = Splitter(self.outdir, ncpus=self.ncpus, names=names,
+                os.makedirs(self.outdir, exist_ok=True)
+                self.splitter = Splitter(outputs.make_staging(self.outdir), ncpus=self.ncpus, names=names,
                                          devices=list(self.dev_numbers.values()))
                 self.pipe_fd = os.open(self.capture.pipe_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except BaseException:
@@ -336,13 +347,19 @@ class FtraceCapture:
         if self.mode != "pipe":
             raw_files = {cpu: os.path.join(self.raw_dir, f"cpu{cpu}") for cpu in self.readers}
             try:
-                summary = rawpages.convert(raw_files, self.outdir, self.layout, self.blk_type, ncpus=self.ncpus,
-                                           names=names, devices=list(self.dev_numbers.values()),
+                outputs.remove(self.staging)
+                summary = rawpages.convert(raw_files, outputs.make_staging(self.outdir), self.layout, self.blk_type,
+                                           ncpus=self.ncpus, names=names, devices=list(self.dev_numbers.values()),
                                            extra_drops=drops, decoder=self.decoder)
+                outputs.publish(self.staging, self.outdir)
             except OSError as e:
                 self.error = self.error or (f"cannot write the converted trace ({e.strerror or e}); the raw pages "
                                             f"are kept in {self.raw_dir}")
                 summary = {"records": 0, "devices": {}, "lost": {}, "skipped_bytes": 0}
+                try:
+                    outputs.remove(self.staging)
+                except OSError:
+                    pass
             else:
                 if not self.keep_raw and not self.error:
                     for path in raw_files.values():
@@ -357,6 +374,10 @@ class FtraceCapture:
                 if count > reported:
                     self.splitter.add_lost(cpu, count - reported)
             summary = self.splitter.close()
+            try:
+                outputs.publish(self.staging, self.outdir)
+            except OSError as e:
+                self.error = self.error or f"cannot move the trace files into {self.outdir}: {e.strerror or e}"
         summary["kernel"] = {str(cpu): s for cpu, s in sorted(stats.items())}
         summary["raw_bytes"] = self.bytes_read()
         return summary

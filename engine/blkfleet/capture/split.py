@@ -20,6 +20,7 @@ import sys
 from dataclasses import asdict, dataclass
 
 from ..errors import TraceFormatError
+from ..files import create_new
 from ..trace.actions import A_QUEUE, C_NOTIFY, C_QUEUE
 from ..trace.record import HEADER_SIZE, MAGIC, MAGIC_MASK
 from ..trace.writer import TraceWriter
@@ -75,7 +76,8 @@ class _Output:
     __slots__ = ("file", "writer", "sequence", "counters", "parts")
 
     def __init__(self, path, byteorder):
-        self.file = open(path, "wb", buffering=WRITE_BUFFER)  # noqa: SIM115 (closed by Splitter.close)
+        # A new file, never through a link placed at its name; closed by Splitter.close.
+        self.file = os.fdopen(create_new(path), "wb", buffering=WRITE_BUFFER)
         self.writer = TraceWriter(self.file, 7, byteorder)
         self.sequence = 0
         self.counters = Counters()

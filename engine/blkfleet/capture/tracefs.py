@@ -1,9 +1,15 @@
 """The kernel's ftrace ``blk`` tracer: find tracefs, own it exclusively, configure it, restore it.
 
-The tracer is global to the machine, so a capture takes an exclusive lock (``flock`` on ``LOCK_PATH``) and
-saves a snapshot of every setting it changes to a state file beside the lock *before* changing anything.
-``Capture.restore()`` puts the snapshot back; if the owner died (SIGKILL, power cut of the process), the
-next ``configure()`` or a call of ``restore()`` finds the state file and restores it.
+The tracer is global to the machine, so a capture takes an exclusive lock (``flock`` on ``LOCK_PATH``, a fixed
+path) and saves a snapshot of every setting it changes *before* changing anything, in ``SNAPSHOT_PATH`` under
+the root-only ``/run/blkfleet`` (never in a directory a user named). ``Capture.restore()`` puts the snapshot
+back; if the owner died (SIGKILL, power cut of the process), the next ``configure()`` or a call of
+``restore()`` finds the snapshot and restores it, after copying what the dead capture's ring buffers still
+hold into its raw files (``salvage.drain``), when the snapshot names such an owner.
+
+Buffer sizes: the kernel allocates whole sub-buffers, so ``buffer_size_kb`` reads back rounded (1408 written,
+1410 read on 4 KiB pages), and before the tracer's first use it reads ``7 (expanded: 1408)``. A size is
+therefore the same setting as another when they differ by less than one sub-buffer (``same_size``).
 
 >>> cap = configure(["loop3"], act_mask="queue", clock="mono")
 >>> cap.start(); ...; cap.stop()          # chunks() in another thread yields trace_pipe data until stop()
@@ -11,18 +17,22 @@ next ``configure()`` or a call of ``restore()`` finds the state file and restore
 """
 
 import fcntl
-import json
 import os
 import re
+import stat
 import subprocess
 import threading
 import time
 
 from ..errors import BlkfleetError
+from ..files import read_json, trusted_dir, untrusted_reason, write_json_file
 from ..trace.actions import CATEGORIES
 
 TRACEFS = "/sys/kernel/tracing"
 LOCK_PATH = "/run/blkfleet-ftrace.lock"
+RUN_ROOT = "/run/blkfleet"
+SNAPSHOT_PATH = os.path.join(RUN_ROOT, "ftrace.state.json")
+SNAPSHOT_VERSION = 2
 DEFAULT_BUFFER_KB = 4096
 READ_SIZE = 1 << 20
 
@@ -168,6 +178,7 @@ class TracerLock:
     def __init__(self, path=LOCK_PATH):
         self.path = path
         self._fd = None
+        self.snapshot_taken = False  # this holder wrote the snapshot: it is alive, not a dead owner's
 
     @property
     def held(self):
@@ -178,7 +189,7 @@ class TracerLock:
         if self._fd is not None:
             return self
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         except OSError as e:
             raise BlkfleetError(f"cannot open the ftrace lock {self.path}: {e.strerror}") from None
         deadline = time.monotonic() + timeout
@@ -200,6 +211,7 @@ class TracerLock:
         return self
 
     def release(self):
+        self.snapshot_taken = False
         if self._fd is not None:
             fd, self._fd = self._fd, None
             os.ftruncate(fd, 0)
@@ -213,8 +225,29 @@ class TracerLock:
 
 
 def state_path(lock_path=LOCK_PATH):
-    """Where a capture that holds ``lock_path`` saves the tracer snapshot."""
+    """Where a capture that holds ``lock_path`` saves the tracer snapshot: ``SNAPSHOT_PATH`` for the machine's
+    lock; beside the lock for another lock path (tests). Never a path taken from a capture's directory."""
+    if os.path.abspath(lock_path) == LOCK_PATH:
+        return SNAPSHOT_PATH
     return os.path.splitext(lock_path)[0] + ".state.json"
+
+
+def subbuf_kb(tracing):
+    """The ring buffer's sub-buffer size in KiB (``buffer_subbuf_size_kb``, else the page size)."""
+    try:
+        with open(os.path.join(tracing, "buffer_subbuf_size_kb")) as f:
+            return max(int(f.read().split()[0]), 1)
+    except (OSError, ValueError, IndexError):
+        return max(os.sysconf("SC_PAGE_SIZE") // 1024, 1)
+
+
+def same_size(a, b, unit_kb=4):
+    """Whether two buffer_size_kb texts name the same allocation: they differ by less than one sub-buffer
+    (the kernel rounds a size up to whole sub-buffers of ``unit_kb`` KiB less their header)."""
+    try:
+        return abs(int(a) - int(b)) < unit_kb
+    except (TypeError, ValueError):
+        return a == b
 
 
 class TracerState:
@@ -224,10 +257,11 @@ class TracerState:
     ``/sys/.../trace`` directory to ``{"enable": "0"|"1", "act_mask": names}``.
     """
 
-    def __init__(self, tracing, values, devices):
+    def __init__(self, tracing, values, devices, unit_kb=4):
         self.tracing = tracing
         self.values = dict(values)
         self.devices = {d: dict(v) for d, v in devices.items()}
+        self.unit_kb = unit_kb
 
     @classmethod
     def snapshot(cls, tracing, trace_dirs):
@@ -245,27 +279,36 @@ class TracerState:
         for trace in trace_dirs:
             enable = _read(os.path.join(trace, "enable"))
             devices[trace] = {"enable": enable, "act_mask": _read(os.path.join(trace, "act_mask"))}
-        return cls(tracing, values, devices)
+        return cls(tracing, values, devices, subbuf_kb(tracing))
 
     def to_json(self):
-        return {"tracing": self.tracing, "values": self.values, "devices": self.devices}
+        return {"tracing": self.tracing, "values": self.values, "devices": self.devices, "unit_kb": self.unit_kb}
 
     @classmethod
     def from_json(cls, data):
-        return cls(data["tracing"], data["values"], data["devices"])
+        unit = data.get("unit_kb", 4)
+        return cls(data["tracing"], data["values"], data["devices"], unit if isinstance(unit, int) else 4)
+
+    def differences(self, other):
+        """The settings (relative paths, device trace directories) in which ``other`` differs from this
+        snapshot; buffer sizes within one sub-buffer of each other count as equal (``same_size``)."""
+        found = []
+        for rel in sorted(set(self.values) | set(other.values)):
+            a, b = self.values.get(rel), other.values.get(rel)
+            if rel.endswith("buffer_size_kb") and same_size(a, b, max(self.unit_kb, other.unit_kb)):
+                continue
+            if a != b:
+                found.append(rel)
+        found += [d for d in sorted(set(self.devices) | set(other.devices))
+                  if self.devices.get(d) != other.devices.get(d)]
+        return found
 
     def save(self, path):
-        tmp = f"{path}.{os.getpid()}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(self.to_json(), f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_json_file(path, self.to_json(), mode=0o600)
 
     @classmethod
     def load(cls, path):
-        with open(path) as f:
-            return cls.from_json(json.load(f))
+        return cls.from_json(read_json(path, "tracer snapshot", nofollow=True))
 
     def restore(self):
         """Write the snapshot back; tries every setting and reports all failures in one error."""
@@ -293,7 +336,14 @@ class TracerState:
         except BlkfleetError as e:
             failures.append(str(e))
         for rel, value in self.values.items():
-            if rel.startswith("options/") or rel.endswith("buffer_size_kb") or rel == "trace_clock":
+            if rel.endswith("buffer_size_kb"):
+                try:
+                    if same_size(_read(os.path.join(tracing, rel)), value, self.unit_kb):
+                        continue  # the same allocation: rewriting it would only free and reallocate it
+                except BlkfleetError:
+                    pass
+                put(os.path.join(tracing, rel), value)
+            elif rel.startswith("options/") or rel == "trace_clock":
                 put(os.path.join(tracing, rel), value)
         put(os.path.join(tracing, "tracing_on"), self.values["tracing_on"])
         if failures:
@@ -355,10 +405,7 @@ class Capture:
         self._stopped.set()
         try:
             self.state.restore()
-            try:
-                os.unlink(self.state_file)
-            except FileNotFoundError:
-                pass
+            drop_snapshot(self.lock, "tracer")
         finally:
             self._restored = True
             if self.own_lock:
@@ -371,21 +418,125 @@ class Capture:
         self.restore()
 
 
+SNAPSHOT_KEYS = re.compile(r"tracing_on|current_tracer|trace_clock|buffer_size_kb|per_cpu/cpu\d{1,5}/buffer_size_kb|"
+                           r"options/(?:" + "|".join(re.escape(n) for n in OPTIONS) + ")")
+_VALUE = re.compile(r"[A-Za-z0-9_.,:-]{1,256}")
+
+
+def save_snapshot(lock, tracing, tracer=None, owner=None, instance=False):
+    """Record what a capture must undo (``tracer``: a TracerState; ``instance``: the events mode's instance)
+    and who owns it (``owner``: run id, capture key, mode and raw directory, for ``salvage.drain``), root only,
+    before anything changes. A snapshot left by a dead holder of the lock is restored first; one this holder
+    wrote (two captures under one held lock, as tests do) is added to."""
+    path = state_path(lock.path)
+    doc = None
+    if lock.snapshot_taken:
+        doc = load_snapshot(path)
+    else:
+        _recover(path)
+    doc = doc or {"version": SNAPSHOT_VERSION, "tracing": tracing, "tracer": None, "owner": None, "instance": False}
+    if tracer is not None:
+        doc["tracer"] = tracer.to_json()
+    doc["instance"] = bool(doc["instance"] or instance)
+    doc["owner"] = doc["owner"] or owner
+    trusted_dir(os.path.dirname(path), "tracer state directory", mode=0o700)
+    write_json_file(path, doc, mode=0o600)
+    lock.snapshot_taken = True
+    return path
+
+
+def drop_snapshot(lock, part):
+    """A capture under ``lock`` has undone its ``part`` ("tracer" or "instance"): remove it from the snapshot,
+    and the snapshot once nothing is left to undo."""
+    path = state_path(lock.path)
+    doc = load_snapshot(path)
+    if doc is None:
+        return
+    doc[part] = False if part == "instance" else None
+    if doc["tracer"] is None and not doc["instance"]:
+        os.unlink(path)
+        lock.snapshot_taken = False
+    else:
+        write_json_file(path, doc, mode=0o600)
+
+
+def _snapshot_problem(doc):
+    """Why a snapshot document cannot be restored, or None: it only ever writes tracer settings under a
+    mounted tracefs and the trace settings of block devices in sysfs."""
+    if not isinstance(doc, dict) or doc.get("version") != SNAPSHOT_VERSION:
+        return "not a tracer snapshot of this version"
+    tracing = doc.get("tracing")
+    if tracing not in _tracefs_mounts():
+        return f"{tracing!r} is not a mounted tracefs"
+    tracer = doc.get("tracer")
+    if tracer is not None:
+        if not isinstance(tracer, dict) or tracer.get("tracing") != tracing:
+            return "tracer settings for another tracefs"
+        values, devices = tracer.get("values"), tracer.get("devices")
+        if not isinstance(values, dict) or not isinstance(devices, dict) or "current_tracer" not in values \
+                or "tracing_on" not in values:
+            return "no tracer settings"
+        for rel, value in values.items():
+            if not SNAPSHOT_KEYS.fullmatch(str(rel)) or not isinstance(value, str) or not _VALUE.fullmatch(value):
+                return f"unexpected setting {rel!r}"
+        for trace, dev in devices.items():
+            real = os.path.realpath(str(trace))
+            if real != trace or not real.startswith("/sys/devices/") or os.path.basename(real) != "trace":
+                return f"{trace!r} is not a block device's trace directory"
+            if not isinstance(dev, dict) or dev.get("enable") not in ("0", "1") \
+                    or not isinstance(dev.get("act_mask"), str) or not _VALUE.fullmatch(dev["act_mask"]):
+                return f"bad settings for {trace!r}"
+    owner = doc.get("owner")
+    if owner is not None and not isinstance(owner, dict):
+        return "bad owner"
+    return None
+
+
+def load_snapshot(path):
+    """The snapshot at ``path`` (a root-owned file in a trusted directory), or None when there is none."""
+    if not os.path.lexists(path):
+        return None
+    reason = untrusted_reason(os.path.dirname(path))
+    if reason:
+        raise BlkfleetError(f"{path}: refusing the tracer snapshot: {os.path.dirname(path)}: {reason}")
+    st = os.lstat(path)
+    if not stat.S_ISREG(st.st_mode) or st.st_uid not in (0, os.geteuid()) or st.st_mode & 0o022:
+        raise BlkfleetError(f"{path}: refusing the tracer snapshot: not a regular file only root can write")
+    doc = read_json(path, "tracer snapshot", max_bytes=1 << 20, nofollow=True)
+    problem = _snapshot_problem(doc)
+    if problem:
+        raise BlkfleetError(f"{path}: refusing the tracer snapshot: {problem}")
+    return doc
+
+
 def _recover(state_file):
-    """Restore a state file left by a capture whose owner died; True if there was one."""
-    if not os.path.exists(state_file):
+    """Undo what a capture whose owner died left (the lock is held); True if there was a snapshot.
+
+    When it names an owner whose mode reads ring-buffer pages, what the buffers still hold is first appended
+    to that capture's raw files (``salvage.drain``), so that its ``stop`` loses no event to this restore.
+    """
+    doc = load_snapshot(state_file)
+    if doc is None:
         return False
-    TracerState.load(state_file).restore()
+    from . import bioevents, salvage
+
+    if doc.get("owner"):
+        salvage.drain(doc["tracing"], doc["owner"], instance=doc.get("instance"))
+    if doc.get("tracer"):
+        TracerState.from_json(doc["tracer"]).restore()
+    if doc.get("instance"):
+        bioevents.remove_instance(doc["tracing"])
     os.unlink(state_file)
     return True
 
 
 def configure(devices, act_mask="queue", buffer_kb=DEFAULT_BUFFER_KB, clock="mono", *, lock=None,
-              lock_path=LOCK_PATH):
+              lock_path=LOCK_PATH, owner=None):
     """Own the blk tracer and set it up for ``devices`` in binary mode; tracing stays off until ``start()``.
 
     ``lock``: an already held TracerLock to use instead of taking ``lock_path``. ``buffer_kb``: per-CPU ring
-    buffer size (None keeps the current size). ``act_mask``: category names or a number.
+    buffer size (None keeps the current size). ``act_mask``: category names or a number. ``owner``: who to
+    salvage the buffers for if this process dies (see ``save_snapshot``).
     """
     require_root()
     tracing = find_tracefs()
@@ -401,9 +552,8 @@ def configure(devices, act_mask="queue", buffer_kb=DEFAULT_BUFFER_KB, clock="mon
     lock = (lock or TracerLock(lock_path)).acquire()
     state_file = state_path(lock.path)
     try:
-        _recover(state_file)
         state = TracerState.snapshot(tracing, resolved.values())
-        state.save(state_file)
+        save_snapshot(lock, tracing, tracer=state, owner=owner)
     except BaseException:
         if own_lock:
             lock.release()

@@ -31,6 +31,9 @@ def add_parser(sub):
     p.add_argument("-o", "--output-base", default="replay", metavar="BASE")
     p.add_argument("-v", "--verbose", action="count", default=0)
     p.add_argument("--compat", action="store_true", help="write btrecord 1.2.0's format, byte for byte")
+    p.add_argument("--accept-missing", action="store_true",
+                   help="convert trace files that differ from what capture.json says the capture wrote (truncated "
+                   "or missing files), and report the shortfall in the --json summary ('capture')")
     p.add_argument("--json", metavar="FILE", help="write the summary as JSON to FILE ('-' for stdout)")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary lines on stderr")
     p.set_defaults(func=run)
@@ -40,14 +43,14 @@ def run(args):
     opts = RecordOptions(
         input_dir=args.input_directory, output_dir=args.output_directory, devices=tuple(args.devices),
         find=args.find_traces, max_time=args.max_bunch_time, max_pkts=args.max_pkts, base=args.output_base,
-        verbose=args.verbose, compat=args.compat,
+        verbose=args.verbose, compat=args.compat, accept_missing=args.accept_missing,
     )
-    summaries = record(opts, out=sys.stderr)
+    summaries, capture = record(opts, out=sys.stderr)
     if not args.quiet:
         for s in summaries:
             print(s.line(), file=sys.stderr)
     if args.json:
-        write_json(args.json, {"files": [s.as_dict() for s in summaries]})
+        write_json(args.json, {"files": [s.as_dict() for s in summaries], "capture": capture})
     return 0
 
 

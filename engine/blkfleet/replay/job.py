@@ -25,10 +25,10 @@ import signal
 import stat
 import time
 
-from ..capture.control import process_start
 from ..errors import BlkfleetError
 from ..files import create_new, private_dir, read_json, untrusted_reason, write_json_file
 from ..names import check_name, name_problem
+from ..process import process_start
 
 RUN_ROOT = "/run/blkfleet/replay"
 RUN_NAME, LEASE_NAME, LOCK_NAME = "run.json", "lease", "lock"

@@ -9,7 +9,7 @@ BtrecordWriter reproduces that.
 import struct
 
 from ..errors import TraceFormatError
-from .reader import ReplayReader
+from .reader import ReplayReader, check_extents, check_time
 
 VERSION = 0x10000
 HEADER = struct.Struct("<QQQQ")
@@ -61,6 +61,8 @@ class BtrecordWriter:
 
     def close(self, finalize=True):
         """Write the final header (unless the run failed: btrecord then leaves the provisional one)."""
+        if self._f.closed:
+            return
         if finalize:
             self.write_header()
         self._f.close()
@@ -80,5 +82,7 @@ class BtrecordReader(ReplayReader):
             raise TraceFormatError(self.path, 0, f"not a btrecord replay file (version 0x{self.version:x})")
 
     def bunches(self):
-        for _offset, (_npkts, stamp), packets in self._walk(HEADER.size, BUNCH, PACKET, MAX_PKTS):
+        for offset, (_npkts, stamp), packets in self._walk(HEADER.size, BUNCH, PACKET, MAX_PKTS):
+            check_time(self.path, offset + 8, stamp)
+            check_extents(self.path, offset, packets, BUNCH.size, PACKET.size)
             yield stamp, packets

@@ -5,9 +5,12 @@ discard, flush, write-zeroes with FUA/sync/meta/readahead/preflush flags) and a 
 """
 
 import struct
+from functools import reduce
+from operator import itemgetter, or_
 
 from ..errors import TraceFormatError
-from .reader import ReplayReader
+from .ops import FLAG_NAMES, OP_NAMES
+from .reader import ReplayReader, check_extents, check_time
 
 MAGIC = b"BFREPLAY"
 VERSION = 1
@@ -16,6 +19,9 @@ BUNCH = struct.Struct("<IIQ")
 PACKET = struct.Struct("<QIIBBxxI")
 F_COMPLETE = 1
 MAX_DT = 0xFFFFFFFF  # a packet's offset from its bunch time is a u32 of nanoseconds
+MAX_BUNCH = 1 << 16  # IOs in one bunch at most (record writes at most 4096): a bunch is read whole
+KNOWN_FLAGS = sum(bit for bit, _name in FLAG_NAMES)
+_DT, _OP, _FLAGS = itemgetter(2), itemgetter(3), itemgetter(4)
 
 
 class NativeWriter:
@@ -83,6 +89,8 @@ class NativeReader(ReplayReader):
             raise TraceFormatError(self.path, 8, f"replay format version {version} is newer than this engine's")
         if hsize < HEADER.size:
             raise TraceFormatError(self.path, 10, f"bad header size {hsize}")
+        if self.max_pkts > MAX_BUNCH:
+            raise TraceFormatError(self.path, 56, f"bad max_pkts {self.max_pkts} (at most {MAX_BUNCH})")
         if not flags & F_COMPLETE:
             raise TraceFormatError(self.path, 12, "incomplete replay file (its conversion did not finish)")
         self.version = version
@@ -91,7 +99,8 @@ class NativeReader(ReplayReader):
     def bunches(self):
         ios = bunches = 0
         offset = self._data
-        for offset, (npkts, _, time), packets in self._walk(self._data, BUNCH, PACKET, 0xFFFFFFFF):
+        for offset, (npkts, _, time), packets in self._walk(self._data, BUNCH, PACKET, MAX_BUNCH):
+            self._check(offset, time, packets)
             yield time, packets
             ios += npkts
             bunches += 1
@@ -101,3 +110,12 @@ class NativeReader(ReplayReader):
                 self.path, offset,
                 f"holds {ios} IOs in {bunches} bunches, its header says {self.io_count} in {self.bunch_count}",
             )
+
+    def _check(self, offset, time, packets):
+        """Ops, flags, times and extents that every consumer can hold (see reader.py)."""
+        check_time(self.path, offset + 8, time + max(map(_DT, packets)))
+        if max(map(_OP, packets)) >= len(OP_NAMES) or reduce(or_, map(_FLAGS, packets)) & ~KNOWN_FLAGS:
+            i, p = next((i, p) for i, p in enumerate(packets) if p[3] >= len(OP_NAMES) or p[4] & ~KNOWN_FLAGS)
+            what = f"op {p[3]} (0..{len(OP_NAMES) - 1})" if p[3] >= len(OP_NAMES) else f"flags 0x{p[4]:02x}"
+            raise TraceFormatError(self.path, offset + BUNCH.size + i * PACKET.size + 16, f"unknown {what}")
+        check_extents(self.path, offset, packets, BUNCH.size, PACKET.size)

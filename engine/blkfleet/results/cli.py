@@ -32,6 +32,10 @@ def add_parser(sub):
     _db_arg(a)
     a.set_defaults(func=run_add)
 
+    c = rsub.add_parser("check", help="check results JSON files against the results schema; store nothing")
+    c.add_argument("files", nargs="+", metavar="FILE")
+    c.set_defaults(func=run_check)
+
     ls = rsub.add_parser("list", help="list stored runs (one line per run and device)")
     _filters(ls)
     ls.add_argument("--json", action="store_true", help="JSON on stdout")
@@ -70,9 +74,16 @@ def run_add(args):
     docs = [(path, load_document(path)) for path in args.files]  # all checked before any is stored
     with Store(args.db) as store:
         for path, doc in docs:
-            run_id, new = store.add(doc, tags=args.tag, bundle_id=args.bundle_id, source=path)
+            run_id, new = store.add(doc, tags=args.tag, bundle_id=args.bundle_id, source=path, checked=True)
             devices = ", ".join(sorted(doc["devices"]))
             print(f"{'added' if new else 'already stored'}: run {run_id} ({doc['host']}: {devices}) from {path}")
+    return 0
+
+
+def run_check(args):
+    for path in args.files:
+        doc = load_document(path)
+        print(f"valid: {path} ({doc['host']}: {', '.join(sorted(doc['devices']))})")
     return 0
 
 

@@ -9,6 +9,11 @@ Tables (``SCHEMA_VERSION`` 1):
   repeated (host, bundle id, engine version, started) so that listing and selection need no JSON.
 - ``tags``: (run, key, value), several per run.
 - ``baselines`` / ``baseline_members``: a named baseline is a set of (run, device) rows.
+- ``rejected``: stored runs whose document is not a valid results document, with the reason. Every document is
+  checked against schemas/results.schema.json before it is stored; documents stored by earlier versions, which
+  did not check (``"total": null`` was stored and then broke every report), are checked once when the store is
+  opened (``meta.checked_through``: the last run id checked). A rejected run is left out of listings,
+  baselines, ``regress`` and ``report``, with one warning line; ``results show`` still prints it.
 
 Times are the documents' own ISO 8601 strings (UTC from the engine), which sort as text.
 """
@@ -19,8 +24,12 @@ import io
 import json
 import os
 import sqlite3
+import sys
 
+from ..bundle.schema import load_schema
+from ..bundle.schema import problem as schema_problem
 from ..errors import BlkfleetError
+from ..files import loads_json, read_json
 from .document import SCHEMA
 
 DEFAULT_DB = os.path.join("results", "blkfleet.sqlite")
@@ -61,6 +70,10 @@ CREATE TABLE IF NOT EXISTS tags (
     PRIMARY KEY (run_id, key)
 );
 CREATE INDEX IF NOT EXISTS tags_key_value ON tags (key, value);
+CREATE TABLE IF NOT EXISTS rejected (
+    run_id INTEGER PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
+    reason TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS baselines (
     name TEXT PRIMARY KEY,
     created TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
@@ -74,31 +87,33 @@ CREATE TABLE IF NOT EXISTS baseline_members (
 );
 """
 
-REQUIRED = ("schema", "host", "started", "devices", "total", "per_iteration")
+SCHEMA_FILE = "results.schema.json"
+
+
+def document_problem(doc):
+    """Why ``doc`` is not a results document that matches schemas/results.schema.json (one line), or None."""
+    if not isinstance(doc, dict):
+        return "not a results document (a JSON object is expected)"
+    if doc.get("schema") != SCHEMA:
+        shown = doc.get("schema") if isinstance(doc.get("schema"), str) else type(doc.get("schema")).__name__
+        return f"not a blkfleet results document (schema {shown[:80]!r}, expected {SCHEMA!r})"
+    trouble = schema_problem(doc, load_schema(SCHEMA_FILE))
+    if trouble:
+        return f"not a valid results document: {trouble}"
+    if not doc["devices"]:
+        return "not a valid results document: it has no devices"
+    return None
 
 
 def check_document(doc, where):
-    """A light structural check of a results document (the full schema needs jsonschema, not on targets)."""
-    if not isinstance(doc, dict):
-        raise BlkfleetError(f"{where}: not a results document (a JSON object is expected)")
-    if doc.get("schema") != SCHEMA:
-        raise BlkfleetError(f"{where}: not a blkfleet results document (schema {doc.get('schema')!r}, "
-                            f"expected {SCHEMA!r})")
-    missing = [k for k in REQUIRED if k not in doc]
-    if missing:
-        raise BlkfleetError(f"{where}: results document without {', '.join(missing)}")
-    if not isinstance(doc["devices"], dict) or not doc["devices"]:
-        raise BlkfleetError(f"{where}: results document without devices")
-    if not isinstance(doc["per_iteration"], list):
-        raise BlkfleetError(f"{where}: per_iteration is not a list")
+    """Raise BlkfleetError (one line naming ``where``) unless ``doc`` is a valid results document."""
+    trouble = document_problem(doc)
+    if trouble:
+        raise BlkfleetError(f"{where}: {trouble}")
 
 
 def load_document(path):
-    try:
-        with open(path) as f:
-            doc = json.load(f)
-    except json.JSONDecodeError as e:
-        raise BlkfleetError(f"{path}: invalid JSON: {e}") from None
+    doc = read_json(path, "results JSON")
     check_document(doc, path)
     return doc
 
@@ -114,7 +129,7 @@ def parse_tag(text):
 class Run:
     """One stored run, as read back."""
 
-    def __init__(self, row, tags):
+    def __init__(self, row, tags, invalid=None):
         self.id = row["id"]
         self.host = row["host"]
         self.started = row["started"]
@@ -124,21 +139,31 @@ class Run:
         self.bundle_id = row["bundle_id"]
         self.source = row["source"]
         self.added = row["added"]
-        self.doc = json.loads(row["doc"])
+        text = row["doc"]
+        self.doc = loads_json(text, f"run {self.id}", "the stored results document") if isinstance(
+            text, (str, bytes)) else None
         self.tags = tags
+        self.invalid = invalid  # why the document is not a valid results document (None: it is)
 
     def summary(self):
-        return {"id": self.id, "host": self.host, "started": self.started, "finished": self.finished,
-                "engine_version": self.engine_version, "kernel": self.kernel, "bundle_id": self.bundle_id,
-                "source": self.source, "added": self.added, "tags": dict(self.tags),
-                "devices": {d: v.get("target") for d, v in sorted(self.doc["devices"].items())}}
+        devices = self.doc.get("devices") if isinstance(self.doc, dict) else None
+        out = {"id": self.id, "host": self.host, "started": self.started, "finished": self.finished,
+               "engine_version": self.engine_version, "kernel": self.kernel, "bundle_id": self.bundle_id,
+               "source": self.source, "added": self.added, "tags": dict(self.tags),
+               "devices": {d: v.get("target") if isinstance(v, dict) else None
+                           for d, v in sorted(devices.items())} if isinstance(devices, dict) else {}}
+        if self.invalid:
+            out["invalid"] = self.invalid
+        return out
 
 
 class Store:
     """The results store (an SQLite file, created with its directory on first use)."""
 
-    def __init__(self, path=DEFAULT_DB, create=True):
+    def __init__(self, path=DEFAULT_DB, create=True, warn=None):
         self.path = path
+        self.warn = warn or (lambda line: print(f"blkfleet: warning: {line}", file=sys.stderr))
+        self._warned = False
         if not create and not os.path.exists(path):
             raise BlkfleetError(f"{path}: no results store (add results first: blkfleet results add)")
         parent = os.path.dirname(os.path.abspath(path))
@@ -152,10 +177,49 @@ class Store:
             if got is None:
                 self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
                 self.db.commit()
-            elif int(got[0]) != SCHEMA_VERSION:
-                raise BlkfleetError(f"{path}: results store version {got[0]}, this blkfleet reads {SCHEMA_VERSION}")
+            elif got[0] != str(SCHEMA_VERSION):
+                raise BlkfleetError(f"{path}: results store version {got[0]!r:.40}, this blkfleet reads "
+                                    f"{SCHEMA_VERSION}")
+            self.rejected = self._screen()
         except sqlite3.DatabaseError as e:
             raise BlkfleetError(f"{path}: not a usable results store: {e}") from None
+
+    def _screen(self):
+        """{run id: reason} of the stored documents that are not valid results documents; the runs stored since
+        the last screening are checked now (and the outcome kept, when the store is writable)."""
+        rejected = {r[0]: r[1] for r in self.db.execute("SELECT run_id, reason FROM rejected")}
+        got = self.db.execute("SELECT value FROM meta WHERE key = 'checked_through'").fetchone()
+        through = int(got[0]) if got and got[0].isdigit() else 0
+        found = {}
+        last = through
+        for run_id, text in self.db.execute("SELECT id, doc FROM runs WHERE id > ? ORDER BY id", (through,)):
+            last = run_id
+            try:
+                trouble = document_problem(loads_json(text, f"run {run_id}")) if isinstance(text, (str, bytes)) \
+                    else "not JSON text"
+            except BlkfleetError as e:
+                trouble = str(e)
+            if trouble:
+                found[run_id] = trouble
+        if last != through:
+            try:
+                with self.db:
+                    self.db.executemany("INSERT OR REPLACE INTO rejected (run_id, reason) VALUES (?, ?)",
+                                        sorted(found.items()))
+                    self.db.execute("INSERT OR REPLACE INTO meta VALUES ('checked_through', ?)", (str(last),))
+            except sqlite3.OperationalError:
+                pass  # a read-only store: checked again next time
+        rejected.update(found)
+        self._checked_through = last
+        return rejected
+
+    def _left_out(self, run_ids):
+        """Warn once (one line) that rejected runs are left out."""
+        if run_ids and not self._warned:
+            self._warned = True
+            shown = "; ".join(f"run {i}: {self.rejected[i]}" for i in sorted(run_ids)[:3])
+            self.warn(f"{self.path}: {len(run_ids)} stored run(s) left out, not valid results documents ({shown}"
+                      + ("; ..." if len(run_ids) > 3 else "") + ")")
 
     def close(self):
         self.db.close()
@@ -168,13 +232,15 @@ class Store:
 
     # --- adding ---------------------------------------------------------------------------------------------
 
-    def add(self, doc, tags=(), bundle_id=None, source=None):
+    def add(self, doc, tags=(), bundle_id=None, source=None, checked=False):
         """Store a results document; returns (run id, True if new / False if already stored).
 
-        Tags given for an already stored document are added to it (a tag key's value is replaced).
+        Tags given for an already stored document are added to it (a tag key's value is replaced). ``checked``:
+        the caller has already checked the document (``load_document``).
         """
-        check_document(doc, source or "results document")
-        canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"))
+        if not checked:
+            check_document(doc, source or "results document")
+        canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False)
         digest = hashlib.sha256(canonical.encode()).hexdigest()
         bundle_id = bundle_id or doc.get("bundle_id")
         with self.db:
@@ -192,6 +258,9 @@ class Store:
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [(run_id, name, dev.get("target"), doc["host"], bundle_id, doc.get("engine_version"),
                       doc["started"]) for name, dev in sorted(doc["devices"].items())])
+                if self._checked_through == run_id - 1:  # checked above: no need to screen it when next opened
+                    self.db.execute("INSERT OR REPLACE INTO meta VALUES ('checked_through', ?)", (str(run_id),))
+                    self._checked_through = run_id
             else:
                 run_id = row[0]
                 if bundle_id:
@@ -213,7 +282,7 @@ class Store:
         row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
             raise BlkfleetError(f"no run {run_id} in {self.path}")
-        return Run(row, self._tags(run_id))
+        return Run(row, self._tags(run_id), self.rejected.get(run_id))
 
     def rows(self, host=None, device=None, tags=(), bundle_id=None, run_ids=None):
         """(run id, device, target, host, started) rows matching the filters, oldest first."""
@@ -236,7 +305,9 @@ class Store:
             params += ids
         sql = ("SELECT r.run_id, r.device, r.target, r.host, r.started, r.bundle_id, r.engine_version FROM results r"
                + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY r.started, r.run_id, r.device")
-        return [dict(row) for row in self.db.execute(sql, params)]
+        rows = [dict(row) for row in self.db.execute(sql, params)]
+        self._left_out({r["run_id"] for r in rows if r["run_id"] in self.rejected})
+        return [r for r in rows if r["run_id"] not in self.rejected]
 
     def runs(self, **filters):
         """Stored runs with at least one (run, device) row matching the filters, oldest first."""
@@ -252,7 +323,7 @@ class Store:
         cache = {}
         for row in self.rows(**filters):
             run = cache.get(row["run_id"]) or cache.setdefault(row["run_id"], self.get(row["run_id"]))
-            dev = run.doc["devices"][row["device"]]
+            dev = run.doc["devices"].get(row["device"]) or {}
             out.append({
                 "run": row["run_id"], "host": row["host"], "device": row["device"], "target": row["target"],
                 "started": row["started"], "bundle_id": row["bundle_id"], "engine_version": row["engine_version"],
@@ -326,10 +397,10 @@ class Store:
     def baselines(self):
         out = []
         for b in self.db.execute("SELECT name, created FROM baselines ORDER BY name").fetchall():
-            members = self.db.execute(
+            members = [m for m in self.db.execute(
                 "SELECT m.run_id, m.device, r.host FROM baseline_members m JOIN results r "
                 "ON r.run_id = m.run_id AND r.device = m.device WHERE m.name = ? ORDER BY m.run_id, m.device",
-                (b["name"],)).fetchall()
+                (b["name"],)).fetchall() if m[0] not in self.rejected]
             out.append({"name": b["name"], "created": b["created"],
                         "members": [{"run": m[0], "device": m[1], "host": m[2]} for m in members]})
         return out

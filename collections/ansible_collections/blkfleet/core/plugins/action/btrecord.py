@@ -15,28 +15,11 @@ import tempfile
 
 from ansible.errors import AnsibleError
 
-from ansible_collections.blkfleet.core.plugins.plugin_utils import _controller
+from ansible_collections.blkfleet.core.plugins.module_utils import _names
+from ansible_collections.blkfleet.core.plugins.plugin_utils import _controller, _files
 from ansible_collections.blkfleet.core.plugins.plugin_utils._action import BlkfleetAction
 
 RECORD_JSON = 'record.json'
-
-
-def _replace(src, dest):
-    """Copy ``src`` over ``dest`` atomically (temporary file in ``dest``'s directory, then rename)."""
-    directory = os.path.dirname(os.path.abspath(dest))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(dest), suffix='.partial', dir=directory)
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def record(args, workdir):
@@ -45,11 +28,13 @@ def record(args, workdir):
     argv = ['record', '-q', '-d', args['trace_dir'], '-D', workdir, '--json', summary]
     if args['compat']:
         argv.append('--compat')
+    if args['accept_missing']:
+        argv.append('--accept-missing')
     if args['max_bunch_time'] is not None:
         argv += ['-m', args['max_bunch_time']]
     if args['max_pkts'] is not None:
         argv += ['-M', args['max_pkts']]
-    argv += list(args['devices']) if args['devices'] else ['-F']
+    argv += ['--'] + list(args['devices']) if args['devices'] else ['-F']
     _controller.run_engine(argv)
     with open(summary) as f:
         return json.load(f)
@@ -77,7 +62,7 @@ def bundle(args, replay_dir, summary_path, devices, workdir):
             '--record-json', summary_path, '--json', manifest_path]
     if args['source_host']:
         argv += ['--source-host', args['source_host']]
-    _controller.run_engine(argv + list(devices))
+    _controller.run_engine(argv + ['--'] + list(devices))
     with open(manifest_path) as f:
         return path, json.load(f)
 
@@ -93,6 +78,7 @@ class ActionModule(BlkfleetAction):
         bundle=dict(type='path'),
         source_host=dict(type='str'),
         compat=dict(type='bool', default=False),
+        accept_missing=dict(type='bool', default=False),
         max_bunch_time=dict(type='int'),
         max_pkts=dict(type='int'),
     )
@@ -103,6 +89,9 @@ class ActionModule(BlkfleetAction):
         workdir = tempfile.mkdtemp(prefix='blkfleet-btrecord-')
         try:
             args = self.validated_args()
+            problems = _names.device_problems(args['devices'])
+            if problems:
+                raise AnsibleError('; '.join(problems))
             trace_dir = os.path.abspath(args['trace_dir'])
             replay_dir = os.path.abspath(args['replay_dir'])
             args['trace_dir'] = trace_dir
@@ -127,21 +116,22 @@ class ActionModule(BlkfleetAction):
             stale = stale_files(replay_dir, devices, set(produced))
             check = self._task.check_mode
             if not check:
-                for name in changed_files:
-                    _replace(os.path.join(out, name), os.path.join(replay_dir, name))
+                # all or nothing: a full disk leaves the previous conversion whole, never half of each
+                _files.replace_all([(os.path.join(out, name), os.path.join(replay_dir, name))
+                                    for name in changed_files])
                 for name in stale:
                     os.unlink(os.path.join(replay_dir, name))
             result.update(
                 changed=bool(changed_files or stale), replay_dir=replay_dir, devices=devices,
                 files=files, ios=sum(item.get('ios', 0) for item in files), updated=changed_files, removed=stale,
-                record_json=os.path.join(replay_dir, RECORD_JSON))
+                record_json=os.path.join(replay_dir, RECORD_JSON), capture=summary.get('capture'))
             if args['bundle']:
                 target = os.path.abspath(args['bundle'])
                 source_dir = out if check else replay_dir
                 built, manifest = bundle(args, source_dir, os.path.join(source_dir, RECORD_JSON), devices, workdir)
                 bundle_changed = not _controller.same_content(built, target)
                 if bundle_changed and not check:
-                    _replace(built, target)
+                    _files.replace_all([(built, target)])
                 result.update(bundle=target, bundle_id=manifest['bundle_id'], manifest=manifest,
                               changed=result['changed'] or bundle_changed)
             return result

@@ -11,6 +11,7 @@ import os
 
 from ansible.errors import AnsibleError
 
+from ansible_collections.blkfleet.core.plugins.module_utils import _names
 from ansible_collections.blkfleet.core.plugins.plugin_utils import _controller
 from ansible_collections.blkfleet.core.plugins.plugin_utils._action import BlkfleetAction
 
@@ -28,7 +29,7 @@ def build_bundle(workdir, args):
     if args['record_json']:
         argv += ['--record-json', args['record_json']]
     if args['devices']:
-        argv += list(args['devices'])
+        argv += ['--'] + list(args['devices'])
     else:
         argv.append('-F')
     _controller.run_engine(argv)
@@ -59,8 +60,11 @@ class ActionModule(BlkfleetAction):
 
         def body(workdir):
             args = self.validated_args()
+            problems = _names.device_problems(args['devices'])
+            if problems:
+                raise AnsibleError('; '.join(problems))
             local = self._find_needle('files', args['src']) if args['src'] else build_bundle(workdir, args)
-            manifest = _controller.run_engine_json(['bundle', 'info', local])
+            manifest = _controller.run_engine_json(['bundle', 'info', '--', local])
             bundle_id = manifest['bundle_id']
             checksum = _controller.sha256_file(local)
             for key, value in (('bundle_id', bundle_id), ('checksum', checksum)):
@@ -70,6 +74,7 @@ class ActionModule(BlkfleetAction):
                                engine_root=args['engine_root'])
             return self.push(result, task_vars, MODULE, local, 'bundle.tar', remote_args,
                              check_extra=dict(devices=list(manifest['replay']['devices']),
-                                              totals=manifest['totals']))
+                                              totals=manifest['totals'],
+                                              capture_window=manifest.get('capture_window') or {}))
 
         return self.guarded(result, body, 'blkfleet-bundle-')

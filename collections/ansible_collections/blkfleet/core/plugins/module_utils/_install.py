@@ -28,6 +28,7 @@ from ansible_collections.blkfleet.core.plugins.module_utils._engine import (
 BUNDLE_DIR = '/var/lib/blkfleet/bundles'
 MANIFEST_NAME = 'manifest.json'
 MANIFEST_MAX = 16 << 20
+ENGINE_MAX = 64 << 20  # the engine's own bound on engine.pyz in a bundle
 
 
 class InstallError(Exception):
@@ -55,8 +56,9 @@ def has_content(path, sha256):
     return sha256_file(path) == sha256
 
 
-def install_stream(reader, dest, sha256, mode=0o644):
-    """Copy ``reader`` to ``dest`` through a temporary file, checking its SHA-256 before the rename."""
+def install_stream(reader, dest, sha256, mode=0o644, limit=None):
+    """Copy ``reader`` to ``dest`` through a temporary file, checking its SHA-256 before the rename; more than
+    ``limit`` bytes is an error."""
     directory = os.path.dirname(dest)
     os.makedirs(directory, mode=0o755, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(dest), suffix='.partial', dir=directory)
@@ -69,6 +71,8 @@ def install_stream(reader, dest, sha256, mode=0o644):
                     break
                 digest.update(block)
                 out.write(block)
+                if limit is not None and out.tell() > limit:
+                    raise InstallError('%s: content larger than %d bytes' % (dest, limit))
             out.flush()
             os.fsync(out.fileno())
         if digest.hexdigest() != sha256:
@@ -119,11 +123,19 @@ def install_engine_from_bundle(path, manifest, root=ENGINE_ROOT):
     if has_content(dest, sha):
         return dest, False
     name = manifest['engine'].get('path') or ENGINE_NAME
-    with tarfile.open(path, mode='r:') as tar:
-        for member in tar:
-            if member.name == name:
-                if not member.isfile():
-                    raise InstallError('%s: member %s is not a regular file' % (path, name))
-                install_stream(tar.extractfile(member), dest, sha, mode=0o755)
-                return dest, True
+    try:
+        with tarfile.open(path, mode='r:') as tar:
+            for member in tar:
+                if member.name == name:
+                    if not member.isfile() or member.issparse() or any(
+                            key.startswith('GNU.sparse') for key in member.pax_headers):
+                        raise InstallError('%s: member %s is not a plain regular file' % (path, name))
+                    size = manifest['engine'].get('size')
+                    if member.size != size or member.size > ENGINE_MAX:
+                        raise InstallError('%s: member %s holds %d bytes, the manifest says %r (at most %d)'
+                                           % (path, name, member.size, size, ENGINE_MAX))
+                    install_stream(tar.extractfile(member), dest, sha, mode=0o755, limit=member.size)
+                    return dest, True
+    except (tarfile.TarError, ValueError, EOFError) as e:
+        raise InstallError('%s: not a readable bundle (%s)' % (path, e))
     raise InstallError('%s: no member %s' % (path, name))

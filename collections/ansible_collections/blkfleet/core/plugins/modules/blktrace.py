@@ -17,10 +17,16 @@ description:
   - The capture runs as a detached background job of the engine (own session, output to
     C(OUTPUT_DIR/capture.log)); the module returns as soon as it runs, and the capture survives the end of the
     Ansible connection.
-  - O(state=started) when the same devices are already being captured into O(output_dir) changes nothing.
-    O(state=stopped) returns the capture summary (files, IOs, drops); stopping a capture that already stopped
-    returns the same summary with RV(ignore:changed=false); without any capture in O(output_dir) it changes
-    nothing.
+  - O(state=started) when the same devices are already being captured into O(output_dir) with the same
+    O(token) changes nothing. A capture of another O(token) running there makes the task fail, unless
+    O(force), which stops and discards it and starts afresh.
+  - O(state=stopped) returns the capture summary (files, IOs, drops) and, for each trace file and
+    C(capture.json), its size and SHA-256 (RV(file_info)) to verify a copy against; stopping a capture that
+    already stopped returns the same summary with RV(ignore:changed=false); without any capture in
+    O(output_dir) it changes nothing.
+  - O(output_dir) must be a directory only root can change (or one the engine creates, mode 0700); the engine
+    refuses any other. The trace file names the engine reports are checked to be plain C(DEV.blktrace.CPU)
+    files inside O(output_dir).
   - The engine must be on the host, see M(blkfleet.core.engine).
 author:
   - blkfleet developers (@blkfleet)
@@ -41,9 +47,18 @@ options:
   output_dir:
     description:
       - Directory on the host for the trace files, C(capture.json) (state and summary) and C(capture.log).
-      - One capture per directory.
+      - One capture per directory. It must be owned by root and writable by no one else, in directories that
+        no one else can write either (for example under C(/var/lib/blkfleet), never under C(/var/tmp)); when
+        missing it is created with mode 0700.
     type: path
     required: true
+  token:
+    description:
+      - Run token of the capture (letters, digits and C(.), C(_), C(:), C(@), C(+), C(-)), recorded with it.
+      - With O(state=started), a capture of the same token already there (running or finished) changes nothing;
+        a running capture of another token (or of none) fails the task unless O(force).
+      - With O(state=stopped), only a capture of this token is stopped; another one fails the task.
+    type: str
   backend:
     description:
       - V(auto) uses blktrace's relay files, and falls back to the ftrace C(blk) tracer when blktrace is missing
@@ -83,8 +98,9 @@ options:
     type: float
   force:
     description:
-      - With O(state=started), start even though O(output_dir) holds a finished or dead capture (its files are
-        overwritten). Without it, the engine refuses.
+      - With O(state=started), start even though O(output_dir) holds a finished or dead capture, or a running
+        capture of another O(token); that capture is stopped and its files are discarded. Without it, the
+        engine refuses.
     type: bool
     default: false
   fail_on_drops:
@@ -123,8 +139,8 @@ attributes:
   check_mode:
     support: full
     details:
-      - Reads the capture's state (C(capture status)) and predicts RV(ignore:changed) without starting or
-        stopping anything.
+      - Asks the engine what it would do (C(capture start --check), C(capture stop --check)) and predicts
+        RV(ignore:changed), or the failure, without starting, stopping or recovering anything.
   diff_mode:
     support: none
 notes:
@@ -143,8 +159,10 @@ EXAMPLES = r'''
 - name: Start capturing two disks
   blkfleet.core.blktrace:
     devices: [sdb, /dev/nvme0n1]
-    output_dir: /var/tmp/blkfleet/capture
+    output_dir: /var/lib/blkfleet/capture
+    token: "nightly-{{ ansible_date_time.iso8601_basic_short }}"
     state: started
+  register: started
 
 - name: Run the workload
   ansible.builtin.command: /usr/local/bin/run-workload
@@ -152,7 +170,8 @@ EXAMPLES = r'''
 
 - name: Stop and collect the summary
   blkfleet.core.blktrace:
-    output_dir: /var/tmp/blkfleet/capture
+    output_dir: /var/lib/blkfleet/capture
+    token: "{{ started.capture.token }}"
     state: stopped
   register: capture
 
@@ -163,7 +182,7 @@ EXAMPLES = r'''
 - name: Capture 30 s with the ftrace backend and large buffers, accepting drops
   blkfleet.core.blktrace:
     devices: [sdb]
-    output_dir: /var/tmp/blkfleet/capture30
+    output_dir: /var/lib/blkfleet/capture30
     backend: ftrace
     buffer_kb: 4096
     duration: 30
@@ -182,7 +201,7 @@ output_dir:
   description: Absolute path of the capture directory.
   returned: always
   type: str
-  sample: /var/tmp/blkfleet/capture
+  sample: /var/lib/blkfleet/capture
 capture:
   description:
     - The engine's JSON document, verbatim. For O(state=started), the C(capture start) line (C(started),
@@ -213,7 +232,31 @@ files:
   returned: when a capture summary exists
   type: list
   elements: str
-  sample: [/var/tmp/blkfleet/capture/loop1.blktrace.0, /var/tmp/blkfleet/capture/loop1.blktrace.1]
+  sample: [/var/lib/blkfleet/capture/loop1.blktrace.0, /var/lib/blkfleet/capture/loop1.blktrace.1]
+file_info:
+  description:
+    - The trace files and C(capture.json), as the host has them after the stop (O(state=stopped), not in
+      check mode), which a fetched copy must match.
+  returned: when a capture summary exists
+  type: list
+  elements: dict
+  contains:
+    name:
+      description: File name in O(output_dir).
+      type: str
+      sample: loop1.blktrace.0
+    path:
+      description: Absolute path on the host.
+      type: str
+      sample: /var/lib/blkfleet/capture/loop1.blktrace.0
+    size:
+      description: Size in bytes.
+      type: int
+      sample: 577632
+    sha256:
+      description: SHA-256 of the contents, hex.
+      type: str
+      sample: 9f2c0d0a51f0a4e3f8f4d2b5b8a1a5f1e0f6d9c2b7a4e8d1c3b5a7f9e1d3c5b7
 queued:
   description: IOs captured (queue events over all devices) (O(state=stopped)).
   returned: when a capture summary exists
@@ -233,6 +276,8 @@ backend:
 
 import json
 import os
+import re
+import stat
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -241,6 +286,11 @@ from ansible_collections.blkfleet.core.plugins.module_utils import _engine
 
 BUSY_TEXT = 'is in use by another capture'
 BUSY_POLL = 2.0
+STATE_NAME = 'capture.json'
+# The engine's check of trace file names (blkfleet.capture.state.capture_file_problem and blkfleet.names),
+# repeated here because a module cannot import the engine: its names become paths that are fetched as root.
+CAPTURE_FILE_RE = re.compile(r'^(?P<dev>.+)\.blktrace\.[0-9]{1,5}$')
+DEVICE_RE = re.compile(r'^(?:[A-Za-z0-9][A-Za-z0-9._+@-]{0,99}|[0-9]{1,4},[0-9]{1,7})$')
 
 
 def _run(module, command, args):
@@ -254,6 +304,8 @@ def _run(module, command, args):
             doc = json.loads(text)
         except ValueError:
             doc = None
+    if not isinstance(doc, dict):
+        doc = None
     return rc, doc, err, argv
 
 
@@ -268,29 +320,69 @@ def _status(module, command, output_dir):
     return doc
 
 
-def _summary_fields(doc, output_dir):
+def capture_file_problem(name):
+    """Why ``name`` is not a plain DEV.blktrace.CPU file name, or None."""
+    if not isinstance(name, str):
+        return 'not a string'
+    m = CAPTURE_FILE_RE.match(name)
+    if not m or '\n' in name:
+        return 'not DEV.blktrace.CPU'
+    dev = m.group('dev')
+    if not DEVICE_RE.match(dev) or any(part in ('.', '..') for part in dev.split('_')):
+        return 'not a plain device name'
+    return None
+
+
+def _file_entry(module, output_dir, name):
+    """``{name, path, size, sha256}`` of a regular file directly in ``output_dir``; fails the module otherwise."""
+    path = os.path.join(output_dir, name)
+    try:
+        st = os.lstat(path)
+    except OSError as e:
+        module.fail_json(msg='%s: %s' % (path, e.strerror))
+    if not stat.S_ISREG(st.st_mode) or os.path.dirname(os.path.realpath(path)) != os.path.realpath(output_dir):
+        module.fail_json(msg='%s: not a regular file in %s' % (path, output_dir))
+    return dict(name=name, path=path, size=st.st_size, sha256=module.sha256(path))
+
+
+def _summary_fields(module, doc, output_dir, describe=True):
     files = doc.get('files') or []
-    return dict(files=[os.path.join(output_dir, name) for name in files], queued=doc.get('queued', 0),
-                drops=doc.get('drops', 0))
+    if not isinstance(files, list):
+        module.fail_json(msg='the engine reported trace files that are not a list', capture=doc)
+    for name in files:
+        problem = capture_file_problem(name)
+        if problem:
+            module.fail_json(msg='the engine reported a trace file %r: %s; refusing it' % (name, problem),
+                             capture=doc)
+    result = dict(files=[os.path.join(output_dir, name) for name in files], queued=doc.get('queued', 0),
+                  drops=doc.get('drops', 0))
+    if describe:
+        result['file_info'] = [_file_entry(module, output_dir, name) for name in files + [STATE_NAME]]
+    return result
+
+
+def _token_args(p):
+    return ['--token', p['token']] if p['token'] else []
 
 
 def start(module, command, output_dir):
     p = module.params
     if not p['devices']:
         module.fail_json(msg='devices is required with state=started')
-    status = _status(module, command, output_dir)
-    if module.check_mode:
-        running = status.get('state') == 'running'
-        module.exit_json(changed=not running, state=status.get('state'), output_dir=output_dir, capture=status,
-                         backend=status.get('backend'))
     args = ['capture', 'start', '-D', output_dir, '--backend', p['backend'], '--mode', p['mode'],
-            '-a', p['act_mask'], '-b', p['buffer_kb'], '-n', p['buffer_count']]
+            '-a', p['act_mask'], '-b', p['buffer_kb'], '-n', p['buffer_count']] + _token_args(p)
     for dev in p['devices']:
         args += ['-d', dev]
     if p['duration'] is not None:
         args += ['-w', repr(float(p['duration']))]
     if p['force']:
         args.append('--force')
+    if module.check_mode:
+        rc, doc, err, argv = _run(module, command, args + ['--check'])
+        if rc != 0 or doc is None:
+            _fail(module, rc, err, argv)
+        module.exit_json(changed=bool(doc.get('started')), state=doc.get('state'), output_dir=output_dir,
+                         capture=doc, backend=doc.get('backend'))
     deadline = time.monotonic() + max(p['busy_timeout'], 0)
     while True:
         rc, doc, err, argv = _run(module, command, args)
@@ -306,18 +398,24 @@ def start(module, command, output_dir):
 def stop(module, command, output_dir):
     p = module.params
     status = _status(module, command, output_dir)
-    kind = status.get('state')
-    if kind == 'none':
+    if status.get('state') == 'none':
         module.exit_json(changed=False, state='none', output_dir=output_dir, capture=status)
+    args = ['capture', 'stop', '-D', output_dir] + _token_args(p)
     if module.check_mode:
-        module.exit_json(changed=kind in ('running', 'dead'), state=kind, output_dir=output_dir, capture=status,
-                         backend=status.get('backend'))
-    rc, doc, err, argv = _run(module, command, ['capture', 'stop', '-D', output_dir])
+        rc, doc, err, argv = _run(module, command, args + ['--check'])
+        if rc != 0 or doc is None:
+            _fail(module, rc, err, argv)
+        result = dict(changed=bool(doc.get('stopped')), state=status.get('state'), output_dir=output_dir,
+                      capture=doc, backend=doc.get('backend'))
+        if doc.get('state') in ('stopped', 'failed', 'salvaged'):
+            result.update(_summary_fields(module, doc, output_dir, describe=False))
+        module.exit_json(**result)
+    rc, doc, err, argv = _run(module, command, args)
     if doc is None:
         _fail(module, rc, err, argv)
     result = dict(changed=bool(doc.get('stopped')), state=doc.get('state'), output_dir=output_dir, capture=doc,
                   backend=doc.get('backend'))
-    result.update(_summary_fields(doc, output_dir))
+    result.update(_summary_fields(module, doc, output_dir, describe=rc == 0))
     if rc != 0:
         _fail(module, rc, err, argv, **result)
     if p['fail_on_drops'] and (doc.get('drops') or doc.get('drop_reports')):
@@ -333,6 +431,7 @@ def main():
             state=dict(type='str', choices=['started', 'stopped'], default='started'),
             devices=dict(type='list', elements='str', default=[]),
             output_dir=dict(type='path', required=True),
+            token=dict(type='str', no_log=False),  # a run id, not a secret
             backend=dict(type='str', choices=['auto', 'blktrace', 'ftrace'], default='auto'),
             mode=dict(type='str', choices=['auto', 'events', 'raw', 'pipe'], default='auto'),
             act_mask=dict(type='str', default='queue'),

@@ -59,6 +59,15 @@ options:
         (a time for every IO; discards, flushes and FUA kept as operations).
     type: bool
     default: false
+  accept_missing:
+    description:
+      - When O(trace_dir) holds the C(capture.json) of a C(blkfleet capture), the engine checks every trace
+        file against what the capture recorded (size, queued IOs and bytes per file) and refuses a trace that
+        is shorter, for example after a fetch that was cut off.
+      - V(true) converts what is there instead; the shortfall is then recorded in RV(capture) and in the bundle
+        manifest (C(record.capture)).
+    type: bool
+    default: false
   max_bunch_time:
     description:
       - Bunch window in nanoseconds (btrecord C(-m)); the default is 10000000.
@@ -156,6 +165,22 @@ ios:
   returned: success
   type: int
   sample: 12034
+capture:
+  description:
+    - How the trace files compared with the C(capture.json) of O(trace_dir) (null when there is none):
+      C(complete), C(accepted_missing), C(expected) and C(found) IOs and bytes, and a C(shortfall) entry per
+      file that holds less than the capture recorded.
+  returned: success
+  type: dict
+  sample:
+    complete: false
+    accepted_missing: true
+    expected: {ios: 3000, bytes: 12288000}
+    found: {ios: 1727, bytes: 7073792}
+    shortfall:
+      - {file: loop1.blktrace.0, expected_ios: 1785, ios: 512, expected_bytes: 7311360, bytes: 2097152,
+         expected_file_bytes: 85680, file_bytes: 24576}
+    problem: null
 updated:
   description: Files of O(replay_dir) written (or, in check mode, that would be).
   returned: success

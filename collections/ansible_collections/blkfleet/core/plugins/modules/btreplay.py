@@ -121,6 +121,20 @@ options:
       - Directory under which engines are installed (C(<sha256>/engine.pyz)).
     type: path
     default: /var/lib/blkfleet/engine
+  run_id:
+    description:
+      - Run the replay as a job with this ID (letters, digits, C(.), C(_), C(+), C(@), C(-); not starting with
+        C(-)). The engine keeps C(/run/blkfleet/replay/<run_id>/) on the host, and M(blkfleet.core.replay_job) reads
+        its state, renews its lease and stops it, also while this task runs in the background (C(async), C(poll=0)).
+      - A second replay with the ID of a running one fails at once.
+    type: str
+  lease:
+    description:
+      - With O(run_id), seconds within which the lease must be renewed (M(blkfleet.core.replay_job)
+        O(blkfleet.core.replay_job#module:state=renewed) or V(waited)); when it is not, the engine stops the replay
+        by itself with partial results (exit 4). A replay whose controller went away (interrupted play, lost link)
+        so stops writing. Without it the job runs to its end.
+    type: float
 extends_documentation_fragment:
   - blkfleet.core._attributes
   - blkfleet.core._attributes.ACTIONGROUP_BLKFLEET
@@ -146,11 +160,13 @@ attributes:
 notes:
   - Needs root (direct IO on block devices, CPU pinning).
   - RV(ignore:changed) is V(true) only when the replay wrote to a device (O(write_enable) and at least one write,
-    discard, flush or write-zeroes IO issued). A read-only replay modifies no device and reports V(false); its
-    results file on the host is a report, like a command's output.
+    discard, flush or write-zeroes IO issued), also when the task fails after it wrote (IO errors, an
+    interrupted replay). A read-only replay modifies no device and reports V(false); its results file on the
+    host is a report, like a command's output.
   - The task fails, with the engine's one-line message, when the engine rejects its input or set-up (exit 2),
-    when IOs failed (exit 3; the results are in the failed result and in O(results_path)) or when the replay
-    was interrupted (exit 130).
+    when IOs failed (exit 3; the results are in the failed result and in O(results_path)), when the lease
+    expired (exit 4), when a worker died (exit 5) or when the replay was interrupted or stopped (exit 130);
+    the partial results are returned in each case but the first.
 seealso:
   - module: blkfleet.core.replay_bundle
   - name: btreplay(8)
@@ -182,6 +198,16 @@ EXAMPLES = r'''
   async: 3600
   poll: 5
   register: replay
+
+- name: Start a replay job that stops by itself unless its lease is renewed every 30 s
+  blkfleet.core.btreplay:
+    bundle_id: "{{ pushed.bundle_id }}"
+    device_map: {sdb: vdc}
+    run_id: nightly-42
+    lease: 30
+  async: 3600
+  poll: 0
+  register: replay_job
 
 - name: Report
   ansible.builtin.debug:
@@ -247,6 +273,11 @@ wall_start:
   returned: when the engine ran
   type: float
   sample: 1795680600.123
+run_id:
+  description: The job ID the replay ran under.
+  returned: with O(run_id)
+  type: str
+  sample: nightly-42
 wall_end:
   description: Wall-clock time (seconds since the epoch) at which the engine exited.
   returned: when the engine ran
@@ -264,7 +295,7 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.blkfleet.core.plugins.module_utils import _engine, _install
+from ansible_collections.blkfleet.core.plugins.module_utils import _engine, _install, _names
 
 RESULTS_DIR = '/var/lib/blkfleet/results'
 LATE_RE = re.compile(r'start time is ([0-9.]+) s in the past')
@@ -287,9 +318,11 @@ def _check_targets(module, device_map):
 
 
 def _wrote(results):
-    for dev in (results.get('devices') or {}).values():
-        for op, tally in (dev.get('by_op') or {}).items():
-            if op in WRITE_OPS and tally.get('ios'):
+    devices = results.get('devices') if isinstance(results, dict) else None
+    for dev in (devices.values() if isinstance(devices, dict) else ()):
+        by_op = dev.get('by_op') if isinstance(dev, dict) else None
+        for op, tally in (by_op.items() if isinstance(by_op, dict) else ()):
+            if op in WRITE_OPS and isinstance(tally, dict) and tally.get('ios'):
                 return True
     return False
 
@@ -314,12 +347,22 @@ def main():
             results_path=dict(type='path'),
             engine=dict(type='path'),
             engine_root=dict(type='path', default=_install.ENGINE_ROOT),
+            run_id=dict(type='str'),
+            lease=dict(type='float'),
         ),
         mutually_exclusive=[('bundle', 'bundle_id')],
         required_one_of=[('bundle', 'bundle_id')],
+        required_by={'lease': 'run_id'},
         supports_check_mode=True,
     )
     p = module.params
+    problems = _names.device_problems(p['devices'], p['device_map'])
+    if p['run_id'] is not None and _names.name_problem(p['run_id']):
+        problems.append('invalid run_id %r: %s' % (p['run_id'], _names.name_problem(p['run_id'])))
+    if p['lease'] is not None and not 0 < p['lease'] < float('inf'):
+        problems.append('lease must be a number of seconds > 0, not %r' % p['lease'])
+    if problems:
+        module.fail_json(msg='; '.join(problems))
     try:
         bundle = p['bundle'] or _install.bundle_path(p['bundle_id'], p['bundle_dir'])
         manifest = _install.read_manifest(bundle)
@@ -361,12 +404,17 @@ def main():
         args.append('--force')
     if p['start_at']:
         args += ['--start-at', p['start_at']]
-    args += list(p['devices'])
+    if p['run_id'] is not None:
+        args += ['--run-id', p['run_id']]
+        result['run_id'] = p['run_id']
+    if p['lease'] is not None:
+        args += ['--lease', repr(float(p['lease']))]
+    args += ['--'] + list(p['devices'])
     argv = list(command) + [str(a) for a in args]
     result['cmd'] = argv
 
     if module.check_mode:
-        rc, out, err = module.run_command(list(command) + ['bundle', 'info', bundle])
+        rc, out, err = module.run_command(list(command) + ['bundle', 'info', '--', bundle])
         if rc != 0:
             module.fail_json(msg=_engine.engine_error(err, rc), **result)
         result['changed'] = bool(p['write_enable'])
@@ -395,11 +443,12 @@ def main():
         except (OSError, ValueError) as e:
             module.fail_json(msg='cannot read the results %s: %s' % (results_path, e), rc=rc, stderr=err, **result)
         result.update(replay_results=results, results_path=results_path)
+    # A failed run (IO errors, exit 3; interrupted, 130) may have written before it failed: that is a change.
+    result['changed'] = bool(p['write_enable']) and (_wrote(results) if results is not None else rc not in (0, 2))
     if rc != 0:
         module.fail_json(msg=_engine.engine_error(err, rc), rc=rc, stderr=err, **result)
     if results is None:
         module.fail_json(msg='the engine wrote no results to %s' % results_path, rc=rc, stderr=err, **result)
-    result['changed'] = bool(p['write_enable']) and _wrote(results)
     module.exit_json(**result)
 
 

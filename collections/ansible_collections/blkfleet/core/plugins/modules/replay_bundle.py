@@ -164,6 +164,13 @@ totals:
   returned: when the bundle is installed
   type: dict
   sample: {files: 2, size: 240000, ios: 12034, bytes: 49291264}
+capture_window:
+  description:
+    - The manifest's capture window, C(first_ns), C(last_ns) and C(span_ns) (nanoseconds). C(span_ns) is how long
+      the recorded workload lasted, so a replay at acceleration 1 lasts about as long.
+  returned: when the bundle is installed, and in check mode
+  type: dict
+  sample: {first_ns: 521832678890, last_ns: 521869498021, span_ns: 36819131}
 '''
 
 from ansible.module_utils.basic import AnsibleModule
@@ -173,7 +180,7 @@ from ansible_collections.blkfleet.core.plugins.module_utils import _engine, _ins
 
 def _described(manifest, result):
     result.update(devices=list((manifest.get('replay') or {}).get('devices') or []),
-                  totals=manifest.get('totals') or {})
+                  totals=manifest.get('totals') or {}, capture_window=manifest.get('capture_window') or {})
     return result
 
 
@@ -236,7 +243,7 @@ def main():
     except (_install.InstallError, OSError) as e:
         module.fail_json(msg='cannot install the engine of the bundle: %s' % e, **result)
     result.update(engine=engine, engine_sha256=manifest['engine']['sha256'])
-    _engine.run_engine(module, _engine.engine_command(engine=engine), ['bundle', 'verify', src], parse_json=False)
+    _engine.run_engine(module, _engine.engine_command(engine=engine), ['bundle', 'verify', '--', src], parse_json=False)
     try:
         _install.install_file(src, path, checksum)
     except (_install.InstallError, OSError) as e:

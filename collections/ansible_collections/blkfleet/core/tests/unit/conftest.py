@@ -172,36 +172,55 @@ if args[:1] == ["capture"]:
     state_file = os.path.join(out, "fake-state.json")
     state = json.load(open(state_file)) if os.path.exists(state_file) else None
     busy = os.path.join(out, "busy")
+    token = opt("--token")
+    check = "--check" in args
     if args[1] == "status":
         print(json.dumps({"action": "status", "state": state["state"] if state else "none", "output_dir": out,
-                          "backend": state and state["backend"]}))
+                          "backend": state and state["backend"], "token": state and state.get("token")}))
     elif args[1] == "start":
-        if os.path.exists(busy):
+        if os.path.exists(busy) and not check:
             left = int(open(busy).read())
             if left > 0:
                 open(busy, "w").write(str(left - 1))
                 fail("the ftrace blk tracer is in use by another capture (pid 1 holds /run/blkfleet-ftrace.lock)")
         devices = [d for i, d in enumerate(args) if i and args[i - 1] == "-d"]
-        if state and state["state"] == "running":
-            if state["devices"] == devices:
+        if state and state.get("token") == token and (token or state["state"] == "running"):
+            if state["state"] != "running" or state["devices"] == devices:
                 print(json.dumps(dict(state, action="start", started=False)))
                 sys.exit(0)
             fail("a capture of %s is already running in %s" % (",".join(state["devices"]), out))
+        if state and state["state"] == "running" and "--force" not in args:
+            fail("a capture of another run (token %s) is running in %s; use --force" % (state.get("token"), out))
         if state and "--force" not in args:
             fail("%s holds a finished capture (stopped); use --force" % out)
+        if check:
+            print(json.dumps({"action": "start", "check": True, "started": True,
+                              "state": state["state"] if state else "none"}))
+            sys.exit(0)
         os.makedirs(out, exist_ok=True)
         state = {"state": "running", "devices": devices, "backend": "ftrace", "mode": "events", "pid": 4242,
-                 "argv": args}
+                 "argv": args, "token": token}
         json.dump(state, open(state_file, "w"))
         print(json.dumps(dict(state, action="start", started=True)))
     elif args[1] == "stop":
         if state is None:
             fail("no capture in %s (no capture.json)" % out)
+        if token and state.get("token") != token:
+            fail("the capture in %s belongs to another run (token %s, not %s): not stopped"
+                 % (out, state.get("token"), token))
         stopped = state["state"] == "running"
+        if check:
+            print(json.dumps(dict(state, action="stop", check=True, stopped=stopped)))
+            sys.exit(0)
         drops = int(open(os.path.join(out, "drops")).read()) if os.path.exists(os.path.join(out, "drops")) else 0
         state.update(state="stopped")
         json.dump(state, open(state_file, "w"))
         files = ["%s.blktrace.%d" % (d, c) for d in state["devices"] for c in (0, 1)]
+        for name in files:
+            open(os.path.join(out, name), "wb").write(b"trace of " + name.encode())
+        open(os.path.join(out, "capture.json"), "w").write(json.dumps(state))
+        if os.path.exists(os.path.join(out, "files")):
+            files = json.load(open(os.path.join(out, "files")))
         print(json.dumps(dict(state, action="stop", stopped=stopped, files=files, queued=100, drops=drops,
                               drop_reports=1 if drops else 0)))
         if drops and "--fail-on-drops" in args:
@@ -221,6 +240,14 @@ elif args[:1] == ["replay"]:
         fail("1 IO errors (first: loop1: Input/output error)", 3)
     if code:
         fail("replay: bad input", code)
+elif args[:1] == ["job"]:
+    state = os.environ.get("FAKE_JOB_STATE", "running")
+    doc = {"run_id": args[-1], "state": state, "argv": args}
+    if args[1] == "renew":
+        doc["renewed"] = state == "running"
+    if args[1] == "stop":
+        doc.update(stopped=state == "running", state="finished" if state == "running" else state)
+    print(json.dumps(doc))
 elif args[:2] in (["bundle", "verify"], ["bundle", "info"]):
     if os.environ.get("FAKE_VERIFY_FAIL"):
         fail(args[2] + ": member 'replay/loop1.replay.0': sha256 mismatch")

@@ -17,7 +17,7 @@ from ansible_collections.blkfleet.core.plugins.action import btrecord as btrecor
 from ansible_collections.blkfleet.core.plugins.action import engine as engine_action
 from ansible_collections.blkfleet.core.plugins.action import replay_bundle as replay_bundle_action
 from ansible_collections.blkfleet.core.plugins.modules import btrecord, engine, replay_bundle
-from ansible_collections.blkfleet.core.plugins.plugin_utils import _controller
+from ansible_collections.blkfleet.core.plugins.plugin_utils import _controller, _files
 
 
 @pytest.mark.parametrize('action, module', [
@@ -41,12 +41,18 @@ def test_stale_files(tmp_path):
     assert btrecord_action.stale_files(str(tmp_path / 'missing'), ['sda'], set()) == []
 
 
-def test_replace_is_atomic_copy(tmp_path):
+def test_replace_all_is_all_or_nothing(tmp_path):
     src = tmp_path / 'a'
     src.write_bytes(b'new')
     dest = tmp_path / 'sub' / 'b'
-    btrecord_action._replace(str(src), str(dest))
+    _files.replace_all([(str(src), str(dest))])
     assert dest.read_bytes() == b'new' and os.listdir(str(tmp_path / 'sub')) == ['b']
+    assert oct(os.stat(str(dest)).st_mode & 0o777) == '0o644'
+    other = tmp_path / 'sub' / 'c'
+    other.write_bytes(b'old')
+    with pytest.raises(OSError):  # the second source is missing: the first destination is not replaced either
+        _files.replace_all([(str(src), str(other)), (str(tmp_path / 'missing'), str(dest))])
+    assert other.read_bytes() == b'old' and sorted(os.listdir(str(tmp_path / 'sub'))) == ['b', 'c']
     assert _controller.same_content(str(src), str(dest))
     assert not _controller.same_content(str(src), str(tmp_path / 'missing'))
 
@@ -81,3 +87,22 @@ def test_run_engine_failure_is_one_line(monkeypatch, tmp_path):
     result = _controller.failure_result(exc.value)
     assert result['msg'] == '/nowhere: no such directory' and result['rc'] == 2 and result['failed'] is True
     assert _controller.one_line_error('', 5) == 'blkfleet engine failed with exit code 5'
+
+
+def test_engine_arguments_end_options_before_devices(monkeypatch, tmp_path):
+    calls = []
+
+    def fake_run(argv, timeout=None):
+        calls.append(argv)
+        if argv[0] == 'record':
+            with open(argv[argv.index('--json') + 1], 'w') as f:
+                f.write('{"files": []}')
+        return ''
+    monkeypatch.setattr(_controller, 'run_engine', fake_run)
+    args = {'trace_dir': '/t', 'compat': False, 'accept_missing': True, 'max_bunch_time': None, 'max_pkts': None,
+            'devices': ['sda']}
+    btrecord_action.record(args, str(tmp_path))
+    assert calls[-1][-2:] == ['--', 'sda'] and '--accept-missing' in calls[-1]
+    replay_bundle_action.build_bundle(str(tmp_path), {'replay_dir': '/r', 'trace_dir': None, 'source_host': None,
+                                                      'record_json': None, 'devices': ['sda', 'sdb']})
+    assert calls[-1][-3:] == ['--', 'sda', 'sdb']

@@ -53,3 +53,27 @@ def test_install_engine_from_bundle(bundle_factory, tmp_path):
     dest, changed = _install.install_engine_from_bundle(path, manifest, root)
     assert changed is True and _install.has_content(dest, manifest['engine']['sha256'])
     assert _install.install_engine_from_bundle(path, manifest, root) == (dest, False)
+
+
+def test_install_engine_refuses_a_sparse_or_oversized_engine_member(tmp_path):
+    body = b'\0' * 4096
+    sha = hashlib.sha256(body).hexdigest()
+    manifest = {'engine': {'path': 'engine.pyz', 'sha256': sha, 'size': len(body)}}
+    for headers, problem in (({'GNU.sparse.size': '67108864', 'GNU.sparse.map': '0,4096'}, 'not a plain regular'),
+                             ({'GNU.sparse.major': '1', 'GNU.sparse.minor': '0'}, 'not a readable bundle')):
+        sparse = str(tmp_path / 'sparse.tar')
+        with tarfile.open(sparse, 'w', format=tarfile.PAX_FORMAT) as tar:
+            info = tarfile.TarInfo('engine.pyz')
+            info.size = len(body)
+            info.pax_headers = headers
+            tar.addfile(info, io.BytesIO(body))
+        with pytest.raises(_install.InstallError, match=problem):
+            _install.install_engine_from_bundle(sparse, manifest, str(tmp_path / 'e'))
+    big = str(tmp_path / 'big.tar')
+    with tarfile.open(big, 'w') as tar:
+        info = tarfile.TarInfo('engine.pyz')
+        info.size = len(body) * 2
+        tar.addfile(info, io.BytesIO(body * 2))
+    with pytest.raises(_install.InstallError, match='the manifest says 4096'):
+        _install.install_engine_from_bundle(big, manifest, str(tmp_path / 'e'))
+    assert not os.path.exists(str(tmp_path / 'e' / sha))

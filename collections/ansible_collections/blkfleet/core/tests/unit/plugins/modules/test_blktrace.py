@@ -102,3 +102,74 @@ def test_other_devices_running_fails(run, fake_engine, tmp_path):
 def test_missing_engine(run, tmp_path):
     rc, res = run(blktrace.main, {'output_dir': str(tmp_path), 'devices': ['x'], 'engine': str(tmp_path / 'no.pyz')})
     assert rc == 1 and 'not found' in res['msg']
+
+
+def test_file_info_matches_the_files(run, fake_engine, tmp_path):
+    import hashlib
+    out = tmp_path / 'cap'
+    run(blktrace.main, args(fake_engine, out))
+    rc, res = run(blktrace.main, args(fake_engine, out, state='stopped'))
+    assert rc == 0
+    names = [entry['name'] for entry in res['file_info']]
+    assert names == ['loop1.blktrace.0', 'loop1.blktrace.1', 'capture.json']
+    for entry in res['file_info']:
+        data = (out / entry['name']).read_bytes()
+        assert entry['path'] == str(out / entry['name'])
+        assert entry['size'] == len(data) and entry['sha256'] == hashlib.sha256(data).hexdigest()
+
+
+def test_trace_file_names_outside_the_directory_are_refused(run, fake_engine, tmp_path):
+    for files in (['/etc/shadow'], ['../../x'], ['a/loop1.blktrace.0'], ['loop1.blktrace.0\n'], ['x'],
+                  ['.._x.blktrace.0'], ['-rf.blktrace.0']):
+        out = tmp_path / ('cap%d' % len(os.listdir(tmp_path)))
+        run(blktrace.main, args(fake_engine, out))
+        (out / 'files').write_text(json.dumps(files))
+        rc, res = run(blktrace.main, args(fake_engine, out, state='stopped'))
+        assert rc == 1 and 'refusing it' in res['msg'], (files, res)
+        assert 'files' not in res and 'file_info' not in res
+
+
+def test_a_link_in_place_of_a_trace_file_is_refused(run, fake_engine, tmp_path):
+    out = tmp_path / 'cap'
+    run(blktrace.main, args(fake_engine, out))
+    (out / 'files').write_text(json.dumps(['shadow.blktrace.0']))
+    (out / 'shadow.blktrace.0').symlink_to('/etc/hostname')
+    rc, res = run(blktrace.main, args(fake_engine, out, state='stopped'))
+    assert rc == 1 and 'not a regular file in' in res['msg']
+
+
+def test_tokens(run, fake_engine, tmp_path):
+    out = tmp_path / 'cap'
+    rc, res = run(blktrace.main, args(fake_engine, out, token='run1'))
+    assert rc == 0 and res['changed'] is True
+    argv = json.loads((out / 'fake-state.json').read_text())['argv']
+    assert argv[argv.index('--token') + 1] == 'run1'
+    rc, res = run(blktrace.main, args(fake_engine, out, token='run1'))
+    assert rc == 0 and res['changed'] is False  # same token: idempotent
+    rc, res = run(blktrace.main, args(fake_engine, out, token='run2'), check_mode=True)
+    assert rc == 1 and 'another run' in res['msg']  # check mode predicts the failure
+    rc, res = run(blktrace.main, args(fake_engine, out, token='run2'))
+    assert rc == 1 and 'another run' in res['msg']
+    rc, res = run(blktrace.main, args(fake_engine, out, state='stopped', token='run2'))
+    assert rc == 1 and 'belongs to another run' in res['msg']
+    rc, res = run(blktrace.main, args(fake_engine, out, token='run2', force=True), check_mode=True)
+    assert rc == 0 and res['changed'] is True
+    assert json.loads((out / 'fake-state.json').read_text())['token'] == 'run1'  # check mode changed nothing
+    rc, res = run(blktrace.main, args(fake_engine, out, token='run2', force=True))
+    assert rc == 0 and res['changed'] is True
+    rc, res = run(blktrace.main, args(fake_engine, out, state='stopped', token='run2'))
+    assert rc == 0 and res['changed'] is True
+    rc, res = run(blktrace.main, args(fake_engine, out, token='run2'))
+    assert rc == 0 and res['changed'] is False  # that run's capture already ran
+
+
+def test_check_mode_start_predicts_the_refusal_of_a_finished_capture(run, fake_engine, tmp_path):
+    out = tmp_path / 'cap'
+    run(blktrace.main, args(fake_engine, out))
+    run(blktrace.main, args(fake_engine, out, state='stopped'))
+    rc, res = run(blktrace.main, args(fake_engine, out), check_mode=True)
+    assert rc == 1 and 'holds a finished capture' in res['msg']
+    rc, res = run(blktrace.main, args(fake_engine, out, force=True), check_mode=True)
+    assert rc == 0 and res['changed'] is True
+    rc, res = run(blktrace.main, args(fake_engine, out, state='stopped'), check_mode=True)
+    assert rc == 0 and res['changed'] is False and 'file_info' not in res

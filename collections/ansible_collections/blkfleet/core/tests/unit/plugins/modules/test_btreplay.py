@@ -39,7 +39,7 @@ def test_replay_read_only_is_not_a_change(run, bundle_factory, fake_engine, tmp_
     assert argv[:3] == ['replay', '--bundle', bundle]
     for flag, value in (('-x', '2.0'), ('-I', '3'), ('--backend', 'sync'), ('--realtime', 'off'), ('-c', '2')):
         assert argv[argv.index(flag) + 1] == value
-    assert '-N' in argv and '-W' not in argv and argv[-1] == 'loop1'
+    assert '-N' in argv and '-W' not in argv and argv[-2:] == ['--', 'loop1']
     assert res['results_path'] == str(tmp_path / 'out' / 'results.json') and os.path.isfile(res['results_path'])
     assert res['summary'] == ['blkfleet replay: 10 IOs'] and 'late_start_s' not in res
 
@@ -65,6 +65,35 @@ def test_device_map_file_and_check(run, bundle_factory, fake_engine, tmp_path, b
     assert rc == 1 and res['msg'] == 'device_map loop1: /nonexistent: No such file or directory'
     rc, res = run(btreplay.main, base(bundle, tmp_path, engine=fake_engine, device_map={'loop1': str(tmp_path)}))
     assert rc == 1 and 'is not a block device' in res['msg']
+
+
+@pytest.mark.parametrize('devices, device_map, problem', [
+    (['loop1', '-W', '--force'], {}, "invalid device name '-W'"),
+    (['loop1\n-W'], {}, "invalid device name 'loop1\\n-W'"),
+    (['../sda'], {}, "invalid device name '../sda'"),
+    (['sda_.._x'], {}, "'.' and '..' are not allowed between '_'"),
+    ([], {'-W': 'loop2'}, "device_map: invalid recorded device name '-W'"),
+    ([], {'loop1': '-W'}, "device_map loop1: invalid target '-W'"),
+    ([], {'loop1': 'loop2 -W'}, "device_map loop1: invalid target 'loop2 -W'"),
+    ([], {'loop1': '/dev/loop2\nloop3 /dev/sda'}, 'an absolute path without whitespace'),
+    ([], {'loop1': '/dev/loop2#x'}, 'an absolute path without whitespace'),
+    ([], {'loop1': '/dev/../etc/passwd'}, "'.' and '..' are not allowed in the path"),
+])
+def test_bad_device_names_are_refused_before_the_engine_runs(run, bundle_factory, fake_engine, tmp_path, devices,
+                                                             device_map, problem):
+    bundle, manifest = bundle_factory()
+    rc, res = run(btreplay.main, base(bundle, tmp_path, engine=fake_engine, devices=devices, device_map=device_map))
+    assert rc == 1 and problem in res['msg'], res
+    assert not (tmp_path / 'out' / 'results.json').exists()  # the engine never ran
+
+
+def test_failure_after_writes_is_a_change(run, bundle_factory, fake_engine, tmp_path, monkeypatch):
+    bundle, manifest = bundle_factory()
+    monkeypatch.setenv('FAKE_REPLAY_EXIT', '3')
+    rc, res = run(btreplay.main, base(bundle, tmp_path, engine=fake_engine, write_enable=True))
+    assert rc == 1 and res['rc'] == 3 and res['changed'] is True
+    rc, res = run(btreplay.main, base(bundle, tmp_path, engine=fake_engine))
+    assert rc == 1 and res['rc'] == 3 and res['changed'] is False  # read-only: the device did not change
 
 
 def test_engine_errors_fail_with_one_line(run, bundle_factory, fake_engine, tmp_path, monkeypatch):

@@ -1,0 +1,217 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) blkfleet developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Action plugin of blkfleet.core.replay_job: state=waited waits on the controller, bounded, renewing the lease.
+
+Why on the controller: a task's ``until`` loop, or Ansible's own polling of an ``async`` task, stops at the first
+unreachable answer or retries through connection errors charging only the poll interval, and a call over an SSH
+connection whose link went down can hang for many minutes. Here every call to the host runs in a helper thread
+that the loop waits for only until the bound: a host that stops answering costs the task no more than its
+``timeout``, and the other hosts' tasks are not held.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from ansible.errors import AnsibleActionFail, AnsibleConnectionFailure, AnsibleError
+
+from ansible_collections.blkfleet.core.plugins.plugin_utils._action import BlkfleetAction
+
+MODULE = 'blkfleet.core.replay_job'
+COLLECT_S = 60.0  # how long the background btreplay task may take to record its result once the job has ended
+CALL_GRACE_S = 5.0  # a call made just before the bound may take this long
+STOP_S = 30.0  # how long a job still running at the bound may take to stop
+
+
+class Hung(Exception):
+    """A call to the host did not come back before the bound."""
+
+
+def bounded(call, seconds):
+    """``call()`` in a daemon thread, waited for at most ``seconds``: its value, its exception, or Hung."""
+    box = {}
+
+    def target():
+        try:
+            box['value'] = call()
+        except BaseException as e:  # handed over to the waiting thread as is
+            box['error'] = e
+    thread = threading.Thread(target=target, name='blkfleet-replay-job-call', daemon=True)
+    thread.start()
+    thread.join(max(seconds, 0.0))
+    if thread.is_alive():
+        raise Hung()
+    if 'error' in box:
+        raise box['error']
+    return box['value']
+
+
+class Waiter:
+    """The wait loop of one host. ``call(args)`` runs the module there and ``async_status(jid)`` reads a background
+    task (both may raise AnsibleConnectionFailure or hang); ``clock`` and ``sleep`` are time.monotonic and
+    time.sleep, replaced in unit tests."""
+
+    def __init__(self, call, async_status, args, clock=time.monotonic, sleep=time.sleep):
+        self.call = call
+        self.async_status = async_status
+        self.args = args
+        self.clock = clock
+        self.sleep = sleep
+        self.start = clock()
+        self.bound = float(args['timeout'])
+        self.deadline = self.start + self.bound
+        self.hung = False  # a call never came back: make no other call (it would hang too)
+        self.error = None  # the connection error of the last call, None when it answered
+        self.last_answer = self.start
+
+    def remaining(self):
+        return self.deadline - self.clock()
+
+    def remote(self, fn, limit):
+        """``fn()`` waited for at most ``limit`` s; None when the host did not answer (connection error, hang)."""
+        try:
+            value = bounded(fn, limit)
+        except Hung:
+            self.hung = True
+            return None
+        except AnsibleConnectionFailure as e:
+            self.error = str(e).strip().splitlines()[0] if str(e).strip() else 'connection failed'
+            return None
+        self.last_answer = self.clock()
+        self.error = None
+        return value
+
+    def job(self, state, limit, **extra):
+        args = dict(run_id=self.args['run_id'], state=state, engine=self.args['engine'],
+                    engine_root=self.args['engine_root'], **extra)
+        result = self.remote(lambda: self.call(args), limit)
+        if result is not None and result.get('failed'):
+            raise AnsibleActionFail('blkfleet job %s failed: %s' % (state, result.get('msg', result)))
+        return None if result is None else result['job']
+
+    def replay_result(self, jid, wait_s):
+        """The background task's result once it finished (asking until ``wait_s`` has passed), else None."""
+        until = self.clock() + wait_s
+        while not self.hung:
+            status = self.remote(lambda: self.async_status(jid), max(until - self.clock(), 0.0) + CALL_GRACE_S)
+            if status is not None and status.get('finished'):
+                return status
+            if self.clock() >= until:
+                break
+            self.sleep(min(0.5, max(until - self.clock(), 0.0)))
+        return None
+
+    def run(self):
+        jid = self.args['async_jid']
+        poll = max(float(self.args['poll']), 0.1)
+        out = dict(job=None, changed=False)
+        while not self.hung and self.remaining() > 0:
+            job = self.job('renewed', self.remaining() + CALL_GRACE_S)
+            if job is not None:
+                out['job'] = job
+                if job['state'] in ('finished', 'dead'):
+                    break
+                if job['state'] == 'none' and jid:
+                    early = self.replay_result(jid, 0.0)  # a replay that failed before its job started
+                    if early is not None:
+                        out['replay'] = early
+                        break
+            if self.remaining() > 0:
+                self.sleep(min(poll, self.remaining()))
+        out['reachable'] = not self.hung and self.error is None
+        state = (out['job'] or {}).get('state')
+        if state == 'running' and out['reachable']:
+            stopped = self.job('stopped', STOP_S + CALL_GRACE_S, stop_timeout=STOP_S)
+            if stopped is not None:
+                out.update(job=stopped, changed=bool(stopped.get('stopped')), stopped_at_bound=True)
+                state = stopped['state']
+        if jid and 'replay' not in out and not self.hung and self.error is None and state in ('finished', 'dead'):
+            replay = self.replay_result(jid, COLLECT_S)
+            if replay is not None:
+                out['replay'] = replay
+        out['reachable'] = not self.hung and self.error is None
+        out.update(self.outcome(out))
+        out['waited_s'] = round(self.clock() - self.start, 3)
+        return out
+
+    def outcome(self, out):
+        job = out['job'] or {}
+        replay = out.get('replay')
+        if not out['reachable']:
+            why = 'a call hung' if self.hung else self.error
+            return dict(outcome='unreachable', reason='no answer from the host for %.1f s (bound %.1f s): %s'
+                        % (self.clock() - self.last_answer, self.bound, why))
+        if out.get('stopped_at_bound'):
+            return dict(outcome='timed_out', reason='still running at the bound (%.1f s): stopped, partial results'
+                        % self.bound)
+        if job.get('state') == 'running':
+            return dict(outcome='timed_out', reason='still running at the bound (%.1f s), not stopped' % self.bound)
+        if replay is not None and replay.get('failed'):
+            return dict(outcome='failed', reason=str(replay.get('msg') or 'the replay failed').strip().splitlines()[0])
+        if job.get('state') == 'dead':
+            return dict(outcome='failed', reason='the replay engine died: %s' % job.get('problem', 'gone'))
+        if job.get('state') == 'finished':
+            if job.get('exit_code') != 0:
+                return dict(outcome='failed', reason='the replay ended with exit code %s%s' % (
+                    job.get('exit_code'), ' (%s)' % job['stop_reason'] if job.get('stop_reason') else ''))
+            if self.args['async_jid'] and replay is None:
+                return dict(outcome='failed', reason='the replay task recorded no result within %.0f s of its end'
+                            % COLLECT_S)
+            return dict(outcome='ok')
+        return dict(outcome='none', reason='no job %s on the host within the bound (%.1f s)'
+                    % (self.args['run_id'], self.bound))
+
+
+class ActionModule(BlkfleetAction):
+
+    TRANSFERS_FILES = False
+    ARGUMENT_SPEC = dict(
+        run_id=dict(type='str', required=True),
+        state=dict(type='str', choices=['status', 'renewed', 'stopped', 'waited'], default='status'),
+        stop_timeout=dict(type='float', default=30.0),
+        timeout=dict(type='float'),
+        poll=dict(type='float', default=2.0),
+        async_jid=dict(type='str'),
+        engine=dict(type='path'),
+        engine_root=dict(type='path', default='/var/lib/blkfleet/engine'),
+    )
+
+    def run(self, tmp=None, task_vars=None):
+        result = super().run(tmp, task_vars)
+        del tmp
+        hung = False
+        try:
+            args = self.validated_args()
+            if args['state'] != 'waited':
+                result.update(self._execute_module(module_name=MODULE, module_args=self._task.args,
+                                                   task_vars=task_vars))
+                return result
+            if args['timeout'] is None or not args['timeout'] > 0:
+                raise AnsibleActionFail('state=waited needs timeout, seconds > 0')
+            if self._task.check_mode:
+                result.update(changed=False, outcome='ok', reachable=True, job=None, waited_s=0.0,
+                              msg='check mode: not waited')
+                return result
+            waiter = Waiter(lambda a: self._execute_module(module_name=MODULE, module_args=a, task_vars=task_vars),
+                            lambda jid: self._async_status(jid, task_vars), args)
+            out = waiter.run()
+            hung = waiter.hung
+            result.update(out)
+            if out['outcome'] != 'ok':
+                result.update(failed=True, msg=out['reason'])
+            return result
+        except AnsibleError as e:
+            result.update(failed=True, msg=str(e.message))
+            return result
+        finally:
+            if not hung:  # a hung connection would hang the clean-up too; the host's tmp is then left
+                self.cleanup_remote()
+
+    def _async_status(self, jid, task_vars):
+        async_dir = self._remote_expand_user(self.get_shell_option('async_dir', default='~/.ansible_async'))
+        return self._execute_module(module_name='ansible.legacy.async_status', task_vars=task_vars,
+                                    module_args=dict(jid=jid, mode='status', _async_dir=async_dir))

@@ -1,0 +1,103 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) blkfleet developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""Controller files written whole or not at all. Private to blkfleet.core.
+
+Every file the action plugins put on the controller is first written under a temporary name next to its
+destination (``.NAME.XXXXXXXX.partial``, created with O_EXCL), checked, flushed to disk, and only then renamed
+over the destination. A full disk (ENOSPC), a transfer cut short or a check that fails leaves the destination as
+it was and no temporary file behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+
+
+def temp_beside(dest):
+    """A new, empty temporary file in ``dest``'s directory (made with its parents); returns its path."""
+    directory = os.path.dirname(os.path.abspath(dest))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(dest), suffix='.partial', dir=directory)
+    os.close(fd)
+    return tmp
+
+
+def discard(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def describe(path, chunk=1 << 20):
+    """``(size, sha256)`` of a file, read once."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(path, 'rb') as f:
+        while True:
+            block = f.read(chunk)
+            if not block:
+                break
+            size += len(block)
+            digest.update(block)
+    return size, digest.hexdigest()
+
+
+def commit(tmp, dest, mode=0o644):
+    """Flush ``tmp`` to disk, give it ``mode`` and rename it over ``dest`` (same directory)."""
+    fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        os.fsync(fd)
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+    os.replace(tmp, dest)
+    _sync_dir(os.path.dirname(os.path.abspath(dest)))
+
+
+def replace_all(pairs, mode=0o644):
+    """Copy each ``(src, dest)`` to a temporary file beside ``dest``; once every copy is complete, rename them all.
+
+    On a failure (ENOSPC included) every temporary file is removed and no destination has changed.
+    """
+    staged = []
+    try:
+        for src, dest in pairs:
+            tmp = temp_beside(dest)
+            staged.append((tmp, dest))
+            shutil.copyfile(src, tmp)
+            fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    except BaseException:
+        for tmp, dummy in staged:
+            discard(tmp)
+        raise
+    try:
+        while staged:
+            commit(*staged[0], mode=mode)
+            staged.pop(0)
+    finally:
+        for tmp, dummy in staged:
+            discard(tmp)
+
+
+def _sync_dir(path):
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,160 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) blkfleet developers
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+# SPDX-License-Identifier: GPL-3.0-or-later
+
+"""The wait loop of blkfleet.core.replay_job (state=waited) against scripted hosts. The real thing, a link taken
+down mid-replay on namespace hosts, is tests/ansible/test_replay_fleet.py in the repository."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import yaml
+
+from ansible.errors import AnsibleActionFail, AnsibleConnectionFailure
+
+from ansible_collections.blkfleet.core.plugins.action import replay_job as action
+from ansible_collections.blkfleet.core.plugins.modules import replay_job
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def job(state, **extra):
+    doc = {'run_id': 'r1', 'state': state, 'pid': 42, 'exit_code': None, 'results': None, 'stop_reason': None,
+           'lease_s': 30.0, 'lease_age_s': 0.1}
+    doc.update(extra)
+    return {'changed': False, 'job': doc}
+
+
+def args(**extra):
+    base = {'run_id': 'r1', 'state': 'waited', 'timeout': 60.0, 'poll': 2.0, 'async_jid': None, 'engine': None,
+            'engine_root': '/var/lib/blkfleet/engine', 'stop_timeout': 30.0}
+    base.update(extra)
+    return base
+
+
+class Host:
+    """Answers the module calls from a script of job states (the last repeats), records the calls."""
+
+    def __init__(self, clock, states, replay=None, fail_from=None):
+        self.clock = clock
+        self.states = list(states)
+        self.replay = replay
+        self.fail_from = fail_from
+        self.calls = []
+
+    def call(self, a):
+        self.calls.append(a['state'])
+        if self.fail_from is not None and self.clock() >= self.fail_from:
+            raise AnsibleConnectionFailure('ssh: connect to host 10.0.0.2 port 22: Connection timed out')
+        if a['state'] == 'stopped':
+            return job('finished', exit_code=130, stop_reason='SIGTERM', stopped=True, results='/r.json')
+        state = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+        return state if isinstance(state, dict) else job(state)
+
+    def async_status(self, jid):
+        self.calls.append('async_status')
+        return self.replay or {'finished': 0}
+
+
+def test_waits_until_the_job_finishes_renewing_its_lease():
+    clock = Clock()
+    replay = {'finished': 1, 'changed': True, 'results_path': '/r.json', 'replay_results': {'total': {'ios': 3}}}
+    host = Host(clock, ['running', 'running', job('finished', exit_code=0, results='/r.json')], replay=replay)
+    out = action.Waiter(host.call, host.async_status, args(async_jid='1.2'), clock, clock.sleep).run()
+    assert out['outcome'] == 'ok' and out['reachable'] and out['replay'] is replay and not out['changed']
+    assert host.calls == ['renewed', 'renewed', 'renewed', 'async_status'] and out['waited_s'] == 4.0
+
+
+def test_replay_that_failed_before_its_job_started():
+    clock = Clock()
+    replay = {'finished': 1, 'failed': True, 'msg': "invalid device name '-W': ..."}
+    host = Host(clock, ['none'], replay=replay)
+    out = action.Waiter(host.call, host.async_status, args(async_jid='1.2'), clock, clock.sleep).run()
+    assert out['outcome'] == 'failed' and out['reason'] == "invalid device name '-W': ..."
+    assert out['waited_s'] == 0.0
+
+
+@pytest.mark.parametrize('final, outcome, reason', [
+    (job('finished', exit_code=3), 'failed', 'the replay ended with exit code 3'),
+    (job('finished', exit_code=4, stop_reason='lease expired'), 'failed', 'exit code 4 (lease expired)'),
+    (job('dead', problem='pid 42 with start time 7 is gone'), 'failed', 'the replay engine died: pid 42'),
+])
+def test_a_job_that_ended_badly_is_a_failure(final, outcome, reason):
+    clock = Clock()
+    host = Host(clock, ['running', final])
+    out = action.Waiter(host.call, host.async_status, args(), clock, clock.sleep).run()
+    assert out['outcome'] == outcome and reason in out['reason']
+
+
+def test_running_at_the_bound_is_stopped():
+    clock = Clock()
+    host = Host(clock, ['running'])
+    out = action.Waiter(host.call, host.async_status, args(timeout=10.0), clock, clock.sleep).run()
+    assert out['outcome'] == 'timed_out' and out['changed'] is True and out['job']['state'] == 'finished'
+    assert host.calls[-1] == 'stopped' and host.calls.count('renewed') == 5 and out['waited_s'] == 10.0
+
+
+def test_host_that_stops_answering_is_unreachable_at_the_bound():
+    clock = Clock()
+    host = Host(clock, ['running'], fail_from=1004.0)
+    out = action.Waiter(host.call, host.async_status, args(timeout=30.0), clock, clock.sleep).run()
+    assert out['outcome'] == 'unreachable' and not out['reachable'] and 'stopped' not in host.calls
+    assert out['reason'].startswith('no answer from the host for 28.0 s (bound 30.0 s): ssh: connect to host')
+    assert out['job']['state'] == 'running' and out['waited_s'] == 30.0
+
+
+def test_host_that_answers_again_is_waited_for():
+    clock = Clock()
+    host = Host(clock, ['running'] * 3 + [job('finished', exit_code=0)], fail_from=1002.0)
+    host.fail_until = 1008.0
+    call = host.call
+
+    def flaky(a):
+        if 1002.0 <= clock() < 1008.0:
+            raise AnsibleConnectionFailure('connection reset')
+        host.fail_from = None
+        return call(a)
+    out = action.Waiter(flaky, host.async_status, args(), clock, clock.sleep).run()
+    assert out['outcome'] == 'ok' and out['reachable']
+
+
+def test_a_hung_call_costs_no_more_than_the_bound():
+    release = threading.Event()
+
+    def hang(a):
+        release.wait(30)
+        return job('running')
+    t0 = time.monotonic()
+    out = action.Waiter(hang, None, args(timeout=0.5)).run()
+    release.set()
+    assert time.monotonic() - t0 < 0.5 + action.CALL_GRACE_S + 1
+    assert out['outcome'] == 'unreachable' and 'a call hung' in out['reason']
+
+
+def test_module_failure_fails_the_task():
+    clock = Clock()
+    host = Host(clock, [{'failed': True, 'msg': 'blkfleet engine not found'}])
+    with pytest.raises(AnsibleActionFail, match='blkfleet engine not found'):
+        action.Waiter(host.call, host.async_status, args(), clock, clock.sleep).run()
+
+
+def test_action_spec_matches_documentation():
+    options = yaml.safe_load(replay_job.DOCUMENTATION)['options']
+    spec = action.ActionModule.ARGUMENT_SPEC
+    assert sorted(spec) == sorted(options)
+    for name, entry in spec.items():
+        assert entry.get('type', 'str') == options[name].get('type', 'str'), name
+        assert entry.get('default') == options[name].get('default'), name

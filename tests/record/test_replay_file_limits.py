@@ -1,0 +1,116 @@
+"""Replay files holding values no consumer can hold: every command that reads them (``bundle create``, ``replay``)
+fails with one line naming the file and the byte offset, exit 2, never a traceback.
+
+The readers refuse an op the format does not define, unknown flag bits, a time of 2^63 ns or more, an extent
+ending beyond 2^63 - 1 bytes, and a bunch whose packet count is more than the file holds (never allocated).
+"""
+
+import struct
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from blkfleet.replayfile import compat, iter_ios, native, open_replay  # noqa: E402
+from helpers.synth import run_cli  # noqa: E402
+
+OK = (8, 4096, 0, 0, 0, 1)
+
+
+def native_file(path, packets, time=1000):
+    w = native.NativeWriter(str(path), 0x700001, 0, 64)
+    w.add_bunch(time, packets)
+    w.close()
+    return path
+
+
+def one_line_error(result, *mentions):
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("blkfleet: "), result.stderr
+    for text in mentions:
+        assert str(text) in lines[0], (text, lines[0])
+    return lines[0]
+
+
+BAD_NATIVE = {
+    "op5": ([(8, 4096, 0, 5, 0, 1)], 1000, "unknown op 5", 64 + 16 + 16),
+    "op200": ([(8, 4096, 0, 200, 0, 1)], 1000, "unknown op 200", 64 + 16 + 16),
+    "flags": ([(8, 4096, 0, 1, 0x80, 1)], 1000, "unknown flags 0x80", 64 + 16 + 16),
+    "sector2^54": ([(1 << 54, 4096, 0, 0, 0, 1)], 1000, "ends beyond 2^63 - 1 bytes", 64 + 16),
+    "sector2^63": ([(1 << 63, 4096, 0, 0, 0, 1)], 1000, "ends beyond 2^63 - 1 bytes", 64 + 16),
+    "sector-end": ([OK, ((1 << 54) - 1, 4096, 0, 0, 0, 1)], 1000, "ends beyond", 64 + 16 + 24),
+    "time2^63": ([OK], 1 << 63, "2^63 ns or more", 64 + 8),
+    "time+dt": ([OK, (16, 4096, 10, 0, 0, 1)], (1 << 63) - 5, "2^63 ns or more", 64 + 8),
+}
+
+
+@pytest.mark.parametrize("case", BAD_NATIVE)
+@pytest.mark.parametrize("command", ["bundle", "replay"])
+def test_native_values_out_of_range(tmp_path, case, command):
+    packets, time, message, offset = BAD_NATIVE[case]
+    native_file(tmp_path / "sda.replay.0", packets, time)
+    if command == "bundle":
+        result = run_cli("bundle", "create", "-d", tmp_path, "-o", tmp_path / "b.bundle", "sda")
+    else:  # the streams are read before any target is opened: no device needed
+        result = run_cli("replay", "-d", tmp_path, "sda")
+    one_line_error(result, tmp_path / "sda.replay.0", message, f"offset {offset}:")
+    assert not (tmp_path / "b.bundle").exists()
+
+
+def test_largest_valid_values_are_read(tmp_path):
+    """The limits are exact: the last sector whose extent still fits, and a time just below 2^63."""
+    last = ((1 << 63) - 1 - 4096) // 512
+    path = native_file(tmp_path / "sda.replay.0", [(last, 4096, 0, 4, 0x1F, 1)], (1 << 63) - 1)
+    with open_replay(path) as r:
+        assert list(iter_ios(r)) == [((1 << 63) - 1, last, 4096, 4, 0x1F)]
+
+
+def test_huge_bunch_count_in_a_tiny_native_file(tmp_path):
+    """npkts 0xFFFFFFFF after the header: a 96 GiB read was asked for (MemoryError). Now bounded by the file."""
+    head = native_file(tmp_path / "x", [OK]).read_bytes()[:native.HEADER.size]
+    path = tmp_path / "sda.replay.0"
+    path.write_bytes(head + struct.pack("<IIQ", 0xFFFFFFFF, 0, 0))
+    (tmp_path / "x").unlink()
+    one_line_error(run_cli("bundle", "create", "-d", tmp_path, "-o", tmp_path / "b", "sda"),
+                   "offset 64:", "bad bunch size 4294967295")
+    path.write_bytes(head + struct.pack("<IIQ", 1000, 0, 0) + bytes(24 * 3))
+    one_line_error(run_cli("replay", "-d", tmp_path, "sda"), "offset 80:", "truncated bunch (72 of 24000 bytes")
+
+
+def test_huge_bunch_count_in_a_40_byte_btrecord_file(tmp_path):
+    path = tmp_path / "sda.replay.0"
+    path.write_bytes(compat.HEADER.pack(compat.VERSION, 0, 0, 0) + struct.pack("<Q", 0xFFFFFFFF))
+    assert path.stat().st_size == 40
+    one_line_error(run_cli("bundle", "create", "-d", tmp_path, "-o", tmp_path / "b", "sda"), "offset 32:")
+    path.write_bytes(compat.HEADER.pack(compat.VERSION, 0, 0, 0) + compat.BUNCH.pack(0xFFFFFFFF, 1))
+    one_line_error(run_cli("replay", "-d", tmp_path, "sda"), "offset 32:", "bad bunch size 4294967295")
+
+
+@pytest.mark.parametrize("sector, nbytes, stamp, message", [
+    (1 << 54, 4096, 1000, "ends beyond 2^63 - 1 bytes"),
+    ((1 << 64) - 1, 4096, 1000, "ends beyond 2^63 - 1 bytes"),
+    (8, 4096, 1 << 63, "2^63 ns or more"),
+    (8, 1 << 63, 1000, "IO length 9223372036854775808 bytes is more than 4294967295"),  # found by tests/fuzz
+])
+@pytest.mark.parametrize("command", ["bundle", "replay"])
+def test_btrecord_values_out_of_range(tmp_path, sector, nbytes, stamp, message, command):
+    w = compat.BtrecordWriter(str(tmp_path / "sda.replay.0"))
+    w.add_bunch(stamp, [(sector, nbytes, 1)])
+    w.add_bunch(stamp, [(8, 4096, 1)])  # btreplay's header leaves the last bunch out: put it second
+    w.close()
+    if command == "bundle":
+        result = run_cli("bundle", "create", "-d", tmp_path, "-o", tmp_path / "b", "sda")
+    else:
+        result = run_cli("replay", "-d", tmp_path, "sda")
+    one_line_error(result, tmp_path / "sda.replay.0", message)
+
+
+def test_native_max_pkts_beyond_the_format(tmp_path):
+    w = native.NativeWriter(str(tmp_path / "sda.replay.0"), 0x700001, 0, 1 << 20)
+    w.add_bunch(1000, [OK])
+    w.close()
+    one_line_error(run_cli("bundle", "create", "-d", tmp_path, "-o", tmp_path / "b", "sda"), "offset 56:",
+                   "bad max_pkts")
