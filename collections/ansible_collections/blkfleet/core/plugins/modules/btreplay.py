@@ -70,13 +70,16 @@ options:
   write_enable:
     description:
       - Really write (and discard, flush). B(This destroys the data of the target devices.)
-      - The engine refuses a target that is mounted, in use, or holds a filesystem, LVM or LUKS signature or a
-        partition table, unless O(force).
+      - The engine opens each target exclusively (C(O_EXCL)), so the kernel refuses a target that is mounted or in
+        use, and takes a per-device lock, so a second writing replay of the same device fails at once. It also
+        refuses a target that holds a filesystem, LVM, RAID or LUKS signature or a partition table, unless
+        O(force).
     type: bool
     default: false
   force:
     description:
-      - With O(write_enable), write even to a device that is mounted or holds data.
+      - With O(write_enable), write even to a device whose signatures say it holds data (a filesystem, a
+        partition table). A mounted or otherwise claimed device is never written.
     type: bool
     default: false
   start_at:
