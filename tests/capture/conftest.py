@@ -23,7 +23,7 @@ def capture_dirs(tmp_path):
         pytest.skip("needs root")
     lock = tracefs.TracerLock().acquire(timeout=60)
     try:
-        tracefs.restore(lock=lock)
+        tracefs.recover_tracer(lock=lock)
     except BlkfleetError:
         pass
     lock.release()
@@ -41,7 +41,7 @@ def capture_dirs(tmp_path):
             _stop_left(path)
         lock = tracefs.TracerLock().acquire(timeout=60)
         try:
-            tracefs.restore(lock=lock)
+            tracefs.recover_tracer(lock=lock)
         finally:
             lock.release()
 

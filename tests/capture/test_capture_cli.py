@@ -256,12 +256,13 @@ def test_fail_on_drops(loopdev, capture_dirs):
     assert any(s["overrun"] for s in summary["kernel"].values())
 
 
-def test_pipe_mode_captures_everything(loopdev, capture_dirs):
+def test_retired_pipe_mode_is_raw(loopdev, capture_dirs):
+    """--mode pipe (the former trace_pipe mode) still starts: as raw, the same blk tracer records."""
     need("fio")
     dev = loopdev(32 << 20)
     out = capture_dirs()
     doc = start(dev, out, "--backend", "ftrace", "--mode", "pipe")
-    assert doc["mode"] == "pipe"
+    assert doc["mode"] == "raw" and doc["options"]["mode"] == "pipe"
     fio("--name=p", f"--filename={dev}", rw="randrw", iodepth=8, size="16M", number_ios=2000)
     summary = stop(out, "--fail-on-drops")
     assert summary["queued"] == 2000 and summary["skipped_bytes"] == 0

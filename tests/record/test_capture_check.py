@@ -48,7 +48,7 @@ def start_capture(dev, out, attempts=120):
     for _ in range(attempts):
         lock = tracefs.TracerLock().acquire(timeout=600)
         try:
-            tracefs.restore(lock=lock)
+            tracefs.recover_tracer(lock=lock)
         finally:
             lock.release()
         run = run_cli("capture", "start", "-d", dev, "-D", out, "--force")

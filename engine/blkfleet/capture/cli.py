@@ -6,7 +6,7 @@ import sys
 from ..errors import BlkfleetError
 from ..jsonout import write_json
 from . import control, tracefs
-from .ftrace import MODES
+from .ftrace import MODE_ALIASES, MODES
 
 
 def _positive_float(text):
@@ -54,10 +54,10 @@ def add_parser(sub):
     s.add_argument("-n", "--buffer-count", type=_positive_int, default=8, metavar="N",
                    help="blktrace: number of sub-buffers (default 8)")
     s.add_argument("-w", "--duration", type=_positive_float, metavar="SEC", help="stop by itself after SEC s")
-    s.add_argument("--mode", choices=("auto", *MODES), default="auto",
-                   help="ftrace: events (block_bio_queue tracepoint, Q only, cheapest), raw (blk tracer's "
-                   "per-CPU ring-buffer pages) or pipe (blk tracer's trace_pipe, split live); auto (default): "
-                   "events for act_mask queue on whole devices, else raw")
+    s.add_argument("--mode", choices=("auto", *MODES, *MODE_ALIASES), default="auto",
+                   help="ftrace: events (block_bio_queue tracepoint, Q only, cheapest) or raw (blk tracer's "
+                   "per-CPU ring-buffer pages); auto (default): events for act_mask queue on whole devices, else "
+                   "raw; pipe (the former trace_pipe mode) is taken as raw")
     s.add_argument("--interval", type=_positive_float, default=0.05, metavar="SEC",
                    help="how often the buffers are emptied (default 0.05; sooner while they fill fast)")
     s.add_argument("--no-splice", dest="splice", action="store_false", default=None,

@@ -32,7 +32,7 @@ from ..files import create_new
 from ..process import process_start
 from . import outputs, rundir, state
 from .blktrace import BlktraceCapture, BlktraceUnavailable
-from .ftrace import FtraceCapture
+from .ftrace import ftrace_backend
 
 RESERVE_BYTES = 64 << 10  # freed when the disk fills, so that the final state and summary can be written
 
@@ -50,7 +50,7 @@ def save_quietly(outdir, doc):
     try:
         state.save(outdir, doc)
     except OSError as e:
-        log(f"cannot write {state.state_path(outdir)}: {e.strerror or e}")
+        log(f"cannot write {state.state_file(outdir)}: {e.strerror or e}")
         print(json.dumps(doc, sort_keys=True), flush=True)
 
 
@@ -60,7 +60,8 @@ def _report(fd, doc):
 
 
 def _setup(opts, owner):
-    """The backend, set up (tracer owned and configured, blktrace running); ``(backend, fallback reason)``."""
+    """The ``backend.CaptureBackend``, set up (tracer owned and configured, blktrace running);
+    ``(backend, fallback reason)``."""
     fallback = None
     if opts.backend in ("auto", "blktrace"):
         try:
@@ -71,9 +72,10 @@ def _setup(opts, owner):
                 raise
             fallback = str(e)
             log(f"falling back to ftrace: {fallback}")
-    backend = FtraceCapture(opts.devices, opts.outdir, opts.act_mask, opts.buffer_kb * opts.buffer_count,
-                            mode=opts.mode, interval=opts.interval, use_splice=opts.splice, keep_raw=opts.keep_raw,
-                            lock_path=opts.lock_path, owner=owner).setup()
+    backend = ftrace_backend(opts.devices, opts.outdir, opts.mode, opts.act_mask,
+                             buffer_kb=opts.buffer_kb * opts.buffer_count, interval=opts.interval,
+                             use_splice=opts.splice, keep_raw=opts.keep_raw, lock_path=opts.lock_path,
+                             owner=owner).setup()
     return backend, fallback
 
 
@@ -107,9 +109,7 @@ def run(opts, report_fd, recovered, run_id, key):  # pragma: no cover (runs in t
         _report(report_fd, {"error": msg})
         lock.release()
         return 2
-    record.update(backend=backend.name, mode=backend.mode)
-    if backend.name == "blktrace":
-        record.update(backend.recovery())
+    record.update(backend=backend.name, mode=backend.mode, **backend.recovery())
     start_epoch = time.time()
     doc = {
         "version": state.VERSION, "state": "running", "run_id": run_id, "token": opts.token, "pid": os.getpid(),
@@ -117,7 +117,7 @@ def run(opts, report_fd, recovered, run_id, key):  # pragma: no cover (runs in t
         "mode": backend.mode, "requested_backend": opts.backend, "fallback_reason": fallback,
         "devices": backend.info()["devices"], "device_args": opts.devices, "output_dir": opts.outdir,
         "start_time": now(), "start_epoch": start_epoch, "options": opts.to_json(), "backend_info": backend.info(),
-        "log": os.path.join(opts.outdir, opts.log_name), "state_file": state.state_path(opts.outdir),
+        "log": os.path.join(opts.outdir, opts.log_name), "state_file": state.state_file(opts.outdir),
         "recovered": recovered,
     }
     reserve = os.path.join(opts.outdir, outputs.RESERVE)

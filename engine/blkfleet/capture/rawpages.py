@@ -3,7 +3,7 @@
 A capture in *raw* mode copies each CPU's ring-buffer pages, as the kernel hands them out, into one file per
 CPU (``os.splice`` where available, as trace-cmd does, else ``os.read``/``os.write``): no formatting in the
 kernel, no parsing in Python while the workload runs. ``convert()`` turns those files into
-``DEV.blktrace.CPU`` files at stop time, through the same ``Splitter`` the trace_pipe path uses.
+``DEV.blktrace.CPU`` files at stop time, through ``split.Splitter`` (one file per device and CPU).
 
 Page layout (``events/header_page``; 64-bit kernel): u64 timestamp, local_t commit (8 bytes) whose low bits
 are the number of data bytes and whose bit 31 (``RB_MISSED_EVENTS``) says events were lost before this page
@@ -197,11 +197,6 @@ class BlkDecoder:
         return b"".join(out)
 
 
-def page_records(page, layout, blk_type, stats):
-    """The blk records of one page as v7 bytes (magic, sequence 0, time, then the kernel's bytes 16..)."""
-    return BlkDecoder(blk_type, layout.byteorder).records(page, layout, stats, None)
-
-
 def iter_pages(path, page_size):
     """Whole pages of a raw file (a short tail, from an interrupted write, is ignored)."""
     with open(path, "rb", buffering=0) as f:
@@ -214,15 +209,13 @@ def iter_pages(path, page_size):
                 yield view[off:off + page_size]
 
 
-def convert(raw_files, outdir, layout, blk_type, ncpus=None, names=None, devices=(), extra_drops=None,
-            decoder=None):
+def convert(raw_files, outdir, layout, decoder, ncpus=None, names=None, devices=(), extra_drops=None):
     """Convert ``{cpu: raw file}`` into ``DEV.blktrace.CPU`` files; returns the Splitter summary + pages.
 
-    ``extra_drops``: ``{cpu: events}`` the kernel counted as lost (``per_cpu/cpuN/stats``); per CPU the
-    larger of that and the count stored in the pages is reported. ``decoder``: turns a page's events into
-    v7 records (default: ``BlkDecoder(blk_type)``; ``bioevents.BioQueueDecoder`` for the tracepoint).
+    ``decoder`` turns a page's events into v7 records (``BlkDecoder`` for the blk tracer,
+    ``bioevents.BioQueueDecoder`` for the tracepoint). ``extra_drops``: ``{cpu: events}`` the kernel counted as
+    lost (``per_cpu/cpuN/stats``); per CPU the larger of that and the count stored in the pages is reported.
     """
-    decoder = decoder or BlkDecoder(blk_type, layout.byteorder)
     per_cpu = {}
     with Splitter(outdir, ncpus=ncpus, names=names, devices=devices, byteorder=layout.byteorder) as sp:
         for cpu, path in sorted(raw_files.items()):

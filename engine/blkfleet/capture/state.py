@@ -41,7 +41,8 @@ _TYPES = {
 _REQUIRED = ("version", "state")
 
 
-def state_path(outdir):
+def state_file(outdir):
+    """The path of ``capture.json`` in ``outdir`` (the state's ``state_file``)."""
     return os.path.join(os.path.abspath(outdir), STATE_NAME)
 
 
@@ -172,7 +173,7 @@ def load(outdir):
     if not os.path.lexists(outdir):
         return None
     refuse_untrusted(outdir)
-    path = state_path(outdir)
+    path = state_file(outdir)
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -190,4 +191,4 @@ def load(outdir):
 
 def save(outdir, doc):
     """Write the state atomically (a new file beside it, renamed over it: a link there is replaced)."""
-    write_json_file(state_path(outdir), doc, mode=0o644)
+    write_json_file(state_file(outdir), doc, mode=0o644)
