@@ -104,7 +104,7 @@ def run(opts, report_fd, recovered, run_id, key):  # pragma: no cover (runs in t
         backend, fallback = _setup(opts, {"run_id": run_id, "key": key})
     except BaseException as e:
         msg = str(e) if isinstance(e, BlkfleetError) else f"{type(e).__name__}: {e}"
-        _report(report_fd, {"error": msg})
+        _report(report_fd, {"error": msg, "code": e.code if isinstance(e, BlkfleetError) else "internal_error"})
         lock.release()
         return 2
     record.update(backend=backend.name, mode=backend.mode)

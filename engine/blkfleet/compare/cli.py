@@ -4,6 +4,7 @@ import argparse
 import math
 import sys
 
+from .. import protocol
 from ..errors import BlkfleetError
 from ..files import read_json
 from ..jsonout import write_json
@@ -53,8 +54,7 @@ def add_parser(sub):
                    help="the replay's results JSON: IOs the replay capture saw before the replay's start instant "
                    "(the target's signature probe) are left out; the capture must have been made on the replay's "
                    "host (its times are that host's CLOCK_MONOTONIC)")
-    p.add_argument("--json", metavar="FILE", help="write the figures as JSON to FILE ('-' for stdout, which then "
-                   "replaces the table)")
+    protocol.json_option(p, "the figures as JSON (with '-' they replace the table)")
     p.set_defaults(func=run)
 
 
@@ -64,8 +64,7 @@ def run(args):
         acc=args.acc_factor, reads_for_writes=args.reads_for_writes,
         replay_start_ns=replay_start(args.replay_results) if args.replay_results else None,
     )
-    if args.json:
-        write_json(args.json, result)
-    if args.json != "-":
+    write_json(args.json, result)
+    if "-" not in args.json:
         sys.stdout.write(table(result))
     return 0

@@ -3,6 +3,7 @@
 import re
 import sys
 
+from .. import protocol
 from ..jsonout import write_json
 from .run import RecordOptions, record
 
@@ -34,7 +35,7 @@ def add_parser(sub):
     p.add_argument("--accept-missing", action="store_true",
                    help="convert trace files that differ from what capture.json says the capture wrote (truncated "
                    "or missing files), and report the shortfall in the --json summary ('capture')")
-    p.add_argument("--json", metavar="FILE", help="write the summary as JSON to FILE ('-' for stdout)")
+    protocol.json_option(p, "the summary as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary lines on stderr")
     p.set_defaults(func=run)
 
