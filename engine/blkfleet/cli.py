@@ -54,15 +54,17 @@ def _dispatch(argv, session):
         return args.func(args)
     except BlkfleetError as e:
         print(f"blkfleet: {e}", file=sys.stderr)
+        cause = e.__context__
+        if "code" not in vars(e) and type(e).code == "invalid_input" and isinstance(cause, OSError) and cause.errno:
+            code, details = _os_error(cause)  # an OSError the command put in its own words
+            return session.failed(code, str(e), **details, **e.details)
         return session.failed(e.code, str(e), **e.details)
     except OSError as e:
         where = f"{e.filename}: " if e.filename else ""
         message = f"{where}{e.strerror or e}"
         print(f"blkfleet: {message}", file=sys.stderr)
-        details = {"errno": errno.errorcode.get(e.errno)} if e.errno else {}
-        if e.filename:
-            details["path"] = str(e.filename)
-        return session.failed("not_found" if e.errno == errno.ENOENT else "os_error", message, **details)
+        code, details = _os_error(e)
+        return session.failed(code, message, **details)
     except KeyboardInterrupt:
         print("blkfleet: interrupted", file=sys.stderr)
         return session.failed("interrupted", "interrupted")
@@ -72,3 +74,12 @@ def _dispatch(argv, session):
     except Exception as e:  # a bug: its traceback, and still one protocol document
         traceback.print_exc()
         return session.failed("internal_error", f"{type(e).__name__}: {e}")
+
+
+def _os_error(e):
+    """(protocol error code, details) of an OSError: not_found for ENOENT, else os_error; its errno name and
+    file."""
+    details = {"errno": errno.errorcode.get(e.errno)} if e.errno else {}
+    if e.filename:
+        details["path"] = str(e.filename)
+    return "not_found" if e.errno == errno.ENOENT else "os_error", details
