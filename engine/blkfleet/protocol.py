@@ -5,7 +5,8 @@ With ``--json -`` a command prints exactly one JSON document on stdout, whatever
     {"protocol": 1, "command": "job status", "engine_version": "0.1.0", "exit_code": 0,
      "result": {...}, "error": null}
 
-``result`` is the command's own document (the one ``--json FILE`` writes, schema per command: SCHEMAS) or null;
+``result`` is the command's own document (the one ``--json FILE`` writes; its schema per command:
+schemas/commands.json) or null;
 ``error`` is null when ``exit_code`` is 0, else ``{"code": ..., "message": ..., ...}`` with a code of
 blkfleet.codes. A failure may come with a result: the partial results of a replay, the summary of a capture that
 dropped events, the verdict of a regression. Everything else the command would print on stdout (tables, ids,
@@ -25,31 +26,9 @@ from . import __version__, codes
 VERSION = 1
 SCHEMA = "protocol.schema.json"
 
-# The document each command puts in "result" (schemas/): engine tests check real outputs against them, the
-# collection's tests what its runners parse.
-SCHEMAS = {
-    "capture start": "capture.schema.json",
-    "capture stop": "capture.schema.json",
-    "capture status": "capture.schema.json",
-    "capture files": "capture-files.schema.json",
-    "device info": "device-info.schema.json",
-    "record": "record-summary.schema.json",
-    "bundle create": "manifest.schema.json",
-    "bundle info": "manifest.schema.json",
-    "bundle verify": "bundle-verify.schema.json",
-    "bundle engine": "bundle-engine.schema.json",
-    "replay": "results.schema.json",
-    "job status": "job.schema.json",
-    "job renew": "job.schema.json",
-    "job stop": "job.schema.json",
-    "job start": "job.schema.json",
-    "results add": "results-add.schema.json",
-    "results check": "results-check.schema.json",
-    "results baseline set": "baseline-set.schema.json",
-    "results baseline list": "baselines.schema.json",
-    "regress": "verdict.schema.json",
-    "report": "report.schema.json",
-}
+# schemas/commands.json names the document each command puts in "result" (schemas/): engine tests check real
+# outputs against them, the collection's tests what its runners parse.
+COMMANDS = "commands.json"
 
 # argparse destinations of the subcommand words, outermost first ("results baseline list")
 _COMMAND_DESTS = ("command", "capture_command", "bundle_command", "results_command", "device_command", "action",

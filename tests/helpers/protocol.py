@@ -2,7 +2,7 @@
 
 ``checked(stdout)`` parses stdout as exactly one JSON document and validates it twice, with the ``jsonschema``
 package and with the engine's own stdlib checker (blkfleet.bundle.schema): the envelope against
-protocol.schema.json, its ``result`` against the schema of its command (blkfleet.protocol.SCHEMAS).
+protocol.schema.json, its ``result`` against the schema of its command (schemas/commands.json).
 """
 
 import json
@@ -34,6 +34,11 @@ def validate(doc, name):
     stdlib_schema.validate(doc, schema)
 
 
+def result_schemas():
+    """{command: schema file} of the results (schemas/commands.json)."""
+    return json.loads((SCHEMAS / protocol.COMMANDS).read_text())
+
+
 def checked(stdout, command=None, exit_code=None):
     """The one protocol document of ``stdout``, validated; ``command`` and ``exit_code`` checked when given."""
     doc, end = json.JSONDecoder().raw_decode(stdout)
@@ -43,8 +48,8 @@ def checked(stdout, command=None, exit_code=None):
         assert doc["command"] == command, doc
     if exit_code is not None:
         assert doc["exit_code"] == exit_code, doc
-    if doc["result"] is not None and doc["command"] in protocol.SCHEMAS:
-        validate(doc["result"], protocol.SCHEMAS[doc["command"]])
+    if doc["result"] is not None and doc["command"] in result_schemas():
+        validate(doc["result"], result_schemas()[doc["command"]])
     return doc
 
 

@@ -14,16 +14,16 @@ import pytest
 
 from blkfleet import codes, protocol
 from blkfleet.cli import main
-from helpers.protocol import ENV, REPO, SCHEMAS, checked, load, run
+from helpers.protocol import ENV, REPO, SCHEMAS, checked, load, result_schemas, run
 
 DATA = REPO / "tests" / "data"
 
 
 def test_schemas_are_valid_and_name_every_code():
-    for name in {protocol.SCHEMA, *protocol.SCHEMAS.values()}:
+    for name in {protocol.SCHEMA, *result_schemas().values()}:
         load(name)
     assert sorted(p.name for p in SCHEMAS.glob("*.json")) == sorted(
-        {protocol.SCHEMA, *protocol.SCHEMAS.values(), "results.schema.json", "manifest.schema.json"})
+        {protocol.SCHEMA, protocol.COMMANDS, *result_schemas().values()})
     enum = load(protocol.SCHEMA)["$defs"]["error"]["properties"]["code"]["enum"]
     assert enum == list(codes.ERRORS)
     for exit_code, meaning in codes.ERRORS.values():
@@ -31,7 +31,7 @@ def test_schemas_are_valid_and_name_every_code():
     documented = (REPO / "docs" / "protocol.md").read_text()
     for code, (exit_code, _meaning) in codes.ERRORS.items():
         assert f"| `{code}` | {exit_code} |" in documented, code
-    for command, name in protocol.SCHEMAS.items():
+    for command, name in result_schemas().items():
         assert f"`{command}`" in documented and name in documented, command
 
 
@@ -167,7 +167,7 @@ def test_results_store_and_verdicts(tmp_path, loopdev):
     doc, proc = run("results", "add", "--db", db, "--tag", "k=v", "--", base, slow)
     runs = doc["result"]["runs"]
     assert [r["added"] for r in runs] == [True, True] and [r["file"] for r in runs] == [str(base), str(slow)]
-    assert proc.stderr.count("added: run ") == 2  # the human lines, on stderr with --json -
+    assert proc.stderr.count("added:") == 2  # the human lines, on stderr with --json -
     again = run("results", "add", "--db", db, "--", base)[0]["result"]["runs"]
     assert again == [dict(runs[0], added=False)]
     human = subprocess.run([sys.executable, "-m", "blkfleet", "results", "add", "--db", db, "--", base], env=ENV,

@@ -69,12 +69,15 @@ def parse_scheduler(text):
 def resolve(spec):
     """The kernel name (``sda``, ``loop3``, ``nvme0n1p1``) of a device given by name or by a path (links such as
     ``/dev/disk/by-id/...`` and ``/dev/mapper/...`` resolved, a node under another name matched by its device
-    number), or None when there is no such block device."""
+    number; a name that is no kernel name is one under /dev, as in a replay's device map), or None when there is
+    no such block device."""
     spec = spec.strip()
-    if not spec:
+    if not spec or spec in (".", ".."):
         return None
     if "/" not in spec:
-        return spec if os.path.isdir(os.path.join(CLASS, spec)) else None
+        if os.path.isdir(os.path.join(CLASS, spec)):
+            return spec
+        spec = os.path.join("/dev", spec)
     real = os.path.realpath(spec)
     if os.path.isdir(os.path.join(CLASS, os.path.basename(real))):
         return os.path.basename(real)

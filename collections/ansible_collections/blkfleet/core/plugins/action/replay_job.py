@@ -3,7 +3,8 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Action plugin of blkfleet.core.replay_job: state=waited waits on the controller, bounded, renewing the lease.
+"""Action plugin of blkfleet.core.replay_job: state=waited waits on the controller, bounded, renewing the lease;
+state=armed waits, bounded, for an armed job (the first phase of a fleet's start).
 
 Why on the controller: a task's ``until`` loop, or Ansible's own polling of an ``async`` task, stops at the first
 unreachable answer or retries through connection errors charging only the poll interval, and a call over an SSH
@@ -55,12 +56,13 @@ class Waiter:
     task (both may raise AnsibleConnectionFailure or hang); ``clock`` and ``sleep`` are time.monotonic and
     time.sleep, replaced in unit tests."""
 
-    def __init__(self, call, async_status, args, clock=time.monotonic, sleep=time.sleep):
+    def __init__(self, call, async_status, args, clock=time.monotonic, sleep=time.sleep, wall=time.time):
         self.call = call
         self.async_status = async_status
         self.args = args
         self.clock = clock
         self.sleep = sleep
+        self.wall = wall
         self.start = clock()
         self.bound = float(args['timeout'])
         self.deadline = self.start + self.bound
@@ -138,6 +140,58 @@ class Waiter:
         out['waited_s'] = round(self.clock() - self.start, 3)
         return out
 
+    def arm(self):
+        """Read the job until it is armed (or ended, or the bound passed); the task's result."""
+        jid = self.args['async_jid']
+        poll = max(float(self.args['poll']), 0.05)
+        out = dict(job=None, changed=False)
+        while not self.hung and self.remaining() > 0:
+            job = self.job('status', self.remaining() + CALL_GRACE_S)
+            if job is not None:
+                out['job'] = job
+                if job['state'] == 'armed':
+                    out['armed_seen'] = self.wall()
+                    break
+                if job['state'] in ('running', 'finished', 'dead'):
+                    break
+                if job['state'] == 'none' and jid:
+                    early = self.replay_result(jid, 0.0)  # a replay that failed before its job started
+                    if early is not None:
+                        out['replay'] = early
+                        break
+            if self.remaining() > 0:
+                self.sleep(min(poll, self.remaining()))
+        state = (out['job'] or {}).get('state')
+        if jid and 'replay' not in out and not self.hung and self.error is None and state in ('finished', 'dead'):
+            replay = self.replay_result(jid, COLLECT_S)
+            if replay is not None:
+                out['replay'] = replay
+        out['reachable'] = not self.hung and self.error is None
+        out.update(self.arm_outcome(out))
+        out['waited_s'] = round(self.clock() - self.start, 3)
+        return out
+
+    def arm_outcome(self, out):
+        job = out['job'] or {}
+        replay = out.get('replay')
+        state = job.get('state')
+        if state == 'armed':
+            return dict(outcome='armed')
+        if not out['reachable']:
+            return self.outcome(out)
+        if replay is not None and replay.get('failed'):
+            return dict(outcome='failed', reason=str(replay.get('msg') or 'the replay failed').strip().splitlines()[0])
+        if state == 'running':
+            return dict(outcome='failed', reason='the job runs without waiting for a start (not started with arm)')
+        if state in ('finished', 'dead'):
+            return dict(outcome='failed', reason='the replay ended before it armed: %s' % (
+                job.get('stop_reason') or job.get('problem') or 'exit code %s' % job.get('exit_code')))
+        if state == 'arming':
+            return dict(outcome='timed_out', reason='not armed within %.1f s (still reading its files, checking its '
+                        'targets or starting its workers)' % self.bound)
+        return dict(outcome='none', reason='no job %s on the host within the bound (%.1f s)'
+                    % (self.args['run_id'], self.bound))
+
     def outcome(self, out):
         job = out['job'] or {}
         replay = out.get('replay')
@@ -171,8 +225,10 @@ class ActionModule(BlkfleetAction):
     TRANSFERS_FILES = False
     ARGUMENT_SPEC = dict(
         run_id=dict(type='str', required=True),
-        state=dict(type='str', choices=['status', 'renewed', 'stopped', 'waited'], default='status'),
+        state=dict(type='str', choices=['status', 'renewed', 'stopped', 'waited', 'armed', 'started'],
+                   default='status'),
         stop_timeout=dict(type='float', default=30.0),
+        start_at=dict(type='str'),
         timeout=dict(type='float'),
         poll=dict(type='float', default=2.0),
         async_jid=dict(type='str'),
@@ -186,22 +242,23 @@ class ActionModule(BlkfleetAction):
         hung = False
         try:
             args = self.validated_args()
-            if args['state'] != 'waited':
+            if args['state'] not in ('waited', 'armed'):
                 result.update(self._execute_module(module_name=MODULE, module_args=self._task.args,
                                                    task_vars=task_vars))
                 return result
             if args['timeout'] is None or not args['timeout'] > 0:
-                raise AnsibleActionFail('state=waited needs timeout, seconds > 0')
+                raise AnsibleActionFail('state=%s needs timeout, seconds > 0' % args['state'])
+            done = 'ok' if args['state'] == 'waited' else 'armed'
             if self._task.check_mode:
-                result.update(changed=False, outcome='ok', reachable=True, job=None, waited_s=0.0,
+                result.update(changed=False, outcome=done, reachable=True, job=None, waited_s=0.0,
                               msg='check mode: not waited')
                 return result
             waiter = Waiter(lambda a: self._execute_module(module_name=MODULE, module_args=a, task_vars=task_vars),
                             lambda jid: self._async_status(jid, task_vars), args)
-            out = waiter.run()
+            out = waiter.run() if done == 'ok' else waiter.arm()
             hung = waiter.hung
             result.update(out)
-            if out['outcome'] != 'ok':
+            if out['outcome'] != done:
                 result.update(failed=True, msg=out['reason'])
             return result
         except AnsibleError as e:
