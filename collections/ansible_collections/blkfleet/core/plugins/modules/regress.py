@@ -12,9 +12,9 @@ module: regress
 short_description: Judge stored replay results against a baseline, on the controller
 version_added: 0.1.0
 description:
-  - Runs the controller's engine, C(blkfleet regress), on the results store: the candidate runs O(runs) against the
-    baseline O(baseline), per host and device, on IOPS, MB/s, latency p50/p99 and lateness p99, with a significance
-    test (see C(docs/regression.md) of blkfleet).
+  - Runs the controller's engine, C(blkfleet regress), on the results store. It judges the candidate runs O(runs)
+    against the baseline O(baseline), per host and device, on IOPS, MB/s, latency p50/p99 and lateness p99, with a
+    significance test (see C(docs/regression.md) of blkfleet).
   - Returns the verdict (RV(verdict), RV(outcome)); a regression or too few samples is a result, not a failure of
     the task (the play decides, see the role M(blkfleet.core.regression)). Bad input (no such baseline or run)
     fails the task.

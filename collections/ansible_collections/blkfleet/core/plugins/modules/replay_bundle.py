@@ -19,8 +19,8 @@ description:
   - Transfers nothing when the host already holds the same bytes, so a second push reports
     RV(ignore:changed=false). A transferred bundle is verified on the host by its own engine
     (C(bundle verify) checks the manifest, the id, every member's size and SHA-256) before it is moved into place.
-  - Installs the bundle's engine at C(ENGINE_ROOT/<sha256>/engine.pyz), where M(blkfleet.core.btreplay) runs it:
-    the member, size and SHA-256 the manifest gives (read on the controller with C(bundle info)); everything else
+  - Installs the bundle's engine at C(ENGINE_ROOT/<sha256>/engine.pyz), where M(blkfleet.core.btreplay) runs it.
+    The controller reads the engine's member, size and SHA-256 in the manifest (C(bundle info)); everything else
     the host learns of the bundle, it learns from that engine.
 author:
   - blkfleet developers (@blkfleet)
