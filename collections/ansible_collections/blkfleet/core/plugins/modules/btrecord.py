@@ -167,7 +167,7 @@ ios:
   sample: 12034
 capture:
   description:
-    - How the trace files compared with the C(capture.json) of O(trace_dir) (null when there is none):
+    - How the trace files compared with the C(capture.json) of O(trace_dir) (null when there is none), with
       C(complete), C(accepted_missing), C(expected) and C(found) IOs and bytes, and a C(shortfall) entry per
       file that holds less than the capture recorded.
   returned: success

@@ -232,7 +232,7 @@ outcome:
     - With O(state=waited), V(ok) (the replay ran to its end), V(failed) (it ended with an error, was stopped,
       or its engine died), V(unreachable) (the host did not answer until the bound), V(timed_out) (still running
       at the bound, then stopped) or V(none) (no job and no background task to explain why).
-    - With O(state=armed), V(armed), V(failed) (it ended before it armed: the reason says why, e.g. a refused
+    - With O(state=armed), V(armed), V(failed) (it ended before it armed, RV(reason) says why, e.g. a refused
       target), V(unreachable), V(timed_out) (not armed within O(timeout); it is not stopped here) or V(none).
   returned: with O(state=waited) or O(state=armed)
   type: str
