@@ -283,7 +283,7 @@ def test_a_target_that_never_arms_starts_none(fleet, token):
         subprocess.run(["wipefs", "-a", "-q", t2], check=True)
     log.seek(0)
     out = log.read()
-    assert rc != 0, out[-4000:]
+    assert rc != 0 and os.path.exists(os.path.join(fetch_dir, "report.json")), out[-6000:]
     with open(os.path.join(fetch_dir, "report.json")) as f:
         report = json.load(f)
     failed = report["failed_targets"]
