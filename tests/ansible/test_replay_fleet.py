@@ -304,7 +304,7 @@ def test_check_mode_replays_nothing(fleet, token):
     log.seek(0)
     out = log.read()
     assert rc == 0, out[-4000:]
-    assert "TASK [blkfleet.core.replay : Start the replay in the background" in out and "failed=0" in out
+    assert "TASK [blkfleet.core.replay : Launch the replay in the background" in out and "failed=0" in out
     assert not [n for n in os.listdir(RUN_ROOT) if n.startswith(token + "-")]  # no job was started
     assert not os.path.exists(fetch_dir)  # nothing fetched, no report written
 
