@@ -4,20 +4,31 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 
 """Action plugin of blkfleet.core.replay_job: state=waited waits on the controller, bounded, renewing the lease;
-state=armed waits, bounded, for an armed job (the first phase of a fleet's start).
+state=armed waits, bounded, for an armed job; state=started with peers starts a fleet together.
 
 Why on the controller: a task's ``until`` loop, or Ansible's own polling of an ``async`` task, stops at the first
 unreachable answer or retries through connection errors charging only the poll interval, and a call over an SSH
 connection whose link went down can hang for many minutes. Here every call to the host runs in a helper thread
 that the loop waits for only until the bound: a host that stops answering costs the task no more than its
 ``timeout``, and the other hosts' tasks are not held.
+
+The start of a fleet (state=started with ``peers``) is one task whose workers, one per host, run side by side on
+the controller: each waits until its host's engine is armed, says so in a rendezvous directory private to this
+ansible-playbook run (``<host>.armed``, or ``<host>.failed`` with the reason), and waits there for its peers. Once
+every peer has armed, each computes the same instant from the files (the last arrival, plus the margin, at least
+twice the longest call any peer made to its host) and gives it to its engine at once, straight over the connection.
+No task boundary lies between the last host armed and the starts, so the margin only covers one call per host, made
+in parallel. Every peer's worker must run at once: forks at least the number of peers.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
 
+from ansible import constants as C
 from ansible.errors import AnsibleActionFail, AnsibleConnectionFailure, AnsibleError
 
 from ansible_collections.blkfleet.core.plugins.plugin_utils import _controller
@@ -50,6 +61,67 @@ def bounded(call, seconds):
     if 'error' in box:
         raise box['error']
     return box['value']
+
+
+class Rendezvous:
+    """Where the workers of one fleet start meet, a directory on the controller: ``arrive`` or ``fail`` for this host,
+    ``wait`` for the others. Files are written whole (a temporary name, then rename) and read as JSON."""
+
+    POLL_S = 0.01
+
+    def __init__(self, directory, me, peers, clock=time.monotonic, sleep=time.sleep):
+        self.directory = directory
+        self.me = me
+        self.peers = list(peers)
+        self.clock = clock
+        self.sleep = sleep
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+
+    def _put(self, kind, doc):
+        path = os.path.join(self.directory, '%s.%s' % (self.me, kind))
+        tmp = '%s.%d.tmp' % (path, os.getpid())
+        with open(tmp, 'w') as f:
+            json.dump(doc, f)
+        os.rename(tmp, path)
+
+    def _get(self, host, kind):
+        try:
+            with open(os.path.join(self.directory, '%s.%s' % (host, kind))) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+    def arrive(self, seen, call_s):
+        self._put('armed', dict(seen=seen, call_s=call_s))
+
+    def fail(self, reason):
+        self._put('failed', dict(reason=reason))
+
+    def wait(self, deadline):
+        """({peer: its arrival} once every peer armed, None) or (None, why not): a peer failed, or the deadline
+        (monotonic) passed."""
+        while True:
+            arrived = {}
+            for peer in self.peers:
+                failed = self._get(peer, 'failed')
+                if failed is not None:
+                    return None, '%s did not arm: %s' % (peer, failed.get('reason'))
+                arrival = self._get(peer, 'armed')
+                if arrival is not None:
+                    arrived[peer] = arrival
+            if len(arrived) == len(self.peers):
+                return arrived, None
+            if self.clock() >= deadline:
+                late = [p for p in self.peers if p not in arrived]
+                return None, '%s did not arm in time' % ', '.join(late)
+            self.sleep(self.POLL_S)
+
+
+def start_instant(arrivals, margin):
+    """The common start of a fleet: the last arrival plus the margin, at least twice the longest call a host took
+    (the start is one such call per host, all at once). Every worker computes it from the same files."""
+    slowest = max(a['call_s'] for a in arrivals.values())
+    return max(a['seen'] for a in arrivals.values()) + max(margin, 2 * slowest)
 
 
 class Waiter:
@@ -237,6 +309,9 @@ class ActionModule(BlkfleetAction):
         timeout=dict(type='float'),
         poll=dict(type='float', default=2.0),
         async_jid=dict(type='str'),
+        peers=dict(type='list', elements='str'),
+        rendezvous=dict(type='str'),
+        margin=dict(type='float', default=0.5),
         engine=dict(type='path'),
         engine_root=dict(type='path', default='/var/lib/blkfleet/engine'),
     )
@@ -247,6 +322,11 @@ class ActionModule(BlkfleetAction):
         hung = False
         try:
             args = self.validated_args()
+            if args['state'] == 'started' and args['peers'] is not None and not self._task.check_mode:
+                waiter = self.waiter(args, task_vars)
+                result.update(self.start_together(args, task_vars, waiter))
+                hung = waiter.hung
+                return result
             if args['state'] == 'started' and args['engine'] and not self._task.check_mode:
                 result.update(self.start_now(args, task_vars))
                 return result
@@ -261,8 +341,7 @@ class ActionModule(BlkfleetAction):
                 result.update(changed=False, outcome=done, reachable=True, job=None, waited_s=0.0,
                               msg='check mode: not waited')
                 return result
-            call = self.read_now if args['state'] == 'armed' and args['engine'] else self.module_call
-            waiter = Waiter(lambda a: call(a, task_vars), lambda jid: self._async_status(jid, task_vars), args)
+            waiter = self.waiter(args, task_vars)
             out = waiter.run() if done == 'ok' else waiter.arm()
             hung = waiter.hung
             result.update(out)
@@ -275,6 +354,46 @@ class ActionModule(BlkfleetAction):
         finally:
             if not hung:  # a hung connection would hang the clean-up too; the host's tmp is then left
                 self.cleanup_remote()
+
+    def waiter(self, args, task_vars):
+        """The Waiter of this host: its job read straight over the connection while it arms (engine given)."""
+        call = self.read_now if args['state'] != 'waited' and args['engine'] else self.module_call
+        return Waiter(lambda a: call(a, task_vars), lambda jid: self._async_status(jid, task_vars), args)
+
+    def start_together(self, args, task_vars, waiter):
+        """Arm, meet the peers, start at their common instant (see the module docstring)."""
+        me = task_vars['inventory_hostname']
+        peers = args['peers']
+        forks = int(task_vars.get('ansible_forks') or 0)
+        if me not in peers:
+            raise AnsibleActionFail('peers must name this host (%s)' % me)
+        if forks and forks < len(peers):
+            raise AnsibleActionFail('starting %d hosts together needs as many forks (forks is %d): raise forks, or '
+                                    'start them at one wall-clock time (replay_start_at)' % (len(peers), forks))
+        if args['timeout'] is None or not args['timeout'] > 0 or not args['rendezvous']:
+            raise AnsibleActionFail('state=started with peers needs timeout, seconds > 0 to wait for them to arm, and '
+                                    'rendezvous, a name the peers share')
+        name = ''.join(c if c.isalnum() or c in '.-_' else '_' for c in args['rendezvous'])
+        meeting = Rendezvous(os.path.join(C.DEFAULT_LOCAL_TMP, 'blkfleet-start-' + name), me, peers)
+        out = waiter.arm()
+        if out['outcome'] != 'armed':
+            meeting.fail(out['reason'])
+            return dict(out, failed=True, msg=out['reason'])
+        meeting.arrive(out['armed_seen'], out['call_s'])
+        arrivals, why = meeting.wait(waiter.deadline + CALL_GRACE_S)
+        if arrivals is None:
+            why = 'not started: %s' % why
+            return dict(out, outcome='not_started', failed=True, msg=why, reason=why)
+        at = '%.6f' % start_instant(arrivals, args['margin'])
+        if args['engine']:
+            started = self.start_now(dict(args, start_at=at), task_vars)
+        else:
+            started = self.module_call(dict(run_id=args['run_id'], state='started', start_at=at,
+                                            engine_root=args['engine_root']), task_vars)
+        result = dict(out, outcome='failed' if started.get('failed') else 'started', start_at=float(at), **started)
+        if started.get('failed'):
+            result['reason'] = started.get('msg')
+        return result
 
     def module_call(self, args, task_vars):
         return self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars)

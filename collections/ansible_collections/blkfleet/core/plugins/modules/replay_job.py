@@ -22,8 +22,13 @@ description:
     O(blkfleet.core.btreplay#module:arm), it reads the job every O(poll) seconds until its engine reports
     C(armed) (files read, targets opened and checked, workers pinned and ready), at most O(timeout) seconds, and
     returns RV(outcome) V(armed), or why not.
-  - O(state=started) gives an armed replay its start instant O(start_at) (and renews its lease). The role
-    M(blkfleet.core.replay) starts every target of a fleet at one instant a short margin after the last one armed.
+  - O(state=started) gives an armed replay its start instant O(start_at) (and renews its lease).
+  - O(state=started) with O(peers) starts a fleet together, on the controller (an action plugin). This host's task
+    waits until its replay is armed (at most O(timeout)), meets the tasks of its O(peers) (the same O(rendezvous)),
+    and once every peer armed, all give their engines one start instant, O(margin) after the last one armed (at
+    least twice the longest call to any of the hosts). When a peer does not arm, none starts. The tasks of all the
+    peers must run at once, so the play needs forks at least the number of peers. The role M(blkfleet.core.replay)
+    starts its targets so.
   - O(state=waited) runs on the controller (an action plugin). It renews the lease and reads the job every
     O(poll) seconds until the job has ended, at most O(timeout) seconds. A host that does not answer (a lost
     link, a hung connection) does not hold the task longer than that. At the bound the job is reported
@@ -54,15 +59,32 @@ options:
     default: 30.0
   start_at:
     description:
-      - With O(state=started) (required then), the start instant, seconds since the epoch or ISO 8601. An instant
+      - With O(state=started) and no O(peers), the start instant, seconds since the epoch or ISO 8601. An instant
         already past starts the replay at once; the results say how late (C(start.requested), C(start.wall)).
     type: str
+  peers:
+    description:
+      - With O(state=started), the hosts started together (this one among them), e.g. C(ansible_play_batch).
+    type: list
+    elements: str
+  rendezvous:
+    description:
+      - With O(peers) (required then), a name the peers share and no other start of this playbook run uses, e.g. the
+        run token of their jobs.
+    type: str
+  margin:
+    description:
+      - With O(peers), seconds between the moment the last peer armed and the start instant, at least twice the
+        longest call the controller made to any of the peers.
+    type: float
+    default: 0.5
   timeout:
     description:
       - With O(state=waited), seconds to wait at most, from the start of this task (required then). Give the
         replay's length (the trace's duration divided by the acceleration factor, times the iterations), the time
         until its start and a margin.
-      - With O(state=armed) (required then), seconds to wait at most for the job to be armed.
+      - With O(state=armed), or O(state=started) with O(peers) (required then), seconds to wait at most for the job
+        to be armed (and for the peers).
     type: float
   poll:
     description:
@@ -152,19 +174,22 @@ EXAMPLES = r'''
   poll: 0
   register: launched
 
-- name: Wait until it is armed (files read, targets checked, workers ready)
-  blkfleet.core.replay_job:
-    run_id: "fleet-{{ inventory_hostname }}"
-    state: armed
-    timeout: 60
-    async_jid: "{{ launched.ansible_job_id }}"
-  register: armed
-
-- name: Start every target half a second after the last one armed
+- name: Start every target half a second after the last one armed (none when one does not arm within 60 s)
   blkfleet.core.replay_job:
     run_id: "fleet-{{ inventory_hostname }}"
     state: started
-    start_at: "{{ '%.6f' | format(now().timestamp() + 0.5) }}"
+    peers: "{{ ansible_play_batch }}"
+    rendezvous: fleet
+    timeout: 60
+    async_jid: "{{ launched.ansible_job_id }}"
+    engine: "{{ pushed.engine }}"
+  register: started
+
+- name: Or start one host at a time of your choosing
+  blkfleet.core.replay_job:
+    run_id: "fleet-{{ inventory_hostname }}"
+    state: started
+    start_at: "2026-12-01T02:30:00Z"
 '''
 
 RETURN = r'''
@@ -234,7 +259,9 @@ outcome:
       at the bound, then stopped) or V(none) (no job and no background task to explain why).
     - With O(state=armed), V(armed), V(failed) (it ended before it armed, RV(reason) says why, e.g. a refused
       target), V(unreachable), V(timed_out) (not armed within O(timeout); it is not stopped here) or V(none).
-  returned: with O(state=waited) or O(state=armed)
+    - With O(state=started) and O(peers), V(started), V(not_started) (a peer did not arm), or one of the above
+      when this host did not arm.
+  returned: with O(state=waited), O(state=armed), or O(state=started) with O(peers)
   type: str
   sample: ok
 reason:
@@ -253,9 +280,19 @@ waited_s:
   sample: 21.3
 armed_seen:
   description: With O(state=armed), when the controller saw the job armed, epoch seconds of the controller's clock.
-  returned: with O(state=armed), when the outcome is V(armed)
+  returned: with O(state=armed) or O(peers), when the job armed
   type: float
   sample: 1795680600.123
+start_at:
+  description: With O(peers), the start instant the peers were given, epoch seconds.
+  returned: with O(state=started) and O(peers), once every peer armed
+  type: float
+  sample: 1795680600.623
+call_s:
+  description: With O(state=armed) or O(peers), the longest a call to the host took while it armed, seconds.
+  returned: with O(state=armed), or O(state=started) with O(peers)
+  type: float
+  sample: 0.082
 replay:
   description:
     - With O(state=waited) or O(state=armed) and O(async_jid), the result of the background
@@ -285,16 +322,19 @@ def main():
             timeout=dict(type='float'),
             poll=dict(type='float', default=2.0),
             async_jid=dict(type='str'),
+            peers=dict(type='list', elements='str'),
+            rendezvous=dict(type='str'),
+            margin=dict(type='float', default=0.5),
             engine=dict(type='path'),
             engine_root=dict(type='path', default=_engine.ENGINE_ROOT),
         ),
-        required_if=[('state', 'started', ('start_at',))],
+        required_if=[('state', 'started', ('start_at', 'peers'), True)],
         supports_check_mode=True,
     )
     p = module.params
-    if p['state'] in CONTROLLER_STATES:
-        module.fail_json(msg='state=%s runs on the controller: call the module by its full name, '
-                             'blkfleet.core.replay_job' % p['state'])
+    if p['state'] in CONTROLLER_STATES or p['peers'] is not None:
+        module.fail_json(msg='state=%s%s runs on the controller: call the module by its full name, '
+                             'blkfleet.core.replay_job' % (p['state'], ' with peers' if p['peers'] is not None else ''))
     command = _engine.find_engine(module, engine=p['engine'], root=p['engine_root'])
     action = 'status' if module.check_mode else ACTIONS[p['state']]
     options = []

@@ -9,6 +9,7 @@ in the repository."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -188,6 +189,32 @@ def test_a_host_that_stops_answering_while_arming():
     host = Host(clock, ['arming'], fail_from=1002.0)
     out = arm(host, clock, timeout=10.0)
     assert out['outcome'] == 'unreachable' and out['reason'].startswith('no answer from the host for 8.5 s')
+
+
+def test_peers_meet_and_agree_on_one_instant(tmp_path):
+    clock = Clock()
+    meetings = [action.Rendezvous(str(tmp_path), host, ['t1', 't2', 't3'], clock, clock.sleep)
+                for host in ('t1', 't2', 't3')]
+    meetings[0].arrive(1000.0, 0.08)
+    meetings[2].arrive(1002.5, 0.3)
+    assert meetings[0].wait(clock() + 1.0) == (None, 't2 did not arm in time')
+    meetings[1].arrive(1001.0, 0.1)
+    arrivals, why = meetings[1].wait(clock() + 1.0)
+    assert why is None and sorted(arrivals) == ['t1', 't2', 't3']
+    assert action.start_instant(arrivals, 0.5) == 1003.1  # the last arrival plus twice the slowest call (0.6 > 0.5)
+    assert action.start_instant({'t1': {'seen': 10.0, 'call_s': 0.1}}, 0.5) == 10.5
+    assert sorted(os.listdir(str(tmp_path))) == ['t1.armed', 't2.armed', 't3.armed']  # written whole, nothing else
+
+
+def test_a_peer_that_fails_stops_the_others_at_once(tmp_path):
+    clock = Clock()
+    t1, t2 = (action.Rendezvous(str(tmp_path), host, ['t1', 't2'], clock, clock.sleep) for host in ('t1', 't2'))
+    t1.arrive(1000.0, 0.1)
+    t2.fail('the replay ended before it armed: /dev/loop2: refusing to write')
+    began = clock()
+    assert t1.wait(clock() + 60) == (None, 't2 did not arm: the replay ended before it armed: /dev/loop2: refusing '
+                                           'to write')
+    assert clock() == began
 
 
 def test_action_spec_matches_documentation():
