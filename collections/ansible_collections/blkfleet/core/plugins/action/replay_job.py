@@ -16,7 +16,7 @@ The start of a fleet (state=started with ``peers``) is one task whose workers, o
 the controller: each waits until its host's engine is armed, says so in a rendezvous directory private to this
 ansible-playbook run (``<host>.armed``, or ``<host>.failed`` with the reason), and waits there for its peers. Once
 every peer has armed, each computes the same instant from the files (the last arrival, plus the margin, at least
-twice the longest call any peer made to its host) and gives it to its engine at once, straight over the connection.
+twice the slowest peer's last call to its host) and gives it to its engine at once, straight over the connection.
 No task boundary lies between the last host armed and the starts, so the margin only covers one call per host, made
 in parallel. Every peer's worker must run at once: forks at least the number of peers.
 """
@@ -118,8 +118,8 @@ class Rendezvous:
 
 
 def start_instant(arrivals, margin):
-    """The common start of a fleet: the last arrival plus the margin, at least twice the longest call a host took
-    (the start is one such call per host, all at once). Every worker computes it from the same files."""
+    """The common start of a fleet: the last arrival plus the margin, at least twice the slowest host's last call (the
+    start is one such call per host, all at once). Every worker computes it from the same files."""
     slowest = max(a['call_s'] for a in arrivals.values())
     return max(a['seen'] for a in arrivals.values()) + max(margin, 2 * slowest)
 
@@ -142,7 +142,7 @@ class Waiter:
         self.hung = False  # a call never came back: make no other call (it would hang too)
         self.error = None  # the connection error of the last call, None when it answered
         self.last_answer = self.start
-        self.call_s = 0.0  # the longest a call that answered took
+        self.call_s = 0.0  # how long the last call that answered took (the connection warm, as for the start)
 
     def remaining(self):
         return self.deadline - self.clock()
@@ -158,7 +158,7 @@ class Waiter:
         except AnsibleConnectionFailure as e:
             self.error = str(e).strip().splitlines()[0] if str(e).strip() else 'connection failed'
             return None
-        self.call_s = max(self.call_s, self.clock() - began)
+        self.call_s = self.clock() - began
         self.last_answer = self.clock()
         self.error = None
         return value

@@ -26,7 +26,7 @@ description:
   - O(state=started) with O(peers) starts a fleet together, on the controller (an action plugin). This host's task
     waits until its replay is armed (at most O(timeout)), meets the tasks of its O(peers) (the same O(rendezvous)),
     and once every peer armed, all give their engines one start instant, O(margin) after the last one armed (at
-    least twice the longest call to any of the hosts). When a peer does not arm, none starts. The tasks of all the
+    least twice the slowest host's last call). When a peer does not arm, none starts. The tasks of all the
     peers must run at once, so the play needs forks at least the number of peers. The role M(blkfleet.core.replay)
     starts its targets so.
   - O(state=waited) runs on the controller (an action plugin). It renews the lease and reads the job every
@@ -75,7 +75,7 @@ options:
   margin:
     description:
       - With O(peers), seconds between the moment the last peer armed and the start instant, at least twice the
-        longest call the controller made to any of the peers.
+        last call the controller made to the slowest of the peers.
     type: float
     default: 0.5
   timeout:
@@ -289,7 +289,7 @@ start_at:
   type: float
   sample: 1795680600.623
 call_s:
-  description: With O(state=armed) or O(peers), the longest a call to the host took while it armed, seconds.
+  description: With O(state=armed) or O(peers), how long the last call to the host took while it armed, seconds.
   returned: with O(state=armed), or O(state=started) with O(peers)
   type: float
   sample: 0.082
