@@ -385,6 +385,7 @@ class ActionModule(BlkfleetAction):
             why = 'not started: %s' % why
             return dict(out, outcome='not_started', failed=True, msg=why, reason=why)
         at = '%.6f' % start_instant(arrivals, args['margin'])
+        out['margin_s'] = round(float(at) - max(a['seen'] for a in arrivals.values()), 3)
         if args['engine']:
             started = self.start_now(dict(args, start_at=at), task_vars)
         else:
