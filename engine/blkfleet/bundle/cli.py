@@ -4,7 +4,7 @@ import hashlib
 import os
 import sys
 
-from .. import protocol
+from .. import codes, protocol
 from ..jsonout import show, write_json
 from . import pack
 from .zipapp import build_engine_pyz
@@ -16,6 +16,7 @@ def add_parser(sub):
         help="pack replay files, their manifest and engine.pyz into one content-addressed file",
         description="Replay bundles: one deterministic tar file holding manifest.json, engine.pyz and the replay "
         "files. The bundle id is the sha256 of the manifest's content.",
+        epilog=codes.epilog(codes.SUCCESS, codes.BAD_INPUT),
     )
     bsub = p.add_subparsers(dest="bundle_command", metavar="ACTION", parser_class=type(p))
     bsub.required = True

@@ -4,7 +4,7 @@ import argparse
 import math
 import sys
 
-from .. import protocol
+from .. import codes, protocol
 from ..errors import BlkfleetError
 from ..files import read_json
 from ..jsonout import write_json
@@ -39,6 +39,7 @@ def add_parser(sub):
         description="Match the queued IOs (Q events) of a capture of a replay with those of the original "
         "capture on (operation, sector, size), the n-th with the n-th, and report issue-time and "
         "inter-arrival errors (percentiles, us), IOPS error per 100 ms bucket (MAPE, %) and the span ratio.",
+        epilog=codes.epilog(codes.SUCCESS, codes.BAD_INPUT),
     )
     p.add_argument("original", metavar="ORIG", help="directory of the original capture (DEV.blktrace.CPU files)")
     p.add_argument("replay", metavar="REPLAY", help="directory of the capture of the replay")

@@ -3,7 +3,7 @@
 import re
 import sys
 
-from .. import protocol
+from .. import codes, protocol
 from ..jsonout import write_json
 from .run import RecordOptions, record
 
@@ -20,6 +20,7 @@ def add_parser(sub):
         help="convert DEV.blktrace.CPU traces into replay files (btrecord's flags)",
         description="Convert blktrace traces into replay files. Default: blkfleet's native format "
         "(per-IO times, real operations). --compat: byte-identical to btrecord 1.2.0.",
+        epilog=codes.epilog(codes.SUCCESS, codes.BAD_INPUT),
     )
     p.add_argument("devices", nargs="*", metavar="DEV", help="device names as traced (e.g. sda)")
     p.add_argument("-d", "--input-directory", default=".", metavar="DIR")

@@ -2,7 +2,7 @@
 
 import os
 
-from .. import protocol
+from .. import codes, protocol
 from ..errors import BlkfleetError
 from ..jsonout import write_json
 from ..results.store import DEFAULT_DB, Store, load_document
@@ -17,6 +17,7 @@ def add_parser(sub):
         description="Write one HTML file that needs no network to view: inline CSS and SVG plots. The replay "
         "shown is the last --results file, else the newest stored run; trends cover the stored runs (and the "
         "--results files not stored). With --original and --replay-capture the fidelity figures are included.",
+        epilog=codes.epilog(codes.SUCCESS, codes.BAD_INPUT),
     )
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="the HTML file to write")
     p.add_argument("--db", default=DEFAULT_DB, metavar="PATH",

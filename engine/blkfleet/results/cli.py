@@ -3,7 +3,7 @@
 import json
 import sys
 
-from .. import protocol
+from .. import codes, protocol
 from ..errors import BlkfleetError
 from ..jsonout import show, write_json
 from .store import DEFAULT_DB, Store, load_document, parse_tag
@@ -22,7 +22,8 @@ def _filters(p):
 def add_parser(sub):
     p = sub.add_parser("results", help="the results store: add, list, show, export runs; baselines",
                        description="Keep every replay's results JSON in an SQLite store (one row per run and "
-                       "device, with host, device, target, bundle id, engine version, time and tags).")
+                       "device, with host, device, target, bundle id, engine version, time and tags).",
+                       epilog=codes.epilog(codes.SUCCESS, codes.BAD_INPUT))
     rsub = p.add_subparsers(dest="results_command", metavar="ACTION", parser_class=type(p))
     rsub.required = True
 
