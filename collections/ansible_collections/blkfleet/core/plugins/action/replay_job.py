@@ -183,15 +183,16 @@ class Waiter:
             self.sleep(min(0.5, max(until - self.clock(), 0.0)))
         return None
 
-    def run(self):
+    def watch(self, call, until, poll):
+        """Call the module (``call``: renewed or status) every ``poll`` seconds until the job reaches a state of
+        ``until`` or ends, the bound passes or the host stops answering; (the task's result so far, the last state)."""
         jid = self.args['async_jid']
-        poll = max(float(self.args['poll']), 0.1)
         out = dict(job=None, changed=False)
         while not self.hung and self.remaining() > 0:
-            job = self.job('renewed', self.remaining() + CALL_GRACE_S)
+            job = self.job(call, self.remaining() + CALL_GRACE_S)
             if job is not None:
                 out['job'] = job
-                if job['state'] in ('finished', 'dead'):
+                if job['state'] in until + ('finished', 'dead'):
                     break
                 if job['state'] == 'none' and jid:
                     early = self.replay_result(jid, 0.0)  # a replay that failed before its job started
@@ -200,51 +201,37 @@ class Waiter:
                         break
             if self.remaining() > 0:
                 self.sleep(min(poll, self.remaining()))
+        return out, (out['job'] or {}).get('state')
+
+    def collect(self, out, state):
+        """The background task's result of a job that ended (within COLLECT_S), and whether the host answered."""
+        jid = self.args['async_jid']
+        if jid and 'replay' not in out and not self.hung and self.error is None and state in ('finished', 'dead'):
+            replay = self.replay_result(jid, COLLECT_S)
+            if replay is not None:
+                out['replay'] = replay
         out['reachable'] = not self.hung and self.error is None
-        state = (out['job'] or {}).get('state')
-        if state == 'running' and out['reachable']:
+        out['waited_s'] = round(self.clock() - self.start, 3)
+
+    def run(self):
+        """Renew the lease until the job ends (stopped at the bound when it still runs); the task's result."""
+        out, state = self.watch('renewed', (), max(float(self.args['poll']), 0.1))
+        if state == 'running' and not self.hung and self.error is None:
             stopped = self.job('stopped', STOP_S + CALL_GRACE_S, stop_timeout=STOP_S)
             if stopped is not None:
                 out.update(job=stopped, changed=bool(stopped.get('stopped')), stopped_at_bound=True)
                 state = stopped['state']
-        if jid and 'replay' not in out and not self.hung and self.error is None and state in ('finished', 'dead'):
-            replay = self.replay_result(jid, COLLECT_S)
-            if replay is not None:
-                out['replay'] = replay
-        out['reachable'] = not self.hung and self.error is None
+        self.collect(out, state)
         out.update(self.outcome(out))
-        out['waited_s'] = round(self.clock() - self.start, 3)
         return out
 
     def arm(self):
         """Read the job until it is armed (or ended, or the bound passed); the task's result."""
-        jid = self.args['async_jid']
-        poll = max(float(self.args['poll']), 0.05)
-        out = dict(job=None, changed=False)
-        while not self.hung and self.remaining() > 0:
-            job = self.job('status', self.remaining() + CALL_GRACE_S)
-            if job is not None:
-                out['job'] = job
-                if job['state'] == 'armed':
-                    out['armed_seen'] = self.wall()
-                    break
-                if job['state'] in ('running', 'finished', 'dead'):
-                    break
-                if job['state'] == 'none' and jid:
-                    early = self.replay_result(jid, 0.0)  # a replay that failed before its job started
-                    if early is not None:
-                        out['replay'] = early
-                        break
-            if self.remaining() > 0:
-                self.sleep(min(poll, self.remaining()))
-        state = (out['job'] or {}).get('state')
-        if jid and 'replay' not in out and not self.hung and self.error is None and state in ('finished', 'dead'):
-            replay = self.replay_result(jid, COLLECT_S)
-            if replay is not None:
-                out['replay'] = replay
-        out['reachable'] = not self.hung and self.error is None
+        out, state = self.watch('status', ('armed', 'running'), max(float(self.args['poll']), 0.05))
+        if state == 'armed':
+            out['armed_seen'] = self.wall()
+        self.collect(out, state)
         out.update(self.arm_outcome(out))
-        out['waited_s'] = round(self.clock() - self.start, 3)
         out['call_s'] = round(self.call_s, 3)
         return out
 
