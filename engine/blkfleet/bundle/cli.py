@@ -55,7 +55,7 @@ def add_parser(sub):
     e = bsub.add_parser("engine", help="build engine.pyz (the engine as one zipapp) from this blkfleet")
     e.add_argument("-o", "--output", required=True, metavar="FILE")
     protocol.json_option(e, "{path, size, sha256}")
-    e.set_defaults(func=run_engine)
+    e.set_defaults(func=run_build_engine)
 
 
 def _summary(manifest):
@@ -108,7 +108,7 @@ def run_extract(args):
     return 0
 
 
-def run_engine(args):
+def run_build_engine(args):
     data = build_engine_pyz(args.output)
     sha256 = hashlib.sha256(data).hexdigest()
     print(f"engine.pyz: {len(data)} bytes, sha256 {sha256} -> {args.output}", file=sys.stderr)
