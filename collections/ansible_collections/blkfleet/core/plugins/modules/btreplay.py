@@ -100,12 +100,13 @@ options:
       - The role M(blkfleet.core.replay) arms every target, then starts them all at one instant a short margin
         after the last one armed.
     type: float
-  backend:
+  ioengine:
     description:
       - The IO engine, V(aio) (Linux native AIO), V(uring) (io_uring), V(sync) (one IO at a time per worker), V(auto).
     type: str
     choices: [aio, uring, sync, auto]
     default: aio
+    aliases: [backend]
   realtime:
     description:
       - Run the workers as SCHED_FIFO while they are not busy all the time, so that kernel threads finishing IO
@@ -376,7 +377,7 @@ def main():
             force=dict(type='bool', default=False),
             start_at=dict(type='str'),
             arm=dict(type='float'),
-            backend=dict(type='str', choices=['aio', 'uring', 'sync', 'auto'], default='aio'),
+            ioengine=dict(type='str', choices=['aio', 'uring', 'sync', 'auto'], default='aio', aliases=['backend']),
             realtime=dict(type='str', choices=['auto', 'on', 'off'], default='auto'),
             cpus=dict(type='int', default=0),
             results_path=dict(type='path'),
@@ -413,7 +414,7 @@ def main():
     default_name = '%s-%s-%d.json' % (bundle_id[:12], stamp, os.getpid())
     results_path = p['results_path'] or os.path.join(RESULTS_DIR, default_name)
     args = ['replay', '--bundle', bundle, '--json', results_path, '-x', repr(float(p['acc_factor'])),
-            '-I', p['iterations'], '--backend', p['backend'], '-c', p['cpus']]
+            '-I', p['iterations'], '--backend', p['ioengine'], '-c', p['cpus']]
     if p['realtime'] != 'auto':
         args += ['--realtime', p['realtime']]
     if p['device_map']:
