@@ -402,8 +402,8 @@ class ActionModule(BlkfleetAction):
         job = self.engine_on_host(args['engine'], ['job', 'start', '--at', args['start_at'], '--', args['run_id']],
                                   task_vars)['result']
         if not job['start_accepted']:
-            return dict(failed=True, changed=False, job=job, msg='job %s not started: %s' % (args['run_id'],
-                                                                                           job.get('problem')))
+            why = 'job %s not started: %s' % (args['run_id'], job.get('problem'))
+            return dict(failed=True, changed=False, job=job, msg=why)
         return dict(changed=True, job=job)
 
     def _async_status(self, jid, task_vars):
