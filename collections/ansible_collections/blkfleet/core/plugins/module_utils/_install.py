@@ -34,6 +34,7 @@ class InstallError(Exception):
     pass
 
 
+# Installs run before the engine is on the host, so this hash is the collection's own: its one copy (see above).
 def describe(path):
     """``(size, sha256)`` of the regular file ``path``, opened without following a link and read once."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0))
@@ -102,6 +103,7 @@ def install_file(src, dest, sha256, mode=0o644):
         install_stream(reader, dest, sha256, mode)
 
 
+# The engine is still in the bundle: taking it out is the one read of a bundle that is not the engine's.
 def install_engine_from_bundle(bundle, member, size, sha256, root=ENGINE_ROOT):
     """Install the bundle's engine (its tar member ``member`` of ``size`` bytes, as the manifest says) under
     ``root/<sha256>/engine.pyz`` unless it is there; returns (path, changed)."""
