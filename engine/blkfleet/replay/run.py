@@ -23,6 +23,11 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from ..codes import CONTROLLER_GONE as EXIT_LEASE
+from ..codes import INTERRUPTED as EXIT_INTERRUPTED
+from ..codes import IO_ERRORS as EXIT_IO_ERRORS
+from ..codes import SUCCESS as EXIT_OK
+from ..codes import WORKER_FAILED as EXIT_FAILED
 from ..errors import BlkfleetError
 from ..names import check_name
 from ..replayfile.ops import DISCARD, FLUSH, WRITE, WRITE_ZEROES
@@ -37,13 +42,6 @@ STOP_GRACE_S = 2.0  # after a stop, a worker has this long (its IOs in flight: a
 READY_TIMEOUT_S = 60.0
 POLL_S = 0.1  # the parent looks at signals, its lease and its workers at least this often
 PR_SET_PDEATHSIG = 1
-
-# Exit codes of ``blkfleet replay`` (docs/replay.md, "Ending"); bad input and refusals exit 2 (BlkfleetError).
-EXIT_OK = 0
-EXIT_IO_ERRORS = 3  # the replay ran to its end, some IOs failed
-EXIT_LEASE = 4  # stopped because the run's lease expired: partial results
-EXIT_FAILED = 5  # a worker died or failed: the others were stopped, partial results marked failed
-EXIT_INTERRUPTED = 130  # stopped by SIGINT or SIGTERM: partial results
 
 
 @dataclass
@@ -166,7 +164,8 @@ def check_ios(plans, targets, opts):
             for target in targets:
                 reason = target.refuse_writes_reason(opts.probe)
                 if reason and not opts.force:
-                    raise BlkfleetError(f"{target.path}: refusing to write: {reason} (use --force to write anyway)")
+                    raise BlkfleetError(f"{target.path}: refusing to write: {reason} (use --force to write anyway)",
+                                        code="target_refused")
 
 
 class _Channel:
@@ -226,7 +225,7 @@ _active = False  # stop_signals() is in force
 class Stopped(BlkfleetError):
     """SIGINT or SIGTERM before the workers started: nothing was replayed."""
 
-    exit_code = EXIT_INTERRUPTED
+    code = "interrupted"
 
 
 def _on_signal(signum, frame):
@@ -495,26 +494,27 @@ def _start_instant(opts):
     return now + max(delay, START_DELAY_NS // 10)
 
 
-def replay(opts, lease=None):
+def replay(opts, lease=None, armed=None):
     """Run a replay; returns (results document, exit code). ``lease``: callable, True once the run's lease
-    expired (the replay then stops as on SIGTERM)."""
+    expired (the replay then stops as on SIGTERM). ``armed``: the two-phase start (replay/job.py), called once
+    every worker is ready, returns the start instant (epoch seconds)."""
     with stop_signals():
-        return _replay(opts, lease)
+        return _replay(opts, lease, armed)
 
 
-def _replay(opts, lease):
+def _replay(opts, lease, armed):
     validate(opts)
     mapping = read_maps(opts.map_files)
     streams = load_streams(opts.input_dir, opts.devices, opts.base, opts.find)
     opts.formats = {s.format for s in streams}
     targets = resolve_targets(streams, mapping, opts)
     try:
-        return _replay_onto(opts, lease, streams, targets)
+        return _replay_onto(opts, lease, streams, targets, armed)
     finally:
         close_targets(targets)
 
 
-def _replay_onto(opts, lease, streams, targets):
+def _replay_onto(opts, lease, streams, targets, armed):
     global _raising
     target_of = {t.recorded: i for i, t in enumerate(targets)}
     cpus = _cpus()
@@ -548,6 +548,8 @@ def _replay_onto(opts, lease, streams, targets):
         sup.collect("ready", READY_TIMEOUT_S)
         if sup.failure:
             raise BlkfleetError(sup.failure)
+        if armed is not None:  # two-phase start: report armed, wait for the instant the controller picks
+            opts.start_at = armed(lambda: _stop)
         total = sum(len(p) for p in plans)
         for _it in range(opts.iterations):
             if lease is not None and lease():
