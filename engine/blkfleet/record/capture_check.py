@@ -131,7 +131,7 @@ class CaptureCheck:
 
     def after(self, path, summary):
         """One converted file's queued IOs and bytes against capture.json."""
-        nbytes = sum(b for _n, b in summary.by_action.values())
+        nbytes = summary.nbytes
         self.found["ios"] += summary.ios
         self.found["bytes"] += nbytes
         name = os.path.basename(path)

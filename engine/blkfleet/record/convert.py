@@ -2,22 +2,45 @@
 
 Bunching (both formats): a bunch starts at an IO's time; the next IO closes it and starts a new one if the
 bunch already holds ``max_pkts`` IOs or the IO is more than ``max_time`` ns after the bunch's first IO
-(btrecord takes that difference as an unsigned 64-bit number). Only the bunch boundaries are found IO by IO;
-everything else works on whole columns of a batch (see trace.queued.Batch).
+(btrecord takes that difference as an unsigned 64-bit number).
+
+The IOs come in chunks of record headers (trace.queued.QueuedChunk); the IOs of the bunch still open at the
+end of a chunk are carried over to the next one, so that every chunk starts a bunch. A chunk is converted on
+whole columns, without one Python object per IO field:
+
+* bunch boundaries: for times that do not go backwards (always in the native format; in practice in btrecord
+  captures too), full bunches are found many at once (the first and last time of every group of ``max_pkts``
+  IOs compared by ``map`` over two strided memoryviews), and a binary search cuts the others;
+* packets: every field is a strided copy between memoryview casts of the headers and of the output; the op and
+  flags come from two bytes of the action word through 256-byte ``bytes.translate`` tables built from
+  ``classify`` itself; the native ``dt`` is the only field computed per IO (``map(sub, ...)``);
+* bunch headers: one ``struct.pack`` per bunch, joined with slices of the packets.
+
+The reference path (IO by IO cuts, one ``struct.pack`` per bunch with every field as an argument) does the rest:
+times that go backwards (btrecord format), a time inversion below genesis, write-zeroes (protocol v8), a
+big-endian host, and btrecord's ``-v`` logs. tests/record/test_convert_paths.py keeps both paths equal.
 """
 
 import struct
+import sys
+from array import array
 from bisect import bisect_right
-from collections import Counter
 from functools import lru_cache
-from itertools import compress
+from itertools import chain, compress, count, repeat
+from operator import gt, sub
 
 from ..errors import TraceFormatError
-from ..replayfile.ops import classify
-from ..trace.actions import C_FLUSH, C_READ, is_queue
+from ..replayfile.ops import OP_NAMES, classify
+from ..trace.actions import C_AHEAD, C_DISCARD, C_FLUSH, C_FUA, C_META, C_READ, C_SYNC, C_WRITE_ZEROES, is_queue
+from ..trace.queued import QueuedChunk
 from ..trace.reader import TraceReader
+from ..trace.record import FIELDS
 
 M64 = (1 << 64) - 1
+FAST = sys.byteorder == "little"  # the strided copies write the host's byte order; the files are little-endian
+COMPAT_BUNCH = struct.Struct("<QQ")
+NATIVE_BUNCH = struct.Struct("<IIQ")
+PACKET_SIZE = 24  # both formats
 
 
 @lru_cache(maxsize=1024)
@@ -42,55 +65,158 @@ def queue_offset(path, index):
     return -1
 
 
+# ----------------------------------------------------------------------------------------- bunch boundaries
+
+
 def cuts(times, state, max_time, max_pkts):
     """Indexes of ``times`` where a new bunch starts; ``state`` = [bunch start time, IOs in bunch].
 
-    Non-decreasing times (the usual case) are cut with a binary search per bunch; otherwise IO by IO, with
-    btrecord's unsigned difference.
+    The reference: IO by IO, with btrecord's unsigned difference, whatever the order of the times.
     """
-    start, count = state
-    n = len(times)
+    start, n = state
     out = []
-    if times == sorted(times) and (not count or times[0] >= start):
-        i = bisect_right(times, start + max_time, 0, min(max_pkts - count, n)) if count else 0
-        if i == n:
-            state[1] = count + n
-            return out
-        while True:
-            out.append(i)
-            j = bisect_right(times, times[i] + max_time, i, min(i + max_pkts, n))
-            if j == n:
-                state[0], state[1] = times[i], n - i
-                return out
-            i = j
     for i, t in enumerate(times):
-        if count and count < max_pkts and (t - start) & M64 <= max_time:
-            count += 1
+        if n and n < max_pkts and (t - start) & M64 <= max_time:
+            n += 1
         else:
             out.append(i)
             start = t
-            count = 1
-    state[0], state[1] = start, count
+            n = 1
+    state[0], state[1] = start, n
     return out
 
 
-def tally(summary, batch):
-    """Add a batch's IO counts and bytes per action word (bitwise-not for empty bios) to the summary."""
-    acts, sizes, table = batch.actions, batch.nbytes, summary.by_action
-    uniform = min(sizes) == max(sizes)
-    for action, count in Counter(acts).items():
+def sorted_starts(times, max_time, max_pkts, view=None):
+    """Indexes where a bunch starts, for non-decreasing ``times`` of which the first starts a bunch (the same
+    as ``cuts``). Runs of full bunches are found many at once (``view``: the times as a memoryview, sliced
+    without a copy); a binary search cuts the others."""
+    n = len(times)
+    view = times if view is None else view
+    starts = []
+    i = 0
+    while i < n:
+        full = (n - i) // max_pkts
+        if full and times[i + max_pkts - 1] - times[i] <= max_time:
+            span = full * max_pkts
+            firsts = view[i : i + span : max_pkts]
+            lasts = view[i + max_pkts - 1 : i + span : max_pkts]
+            ok = next(compress(count(), map(gt, map(sub, lasts, firsts), repeat(max_time))), full)
+            starts.extend(range(i, i + ok * max_pkts, max_pkts))
+            i += ok * max_pkts
+            continue
+        starts.append(i)
+        i = bisect_right(times, times[i] + max_time, i, min(i + max_pkts, n))
+    return starts
+
+
+# --------------------------------------------------------------------------------------------- op and flags
+
+# Key bits: the bits of the action word (and "no data") that decide the op, and those that decide the flags.
+_OP_KEY = ((C_READ, 1), (C_FLUSH, 2), (C_DISCARD, 4), (C_WRITE_ZEROES, 8), ("empty", 16))
+_FLAG_KEY = ((C_FUA, 1), (C_SYNC, 2), (C_META, 4), (C_AHEAD, 8), (C_FLUSH, 16), (C_DISCARD, 32),
+             (C_WRITE_ZEROES, 64), ("empty", 128))
+_ACTION_BYTES = (2, 3, 4)  # the bytes of the action word that hold those bits (4: v8's write-zeroes)
+
+
+def _key_tables(bits, pick):
+    """``pick(classify(...))`` of every key byte, and per action byte (``_ACTION_BYTES``) a table of the key
+    bits its values carry."""
+    table = bytes(pick(classify(sum(b for b, k in bits if key & k and b != "empty"),
+                                0 if any(key & k for b, k in bits if b == "empty") else 1))
+                  for key in range(256))
+    per_byte = tuple(bytes(sum(k for b, k in bits if b != "empty" and (v << 8 * at) & b) for v in range(256))
+                     for at in _ACTION_BYTES)
+    empty = bytes([0, next(k for b, k in bits if b == "empty")]) + bytes(254)
+    return table, per_byte, empty
+
+
+_OPS, _OP_PER_BYTE, _OP_EMPTY = _key_tables(_OP_KEY, lambda c: c[0])
+_FLAGS, _FLAG_PER_BYTE, _FLAG_EMPTY = _key_tables(_FLAG_KEY, lambda c: c[1])
+_NOT_FLUSH = bytes(b for b in range(256) if not b & C_FLUSH >> 16)  # values of action byte 2 without FLUSH
+_NONZERO = bytes([0] + [1] * 255)
+_ISZERO = bytes([1] + [0] * 255)
+_READ_BIT = bytes(b & C_READ >> 16 for b in range(256))
+_SELECT = [bytes(1 if b == op else 0 for b in range(256)) for op in range(len(OP_NAMES))]
+
+
+def _or(n, parts):
+    """Bytewise OR of byte strings of length ``n`` (through big integers)."""
+    value = 0
+    for part in parts:
+        value |= int.from_bytes(part, "little")
+    return value.to_bytes(n, "little")
+
+
+class _Columns:
+    """The fields of the first ``end`` IOs of a chunk, as views and byte strings (the host is little-endian)."""
+
+    def __init__(self, chunk, end):
+        self.chunk, self.end = chunk, end
+        self.size = chunk.size
+        self.action = FIELDS[chunk.version]["action"][0]
+
+    def view(self, name):
+        return self.chunk.column(name)[: self.end]
+
+    def action_byte(self, k):
+        """Byte ``k`` (0 = least significant) of every IO's action word."""
+        at = self.action + k
+        return bytes(self.chunk.heads[at : at + self.size * self.end : self.size])
+
+    def empty(self):
+        """1 for every IO of no data, else 0."""
+        at = FIELDS[self.chunk.version]["bytes"][0]
+        heads, size, stop = self.chunk.heads, self.size, self.size * self.end
+        return _or(self.end, (bytes(heads[at + k : stop : size]).translate(_NONZERO) for k in range(4))).translate(
+            _ISZERO)
+
+    def ops_and_flags(self):
+        """(op, flags) byte strings of the IOs: the key bytes (_OP_KEY, _FLAG_KEY) through the tables."""
+        present = _ACTION_BYTES if self.chunk.version == 8 else _ACTION_BYTES[:2]
+        raw = [self.action_byte(k) for k in present]
+        op_keys = [b.translate(t) for b, t in zip(raw, _OP_PER_BYTE)]
+        flag_keys = [b.translate(t) for b, t in zip(raw, _FLAG_PER_BYTE)]
+        if raw[0].translate(None, _NOT_FLUSH):  # a flush: whether it carries data matters
+            empty = self.empty()
+            op_keys.append(empty.translate(_OP_EMPTY))
+            flag_keys.append(empty.translate(_FLAG_EMPTY))
+        return _or(self.end, op_keys).translate(_OPS), _or(self.end, flag_keys).translate(_FLAGS)
+
+
+def _tally(summary, ops, sizes):
+    """Add IOs and bytes per op (``ops``: op byte of every IO; ``sizes``: their lengths) to the summary."""
+    table = summary.by_op
+    n = len(ops)
+    first = sizes[0]
+    uniform = sizes == memoryview(array("I", [first]) * n)
+    for op in range(len(OP_NAMES)):
+        ios = ops.count(op)
+        if not ios:
+            continue
         if uniform:
-            empty = count if sizes[0] == 0 and action & C_FLUSH else 0
-            nbytes = sizes[0] * count
+            nbytes = ios * first
+        elif ios == n:
+            nbytes = sum(sizes)
         else:
-            chosen = list(compress(sizes, map(action.__eq__, acts)))
-            empty = chosen.count(0) if action & C_FLUSH else 0
-            nbytes = sum(chosen)
-        for key, n, b in ((action, count - empty, nbytes), (~action, empty, 0)):
-            if n:
-                entry = table.setdefault(key, [0, 0])
-                entry[0] += n
-                entry[1] += b
+            nbytes = sum(compress(sizes, ops.translate(_SELECT[op])))
+        table[op][0] += ios
+        table[op][1] += nbytes
+
+
+def _tally_rows(summary, rows):
+    """The same from (nbytes, action) pairs, IO by IO (reference path)."""
+    table = summary.by_op
+    for nbytes, action in rows:
+        op = classify(action, nbytes)[0]
+        table[op][0] += 1
+        table[op][1] += nbytes
+
+
+def _join(headers, packets, bounds):
+    """Bunch headers each followed by its packets (``bounds``: index of every bunch's first IO, then the end)."""
+    view = memoryview(packets)
+    blocks = (view[PACKET_SIZE * a : PACKET_SIZE * b] for a, b in zip(bounds, bounds[1:]))
+    return b"".join(chain.from_iterable(zip(headers, blocks)))
 
 
 def _interleave(cols):
@@ -102,127 +228,178 @@ def _interleave(cols):
     return flat
 
 
-class _Bunches:
-    """Turns a flat field list and the cut indexes into encoded bunches; carries the open bunch over."""
-
-    def __init__(self, width, encode):
-        self.width = width
-        self.encode = encode  # (npkts, time, fields) -> bytes
-        self.time = 0
-        self.open = []
-
-    def feed(self, flat, times, cut_at):
-        """Encoded bunches closed by this batch, as (data, npkts, first_time, last_time, fields)."""
-        w = self.width
-        done = []
-        lo = 0
-        for c in cut_at:
-            fields = self.open + flat[w * lo : w * c] if self.open else flat[w * lo : w * c]
-            if fields:
-                done.append(self._close(fields, times[c - 1] if c else self.last))
-            self.time = times[c]
-            self.open = []
-            lo = c
-        self.open = self.open + flat[w * lo :] if self.open else flat[w * lo :]
-        self.last = times[-1]
-        return done
-
-    def finish(self):
-        return [self._close(self.open, self.last)] if self.open else []
-
-    def _close(self, fields, last_time):
-        n = len(fields) // self.width
-        return self.encode(n, self.time, fields), n, self.time, last_time, fields
-
-    last = 0
+# ------------------------------------------------------------------------------------------------ converters
 
 
-def to_btrecord(batches, writer, summary, max_time, max_pkts, trace_path, log=None):
+class _Converter:
+    """Feeds the chunks of one trace file to ``convert``, carrying the IOs of the open bunch over; subclasses
+    write one format. ``convert(chunk, times, final)`` writes the bunches that the chunk closes (all of them
+    when ``final``) and returns the index of the first IO of the bunch still open."""
+
+    def __init__(self, writer, summary, max_time, max_pkts, trace_path, fast=FAST):
+        self.writer, self.summary = writer, summary
+        self.max_time, self.max_pkts = max_time, max_pkts
+        self.path = trace_path
+        self.fast = fast
+        self.seen = 0  # IOs of the file before the chunk being converted
+
+    def run(self, chunks):
+        pending = None
+        for chunk in chunks:
+            if not len(chunk):
+                continue
+            self.arrived(chunk)
+            if pending is not None:
+                chunk = QueuedChunk(b"".join((pending.heads, chunk.heads)), chunk.version)
+            times = chunk.times
+            at = self.convert(chunk, times, False)
+            pending = QueuedChunk(chunk.heads[at * chunk.size :], chunk.version)
+            self.seen += at
+            self.summary.last_time = times[-1]
+        if pending is not None:
+            self.convert(pending, pending.times, True)
+            self.seen += len(pending)
+        self.summary.ios = self.seen
+        self.summary.bunches = self.writer.bunches
+        self.summary.first_time = self.writer.genesis
+
+    def arrived(self, chunk):
+        """A chunk as read from the trace (before the open bunch is put in front of it)."""
+
+    def bunches(self, chunk, times, final, ordered):
+        """(index of every bunch's first IO, then the end of the last closed bunch) and that open bunch's start."""
+        if ordered:
+            starts = sorted_starts(times, self.max_time, self.max_pkts, chunk.column("time"))
+        else:
+            starts = cuts(times, [0, 0], self.max_time, self.max_pkts)
+        if final:
+            return starts + [len(times)], len(times)
+        return starts, starts[-1]
+
+
+class NativeConverter(_Converter):
+    """Native rules: per-IO times (offset from the bunch time), ops kept; time must not go backwards."""
+
+    def convert(self, chunk, times, final):
+        if times != sorted(times):  # the open bunch is in front: the order across chunks is checked too
+            i = next(i for i in range(1, len(times)) if times[i] < times[i - 1])
+            raise TraceFormatError(self.path, queue_offset(self.path, self.seen + i),
+                                   f"time goes backwards: {times[i]} ns after {times[i - 1]} ns")
+        bounds, end = self.bunches(chunk, times, final, True)
+        if end == 0:
+            return 0
+        if self.fast:
+            cols = _Columns(chunk, end)
+            self._fast(cols, times, bounds, *cols.ops_and_flags())
+        else:
+            self._reference(chunk, times, bounds, end)
+        self.writer.add_encoded_bunches(self._data, len(bounds) - 1, end, times[0], times[end - 1])
+        return end
+
+    def _fast(self, cols, times, bounds, ops, flags):
+        end = cols.end
+        packets = bytearray(PACKET_SIZE * end)
+        words, halves = memoryview(packets).cast("Q"), memoryview(packets).cast("I")
+        words[0::3] = cols.view("sector")
+        sizes = cols.view("bytes")
+        halves[2::6] = sizes
+        bunch_times = list(map(times.__getitem__, bounds[:-1]))
+        counts = list(map(sub, bounds[1:], bounds[:-1]))
+        starts = chain.from_iterable(map(repeat, bunch_times, counts))
+        halves[3::6] = memoryview(array("I", map(sub, times[:end] if end < len(times) else times, starts)))
+        packets[16::24] = ops
+        packets[17::24] = flags
+        halves[5::6] = cols.view("pid")
+        self._data = _join(map(NATIVE_BUNCH.pack, counts, repeat(0), bunch_times), packets, bounds)
+        _tally(self.summary, ops, sizes)
+
+    def _reference(self, chunk, times, bounds, end):
+        batch = chunk.head(end).batch()
+        keys = [(a, 1 if n else 0) for a, n in zip(batch.actions, batch.nbytes)]
+        kinds = {k: classify(*k) for k in set(keys)}
+        flat = _interleave([batch.sectors, batch.nbytes, batch.times, [kinds[k][0] for k in keys],
+                            [kinds[k][1] for k in keys], batch.pids])
+        data = []
+        for a, b in zip(bounds, bounds[1:]):
+            fields = flat[6 * a : 6 * b]
+            fields[2::6] = [t - times[a] for t in fields[2::6]]
+            data.append(_native_bunch(b - a).pack(b - a, 0, times[a], *fields))
+        self._data = b"".join(data)
+        _tally_rows(self.summary, zip(batch.nbytes, batch.actions))
+
+
+class CompatConverter(_Converter):
     """btrecord's rules: per-file genesis (the first non-zero time), time inversion below it is fatal,
-    rw = READ bit, the writer keeps its header quirks."""
-    genesis = seen = 0
-    state = [0, 0]
-    bunches = _Bunches(3, lambda n, time, fields: _compat_bunch(n).pack(n, time, *fields))
+    rw = READ bit, the writer keeps its header quirks; ``log``: btrecord's -v output (reference path)."""
 
-    def write(done):
-        if done:
-            writer.add_raw_bunches([d[0] for d in done], [d[1] for d in done])
-        if log:
-            for _data, _n, time, _last, fields in done:
-                log.bunch(time, genesis, fields[0::3], fields[1::3], fields[2::3])
+    def __init__(self, *args, log=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.log = log
+        self.genesis = 0
+        self.after = 0  # the file's IOs from this index on must not be below genesis
+        self.arrivals = 0  # IOs read so far
 
-    for batch in batches:
-        times = batch.times
-        if not times:
-            continue
+    def arrived(self, chunk):
+        times = chunk.times
         set_at = -1
-        if genesis == 0:
+        if not self.genesis:
             set_at = next((i for i, t in enumerate(times) if t), -1)
             if set_at >= 0:
-                genesis = writer.genesis = times[set_at]
-        inversion = None
-        if genesis and len(times) > set_at + 1 and min(times[set_at + 1 :]) < genesis:
-            i = next(i for i, t in enumerate(times) if i > set_at and t < genesis)
-            inversion = TraceFormatError(trace_path, queue_offset(trace_path, seen + i),
-                                         f"time inversion: {times[i]} ns is before genesis {genesis} ns")
-            batch = type(batch)(*(col[:i] for col in batch))  # btrecord wrote the bunches closed before it
-            times = batch.times
-        if times:
+                self.genesis = self.writer.genesis = times[set_at]
+                self.after = self.arrivals + set_at + 1
+            else:
+                self.after = self.arrivals + len(times)
+        if self.log:
+            batch = chunk.batch()
+            bad = self._inversion(times, self.after - self.arrivals)
             rws = list(map(bool, map(C_READ.__and__, batch.actions)))
-            if log:
-                log.ios(times, batch.sectors, batch.nbytes, rws, set_at, genesis)
-            flat = _interleave([batch.sectors, batch.nbytes, rws])
-            write(bunches.feed(flat, times, cuts(times, state, max_time, max_pkts)))
-        if inversion:
+            self.log.ios(times[:bad], batch.sectors, batch.nbytes, rws, set_at, self.genesis)
+        self.arrivals += len(times)
+
+    def _inversion(self, times, first):
+        """Index of the first IO from ``first`` on with a time below genesis, else None."""
+        first = max(first, 0)
+        if self.genesis and len(times) > first and min(times[first:]) < self.genesis:
+            return next(i for i in range(first, len(times)) if times[i] < self.genesis)
+        return None
+
+    def convert(self, chunk, times, final):
+        bad = self._inversion(times, self.after - self.seen)
+        if bad is not None:
+            inversion = TraceFormatError(self.path, queue_offset(self.path, self.seen + bad),
+                                         f"time inversion: {times[bad]} ns is before genesis {self.genesis} ns")
+            if bad:  # btrecord wrote the bunches closed before it
+                self.convert(chunk.head(bad), times[:bad], False)
             raise inversion
-        tally(summary, batch)
-        seen += len(times)
-    write(bunches.finish())
-    summary.ios = seen
-    summary.bunches = writer.bunches
-    summary.first_time = genesis
-    summary.last_time = bunches.last
+        bounds, end = self.bunches(chunk, times, final, times == sorted(times))
+        if end == 0:
+            return 0
+        if self.fast and not self.log:
+            self._fast(_Columns(chunk, end), times, bounds)
+        else:
+            self._reference(chunk, times, bounds, end)
+        self.writer.add_encoded_bunches(self._data, len(bounds) - 1, end, bounds[-1] - bounds[-2])
+        return end
 
+    def _fast(self, cols, times, bounds):
+        packets = bytearray(PACKET_SIZE * cols.end)
+        memoryview(packets).cast("Q")[0::3] = cols.view("sector")
+        sizes = cols.view("bytes")
+        memoryview(packets).cast("I")[2::6] = sizes
+        packets[16::24] = cols.action_byte(2).translate(_READ_BIT)
+        counts = map(sub, bounds[1:], bounds[:-1])
+        self._data = _join(map(COMPAT_BUNCH.pack, counts, map(times.__getitem__, bounds[:-1])), packets, bounds)
+        _tally(self.summary, cols.ops_and_flags()[0], sizes)
 
-def to_native(batches, writer, summary, max_time, max_pkts, trace_path):
-    """Native rules: per-IO times (offset from the bunch time), ops kept; time must not go backwards."""
-    state = [0, 0]
-    kinds = {}
-
-    def encode(n, start, fields):
-        fields[2::6] = [t - start for t in fields[2::6]]
-        keys = fields[3::6]
-        fields[3::6] = [kinds[k][0] for k in keys]
-        fields[4::6] = [kinds[k][1] for k in keys]
-        return _native_bunch(n).pack(n, 0, start, *fields)
-
-    bunches = _Bunches(6, encode)
-    last = seen = 0
-    for batch in batches:
-        times = batch.times
-        if not times:
-            continue
-        if times[0] < last or times != sorted(times):
-            prev = [last, *times]
-            i = next(i for i in range(len(times)) if times[i] < prev[i])
-            raise TraceFormatError(trace_path, queue_offset(trace_path, seen + i),
-                                   f"time goes backwards: {times[i]} ns after {prev[i]} ns")
-        acts, sizes = batch.actions, batch.nbytes
-        flushes = any(a & C_FLUSH for a in set(acts))
-        keys = [a if n else ~a for a, n in zip(acts, sizes)] if flushes else acts
-        for key in set(keys):
-            if key not in kinds:
-                kinds[key] = classify(~key, 0) if key < 0 else classify(key, 1)
-        flat = _interleave([batch.sectors, sizes, times, keys, keys, batch.pids])
-        done = bunches.feed(flat, times, cuts(times, state, max_time, max_pkts))
-        if done:
-            writer.add_raw_bunches([d[0] for d in done], sum(d[1] for d in done), done[0][2], done[-1][3])
-        tally(summary, batch)
-        seen += len(times)
-        last = times[-1]
-    for data, n, time, last_time, _fields in bunches.finish():
-        writer.add_raw_bunches([data], n, time, last_time)
-    summary.ios = seen
-    summary.bunches = writer.bunches
-    summary.first_time = writer.genesis
-    summary.last_time = last
+    def _reference(self, chunk, times, bounds, end):
+        batch = chunk.head(end).batch()
+        rws = list(map(bool, map(C_READ.__and__, batch.actions)))
+        flat = _interleave([batch.sectors, batch.nbytes, rws])
+        data = []
+        for a, b in zip(bounds, bounds[1:]):
+            fields = flat[3 * a : 3 * b]
+            data.append(_compat_bunch(b - a).pack(b - a, times[a], *fields))
+            if self.log:
+                self.log.bunch(times[a], self.genesis, fields[0::3], fields[1::3], fields[2::3])
+        self._data = b"".join(data)
+        _tally_rows(self.summary, zip(batch.nbytes, batch.actions))

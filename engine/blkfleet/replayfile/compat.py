@@ -50,14 +50,15 @@ class BtrecordWriter:
 
     def add_raw_bunch(self, data):
         """Append an encoded bunch (16-byte header then its packets)."""
-        self.add_raw_bunches([data], [(len(data) - BUNCH.size) // PACKET.size])
+        npkts = (len(data) - BUNCH.size) // PACKET.size
+        self.add_encoded_bunches(data, 1, npkts, npkts)
 
-    def add_raw_bunches(self, chunks, counts):
-        """Append encoded bunches; ``counts`` holds each one's number of packets."""
-        self._f.write(b"".join(chunks))
-        self.bunches += len(counts)
-        self.packets += sum(counts)
-        self._last = counts[-1]
+    def add_encoded_bunches(self, data, bunches, packets, last_packets):
+        """Append ``bunches`` encoded bunches holding ``packets`` packets, ``last_packets`` in the last one."""
+        self._f.write(data)
+        self.bunches += bunches
+        self.packets += packets
+        self._last = last_packets
 
     def close(self, finalize=True):
         """Write the final header (unless the run failed: btrecord then leaves the provisional one)."""

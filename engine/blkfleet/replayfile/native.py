@@ -52,15 +52,15 @@ class NativeWriter:
     def add_bunch(self, time, packets):
         """Append a bunch of (sector, nbytes, dt, op, flags, pid) packets."""
         data = BUNCH.pack(len(packets), 0, time) + b"".join(PACKET.pack(*p) for p in packets)
-        self.add_raw_bunches([data], len(packets), time, time + max(p[2] for p in packets))
+        self.add_encoded_bunches(data, 1, len(packets), time, time + max(p[2] for p in packets))
 
-    def add_raw_bunches(self, chunks, npkts, time, last_time):
-        """Append encoded bunches holding ``npkts`` IOs in all, from ``time`` to ``last_time``."""
+    def add_encoded_bunches(self, data, bunches, ios, time, last_time):
+        """Append ``bunches`` encoded bunches holding ``ios`` IOs in all, from ``time`` to ``last_time``."""
         if not self.bunches:
             self.genesis = time
-        self._f.write(b"".join(chunks))
-        self.bunches += len(chunks)
-        self.ios += npkts
+        self._f.write(data)
+        self.bunches += bunches
+        self.ios += ios
         self.last_time = last_time
 
     def close(self):

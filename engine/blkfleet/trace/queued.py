@@ -1,10 +1,17 @@
 """Fast selection of queued IOs (Q events) from a trace file, for the converter.
 
-A compiled regular expression walks the record framing in C. ``re.split`` with it returns, for every run of
-non-Q records ended by a Q record, the run and the Q record; the Q headers are then decoded in bulk with
-``memoryview.cast`` (or ``struct.iter_unpack`` for a foreign byte order) into columns. Whatever the expression
-does not describe (unusual payload sizes, a bad magic, a record cut at the end of the window, protocol
-version 8) goes to the generic decoder, so the result is exactly what filtering TraceReader would give.
+The Q events come out in chunks (QueuedChunk): their record headers back to back, in the host's byte order, so
+that the converter works on whole columns (memoryview casts, strided slices) instead of one Python object per
+IO. Each window of the file takes the cheapest way that describes it:
+
+* Only Q records without payload (what ``blkfleet capture`` writes in its default events mode): every test is a
+  strided slice of the window (magic, payload length, action bytes of all records at once) and the window is
+  the chunk as it is. Nothing is done per record in Python.
+* Records with the usual payload sizes (the blk tracer's Q, G, P, U, ...): a compiled regular expression walks
+  the record framing in C. ``re.split`` with it returns, for every run of non-Q records ended by a Q record,
+  the run and the Q record; the Q headers are joined.
+* Anything else (unusual payload sizes, a bad magic, a record cut at the end of the window, protocol version
+  8): the generic decoder, so the result is exactly what filtering TraceReader would give.
 """
 
 import re
@@ -13,15 +20,123 @@ import sys
 from typing import NamedTuple
 
 from ..errors import TraceFormatError
-from .actions import is_queue
+from .actions import C_QUEUE, is_queue
 from .reader import TraceReader, detect
-from .record import HEADER_SIZE, MAGIC, layout
+from .record import FIELDS, HEADER_SIZE, MAGIC, layout
 
 CHUNK = 4 << 20
 WINDOW = 256 << 10
 MIN_WINDOW = 4 << 10
-MAX_WINDOW = 2 << 20
+MAX_WINDOW = 512 << 10
+ROWS = 4096  # Q events per chunk on the generic paths
 FAST_PDU_LENS = (0, 8, 16, 24)
+NATIVE = "<" if sys.byteorder == "little" else ">"
+_QUEUE_BIT = bytes(1 if b & (C_QUEUE >> 16) else 0 for b in range(256))  # the action's third byte
+
+
+class Batch(NamedTuple):
+    """Consecutive Q events of one file as columns (lists of equal length)."""
+
+    times: list
+    sectors: list
+    nbytes: list
+    actions: list
+    pids: list
+
+    @classmethod
+    def from_rows(cls, rows):
+        return cls(*map(list, zip(*rows))) if rows else cls([], [], [], [], [])
+
+
+class QueuedChunk:
+    """Consecutive Q events of one file: ``heads`` holds their record headers (protocol ``version``, host byte
+    order, payloads left out) back to back, in file order."""
+
+    __slots__ = ("heads", "version")
+
+    def __init__(self, heads, version=7):
+        self.heads = heads
+        self.version = version
+
+    @classmethod
+    def from_rows(cls, rows, version=7):
+        """A chunk of (time, sector, bytes, action, pid) rows."""
+        pack = layout(version, NATIVE).pack
+        magic = MAGIC | version
+        if version == 8:
+            heads = b"".join(pack(magic, 0, t, s, n, p, a, 0, 0, 0, 0) for t, s, n, a, p in rows)
+        else:
+            heads = b"".join(pack(magic, 0, t, s, n, a, p, 0, 0, 0, 0) for t, s, n, a, p in rows)
+        return cls(heads, version)
+
+    @property
+    def size(self):
+        """Bytes per header."""
+        return HEADER_SIZE[self.version]
+
+    def __len__(self):
+        return len(self.heads) // HEADER_SIZE[self.version]
+
+    def column(self, name):
+        """A memoryview of one header field (``time``, ``sector``, ``bytes``, ``action``, ``pid``) of every IO."""
+        offset, code = FIELDS[self.version][name]
+        width = struct.calcsize(code)
+        return memoryview(self.heads).cast(code)[offset // width :: self.size // width]
+
+    def head(self, count):
+        """The chunk of the first ``count`` IOs."""
+        return QueuedChunk(self.heads[: count * self.size], self.version)
+
+    @property
+    def times(self):
+        return self.column("time").tolist()
+
+    def batch(self):
+        """The chunk as a Batch of lists."""
+        return Batch(*(self.column(n).tolist() for n in ("time", "sector", "bytes", "action", "pid")))
+
+
+def queued_chunks(path):
+    """Yield a QueuedChunk per run of Q events of a trace file, in file order; a format error is raised after
+    the chunks of every Q event before it."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+        if not head:
+            return
+        order, version = detect(head, path)
+        f.seek(0)
+        if version == 7:
+            yield from _scan_v7(path, f, order)
+            return
+        rows = []
+        try:
+            for r in TraceReader(path, f):
+                if is_queue(r.action):
+                    rows.append((r.time, r.sector, r.bytes, r.action, r.pid))
+                    if len(rows) >= ROWS:
+                        yield QueuedChunk.from_rows(rows, version)
+                        rows = []
+        except TraceFormatError:  # the IOs before a bad record, then the error
+            if rows:
+                yield QueuedChunk.from_rows(rows, version)
+            raise
+        if rows:
+            yield QueuedChunk.from_rows(rows, version)
+
+
+def queued_batches(path):
+    """Yield a Batch per run of Q events of a trace file, in file order."""
+    for chunk in queued_chunks(path):
+        yield chunk.batch()
+
+
+def queued_ios(path):
+    """Yield (time, sector, bytes, action, pid) for every Q event of a trace file, in file order."""
+    for batch in queued_batches(path):
+        yield from zip(*batch)
+
+
+# ------------------------------------------------------------------------------------------- protocol v7
 
 
 def _byte_class(pred):
@@ -64,60 +179,32 @@ def _compiled(order):
     return _PATTERNS[order]
 
 
-class Batch(NamedTuple):
-    """Consecutive Q events of one file as columns (lists of equal length)."""
-
-    times: list
-    sectors: list
-    nbytes: list
-    actions: list
-    pids: list
-
-    @classmethod
-    def from_rows(cls, rows):
-        return cls(*map(list, zip(*rows))) if rows else cls([], [], [], [], [])
-
-
-def _columns_of(heads, order):
-    """Columns of a run of 48-byte v7 Q headers."""
-    if (order == "<") == (sys.byteorder == "little"):
-        view = memoryview(heads)
-        q, i = view.cast("Q"), view.cast("I")
-        return Batch(q[1::6].tolist(), q[2::6].tolist(), i[6::12].tolist(), i[7::12].tolist(), i[8::12].tolist())
-    return Batch.from_rows(list(struct.iter_unpack(order + "8xQQIII12x", heads)))
+def _only_q(buf, pos, end, order):
+    """End of the whole 48-byte records in ``buf[pos:end]`` if every one is a Q record without payload (so the
+    framing is known without walking it), else ``pos``. Each test compares one byte of every record at once."""
+    n = (end - pos) // 48
+    stop = pos + 48 * n
+    first = min(n, 64)
+    if not n or bytes(buf[pos + 46 : pos + 48 * first : 48]).count(0) != first:
+        return pos  # a payload among the first records: not this kind of window (raw blk tracer captures)
+    zeros, ones = bytes(n), b"\x01" * n
+    lsb = 0 if order == "<" else 3  # position of the action's low byte, and of each byte of the magic
+    magic = struct.pack(order + "I", MAGIC | 7)
+    if not (buf[pos + 46 : stop : 48] == zeros and buf[pos + 47 : stop : 48] == zeros
+            and all(buf[pos + k : stop : 48] == magic[k : k + 1] * n for k in range(4))
+            and buf[pos + 28 + lsb : stop : 48] == ones
+            and buf[pos + 28 + abs(lsb - 1) : stop : 48] == zeros
+            and bytes(buf[pos + 28 + abs(lsb - 2) : stop : 48]).translate(_QUEUE_BIT) == ones):
+        return pos
+    return stop
 
 
-def queued_batches(path):
-    """Yield a Batch per run of Q events of a trace file, in file order."""
-    with open(path, "rb") as f:
-        head = f.read(64)
-        if not head:
-            return
-        order, version = detect(head, path)
-        f.seek(0)
-        if version == 7:
-            yield from _scan_v7(path, f, order)
-            return
-        rows = []
-        try:
-            for r in TraceReader(path, f):
-                if is_queue(r.action):
-                    rows.append((r.time, r.sector, r.bytes, r.action, r.pid))
-                    if len(rows) >= 4096:
-                        yield Batch.from_rows(rows)
-                        rows = []
-        except TraceFormatError:  # the IOs before a bad record, then the error
-            if rows:
-                yield Batch.from_rows(rows)
-            raise
-        if rows:
-            yield Batch.from_rows(rows)
-
-
-def queued_ios(path):
-    """Yield (time, sector, bytes, action, pid) for every Q event of a trace file, in file order."""
-    for batch in queued_batches(path):
-        yield from zip(*batch)
+def _native_heads(heads, order, version=7):
+    """Headers in the host's byte order."""
+    if order == NATIVE:
+        return heads
+    foreign, native = layout(version, order), layout(version, NATIVE)
+    return b"".join(native.pack(*fields) for fields in foreign.iter_unpack(heads))
 
 
 def _q_headers(split, text):
@@ -145,19 +232,21 @@ def _scan_v7(path, f, order):
         if pos >= n:
             return
         end = min(n, pos + window)
-        stop = regular(buf, pos, end).end()
+        stop = _only_q(buf, pos, end, order)
         if stop > pos:
-            heads = _q_headers(split, buf[pos:stop])
-            if heads is None:
-                stop = pos  # decode generically below
-            elif heads:
-                yield _columns_of(heads, order)
+            yield QueuedChunk(_native_heads(bytes(buf[pos:stop]), order))
+        else:
+            stop = regular(buf, pos, end).end()
+            if stop > pos:
+                heads = _q_headers(split, buf[pos:stop])
+                if heads is None:
+                    stop = pos  # decode generically below
+                elif heads:
+                    yield QueuedChunk(_native_heads(heads, order))
         state.pos = pos = stop
-        if pos == end:
+        if pos == end or end < n and end - pos < size + FAST_PDU_LENS[-1]:
             window = min(window * 2, MAX_WINDOW)
-            continue
-        if end < n and end - pos < size + FAST_PDU_LENS[-1]:
-            continue  # a record cut by the window's end: the next window starts with it
+            continue  # all of the window, or all but a record cut by its end: the next window starts there
         # A record the expression does not describe, or cut by the end of the data read so far: decode
         # generically, and go on doing so while records are irregular.
         rows = []
@@ -189,17 +278,22 @@ def _scan_v7(path, f, order):
                 break
             window = max(window // 4, MIN_WINDOW)
         if rows:
-            yield Batch.from_rows(rows)
+            yield QueuedChunk.from_rows(rows)
         if error:
             raise error
 
 
 class _Buffer:
-    """The bytes read so far that are not consumed yet: ``buf[pos:]``, ``base`` = file offset of ``buf[0]``."""
+    """The bytes read so far that are not consumed yet: ``buf[pos:]``, ``base`` = file offset of ``buf[0]``.
+
+    ``buf`` is a memoryview of one buffer that every ``fill`` reuses (the unconsumed bytes are moved to its
+    front and the file is read after them): a new multi-megabyte object per read costs page faults (about 15 %
+    of a conversion). Whatever must outlive the next ``fill`` is copied out of it."""
 
     def __init__(self, f):
         self.f = f
-        self.buf = b""
+        self.store = bytearray()
+        self.buf = memoryview(self.store)
         self.pos = self.base = 0
         self.eof = False
 
@@ -208,14 +302,19 @@ class _Buffer:
         have = len(self.buf) - self.pos
         if self.eof or have >= need:
             return
-        parts = [self.buf[self.pos :]]
-        while have < need:
-            more = self.f.read(max(CHUNK, need - have))
-            if not more:
+        size = have + max(CHUNK, need - have)
+        left = self.buf[self.pos :]
+        if len(self.store) < size:
+            self.store = bytearray(max(size, CHUNK + MAX_WINDOW))
+        view = memoryview(self.store)
+        view[:have] = left  # within one buffer: a memmove
+        filled = have
+        while filled < need:
+            got = self.f.readinto(view[filled:])
+            if not got:
                 self.eof = True
                 break
-            parts.append(more)
-            have += len(more)
+            filled += got
         self.base += self.pos
         self.pos = 0
-        self.buf = b"".join(parts)
+        self.buf = view[:filled]

@@ -22,12 +22,26 @@ _V7 = "IIQQIIIIIHH"  # magic seq time sector bytes action pid device cpu error p
 _V8 = "IIQQIIQIIHH12x"  # magic seq time sector bytes pid action device cpu error pdu_len pad
 
 
+_NAMES = {
+    7: ("magic", "sequence", "time", "sector", "bytes", "action", "pid", "device", "cpu", "error", "pdu_len"),
+    8: ("magic", "sequence", "time", "sector", "bytes", "pid", "action", "device", "cpu", "error", "pdu_len"),
+}
+
+
 def layout(version, byteorder):
     """The struct.Struct for a record header of this protocol version and byte order ('<' or '>')."""
     return struct.Struct(byteorder + (_V7 if version == 7 else _V8))
 
 
+def _fields(version):
+    codes = _V7 if version == 7 else _V8[: -len("12x")]  # the trailing pad holds no field
+    offsets = [struct.calcsize("=" + codes[:i]) for i in range(len(codes))]
+    return {name: (offset, code) for name, offset, code in zip(_NAMES[version], offsets, codes)}
+
+
 HEADER_SIZE = {7: 48, 8: 64}
+# {version: {field name: (byte offset in the header, struct code)}}: where whole-column readers find a field.
+FIELDS = {7: _fields(7), 8: _fields(8)}
 
 
 class TraceRecord(NamedTuple):
