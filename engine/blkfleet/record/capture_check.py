@@ -17,9 +17,7 @@ for.
 import os
 import re
 
-from ..bundle.schema import problem as schema_problem
 from ..errors import BlkfleetError
-from ..files import read_json
 
 STATE_FILE = "capture.json"
 MAX_STATE_BYTES = 16 << 20
@@ -62,6 +60,10 @@ class CaptureCheck:
         self.shortfall = {}
         self.found = {"ios": 0, "bytes": 0}
         self.counted = set()
+        # Imported here, when there is a capture.json: they cost the converter 10 ms of start-up otherwise.
+        from ..bundle.schema import problem as schema_problem
+        from ..files import read_json
+
         try:
             doc = read_json(self.path, "capture state", max_bytes=MAX_STATE_BYTES, nofollow=True)
         except BlkfleetError as e:

@@ -38,9 +38,11 @@ from ..trace.record import FIELDS
 
 M64 = (1 << 64) - 1
 FAST = sys.byteorder == "little"  # the strided copies write the host's byte order; the files are little-endian
-COMPAT_BUNCH = struct.Struct("<QQ")
-NATIVE_BUNCH = struct.Struct("<IIQ")
-PACKET_SIZE = 24  # both formats
+# Both formats: a bunch header is {npkts, time} as two little-endian u64 (native: npkts u32 and a reserved 0),
+# and a packet is 24 bytes.
+BUNCH = struct.Struct("<QQ")
+PACKET_SIZE = 24
+STRIDED_MAX = 16  # up to this -M, full bunches are laid out with one strided copy per packet word
 
 
 @lru_cache(maxsize=1024)
@@ -111,27 +113,40 @@ def sorted_starts(times, max_time, max_pkts, view=None):
 
 # --------------------------------------------------------------------------------------------- op and flags
 
-# Key bits: the bits of the action word (and "no data") that decide the op, and those that decide the flags.
-_OP_KEY = ((C_READ, 1), (C_FLUSH, 2), (C_DISCARD, 4), (C_WRITE_ZEROES, 8), ("empty", 16))
-_FLAG_KEY = ((C_FUA, 1), (C_SYNC, 2), (C_META, 4), (C_AHEAD, 8), (C_FLUSH, 16), (C_DISCARD, 32),
-             (C_WRITE_ZEROES, 64), ("empty", 128))
+# Key bits: the bits of the action word that decide the op, and those that decide the flags, each given one bit
+# of a key byte; the key's top bit says "no data" (an empty flush is a flush, one with data a PREFLUSH).
+_OP_BITS = ((C_READ, 1), (C_FLUSH, 2), (C_DISCARD, 4), (C_WRITE_ZEROES, 8))
+_FLAG_BITS = ((C_FUA, 1), (C_SYNC, 2), (C_META, 4), (C_AHEAD, 8), (C_FLUSH, 16), (C_DISCARD, 32), (C_WRITE_ZEROES, 64))
+_EMPTY = 128
 _ACTION_BYTES = (2, 3, 4)  # the bytes of the action word that hold those bits (4: v8's write-zeroes)
 
 
 def _key_tables(bits, pick):
-    """``pick(classify(...))`` of every key byte, and per action byte (``_ACTION_BYTES``) a table of the key
-    bits its values carry."""
-    table = bytes(pick(classify(sum(b for b, k in bits if key & k and b != "empty"),
-                                0 if any(key & k for b, k in bits if b == "empty") else 1))
-                  for key in range(256))
-    per_byte = tuple(bytes(sum(k for b, k in bits if b != "empty" and (v << 8 * at) & b) for v in range(256))
-                     for at in _ACTION_BYTES)
-    empty = bytes([0, next(k for b, k in bits if b == "empty")]) + bytes(254)
-    return table, per_byte, empty
+    """``pick(classify(...))`` of every key byte, and per action byte (``_ACTION_BYTES``) the key bits that
+    each of its values carries."""
+    table = bytearray(256)
+    for key in range(256):
+        action = 0
+        for bit, k in bits:
+            if key & k:
+                action |= bit
+        table[key] = pick(classify(action, 0 if key & _EMPTY else 1))
+    per_byte = []
+    for at in _ACTION_BYTES:
+        keys = bytearray(256)
+        for bit, k in bits:
+            bit >>= 8 * at
+            if 0 < bit < 256:
+                for value in range(256):
+                    if value & bit:
+                        keys[value] |= k
+        per_byte.append(bytes(keys))
+    return bytes(table), per_byte
 
 
-_OPS, _OP_PER_BYTE, _OP_EMPTY = _key_tables(_OP_KEY, lambda c: c[0])
-_FLAGS, _FLAG_PER_BYTE, _FLAG_EMPTY = _key_tables(_FLAG_KEY, lambda c: c[1])
+_OPS, _OP_PER_BYTE = _key_tables(_OP_BITS, lambda c: c[0])
+_FLAGS, _FLAG_PER_BYTE = _key_tables(_FLAG_BITS, lambda c: c[1])
+_EMPTY_KEY = bytes([0, _EMPTY]) + bytes(254)
 _NOT_FLUSH = bytes(b for b in range(256) if not b & C_FLUSH >> 16)  # values of action byte 2 without FLUSH
 _NONZERO = bytes([0] + [1] * 255)
 _ISZERO = bytes([1] + [0] * 255)
@@ -177,9 +192,9 @@ class _Columns:
         op_keys = [b.translate(t) for b, t in zip(raw, _OP_PER_BYTE)]
         flag_keys = [b.translate(t) for b, t in zip(raw, _FLAG_PER_BYTE)]
         if raw[0].translate(None, _NOT_FLUSH):  # a flush: whether it carries data matters
-            empty = self.empty()
-            op_keys.append(empty.translate(_OP_EMPTY))
-            flag_keys.append(empty.translate(_FLAG_EMPTY))
+            empty = self.empty().translate(_EMPTY_KEY)
+            op_keys.append(empty)
+            flag_keys.append(empty)
         return _or(self.end, op_keys).translate(_OPS), _or(self.end, flag_keys).translate(_FLAGS)
 
 
@@ -189,10 +204,14 @@ def _tally(summary, ops, sizes):
     n = len(ops)
     first = sizes[0]
     uniform = sizes == memoryview(array("I", [first]) * n)
+    left = n
     for op in range(len(OP_NAMES)):
+        if not left:
+            break
         ios = ops.count(op)
         if not ios:
             continue
+        left -= ios
         if uniform:
             nbytes = ios * first
         elif ios == n:
@@ -212,11 +231,39 @@ def _tally_rows(summary, rows):
         table[op][1] += nbytes
 
 
-def _join(headers, packets, bounds):
-    """Bunch headers each followed by its packets (``bounds``: index of every bunch's first IO, then the end)."""
+def _bunched(packets, bounds, bunch_times, max_pkts):
+    """The bunches: each header followed by its packets (``bounds``: index of every bunch's first IO, then the
+    end). When all are full (``max_pkts`` IOs each) and -M is small, they are laid out by strided copies of
+    64-bit words (the measured cost per IO of -M 8: 20 ns, against 34 ns for a slice per bunch joined);
+    otherwise a header and a slice per bunch."""
+    bunches = len(bounds) - 1
+    size = max_pkts
+    if bunches > 1 and size <= STRIDED_MAX and bounds[-1] == size * bunches:  # no bunch holds more than -M
+        width = 2 + 3 * size  # words per bunch
+        out = bytearray(8 * width * bunches)
+        words = memoryview(out).cast("Q")
+        words[0::width] = memoryview(array("Q", [size]) * bunches)
+        words[1::width] = memoryview(array("Q", bunch_times))
+        source = memoryview(packets).cast("Q")
+        for w in range(3 * size):
+            words[2 + w :: width] = source[w :: 3 * size]
+        return out
     view = memoryview(packets)
+    heads = map(BUNCH.pack, map(sub, bounds[1:], bounds), bunch_times)
     blocks = (view[PACKET_SIZE * a : PACKET_SIZE * b] for a, b in zip(bounds, bounds[1:]))
-    return b"".join(chain.from_iterable(zip(headers, blocks)))
+    return b"".join(chain.from_iterable(zip(heads, blocks)))
+
+
+def _offsets(times, bunch_times, counts):
+    """Every IO's time minus its bunch's time, as u32 (a memoryview of the low halves of u64 lanes).
+
+    One subtraction of two big integers holding the times and the bunch times as 64-bit lanes: no lane borrows
+    from the next because times do not go backwards, and every difference is at most -m < 2^32 (29 ns per IO,
+    against 43 for ``map(sub, ...)`` into an array)."""
+    n = len(times)
+    starts = b"".join(map(bytes.__mul__, map(int.to_bytes, bunch_times, repeat(8), repeat("little")), counts))
+    lanes = int.from_bytes(times.tobytes(), "little") - int.from_bytes(starts, "little")
+    return memoryview(lanes.to_bytes(8 * n, "little")).cast("I")[0::2]
 
 
 def _interleave(cols):
@@ -268,7 +315,7 @@ class _Converter:
 
     def bunches(self, chunk, times, final, ordered):
         """(index of every bunch's first IO, then the end of the last closed bunch) and that open bunch's start."""
-        if ordered:
+        if ordered and self.fast:
             starts = sorted_starts(times, self.max_time, self.max_pkts, chunk.column("time"))
         else:
             starts = cuts(times, [0, 0], self.max_time, self.max_pkts)
@@ -304,13 +351,11 @@ class NativeConverter(_Converter):
         sizes = cols.view("bytes")
         halves[2::6] = sizes
         bunch_times = list(map(times.__getitem__, bounds[:-1]))
-        counts = list(map(sub, bounds[1:], bounds[:-1]))
-        starts = chain.from_iterable(map(repeat, bunch_times, counts))
-        halves[3::6] = memoryview(array("I", map(sub, times[:end] if end < len(times) else times, starts)))
+        halves[3::6] = _offsets(cols.view("time"), bunch_times, map(sub, bounds[1:], bounds))
         packets[16::24] = ops
         packets[17::24] = flags
         halves[5::6] = cols.view("pid")
-        self._data = _join(map(NATIVE_BUNCH.pack, counts, repeat(0), bunch_times), packets, bounds)
+        self._data = _bunched(packets, bounds, bunch_times, self.max_pkts)
         _tally(self.summary, ops, sizes)
 
     def _reference(self, chunk, times, bounds, end):
@@ -387,8 +432,7 @@ class CompatConverter(_Converter):
         sizes = cols.view("bytes")
         memoryview(packets).cast("I")[2::6] = sizes
         packets[16::24] = cols.action_byte(2).translate(_READ_BIT)
-        counts = map(sub, bounds[1:], bounds[:-1])
-        self._data = _join(map(COMPAT_BUNCH.pack, counts, map(times.__getitem__, bounds[:-1])), packets, bounds)
+        self._data = _bunched(packets, bounds, list(map(times.__getitem__, bounds[:-1])), self.max_pkts)
         _tally(self.summary, cols.ops_and_flags()[0], sizes)
 
     def _reference(self, chunk, times, bounds, end):

@@ -1,23 +1,19 @@
 """What a conversion produced, per device and CPU file."""
 
-from dataclasses import dataclass, field
-
 from ..replayfile.ops import OP_NAMES
 
 
-@dataclass
 class FileSummary:
-    device: str
-    cpu: int
-    source: str
-    output: str
-    format: str
-    ios: int = 0
-    bunches: int = 0
-    first_time: int = 0
-    last_time: int = 0
-    records: int = -1  # every record read; counted only when verbose
-    by_op: list = field(default_factory=lambda: [[0, 0] for _ in OP_NAMES])  # per op: [IOs, bytes]
+    """One trace file's conversion (a plain class: see run.py on start-up)."""
+
+    def __init__(self, device, cpu, source, output, format):
+        self.device, self.cpu, self.source, self.output, self.format = device, cpu, source, output, format
+        self.ios = 0
+        self.bunches = 0
+        self.first_time = 0
+        self.last_time = 0
+        self.records = -1  # every record read; counted only when verbose
+        self.by_op = [[0, 0] for _ in OP_NAMES]  # per op: [IOs, bytes]
 
     def ops(self):
         """{op name: {"ios": n, "bytes": b}} of the ops that occur."""

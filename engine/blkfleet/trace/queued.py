@@ -180,23 +180,23 @@ def _compiled(order):
 
 
 def _only_q(buf, pos, end, order):
-    """End of the whole 48-byte records in ``buf[pos:end]`` if every one is a Q record without payload (so the
-    framing is known without walking it), else ``pos``. Each test compares one byte of every record at once."""
+    """The whole 48-byte records of ``buf[pos:end]`` (as bytes) if every one is a Q record without payload (so
+    the framing is known without walking it), else None. Each test compares one byte of every record at once."""
     n = (end - pos) // 48
-    stop = pos + 48 * n
     first = min(n, 64)
     if not n or bytes(buf[pos + 46 : pos + 48 * first : 48]).count(0) != first:
-        return pos  # a payload among the first records: not this kind of window (raw blk tracer captures)
+        return None  # a payload among the first records: not this kind of window (raw blk tracer captures)
+    heads = bytes(buf[pos : pos + 48 * n])
     zeros, ones = bytes(n), b"\x01" * n
     lsb = 0 if order == "<" else 3  # position of the action's low byte, and of each byte of the magic
     magic = struct.pack(order + "I", MAGIC | 7)
-    if not (buf[pos + 46 : stop : 48] == zeros and buf[pos + 47 : stop : 48] == zeros
-            and all(buf[pos + k : stop : 48] == magic[k : k + 1] * n for k in range(4))
-            and buf[pos + 28 + lsb : stop : 48] == ones
-            and buf[pos + 28 + abs(lsb - 1) : stop : 48] == zeros
-            and bytes(buf[pos + 28 + abs(lsb - 2) : stop : 48]).translate(_QUEUE_BIT) == ones):
-        return pos
-    return stop
+    if (heads[46::48] == zeros and heads[47::48] == zeros
+            and all(heads[k::48] == magic[k : k + 1] * n for k in range(4))
+            and heads[28 + lsb :: 48] == ones
+            and heads[28 + abs(lsb - 1) :: 48] == zeros
+            and heads[28 + abs(lsb - 2) :: 48].translate(_QUEUE_BIT) == ones):
+        return heads
+    return None
 
 
 def _native_heads(heads, order, version=7):
@@ -232,9 +232,10 @@ def _scan_v7(path, f, order):
         if pos >= n:
             return
         end = min(n, pos + window)
-        stop = _only_q(buf, pos, end, order)
-        if stop > pos:
-            yield QueuedChunk(_native_heads(bytes(buf[pos:stop]), order))
+        heads = _only_q(buf, pos, end, order)
+        if heads is not None:
+            stop = pos + len(heads)
+            yield QueuedChunk(_native_heads(heads, order))
         else:
             stop = regular(buf, pos, end).end()
             if stop > pos:
