@@ -7,9 +7,11 @@ BtrecordWriter reproduces that.
 """
 
 import struct
+from array import array
 
 from ..errors import TraceFormatError
-from .reader import ReplayReader, check_extents, check_time
+from .ops import READ, WRITE
+from .reader import MAX_TIME, ZERO, IOChunk, ReplayReader, check_extents, check_time, small_sectors
 
 VERSION = 0x10000
 HEADER = struct.Struct("<QQQQ")
@@ -70,9 +72,11 @@ class BtrecordWriter:
 
 
 class BtrecordReader(ReplayReader):
-    """Read a btrecord file: header fields, then ``bunches()`` yields (time_stamp, [(sector, nbytes, rw)])."""
+    """Read a btrecord file: header fields, then ``bunches()`` yields (time_stamp, [(sector, nbytes, rw)]),
+    ``chunks()`` IOChunks (every IO at its bunch's time; reads and writes only)."""
 
     kind = "btrecord"
+    HEAD, PACKET, MAX_PKTS = BUNCH, PACKET, MAX_PKTS
 
     def _read_header(self):
         head = self._f.read(HEADER.size)
@@ -81,9 +85,28 @@ class BtrecordReader(ReplayReader):
         self.version, self.genesis, self.nbunches, self.total_pkts = HEADER.unpack(head)
         if self.version != VERSION:
             raise TraceFormatError(self.path, 0, f"not a btrecord replay file (version 0x{self.version:x})")
+        self._data = HEADER.size
 
-    def bunches(self):
-        for offset, (_npkts, stamp), packets in self._walk(HEADER.size, BUNCH, PACKET, MAX_PKTS):
-            check_time(self.path, offset + 8, stamp)
-            check_extents(self.path, offset, packets, BUNCH.size, PACKET.size)
-            yield stamp, packets
+    def _fast_ok(self, run):
+        """Every IO of the run within the limits, tested on columns: times, lengths (u32) and extents."""
+        return (max(run.stamps) <= MAX_TIME and not run.column(12, 4).translate(None, ZERO)
+                and small_sectors(run))
+
+    def _check_bunch(self, offset, stamp, packets):
+        return check_time(self.path, offset + 8, stamp) or check_extents(self.path, offset, packets, BUNCH.size,
+                                                                          PACKET.size)
+
+    def _columns(self, run):
+        times = array("q")
+        times.frombytes(run.repeated_stamps())
+        nbytes = array("q")
+        nbytes.frombytes(run.words(1).tobytes())  # u32 values in u64 fields (checked)
+        return IOChunk(times, run.sectors(), nbytes, run.column(16, 4).translate(_OP_OF_RW), bytes(len(nbytes)))
+
+    @staticmethod
+    def _columns_from_tuples(packets, stamps):
+        return IOChunk(array("q", stamps), array("q", (p[0] for p in packets)), array("q", (p[1] for p in packets)),
+                       bytes(READ if p[2] else WRITE for p in packets), bytes(len(packets)))
+
+
+_OP_OF_RW = bytes([WRITE] + [READ] * 255)  # rw: 0 write, anything else read (btreplay tests it for non-zero)
