@@ -76,6 +76,7 @@ class BtrecordReader(ReplayReader):
     ``chunks()`` IOChunks (every IO at its bunch's time; reads and writes only)."""
 
     kind = "btrecord"
+    COUNT = "Q"  # how a bunch header's first field, npkts, is stored
     HEAD, PACKET, MAX_PKTS = BUNCH, PACKET, MAX_PKTS
 
     def _read_header(self):

@@ -79,6 +79,7 @@ class NativeReader(ReplayReader):
     IOChunks (with pids)."""
 
     kind = "native"
+    COUNT = "I"  # how a bunch header's first field, npkts, is stored
     HEAD, PACKET, MAX_PKTS = HEAD, PACKET, MAX_BUNCH
 
     def _read_header(self):

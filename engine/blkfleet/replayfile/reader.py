@@ -28,7 +28,7 @@ MAX_NBYTES = 0xFFFFFFFF  # a traced IO's length is a u32 (btrecord stores it in 
 BLOCK = 256 << 10  # bytes read at a time (a bunch larger than this is read whole)
 LITTLE = sys.byteorder == "little"  # the columns are casts of the file's little-endian fields
 PACKET_SIZE = 24  # both formats
-ZERO = bytes([0])
+ZERO = bytes([0])  # as the deletion table of ``bytes.translate``: what is left of a column is not zero
 _SECTOR = itemgetter(0)
 _NBYTES = itemgetter(1)
 
@@ -91,18 +91,10 @@ class Run:
         return out
 
 
-def none_but(allowed):
-    """``bytes.translate`` deletion table: what is left of a byte column after it is not allowed."""
-    return bytes(allowed)
-
-
-_SMALL_SECTOR = none_but([0])  # bytes 6 and 7 of a sector are 0: below 2^48, far from every limit
-
-
 def small_sectors(run):
-    """True when every sector is below 2^48 sectors, so that no extent can end beyond 2^63 - 1 bytes whatever
-    its u32 length."""
-    return not run.column(6, 2).translate(None, _SMALL_SECTOR)
+    """True when every sector is below 2^48 (its bytes 6 and 7 are 0), so that no extent can end beyond
+    2^63 - 1 bytes whatever its u32 length."""
+    return not run.column(6, 2).translate(None, ZERO)
 
 
 def u32_lanes(view):
@@ -116,7 +108,10 @@ def u32_lanes(view):
 
 class ReplayReader:
     """A replay file open for reading; subclasses read their header in ``_read_header`` and say how a run is
-    checked (``_fast_ok``, ``_check_bunch``) and turned into columns (``_columns``)."""
+    checked (``_fast_ok``, ``_check_bunch``) and turned into columns (``_columns``).
+
+    Format, per subclass: ``HEAD`` (struct of a bunch header's npkts and time), ``COUNT`` (the array code that
+    npkts is stored as), ``PACKET`` (struct of a packet) and ``MAX_PKTS`` (the largest npkts)."""
 
     kind = "?"
 
@@ -163,20 +158,19 @@ class ReplayReader:
         raises (as does a bad bunch header, after the run before it)."""
         for run, error in self._runs():
             if run.counts and not self._fast_ok(run):
-                for i, offset in enumerate(run.offsets):
-                    problem = self._check_bunch(offset, run.stamps[i], self._tuples(run, i))
+                view, at = memoryview(run.packets), 0
+                for i, (offset, count, stamp) in enumerate(zip(run.offsets, run.counts, run.stamps)):
+                    end = at + PACKET_SIZE * count
+                    problem = self._check_bunch(offset, stamp, list(self.PACKET.iter_unpack(view[at:end])))
                     if problem:
                         if i:
                             yield run.head(i)
                         raise problem
+                    at = end
             if run.counts:
                 yield run
             if error:
                 raise error
-
-    def _tuples(self, run, i):
-        at = PACKET_SIZE * sum(run.counts[:i])
-        return list(self.PACKET.iter_unpack(run.packets[at : at + PACKET_SIZE * run.counts[i]]))
 
     def _runs(self):
         """Yield (Run, error or None) from the first bunch to the end of the file: the bunches of a block, then
@@ -236,20 +230,18 @@ class ReplayReader:
         walked at once: their headers read as strided columns, where the first header's count says they are.
         Fills the lists; returns where the walk goes on (0: none of them)."""
         hsize = self.HEAD.size
-        if len(buf) < hsize:
+        if len(buf) < hsize or not LITTLE:
             return 0
         npkts = self.HEAD.unpack_from(buf)[0]
         size = hsize + PACKET_SIZE * npkts
         many = min(len(buf), room) // size
         if not 0 < npkts <= self.MAX_PKTS or many < 2:
             return 0
-        words = memoryview(buf)[: many * size].cast("Q")
-        count_words = words[0 :: size // 8] if self.HEAD.size == 16 and self.HEAD.format[-2:] == "QQ" else None
-        if count_words is None:  # npkts is the header's first u32 (the next 4 bytes are reserved)
-            if memoryview(buf)[: many * size].cast("I")[0 :: size // 4] != memoryview(array("I", [npkts]) * many):
-                return 0
-        elif count_words != memoryview(array("Q", [npkts]) * many):
+        whole = memoryview(buf)[: many * size]
+        code = self.COUNT
+        if whole.cast(code)[0 :: size // whole.cast(code).itemsize] != memoryview(array(code, [npkts]) * many):
             return 0
+        words = whole.cast("Q")
         starts.extend(range(0, many * size, size))
         counts.extend([npkts] * many)
         stamps.extend(words[1 :: size // 8].tolist())
@@ -257,9 +249,8 @@ class ReplayReader:
 
     def _columns_of_tuples(self, run):
         """The columns from packet tuples (a big-endian host; the files are little-endian)."""
-        ios = [p for i in range(len(run.counts)) for p in self._tuples(run, i)]
         times = [s for s, c in zip(run.stamps, run.counts) for _ in range(c)]
-        return self._columns_from_tuples(ios, times)
+        return self._columns_from_tuples(list(self.PACKET.iter_unpack(run.packets)), times)
 
 
 def _packets(buf, hsize, starts, counts):
