@@ -389,9 +389,9 @@ class CompatConverter(_Converter):
         self.arrivals = 0  # IOs read so far
 
     def arrived(self, chunk):
-        times = chunk.times
         set_at = -1
         if not self.genesis:
+            times = chunk.column("time")
             set_at = next((i for i, t in enumerate(times) if t), -1)
             if set_at >= 0:
                 self.genesis = self.writer.genesis = times[set_at]
@@ -400,10 +400,10 @@ class CompatConverter(_Converter):
                 self.after = self.arrivals + len(times)
         if self.log:
             batch = chunk.batch()
-            bad = self._inversion(times, self.after - self.arrivals)
+            bad = self._inversion(batch.times, self.after - self.arrivals)
             rws = list(map(bool, map(C_READ.__and__, batch.actions)))
-            self.log.ios(times[:bad], batch.sectors, batch.nbytes, rws, set_at, self.genesis)
-        self.arrivals += len(times)
+            self.log.ios(batch.times[:bad], batch.sectors, batch.nbytes, rws, set_at, self.genesis)
+        self.arrivals += len(chunk)
 
     def _inversion(self, times, first):
         """Index of the first IO from ``first`` on with a time below genesis, else None."""

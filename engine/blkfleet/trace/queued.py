@@ -17,7 +17,7 @@ IO. Each window of the file takes the cheapest way that describes it:
 import re
 import struct
 import sys
-from typing import NamedTuple
+from collections import namedtuple
 
 from ..errors import TraceFormatError
 from .actions import C_QUEUE, is_queue
@@ -34,14 +34,10 @@ NATIVE = "<" if sys.byteorder == "little" else ">"
 _QUEUE_BIT = bytes(1 if b & (C_QUEUE >> 16) else 0 for b in range(256))  # the action's third byte
 
 
-class Batch(NamedTuple):
+class Batch(namedtuple("Batch", "times sectors nbytes actions pids")):
     """Consecutive Q events of one file as columns (lists of equal length)."""
 
-    times: list
-    sectors: list
-    nbytes: list
-    actions: list
-    pids: list
+    __slots__ = ()
 
     @classmethod
     def from_rows(cls, rows):
