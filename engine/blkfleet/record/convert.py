@@ -405,22 +405,24 @@ class CompatConverter(_Converter):
             self.log.ios(batch.times[:bad], batch.sectors, batch.nbytes, rws, set_at, self.genesis)
         self.arrivals += len(chunk)
 
-    def _inversion(self, times, first):
-        """Index of the first IO from ``first`` on with a time below genesis, else None."""
+    def _inversion(self, times, first, ordered=False):
+        """Index of the first IO from ``first`` on with a time below genesis, else None (``ordered``: the times
+        do not go down, so the first of them is the least)."""
         first = max(first, 0)
-        if self.genesis and len(times) > first and min(times[first:]) < self.genesis:
+        if self.genesis and len(times) > first and (times[first] if ordered else min(times[first:])) < self.genesis:
             return next(i for i in range(first, len(times)) if times[i] < self.genesis)
         return None
 
     def convert(self, chunk, times, final):
-        bad = self._inversion(times, self.after - self.seen)
+        ordered = times == sorted(times)
+        bad = self._inversion(times, self.after - self.seen, ordered)
         if bad is not None:
             inversion = TraceFormatError(self.path, queue_offset(self.path, self.seen + bad),
                                          f"time inversion: {times[bad]} ns is before genesis {self.genesis} ns")
             if bad:  # btrecord wrote the bunches closed before it
                 self.convert(chunk.head(bad), times[:bad], False)
             raise inversion
-        bounds, end = self.bunches(chunk, times, final, times == sorted(times))
+        bounds, end = self.bunches(chunk, times, final, ordered)
         if end == 0:
             return 0
         if self.fast and not self.log:
