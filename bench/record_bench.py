@@ -4,8 +4,10 @@
 By default (as root) it captures the same fio workload twice with ``blkfleet capture`` (4 KiB random
 read/write, libaio depth 16, on a loop device over tmpfs, --ios IOs each):
 
-  events  the default mode: the block_bio_queue tracepoint, one Q record per IO;
-  raw     ``--mode raw``: the kernel's blk tracer, the records blktrace writes (Q, G, P, U: four per IO).
+  events   the default mode: the block_bio_queue tracepoint, one Q record per IO;
+  raw      ``--mode raw``: the kernel's blk tracer, the records blktrace writes (Q, G, P, U: four per IO);
+  raw-all  (``--modes raw-all``) ``--mode raw --act-mask all``: every blk tracer event, as blktrace records by
+           default (Q, G, I, D, C, P, U, ...: seven per IO here).
 
 ``--capture DIR`` takes existing capture directories instead (any DEV.blktrace.N files: a blktrace capture from
 another host too). Each capture is converted by btrecord, ``blkfleet record`` (native) and ``blkfleet record
@@ -15,9 +17,11 @@ compared byte for byte with btrecord's. Then a copy of each capture --scale time
 times shifted so that they keep rising) is converted once by each tool: time grows with the trace, memory
 does not. ``--baseline-engine DIR`` adds another engine (a directory holding a ``blkfleet`` package, e.g.
 ``git archive main engine | tar -x -C /tmp/base``, then /tmp/base/engine) as two more tools in the same rounds.
+Last, the replay files of each capture (native and btrecord) are read back (``iter_ios``, ``chunks()``,
+``bunches()``; seconds per million IOs, median of the rounds) by this engine and by the baseline engine, if any.
 
     sudo python3 bench/record_bench.py [--ios 2000000] [--rounds 5] [--modes events,raw] [--capture DIR ...]
-                                       [--scale 4] [--baseline-engine DIR] [--json FILE]
+                                       [--scale 4] [--baseline-engine DIR] [--keep DIR] [--json FILE]
 """
 
 import argparse
@@ -34,8 +38,8 @@ from common import GNU_TIME, ROOT, gnu_time, loop_devices, workdir
 
 BTRECORD = shutil.which("btrecord") or "/usr/sbin/btrecord"
 DISK = 512 << 20
-MODES = ("events", "raw")
-BUFFER_KB = {"events": 4096, "raw": 16384}  # per CPU; no drops at fio's full rate here
+MODES = {"events": ["--mode", "events"], "raw": ["--mode", "raw"], "raw-all": ["--mode", "raw", "--act-mask", "all"]}
+BUFFER_KB = {"events": 4096, "raw": 16384, "raw-all": 32768}  # per CPU; no drops at fio's full rate here
 
 
 def blkfleet(*args, check=True):
@@ -49,7 +53,7 @@ def capture(work, mode, ios):
     """Capture fio with ``blkfleet capture`` on a fresh tmpfs-backed loop device; (directory, device, fio IOs)."""
     out = os.path.join(work, f"capture-{mode}")
     with loop_devices(work, [DISK]) as (dev,):
-        start = ["capture", "start", "--backend", "ftrace", "--mode", mode, "-d", dev, "-D", out,
+        start = ["capture", "start", "--backend", "ftrace", *MODES[mode], "-d", dev, "-D", out,
                  "--buffer-size", BUFFER_KB[mode]]
         for _ in range(200):  # another capture (a test elsewhere) owns the tracer: wait for it
             run = blkfleet(*start, check=False)
@@ -199,6 +203,10 @@ def bench(name, trace, device, args, work):
                      "max_s": round(max(walls), 3), "peak_rss_mb": round(max(m for _, m in results), 1),
                      "btrecord_over_ours": round(c_median / median, 2),
                      "round_ratios": [round(c[0] / w[0], 2) for c, w in zip(runs["btrecord (C)"], results)]})
+    engines = [("this engine", os.path.join(ROOT, "engine"))]
+    if args.baseline_engine:
+        engines.append(("baseline", os.path.abspath(args.baseline_engine)))
+    reads = reading({"native": outs["blkfleet native"], "btrecord": outs["btrecord (C)"]}, engines, args.rounds)
     scaled = None
     if args.scale > 1:
         big = scaled_copy(trace, device, args.scale, os.path.join(work, f"scaled-{name}"))
@@ -212,7 +220,49 @@ def bench(name, trace, device, args, work):
     for d in outs.values():
         shutil.rmtree(d, ignore_errors=True)
     return {"capture": name, "device": device, **info, "rounds": args.rounds, "rows": rows,
-            "compat_identical": same, "load_average": [round(x, 2) for x in load], "scaled": scaled}
+            "compat_identical": same, "load_average": [round(x, 2) for x in load], "scaled": scaled,
+            "reading_s_per_million_ios": reads}
+
+
+READ = """
+import sys, time
+from blkfleet.replayfile import iter_ios, open_replay
+way, paths = sys.argv[1], sys.argv[2:]
+ios = 0
+start = time.perf_counter()
+for path in paths:
+    with open_replay(path) as r:
+        if way == "iter_ios":
+            for _io in iter_ios(r):
+                ios += 1
+        elif way == "chunks":
+            ios += sum(len(c) for c in r.chunks())
+        else:
+            ios += sum(len(p) for _t, p in r.bunches())
+print(time.perf_counter() - start, ios)
+"""
+
+
+def reading(outs, engines, rounds):
+    """Seconds per million IOs to read the replay files in ``outs`` ({format: directory}), per engine and way
+    (median of ``rounds``, in alternating order)."""
+    out = {}
+    for fmt, directory in outs.items():
+        paths = sorted(os.path.join(directory, n) for n in os.listdir(directory) if ".replay." in n)
+        for way in ("iter_ios", "chunks", "bunches"):
+            runs = {}
+            for r in range(rounds):
+                for name, engine in (engines if r % 2 == 0 else engines[::-1]):
+                    env = dict(os.environ, PYTHONPATH=engine)
+                    run = subprocess.run([sys.executable, "-c", READ, way, *paths], capture_output=True, text=True,
+                                         env=env)
+                    if run.returncode != 0:  # an engine without chunks()
+                        continue
+                    seconds, ios = run.stdout.split()
+                    runs.setdefault(name, []).append(float(seconds) * 1e6 / int(ios))
+            for name, values in runs.items():
+                out.setdefault(fmt, {}).setdefault(name, {})[way] = round(statistics.median(values), 3)
+    return out
 
 
 def show(result):
@@ -230,17 +280,23 @@ def show(result):
                  if isinstance(v, dict)]
         print(f"{s['factor']}x as long ({s['ios']} IOs), one run each: {'; '.join(parts)}; --compat identical: "
               f"{s['compat_identical']}")
+    for fmt, engines in result["reading_s_per_million_ios"].items():
+        ways = "; ".join(f"{name}: " + ", ".join(f"{way} {v:.3f}" for way, v in by_way.items())
+                         for name, by_way in engines.items())
+        print(f"reading its {fmt} replay files, s per million IOs: {ways}")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ios", type=int, default=2_000_000, help="fio IOs per capture (default %(default)s)")
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--modes", default=",".join(MODES), help="captures to make: events,raw (default both)")
+    ap.add_argument("--modes", default="events,raw", help="captures to make: events, raw, raw-all (default "
+                    "%(default)s)")
     ap.add_argument("--capture", action="append", default=[], metavar="DIR",
                     help="an existing capture directory (repeatable); nothing is captured then")
     ap.add_argument("--scale", type=int, default=4, help="length of the scaled copy (1: none; default 4)")
     ap.add_argument("--baseline-engine", metavar="DIR", help="another engine to run as two more tools")
+    ap.add_argument("--keep", metavar="DIR", help="move the captures made into DIR (to --capture them again)")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
     if not os.access(GNU_TIME, os.X_OK):
@@ -250,13 +306,16 @@ def main():
         inputs = [(os.path.basename(os.path.normpath(d)), d, only_device(d)) for d in args.capture]
         for mode in ([] if args.capture else [m for m in args.modes.split(",") if m]):
             if mode not in MODES:
-                raise SystemExit(f"unknown mode {mode!r} (events, raw)")
+                raise SystemExit(f"unknown mode {mode!r} ({', '.join(MODES)})")
             trace, dev, _done = capture(work, mode, args.ios)
             inputs.append((mode, trace, dev))
         for name, trace, dev in inputs:
             result = bench(name, trace, dev, args, work)
             show(result)
             results.append(result)
+            if args.keep and not args.capture:
+                os.makedirs(args.keep, exist_ok=True)
+                shutil.move(trace, os.path.join(args.keep, name))
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"command": sys.argv, "results": results}, f, indent=2)
