@@ -187,17 +187,17 @@ class _Columns:
         return _or(self.end, (bytes(heads[at + k : stop : size]).translate(_NONZERO) for k in range(4))).translate(
             _ISZERO)
 
-    def ops_and_flags(self):
-        """(op, flags) byte strings of the IOs: the key bytes (_OP_KEY, _FLAG_KEY) through the tables."""
+    def kinds(self, flags=True):
+        """(op, flags) byte strings of the IOs (``flags`` False: the op only): key bytes (_OP_BITS, _FLAG_BITS)
+        made of the action bytes, through the tables."""
         present = _ACTION_BYTES if self.chunk.version == 8 else _ACTION_BYTES[:2]
         raw = [self.action_byte(k) for k in present]
-        op_keys = [b.translate(t) for b, t in zip(raw, _OP_PER_BYTE)]
-        flag_keys = [b.translate(t) for b, t in zip(raw, _FLAG_PER_BYTE)]
-        if raw[0].translate(None, _NOT_FLUSH):  # a flush: whether it carries data matters
-            empty = self.empty().translate(_EMPTY_KEY)
-            op_keys.append(empty)
-            flag_keys.append(empty)
-        return _or(self.end, op_keys).translate(_OPS), _or(self.end, flag_keys).translate(_FLAGS)
+        empty = self.empty().translate(_EMPTY_KEY) if raw[0].translate(None, _NOT_FLUSH) else None  # a flush?
+        out = []
+        for tables, result in ((_OP_PER_BYTE, _OPS), (_FLAG_PER_BYTE, _FLAGS))[: 2 if flags else 1]:
+            keys = [b.translate(t) for b, t in zip(raw, tables)]
+            out.append(_or(self.end, keys + [empty] if empty else keys).translate(result))
+        return out
 
 
 def _tally(summary, ops, sizes):
@@ -341,7 +341,7 @@ class NativeConverter(_Converter):
             return 0
         if self.fast:
             cols = _Columns(chunk, end)
-            self._fast(cols, times, bounds, *cols.ops_and_flags())
+            self._fast(cols, times, bounds, *cols.kinds())
         else:
             self._reference(chunk, times, bounds, end)
         self.writer.add_encoded_bunches(self._data, len(bounds) - 1, end, times[0], times[end - 1])
@@ -439,7 +439,7 @@ class CompatConverter(_Converter):
         memoryview(packets).cast("I")[2::6] = sizes
         packets[16::24] = cols.action_byte(2).translate(_READ_BIT)
         self._data = _bunched(packets, bounds, list(map(times.__getitem__, bounds[:-1])), self.max_pkts)
-        _tally(self.summary, cols.ops_and_flags()[0], sizes)
+        _tally(self.summary, cols.kinds(flags=False)[0], sizes)
 
     def _reference(self, chunk, times, bounds, end):
         batch = chunk.head(end).batch()

@@ -272,17 +272,18 @@ def _scan_v7(path, f, order):
             return
         end = min(n, pos + window)
         found = _periodic(buf, pos, end, order)
-        if found is not None:
-            heads, stop = found
+        if found is not None:  # whole repetitions: what is left of the window starts the next one
+            heads, state.pos = found
             yield QueuedChunk(_native_heads(heads, order))
-        else:
-            stop = regular(buf, pos, end).end()
-            if stop > pos:
-                heads = _q_headers(split, buf[pos:stop])
-                if heads is None:
-                    stop = pos  # decode generically below
-                elif heads:
-                    yield QueuedChunk(_native_heads(heads, order))
+            window = min(window * 2, MAX_WINDOW)
+            continue
+        stop = regular(buf, pos, end).end()
+        if stop > pos:
+            heads = _q_headers(split, buf[pos:stop])
+            if heads is None:
+                stop = pos  # decode generically below
+            elif heads:
+                yield QueuedChunk(_native_heads(heads, order))
         state.pos = pos = stop
         if pos == end or end < n and end - pos < size + FAST_PDU_LENS[-1]:
             window = min(window * 2, MAX_WINDOW)
