@@ -87,10 +87,6 @@ class QueuedChunk:
         """The chunk of the first ``count`` IOs."""
         return QueuedChunk(self.heads[: count * self.size], self.version)
 
-    @property
-    def times(self):
-        return self.column("time").tolist()
-
     def batch(self):
         """The chunk as a Batch of lists."""
         return Batch(*(self.column(n).tolist() for n in ("time", "sector", "bytes", "action", "pid")))
