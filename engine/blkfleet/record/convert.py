@@ -45,7 +45,8 @@ FAST = sys.byteorder == "little"  # the strided copies write the host's byte ord
 # and a packet is 24 bytes.
 BUNCH = struct.Struct("<QQ")
 PACKET_SIZE = 24
-STRIDED_MAX = 16  # up to this -M, full bunches are laid out with one strided copy per packet word
+STRIDED_MAX = 16  # up to this -M, full bunches are laid out with one strided copy per packet field
+_WIDTH = {"Q": 8, "I": 4, "B": 1}
 
 
 @lru_cache(maxsize=1024)
@@ -237,23 +238,30 @@ def _tally_rows(summary, rows):
         table[op][1] += nbytes
 
 
-def _bunched(packets, bounds, bunch_times, max_pkts):
-    """The bunches: each header followed by its packets (``bounds``: index of every bunch's first IO, then the
-    end). When all are full (``max_pkts`` IOs each) and -M is small, they are laid out by strided copies of
-    64-bit words (the measured cost per IO of -M 8: 20 ns, against 34 ns for a slice per bunch joined);
-    otherwise a header and a slice per bunch."""
-    bunches = len(bounds) - 1
-    size = max_pkts
+def _encoded(fields, bounds, bunch_times, max_pkts):
+    """The bunches, each header followed by its packets (``bounds``: index of every bunch's first IO, then the
+    end; ``fields``: (column, byte offset in a packet, struct code 'Q', 'I' or 'B') of every packet field).
+
+    When every bunch is full (``max_pkts`` IOs) and -M is small, the columns go straight to their places, one
+    strided copy per field and packet slot (btrecord's -M 8: 14 ns per IO, against 34 for packets joined
+    with a header per bunch); otherwise the packets are made with one strided copy per field, then joined
+    with a header and a slice per bunch."""
+    bunches, size = len(bounds) - 1, max_pkts
     if bunches > 1 and size <= STRIDED_MAX and bounds[-1] == size * bunches:  # no bunch holds more than -M
-        width = 2 + 3 * size  # words per bunch
-        out = bytearray(8 * width * bunches)
-        words = memoryview(out).cast("Q")
-        words[0::width] = memoryview(array("Q", [size]) * bunches)
-        words[1::width] = memoryview(array("Q", bunch_times))
-        source = memoryview(packets).cast("Q")
-        for w in range(3 * size):
-            words[2 + w :: width] = source[w :: 3 * size]
+        width = BUNCH.size + PACKET_SIZE * size
+        out = bytearray(width * bunches)
+        views = {"Q": memoryview(out).cast("Q"), "I": memoryview(out).cast("I"), "B": out}
+        views["Q"][0 :: width // 8] = memoryview(array("Q", [size]) * bunches)
+        views["Q"][1 :: width // 8] = memoryview(array("Q", bunch_times))
+        for slot in range(size):
+            for column, offset, code in fields:
+                step = _WIDTH[code]
+                views[code][(BUNCH.size + PACKET_SIZE * slot + offset) // step :: width // step] = column[slot::size]
         return out
+    packets = bytearray(PACKET_SIZE * bounds[-1])
+    views = {"Q": memoryview(packets).cast("Q"), "I": memoryview(packets).cast("I"), "B": packets}
+    for column, offset, code in fields:
+        views[code][offset // _WIDTH[code] :: PACKET_SIZE // _WIDTH[code]] = column
     ends = bounds[1:]
     parts = [b""] * (2 * bunches)
     parts[0::2] = map(BUNCH.pack, map(sub, ends, bounds), bunch_times)
@@ -397,18 +405,10 @@ class NativeConverter(_Converter):
         return end
 
     def _fast(self, cols, times, bounds, ops, flags):
-        end = cols.end
-        packets = bytearray(PACKET_SIZE * end)
-        words, halves = memoryview(packets).cast("Q"), memoryview(packets).cast("I")
-        words[0::3] = cols.view("sector")
         sizes = cols.view("bytes")
-        halves[2::6] = sizes
-        bunch_times = list(map(times.view.__getitem__, bounds[:-1]))
-        halves[3::6] = times.offsets(bounds)
-        packets[16::24] = ops
-        packets[17::24] = flags
-        halves[5::6] = cols.view("pid")
-        self._data = _bunched(packets, bounds, bunch_times, self.max_pkts)
+        fields = [(cols.view("sector"), 0, "Q"), (sizes, 8, "I"), (times.offsets(bounds), 12, "I"), (ops, 16, "B"),
+                  (flags, 17, "B"), (cols.view("pid"), 20, "I")]
+        self._data = _encoded(fields, bounds, list(map(times.view.__getitem__, bounds[:-1])), self.max_pkts)
         _tally(self.summary, ops, sizes)
 
     def _reference(self, chunk, times, bounds, end):
@@ -484,12 +484,9 @@ class CompatConverter(_Converter):
         return end
 
     def _fast(self, cols, times, bounds):
-        packets = bytearray(PACKET_SIZE * cols.end)
-        memoryview(packets).cast("Q")[0::3] = cols.view("sector")
-        sizes = cols.view("bytes")
-        memoryview(packets).cast("I")[2::6] = sizes
-        packets[16::24] = cols.action_byte(2).translate(_READ_BIT)
-        self._data = _bunched(packets, bounds, list(map(times.view.__getitem__, bounds[:-1])), self.max_pkts)
+        sizes = cols.view("bytes")  # u32 into the low half of btrecord's u64 (the packet is zeroed)
+        fields = [(cols.view("sector"), 0, "Q"), (sizes, 8, "I"), (cols.action_byte(2).translate(_READ_BIT), 16, "B")]
+        self._data = _encoded(fields, bounds, list(map(times.view.__getitem__, bounds[:-1])), self.max_pkts)
         _tally(self.summary, cols.kinds(flags=False)[0], sizes)
 
     def _reference(self, chunk, times, bounds, end):
