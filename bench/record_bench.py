@@ -12,7 +12,8 @@ read/write, libaio depth 16, on a loop device over tmpfs, --ios IOs each):
 ``--capture DIR`` takes existing capture directories instead (any DEV.blktrace.N files: a blktrace capture from
 another host too). Each capture is converted by btrecord, ``blkfleet record`` (native) and ``blkfleet record
 --compat`` in a rotating order for --rounds rounds; the table gives median, min and max seconds, the largest
-peak RSS (GNU time, each tool's own process) and btrecord's median over ours. Every round's --compat output is
+peak RSS (GNU time, each tool's own process), btrecord's median over ours, and the same for CPU seconds (user +
+system: less disturbed by other work on a shared machine than wall time). Every round's --compat output is
 compared byte for byte with btrecord's. Then a copy of each capture --scale times as long (the files repeated,
 times shifted so that they keep rising) is converted once by each tool: time grows with the trace, memory
 does not. ``--baseline-engine DIR`` adds another engine (a directory holding a ``blkfleet`` package, e.g.
@@ -155,14 +156,14 @@ def tools(trace, device, baseline):
 
 
 def timed(cmd, env=None):
-    """(wall seconds, peak RSS in MB) of a command that must succeed (the wall time taken here: GNU time gives
-    hundredths only)."""
+    """(wall seconds, peak RSS in MB, user + system CPU seconds) of a command that must succeed (the wall time
+    taken here: GNU time gives hundredths only)."""
     start = time.perf_counter()
-    proc, _wall, _cpu, rss = gnu_time(cmd, stdout=subprocess.DEVNULL, env=env)
+    proc, _wall, cpu, rss = gnu_time(cmd, stdout=subprocess.DEVNULL, env=env)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed: {proc.stderr.strip()}")
-    return wall, rss
+    return wall, rss, cpu
 
 
 def fresh(directory):
@@ -194,14 +195,16 @@ def bench(name, trace, device, args, work):
         same = same and all(identical(outs[label], outs["btrecord (C)"]) for label in table
                             if label.endswith("--compat"))
     load.append(os.getloadavg()[0])
-    c_median = statistics.median(w for w, _ in runs["btrecord (C)"])
+    c_median = statistics.median(r[0] for r in runs["btrecord (C)"])
+    c_cpu = statistics.median(r[2] for r in runs["btrecord (C)"])
     rows = []
     for label, results in runs.items():
-        walls = [w for w, _ in results]
-        median = statistics.median(walls)
+        walls = [r[0] for r in results]
+        median, cpu = statistics.median(walls), statistics.median(r[2] for r in results)
         rows.append({"tool": label, "median_s": round(median, 3), "min_s": round(min(walls), 3),
-                     "max_s": round(max(walls), 3), "peak_rss_mb": round(max(m for _, m in results), 1),
-                     "btrecord_over_ours": round(c_median / median, 2),
+                     "max_s": round(max(walls), 3), "peak_rss_mb": round(max(r[1] for r in results), 1),
+                     "btrecord_over_ours": round(c_median / median, 2), "cpu_s": round(cpu, 2),
+                     "btrecord_over_ours_cpu": round(c_cpu / max(cpu, 0.01), 2),
                      "round_ratios": [round(c[0] / w[0], 2) for c, w in zip(runs["btrecord (C)"], results)]})
     engines = [("this engine", os.path.join(ROOT, "engine"))]
     if args.baseline_engine:
@@ -213,7 +216,7 @@ def bench(name, trace, device, args, work):
         big_table = tools(big, device, None)
         scaled = {"factor": args.scale, "ios": info["ios"] * args.scale}
         for label, (build, env) in big_table.items():
-            wall, rss = timed(build(fresh(outs[label])), env)
+            wall, rss, _cpu = timed(build(fresh(outs[label])), env)
             scaled[label] = {"seconds": round(wall, 3), "peak_rss_mb": round(rss, 1)}
         scaled["compat_identical"] = identical(outs["blkfleet --compat"], outs["btrecord (C)"])
         shutil.rmtree(big, ignore_errors=True)
@@ -269,10 +272,12 @@ def show(result):
     print(f"\n{result['capture']}: {result['device']}, {result['ios']} IOs, {result['records']} records, "
           f"{result['bytes'] / 1e6:.1f} MB; {result['rounds']} rounds; load average "
           f"{result['load_average'][0]} -> {result['load_average'][1]}")
-    print(f"{'tool':<20}{'median s':>10}{'min':>8}{'max':>8}{'peak RSS MB':>13}{'btrecord / ours':>17}")
+    print(f"{'tool':<20}{'median s':>10}{'min':>8}{'max':>8}{'peak RSS MB':>13}{'btrecord / ours':>17}"
+          f"{'CPU s':>8}{'(CPU)':>7}")
     for r in result["rows"]:
         print(f"{r['tool']:<20}{r['median_s']:>10.3f}{r['min_s']:>8.3f}{r['max_s']:>8.3f}"
-              f"{r['peak_rss_mb']:>13.1f}{r['btrecord_over_ours']:>17.2f}")
+              f"{r['peak_rss_mb']:>13.1f}{r['btrecord_over_ours']:>17.2f}{r['cpu_s']:>8.2f}"
+              f"{r['btrecord_over_ours_cpu']:>7.2f}")
     print(f"--compat output byte-identical to btrecord's in every round: {result['compat_identical']}")
     s = result["scaled"]
     if s:
