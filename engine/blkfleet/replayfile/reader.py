@@ -6,11 +6,13 @@ offsets, so the readers refuse what cannot be held there: an op the format does 
 a time of 2^63 ns or more, and an extent that ends beyond 2^63 - 1 bytes. A bunch's packet count is checked
 against the bytes left in the file before anything is read, so a header count never decides an allocation.
 
-The file is read BLOCK bytes at a time; the bunch headers of a block are walked one by one (their counts decide
-where the next one starts), and everything else is done on whole runs of bunches: the limits are tested on
-columns (``bytes.translate`` deleting the allowed values of a byte column leaves nothing), and only a run that
-fails them is checked bunch by bunch, to name the first bad IO and its offset. The columns of a run are made
-with memoryview casts and big-integer lane arithmetic, without a Python object per IO.
+The file is read BLOCK bytes at a time. Where the block starts with bunches of one size back to back (what a
+conversion of a busy trace writes), their headers are read as strided columns; otherwise they are walked one
+by one (their counts decide where the next one starts). Everything else is done on whole runs of bunches: the
+limits are tested on columns (``bytes.translate`` deleting the allowed values of a byte column leaves
+nothing), and only a run that fails them is checked bunch by bunch, to name the first bad IO and its offset.
+The columns of a run are made with memoryview casts and big-integer lane arithmetic, without a Python object
+per IO.
 """
 
 import os
@@ -28,6 +30,7 @@ MAX_NBYTES = 0xFFFFFFFF  # a traced IO's length is a u32 (btrecord stores it in 
 BLOCK = 256 << 10  # bytes read at a time (a bunch larger than this is read whole)
 LITTLE = sys.byteorder == "little"  # the columns are casts of the file's little-endian fields
 PACKET_SIZE = 24  # both formats
+SMALL_BUNCH = 16  # up to this many packets per bunch, runs of equal bunches are unpacked by strided copies
 ZERO = bytes([0])  # as the deletion table of ``bytes.translate``: what is left of a column is not zero
 _SECTOR = itemgetter(0)
 _NBYTES = itemgetter(1)
@@ -238,8 +241,8 @@ class ReplayReader:
         if not 0 < npkts <= self.MAX_PKTS or many < 2:
             return 0
         whole = memoryview(buf)[: many * size]
-        code = self.COUNT
-        if whole.cast(code)[0 :: size // whole.cast(code).itemsize] != memoryview(array(code, [npkts]) * many):
+        npkts_column = whole.cast(self.COUNT)[0 :: size // array(self.COUNT).itemsize]
+        if npkts_column != memoryview(array(self.COUNT, [npkts]) * many):
             return 0
         words = whole.cast("Q")
         starts.extend(range(0, many * size, size))
@@ -261,7 +264,7 @@ def _packets(buf, hsize, starts, counts):
     npkts = counts[0]
     size = hsize + PACKET_SIZE * npkts
     many = len(starts)
-    if npkts <= 16 and many > 2 * npkts and starts[-1] == size * (many - 1) and counts.count(npkts) == many:
+    if npkts <= SMALL_BUNCH and many > 2 * npkts and starts[-1] == size * (many - 1) and counts.count(npkts) == many:
         # all of one small size (btrecord's -M 8): one strided copy per packet word beats a slice per bunch
         out = bytearray(PACKET_SIZE * npkts * many)
         into = memoryview(out).cast("Q")
