@@ -7,7 +7,7 @@ read/write, libaio depth 16, on a loop device over tmpfs, --ios IOs each):
   events   the default mode: the block_bio_queue tracepoint, one Q record per IO;
   raw      ``--mode raw``: the kernel's blk tracer, the records blktrace writes (Q, G, P, U: four per IO);
   raw-all  (``--modes raw-all``) ``--mode raw --act-mask all``: every blk tracer event, as blktrace records by
-           default (Q, G, I, D, C, P, U, ...: seven per IO here).
+           default (Q, G, I, D, C, P, U, ...: six per IO here).
 
 ``--capture DIR`` takes existing capture directories instead (any DEV.blktrace.N files: a blktrace capture from
 another host too). Each capture is converted by btrecord, ``blkfleet record`` (native) and ``blkfleet record
