@@ -21,13 +21,13 @@ from dataclasses import asdict, dataclass
 from ..errors import TraceFormatError
 from ..files import create_new
 from ..trace.actions import A_QUEUE, C_NOTIFY, C_QUEUE
-from ..trace.record import HEADER_SIZE, MAGIC, MAGIC_MASK
+from ..trace.record import HEADER_SIZE, MAGIC, MAGIC_MASK, field_layout
 from ..trace.writer import TraceWriter
 
 NATIVE = "<" if sys.byteorder == "little" else ">"
 HEADER = HEADER_SIZE[7]
 WRITE_BUFFER = 1 << 16
-_FIELDS = "24xII4xII2xH"  # bytes, action, device, cpu, pdu_len of a v7 header
+_FIELDS = ("bytes", "action", "device", "cpu", "pdu_len")  # what the splitter reads of a v7 header
 
 
 @dataclass
@@ -97,7 +97,7 @@ class Splitter:
         self.outdir = str(outdir)
         os.makedirs(self.outdir, exist_ok=True)
         self.byteorder = byteorder
-        self._fields = struct.Struct(byteorder + _FIELDS)
+        self._fields = field_layout(7, _FIELDS, byteorder)
         self._word = struct.Struct(byteorder + "I")
         self._magic = self._word.pack(MAGIC | 7)
         self._names = dict(names or {})

@@ -4,6 +4,7 @@ import os
 from collections import namedtuple
 
 from ..errors import BlkfleetError
+from ..files import atomic_file
 from ..percpu import find_devices, find_per_cpu
 from ..replayfile import compat, native
 from ..trace.actions import is_queue
@@ -95,21 +96,12 @@ def record(opts, out=None):
 def _native_file(path, target, dev, cpu, max_time, max_pkts, verify=None):
     summary = FileSummary(dev, cpu, path, target, "native")
     device = _first_device(path)
-    tmp = target + ".partial"
-    writer = native.NativeWriter(tmp, device, cpu, max_pkts)
-    try:
+    with atomic_file(target, sync=False) as f:
+        writer = native.NativeWriter(f, device, cpu, max_pkts)
         NativeConverter(writer, summary, max_time, max_pkts, path).run(queued_chunks(path))
         if verify:
             verify(path, summary)
         writer.close()
-        try:
-            os.replace(tmp, target)
-        except OSError as e:
-            raise BlkfleetError(f"{target}: cannot write the replay file: {e.strerror}") from None
-    except BaseException:
-        writer.abort()
-        os.unlink(tmp)
-        raise
     return summary
 
 

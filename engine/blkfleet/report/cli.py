@@ -4,6 +4,7 @@ import os
 
 from .. import codes, protocol
 from ..errors import BlkfleetError
+from ..files import atomic_write
 from ..jsonout import write_json
 from ..results.store import DEFAULT_DB, Store, load_document
 from .build import from_store, render
@@ -60,12 +61,8 @@ def run(args):
         raise BlkfleetError("nothing to report: no --results, no stored runs and no --original capture")
     html = render(focus, focus_label, runs, baseline_rows, args.baseline, verdict, args.original,
                   args.replay_capture, args.original_device, args.replay_device, args.band_k)
-    parent = os.path.dirname(os.path.abspath(args.output))
-    os.makedirs(parent, exist_ok=True)
-    tmp = args.output + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(html)
-    os.replace(tmp, args.output)
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    atomic_write(args.output, html)
     print(f"blkfleet report: {args.output} ({len(html) // 1024} KiB, {len(runs)} runs"
           + (f", verdict {verdict['verdict']}" if verdict else "") + ")")
     write_json(args.json, {"output": os.path.abspath(args.output), "bytes": len(html.encode("utf-8")),
