@@ -144,11 +144,11 @@ def test_capture_json_gives_block_size_and_host(tmp_path, native_dir, engine):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["-d", "{missing}", "loop1"], "replay directory does not exist"),
+    (["-d", "{missing}", "loop1"], "argument -d/--input-directory: no such directory"),
     (["-d", "{native}"], "no device given"),
     (["-d", "{native}", "sdz"], "no sdz.replay.N files"),
     (["-d", "{native}", "-i", "../x", "loop1"], "invalid input base"),
-    (["-d", "{native}", "--trace-dir", "{missing}", "loop1"], "trace directory does not exist"),
+    (["-d", "{native}", "--trace-dir", "{missing}", "loop1"], "argument --trace-dir: no such directory"),
     (["-d", "{native}", "--record-json", "{badrec}", "loop1"], "the record summary says 1999"),
     (["-d", "{native}", "--record-json", "{data}/randmix/meta.json", "loop1"], "no \"files\" list"),
 ], ids=["no-dir", "no-dev", "unknown-dev", "bad-base", "no-trace-dir", "record-mismatch", "not-a-summary"])

@@ -287,16 +287,16 @@ def _error_cases(tmp_path):
     data = (Path(good) / "loop4.blktrace.0").read_bytes()
     (cut / "loop4.blktrace.0").write_bytes(data[:-10])
     return {
-        "missing": ([str(tmp_path / "nope"), good], "cannot read directory"),
+        "missing": ([str(tmp_path / "nope"), good], "argument ORIG: no such directory"),
         "empty": ([str(empty), good], "no DEV.blktrace.N files"),
         "no-q": ([good, noq], "no queued IOs"),
         "empty-file": ([zero, good], "no queued IOs"),
         "bad-magic": ([good, bad], "bad magic"),
         "truncated": ([cut, good], "truncated"),
-        "acc-zero": ([good, good, "-x", "0"], "must be a finite number > 0"),
-        "acc-negative": ([good, good, "--acc-factor=-2"], "must be a finite number > 0"),
+        "acc-zero": ([good, good, "-x", "0"], "argument -x/--acc-factor: must be a number > 0"),
+        "acc-negative": ([good, good, "--acc-factor=-2"], "must be a number > 0"),
         "acc-text": ([good, good, "-x", "fast"], "not a number"),
-        "acc-inf": ([good, good, "-x", "inf"], "must be a finite number > 0"),
+        "acc-inf": ([good, good, "-x", "inf"], "not a finite number"),
         "no-args": ([], "the following arguments are required"),
     }
 

@@ -5,6 +5,7 @@ import os
 import sys
 
 from .. import codes, protocol
+from ..cliargs import directory
 from ..jsonout import show, write_json
 from . import pack
 from .zipapp import build_engine_pyz
@@ -23,12 +24,12 @@ def add_parser(sub):
 
     c = bsub.add_parser("create", help="make a bundle from replay files (prints its id)")
     c.add_argument("devices", nargs="*", metavar="DEV", help="recorded device names (e.g. sda)")
-    c.add_argument("-d", "--input-directory", required=True, metavar="REPLAY_DIR",
+    c.add_argument("-d", "--input-directory", type=directory, required=True, metavar="REPLAY_DIR",
                    help="directory holding DEV.BASE.CPU replay files (native or btrecord format)")
     c.add_argument("-i", "--input-base", default="replay", metavar="BASE", help="replay file base (default replay)")
     c.add_argument("-F", "--find-records", action="store_true", help="bundle every device found in -d")
     c.add_argument("-o", "--output", required=True, metavar="FILE", help="bundle file to write")
-    c.add_argument("--trace-dir", metavar="DIR",
+    c.add_argument("--trace-dir", type=directory, metavar="DIR",
                    help="capture directory: capture.json/meta.json (device size, logical block size, host) and "
                    "DEV.blktrace.N files (dev_t)")
     c.add_argument("--source-host", metavar="NAME", help="host the IO was captured on")

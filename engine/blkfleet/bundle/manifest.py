@@ -254,8 +254,6 @@ def trace_info(trace_dir, devices):
     """
     info = {d: {"dev": None, "size": None, "logical_block_size": None} for d in devices}
     host = None
-    if not os.path.isdir(trace_dir):
-        raise BlkfleetError(f"{trace_dir}: trace directory does not exist")
     for name in TRACE_INFO_FILES:
         path = os.path.join(trace_dir, name)
         if not os.path.exists(path):
@@ -379,8 +377,6 @@ def build(replay_dir, devices=(), find=False, base="replay", trace_dir=None, sou
     """
     if name_problem(base):
         raise BlkfleetError(f"invalid input base {base!r}: {name_problem(base)}")
-    if not os.path.isdir(replay_dir):
-        raise BlkfleetError(f"{replay_dir}: replay directory does not exist")
     names = list(dict.fromkeys(devices))
     if find:
         names += [d for d in find_devices(replay_dir, base) if d not in names]

@@ -1,24 +1,13 @@
 """``blkfleet compare``: its command-line interface."""
 
-import argparse
-import math
 import sys
 
 from .. import codes, protocol
+from ..cliargs import add_acc_factor, directory
 from ..errors import BlkfleetError
 from ..files import read_json
 from ..jsonout import write_json
 from .fidelity import compare_dirs, table
-
-
-def _acc_factor(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, not {text!r}")
-    return value
 
 
 def replay_start(path):
@@ -41,13 +30,13 @@ def add_parser(sub):
         "inter-arrival errors (percentiles, us), IOPS error per 100 ms bucket (MAPE, %) and the span ratio.",
         epilog=codes.epilog(codes.SUCCESS, codes.BAD_INPUT),
     )
-    p.add_argument("original", metavar="ORIG", help="directory of the original capture (DEV.blktrace.CPU files)")
-    p.add_argument("replay", metavar="REPLAY", help="directory of the capture of the replay")
+    p.add_argument("original", type=directory, metavar="ORIG",
+                   help="directory of the original capture (DEV.blktrace.CPU files)")
+    p.add_argument("replay", type=directory, metavar="REPLAY", help="directory of the capture of the replay")
     p.add_argument("--device", metavar="DEV", help="device of the original capture (default: the only one in ORIG)")
     p.add_argument("--replay-device", metavar="DEV",
                    help="device of the replay capture (default: the only one in REPLAY)")
-    p.add_argument("-x", "--acc-factor", type=_acc_factor, default=1.0, metavar="X",
-                   help="the replay ran X times faster (original times are divided by X; default 1)")
+    add_acc_factor(p, "the replay ran X times faster (original times are divided by X; default 1)")
     p.add_argument("--reads-for-writes", action="store_true",
                    help="the replay ran without writes enabled: original writes match replayed reads of the "
                    "same extent, original discards/flushes/write-zeroes are expected missing (counted apart)")

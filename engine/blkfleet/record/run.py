@@ -45,13 +45,6 @@ class RecordOptions(namedtuple("RecordOptions", _FIELDS, defaults=(".", ".", (),
         return max_time & ((1 << 64) - 1), max_pkts
 
 
-def _check_dir(path, what):
-    if not os.path.isdir(path):
-        raise BlkfleetError(f"{path}: {what} directory does not exist")
-    if not os.access(path, os.R_OK | os.X_OK):
-        raise BlkfleetError(f"{path}: {what} directory is not readable")
-
-
 def devices_of(opts):
     """Positional devices then, with -F, those found in the input directory; duplicates dropped."""
     devices = list(dict.fromkeys(opts.devices))
@@ -70,8 +63,8 @@ def record(opts, out=None):
     queued IOs and bytes before each replay file is put in place.
     """
     max_time, max_pkts = opts.resolved()
-    _check_dir(opts.input_dir, "input")
-    _check_dir(opts.output_dir, "output")
+    if not os.access(opts.input_dir, os.R_OK | os.X_OK):  # that both exist, the command line checked
+        raise BlkfleetError(f"{opts.input_dir}: input directory is not readable")
     if not os.access(opts.output_dir, os.W_OK | os.X_OK):
         raise BlkfleetError(f"{opts.output_dir}: output directory is not writable")
     devices = devices_of(opts)

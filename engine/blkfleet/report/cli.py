@@ -3,6 +3,7 @@
 import os
 
 from .. import codes, protocol
+from ..cliargs import directory, positive_float
 from ..errors import BlkfleetError
 from ..files import atomic_write
 from ..jsonout import write_json
@@ -25,13 +26,15 @@ def add_parser(sub):
                    help=f"results store (default {DEFAULT_DB}; used when it exists)")
     p.add_argument("--results", nargs="+", default=[], metavar="FILE", help="results JSON files")
     p.add_argument("--baseline", metavar="NAME", help="baseline: its band on the trends and its verdict table")
-    p.add_argument("--original", metavar="CAPTURE_DIR", help="the original capture (DEV.blktrace.N files)")
-    p.add_argument("--replay-capture", metavar="CAPTURE_DIR", help="a capture of the replay")
+    p.add_argument("--original", type=directory, metavar="CAPTURE_DIR",
+                   help="the original capture (DEV.blktrace.N files)")
+    p.add_argument("--replay-capture", type=directory, metavar="CAPTURE_DIR", help="a capture of the replay")
     p.add_argument("--original-device", metavar="DEV", help="device of --original (default: its only one)")
     p.add_argument("--replay-device", metavar="DEV", help="device of --replay-capture (default: its only one)")
     p.add_argument("--host", help="only this host's stored runs")
     p.add_argument("--device", help="only this device's stored runs")
-    p.add_argument("--band-k", type=float, default=2.0, metavar="K", help="baseline band: mean ± K sd (default 2)")
+    p.add_argument("--band-k", type=positive_float, default=2.0, metavar="K",
+                   help="baseline band: mean ± K sd (default 2)")
     protocol.json_option(p, "{output, bytes, runs, verdict}")
     p.set_defaults(func=run)
 

@@ -4,7 +4,7 @@ import json
 import sys
 
 from .. import codes, protocol
-from ..errors import BlkfleetError
+from ..cliargs import positive_int
 from ..jsonout import show, write_json
 from .store import DEFAULT_DB, Store, load_document, parse_tag
 
@@ -66,7 +66,7 @@ def add_parser(sub):
     protocol.json_option(bs, "{name, members: [{run, host, device}]}")
     which = bs.add_mutually_exclusive_group(required=True)
     which.add_argument("--run", dest="runs", nargs="+", type=int, metavar="ID", help="these runs")
-    which.add_argument("--last", type=int, metavar="N", help="the last N runs of each host and device")
+    which.add_argument("--last", type=positive_int, metavar="N", help="the last N runs of each host and device")
     _filters(bs)
     _db_arg(bs)
     bs.set_defaults(func=run_baseline_set)
@@ -146,8 +146,6 @@ def run_export(args):
 
 
 def run_baseline_set(args):
-    if args.last is not None and args.last < 1:
-        raise BlkfleetError("--last must be at least 1")
     with Store(args.db, create=False) as store:
         rows = store.set_baseline(args.name, run_ids=args.runs, last=args.last, host=args.host,
                                   device=args.device, tags=args.tag)
