@@ -287,7 +287,7 @@ def _error_cases(tmp_path):
     data = (Path(good) / "loop4.blktrace.0").read_bytes()
     (cut / "loop4.blktrace.0").write_bytes(data[:-10])
     return {
-        "missing": ([str(tmp_path / "nope"), good], "argument ORIG: no such directory"),
+        "missing": ([str(tmp_path / "nope"), good], "cannot read directory"),
         "empty": ([str(empty), good], "no DEV.blktrace.N files"),
         "no-q": ([good, noq], "no queued IOs"),
         "empty-file": ([zero, good], "no queued IOs"),

@@ -3,7 +3,7 @@
 import sys
 
 from .. import codes, protocol
-from ..cliargs import add_acc_factor, directory
+from ..cliargs import add_acc_factor
 from ..errors import BlkfleetError
 from ..files import read_json
 from ..jsonout import write_json
@@ -30,9 +30,8 @@ def add_parser(sub):
         "inter-arrival errors (percentiles, us), IOPS error per 100 ms bucket (MAPE, %) and the span ratio.",
         epilog=codes.epilog(codes.SUCCESS, codes.BAD_INPUT),
     )
-    p.add_argument("original", type=directory, metavar="ORIG",
-                   help="directory of the original capture (DEV.blktrace.CPU files)")
-    p.add_argument("replay", type=directory, metavar="REPLAY", help="directory of the capture of the replay")
+    p.add_argument("original", metavar="ORIG", help="directory of the original capture (DEV.blktrace.CPU files)")
+    p.add_argument("replay", metavar="REPLAY", help="directory of the capture of the replay")
     p.add_argument("--device", metavar="DEV", help="device of the original capture (default: the only one in ORIG)")
     p.add_argument("--replay-device", metavar="DEV",
                    help="device of the replay capture (default: the only one in REPLAY)")

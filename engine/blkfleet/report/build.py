@@ -19,6 +19,7 @@ from html import escape
 
 from .. import __version__
 from ..compare.fidelity import compare, load_capture, only_device
+from ..numtext import number
 from ..regress.significance import mean, variance
 from ..regress.verdict import METRICS, evaluate, samples
 from . import svg
@@ -181,9 +182,8 @@ def _table(head, rows, classes=None):
 
 
 def _n(v, digits=1):
-    if v is None:
-        return "–"
-    return f"{v:,.{digits}f}" if isinstance(v, float) else str(v)
+    """A figure of the report's tables (regress's Markdown tables write them the same way)."""
+    return number(v, digits, missing="–", grouped=True)
 
 
 def fidelity_html(fid):

@@ -64,7 +64,8 @@ def run(args):
         raise BlkfleetError("nothing to report: no --results, no stored runs and no --original capture")
     html = render(focus, focus_label, runs, baseline_rows, args.baseline, verdict, args.original,
                   args.replay_capture, args.original_device, args.replay_device, args.band_k)
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    parent = os.path.dirname(os.path.abspath(args.output))
+    os.makedirs(parent, exist_ok=True)
     atomic_write(args.output, html)
     print(f"blkfleet report: {args.output} ({len(html) // 1024} KiB, {len(runs)} runs"
           + (f", verdict {verdict['verdict']}" if verdict else "") + ")")
