@@ -30,8 +30,8 @@ def add_parser(sub):
     c.add_argument("-F", "--find-records", action="store_true", help="bundle every device found in -d")
     c.add_argument("-o", "--output", required=True, metavar="FILE", help="bundle file to write")
     c.add_argument("--trace-dir", type=directory, metavar="DIR",
-                   help="capture directory: capture.json/meta.json (device size, logical block size, host) and "
-                   "DEV.blktrace.N files (dev_t)")
+                   help="capture directory: its capture.json (device size, logical block size, host, as 'blkfleet "
+                   "capture' writes it) and DEV.blktrace.N files (dev_t)")
     c.add_argument("--source-host", metavar="NAME", help="host the IO was captured on")
     c.add_argument("--record-json", metavar="FILE", help="'blkfleet record --json' summary, checked against the files")
     protocol.json_option(c, "the manifest (with '-', no id line)")

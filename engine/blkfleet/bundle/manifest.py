@@ -33,7 +33,7 @@ REPLAY_DIR = "replay"
 REQUIRES_PYTHON = ">=3.9"
 SCHEMA_FILE = "manifest.schema.json"
 RECORD_SUMMARY_SCHEMA = "record-summary.schema.json"
-TRACE_INFO_FILES = ("capture.json", "meta.json")  # looked for in --trace-dir, in this order
+TRACE_INFO_FILE = "capture.json"  # what --trace-dir is read for, besides its DEV.blktrace.N files
 TRACE_INFO_MAX = 16 << 20
 CHUNK = 1 << 20
 MAX_REPLAY_BYTES = 64 << 30  # all replay files of a bundle together (24 bytes per IO: over 2.8 billion IOs)
@@ -219,13 +219,6 @@ def describe_file(path, device, cpu):
     return entry, (max_pkts or None)
 
 
-def _pick(entry, keys):
-    for key in keys:
-        if isinstance(entry, dict) and entry.get(key) is not None:
-            return entry[key]
-    return None
-
-
 def _positive_int(value, path, what, limit=(1 << 63) - 1):
     if value is None:
         return None
@@ -247,47 +240,29 @@ def host_problem(host):
 def trace_info(trace_dir, devices):
     """What a capture directory tells about the source: ({device: {dev, size, logical_block_size}}, host).
 
-    Reads ``capture.json`` then ``meta.json`` (first found value wins), in any of these shapes: one device at
-    the top level (``device``, ``dev``, ``size``/``disk_size``, ``logical_block_size``), ``devices`` (or, as
-    ``blkfleet capture stop`` leaves it, ``summary.devices``) as an object by name or a list of objects with
-    ``name``. Fills a missing dev_t from the first record of the DEV.blktrace.N files.
+    Reads ``capture.json`` as ``blkfleet capture`` leaves it (docs/capture.md): ``host``, and per device
+    ``block_devices.DEV`` (``dev``, ``size`` and ``logical_block_size``, recorded when the capture started), else
+    ``summary.devices.DEV.dev``. A directory without capture.json (the blktrace tool's) tells only the dev_t of
+    the first record of its DEV.blktrace.N files, which also fills a dev_t capture.json lacks.
     """
     info = {d: {"dev": None, "size": None, "logical_block_size": None} for d in devices}
+    path = os.path.join(trace_dir, TRACE_INFO_FILE)
     host = None
-    for name in TRACE_INFO_FILES:
-        path = os.path.join(trace_dir, name)
-        if not os.path.exists(path):
-            continue
-        doc = read_json(path, "capture information", max_bytes=TRACE_INFO_MAX)
+    if os.path.exists(path):
+        doc = read_json(path, "capture state", max_bytes=TRACE_INFO_MAX)
         if not isinstance(doc, dict):
-            raise BlkfleetError(f"{path}: capture information is not a JSON object")
-        host = host or _pick(doc, ("source_host", "host", "hostname"))
-        entries = {}
-        if isinstance(doc.get("device"), str):
-            entries[doc["device"]] = doc
+            raise BlkfleetError(f"{path}: capture state is not a JSON object")
+        host = doc.get("host")
+        block_devices = doc.get("block_devices") if isinstance(doc.get("block_devices"), dict) else {}
         summary = doc.get("summary") if isinstance(doc.get("summary"), dict) else {}
-        for listed in (doc.get("devices"), summary.get("devices")):  # capture.json: summary.devices after stop
-            if isinstance(listed, dict):
-                for k, v in listed.items():
-                    if isinstance(v, dict):
-                        entries.setdefault(k, {}).update({f: x for f, x in v.items() if f not in entries.get(k, {})})
-            elif isinstance(listed, list):
-                for e in listed:
-                    if isinstance(e, dict) and isinstance(e.get("name"), str):
-                        entries.setdefault(e["name"], {}).update(
-                            {f: x for f, x in e.items() if f not in entries.get(e["name"], {})})
-        for dev, entry in entries.items():
-            if dev not in info:
-                continue
-            got = info[dev]
-            if got["dev"] is None:
-                got["dev"] = dev_string(_pick(entry, ("dev", "dev_t", "devno")))
-            if got["size"] is None:
-                got["size"] = _positive_int(_pick(entry, ("size", "size_bytes", "disk_size")), path, f"{dev} size")
-            if got["logical_block_size"] is None:
-                got["logical_block_size"] = _positive_int(
-                    _pick(entry, ("logical_block_size", "lbs")), path, f"{dev} logical block size", 1 << 20
-                )
+        summarized = summary.get("devices") if isinstance(summary.get("devices"), dict) else {}
+        for dev, got in info.items():
+            facts = block_devices.get(dev) if isinstance(block_devices.get(dev), dict) else {}
+            stopped = summarized.get(dev) if isinstance(summarized.get(dev), dict) else {}
+            got["dev"] = dev_string(facts.get("dev")) or dev_string(stopped.get("dev"))
+            got["size"] = _positive_int(facts.get("size"), path, f"{dev} size")
+            got["logical_block_size"] = _positive_int(facts.get("logical_block_size"), path,
+                                                      f"{dev} logical block size", 1 << 20)
     for dev, got in info.items():
         if got["dev"] is None:
             got["dev"] = _trace_dev(trace_dir, dev)

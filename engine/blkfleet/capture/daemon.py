@@ -14,6 +14,8 @@ State kept by the daemon, field by field (``capture.json``, also the answer of `
   run lock, never this one);
 * ``backend``, ``mode``, ``requested_backend``, ``fallback_reason``, ``devices``, ``device_args``,
   ``options``, ``backend_info``: what traces and how;
+* ``block_devices``: per traced device its ``dev`` (major:minor), ``size`` and ``logical_block_size`` (bytes),
+  read when it started (``block_devices``);
 * ``output_dir``, ``log``, ``state_file``, ``host``, ``start_time``, ``start_epoch``, ``recovered``;
 * at the end ``stop_reason`` (SIGTERM, SIGINT, duration, error), ``stop_time``, ``stop_epoch``,
   ``duration`` and ``summary`` (``control.finish_summary``).
@@ -28,6 +30,7 @@ import time
 import traceback
 
 from .. import codes
+from ..device import sysfs
 from ..errors import BlkfleetError
 from ..files import create_new
 from ..process import process_start
@@ -116,7 +119,8 @@ def run(opts, report_fd, recovered, run_id, key):  # pragma: no cover (runs in t
         "version": state.VERSION, "state": "running", "run_id": run_id, "token": opts.token, "pid": os.getpid(),
         "pid_start": record["pid_start"], "host": socket.gethostname(), "backend": backend.name,
         "mode": backend.mode, "requested_backend": opts.backend, "fallback_reason": fallback,
-        "devices": backend.info()["devices"], "device_args": opts.devices, "output_dir": opts.outdir,
+        "devices": backend.info()["devices"], "block_devices": block_devices(backend.info()["devices"]),
+        "device_args": opts.devices, "output_dir": opts.outdir,
         "start_time": now(), "start_epoch": start_epoch, "options": opts.to_json(), "backend_info": backend.info(),
         "log": os.path.join(opts.outdir, opts.log_name), "state_file": state.state_file(opts.outdir),
         "recovered": recovered,
@@ -174,6 +178,17 @@ def run(opts, report_fd, recovered, run_id, key):  # pragma: no cover (runs in t
     log(f"stopped: {doc['summary']['queued']} queued IOs, {doc['summary']['drops']} drops"
         + (f", error: {error}" if error else ""))
     return 0
+
+
+def block_devices(names):
+    """``{name: {dev, size, logical_block_size}}`` of the traced devices (bytes; dev as ``major:minor``): what a
+    bundle of the capture tells about its source (``bundle create --trace-dir``)."""
+    found = {}
+    for name in names:
+        facts = sysfs.facts(name)
+        found[name] = {"dev": facts["dev"], "size": facts["size_bytes"] or None,
+                       "logical_block_size": facts["logical_block_size"]}
+    return found
 
 
 def finish_summary(summary, error):

@@ -36,7 +36,7 @@ _TYPES = {
     "device_args": list, "output_dir": str, "start_time": str, "start_epoch": (int, float), "options": dict,
     "backend_info": dict, "log": str, "state_file": str, "recovered": list, "stop_reason": str,
     "stop_time": str, "stop_epoch": (int, float), "duration": (int, float), "summary": dict,
-    "recovery": list, "salvaged": dict, "collected": bool,
+    "recovery": list, "salvaged": dict, "collected": bool, "block_devices": dict,
 }
 _REQUIRED = ("version", "state")
 
@@ -154,8 +154,8 @@ def problem(doc):
 
 def public(doc):
     """The fields of a state that ``start``, ``stop`` and ``status`` answer with."""
-    keys = ("pid", "backend", "mode", "requested_backend", "fallback_reason", "devices", "output_dir",
-            "start_time", "options", "backend_info", "host", "log", "state_file", "token", "run_id")
+    keys = ("pid", "backend", "mode", "requested_backend", "fallback_reason", "devices", "block_devices",
+            "output_dir", "start_time", "options", "backend_info", "host", "log", "state_file", "token", "run_id")
     return {k: doc.get(k) for k in keys}
 
 
