@@ -3,10 +3,11 @@
 import json
 
 import pytest
-from bundle_helpers import DATA, record
 
 from blkfleet.bundle import pack
 from blkfleet.bundle.zipapp import engine_bytes
+from helpers import DATA
+from helpers.bundles import record
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,10 @@ import os
 import tarfile
 
 import pytest
-from bundle_helpers import members, write_tar
 
 from blkfleet.bundle import manifest as mf
 from blkfleet.cli import main
+from helpers.bundles import members, write_tar
 
 
 def run(capsys, *argv):

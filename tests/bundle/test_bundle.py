@@ -7,11 +7,12 @@ import shutil
 import tarfile
 
 import pytest
-from bundle_helpers import DATA, manifest_of, members, record
 
 from blkfleet.bundle import manifest as mf
 from blkfleet.bundle import pack
 from blkfleet.cli import main
+from helpers import DATA
+from helpers.bundles import manifest_of, members, record
 
 
 def test_round_trip_cli(tmp_path, native_dir, capsys):

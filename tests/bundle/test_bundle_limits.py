@@ -10,11 +10,11 @@ import subprocess
 import tarfile
 
 import pytest
-from bundle_helpers import members, write_tar
 
 from blkfleet.bundle import manifest as mf
 from blkfleet.bundle import pack
 from blkfleet.cli import main
+from helpers.bundles import members, write_tar
 
 
 def run(capsys, *argv):

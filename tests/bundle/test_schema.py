@@ -6,10 +6,10 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from bundle_helpers import manifest_of
 
 from blkfleet.bundle import schema as mini
 from blkfleet.bundle.manifest import SCHEMA_FILE
+from helpers.bundles import manifest_of
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "engine" / "blkfleet" / "schemas" / SCHEMA_FILE
 

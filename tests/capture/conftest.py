@@ -6,10 +6,10 @@ import subprocess
 import time
 
 import pytest
-from capture_util import blkfleet
 
 from blkfleet.capture import blktrace, control, tracefs
 from blkfleet.errors import BlkfleetError
+from helpers.capture_cli import blkfleet
 
 
 @pytest.fixture

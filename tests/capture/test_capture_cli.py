@@ -10,12 +10,13 @@ import sys
 import time
 
 import pytest
-from capture_util import ENV, blkfleet, fio, json_out, need
 
 from blkfleet.capture import blktrace, control, state, tracefs
 from blkfleet.errors import BlkfleetError
 from blkfleet.process import process_start
 from blkfleet.replayfile import iter_ios, open_replay
+from helpers import ENV
+from helpers.capture_cli import blkfleet, fio, json_out, need
 
 pytestmark = pytest.mark.root
 

@@ -6,7 +6,6 @@ import struct
 import subprocess
 
 import pytest
-from capture_util import fio, need
 
 from blkfleet.capture import tracefs
 from blkfleet.capture.bioevents import rwbs_action
@@ -16,6 +15,7 @@ from blkfleet.errors import BlkfleetError
 from blkfleet.trace import TraceReader
 from blkfleet.trace.actions import C_DISCARD, C_FLUSH, C_FUA, C_META, C_READ, C_SYNC, C_WRITE, is_queue
 from blkfleet.trace.record import MAGIC
+from helpers.capture_cli import fio, need
 
 
 def test_rwbs_action():

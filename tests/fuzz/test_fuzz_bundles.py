@@ -10,12 +10,12 @@ import random
 import tarfile
 
 import pytest
-from fuzzlib import CASES, SUBPROCESS_CASES, Fuzz, clear, mutate_bytes, mutate_json, scratch, subprocess_cases
 
 from blkfleet.bundle import manifest as mf
 from blkfleet.bundle import pack
 from blkfleet.cli import main
 from blkfleet.replayfile import native
+from helpers.fuzz import CASES, SUBPROCESS_CASES, Fuzz, clear, mutate_bytes, mutate_json, scratch, subprocess_cases
 
 DEVICE = "fz"
 ENGINE = b"engine stand-in\n"

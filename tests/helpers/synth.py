@@ -7,13 +7,10 @@ import io
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from blkfleet.trace import TraceRecord, TraceWriter
 from blkfleet.trace.record import HEADER_SIZE
-
-REPO = Path(__file__).resolve().parents[2]
-ENGINE = REPO / "engine"
+from helpers import ENGINE
 
 # Action words as the kernel writes them (reference section 1.3).
 Q_READ = 0x00190001  # READ|SYNC|QUEUE, code 1

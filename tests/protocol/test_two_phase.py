@@ -11,7 +11,8 @@ import pytest
 from blkfleet import codes
 from blkfleet.cli import main
 from blkfleet.replay.job import RUN_ROOT
-from helpers.protocol import ENV, REPO, checked, run
+from helpers import ENV, REPO
+from helpers.protocol import checked, run
 
 pytestmark = pytest.mark.root
 DATA = REPO / "tests" / "data"

@@ -5,13 +5,10 @@ never a traceback. Empty per-CPU trace files (blktrace makes them for idle CPUs)
 import os
 import re
 import struct
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from helpers.synth import (  # noqa: E402
+from helpers.synth import (
     G_READ,
     N_PROCESS,
     Q_READ,

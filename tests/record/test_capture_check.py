@@ -6,17 +6,14 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from blkfleet.bundle import pack  # noqa: E402
-from blkfleet.capture import tracefs  # noqa: E402
-from blkfleet.trace import TraceReader  # noqa: E402
-from helpers.synth import Q_READ, Q_WRITE, rec, run_cli, typical_records, write_trace  # noqa: E402
+from blkfleet.bundle import pack
+from blkfleet.capture import tracefs
+from blkfleet.trace import TraceReader
+from helpers.synth import Q_READ, Q_WRITE, rec, run_cli, typical_records, write_trace
 
 MODES = {"native": [], "compat": ["--compat"]}
 

@@ -6,14 +6,11 @@ ending beyond 2^63 - 1 bytes, and a bunch whose packet count is more than the fi
 """
 
 import struct
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from blkfleet.replayfile import compat, iter_ios, native, open_replay  # noqa: E402
-from helpers.synth import run_cli  # noqa: E402
+from blkfleet.replayfile import compat, iter_ios, native, open_replay
+from helpers.synth import run_cli
 
 OK = (8, 4096, 0, 0, 0, 1)
 

@@ -5,8 +5,9 @@ import random
 from pathlib import Path
 
 from blkfleet.results.document import BOUNDS_US, SCHEMA
+from helpers import SCHEMAS
 
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "engine" / "blkfleet" / "schemas" / "results.schema.json"
+SCHEMA_PATH = SCHEMAS / "results.schema.json"
 
 
 _VALIDATOR = []
