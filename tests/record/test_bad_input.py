@@ -14,6 +14,7 @@ from helpers.synth import (
     Q_READ,
     Q_WRITE,
     encode,
+    fails,
     offsets,
     rec,
     run_cli,
@@ -22,22 +23,6 @@ from helpers.synth import (
 )
 
 MODES = {"native": [], "compat": ["--compat"]}
-
-
-def fails(result, *mentions, offset=None):
-    """Exit 2, one stderr line starting 'blkfleet: ', no traceback, mentioning each of ``mentions``."""
-    err = result.stderr
-    assert result.returncode == 2, (result.returncode, err)
-    assert "Traceback" not in err and "Traceback" not in result.stdout
-    lines = err.splitlines()
-    assert len(lines) == 1 and err.endswith("\n"), err
-    line = lines[0]
-    assert line.startswith("blkfleet: "), line
-    for text in mentions:
-        assert str(text) in line, (text, line)
-    if offset is not None:
-        assert re.search(rf"\boffset {offset}\b", line), (offset, line)
-    return line
 
 
 @pytest.fixture

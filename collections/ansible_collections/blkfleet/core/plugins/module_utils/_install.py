@@ -123,5 +123,5 @@ def install_engine_from_bundle(bundle, member, size, sha256, root=ENGINE_ROOT):
                 install_stream(tar.extractfile(entry), dest, sha256, mode=0o755, limit=entry.size)
                 return dest, True
     except (tarfile.TarError, ValueError, EOFError) as e:
-        raise InstallError('%s: not a readable bundle (%s)' % (bundle, e))
+        raise InstallError('%s: not a readable bundle (%s)' % (bundle, e)) from None
     raise InstallError('%s: no member %s' % (bundle, member))

@@ -27,7 +27,8 @@ author:
 options:
   src:
     description:
-      - Path on the controller of the bundle file (M(blkfleet.core.btrecord)'s RV(blkfleet.core.btrecord#module:bundle)).
+      - Path on the controller of the bundle file (M(blkfleet.core.btrecord)'s
+        RV(blkfleet.core.btrecord#module:bundle)).
       - The action plugin transfers it to a temporary path on the host and passes that path to the module.
         When the module runs without O(src), it only reports whether the bundle is installed.
       - Exactly one of O(src) and O(replay_dir) is required.

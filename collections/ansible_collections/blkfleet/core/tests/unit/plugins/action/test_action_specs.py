@@ -20,7 +20,14 @@ from ansible_collections.blkfleet.core.plugins.action import regress as regress_
 from ansible_collections.blkfleet.core.plugins.action import replay_bundle as replay_bundle_action
 from ansible_collections.blkfleet.core.plugins.action import replay_job as replay_job_action
 from ansible_collections.blkfleet.core.plugins.action import results as results_action
-from ansible_collections.blkfleet.core.plugins.modules import btrecord, engine, regress, replay_bundle, replay_job, results
+from ansible_collections.blkfleet.core.plugins.modules import (
+    btrecord,
+    engine,
+    regress,
+    replay_bundle,
+    replay_job,
+    results,
+)
 from ansible_collections.blkfleet.core.plugins.plugin_utils import _controller, _files
 from ansible_collections.blkfleet.core.tests.unit.engine_checkout import RANDMIX, check_document
 
@@ -101,7 +108,8 @@ def test_record_and_bundle_through_the_runner(tmp_path):
     out = tmp_path / 'replay'
     out.mkdir()
     summary = btrecord_action.record(args, str(out))
-    assert [f['device'] for f in summary['files']] == ['loop1', 'loop1'] and sum(f['ios'] for f in summary['files']) == 2000
+    assert [f['device'] for f in summary['files']] == ['loop1', 'loop1']
+    assert sum(f['ios'] for f in summary['files']) == 2000
     (out / 'record.json').write_text(json.dumps(summary))
     path, manifest = btrecord_action.bundle(args, str(out), str(out / 'record.json'), ['loop1'], str(tmp_path))
     assert os.path.isfile(path) and manifest['source_host'] == 'src' and manifest['totals']['ios'] == 2000

@@ -15,7 +15,6 @@ import time
 
 import pytest
 import yaml
-
 from ansible.errors import AnsibleActionFail, AnsibleConnectionFailure
 
 from ansible_collections.blkfleet.core.plugins.action import replay_job as action
