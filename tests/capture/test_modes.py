@@ -125,3 +125,20 @@ def test_modes_are_chosen_by_act_mask_and_device(loopdev):
         ftrace_backend([dev], "/nonexistent", mode="events", act_mask="all")
     with pytest.raises(BlkfleetError, match="unknown ftrace mode 'trace_pipe'"):
         ftrace_backend([dev], "/nonexistent", mode="trace_pipe")
+
+
+@pytest.mark.root
+def test_a_kernel_without_per_cpu_raw_files_is_one_line(tracer, loopdev, tmp_path, monkeypatch):
+    """Why the trace_pipe mode could go: a kernel without per_cpu/cpuN/trace_pipe_raw (none that blkfleet runs on;
+    faked here, the real files are in every other capture test) fails set-up with one line, nothing left."""
+    dev = loopdev(8 << 20)
+    _, trace_dir = tracefs.device_trace_dir(dev)
+    tracing = tracefs.find_tracefs()
+    before = tracefs.TracerState.snapshot(tracing, [trace_dir])
+    real_exists = os.path.exists
+    monkeypatch.setattr(os.path, "exists", lambda p: not str(p).endswith("trace_pipe_raw") and real_exists(p))
+    with pytest.raises(BlkfleetError, match="has no cpuN/trace_pipe_raw"):
+        BlkTracerCapture([dev], tmp_path / "out", lock=tracer).setup()
+    monkeypatch.undo()
+    assert not before.differences(tracefs.TracerState.snapshot(tracing, [trace_dir]))
+    assert sorted(os.listdir(tmp_path / "out")) == []

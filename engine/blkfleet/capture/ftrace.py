@@ -13,8 +13,9 @@ the mode's page decoder). The kernel formats nothing and Python touches no event
 ``ftrace_backend`` picks the mode (``auto``: events for act_mask queue on whole devices, else raw).
 
 The former ``pipe`` mode (the blk tracer's ``trace_pipe`` in bin mode, split live) is gone: it cost more
-than raw, dropped millions of events at full rate (docs/capture.md, Overhead) and yields the same records
-as raw, which every kernel with instances has the per-CPU files for. ``--mode pipe`` is taken as ``raw``.
+than raw, dropped millions of events at full rate (docs/capture.md, Overhead) and gave the same records as
+raw. The kernels without per-CPU raw files it was kept for are far older than any host blkfleet runs on; on
+one, ``setup`` fails with one line. ``--mode pipe`` is taken as ``raw``.
 
 The ``DEV.blktrace.CPU`` files are written into the private staging directory and moved into the output
 directory when complete (``outputs.publish``); raw pages go to a fresh ``DIR/raw``, each file created with
@@ -203,8 +204,10 @@ class RingBufferCapture(CaptureBackend):
     # -- set-up -------------------------------------------------------------------------------------
 
     def setup(self):
-        """Own and configure the tracer (tracing stays off) and open the page copiers."""
+        """Own and configure the tracer (tracing stays off) and open the page copiers; on failure the tracer is
+        put back and ``DIR/raw`` removed."""
         self.tracer = self.configure_tracer()
+        made_raw = False
         try:
             for name, trace_dir in self.tracer.devices.items():
                 with open(os.path.join(os.path.dirname(trace_dir), "dev")) as f:
@@ -214,14 +217,20 @@ class RingBufferCapture(CaptureBackend):
             self.decoder = self.page_decoder(self.layout)
             os.makedirs(self.outdir, exist_ok=True)
             outputs.make_raw(self.outdir)
+            made_raw = True
             for cpu in range(self.ncpus):
                 src = os.path.join(self.tracer.tracing, "per_cpu", f"cpu{cpu}", "trace_pipe_raw")
                 if os.path.exists(src):
                     self.readers[cpu] = _PageCopier(src, os.path.join(self.raw_dir, f"cpu{cpu}"),
                                                     self.layout.page_size, self.use_splice)
+            if not self.readers:
+                raise BlkfleetError(f"{self.tracer.tracing}/per_cpu has no cpuN/trace_pipe_raw: this kernel's "
+                                    "ftrace cannot hand out its ring-buffer pages", code="unavailable")
         except BaseException:
             self._close_readers()
             self.tracer.teardown()
+            if made_raw:
+                outputs.remove(self.raw_dir)
             raise
         return self
 
