@@ -121,5 +121,7 @@ class ActionModule(BlkfleetAction):
             raise AnsibleError('%s: which bundle is it? Give bundle_id or src (a published bundle\'s URL ends in '
                                '<bundle_id>.tar)' % _pull.redact(args['url']))
         remote_args['bundle_id'] = bundle_id
+        if _pull.is_base(args['url']):
+            remote_args['url'] = _pull.under(args['url'], bundle_id)
         result.update(self._execute_module(module_name=MODULE, module_args=remote_args, task_vars=task_vars))
         return result

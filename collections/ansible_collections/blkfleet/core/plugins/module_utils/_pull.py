@@ -75,6 +75,17 @@ def bundle_id_of(url):
     return match.group(1) if match else None
 
 
+def is_base(url):
+    """Whether ``url`` is a base (its path ends in ``/``) under which bundles are ``<bundle_id>.tar``."""
+    return urlsplit(url).path.endswith('/')
+
+
+def under(base, bundle_id):
+    """The URL of bundle ``bundle_id`` under the base URL ``base`` (its query kept)."""
+    parts = urlsplit(base)
+    return urlunsplit(parts._replace(path=parts.path + bundle_id + '.tar'))
+
+
 def download(url, directory, checksum=None, timeout=30, retries=3, retry_delay=2.0, validate_certs=True,
              use_proxy=True, ca_path=None, headers=None):
     """Download ``url`` into a new file in ``directory`` (a private temporary directory); returns
@@ -129,10 +140,11 @@ def _once(url, shown, path, timeout, validate_certs, use_proxy, ca_path, headers
             _check_room(shown, path, length)
         digest = hashlib.sha256()
         got = 0
+        read = getattr(response, 'read1', response.read)  # what has arrived, up to CHUNK: the file grows as it comes
         with open(path, 'xb') as out:
             while True:
                 try:
-                    block = response.read(CHUNK)
+                    block = read(CHUNK)
                 except (OSError, http.client.HTTPException) as e:  # a timeout, a reset, a chunk cut short
                     raise _Retry('cut off after %d%s bytes (%s)' % (got, _of(length), _reason(e)))
                 if not block:

@@ -17,7 +17,7 @@ description:
     WebDAV server such as nginx with C(dav_methods PUT), an object store). Any other URL (a presigned S3 PUT URL)
     gets the bundle alone.
   - Then M(blkfleet.core.replay_bundle) with O(blkfleet.core.replay_bundle#module:url) has every target download
-    it: the controller sends the bundle once, whatever the number of targets.
+    it. The controller sends the bundle once, whatever the number of targets.
   - Runs C(blkfleet bundle publish) on the controller (an action plugin; the task's host is not contacted). The
     bundle is verified first; nothing changes when the same bytes are there already (RV(ignore:changed=false)).
 author:

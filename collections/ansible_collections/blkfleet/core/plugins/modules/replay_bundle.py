@@ -48,7 +48,8 @@ options:
   url:
     description:
       - Pull mode. The C(http://) or C(https://) URL each host downloads the bundle from, for example
-        C(http://web1/bundles/<bundle_id>.tar) as C(blkfleet bundle publish --to) wrote it, or a presigned S3 GET URL.
+        C(http://web1/bundles/<bundle_id>.tar) as C(blkfleet bundle publish --to) wrote it, or a presigned S3 GET URL;
+        or a base URL, ending in C(/), under which the bundle is C(<bundle_id>.tar).
       - The bundle id is O(bundle_id), else the URL's last path part C(<bundle_id>.tar), else O(src)'s; the task fails
         when none tells it (a host verifies the download against it).
       - A bundle the host holds under that id already is not downloaded again (RV(ignore:changed=false)).
@@ -374,6 +375,8 @@ def pull(module, p):
     """Pull mode: the host downloads the bundle from ``url`` unless it holds it under its id."""
     try:
         url = _pull.check_url(p['url'])
+        if _pull.is_base(url) and p['bundle_id']:
+            url = _pull.under(url, _install.check_sha256(p['bundle_id'], 'bundle_id'))
         named = _pull.bundle_id_of(url)
         if p['bundle_id'] and named and named != p['bundle_id']:
             raise _install.InstallError('%s names bundle %s, not bundle_id %s' % (_pull.redact(url), named,
