@@ -379,8 +379,8 @@ def pull(module, p):
             url = _pull.under(url, _install.check_sha256(p['bundle_id'], 'bundle_id'))
         named = _pull.bundle_id_of(url)
         if p['bundle_id'] and named and named != p['bundle_id']:
-            raise _install.InstallError('%s names bundle %s, not bundle_id %s' % (_pull.redact(url), named,
-                                                                                   p['bundle_id']))
+            raise _install.InstallError('%s names bundle %s, not bundle_id %s'
+                                        % (_pull.redact(url), named, p['bundle_id']))
         bundle_id = p['bundle_id'] or named
         if not bundle_id:
             raise _install.InstallError('%s: which bundle is it? Give bundle_id (a published bundle\'s URL ends in '

@@ -21,8 +21,8 @@ from ansible_collections.blkfleet.core.plugins.action import regress as regress_
 from ansible_collections.blkfleet.core.plugins.action import replay_bundle as replay_bundle_action
 from ansible_collections.blkfleet.core.plugins.action import replay_job as replay_job_action
 from ansible_collections.blkfleet.core.plugins.action import results as results_action
-from ansible_collections.blkfleet.core.plugins.modules import (btrecord, bundle_publish, engine, regress, replay_bundle,
-                                                                replay_job, results)
+from ansible_collections.blkfleet.core.plugins.modules import btrecord, bundle_publish, engine, regress
+from ansible_collections.blkfleet.core.plugins.modules import replay_bundle, replay_job, results
 from ansible_collections.blkfleet.core.plugins.plugin_utils import _controller, _files
 from ansible_collections.blkfleet.core.tests.unit.engine_checkout import RANDMIX, check_document
 
