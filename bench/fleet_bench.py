@@ -24,8 +24,9 @@ after each count, also on failure or Ctrl-C.
 
 --distribution: one bundle of --bundle-mb (256) MB: the randmix sample trace (device loop1, 2,000 IOs, the one
 replayed) and a second device, big0, holding 256 MB of btrecord-format replay files that are never replayed (so the
-replays stay short). For each mode and target count, the distribution step of the replay role runs alone
-(tasks_from: push), then playbooks/replay.yml replays loop1 on every target with the two-phase start:
+replays stay short): random 4 KiB reads, about as compressible as a random-IO trace (Ansible's SSH runs with -C).
+For each mode and target count, the distribution step of the replay role runs alone (tasks_from: push), then
+playbooks/replay.yml replays loop1 on every target with the two-phase start:
 
   push  the controller sends the bundle over each target's SSH connection (replay_bundle src);
   pull  the controller publishes it once by HTTP PUT to Debian's nginx, on its own address on the bridge
@@ -46,6 +47,7 @@ import datetime
 import hashlib
 import json
 import os
+import random
 import resource
 import shutil
 import statistics
@@ -252,12 +254,16 @@ def big_bundle(work, megabytes):
     os.unlink(small)
     per_bunch = 512  # btrecord's most IOs per bunch; 24 bytes a packet, 16 a bunch header
     bunches = (megabytes * 1000 * 1000) // (16 + 24 * per_bunch) + 1
-    packets = b"".join(struct.pack("<QQI4x", 8 * i, 4096, 1) for i in range(per_bunch))
+    # Random 4 KiB reads over 4 TiB, in 64 different bunches of packets cycled: SSH's compression (ansible's -C)
+    # gets what it would get of random IO, not of one bunch repeated (zlib sees 32 KiB back; a cycle is 768 KiB).
+    rng = random.Random(42)
+    cycle = [b"".join(struct.pack("<QQI4x", rng.getrandbits(30) * 8, 4096, rng.getrandbits(1))
+                      for _ in range(per_bunch)) for _ in range(64)]
     with open(os.path.join(replay, "big0.replay.0"), "wb") as f:
         f.write(struct.pack("<QQQQ", 0x10000, window["first_ns"], bunches - 1, (bunches - 1) * per_bunch))
         for b in range(bunches):
             stamp = window["first_ns"] + window["span_ns"] * b // bunches
-            f.write(struct.pack("<QQ", per_bunch, stamp) + packets)
+            f.write(struct.pack("<QQ", per_bunch, stamp) + cycle[b % len(cycle)])
     path = os.path.join(work, "big.bundle")
     bundle_id = engine_cli("bundle", "create", "-d", replay, "-o", path, "-F").stdout.strip()
     return path, bundle_id, os.path.getsize(path)
@@ -277,9 +283,9 @@ def hash_rate(path):
 def byte_counters(controller, server):
     """nftables counters on this machine's output hook: bytes sent to the set's subnet by the controller's
     address and by the server's. Yields a function returning {"controller": bytes, "server": bytes}."""
-    rules = (f"table inet {NFT_TABLE} {{ chain out {{ type filter hook output priority 0; policy accept; "
-             f"ip saddr {controller} ip daddr {SUBNET} counter comment \"controller\"; "
-             f"ip saddr {server} ip daddr {SUBNET} counter comment \"server\"; }} }}")
+    rules = (f"table inet {NFT_TABLE} {{\n  chain out {{\n    type filter hook output priority 0; policy accept;\n"
+             f"    ip saddr {controller} ip daddr {SUBNET} counter comment \"controller\"\n"
+             f"    ip saddr {server} ip daddr {SUBNET} counter comment \"server\"\n  }}\n}}\n")
     subprocess.run(["nft", "delete", "table", "inet", NFT_TABLE], capture_output=True)
     run(["nft", "-f", "-"], input=rules)
 
