@@ -35,7 +35,9 @@ playbooks/replay.yml replays loop1 on every target with the two-phase start:
 Bytes are counted by nftables counters on the controller's output hook, by source address: the controller's own
 (10.231.7.1: SSH to the targets, the PUT) and the server's (10.231.7.2: what nginx sent); nginx's access log gives
 each target's GET. Wall time of the distribution playbook, CPU seconds of the controller (ansible-playbook and its
-ssh children: RUSAGE_CHILDREN), and from the replay: start skew and first-IO skew as above. Each target has its own
+children, RUSAGE_CHILDREN, plus the SSH control masters, which carry the bytes), and from the replay: start skew and
+first-IO skew as above, each engine's arming time (run.json: armed_at - started), the replay playbook's wall time and
+controller CPU. Each target has its own
 bundle directory, remote temporary directory and results on tmpfs (the namespace hosts share this machine's files).
 
     sudo .venv/bin/python bench/fleet_bench.py --distribution [--targets 1,4,8] [--modes push,pull] [--bundle-mb 256]
@@ -310,6 +312,24 @@ def children_cpu():
     return usage.ru_utime + usage.ru_stime
 
 
+def ssh_master_cpu(control_dir):
+    """CPU seconds of the live SSH control masters of ``control_dir``: Ansible's ControlPersist masters carry every
+    connection's bytes (compression, encryption) and outlive ansible-playbook, so RUSAGE_CHILDREN misses them."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmdline = f.read()
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if cmdline.startswith(b"ssh") and control_dir.encode() in cmdline:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def distribution_inventory(targets, devices, work):
     return {"all": {
         "vars": {
@@ -356,10 +376,12 @@ def distribute(mode, n_targets, bundle, bundle_id, log_dir):
                 variables = {"replay_bundle_file": bundle}
                 if mode == "pull":
                     variables.update(replay_publish_to=f"http://{SERVER}:{SERVER_PORT}/bundles/")
-                before, cpu0, t0 = counters(), children_cpu(), time.monotonic()
+                control = described["control_path_dir"]
+                before, cpu0, t0 = counters(), children_cpu() + ssh_master_cpu(control), time.monotonic()
                 proc = subprocess.run([ansible_playbook(), "-i", inv, play, "-e", json.dumps(variables)],
                                       capture_output=True, text=True, cwd=ROOT, env=controller_env())
-                wall, cpu, after = time.monotonic() - t0, children_cpu() - cpu0, counters()
+                wall, after = time.monotonic() - t0, counters()
+                cpu = children_cpu() + ssh_master_cpu(control) - cpu0
                 log = os.path.join(log_dir, f"fleet_bench-{mode}-{n_targets}.log")
                 with open(log, "w") as f:
                     f.write(proc.stdout + proc.stderr)
@@ -377,18 +399,23 @@ def distribute(mode, n_targets, bundle, bundle_id, log_dir):
                 results_dir = os.path.join(work, "results")
                 variables.update(replay_fetch_dir=os.path.join(results_dir, "replays"), replay_run_id=token,
                                  replay_devices=["loop1"])
+                cpu1, t1 = children_cpu() + ssh_master_cpu(control), time.monotonic()
                 proc = subprocess.run([ansible_playbook(), "-i", inv, os.path.join(ROOT, "playbooks", "replay.yml"),
                                        "-e", json.dumps(variables)], capture_output=True, text=True, cwd=ROOT,
                                       env=controller_env())
+                replay_wall = time.monotonic() - t1
+                replay_cpu = children_cpu() + ssh_master_cpu(control) - cpu1
                 with open(log, "a") as f:
                     f.write(proc.stdout + proc.stderr)
                 if proc.returncode != 0:
                     raise SystemExit(f"replay.yml after the {mode} distribution to {n_targets} targets failed "
                                      f"(log {log}):\n" + "\n".join(proc.stdout.splitlines()[-30:]))
-                docs = {}
+                docs, jobs = {}, {}
                 for t in targets:
                     with open(os.path.join(results_dir, "replays", f"{t['name']}.json")) as f:
                         docs[t["name"]] = json.load(f)
+                    with open(os.path.join(RUN_ROOT, f"{token}-{t['name']}", "run.json")) as f:
+                        jobs[t["name"]] = json.load(f)
     finally:
         if web is not None:
             web.stop()
@@ -406,13 +433,16 @@ def distribute(mode, n_targets, bundle, bundle_id, log_dir):
         "start_wall_skew_s": spread([s["wall"] for s in starts]),
         "first_submit_skew_s": spread([s["first_submit_wall"] for s in starts]),
         "late_max_s": max(s["wall"] - float(s["requested"]) for s in starts),
+        "replay_wall_s": replay_wall, "replay_cpu_s": replay_cpu,
+        "arm_s_max": max(j["armed_at"] - epoch(j["started"]) for j in jobs.values()),
         "log": log,
     }
 
 
 def distribution_table(rows):
     head = ("mode", "targets", "controller sent MB", "per target MB", "server sent MB", "GETs", "wall s",
-            "controller CPU s", "replayed IOs/target", "start skew ms", "first-IO skew ms", "late max ms")
+            "controller CPU s", "replayed IOs/target", "start skew ms", "first-IO skew ms", "late max ms",
+            "arming s (max)", "replay.yml s", "replay.yml CPU s")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join([
@@ -420,7 +450,8 @@ def distribution_table(rows):
             f"{r['controller_bytes'] / 1e6 / r['targets']:.1f}", f"{r['server_bytes'] / 1e6:.1f}", str(r["gets"]),
             f"{r['wall_s']:.1f}", f"{r['controller_cpu_s']:.1f}", str(r["replayed_ios_min"]),
             f"{r['start_wall_skew_s'] * 1e3:.3f}", f"{r['first_submit_skew_s'] * 1e3:.3f}",
-            f"{r['late_max_s'] * 1e3:.3f}"]) + " |")
+            f"{r['late_max_s'] * 1e3:.3f}", f"{r['arm_s_max']:.1f}", f"{r['replay_wall_s']:.1f}",
+            f"{r['replay_cpu_s']:.1f}"]) + " |")
     return "\n".join(lines)
 
 
