@@ -29,19 +29,20 @@ import argparse
 import json
 import math
 
-# Per-host costs measured by bench/fleet_bench.py --distribution (256.7 MB bundle, 1/4/8 targets, this machine):
-# the marginal controller CPU per target between 1 and 8 targets, the wire bytes per target (SSH compresses the
-# replay files about 4x), and the targets' SHA-256 rate. docs/fleet.md gives the run.
+# Per-host costs measured by bench/fleet_bench.py --distribution (256.7 MB bundle, 1/4/8 targets, 2 CPUs; the run of
+# docs/fleet.md, its rows in bench/fleet_bench_distribution.json): the marginal controller CPU per target between 1
+# and 8 targets, the wire bytes per target (SSH compresses these replay files about 4x), the targets' SHA-256 rate,
+# the replay playbook's CPU per target and one target's arming. task_s is an estimate, not a measurement.
 MEASURED = {
     "bundle_mb": 256.7,
-    "push_cpu_s_per_target": 1.9,        # ansible-playbook + ssh (compression, encryption) per target
-    "push_wire_per_bundle_byte": 0.24,   # bytes on the wire per bundle byte (ssh -C)
-    "pull_cpu_s_per_target": 0.55,       # the module runs only
-    "pull_ctrl_bytes_per_target": 0.25e6,  # SSH control traffic per target (module payloads, results)
-    "sha256_mb_s": 1050.0,               # a target's hash rate (each check of the bundle is one pass)
-    "task_s": 1.2,                       # one module task on one host, uncontended (connection, payload, result)
-    "launch_cpu_s_per_target": 1.5,      # launch (async btreplay) + the start phase's calls, per target
-    "arm_base_s": 0.6,                   # an engine's start-up and workers, besides reading the bundle
+    "push_cpu_s_per_target": 5.5,        # ansible-playbook + ssh masters (compression, encryption) per target
+    "push_wire_per_bundle_byte": 0.24,   # bytes on the wire per bundle byte (ssh -C on random-IO replay files)
+    "pull_cpu_s_per_target": 0.31,       # the module runs only
+    "pull_ctrl_bytes_per_target": 0.11e6,  # SSH control traffic per target (module payloads, results)
+    "sha256_mb_s": 932.0,                # a target's hash rate (each check of the bundle is one pass)
+    "task_s": 1.5,                       # one module task on one host, uncontended (estimate: connection, payload)
+    "launch_cpu_s_per_target": 1.1,      # replay.yml's controller CPU per target (launch, start, wait, fetch)
+    "arm_base_s": 1.05,                  # arming of one target besides reading the bundle (1.6 s measured in all)
 }
 
 
@@ -68,6 +69,10 @@ def from_rows(rows):
     if pull_bytes is not None:
         costs["pull_ctrl_bytes_per_target"] = max(pull_bytes, 0.0)
     costs["sha256_mb_s"] = rows[0].get("sha256_mb_s", costs["sha256_mb_s"])
+    launch = [marginal(mode, "replay_cpu_s") for mode in ("push", "pull")]
+    launch = [x for x in launch if x]
+    if launch:
+        costs["launch_cpu_s_per_target"] = sum(launch) / len(launch)
     return costs
 
 
