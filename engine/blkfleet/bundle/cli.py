@@ -1,6 +1,8 @@
 """``blkfleet bundle``: create, inspect, verify and extract replay bundles; build engine.pyz."""
 
+import argparse
 import hashlib
+import math
 import os
 import sys
 
@@ -9,6 +11,22 @@ from ..cliargs import directory
 from ..jsonout import show, write_json
 from . import pack
 from .zipapp import build_engine_pyz
+
+
+def _at_least(kind, minimum):
+    """An argparse type: a finite ``kind`` (int or float) >= ``minimum``."""
+
+    def check(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or value < minimum:
+            raise argparse.ArgumentTypeError(f"must be {'an integer' if kind is int else 'a number'} >= {minimum}, "
+                                             f"not {text!r}")
+        return value
+
+    return check
 
 
 def add_parser(sub):
@@ -52,6 +70,27 @@ def add_parser(sub):
     x.add_argument("directory", metavar="DIR")
     protocol.json_option(x, "{bundle_id, directory, engine, replay_dir, ...}")
     x.set_defaults(func=run_extract)
+
+    u = bsub.add_parser(
+        "publish", help="put a bundle under its id where targets pull it from: a directory or an http(s) URL (PUT)",
+        description="Verify the bundle, then write it as ID.tar with ID.tar.sha256 (sha256sum format) into a "
+        "directory a web server serves, or PUT both under a base URL (ending in '/'), or PUT the bundle alone to "
+        "any other URL (e.g. a presigned S3 PUT URL). Nothing changes when the same bytes are already there.",
+        epilog=codes.epilog(codes.SUCCESS, codes.BAD_INPUT))
+    u.add_argument("bundle", metavar="FILE")
+    u.add_argument("--to", required=True, metavar="DIR_OR_URL",
+                   help="directory (created if missing) or http(s) URL: a base ending in '/', or the bundle's own URL")
+    u.add_argument("--check", action="store_true", help="change nothing; tell whether publishing would")
+    u.add_argument("--timeout", type=_at_least(float, 0.001), default=60.0, metavar="SEC",
+                   help="seconds for the connection and for each read (default 60)")
+    u.add_argument("--retries", type=_at_least(int, 0), default=3, metavar="N",
+                   help="further attempts after a failure that may pass: no connection, a cut, HTTP 408, 429, 5xx "
+                   "(default 3)")
+    u.add_argument("--retry-delay", type=_at_least(float, 0), default=2.0, metavar="SEC",
+                   help="seconds between attempts (default 2)")
+    u.add_argument("--ca-file", metavar="FILE", help="CA certificates for https (default: the system's)")
+    protocol.json_option(u, "{bundle_id, size, sha256, name, to, bundle, checksum_file, changed, ...}")
+    u.set_defaults(func=run_publish)
 
     e = bsub.add_parser("engine", help="build engine.pyz (the engine as one zipapp) from this blkfleet")
     e.add_argument("-o", "--output", required=True, metavar="FILE")
@@ -106,6 +145,20 @@ def run_extract(args):
             "replay_dir": os.path.abspath(os.path.join(d, manifest["replay"]["directory"])),
             "base": manifest["replay"]["base"], "devices": manifest["replay"]["devices"],
         })
+    return 0
+
+
+def run_publish(args):
+    from .publish import publish
+
+    doc = publish(args.bundle, args.to, check=args.check, timeout=args.timeout, retries=args.retries,
+                  retry_delay=args.retry_delay, ca_file=args.ca_file)
+    verb = ("would publish" if doc["changed"] else "already published") if args.check else (
+        "published" if doc["changed"] else "already published")
+    print(f"bundle {doc['bundle_id']}: {verb} as {doc['bundle']}", file=sys.stderr)
+    write_json(args.json, doc)
+    if "-" not in args.json:
+        print(doc["bundle"])
     return 0
 
 

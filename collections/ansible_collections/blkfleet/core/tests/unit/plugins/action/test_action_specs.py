@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from ansible_collections.blkfleet.core.plugins.action import btrecord as btrecord_action
+from ansible_collections.blkfleet.core.plugins.action import bundle_publish as bundle_publish_action
 from ansible_collections.blkfleet.core.plugins.action import engine as engine_action
 from ansible_collections.blkfleet.core.plugins.action import regress as regress_action
 from ansible_collections.blkfleet.core.plugins.action import replay_bundle as replay_bundle_action
@@ -22,6 +23,7 @@ from ansible_collections.blkfleet.core.plugins.action import replay_job as repla
 from ansible_collections.blkfleet.core.plugins.action import results as results_action
 from ansible_collections.blkfleet.core.plugins.modules import (
     btrecord,
+    bundle_publish,
     engine,
     regress,
     replay_bundle,
@@ -33,7 +35,8 @@ from ansible_collections.blkfleet.core.tests.unit.engine_checkout import RANDMIX
 
 
 @pytest.mark.parametrize('action, module', [
-    (btrecord_action, btrecord), (engine_action, engine), (replay_bundle_action, replay_bundle),
+    (btrecord_action, btrecord), (bundle_publish_action, bundle_publish), (engine_action, engine),
+    (replay_bundle_action, replay_bundle),
     (replay_job_action, replay_job), (results_action, results), (regress_action, regress)])
 def test_action_spec_matches_documentation(action, module):
     options = yaml.safe_load(module.DOCUMENTATION)['options']
@@ -45,6 +48,14 @@ def test_action_spec_matches_documentation(action, module):
         assert entry.get('default') == doc.get('default'), name
         assert bool(entry.get('required')) == bool(doc.get('required')), name
         assert entry.get('elements') == doc.get('elements'), name
+
+
+def test_publish_pull_url():
+    name = 'a' * 64 + '.tar'
+    assert bundle_publish_action.pull_url('/srv/www/b', 'http://web1/b', name) == 'http://web1/b/' + name
+    assert bundle_publish_action.pull_url('/srv/www/b', None, name) is None
+    assert bundle_publish_action.pull_url('http://web1/b/', None, name) == 'http://web1/b/' + name
+    assert bundle_publish_action.pull_url('https://s3/b/x.tar?sig=1', None, name) == 'https://s3/b/x.tar?sig=1'
 
 
 def test_stale_files(tmp_path):
