@@ -156,7 +156,7 @@ def checked_manifest(bundle, bundle_id):
                 raise InstallError('%s: not a blkfleet bundle (no manifest.json first)' % bundle)
             data = tar.extractfile(first).read(first.size)
     except (tarfile.TarError, ValueError, EOFError, OSError) as e:
-        raise InstallError('%s: not a readable bundle (%s)' % (bundle, e))
+        raise InstallError('%s: not a readable bundle (%s)' % (bundle, e)) from None
     try:
         manifest = json.loads(data.decode('utf-8'))
         found = manifest_id(manifest) if isinstance(manifest, dict) else None

@@ -106,7 +106,7 @@ def download(url, directory, checksum=None, timeout=30, retries=3, retry_delay=2
             if attempt > retries:
                 earlier = '; attempt 1: %s' % first if attempt > 1 and first != str(e) else ''
                 raise PullError('%s: download failed after %d attempt%s: %s%s' % (
-                    shown, attempt, 's' if attempt > 1 else '', e, earlier), attempts=attempt)
+                    shown, attempt, 's' if attempt > 1 else '', e, earlier), attempts=attempt) from None
             time.sleep(retry_delay)
         except PullError as e:
             _remove(path)
@@ -127,12 +127,12 @@ def _once(url, shown, path, timeout, validate_certs, use_proxy, ca_path, headers
         e.close()
         problem = 'HTTP %s %s' % (e.code, e.reason)
         if e.code in RETRYABLE_STATUS:
-            raise _Retry(problem)
-        raise PullError('%s: %s' % (shown, problem), status=e.code)
+            raise _Retry(problem) from None
+        raise PullError('%s: %s' % (shown, problem), status=e.code) from None
     except SSLValidationError as e:
-        raise PullError('%s: %s' % (shown, _one_line(e)))
+        raise PullError('%s: %s' % (shown, _one_line(e))) from None
     except (URLError, UrlConnectionError, OSError, http.client.HTTPException) as e:
-        raise _Retry(_reason(e))
+        raise _Retry(_reason(e)) from None
     try:
         length = response.headers.get('Content-Length')
         length = int(length) if length and length.isdigit() else None
@@ -146,7 +146,7 @@ def _once(url, shown, path, timeout, validate_certs, use_proxy, ca_path, headers
                 try:
                     block = read(CHUNK)
                 except (OSError, http.client.HTTPException) as e:  # a timeout, a reset, a chunk cut short
-                    raise _Retry('cut off after %d%s bytes (%s)' % (got, _of(length), _reason(e)))
+                    raise _Retry('cut off after %d%s bytes (%s)' % (got, _of(length), _reason(e))) from None
                 if not block:
                     break
                 got += len(block)
@@ -214,7 +214,8 @@ def remove_stale(dest, idle=STALE_AFTER):
     for entry in entries:
         path = os.path.join(dest, entry)
         try:
-            newest = max([os.lstat(path).st_mtime] + [os.lstat(os.path.join(path, f)).st_mtime for f in os.listdir(path)])
+            inside = [os.path.join(path, f) for f in os.listdir(path)]
+            newest = max([os.lstat(path).st_mtime] + [os.lstat(f).st_mtime for f in inside])
         except OSError:
             continue
         if now - newest > idle:

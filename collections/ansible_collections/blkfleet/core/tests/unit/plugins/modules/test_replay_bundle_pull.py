@@ -90,7 +90,8 @@ def test_pull_install_and_again(run, bundle_copy, tmp_path, web):
     assert rc == 0, res
     assert res['changed'] and res['fetched'] and res['installed'] and res['attempts'] == 1
     assert res['url'] == base + name and 's3cr3t' not in repr(dict(res, invocation=None))
-    assert res['path'] == str(tmp_path / 'bundles' / name) and _install.describe(res['path']) == _install.describe(bundle)
+    assert res['path'] == str(tmp_path / 'bundles' / name)
+    assert _install.describe(res['path']) == _install.describe(bundle)
     assert res['checksum'] == _install.describe(bundle)[1] and res['size'] == os.path.getsize(bundle)
     assert res['engine'] == str(tmp_path / 'engines' / manifest['engine']['sha256'] / 'engine.pyz')
     assert os.access(res['engine'], os.X_OK) and res['devices'] == ['loop1'] and res['totals']['ios'] == 2000
