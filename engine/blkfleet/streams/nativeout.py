@@ -14,6 +14,7 @@ from operator import sub
 from ..errors import BlkfleetError
 from ..record.convert import encode_bunches, sorted_starts
 from ..record.run import NATIVE_DEFAULTS
+from ..record.summary import FileSummary
 from ..replayfile import native
 from ..replayfile.ops import OP_NAMES
 from ..replayfile.reader import MAX_END, MAX_NBYTES, MAX_TIME
@@ -35,17 +36,19 @@ class NativeFile:
         self.by_op = [[0, 0] for _ in OP_NAMES]
         self.first = self.last = None
 
-    def add(self, chunk):
-        """Append IOs (their times must not go below the last time written: BlkfleetError)."""
+    def add(self, chunk, checked=False):
+        """Append IOs. Their times must not go below the last time written, and every IO must be one a replay file
+        can hold (BlkfleetError); ``checked``: the caller made sure of both."""
         if not len(chunk):
             return
         if self.last is not None and chunk.times[0] < self.last:
             raise BlkfleetError(f"{self.path}: time goes backwards ({chunk.times[0]} ns after {self.last} ns)")
-        drop = ch.first_drop(chunk.times)
-        if drop is not None:
-            raise BlkfleetError(f"{self.path}: time goes backwards ({chunk.times[drop]} ns after "
-                                f"{chunk.times[drop - 1]} ns)")
-        _check_limits(self.path, chunk)
+        if not checked:
+            drop = ch.first_drop(chunk.times)
+            if drop is not None:
+                raise BlkfleetError(f"{self.path}: time goes backwards ({chunk.times[drop]} ns after "
+                                    f"{chunk.times[drop - 1]} ns)")
+            _check_limits(self.path, chunk)
         self._tally(chunk)
         if self.first is None:
             self.first = chunk.times[0]
@@ -89,30 +92,34 @@ class NativeFile:
         self._writer.add_encoded_bunches(data, len(bounds) - 1, n, chunk.times[0], chunk.times[-1])
 
     def _tally(self, chunk):
-        tally(self.by_op, chunk)
+        self.nbytes += tally(self.by_op, chunk)
         self.ios += len(chunk)
-        self.nbytes += sum(chunk.nbytes)
 
-    def ops(self):
-        """{op name: {"ios", "bytes"}} of the ops written."""
-        return {OP_NAMES[i]: {"ios": n, "bytes": b} for i, (n, b) in enumerate(self.by_op) if n}
+    def summary(self, device, source, cpu=0):
+        """What ``blkfleet record`` reports of a file it wrote (record.summary.FileSummary), for this one."""
+        s = FileSummary(device, cpu, source, self.path, "native")
+        s.ios, s.bunches, s.by_op = self.ios, self._writer.bunches, [list(t) for t in self.by_op]
+        s.first_time, s.last_time = self.first or 0, self.last or 0
+        return s
 
 
 _SELECT = [bytes(1 if b == op else 0 for b in range(256)) for op in range(len(OP_NAMES))]
 
 
 def tally(by_op, chunk):
-    """Add the chunk's IOs and bytes per op to ``by_op`` ([IOs, bytes] per op number)."""
+    """Add the chunk's IOs and bytes per op to ``by_op`` ([IOs, bytes] per op number); returns its bytes."""
     ops, sizes = chunk.ops, chunk.nbytes
     present = set(ops)
+    total = sum(sizes)
     for op in present:
         if len(present) == 1:
-            n, b = len(ops), sum(sizes)
+            n, b = len(ops), total
         else:
             mask = ops.translate(_SELECT[op])
             n, b = mask.count(1), sum(compress(sizes, mask))
         by_op[op][0] += n
         by_op[op][1] += b
+    return total
 
 
 def _check_limits(path, chunk):
