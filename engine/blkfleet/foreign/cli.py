@@ -127,7 +127,8 @@ def run(args):
             raise BlkfleetError(f"{path}: not a file")
     old = prepare_output(args.output_directory, args.output_base, args.force)
     importer = Importer(fmt, args.output_directory, args.output_base, renames, select, args.tolerance)
-    summary, files = importer.read(args.inputs)  # counts before the files are closed (bunches not yet)
+    importer.read(args.inputs)
+    summary, files = importer.summary()  # the counts (the files are not closed yet: no bunch count)
     options = dict(recorded, format=args.action, base=args.output_base, tolerance_s=seconds(args.tolerance),
                    rename=[f"{k}={v}" for k, v in sorted(renames.items())], select=sorted(select or []),
                    time_base_s=summary["time_base_s"])

@@ -30,28 +30,28 @@ MAX_DEVICES = 1024  # a bundle holds at most this many
 
 
 class Device:
-    """One output device: its replay file, its order keeper and where its IOs came from."""
+    """One output device: where its IOs go (a NativeFile, or what ``Importer.output`` makes), its order keeper."""
 
-    def __init__(self, name, key, path, dev_t, tolerance):
-        self.name, self.key = name, key
-        self.file = NativeFile(path, device=dev_t)
+    def __init__(self, name, out, tolerance):
+        self.name, self.out = name, out
         self.order = Ordered(tolerance)
 
     def add(self, name, chunk, lines):
         for ready in self.order.add(name, chunk, lines):
-            self.file.add(ready, checked=True)
+            self.out.add(ready, checked=True)
 
     def finish(self):
         for ready in self.order.finish():
-            self.file.add(ready, checked=True)
+            self.out.add(ready, checked=True)
 
 
 class Importer:
     """One import: ``fmt`` (a format object of formats.py or a CsvLayout), ``renames`` {source key (str): device
     name}, ``select`` (source keys to keep, or None for all), ``tolerance`` (ns)."""
 
-    def __init__(self, fmt, output_dir, base="replay", renames=None, select=None, tolerance=0):
+    def __init__(self, fmt, output_dir, base="replay", renames=None, select=None, tolerance=0, output=None):
         self.fmt, self.output_dir, self.base = fmt, output_dir, base
+        self.output = output or self._file
         self.renames, self.select = dict(renames or {}), None if select is None else set(select)
         self.tolerance = tolerance
         self.devices = {}  # source key (bytes) -> Device
@@ -76,15 +76,17 @@ class Importer:
         except BaseException:
             self.abort()
             raise
-        return self.summary()
+
+    def _file(self, device_name, dev_t):
+        return NativeFile(os.path.join(self.output_dir, f"{device_name}.{self.base}.0"), device=dev_t)
 
     def commit(self):
         for device in self.by_name.values():
-            device.file.close()
+            device.out.close()
 
     def abort(self):
         for device in self.by_name.values():
-            device.file.abort()
+            device.out.abort()
 
     def _input(self, name, stream):
         self.fmt.begin(name)
@@ -151,8 +153,7 @@ class Importer:
             if len(self.by_name) >= MAX_DEVICES:
                 raise InputError(name, line, f"more than {MAX_DEVICES} devices: choose some with --select, or merge "
                                  "them with --rename")
-            path = os.path.join(self.output_dir, f"{device_name}.{self.base}.0")
-            device = Device(device_name, shown, path, dev_t, self.tolerance)
+            device = Device(device_name, self.output(device_name, dev_t), self.tolerance)
             self.by_name[device_name] = device
         self.devices[key] = device
         return device
@@ -162,7 +163,7 @@ class Importer:
         files = []
         for d in self.by_name.values():
             sources = sorted(k.decode("utf-8", "replace") for k, v in self.devices.items() if v is d)
-            files.append(d.file.summary(d.name, ",".join(sources)))
+            files.append(d.out.summary(d.name, ",".join(sources)))
         return {
             "files": [f.as_dict() for f in files], "inputs": self.inputs, "ios": sum(f.ios for f in files),
             "bytes": sum(f.nbytes for f in files), "time_base_s": seconds(self.time_base or 0),

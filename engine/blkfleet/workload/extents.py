@@ -1,0 +1,127 @@
+"""Where a trace goes on its device: the working set (bytes touched at least once) and how concentrated the IOs
+are on the hottest extents, both in bounded memory.
+
+Working set: the device is cut into units of ``unit`` bytes (4 KiB to begin with); a unit counts once any IO
+touches any byte of it. Touched units are marked in pages of one byte per unit, allocated only where IOs go.
+When the pages would take more than MAX_MAP bytes, the unit doubles (pairs of units merged), so the figure
+is exact at the unit it reports: it overstates the bytes touched by less than one unit per touched unit.
+
+Hot extents: IOs counted per extent of ``extent`` bytes (1 MiB to begin with), by the extent of their first
+byte; when more than MAX_EXTENTS extents are touched, the extent doubles (pairs merged). The report gives
+the share of IOs on the hottest 1 %, 10 % and 20 % of the touched extents and how many extents take 50, 80
+and 90 % of the IOs: exact at the extent size it reports.
+"""
+
+from collections import Counter
+from itertools import repeat
+from operator import or_, rshift
+
+UNIT = 4096
+PAGE_UNITS = 1 << 20  # units per page: a page is 1 MiB of memory
+MAX_MAP = 64 << 20  # bytes of pages at most
+EXTENT = 1 << 20
+MAX_EXTENTS = 1 << 16
+
+
+class WorkingSet:
+    """Units touched: ``add(sectors, nbytes)`` per chunk, ``figures()`` at the end."""
+
+    def __init__(self, unit=UNIT):
+        self.shift = unit.bit_length() - 1 - 9  # sectors -> units
+        self.pages = {}
+
+    @property
+    def unit(self):
+        return 512 << self.shift
+
+    def add(self, sectors, nbytes):
+        shift = self.shift
+        firsts = list(map(rshift, sectors, repeat(shift)))
+        lasts = [(s + (max(n, 1) - 1 >> 9)) >> shift for s, n in zip(sectors, nbytes)]
+        pages = self.pages
+        if firsts == lasts:
+            for page, group in _by_page(firsts):
+                p = pages.get(page)
+                if p is None:
+                    p = pages[page] = bytearray(PAGE_UNITS)
+                for u in group:
+                    p[u] = 1
+        else:
+            for a, b in zip(firsts, lasts):
+                while a <= b:
+                    page, at = divmod(a, PAGE_UNITS)
+                    end = min(b - page * PAGE_UNITS, PAGE_UNITS - 1)
+                    p = pages.get(page)
+                    if p is None:
+                        p = pages[page] = bytearray(PAGE_UNITS)
+                    p[at:end + 1] = b"\1" * (end + 1 - at)
+                    a = page * PAGE_UNITS + end + 1
+        if len(pages) * PAGE_UNITS > MAX_MAP:
+            self._coarser()
+
+    def _coarser(self):
+        """Double the unit: units 2k and 2k+1 become unit k."""
+        while len(self.pages) * PAGE_UNITS > MAX_MAP // 2:
+            merged = {}
+            for page, p in self.pages.items():
+                half = bytes(map(or_, p[0::2], p[1::2]))
+                target = merged.setdefault(page >> 1, bytearray(PAGE_UNITS))
+                at = (page & 1) * (PAGE_UNITS // 2)
+                target[at:at + PAGE_UNITS // 2] = bytes(map(or_, target[at:at + PAGE_UNITS // 2], half))
+            self.pages = merged
+            self.shift += 1
+
+    def figures(self):
+        units = sum(p.count(1) for p in self.pages.values())
+        return {"bytes": units * self.unit, "unit_bytes": self.unit, "units": units}
+
+
+def _by_page(units):
+    """(page, [unit within the page]) groups of a list of units, in order of first appearance."""
+    groups = {}
+    for u in units:
+        page, at = divmod(u, PAGE_UNITS)
+        groups.setdefault(page, []).append(at)
+    return groups.items()
+
+
+class HotExtents:
+    """IOs per extent: ``add(sectors)`` per chunk, ``figures()`` at the end."""
+
+    def __init__(self, extent=EXTENT):
+        self.shift = extent.bit_length() - 1 - 9
+        self.counts = Counter()
+
+    @property
+    def extent(self):
+        return 512 << self.shift
+
+    def add(self, sectors):
+        self.counts.update(map(rshift, sectors, repeat(self.shift)))
+        while len(self.counts) > MAX_EXTENTS:
+            merged = Counter()
+            for k, v in self.counts.items():
+                merged[k >> 1] += v
+            self.counts = merged
+            self.shift += 1
+
+    def figures(self):
+        hot = sorted(self.counts.values(), reverse=True)
+        total = sum(hot)
+        out = {"extent_bytes": self.extent, "touched": len(hot)}
+        if not total:
+            return dict(out, top_1pct=None, top_10pct=None, top_20pct=None, extents_for_50pct=None,
+                        extents_for_80pct=None, extents_for_90pct=None)
+        for pct in (1, 10, 20):
+            n = max(1, -(-len(hot) * pct // 100))
+            out[f"top_{pct}pct"] = round(sum(hot[:n]) / total, 6)
+        running, k = 0, 0
+        needs = {}
+        for pct in (50, 80, 90):
+            while running * 100 < total * pct:
+                running += hot[k]
+                k += 1
+            needs[pct] = k
+        for pct, k in needs.items():
+            out[f"extents_for_{pct}pct"] = k
+        return out
