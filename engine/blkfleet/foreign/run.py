@@ -26,7 +26,7 @@ from ..streams.quantities import seconds
 from .inputs import InputError, blocks, members
 from .ordering import Ordered
 
-MAX_DEVICES = 1024  # a bundle holds at most this many
+MAX_DEVICES = 256  # each holds an open file until the end (a bundle holds at most 1024 devices)
 
 
 class Device:

@@ -60,10 +60,18 @@ class NativeFile:
 
     def close(self):
         """Write the last bunch and the header; put the file in place."""
+        self.finish()
+        self.commit()
+
+    def finish(self):
+        """Write the last bunch and the header (the file is still ``NAME.partial``)."""
         if self._open is not None and len(self._open):
             self._write(self._open, sorted_starts(self._open.times, self.max_time, self.max_pkts) + [len(self._open)])
             self._open = None
         self._writer.close()
+
+    def commit(self):
+        """Put a finished file in place."""
         try:
             os.replace(self._writer.path, self.path)
         except OSError as e:
