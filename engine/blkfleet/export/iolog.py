@@ -15,9 +15,9 @@ from itertools import repeat
 from operator import floordiv, mul, sub
 
 from ..errors import BlkfleetError
-from ..files import open_new
 from ..replayfile.ops import DISCARD, FLUSH, OP_NAMES, READ, WRITE, WRITE_ZEROES
 from ..streams.merge import merge
+from .output import replaced
 
 HEADER = "fio version 3 iolog\n"
 ACTIONS = {READ: "read", WRITE: "write", DISCARD: "trim", FLUSH: "sync", WRITE_ZEROES: "write"}
@@ -68,19 +68,9 @@ def write_iolog(source, devices, filenames, out):
 
 
 def export_iolog(source, devices, filenames, path):
-    """``write_iolog`` into ``path``, atomically (a new file beside it, renamed over it when complete)."""
-    directory, base = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{base}.{os.urandom(6).hex()}.tmp")
-    try:
-        with open_new(tmp, binary=False) as out:
-            summary = write_iolog(source, devices, filenames, out)
+    """``write_iolog`` into ``path`` (replaced only when complete)."""
+    with replaced(path) as out:
+        summary = write_iolog(source, devices, filenames, out)
         if not summary["ios"]:
             raise BlkfleetError(f"{source.directory}: no IOs to export")
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
     return dict(summary, output=os.path.abspath(path))
