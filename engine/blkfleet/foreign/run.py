@@ -14,6 +14,7 @@ taken off.
 import os
 import re
 from array import array
+from collections import Counter
 from itertools import repeat
 from operator import and_, rshift, sub
 
@@ -54,9 +55,9 @@ class Importer:
         self.output = output or self._file
         self.renames, self.select = dict(renames or {}), None if select is None else set(select)
         self.tolerance = tolerance
-        self.devices = {}  # source key (bytes) -> Device
+        self.devices = {}  # source key (bytes) -> Device, or None when not selected
         self.by_name = {}  # device name -> Device (renames can merge keys)
-        self.unselected = {}  # source key -> IOs left out
+        self.unselected = Counter()  # source key -> IOs left out
         self.time_base = None
         self.unaligned = 0
         self.inputs = []
@@ -103,24 +104,32 @@ class Importer:
         if self.time_base is None:
             self.time_base = 0 if self.fmt.relative_time else max(rows.times[0] - self.tolerance, 0)
         if rows.keys is None:
-            self._device_rows(name, rows.key, rows, rows.dev_t)
+            self._device_rows(name, self._device(name, rows.key, rows.lines[0], rows.dev_t), rows)
             return
-        groups = {}
+        devices = {}  # the IOs of each output device (keys renamed to one device stay in file order)
         for i, key in enumerate(rows.keys):
-            groups.setdefault(key, []).append(i)
-        for key, index in groups.items():
+            device = self.devices.get(key, False)
+            if device is False:
+                device = self._device(name, key, rows.lines[i], rows.dev_t)
+            devices.setdefault(device, []).append(i)
+        for device, index in devices.items():
             mask = bytearray(len(rows))
             for i in index:
                 mask[i] = 1
-            self._device_rows(name, key, rows.select(mask), rows.dev_t)
+            self._device_rows(name, device, rows.select(mask))
 
-    def _device_rows(self, name, key, rows, dev_t):
-        device = self.devices.get(key)
+    def _device(self, name, key, line, dev_t):
+        """The output Device of a source key (None: not selected), made at its first IO."""
+        device = self.devices.get(key, False)
+        if device is False:
+            device = self._new_device(name, key, line, dev_t.get(key, 0))
+            self.devices[key] = device
+        return device
+
+    def _device_rows(self, name, device, rows):
         if device is None:
-            device = self._new_device(name, key, rows.lines[0], dev_t.get(key, 0))
-            if device is None:
-                self.unselected[key] = self.unselected.get(key, 0) + len(rows)
-                return
+            self.unselected.update([rows.key] * len(rows) if rows.keys is None else rows.keys)
+            return
         base = self.time_base
         times = array("q")
         try:
@@ -130,8 +139,11 @@ class Importer:
         if times is None or min(times) < 0:
             times = [t - base for t in rows.times]
             i = next(i for i, t in enumerate(times) if t < 0 or t > MAX_TIME)
-            raise InputError(name, rows.lines[i], "time goes backwards: before the first IO of the trace"
-                             if times[i] < 0 else "time is 2^63 ns or more after the first IO")
+            if times[i] > MAX_TIME:
+                raise InputError(name, rows.lines[i], "time is 2^63 ns or more after the first IO")
+            early = seconds(base + self.tolerance - rows.times[i])
+            raise InputError(name, rows.lines[i], f"time goes backwards: {early} s before the first IO of the trace (tolerance {seconds(self.tolerance)} s; --tolerance "
+                             "SECONDS puts IOs that much out of order back in order)")
         offsets = rows.offsets
         misaligned = len(offsets) - list(map(and_, offsets, repeat(511))).count(0)
         self.unaligned += misaligned
@@ -155,7 +167,6 @@ class Importer:
                                  "them with --rename")
             device = Device(device_name, self.output(device_name, dev_t), self.tolerance)
             self.by_name[device_name] = device
-        self.devices[key] = device
         return device
 
     def summary(self):
