@@ -142,8 +142,9 @@ class Importer:
             if times[i] > MAX_TIME:
                 raise InputError(name, rows.lines[i], "time is 2^63 ns or more after the first IO")
             early = seconds(base + self.tolerance - rows.times[i])
-            raise InputError(name, rows.lines[i], f"time goes backwards: {early} s before the first IO of the trace (tolerance {seconds(self.tolerance)} s; --tolerance "
-                             "SECONDS puts IOs that much out of order back in order)")
+            raise InputError(name, rows.lines[i], f"time goes backwards: {early} s before the first IO of the trace "
+                             f"(tolerance {seconds(self.tolerance)} s; --tolerance SECONDS puts IOs that much out of "
+                             "order back in order)")
         offsets = rows.offsets
         misaligned = len(offsets) - list(map(and_, offsets, repeat(511))).count(0)
         self.unaligned += misaligned
