@@ -89,6 +89,8 @@ def scaled(name, column, lines, what, numerator, denominator=1, limit=None):
 
 def _ints(column):
     """The column as ints when every field is ASCII digits (and none is too long for ``int``), else None."""
+    if not column:
+        return []
     if b"" in column or not b"".join(column).isdigit():
         return None
     try:
