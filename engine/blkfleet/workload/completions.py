@@ -2,11 +2,12 @@
 ``blkfleet capture --mode raw --act-mask all``).
 
 A C event completes the queued IOs it covers: starting at its sector, the oldest pending Q at that sector, then
-the one at the sector where that IO ends, and so on until the C event's end (the bios a request merged). Its
-Q2C time is the C's time less the Q's, btt's Q2C. IOs in flight at a Q are the queued IOs not completed yet
-(Qs without data are left out, as btt does). A Q whose completion never comes stays counted until
-MAX_PENDING are waiting, then the oldest are dropped; the count of unmatched Qs and Cs says how well the two
-matched.
+the one at the sector where that IO ends, and so on until the C event's end (the bios a request merged). A C
+that covers only the start of a Q (the bio was split into several requests) leaves its rest pending: the IO is
+complete with its last part. Its Q2C time is the C's time less the Q's, btt's Q2C. IOs in flight at a Q are the
+queued IOs not completed yet (Qs and Cs without data are left out, as btt does). A Q whose completion never
+comes stays counted until MAX_PENDING are waiting, then the oldest are dropped; the count of unmatched Qs and
+Cs says how well the two matched.
 """
 
 from array import array
@@ -97,19 +98,25 @@ class Completions:
     def completed(self, times, sectors, nbytes):
         pending, latencies = self.pending, []
         for t, s, n in zip(times, sectors, nbytes):
+            if not n:
+                continue  # a flush: no data, nothing of it is pending
             end = s + (n >> 9)
             sector, matched = s, 0
-            while sector < end or not matched:
+            while sector < end:
                 waiting = pending.get(sector)
                 if not waiting:
                     break
                 qt, qn = waiting.popleft()
                 if not waiting:
                     del pending[sector]
-                latencies.append(t - qt)
                 matched += 1
+                q_end = sector + max(qn >> 9, 1)
+                if q_end > end:  # split: this C completes the start of the IO, its rest comes later
+                    pending.setdefault(end, deque()).append((qt, (q_end - end) << 9))
+                    break
+                latencies.append(t - qt)
                 self.in_flight -= 1
-                sector += max(qn >> 9, 1)
+                sector = q_end
             if not matched:
                 self.unmatched_c += 1
         if latencies:

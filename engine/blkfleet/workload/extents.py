@@ -14,10 +14,12 @@ and 90 % of the IOs: exact at the extent size it reports.
 
 from collections import Counter
 from itertools import repeat
-from operator import or_, rshift
+from operator import add, and_, or_, rshift, sub
 
 UNIT = 4096
-PAGE_UNITS = 1 << 20  # units per page: a page is 1 MiB of memory
+PAGE_SHIFT = 20
+PAGE_UNITS = 1 << PAGE_SHIFT  # units per page: a page is 1 MiB of memory
+ONES = b"\1" * PAGE_UNITS
 MAX_MAP = 64 << 20  # bytes of pages at most
 EXTENT = 1 << 20
 MAX_EXTENTS = 1 << 16
@@ -35,29 +37,32 @@ class WorkingSet:
         return 512 << self.shift
 
     def add(self, sectors, nbytes):
+        """IOs with data (``nbytes`` > 0)."""
         shift = self.shift
         firsts = list(map(rshift, sectors, repeat(shift)))
-        lasts = [(s + (max(n, 1) - 1 >> 9)) >> shift for s, n in zip(sectors, nbytes)]
+        lasts = list(map(rshift, map(add, sectors, map(rshift, map(sub, nbytes, repeat(1)), repeat(9))),
+                         repeat(shift)))
         pages = self.pages
-        if firsts == lasts:
-            for page, group in _by_page(firsts):
-                p = pages.get(page)
-                if p is None:
-                    p = pages[page] = bytearray(PAGE_UNITS)
-                for u in group:
-                    p[u] = 1
+        if firsts == lasts and min(firsts) >> PAGE_SHIFT == max(firsts) >> PAGE_SHIFT:  # one unit each, one page
+            p = self._page(firsts[0] >> PAGE_SHIFT)
+            for u in map(and_, firsts, repeat(PAGE_UNITS - 1)):
+                p[u] = 1
         else:
             for a, b in zip(firsts, lasts):
                 while a <= b:
-                    page, at = divmod(a, PAGE_UNITS)
-                    end = min(b - page * PAGE_UNITS, PAGE_UNITS - 1)
-                    p = pages.get(page)
-                    if p is None:
-                        p = pages[page] = bytearray(PAGE_UNITS)
-                    p[at:end + 1] = b"\1" * (end + 1 - at)
-                    a = page * PAGE_UNITS + end + 1
+                    page = a >> PAGE_SHIFT
+                    at = a & (PAGE_UNITS - 1)
+                    end = b - (page << PAGE_SHIFT) if b >> PAGE_SHIFT == page else PAGE_UNITS - 1
+                    self._page(page)[at:end + 1] = ONES[: end + 1 - at]
+                    a = (page << PAGE_SHIFT) + end + 1
         if len(pages) * PAGE_UNITS > MAX_MAP:
             self._coarser()
+
+    def _page(self, page):
+        p = self.pages.get(page)
+        if p is None:
+            p = self.pages[page] = bytearray(PAGE_UNITS)
+        return p
 
     def _coarser(self):
         """Double the unit: units 2k and 2k+1 become unit k."""
@@ -74,15 +79,6 @@ class WorkingSet:
     def figures(self):
         units = sum(p.count(1) for p in self.pages.values())
         return {"bytes": units * self.unit, "unit_bytes": self.unit, "units": units}
-
-
-def _by_page(units):
-    """(page, [unit within the page]) groups of a list of units, in order of first appearance."""
-    groups = {}
-    for u in units:
-        page, at = divmod(u, PAGE_UNITS)
-        groups.setdefault(page, []).append(at)
-    return groups.items()
 
 
 class HotExtents:

@@ -32,12 +32,12 @@ _DATA = bytes([0] + [1] * 255)  # byte table: 1 for a non-zero byte
 class Seeks:
     """btt's seek distances over IOs with data, in time order."""
 
-    def __init__(self):
+    def __init__(self, modes=False):
         self.last_start = self.last_end = 0
         self.count = self.zero = self.total = 0
         self.distances = LogHistogram()
         self.modes = Counter()  # exact |distance| counts while few (btt's mode); dropped when too many
-        self.modes_exact = True
+        self.modes_exact = modes
 
     def add(self, sectors, nbytes):
         if not len(sectors):
@@ -62,7 +62,7 @@ class Seeks:
             return {"ios": 0, "sequential_fraction": None, "mean_sectors": None, "median_sectors": None,
                     "mode_sectors": None, "max_sectors": None}
         mode = None
-        if self.modes_exact:
+        if self.modes_exact and self.modes:
             top = max(self.modes.values())
             mode = min(k for k, v in self.modes.items() if v == top)
         return {"ios": self.count, "sequential_fraction": round(self.zero / self.count, 6),
@@ -74,13 +74,14 @@ class Seeks:
 class OpFigures:
     """IOs of one operation (or of all): counts, sizes, inter-arrival times, seeks."""
 
-    def __init__(self):
+    def __init__(self, every_op=False):
         self.ios = self.bytes = 0
         self.sizes = Counter()
         self.size_powers = None  # Counter of size.bit_length() once there are too many distinct sizes
         self.gaps = LogHistogram()
         self.first_time = self.last_time = None
-        self.seeks = Seeks()
+        self.seeks = Seeks(modes=every_op)
+        self.every_op = every_op  # the figures of all IOs: their sizes are the sum of the ops' (``sizes_of``)
 
     def add(self, times, sectors, nbytes):
         n = len(times)
@@ -88,7 +89,9 @@ class OpFigures:
             return
         self.ios += n
         self.bytes += sum(nbytes)
-        if self.size_powers is None:
+        if self.every_op:
+            pass
+        elif self.size_powers is None:
             self.sizes.update(nbytes)
             if len(self.sizes) > MAX_SIZES:
                 self.size_powers = Counter()
@@ -107,6 +110,20 @@ class OpFigures:
             data = bytes(map(bool, nbytes))
             sectors, nbytes = list(compress(sectors, data)), list(compress(nbytes, data))
         self.seeks.add(sectors, nbytes)
+
+    def sizes_of(self, parts):
+        """The sizes of all IOs from those of each op."""
+        for f in parts:
+            if f.size_powers is not None or self.size_powers is not None:
+                if self.size_powers is None:
+                    self.size_powers = Counter()
+                    for size, k in self.sizes.items():
+                        self.size_powers[size.bit_length()] += k
+                for size, k in (f.size_powers.items() if f.size_powers is not None else
+                                ((s.bit_length(), k) for s, k in f.sizes.items())):
+                    self.size_powers[size] += k
+            else:
+                self.sizes.update(f.sizes)
 
     def figures(self, span_ns):
         gaps = self.gaps.percentiles(PS) if self.gaps.count else [None] * len(PS)
@@ -146,7 +163,7 @@ class DeviceFigures:
 
     def __init__(self):
         self.start = self.last = None
-        self.all = OpFigures()
+        self.all = OpFigures(every_op=True)
         self.ops = {}
         self.timeline = None
         self.working_set = WorkingSet()
@@ -180,6 +197,7 @@ class DeviceFigures:
 
     def figures(self, phases=10, phase_ns=None):
         span = (self.last - self.start) if self.start is not None else 0
+        self.all.sizes_of(self.ops.values())
         return {
             "start_ns": self.start, "span_ns": span, "ios": self.all.ios, "bytes": self.all.bytes,
             "all": self.all.figures(span),
