@@ -2,9 +2,11 @@
 are on the hottest extents, both in bounded memory.
 
 Working set: the device is cut into units of ``unit`` bytes (4 KiB to begin with); a unit counts once any IO
-touches any byte of it. Touched units are marked in pages of one byte per unit, allocated only where IOs go.
-When the pages would take more than MAX_MAP bytes, the unit doubles (pairs of units merged), so the figure
-is exact at the unit it reports: it overstates the bytes touched by less than one unit per touched unit.
+touches any byte of it. Touched units are marked in pages of one byte per unit (64 Ki units), allocated only
+where IOs go. When the pages would take more than MAX_MAP bytes, the unit doubles (pairs of units merged)
+before any new page is made, so the figure is exact at the unit it reports (``unit_bytes``): it overstates
+the bytes touched by less than one unit per touched unit. (A trace scattered over 4 TiB ends with 256 KiB
+units; one that stays within 256 GiB keeps 4 KiB units.)
 
 Hot extents: IOs counted per extent of ``extent`` bytes (1 MiB to begin with), by the extent of their first
 byte; when more than MAX_EXTENTS extents are touched, the extent doubles (pairs merged). The report gives
@@ -17,8 +19,8 @@ from itertools import repeat
 from operator import add, and_, or_, rshift, sub
 
 UNIT = 4096
-PAGE_SHIFT = 20
-PAGE_UNITS = 1 << PAGE_SHIFT  # units per page: a page is 1 MiB of memory
+PAGE_SHIFT = 16
+PAGE_UNITS = 1 << PAGE_SHIFT  # units per page: a page is 64 KiB of memory
 ONES = b"\1" * PAGE_UNITS
 MAX_MAP = 64 << 20  # bytes of pages at most
 EXTENT = 1 << 20
@@ -38,25 +40,29 @@ class WorkingSet:
 
     def add(self, sectors, nbytes):
         """IOs with data (``nbytes`` > 0)."""
-        shift = self.shift
-        firsts = list(map(rshift, sectors, repeat(shift)))
-        lasts = list(map(rshift, map(add, sectors, map(rshift, map(sub, nbytes, repeat(1)), repeat(9))),
-                         repeat(shift)))
-        pages = self.pages
-        if firsts == lasts and min(firsts) >> PAGE_SHIFT == max(firsts) >> PAGE_SHIFT:  # one unit each, one page
+        while True:
+            shift = self.shift
+            firsts = list(map(rshift, sectors, repeat(shift)))
+            lasts = list(map(rshift, map(add, sectors, map(rshift, map(sub, nbytes, repeat(1)), repeat(9))),
+                             repeat(shift)))
+            spans = [(a >> PAGE_SHIFT, b >> PAGE_SHIFT) for a, b in zip(firsts, lasts) if b >> PAGE_SHIFT
+                     != a >> PAGE_SHIFT]
+            needed = set(map(rshift, firsts, repeat(PAGE_SHIFT))).union(*(range(a, b + 1) for a, b in spans))
+            if len(needed.union(self.pages)) * PAGE_UNITS <= MAX_MAP:
+                break
+            self._coarser()  # before any page is made: memory never goes past MAX_MAP
+        if firsts == lasts and len(needed) == 1:  # one unit each, one page
             p = self._page(firsts[0] >> PAGE_SHIFT)
             for u in map(and_, firsts, repeat(PAGE_UNITS - 1)):
                 p[u] = 1
-        else:
-            for a, b in zip(firsts, lasts):
-                while a <= b:
-                    page = a >> PAGE_SHIFT
-                    at = a & (PAGE_UNITS - 1)
-                    end = b - (page << PAGE_SHIFT) if b >> PAGE_SHIFT == page else PAGE_UNITS - 1
-                    self._page(page)[at:end + 1] = ONES[: end + 1 - at]
-                    a = (page << PAGE_SHIFT) + end + 1
-        if len(pages) * PAGE_UNITS > MAX_MAP:
-            self._coarser()
+            return
+        for a, b in zip(firsts, lasts):
+            while a <= b:
+                page = a >> PAGE_SHIFT
+                at = a & (PAGE_UNITS - 1)
+                end = b - (page << PAGE_SHIFT) if b >> PAGE_SHIFT == page else PAGE_UNITS - 1
+                self._page(page)[at:end + 1] = ONES[: end + 1 - at]
+                a = (page << PAGE_SHIFT) + end + 1
 
     def _page(self, page):
         p = self.pages.get(page)
@@ -65,16 +71,15 @@ class WorkingSet:
         return p
 
     def _coarser(self):
-        """Double the unit: units 2k and 2k+1 become unit k."""
-        while len(self.pages) * PAGE_UNITS > MAX_MAP // 2:
-            merged = {}
-            for page, p in self.pages.items():
-                half = bytes(map(or_, p[0::2], p[1::2]))
-                target = merged.setdefault(page >> 1, bytearray(PAGE_UNITS))
-                at = (page & 1) * (PAGE_UNITS // 2)
-                target[at:at + PAGE_UNITS // 2] = bytes(map(or_, target[at:at + PAGE_UNITS // 2], half))
-            self.pages = merged
-            self.shift += 1
+        """Double the unit: units 2k and 2k+1 become unit k (pages 2j and 2j+1 become page j)."""
+        merged = {}
+        half = PAGE_UNITS // 2
+        for page, p in self.pages.items():
+            target = merged.setdefault(page >> 1, bytearray(PAGE_UNITS))
+            at = (page & 1) * half
+            target[at:at + half] = bytes(map(or_, p[0::2], p[1::2]))
+        self.pages = merged
+        self.shift += 1
 
     def figures(self):
         units = sum(p.count(1) for p in self.pages.values())
