@@ -222,3 +222,25 @@ def test_memory_does_not_grow_with_the_trace(tmp_path):
         assert json.loads((d / "s.json").read_text())["devices"]["dev"]["ios"] == ios
     assert peaks[1] - peaks[0] < 8 << 10, peaks  # KiB
     assert resource.RUSAGE_SELF is not None
+
+
+@pytest.mark.root
+def test_a_fresh_capture_with_completions_matches_btt(tmp_path, loopdev, tracer):
+    """fio on a loop device, every event traced (the kernel's blk tracer, as blktrace records): 64 KiB sequential
+    writes and 4 KiB random reads. Counts, bytes, Q2C (to the nanosecond), seeks and the sequential fraction are
+    btt's and blkparse's."""
+    need("blkparse", "btt", "fio")
+    from helpers.tracing import traced
+
+    dev = loopdev(128 << 20)
+    with traced([dev], tmp_path / "cap", tracer, act_mask="all"):
+        subprocess.run(["fio", f"--filename={dev}", "--direct=1", "--ioengine=libaio", "--name=seq", "--rw=write",
+                        "--bs=64k", "--iodepth=1", "--size=32M", "--number_ios=400", "--name=rand",
+                        "--rw=randread", "--bs=4k", "--iodepth=4", "--offset=64M", "--size=64M", "--number_ios=200"],
+                       capture_output=True, check=True, timeout=300)
+    name = dev.rsplit("/", 1)[-1]
+    doc = stats_doc(tmp_path, tmp_path / "cap")
+    d = doc["devices"][name]
+    assert d["ops"]["write"]["ios"] == 400 and d["ops"]["read"]["ios"] == 200 and d["completions"]["matched"] == 600
+    assert d["ops"]["write"]["seek"]["sequential_fraction"] >= 0.99  # its own stream: one seek, to its start
+    check_against_blkparse_and_btt(doc, tmp_path / "cap", name, tmp_path)
