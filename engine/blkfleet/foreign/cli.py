@@ -45,6 +45,8 @@ def add_parser(sub):
     c.add_argument("--delimiter", default=",", metavar="C",
                    help="a one-character delimiter, or comma, tab, semicolon, space (runs of blanks); default ','")
     c.add_argument("--skip-lines", type=int, default=0, metavar="N", help="lines to skip at the start of each input")
+    c.add_argument("--device-name", default="trace", metavar="NAME",
+                   help="the device's name when no field names it (default trace)")
 
 
 def _common(p):
@@ -108,10 +110,12 @@ def csv_layout(args):
         raise BlkfleetError(f"--delimiter {args.delimiter!r}: one character, or comma, tab, semicolon, space")
     layout = CsvLayout(fields, index["time"][0], index["offset"][0], index["size"][0], TIME_UNITS[args.time_unit],
                        args.offset_unit, args.size_unit, index.get("op", [None])[0], op_values, OPS[args.op],
-                       tuple(index.get("device", ())), delimiter, skip_lines=args.skip_lines)
+                       tuple(index.get("device", ())), delimiter, skip_lines=args.skip_lines,
+                       device_name=args.device_name)
     recorded = {"columns": args.columns, "fields": fields, "time_unit": args.time_unit,
                 "offset_unit": args.offset_unit, "size_unit": args.size_unit, "ops": args.ops,
-                "op": None if "op" in index else args.op, "delimiter": args.delimiter, "skip_lines": args.skip_lines}
+                "op": None if "op" in index else args.op, "delimiter": args.delimiter, "skip_lines": args.skip_lines,
+                "device_name": None if "device" in index else args.device_name}
     return layout, recorded
 
 

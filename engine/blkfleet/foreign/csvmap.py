@@ -27,23 +27,25 @@ class CsvLayout:
     ``time_unit``: (ns numerator, denominator) of one unit; ``offset_unit``, ``size_unit``: bytes of one unit;
     ``op``: field index of the operation (None: every IO is ``default_op``) and ``op_values`` {field text: op};
     ``device``: field indexes whose values, joined by ``_``, name the device (empty: one device); ``headers``:
-    first lines to skip when found (lower case); ``skip_lines``: lines to skip at the start of every input."""
+    first lines to skip when found (lower case); ``skip_lines``: lines to skip at the start of every input;
+    ``device_name``: the device's name when no field names it."""
 
     relative_time = False
 
     def __init__(self, fields, time, offset, size, time_unit, offset_unit=1, size_unit=1, op=None, op_values=None,
-                 default_op=0, device=(), delimiter=b",", headers=(), skip_lines=0):
+                 default_op=0, device=(), delimiter=b",", headers=(), skip_lines=0, device_name="trace"):
         self.fields, self.time, self.offset, self.size = fields, time, offset, size
         self.time_unit, self.offset_unit, self.size_unit = time_unit, offset_unit, size_unit
         self.op, self.op_values, self.default_op = op, dict(op_values or {}), default_op
         self.device, self.delimiter = tuple(device), delimiter
         self.headers, self.skip_lines = frozenset(headers), skip_lines
+        self.default_name = device_name
 
     def begin(self, name):
         """A new input starts."""
 
     def device_name(self, key):
-        return key.decode("utf-8", "replace")
+        return key.decode("utf-8", "replace") if self.device else self.default_name
 
     def parse(self, name, text, first):
         """The Rows of a block of whole lines that starts at line ``first``."""
