@@ -100,12 +100,14 @@ def main():
                           "peak_rss_mb": max(r for _w, _c, r in got)}
         if args.scale:
             big = os.path.join(d, "big.csv")
+            src = open(argv["msr"][1]).read().splitlines()
+            span = int(src[-1][:18]) - int(src[0][:18]) + 1  # filetime ticks: each copy comes after the last
             with open(big, "w") as f:
-                src = open(argv["msr"][1]).read()
                 for k in range(args.scale):
-                    step = k * 128166372000000000 // 10 ** 12 * 0 + k * 200 * args.ios // 100  # later each time
-                    f.write("".join(f"{int(line[:18]) + step}{line[18:]}\n" for line in src.splitlines()))
+                    f.write("".join(f"{int(line[:18]) + k * span}{line[18:]}\n" for line in src))
             proc, wall, cpu, rss = gnu_time(py + ["import", "msr", big, "-q", "-D", os.path.join(d, "o-big")])
+            if proc.returncode:
+                sys.exit(f"import of the long trace failed: {proc.stderr[-500:]}")
             rows[f"import msr x{args.scale}"] = {"s_per_M": wall / (args.ios * args.scale) * 1e6,
                                                   "cpu_s_per_M": cpu / (args.ios * args.scale) * 1e6,
                                                   "peak_rss_mb": rss}
