@@ -95,8 +95,8 @@ class ActionModule(BlkfleetAction):
         out = os.path.join(workdir, 'replay')
         summary = _controller.run(import_argv(args, out))['result']
         names = produced(out)
-        changed_files = [n for n in names if not _controller.same_content(os.path.join(out, n),
-                                                                             os.path.join(replay_dir, n))]
+        changed_files = [n for n in names
+                         if not _controller.same_content(os.path.join(out, n), os.path.join(replay_dir, n))]
         stale = [n for n in (produced(replay_dir) if os.path.isdir(replay_dir) else []) if n not in names]
         check = self._task.check_mode
         if not check:
