@@ -49,10 +49,11 @@ def line_numbers(first, count):
     return range(first, first + count)
 
 
-def whole(name, column, lines, what, limit=None):
+def whole(name, column, lines, what, limit=None, plain=False):
     """The column as ints in 0..limit (None: any size; check_extents bounds offsets and sizes); InputError
-    naming the first field that is not a whole number or is larger."""
-    values = _ints(column)
+    naming the first field that is not a whole number or is larger. ``plain``: the text the column comes from
+    holds no blank, sign or ``_`` (``plain_text``), so what ``int`` takes is digits only."""
+    values = _ints(column, plain)
     if values is not None and (limit is None or not values or max(values) <= limit):
         return values
     for i, field in enumerate(column):
@@ -63,10 +64,10 @@ def whole(name, column, lines, what, limit=None):
     raise AssertionError("unreachable")
 
 
-def scaled(name, column, lines, what, numerator, denominator=1, limit=None):
+def scaled(name, column, lines, what, numerator, denominator=1, limit=None, plain=False):
     """A column of non-negative decimal numbers (``12``, ``0.000123``) times numerator / denominator, as ints
     (truncated toward zero: a fraction finer than the result's unit is dropped)."""
-    values = _ints(column)
+    values = _ints(column, plain)
     if values is not None:
         if denominator != 1:
             values = [v * numerator // denominator for v in values]
@@ -87,11 +88,18 @@ def scaled(name, column, lines, what, numerator, denominator=1, limit=None):
     return values
 
 
-def _ints(column):
+def plain_text(text):
+    """Whether ``text`` holds none of what ``int`` takes beside digits (blanks, signs, ``_``): then ``int``
+    failing or not is the whole test of a field (``b""`` aside), without joining the column to test it."""
+    return not (b" " in text or b"\t" in text or b"+" in text or b"-" in text or b"_" in text or b"\x0b" in text
+                or b"\x0c" in text or b"\r" in text)
+
+
+def _ints(column, plain=False):
     """The column as ints when every field is ASCII digits (and none is too long for ``int``), else None."""
     if not column:
         return []
-    if b"" in column or not b"".join(column).isdigit():
+    if b"" in column or not plain and not b"".join(column).isdigit():
         return None
     try:
         return list(map(int, column))

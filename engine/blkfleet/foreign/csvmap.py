@@ -13,7 +13,7 @@ from itertools import repeat
 from operator import mul
 
 from ..replayfile.ops import OP_NAMES
-from .columns import Rows, check_extents, line_numbers, scaled, whole
+from .columns import Rows, check_extents, line_numbers, plain_text, scaled, whole
 from .inputs import InputError
 
 TIME_UNITS = {"ns": (1, 1), "us": (1000, 1), "ms": (1_000_000, 1), "s": (1_000_000_000, 1),
@@ -72,7 +72,7 @@ class CsvLayout:
             lines = line_numbers(first, n)
         else:
             columns, lines = self._walk(name, text, first)
-        return self._rows(name, columns, lines)
+        return self._rows(name, columns, lines, plain_text(text))
 
     def _walk(self, name, text, first):
         """Columns of the non-empty lines, each checked for its number of fields."""
@@ -89,16 +89,17 @@ class CsvLayout:
             return [[] for _ in range(self.fields)], line_numbers(first, 0)
         return [list(col) for col in zip(*rows)], array("q", lines)
 
-    def _rows(self, name, columns, lines):
+    def _rows(self, name, columns, lines, plain):
         n = len(lines)
         used = {self.time, self.offset, self.size, *self.device} | ({self.op} if self.op is not None else set())
-        for i in used:  # "1, 2": fields padded with blanks
-            joined = b"".join(columns[i])
-            if b" " in joined or b"\t" in joined:
-                columns[i] = list(map(bytes.strip, columns[i]))
-        times = scaled(name, columns[self.time], lines, "time", *self.time_unit)
-        offsets = whole(name, columns[self.offset], lines, "offset")
-        sizes = whole(name, columns[self.size], lines, "size")
+        if not plain:
+            for i in used:  # "1, 2": fields padded with blanks
+                joined = b"".join(columns[i])
+                if b" " in joined or b"\t" in joined:
+                    columns[i] = list(map(bytes.strip, columns[i]))
+        times = scaled(name, columns[self.time], lines, "time", *self.time_unit, plain=plain)
+        offsets = whole(name, columns[self.offset], lines, "offset", plain=plain)
+        sizes = whole(name, columns[self.size], lines, "size", plain=plain)
         if self.offset_unit != 1:
             offsets = list(map(mul, offsets, repeat(self.offset_unit)))
         if self.size_unit != 1:
