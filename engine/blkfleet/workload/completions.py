@@ -139,6 +139,7 @@ class Completions:
             "matched": n, "unmatched_completions": self.unmatched_c, "unmatched_queued": self.in_flight + self.dropped,
             "q2c_us": dict({_p(p): None if v is None else round(v / 1000, 3) for p, v in zip(PS, q2c)},
                            mean=round(self.q2c_total / n / 1000, 3) if n else None),
+            "q2c_histogram": self.q2c.to_json(),
             "in_flight": {
                 "mean": round(sum(d * k for d, k in depths) / depth_total, 3) if depth_total else None,
                 "max": depths[-1][0] if depths else None,

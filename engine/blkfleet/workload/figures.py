@@ -68,7 +68,7 @@ class Seeks:
         return {"ios": self.count, "sequential_fraction": round(self.zero / self.count, 6),
                 "mean_sectors": round(self.total / self.count, 3),
                 "median_sectors": round(self.distances.percentiles([50])[0], 1), "mode_sectors": mode,
-                "max_sectors": self.distances.max}
+                "max_sectors": self.distances.max, "histogram": self.distances.to_json(scale=1)}
 
 
 class OpFigures:
@@ -135,6 +135,7 @@ class OpFigures:
             "inter_arrival_us": dict({_p(p): None if v is None else round(v / 1000, 3) for p, v in zip(PS, gaps)},
                                      mean=round((self.last_time - self.first_time) / self.gaps.count / 1000, 3)
                                      if self.gaps.count else None),
+            "inter_arrival_histogram": self.gaps.to_json(),
             "seek": self.seeks.figures(),
         }
 
