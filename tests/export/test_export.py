@@ -79,3 +79,17 @@ def test_fio_job_file_parses_and_follows_the_phases(tmp_path):
     if shutil.which("fio"):
         run_ = subprocess.run(["fio", "--parse-only", str(tmp_path / "job.fio")], capture_output=True, text=True)
         assert run_.returncode == 0, run_.stderr
+
+
+def test_iolog_of_btrecord_files(tmp_path):
+    """btrecord's files (every IO at its bunch's time, reads and writes only) export too."""
+    (tmp_path / "compat").mkdir()
+    assert run("record", "-q", "--compat", "-d", DATA / "randmix", "-D", tmp_path / "compat", "loop1")[0] == 0
+    rc, _, err = run("export", "fio-iolog", tmp_path / "compat", "-o", tmp_path / "x.iolog", "--json",
+                     tmp_path / "s.json")
+    assert rc == 0, err
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["ios"] == 2000 and summary["ops"] == {"read": 1169, "write": 831}
+    lines = (tmp_path / "x.iolog").read_text().splitlines()
+    times = [int(line.split()[0]) for line in lines[3:-1]]
+    assert len(times) == 2000 and times == sorted(times)  # the two CPU files merged by time
