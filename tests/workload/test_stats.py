@@ -58,7 +58,8 @@ def btt_figures(directory, device, tmp_path):
     dump = tmp_path / f"{directory.name}.bin"
     subprocess.run(["blkparse", "-i", device, "-D", str(directory), "-d", str(dump), "-O"], capture_output=True,
                    check=True)
-    subprocess.run(["btt", "-i", str(dump), "-o", str(tmp_path / directory.name)], capture_output=True, check=True)
+    subprocess.run(["btt", "-i", str(dump), "-o", str(tmp_path / directory.name)], capture_output=True, check=True,
+                   cwd=tmp_path)  # btt writes its per-device .dat files into the current directory
     text = (tmp_path / f"{directory.name}.avg").read_text()
     q2c = re.search(r"^Q2C\s+(\S+)\s+(\S+)\s+(\S+)\s+(\d+)", text, re.M)
     seek = re.search(r"Device Q2Q Seek Information.*?\|\s+(\d+)\s+(\S+)\s+\S+\s+\|\s+(\d+)\((\d+)\)", text, re.S)
