@@ -43,7 +43,7 @@ def _set(doc, path, value):
 
 
 MUTATIONS = [
-    (("format_version",), 3),
+    (("format_version",), 4),
     (("format",), "tarball"),
     (("bundle_id",), "0" * 63),
     (("bundle_id",), KeyError),

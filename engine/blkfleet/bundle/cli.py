@@ -5,10 +5,13 @@ import hashlib
 import math
 import os
 import sys
+import tempfile
 
 from .. import codes, protocol
 from ..cliargs import directory
+from ..errors import BlkfleetError
 from ..jsonout import show, write_json
+from ..transform import cli as transform_cli
 from . import pack
 from .zipapp import build_engine_pyz
 
@@ -53,6 +56,7 @@ def add_parser(sub):
     c.add_argument("--source-host", metavar="NAME", help="host the IO was captured on")
     c.add_argument("--record-json", metavar="FILE", help="'blkfleet record --json' summary, checked against the files")
     protocol.json_option(c, "the manifest (with '-', no id line)")
+    transform_cli.add_options(c)
     c.set_defaults(func=run_create)
 
     i = bsub.add_parser("info", help="print a bundle's manifest as JSON (checks the manifest only)")
@@ -105,8 +109,18 @@ def _summary(manifest):
 
 
 def run_create(args):
+    if transform_cli.given(args):  # bundle what the transforms make of the replay files (origin in the manifest)
+        if args.record_json:
+            raise BlkfleetError("--record-json describes the replay files before the transforms: not both")
+        with tempfile.TemporaryDirectory(prefix=".transform.", dir=os.path.dirname(os.path.abspath(args.output))) as d:
+            transform_cli.transform_into([args.input_directory], d, args.input_base, args.input_base, args)
+            return _create(args, d)
+    return _create(args, args.input_directory)
+
+
+def _create(args, replay_dir):
     manifest = pack.create(
-        args.output, args.input_directory, tuple(args.devices), args.find_records, args.input_base,
+        args.output, replay_dir, tuple(args.devices), args.find_records, args.input_base,
         args.trace_dir, args.source_host, args.record_json,
     )
     print(f"bundle {manifest['bundle_id']}: {_summary(manifest)} -> {args.output}", file=sys.stderr)

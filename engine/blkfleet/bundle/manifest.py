@@ -6,8 +6,9 @@ always give the same manifest, the same bundle id and the same bundle bytes.
 A manifest is checked against its schema and then against itself: the totals, the devices and
 ``replay.devices`` must be what ``files`` add up to, every file is ``replay/DEV.BASE.CPU`` of a listed device with
 CPUs numbered from 0, and the replay files together hold at most MAX_REPLAY_BYTES. Format version 2 only adds
-``record.capture`` (how the traces compared with their capture's summary); a manifest without it is written as
-version 1, so bundles of earlier versions and their ids are unchanged.
+``record.capture`` (how the traces compared with their capture's summary), version 3 ``origin`` (how import and
+transform made the replay files: the replay directory's origin.json); a manifest is written with the lowest
+version that holds its content, so bundles of earlier versions and their ids are unchanged.
 """
 
 import hashlib
@@ -22,11 +23,13 @@ from ..names import name_problem
 from ..percpu import find_devices, find_per_cpu
 from ..replayfile import iter_ios, open_replay
 from ..replayfile.ops import OP_NAMES
+from ..streams.origin import read as read_origin
 from .schema import load_schema, problem, validate
 
 FORMAT = "blkfleet-bundle"
-FORMAT_VERSION = 2  # the newest this engine reads
-FORMAT_VERSION_CAPTURE = 2  # written when record.capture is present, else 1
+FORMAT_VERSION = 3  # the newest this engine reads
+FORMAT_VERSION_CAPTURE = 2  # written when record.capture is present (and no origin), else 1
+FORMAT_VERSION_ORIGIN = 3  # written when origin is present
 MANIFEST = "manifest.json"
 ENGINE = "engine.pyz"
 REPLAY_DIR = "replay"
@@ -76,6 +79,13 @@ def check(manifest, where=MANIFEST):
     return manifest
 
 
+def version_of(m):
+    """The format version a manifest's content needs: 3 with ``origin``, else 2 with ``record.capture``, else 1."""
+    if "origin" in m:
+        return FORMAT_VERSION_ORIGIN
+    return FORMAT_VERSION_CAPTURE if "capture" in m["record"] else 1
+
+
 def _tally(entries):
     ops = empty_ops()
     for e in entries:
@@ -86,7 +96,9 @@ def _tally(entries):
 def inconsistency(m):
     """What in a schema-valid manifest does not add up (one line), or None."""
     version = m["format_version"]
-    if ("capture" in m["record"]) != (version >= FORMAT_VERSION_CAPTURE):
+    if version != version_of(m):
+        if version >= FORMAT_VERSION_ORIGIN or "origin" in m:
+            return f"format version {version} with{'' if 'origin' in m else 'out'} origin"
         return (f"format version {version} with{'out' if version >= FORMAT_VERSION_CAPTURE else ''} "
                 "record.capture")
     base = m["replay"]["base"]
@@ -409,7 +421,7 @@ def build(replay_dir, devices=(), find=False, base="replay", trace_dir=None, sou
     record = record_section(record_json, files, formats, max_pkts)
     manifest = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION_CAPTURE if "capture" in record else 1,
+        "format_version": 1,
         "created_by": {"name": "blkfleet", "version": __version__},
         "source_host": host,
         "devices": device_list,
@@ -423,6 +435,10 @@ def build(replay_dir, devices=(), find=False, base="replay", trace_dir=None, sou
             "bytes": sum(e["bytes"] for e in files), "ops": totals_ops,
         },
     }
+    found = read_origin(replay_dir)
+    if found is not None:
+        manifest["origin"] = found
+    manifest["format_version"] = version_of(manifest)
     manifest["bundle_id"] = bundle_id(manifest)
     check(manifest, "new manifest")
     return manifest, members

@@ -22,6 +22,7 @@ from ..compare.fidelity import compare, load_capture, only_device
 from ..numtext import number
 from ..regress.significance import mean, variance
 from ..regress.verdict import METRICS, evaluate, samples
+from ..workload.html import stats_html
 from . import svg
 
 BUCKET_NS = 100_000_000
@@ -242,8 +243,8 @@ def summary_html(doc, label):
 
 
 def render(focus=None, focus_label="", runs=(), baseline_rows=(), baseline_name=None, verdict=None,
-           original_dir=None, replay_dir=None, original_device=None, replay_device=None, band_k=2.0):
-    """The HTML text of the report."""
+           original_dir=None, replay_dir=None, original_device=None, replay_device=None, band_k=2.0, stats=None):
+    """The HTML text of the report (``stats``: a ``blkfleet stats`` document for the workload section)."""
     orig = replay = None
     fid = None
     acc = float((focus or {}).get("acc_factor") or 1.0)
@@ -267,6 +268,8 @@ def render(focus=None, focus_label="", runs=(), baseline_rows=(), baseline_name=
     parts.append(summary_html(focus, focus_label))
     if fid is not None:
         parts.append(fidelity_html(fid))
+    if stats is not None:
+        parts.append(stats_html(stats))
     parts.append('<h2 id="plots">Replay plots</h2>')
     plots = [iops_plot(orig, replay, focus, acc), latency_cdf_plot(focus), lateness_plot(focus),
              lba_heatmap_plot(orig)]

@@ -5,7 +5,7 @@ import os
 from .. import codes, protocol
 from ..cliargs import directory, positive_float
 from ..errors import BlkfleetError
-from ..files import atomic_write
+from ..files import atomic_write, read_json
 from ..jsonout import write_json
 from ..results.store import DEFAULT_DB, Store, load_document
 from .build import from_store, render
@@ -33,6 +33,7 @@ def add_parser(sub):
     p.add_argument("--replay-device", metavar="DEV", help="device of --replay-capture (default: its only one)")
     p.add_argument("--host", help="only this host's stored runs")
     p.add_argument("--device", help="only this device's stored runs")
+    p.add_argument("--stats", metavar="FILE", help="a 'blkfleet stats --json' document: its workload section")
     p.add_argument("--band-k", type=positive_float, default=2.0, metavar="K",
                    help="baseline band: mean ± K sd (default 2)")
     protocol.json_option(p, "{output, bytes, runs, verdict}")
@@ -60,10 +61,11 @@ def run(args):
         focus_label, focus = runs[-1][0], runs[-1][4]
     else:
         focus_label, focus = "", None
-    if focus is None and not args.original:
-        raise BlkfleetError("nothing to report: no --results, no stored runs and no --original capture")
+    stats = read_json(args.stats, "stats document") if args.stats else None
+    if focus is None and not args.original and stats is None:
+        raise BlkfleetError("nothing to report: no --results, no stored runs, no --original capture and no --stats")
     html = render(focus, focus_label, runs, baseline_rows, args.baseline, verdict, args.original,
-                  args.replay_capture, args.original_device, args.replay_device, args.band_k)
+                  args.replay_capture, args.original_device, args.replay_device, args.band_k, stats)
     parent = os.path.dirname(os.path.abspath(args.output))
     os.makedirs(parent, exist_ok=True)
     atomic_write(args.output, html)
