@@ -53,6 +53,14 @@ def positive_int(text):
     return value
 
 
+def nonnegative_int(text):
+    """An integer >= 0 (retries that may be none)."""
+    value = _number(text, int)
+    if value < 0:
+        raise ArgumentTypeError(f"must be an integer >= 0, not {text!r}")
+    return value
+
+
 def directory(text):
     """An existing directory, as given."""
     if not os.path.isdir(text):

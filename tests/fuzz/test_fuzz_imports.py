@@ -13,7 +13,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from fuzzlib import CASES, SUBPROCESS_CASES, Fuzz, clear, mutate_bytes, scratch, subprocess_cases
+
+from helpers.fuzz import CASES, SUBPROCESS_CASES, Fuzz, clear, mutate_bytes, scratch, subprocess_cases
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "foreign"
 HOSTILE = [b"", b"-1", b"0", b"1", b"9223372036854775807", b"9223372036854775808", b"18446744073709551616",

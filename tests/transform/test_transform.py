@@ -164,7 +164,7 @@ def test_bundle_without_transforms_is_unchanged(tmp_path):
     (("--start-offset", "1=1s"), "--start-offset '1=1s': expected K=VALUE with K an input number 0..0"),
     (("--wrap", "1k"), "--wrap 1024: the target must hold at least 4096 bytes"),
     (("--shift=-1G",), "--shift -1073741824 moves an IO before the start of the device"),
-    (("--time-scale", "0"), "invalid factor '0' (a number above 0)"),
+    (("--time-scale", "0"), "must be a number > 0, not '0'"),
     (("--wrap", "12x"), "invalid size '12x'"),
 ])
 def test_bad_options_are_one_line(tmp_path, trace, options, problem):

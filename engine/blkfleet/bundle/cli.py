@@ -1,35 +1,17 @@
 """``blkfleet bundle``: create, inspect, verify and extract replay bundles; build engine.pyz."""
 
-import argparse
 import hashlib
-import math
 import os
 import sys
 import tempfile
 
 from .. import codes, protocol
-from ..cliargs import directory
+from ..cliargs import directory, nonnegative_float, nonnegative_int, positive_float
 from ..errors import BlkfleetError
 from ..jsonout import show, write_json
 from ..transform import cli as transform_cli
 from . import pack
 from .zipapp import build_engine_pyz
-
-
-def _at_least(kind, minimum):
-    """An argparse type: a finite ``kind`` (int or float) >= ``minimum``."""
-
-    def check(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            value = None
-        if value is None or not math.isfinite(value) or value < minimum:
-            raise argparse.ArgumentTypeError(f"must be {'an integer' if kind is int else 'a number'} >= {minimum}, "
-                                             f"not {text!r}")
-        return value
-
-    return check
 
 
 def add_parser(sub):
@@ -85,12 +67,12 @@ def add_parser(sub):
     u.add_argument("--to", required=True, metavar="DIR_OR_URL",
                    help="directory (created if missing) or http(s) URL: a base ending in '/', or the bundle's own URL")
     u.add_argument("--check", action="store_true", help="change nothing; tell whether publishing would")
-    u.add_argument("--timeout", type=_at_least(float, 0.001), default=60.0, metavar="SEC",
+    u.add_argument("--timeout", type=positive_float, default=60.0, metavar="SEC",
                    help="seconds for the connection and for each read (default 60)")
-    u.add_argument("--retries", type=_at_least(int, 0), default=3, metavar="N",
+    u.add_argument("--retries", type=nonnegative_int, default=3, metavar="N",
                    help="further attempts after a failure that may pass: no connection, a cut, HTTP 408, 429, 5xx "
                    "(default 3)")
-    u.add_argument("--retry-delay", type=_at_least(float, 0), default=2.0, metavar="SEC",
+    u.add_argument("--retry-delay", type=nonnegative_float, default=2.0, metavar="SEC",
                    help="seconds between attempts (default 2)")
     u.add_argument("--ca-file", metavar="FILE", help="CA certificates for https (default: the system's)")
     protocol.json_option(u, "{bundle_id, size, sha256, name, to, bundle, checksum_file, changed, ...}")

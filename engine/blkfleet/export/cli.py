@@ -3,9 +3,10 @@
 import sys
 
 from .. import codes, protocol
+from ..cliargs import positive_int
 from ..errors import BlkfleetError
 from ..jsonout import write_json
-from ..streams.quantities import count, duration_ns
+from ..streams.quantities import duration_ns
 from ..streams.sources import open_source
 from .iolog import export_iolog, file_problem
 
@@ -24,11 +25,11 @@ def add_parser(sub):
     i.set_defaults(func=run_iolog)
     j = esub.add_parser("fio-job", help="a fio job file approximating the workload")
     _common(j)
-    j.add_argument("--phases", type=count, default=4, metavar="N", help="jobs per device, one per equal stretch of "
-                   "time (default 4)")
+    j.add_argument("--phases", type=positive_int, default=4, metavar="N",
+                   help="jobs per device, one per equal stretch of time (default 4)")
     j.add_argument("--phase", type=duration_ns, metavar="TIME", help="phases of this length instead of --phases")
-    j.add_argument("--iodepth", type=count, metavar="N", help="queue depth of every job (default: the in-flight IOs "
-                   "of the capture's completions, else 1)")
+    j.add_argument("--iodepth", type=positive_int, metavar="N",
+                   help="queue depth of every job (default: the in-flight IOs of the capture's completions, else 1)")
     j.set_defaults(func=run_job)
 
 

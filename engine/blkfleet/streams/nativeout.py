@@ -12,6 +12,7 @@ from itertools import chain, compress, repeat
 from operator import sub
 
 from ..errors import BlkfleetError
+from ..files import open_new
 from ..record.convert import encode_bunches, sorted_starts
 from ..record.run import NATIVE_DEFAULTS
 from ..record.summary import FileSummary
@@ -30,7 +31,11 @@ class NativeFile:
     def __init__(self, path, device=0, cpu=0, max_time=NATIVE_DEFAULTS[0], max_pkts=NATIVE_DEFAULTS[1]):
         self.path = str(path)
         self.max_time, self.max_pkts = max_time, max_pkts
-        self._writer = native.NativeWriter(self.path + ".partial", device, cpu, max_pkts)
+        self._partial = self.path + ".partial"
+        if os.path.lexists(self._partial):  # left by a run that died: never written through
+            os.unlink(self._partial)
+        self._file = open_new(self._partial)
+        self._writer = native.NativeWriter(self._file, device, cpu, max_pkts)
         self._open = None  # the IOs of the bunch still open
         self.ios = self.nbytes = 0
         self.by_op = [[0, 0] for _ in OP_NAMES]
@@ -69,18 +74,20 @@ class NativeFile:
             self._write(self._open, sorted_starts(self._open.times, self.max_time, self.max_pkts) + [len(self._open)])
             self._open = None
         self._writer.close()
+        self._file.close()
 
     def commit(self):
         """Put a finished file in place."""
         try:
-            os.replace(self._writer.path, self.path)
+            os.replace(self._partial, self.path)
         except OSError as e:
             raise BlkfleetError(f"{self.path}: cannot write the replay file: {e.strerror}") from None
 
     def abort(self):
         self._writer.abort()
+        self._file.close()
         try:
-            os.unlink(self._writer.path)
+            os.unlink(self._partial)
         except OSError:
             pass
 

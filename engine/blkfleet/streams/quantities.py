@@ -7,7 +7,6 @@ to the nanosecond (decimal arithmetic, no float rounding). Sizes: bytes, or a nu
 """
 
 import argparse
-import math
 import re
 from decimal import Decimal, InvalidOperation
 
@@ -63,24 +62,6 @@ def positive_size(text):
     if value <= 0:
         raise argparse.ArgumentTypeError(f"size {text!r} must be more than 0")
     return value
-
-
-def factor(text):
-    """A finite number above 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"invalid factor {text!r} (a number above 0)")
-    return value
-
-
-def count(text):
-    """A whole number above 0."""
-    if not str(text).strip().isdigit() or int(text) <= 0:
-        raise argparse.ArgumentTypeError(f"invalid count {text!r} (a whole number above 0)")
-    return int(text)
 
 
 def seconds(ns):

@@ -5,12 +5,13 @@ import os
 import sys
 
 from .. import codes, protocol
+from ..cliargs import positive_float
 from ..errors import BlkfleetError
 from ..foreign.run import prepare_output, remove_old
 from ..jsonout import write_json
 from ..replayfile.ops import OP_NAMES
 from ..streams import origin
-from ..streams.quantities import duration_ns, factor, positive_size, seconds, signed_duration_ns, signed_size_bytes
+from ..streams.quantities import duration_ns, positive_size, seconds, signed_duration_ns, signed_size_bytes
 from .run import Input, record_origin, transform
 from .steps import SECTOR, Plan
 
@@ -50,12 +51,12 @@ def add_options(p, mixing=False):
     g.add_argument("--rename", action="append", default=[], metavar="[K:]OLD=NEW",
                    help="device OLD becomes NEW (of input K only, counted from 0); several to one NEW merge them")
     g.add_argument("--shift", type=signed_size_bytes, default=0, metavar="BYTES", help="add BYTES to every offset")
-    g.add_argument("--scale", type=factor, metavar="X", help="multiply every offset by X")
+    g.add_argument("--scale", type=positive_float, metavar="X", help="multiply every offset by X")
     g.add_argument("--wrap", type=positive_size, metavar="SIZE",
                    help="wrap offsets around into a target of SIZE bytes, keeping alignment")
     g.add_argument("--align", type=positive_size, metavar="BYTES",
                    help="align offsets down and ends up to BYTES (the target's logical block size)")
-    g.add_argument("--time-scale", type=factor, default=1.0, metavar="X",
+    g.add_argument("--time-scale", type=positive_float, default=1.0, metavar="X",
                    help="multiply times from the start by X (2: half as fast)")
     if mixing:
         g.add_argument("--start-offset", action="append", default=[], metavar="K=TIME",
@@ -114,7 +115,7 @@ def plan_of(args, count=1):
             raise BlkfleetError(f"--rename {item!r}: expected OLD=NEW or K:OLD=NEW (K an input number 0..{count - 1})")
         renames[(int(k) if colon else None, old)] = new
     offsets = _per_input(getattr(args, "start_offset", []), "--start-offset", signed_duration_ns, count)
-    rates = _per_input(getattr(args, "rate_factor", []), "--rate-factor", factor, count)
+    rates = _per_input(getattr(args, "rate_factor", []), "--rate-factor", positive_float, count)
     if any(v < 0 for v in offsets.values()):
         raise BlkfleetError("--start-offset: a time of 0 or more")
     plan = Plan((lo, hi), skip, args.shift, args.scale, args.wrap, args.align, args.time_scale)

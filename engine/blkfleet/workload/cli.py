@@ -3,10 +3,11 @@
 import sys
 
 from .. import codes, protocol
+from ..cliargs import positive_int
 from ..errors import BlkfleetError
 from ..foreign.formats import FORMATS
 from ..jsonout import write_json
-from ..streams.quantities import count, duration_ns
+from ..streams.quantities import duration_ns
 from .run import directory_stats, foreign_stats
 from .table import render
 
@@ -24,7 +25,8 @@ def add_parser(sub):
     p.add_argument("--format", choices=list(FORMATS), help="the inputs are foreign traces of this format")
     p.add_argument("-i", "--input-base", default="replay", metavar="BASE", help="replay file base (default replay)")
     p.add_argument("-d", "--device", action="append", default=[], metavar="DEV", help="only this device (repeatable)")
-    p.add_argument("--phases", type=count, default=10, metavar="N", help="phases: N equal stretches (default 10)")
+    p.add_argument("--phases", type=positive_int, default=10, metavar="N",
+                   help="phases: N equal stretches (default 10)")
     p.add_argument("--phase", type=duration_ns, metavar="TIME", help="phases of this length instead")
     p.add_argument("--tolerance", type=duration_ns, default=0, metavar="TIME", help="with --format: as import's")
     protocol.json_option(p, "the figures as JSON")
