@@ -10,7 +10,7 @@ from .ftrace import MODE_ALIASES, MODES
 def add_parser(sub):
     p = sub.add_parser(
         "capture",
-        help="start, stop and inspect a detached block-IO capture (blktrace or the ftrace blk tracer)",
+        help="start, stop and inspect a detached block-IO capture (blktrace, or ftrace: tracepoints or the blk tracer)",
         description="Capture the block IO of devices into DEV.blktrace.CPU files, as a background job that "
         "survives the shell (and SSH session) that started it.",
         epilog=codes.epilog(codes.SUCCESS, codes.EVENTS_DROPPED, codes.BAD_INPUT),
