@@ -141,6 +141,9 @@ def test_collection_works_installed_outside_the_checkout(outside):
     assert run.returncode == 0, run.stdout + run.stderr
     assert os.path.getsize(str(replay) + ".bundle") > 0 and (replay / "loop1.replay.0").exists()
     assert (outside["venv"] / "share" / "man" / "man1" / "blkfleet-record.1").exists()
+    if shutil.which("man"):  # man-db looks beside each PATH directory: the venv's share/man
+        run = subprocess.run(["man", "-w", "blkfleet-record"], capture_output=True, text=True, env=outside["env"])
+        assert run.stdout.strip() == str(outside["venv"] / "share" / "man" / "man1" / "blkfleet-record.1"), run
     assert (outside["venv"] / "share" / "bash-completion" / "completions" / "blkfleet").exists()
 
 
