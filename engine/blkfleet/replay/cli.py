@@ -9,8 +9,8 @@ import tempfile
 from ..bundle.pack import extract
 from ..errors import BlkfleetError
 from ..jsonout import write_json
-from ..results.document import summary_lines
-from .ioengines import ENGINES
+from ..results.document import stamp, summary_lines
+from .ioengines import IOENGINES
 from .job import RunDir, check_lease, check_run_id, prune
 from .run import EXIT_INTERRUPTED, ReplayOptions, replay, stop_signals
 from .signatures import METHODS
@@ -49,8 +49,9 @@ def add_parser(sub):
     )
     p.add_argument("devices", nargs="*", metavar="DEV", help="recorded device names (e.g. sda)")
     p.add_argument("-c", "--cpus", type=int, default=0, metavar="N",
-                   help="map the recorded CPU streams onto N workers (default: one per recorded CPU, up to "
-                   "the CPUs available less one, left to the kernel's IO work)")
+                   help="map the recorded CPU streams onto N workers (default: one per recorded CPU, up to the "
+                   "CPUs available less one, left to the kernel's IO work; more, up to every CPU, when the "
+                   "trace's peak rate needs them)")
     p.add_argument("-d", "--input-directory", default=".", metavar="DIR")
     p.add_argument("-F", "--find-records", action="store_true", help="replay every device found in -d")
     p.add_argument("-i", "--input-base", default="replay", metavar="BASE")
@@ -68,7 +69,11 @@ def add_parser(sub):
     p.add_argument("--json", metavar="FILE", help="write the results JSON to FILE ('-' for stdout)")
     p.add_argument("--start-at", type=_start_at, metavar="TIME",
                    help="wall-clock start shared by several hosts (epoch seconds or ISO 8601)")
-    p.add_argument("--backend", choices=("auto",) + ENGINES, default="aio", help="IO engine (default aio)")
+    p.add_argument("--ioengine", "--backend", dest="ioengine", choices=("auto",) + IOENGINES, default="aio",
+                   help="IO engine (default aio; --backend is the older name)")
+    p.add_argument("--io-log", metavar="FILE",
+                   help="write every IO's submit time, lateness, latency and result to FILE (a new file; binary, "
+                   "docs/formats.md), read by 'blkfleet compare' and 'blkfleet report'")
     p.add_argument("--depth", type=int, default=0,
                    help="IOs in flight per worker at most (default: the targets' request queue size, at most 512)")
     p.add_argument("--force", action="store_true",
@@ -140,15 +145,15 @@ def _run(args, job, bundle_id, source):
         input_dir=args.input_directory, devices=tuple(args.devices), find=args.find_records,
         base=args.input_base, cpus=args.cpus, iterations=args.iterations, map_files=tuple(args.map_devs),
         no_stall=args.no_stalls, verbose=args.verbose, write_enable=args.write_enable, acc=args.acc_factor,
-        json=args.json, start_at=args.start_at, engine=args.backend, depth=args.depth, force=args.force,
+        json=args.json, start_at=args.start_at, ioengine=args.ioengine, depth=args.depth, force=args.force,
         late_threshold_ns=int(args.late_threshold_us * 1000), bundle_id=bundle_id, source=source,
         batch_window_ns=int(args.batch_window_us * 1000), realtime=args.realtime,
-        run_id=args.run_id, probe=args.probe,
+        run_id=args.run_id, probe=args.probe, io_log=args.io_log,
     )
     doc, code = replay(opts, job.lease_expired if job else None)
     results_path = None
     if args.json:
-        write_json(args.json, doc)
+        write_json(args.json, stamp(doc))
         results_path = None if args.json == "-" else os.path.abspath(args.json)
     for line in summary_lines(doc):
         print(line, file=sys.stderr)
