@@ -14,6 +14,7 @@ from .ioengines import IOENGINES
 from .job import RunDir, check_lease, check_run_id, prune
 from .run import EXIT_INTERRUPTED, ReplayOptions, replay, stop_signals
 from .signatures import METHODS
+from .window import WINDOW_IOS, WINDOW_NS
 
 
 def _start_at(text):
@@ -71,6 +72,10 @@ def add_parser(sub):
                    help="wall-clock start shared by several hosts (epoch seconds or ISO 8601)")
     p.add_argument("--ioengine", "--backend", dest="ioengine", choices=("auto",) + IOENGINES, default="aio",
                    help="IO engine (default aio; --backend is the older name)")
+    p.add_argument("--window-ios", type=int, default=WINDOW_IOS, metavar="N",
+                   help=f"IOs read ahead per worker at most (a power of two; default {WINDOW_IOS}, about "
+                   f"{WINDOW_IOS * 115 // (1 << 20)} MiB of shared memory; never more than "
+                   f"{WINDOW_NS // 1_000_000_000} s ahead)")
     p.add_argument("--io-log", metavar="FILE",
                    help="write every IO's submit time, lateness, latency and result to FILE (a new file; binary, "
                    "docs/formats.md), read by 'blkfleet compare' and 'blkfleet report'")
@@ -148,7 +153,7 @@ def _run(args, job, bundle_id, source):
         json=args.json, start_at=args.start_at, ioengine=args.ioengine, depth=args.depth, force=args.force,
         late_threshold_ns=int(args.late_threshold_us * 1000), bundle_id=bundle_id, source=source,
         batch_window_ns=int(args.batch_window_us * 1000), realtime=args.realtime,
-        run_id=args.run_id, probe=args.probe, io_log=args.io_log,
+        run_id=args.run_id, probe=args.probe, io_log=args.io_log, window_ios=args.window_ios,
     )
     doc, code = replay(opts, job.lease_expired if job else None)
     results_path = None

@@ -2,11 +2,12 @@
 runs, and frees its window slot for the feeder.
 
 It runs in the parent, between the checks of its supervision loop, and reads each worker's completion log:
-per record (the events of one reap and their completion time) it gathers the IOs' submit and due times,
-target, op and size from their slots, and works out latency (completion - submit), lateness (submit - due)
-and errors (a result other than the size; 0 for flushes, discards and write-zeroes). Work is done per record
-on whole lists (C-level maps); only IOs of several devices or ops in one record, or a record spanning a
-timeline bucket, take a Python step each.
+for all the records logged since its last look (the events of one reap each, with their completion time) it
+gathers the IOs' submit and due times, target, op and size from their slots, and works out latency
+(completion - submit), lateness (submit - due) and errors (a result other than the size; 0 for flushes,
+discards and write-zeroes). The work is done on whole lists (C-level maps), about 1 µs per IO; IOs of several
+devices or ops at once are grouped first, and only IOs in flight across a timeline bucket's edge take a
+Python step each.
 """
 
 import os
@@ -15,7 +16,8 @@ from operator import sub
 
 from ..replayfile.ops import OP_NAMES, WRITE
 from ..results.summary import Summary, Timeline
-from .window import FREED, LOG_TAIL, W_NBYTES, W_OFFSET, read_log
+from . import lanes
+from .window import EVENT_BYTES, FREED, LOG_TAIL, W_NBYTES, W_OFFSET, read_log
 
 
 class _Slots:
@@ -76,11 +78,10 @@ class Collector:
         done = 0
         for slot, (win, st) in enumerate(zip(self.windows, self.state)):
             records, tail = read_log(win, st.tail)
-            for t, raw in records:
-                done += self._fold(slot, win, st, t, raw)
-            st.tail = tail
-            win.control[LOG_TAIL] = tail
             if records:
+                done += self._fold(slot, win, st, records)
+                st.tail = tail
+                win.control[LOG_TAIL] = tail
                 self._free(win, st)
         self.folded += done
         return done
@@ -101,59 +102,70 @@ class Collector:
         st.freed = freed
         win.control[FREED] = freed
 
-    def _fold(self, slot, win, st, t, raw):
+    def _fold(self, slot, win, st, records):
+        """Fold the events of ``records`` [(completion time, events)] of one window, all at once."""
         ev = array("q")
-        ev.frombytes(raw)
+        ev.frombytes(b"".join(raw for _t, raw in records))
         ks, res = ev[0::4], ev[2::4]
+        ends = array("q")
+        for t, raw in records:
+            ends += array("q", (t,)) * (len(raw) // EVENT_BYTES)
         if min(ks) < 0:  # a probe's event (data 2^64 - 1): not an IO
             keep = [x for x, k in enumerate(ks) if k >= 0]
-            ks, res = array("q", map(ks.__getitem__, keep)), array("q", map(res.__getitem__, keep))
+            ks, res, ends = (array("q", map(c.__getitem__, keep)) for c in (ks, res, ends))
             if not ks:
                 return 0
-        mask = win.mask
-        rs = [k & mask for k in ks]
+        n = len(ks)
+        rs = lanes.column(lanes.lanes(ks) & lanes.repeat(win.mask, n), n)  # slots: indexes are >= 0
         subs = list(map(win.submit.__getitem__, rs))
         dues = list(map(win.due.__getitem__, rs))
-        tgts = list(map(win.target.__getitem__, rs))
-        ops = list(map(win.op.__getitem__, rs))
         nbs = list(map(win.field(W_NBYTES).__getitem__, rs))
-        lats = [t - x for x in subs]
+        if len(win.kinds) == 1:
+            ((tgt, op),) = win.kinds
+            tgts, ops = [tgt], [op]
+        else:
+            tgts = list(map(win.target.__getitem__, rs))
+            ops = list(map(win.op.__getitem__, rs))
+        lats = list(map(sub, ends, subs))
         lates = list(map(sub, subs, dues))
         flags = st.flags
         for r in rs:
             flags[r] = 1
         it = self.iteration
         start = self.start_ns
-        if self.first_submit is None or it == 1 and start + min(subs) < self.first_submit:
-            self.first_submit = start + min(subs)
-        if self.last_completion is None or start + t > self.last_completion:
-            self.last_completion = start + t
+        first, last = min(subs), max(ends)
+        if self.first_submit is None or it == 1 and start + first < self.first_submit:
+            self.first_submit = start + first
+        if self.last_completion is None or start + last > self.last_completion:
+            self.last_completion = start + last
         # reads and writes return their size; flushes, discards and write-zeroes 0
-        expect = nbs if max(ops) <= WRITE else [n if op <= WRITE else 0 for n, op in zip(nbs, ops)]
+        if max(ops) <= WRITE:
+            expect = nbs
+        elif len(ops) == 1:
+            expect = [0] * n
+        else:
+            expect = [b if op <= WRITE else 0 for b, op in zip(nbs, ops)]
         if res.tolist() != expect:
             self._errors(win, rs, res, expect, tgts, ops, nbs)
         offset = start - self.first_start
-        keys = set(zip(tgts, ops)) if min(tgts) != max(tgts) or min(ops) != max(ops) else {(tgts[0], ops[0])}
         thr = self.late_threshold
-        if len(keys) == 1:
-            (target, op), = keys
-            self.summary(it, target).add(it, op, sum(nbs), lats, lates, min(subs), t,
-                                         sum(map(thr.__lt__, lates)))
-            self.timeline.add((target, op), offset, subs, lats, nbs, t)
+        if min(tgts) == max(tgts) and min(ops) == max(ops):
+            target, op = tgts[0], ops[0]
+            self.summary(it, target).add(it, op, sum(nbs), lats, lates, first, last, sum(map(thr.__lt__, lates)))
+            self.timeline.add((target, op), offset, subs, lats, nbs, ends)
         else:
             groups = {}
             for x, key in enumerate(zip(tgts, ops)):
                 groups.setdefault(key, []).append(x)
             for (target, op), xs in groups.items():
-                g_subs = [subs[x] for x in xs]
-                g_lats = [lats[x] for x in xs]
-                g_lates = [lates[x] for x in xs]
-                g_nbs = [nbs[x] for x in xs]
-                self.summary(it, target).add(it, op, sum(g_nbs), g_lats, g_lates, min(g_subs), t,
+                g_subs, g_lats, g_lates, g_nbs, g_ends = ([c[x] for x in xs] for c in (subs, lats, lates, nbs, ends))
+                self.summary(it, target).add(it, op, sum(g_nbs), g_lats, g_lates, min(g_subs), max(g_ends),
                                              sum(map(thr.__lt__, g_lates)))
-                self.timeline.add((target, op), offset, g_subs, g_lats, g_nbs, t)
+                self.timeline.add((target, op), offset, g_subs, g_lats, g_nbs, g_ends)
         if self.iolog is not None:
             offsets = list(map(win.field(W_OFFSET).__getitem__, rs))
+            if len(tgts) == 1 < n:
+                tgts, ops = tgts * n, ops * n
             self.iolog.write_block(it, slot, start, [subs, lates, lats, res, offsets, nbs, tgts, ops])
         return len(rs)
 
@@ -161,9 +173,10 @@ class Collector:
         for x, (got, want) in enumerate(zip(res, expect)):
             if got != want:
                 offset = win.field(W_OFFSET)[rs[x]]
-                what = f"{OP_NAMES[ops[x]]} of {nbs[x]} bytes at offset {offset}: " + (
+                op, tgt = ops[x if len(ops) > 1 else 0], tgts[x if len(tgts) > 1 else 0]
+                what = f"{OP_NAMES[op]} of {nbs[x]} bytes at offset {offset}: " + (
                     os.strerror(-got) if got < 0 else f"short IO ({got} bytes)")
-                self.summary(self.iteration, tgts[x]).fail(1, what)
+                self.summary(self.iteration, tgt).fail(1, what)
 
     # -- what the results need ---------------------------------------------------------------------------------
 

@@ -15,7 +15,7 @@ write checks. Discards, flushes and write-zeroes without -W are counted as skipp
 """
 
 from array import array
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from functools import reduce
 from itertools import accumulate, chain, repeat
@@ -26,6 +26,7 @@ from ..names import check_name
 from ..percpu import find_devices, find_per_cpu
 from ..replayfile import open_replay
 from ..replayfile.ops import DISCARD, F_FUA, F_PREFLUSH, FLUSH, READ, WRITE, WRITE_ZEROES
+from . import lanes
 from .ioengines.base import RWF_DSYNC
 from .window import (
     CMD_FDSYNC,
@@ -194,27 +195,52 @@ def open_sources(directory, devices, base="replay", find=False):
     return sources
 
 
-def merge(columns_list, targets):
-    """Merge the taken columns of several sources in due order (ties: source order, then file order); returns
-    (times, sectors, nbytes, ops, flags, target per IO)."""
-    if len(columns_list) == 1:
-        times, sectors, nbytes, ops, flags = columns_list[0]
-        return times, sectors, nbytes, ops, flags, array("H", [targets[0]]) * len(times)
-    times, sectors, nbytes, tgt = array("q"), array("q"), array("q"), array("H")
+def merge(sources, counts, most, with_flags=False):
+    """The first ``most`` of the next ``counts[i]`` IOs of each source (their times ascending) in due order (ties:
+    source order, then file order), taken from the sources: (times, sectors, nbytes, ops, flags, target per
+    IO); ``flags`` is None unless ``with_flags``, ``target`` an int when all are of one target."""
+    if len(sources) == 1:
+        source = sources[0]
+        times, sectors, nbytes, ops, flags = source.take(min(counts[0], most))
+        return times, sectors, nbytes, ops, flags if with_flags else None, source.target
+    times, sectors, nbytes = array("q"), array("q"), array("q")
     ops, flags = b"", b""
-    for c, t in zip(columns_list, targets):
-        times += c[0]
-        sectors += c[1]
-        nbytes += c[2]
-        ops += c[3]
-        flags += c[4]
-        tgt += array("H", [t]) * len(c[0])
+    starts = [0]
+    for s, c in zip(sources, counts):
+        a, b = s.pos, s.pos + c
+        times += s.times[a:b]
+        sectors += s.sectors[a:b]
+        nbytes += s.nbytes[a:b]
+        ops += s.ops[a:b]
+        if with_flags:
+            flags += s.flags[a:b]
+        starts.append(len(times))
+    n = len(times)
     base = min(times)
-    keys = sorted(map(or_, map(lshift, map(sub, times, repeat(base)), repeat(_KEY_BITS)), range(len(times))))
-    order = [k & ((1 << _KEY_BITS) - 1) for k in keys]
+    # keys: (time - base) << 22 | position, each below 2^63 while the times span less than 2^41 ns (36 min)
+    if max(times) - base < 1 << (63 - _KEY_BITS):
+        keys = lanes.column(((lanes.lanes(times) - lanes.repeat(base, n)) << _KEY_BITS) + lanes.indexes(n), n)
+    else:
+        keys = array("q", map(or_, map(lshift, map(sub, times, repeat(base)), repeat(_KEY_BITS)), range(n)))
+    order = [k & ((1 << _KEY_BITS) - 1) for k in sorted(keys)[:most]]
+    if len(order) < n:  # each source gives up its IOs among the first ``most``
+        taken = sorted(order)
+        for s, a, b in zip(sources, starts, starts[1:]):
+            s.pos += bisect_left(taken, b) - bisect_left(taken, a)
+    else:
+        for s, c in zip(sources, counts):
+            s.pos += c
+    targets = {s.target for s in sources}
+    if len(targets) == 1:
+        target = targets.pop()
+    else:
+        per = array("H")
+        for s, a, b in zip(sources, starts, starts[1:]):
+            per += array("H", [s.target]) * (b - a)
+        target = array("H", map(per.__getitem__, order))
     return (array("q", map(times.__getitem__, order)), array("q", map(sectors.__getitem__, order)),
             array("q", map(nbytes.__getitem__, order)), bytes(map(ops.__getitem__, order)),
-            bytes(map(flags.__getitem__, order)), array("H", map(tgt.__getitem__, order)))
+            bytes(map(flags.__getitem__, order)) if with_flags else None, target)
 
 
 class Lane:
@@ -228,6 +254,7 @@ class Lane:
         self.next = 0
         self.ended = False
         self.skipped = Counter()
+        self.kinds = window.kinds  # (target, op) of the IOs written (the collector's fast path: only one)
         self.largest_read = self.largest_write = 0
         self.ios = 0
 
@@ -329,60 +356,51 @@ class Feeder:
             for s in live:
                 if not s.eof:  # its unread IOs are due no earlier than its last one read
                     limit = min(limit, s.times[-1] - 1)
-        counts = [bisect_right(s.times, limit, s.pos) - s.pos for s in live]
+        counts = [min(bisect_right(s.times, limit, s.pos) - s.pos, most) for s in live]
         if not sum(counts):
             return 0
         taken = [(s, c) for s, c in zip(live, counts) if c]
-        total = sum(c for _s, c in taken)
-        if total > most:
-            taken = self._first_of(taken, most)
-        cols = merge([s.take(c) for s, c in taken], [s.target for s, _c in taken])
+        cols = merge([s for s, _c in taken], [c for _s, c in taken], most, self.write_enable)
         self._write(lane, *cols)
-        return sum(c for _s, c in taken)
-
-    @staticmethod
-    def _first_of(taken, most):
-        """How many of each source's due IOs are among the first ``most`` in merged order."""
-        if len(taken) == 1:
-            return [(taken[0][0], most)]
-        times = []
-        for k, (s, c) in enumerate(taken):
-            times += [(t, k) for t in s.times[s.pos:s.pos + c]]
-        times.sort()
-        per = Counter(k for _t, k in times[:most])
-        return [(s, per[k]) for k, (s, _c) in enumerate(taken) if per[k]]
+        return len(cols[0])
 
     def _write(self, lane, times, sectors, nbytes, ops, flags, tgt):
+        """Write IOs (columns in due order; ``tgt``: an int when all go to one target) into the lane's window."""
         issued = ops.translate(self.op_table)
         if SKIP in issued:
             keep = [i for i, o in enumerate(issued) if o != SKIP]
-            lane.skipped.update((tgt[i], ops[i]) for i, o in enumerate(issued) if o == SKIP)
+            single = isinstance(tgt, int)
+            lane.skipped.update((tgt if single else tgt[i], ops[i]) for i, o in enumerate(issued) if o == SKIP)
             if not keep:
                 return
             times, sectors, nbytes = (array("q", map(c.__getitem__, keep)) for c in (times, sectors, nbytes))
-            issued, flags = bytes(map(issued.__getitem__, keep)), bytes(map(flags.__getitem__, keep))
-            tgt = array("H", map(tgt.__getitem__, keep))
+            issued = bytes(map(issued.__getitem__, keep))
+            flags = None if flags is None else bytes(map(flags.__getitem__, keep))
+            tgt = tgt if single else array("H", map(tgt.__getitem__, keep))
         n = len(times)
         if self.acc == 1:
-            due = array("q", map(sub, times, repeat(self.genesis)))
+            due = lanes.column(lanes.lanes(times) - lanes.repeat(self.genesis, n), n)  # times >= genesis
         else:
             g, acc = self.genesis, self.acc
             due = array("q", [int((t - g) / acc) for t in times])
-        offsets = array("q", map(lshift, sectors, repeat(9)))
+        offsets = lanes.column(lanes.lanes(sectors) << 9, n)  # sectors are below 2^54 (the readers check it)
         self._check(tgt, offsets, nbytes, issued)
+        win = lane.window
         targets = self.targets
-        if min(tgt) == max(tgt):
-            fd = targets[tgt[0]].descriptor << 32
-            words = [_CMD.get(op, 0) | fd for op in range(256)]
-            op_fd = array("q", map(words.__getitem__, issued))
+        one_op = min(issued) == max(issued)
+        if isinstance(tgt, int):
+            fd = targets[tgt].descriptor << 32
+            op_fd = (array("q", (_CMD[issued[0]] | fd,)) * n if one_op
+                     else array("q", map([_CMD.get(op, 0) | fd for op in range(256)].__getitem__, issued)))
+            lane.kinds.update((tgt, op) for op in set(issued))
         else:
             op_fd = array("q", [_CMD.get(op, 0) | targets[t].descriptor << 32 for t, op in zip(tgt, issued)])
-        win = lane.window
+            lane.kinds.update(zip(tgt, issued))
         bufs = [0] * 256
         bufs[READ], bufs[WRITE] = win.read_buffer, win.write_buffer
-        buf = array("q", map(bufs.__getitem__, issued))
+        buf = array("q", (bufs[issued[0]],)) * n if one_op else array("q", map(bufs.__getitem__, issued))
         rw_flags = None
-        if self.write_enable and WRITE in issued and any(f & (F_FUA | F_PREFLUSH) for f in flags):
+        if flags is not None and WRITE in issued and any(f & (F_FUA | F_PREFLUSH) for f in flags):
             rw_flags = array("q", [RWF_DSYNC << 32 if op == WRITE and f & (F_FUA | F_PREFLUSH) else 0
                                    for op, f in zip(issued, flags)])
         big = max(nbytes) if max(issued) <= WRITE else max(
@@ -393,28 +411,23 @@ class Feeder:
                                                            default=0))
         else:
             lane.largest_read = max(lane.largest_read, big)
-        if big > lane.window.io_bytes:
-            raise BlkfleetError(f"an IO of {big} bytes is larger than the {lane.window.io_bytes >> 20} MiB IO "
-                                "buffers (address space is not overcommitted here: vm.overcommit_memory)")
+        if big > win.io_bytes:
+            raise BlkfleetError(f"an IO of {big} bytes is larger than the {win.io_bytes >> 20} MiB IO buffers "
+                                "(address space is not overcommitted here: vm.overcommit_memory)")
         first = lane.next
-        data = array("q", range(first, first + n))
-        zeros = None
+        data = lanes.column(lanes.indexes(n) + lanes.repeat(first, n), n)
+        q = win.iocb
         for a, b, k in win.slots(first, first + n):
             x, y = k - first, k - first + (b - a)
-            q = win.iocb
             lo, hi = IOCB_WORDS * a, IOCB_WORDS * b
             q[lo + W_DATA:hi:IOCB_WORDS] = data[x:y]
-            if rw_flags is not None:
-                q[lo + W_RW_FLAGS:hi:IOCB_WORDS] = rw_flags[x:y]
-            else:
-                zeros = zeros if zeros is not None and len(zeros) == b - a else array("q", bytes(8 * (b - a)))
-                q[lo + W_RW_FLAGS:hi:IOCB_WORDS] = zeros
+            q[lo + W_RW_FLAGS:hi:IOCB_WORDS] = rw_flags[x:y] if rw_flags is not None else array("q", bytes(8 * (y - x)))
             q[lo + W_OP_FD:hi:IOCB_WORDS] = op_fd[x:y]
             q[lo + W_BUF:hi:IOCB_WORDS] = buf[x:y]
             q[lo + W_NBYTES:hi:IOCB_WORDS] = nbytes[x:y]
             q[lo + W_OFFSET:hi:IOCB_WORDS] = offsets[x:y]
             win.due[a:b] = due[x:y]
-            win.target[a:b] = tgt[x:y]
+            win.target[a:b] = array("H", (tgt,)) * (y - x) if isinstance(tgt, int) else tgt[x:y]
             win.op[a:b] = issued[x:y]
         ctl = win.control
         if DISCARD in issued or WRITE_ZEROES in issued:
@@ -429,23 +442,26 @@ class Feeder:
         ctl[FED] = lane.next
 
     def _check(self, tgt, offsets, nbytes, issued):
-        """Every IO aligned to its target's logical block size and within its size; reads and writes no larger
-        than the IO buffers."""
-        single = min(tgt) == max(tgt)
-        groups = [(tgt[0], offsets, nbytes, issued)] if single else self._by_target(tgt, offsets, nbytes, issued)
+        """Every IO aligned to its target's logical block size and within its size (flushes aside)."""
+        if isinstance(tgt, int):
+            groups = [(tgt, offsets, nbytes, issued)]
+        else:
+            groups = self._by_target(tgt, offsets, nbytes, issued)
         for t, offs, sizes, ops in groups:
             target = self.targets[t]
             if FLUSH in ops:
                 keep = [i for i, op in enumerate(ops) if op != FLUSH]
-                offs, sizes = [offs[i] for i in keep], [sizes[i] for i in keep]
                 if not keep:
                     continue
+                offs, sizes = [offs[i] for i in keep], [sizes[i] for i in keep]
             lbs, size = target.block_size, target.size
-            if (reduce(or_, offs) | reduce(or_, sizes)) % lbs or max(map(add, offs, sizes)) > size:
-                first = next((o, n) for o, n in zip(offs, sizes) if o % lbs or n % lbs or o + n > size)
-                raise BlkfleetError(
-                    f"{target.path}: IOs of {target.recorded} do not fit it (size {size} bytes, logical block size "
-                    f"{lbs}); first: offset {first[0]} + {first[1]} bytes")
+            if (reduce(or_, offs) | reduce(or_, sizes)) % lbs == 0 and (
+                    max(offs) + max(sizes) <= size or max(map(add, offs, sizes)) <= size):
+                continue
+            first = next((o, n) for o, n in zip(offs, sizes) if o % lbs or n % lbs or o + n > size)
+            raise BlkfleetError(
+                f"{target.path}: IOs of {target.recorded} do not fit it (size {size} bytes, logical block size "
+                f"{lbs}); first: offset {first[0]} + {first[1]} bytes")
 
     @staticmethod
     def _by_target(tgt, offsets, nbytes, issued):

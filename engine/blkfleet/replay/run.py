@@ -38,7 +38,7 @@ from .collect import Collector
 from .feed import Feeder, Lane, genesis_of, open_sources
 from .ioengines import open_ioengine
 from .target import Target, device_path, parse_map
-from .window import ISSUED, LOG_FULL, STALL_NS, STALLS, WINDOW_IOS, WINDOW_NS, Window
+from .window import ISSUED, LOG_FULL, MAX_WINDOW_IOS, MIN_WINDOW_IOS, STALL_NS, STALLS, WINDOW_IOS, WINDOW_NS, Window
 
 START_DELAY_NS = 50_000_000
 STOP_GRACE_S = 2.0  # after a stop, a worker has this long (its IOs in flight: at most 1 s) to report
@@ -82,6 +82,7 @@ class ReplayOptions:
     run_id: str = None  # --run-id: the job this replay is
     probe: str = "auto"  # how a write target's signatures are probed: auto, blkid or internal
     io_log: str = None  # --io-log: the per-IO log to write
+    window_ios: int = WINDOW_IOS  # --window-ios: IOs a worker's window holds at most
     may_write: bool = None  # the trace holds writes, discards, flushes or write-zeroes (None: not known)
     start_ns: int = None  # CLOCK_MONOTONIC start instant of the first iteration, once chosen
     formats: set = field(default_factory=set)
@@ -105,6 +106,12 @@ def validate(opts):
         raise BlkfleetError("invalid batch window (--batch-window-us must be >= 0)")
     if not 0 <= opts.depth <= 65535:
         raise BlkfleetError(f"invalid queue depth {opts.depth} (1..65535)")
+    w = opts.window_ios
+    if not (MIN_WINDOW_IOS <= w <= MAX_WINDOW_IOS and w & (w - 1) == 0):
+        raise BlkfleetError(f"invalid window size {w} (--window-ios: a power of two, {MIN_WINDOW_IOS}.."
+                            f"{MAX_WINDOW_IOS})")
+    if opts.depth > w:
+        raise BlkfleetError(f"--depth {opts.depth} is more than the window holds (--window-ios {w})")
     for dev in opts.devices:
         check_name(dev, "recorded device name")
     check_name(opts.base, "input base name")
@@ -539,7 +546,7 @@ def _replay_onto(opts, lease, sources, targets):
         # More IOs in flight than the device queue holds would block io_submit until a request frees: the
         # worker would stall and every IO behind it be late (measured: bursty trace, issue-time p99 4.2 ms
         # with 512 on a loop device whose queue holds 128, 1.8 ms with 128).
-        opts.depth = min([512] + [t.queue_depth for t in targets if t.queue_depth])
+        opts.depth = min([512, opts.window_ios] + [t.queue_depth for t in targets if t.queue_depth])
     probe = open_ioengine(opts.ioengine, 1)
     opts.ioengine = probe.name
     probe.close()
@@ -554,7 +561,7 @@ def _replay_onto(opts, lease, sources, targets):
     lanes = []
     try:
         for slot, group in sorted(by_slot.items()):
-            lane = Lane(slot, group, Window())
+            lane = Lane(slot, group, Window(opts.window_ios))
             lane.cpu = cpus[slot % len(cpus)]
             lanes.append(lane)
         opts.may_write = may_write(sources)
@@ -571,7 +578,7 @@ def _run_lanes(opts, lease, lanes, targets, genesis, sizing_info):
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
     feeder = Feeder(lanes, genesis, opts.acc, targets, opts.write_enable, opts.no_stall)
     feeder.start_iteration(first=True)
-    feeder.pump(0, WINDOW_IOS)  # the first IOs of every window (checked: bad input ends here, nothing replayed)
+    feeder.pump(0, opts.window_ios)  # the first IOs of every window (checked: bad input ends here, nothing replayed)
     iolog = None
     if opts.io_log:
         iolog = IOLogWriter(opts.io_log, [(t.recorded, t.path) for t in targets], 0, 0)
@@ -589,6 +596,7 @@ def _run_lanes(opts, lease, lanes, targets, genesis, sizing_info):
         sup.collect("ready", READY_TIMEOUT_S)
         if sup.failure:
             raise BlkfleetError(sup.failure)
+        _keep_off_workers(lanes)
         for it in range(opts.iterations):
             if lease is not None and lease():
                 sup.stop_reason = sup.stop_reason or "lease expired"
@@ -596,7 +604,7 @@ def _run_lanes(opts, lease, lanes, targets, genesis, sizing_info):
                 break
             if it:
                 feeder.start_iteration(first=False)
-                feeder.pump(0, WINDOW_IOS)
+                feeder.pump(0, opts.window_ios)
             start = _start_instant(opts) if not it else time.monotonic_ns() + START_DELAY_NS
             if not it:
                 opts.start_ns = start
@@ -630,6 +638,14 @@ def _run_lanes(opts, lease, lanes, targets, genesis, sizing_info):
                       window=_window_info(lanes), iolog=iolog)
     doc = results.build(run, interrupted, sup.stop_reason, _failed(sup))
     return doc, exit_code(doc)
+
+
+def _keep_off_workers(lanes):
+    """Run the parent (feeder and collector) on the CPUs no worker is pinned to, if there are any: it would
+    otherwise take turns with a worker on its CPU."""
+    free = set(_cpus()) - {lane.cpu for lane in lanes}
+    if free:
+        os.sched_setaffinity(0, free)
 
 
 def _window_info(lanes):

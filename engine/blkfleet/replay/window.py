@@ -25,9 +25,11 @@ import ctypes
 import mmap
 from array import array
 
-WINDOW_IOS = 1 << 16  # IOs in a window at most (a power of two)
+WINDOW_IOS = 1 << 16  # IOs in a window at most (a power of two; --window-ios)
+MIN_WINDOW_IOS, MAX_WINDOW_IOS = 1 << 6, 1 << 22
 WINDOW_NS = 2_000_000_000  # and at most this far ahead of the worker's time
-LOG_BYTES = 1 << 20  # completion log
+LOG_BYTES_PER_IO = 16  # completion log: this much per IO of the window (its events wait in the worker if full)
+MIN_LOG_BYTES = 1 << 16
 MAX_IO_BYTES = 1 << 32  # larger than any IO (a u32 length): the IO buffers reserve this much address space
 PREFAULT_MAX = 16 << 20  # a worker touches at most this much of each IO buffer before the start
 SMALL_IO_BYTES = 256 << 20  # where address space is not overcommitted (vm.overcommit_memory 2): this much
@@ -72,11 +74,12 @@ class Window:
     @read_buffer / @write_buffer: addresses of the IO memory (all reads land in one, all writes come from the
     other: the data does not matter to a replay)."""
 
-    def __init__(self, capacity=WINDOW_IOS, log_bytes=LOG_BYTES, io_bytes=MAX_IO_BYTES):
+    def __init__(self, capacity=WINDOW_IOS, log_bytes=None, io_bytes=MAX_IO_BYTES):
         if capacity & (capacity - 1):
             raise ValueError("the window capacity must be a power of two")
         self.capacity = capacity
         self.mask = capacity - 1
+        log_bytes = log_bytes or max(MIN_LOG_BYTES, capacity * LOG_BYTES_PER_IO)
         self.log_bytes = log_bytes
         layout = [("iocb", "q", capacity * IOCB_WORDS), ("ptr", "Q", capacity), ("due", "q", capacity),
                   ("submit", "q", capacity), ("special", "q", capacity), ("target", "H", capacity),
@@ -98,6 +101,7 @@ class Window:
         self.ptr[:] = array("Q", range(first, first + step * capacity, step))
         self.ptr_base = self.base + offsets["ptr"]
         self.control[END] = NOT_YET
+        self.kinds = set()  # the parent's own: (target, op) of the IOs the feeder wrote
         # The IO buffers: address space reserved in the parent, untouched (no memory used); each worker
         # touches what its IOs need (Window.prefault), in its own copy.
         try:

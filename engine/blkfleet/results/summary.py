@@ -111,23 +111,23 @@ class Timeline:
                 values.extend(grow)
         return lists
 
-    def add(self, key, offset, submits, latencies, nbytes, done):
+    def add(self, key, offset, submits, latencies, nbytes, ends):
         """IOs of one (target, op) submitted at ``offset + submits[i]`` (ns from the first start) that completed
-        at ``offset + done``."""
+        at ``offset + ends[i]``."""
         w = self.width
         first = (offset + min(submits)) // w
-        last = (offset + done - 1) // w if done > 0 else 0
+        last = (offset + max(ends) - 1) // w
         ios, byts, lat, busy = self._lists(key, max(last, first))
-        if first == last:
+        total = sum(latencies)
+        if first == last:  # all in one bucket
             ios[first] += len(submits)
             byts[first] += sum(nbytes)
-            total = sum(latencies)
             lat[first] += total
             busy[first] += total
             return
-        end = offset + done
         for s, n, d in zip(submits, nbytes, latencies):
             start = offset + s
+            end = start + d
             b = start // w
             ios[b] += 1
             byts[b] += n
