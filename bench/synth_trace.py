@@ -10,7 +10,6 @@ Random 4 KiB reads over a device of ``--disk`` bytes, ``--ios`` in all, spread o
 import argparse
 import os
 import random
-import struct
 import sys
 from array import array
 

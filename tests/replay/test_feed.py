@@ -10,8 +10,20 @@ import pytest
 
 from blkfleet.errors import BlkfleetError
 from blkfleet.replay.feed import Feeder, Lane, genesis_of, open_sources
-from blkfleet.replay.window import (END, FED, FREED, IOCB_WORDS, LEAD, NOT_YET, SPECIALS, W_DATA, W_NBYTES,
-                                    W_OFFSET, WINDOW_NS, Window)
+from blkfleet.replay.window import (
+    END,
+    FED,
+    FREED,
+    IOCB_WORDS,
+    LEAD,
+    NOT_YET,
+    SPECIALS,
+    W_DATA,
+    W_NBYTES,
+    W_OFFSET,
+    WINDOW_NS,
+    Window,
+)
 from blkfleet.replayfile import compat, native
 from blkfleet.replayfile.ops import DISCARD, FLUSH, READ, WRITE
 

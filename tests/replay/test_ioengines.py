@@ -15,8 +15,18 @@ import pytest
 
 from blkfleet.replay.ioengines import open_ioengine
 from blkfleet.replay.ioengines.base import EVENT
-from blkfleet.replay.window import (CMD_PREAD, CMD_PWRITE, CMD_SPECIAL, IOCB_WORDS, W_BUF, W_DATA, W_NBYTES,
-                                    W_OFFSET, W_OP_FD, Window)
+from blkfleet.replay.window import (
+    CMD_PREAD,
+    CMD_PWRITE,
+    CMD_SPECIAL,
+    IOCB_WORDS,
+    W_BUF,
+    W_DATA,
+    W_NBYTES,
+    W_OFFSET,
+    W_OP_FD,
+    Window,
+)
 from blkfleet.replayfile.ops import DISCARD, READ, WRITE
 from helpers.tracing import queued_extents, traced
 
