@@ -40,10 +40,14 @@ def add_parser(sub):
         "inter-arrival errors (percentiles, us), IOPS error per 100 ms bucket (MAPE, %) and the span ratio.",
     )
     p.add_argument("original", metavar="ORIG", help="directory of the original capture (DEV.blktrace.CPU files)")
-    p.add_argument("replay", metavar="REPLAY", help="directory of the capture of the replay")
+    p.add_argument("replay", metavar="REPLAY",
+                   help="directory of the capture of the replay, or the replay's per-IO log (replay --io-log)")
     p.add_argument("--device", metavar="DEV", help="device of the original capture (default: the only one in ORIG)")
     p.add_argument("--replay-device", metavar="DEV",
-                   help="device of the replay capture (default: the only one in REPLAY)")
+                   help="device of the replay capture, or recorded device of the per-IO log (default: the only one "
+                   "in REPLAY)")
+    p.add_argument("--iteration", type=int, default=1, metavar="N",
+                   help="with a per-IO log: the iteration compared (default 1)")
     p.add_argument("-x", "--acc-factor", type=_acc_factor, default=1.0, metavar="X",
                    help="the replay ran X times faster (original times are divided by X; default 1)")
     p.add_argument("--reads-for-writes", action="store_true",
@@ -62,7 +66,7 @@ def run(args):
     result = compare_dirs(
         args.original, args.replay, device=args.device, replay_device=args.replay_device,
         acc=args.acc_factor, reads_for_writes=args.reads_for_writes,
-        replay_start_ns=replay_start(args.replay_results) if args.replay_results else None,
+        replay_start_ns=replay_start(args.replay_results) if args.replay_results else None, iteration=args.iteration,
     )
     if args.json:
         write_json(args.json, result)

@@ -25,6 +25,9 @@ def add_parser(sub):
     p.add_argument("--replay-capture", metavar="CAPTURE_DIR", help="a capture of the replay")
     p.add_argument("--original-device", metavar="DEV", help="device of --original (default: its only one)")
     p.add_argument("--replay-device", metavar="DEV", help="device of --replay-capture (default: its only one)")
+    p.add_argument("--io-log", metavar="FILE",
+                   help="the per-IO log of the replay shown (blkfleet replay --io-log): its submissions over time and "
+                   "its latency CDF (first iteration)")
     p.add_argument("--host", help="only this host's stored runs")
     p.add_argument("--device", help="only this device's stored runs")
     p.add_argument("--band-k", type=float, default=2.0, metavar="K", help="baseline band: mean ± K sd (default 2)")
@@ -55,7 +58,7 @@ def run(args):
     if focus is None and not args.original:
         raise BlkfleetError("nothing to report: no --results, no stored runs and no --original capture")
     html = render(focus, focus_label, runs, baseline_rows, args.baseline, verdict, args.original,
-                  args.replay_capture, args.original_device, args.replay_device, args.band_k)
+                  args.replay_capture, args.original_device, args.replay_device, args.band_k, args.io_log)
     parent = os.path.dirname(os.path.abspath(args.output))
     os.makedirs(parent, exist_ok=True)
     tmp = args.output + ".tmp"

@@ -91,10 +91,11 @@ CREATE TABLE IF NOT EXISTS baseline_members (
 """
 
 def document_problem(doc):
-    """Why ``doc`` is not a results document that matches schemas/results.schema.json (one line), or None."""
+    """Why ``doc`` is not a results document that matches the schema of its version (results.schema.json, or
+    results-v1.schema.json), in one line, or None."""
     if not isinstance(doc, dict):
         return "not a results document (a JSON object is expected)"
-    if doc.get("schema") not in SCHEMAS:
+    if not isinstance(doc.get("schema"), str) or doc["schema"] not in SCHEMAS:
         shown = doc.get("schema") if isinstance(doc.get("schema"), str) else type(doc.get("schema")).__name__
         return f"not a blkfleet results document (schema {shown[:80]!r}, expected {SCHEMA!r} or {SCHEMA_V1!r})"
     trouble = schema_problem(doc, load_schema(SCHEMAS[doc["schema"]]))
