@@ -172,7 +172,6 @@ class IOLog:
             head = f.read(BLOCK.size)
             if not head:
                 break
-            size = block_size(0)
             count = BLOCK.unpack(head)[1] if len(head) == BLOCK.size else 0
             size = block_size(count)
             if len(head) < BLOCK.size or offset + size > self._size:
