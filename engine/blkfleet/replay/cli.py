@@ -6,7 +6,6 @@ import re
 import sys
 import tempfile
 
-from ..bundle.pack import extract
 from ..errors import BlkfleetError
 from ..jsonout import write_json
 from ..results.document import stamp, summary_lines
@@ -133,6 +132,8 @@ def run(args):
 
 def _run_input(args, job):
     if args.bundle:
+        from ..bundle.pack import extract  # only here: it costs 35 ms and several MB to import
+
         with tempfile.TemporaryDirectory(prefix="blkfleet-bundle-") as tmp:
             manifest = extract(args.bundle, tmp)
             replay_info = manifest["replay"]

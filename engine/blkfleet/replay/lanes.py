@@ -9,7 +9,6 @@ the next lane. Each caller says why its lanes do.
 from array import array
 
 _INDEXES = array("q", range(1 << 16))
-_CACHE = {}
 
 
 def lanes(column):
@@ -30,10 +29,5 @@ def repeat(value, n):
 
 
 def indexes(n):
-    """Lanes 0 .. n - 1 (cached for the usual sizes)."""
-    got = _CACHE.get(n)
-    if got is None:
-        got = lanes(_INDEXES[:n] if n <= len(_INDEXES) else array("q", range(n)))
-        if len(_CACHE) < 64:
-            _CACHE[n] = got
-    return got
+    """Lanes 0 .. n - 1."""
+    return lanes(_INDEXES[:n] if n <= len(_INDEXES) else array("q", range(n)))

@@ -26,7 +26,6 @@ import struct
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 from ..errors import BlkfleetError
 from ..names import check_name
@@ -56,36 +55,34 @@ EXIT_FAILED = 5  # a worker died or failed: the others were stopped, partial res
 EXIT_INTERRUPTED = 130  # stopped by SIGINT or SIGTERM: partial results
 
 
-@dataclass
 class ReplayOptions:
-    input_dir: str = "."
-    devices: tuple = ()
-    find: bool = False
-    base: str = "replay"
-    cpus: int = 0  # -c: workers; 0: chosen from the trace (sizing.py)
-    iterations: int = 1
-    map_files: tuple = ()
-    no_stall: bool = False
-    verbose: int = 0
-    write_enable: bool = False
-    acc: float = 1.0
-    json: str = None
-    start_at: float = None  # wall-clock seconds since the epoch
-    ioengine: str = "aio"
-    depth: int = 0  # 0: the targets' request queue size (at most 512)
-    force: bool = False
-    late_threshold_ns: int = 1_000_000
-    batch_window_ns: int = 0
-    realtime: object = "auto"  # "auto", "on", "off"; resolved to a bool before the workers start
-    bundle_id: str = None
-    source: str = None  # what to name as the input in the results (the bundle file, else input_dir)
-    run_id: str = None  # --run-id: the job this replay is
-    probe: str = "auto"  # how a write target's signatures are probed: auto, blkid or internal
-    io_log: str = None  # --io-log: the per-IO log to write
-    window_ios: int = WINDOW_IOS  # --window-ios: IOs a worker's window holds at most
-    may_write: bool = None  # the trace holds writes, discards, flushes or write-zeroes (None: not known)
-    start_ns: int = None  # CLOCK_MONOTONIC start instant of the first iteration, once chosen
-    formats: set = field(default_factory=set)
+    """The options of a replay (keyword arguments; see ``DEFAULTS``)."""
+
+    DEFAULTS = {
+        "input_dir": ".", "devices": (), "find": False, "base": "replay",
+        "cpus": 0,  # -c: workers; 0: chosen from the trace (sizing.py)
+        "iterations": 1, "map_files": (), "no_stall": False, "verbose": 0, "write_enable": False, "acc": 1.0,
+        "json": None,
+        "start_at": None,  # wall-clock seconds since the epoch
+        "ioengine": "aio",
+        "depth": 0,  # 0: the targets' request queue size (at most 512)
+        "force": False, "late_threshold_ns": 1_000_000, "batch_window_ns": 0,
+        "realtime": "auto",  # "auto", "on", "off"; resolved to a bool before the workers start
+        "bundle_id": None,
+        "source": None,  # what to name as the input in the results (the bundle file, else input_dir)
+        "run_id": None,  # --run-id: the job this replay is
+        "probe": "auto",  # how a write target's signatures are probed: auto, blkid or internal
+        "io_log": None,  # --io-log: the per-IO log to write
+        "window_ios": WINDOW_IOS,  # --window-ios: IOs a worker's window holds at most
+        "may_write": None,  # the trace holds writes, discards, flushes or write-zeroes (None: not known)
+        "start_ns": None,  # CLOCK_MONOTONIC start instant of the first iteration, once chosen
+    }
+
+    def __init__(self, **options):
+        unknown = set(options) - set(self.DEFAULTS)
+        if unknown:
+            raise TypeError(f"unknown replay options: {', '.join(sorted(unknown))}")
+        self.__dict__.update(self.DEFAULTS, formats=set(), **options)
 
 
 def _cpus():
@@ -578,21 +575,24 @@ def _run_lanes(opts, lease, lanes, targets, genesis, sizing_info):
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
     feeder = Feeder(lanes, genesis, opts.acc, targets, opts.write_enable, opts.no_stall)
     feeder.start_iteration(first=True)
-    feeder.pump(0, opts.window_ios)  # the first IOs of every window (checked: bad input ends here, nothing replayed)
-    iolog = None
-    if opts.io_log:
-        iolog = IOLogWriter(opts.io_log, [(t.recorded, t.path) for t in targets], 0, 0)
-    collector = Collector([lane.window for lane in lanes], targets, opts.late_threshold_ns, iolog)
-    prefault = (max(lane.largest_read for lane in lanes), max(lane.largest_write for lane in lanes))
     _raising = False
     workers = []
     sup = _Supervisor(workers, lease)
     outcomes = []  # per iteration: {slot: worker.Outcome}
+    iolog = collector = None
     try:
+        # Workers first (forked from a parent that holds little: their memory is its memory), setting up
+        # while the parent fills their windows with the first IOs (checked: bad input ends here, nothing
+        # replayed).
+        prefault = _largest(lanes, opts)
         for lane in lanes:
             fd = targets[lane.sources[0].target].descriptor
             probe = (fd, os.lseek(fd, 0, os.SEEK_END))
             workers.append(_Worker(lane, probe, opts, prefault, workers))
+        feeder.pump(0, opts.window_ios)
+        if opts.io_log:
+            iolog = IOLogWriter(opts.io_log, [(t.recorded, t.path) for t in targets], 0, 0)
+        collector = Collector([lane.window for lane in lanes], targets, opts.late_threshold_ns, iolog)
         sup.collect("ready", READY_TIMEOUT_S)
         if sup.failure:
             raise BlkfleetError(sup.failure)
@@ -626,7 +626,8 @@ def _run_lanes(opts, lease, lanes, targets, genesis, sizing_info):
                 break
     finally:
         sup.finish()
-        collector.poll()
+        if collector is not None:
+            collector.poll()
         if iolog is not None:
             iolog.close()
     if _stop is not None and sup.stop_reason is None:
@@ -638,6 +639,17 @@ def _run_lanes(opts, lease, lanes, targets, genesis, sizing_info):
                       window=_window_info(lanes), iolog=iolog)
     doc = results.build(run, interrupted, sup.stop_reason, _failed(sup))
     return doc, exit_code(doc)
+
+
+def _largest(lanes, opts):
+    """(read, write) bytes of IO memory each worker touches before the start: the largest read (and, with -W,
+    write) of what was read ahead."""
+    read = 0
+    for lane in lanes:
+        for s in lane.sources:
+            if len(s):
+                read = max(read, max(s.nbytes[s.pos:]))
+    return read, (read if opts.write_enable else 0)
 
 
 def _keep_off_workers(lanes):
