@@ -592,7 +592,8 @@ def _run_lanes(opts, lease, lanes, targets, genesis, sizing_info):
         feeder.pump(0, opts.window_ios)
         if opts.io_log:
             iolog = IOLogWriter(opts.io_log, [(t.recorded, t.path) for t in targets], 0, 0)
-        collector = Collector([lane.window for lane in lanes], targets, opts.late_threshold_ns, iolog)
+        collector = Collector([lane.window for lane in lanes], targets, opts.late_threshold_ns, iolog,
+                              never_early=not opts.batch_window_ns and not opts.no_stall)
         sup.collect("ready", READY_TIMEOUT_S)
         if sup.failure:
             raise BlkfleetError(sup.failure)

@@ -50,7 +50,7 @@ def calibrate(fd, offset, opts):
     behind ``fd``) through the real loop, one per submission."""
     from .worker import Replayer
 
-    win = Window(capacity=4096, log_bytes=1 << 18, io_bytes=4096)
+    win = Window(capacity=4096, io_bytes=4096)
     try:
         n = CALIBRATION_IOS
         q = win.iocb

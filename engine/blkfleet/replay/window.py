@@ -8,7 +8,7 @@ only its own fields:
   AIO iocbs plus their due times, then publishes ``FED``;
 - the worker submits slot ranges straight from there (one ``io_submit`` on the fixed pointer array, however
   many IOs), stamps each IO's submit time, and copies the completion events it reaps, as the kernel wrote
-  them, into the completion log, with one completion time per reap;
+  them, into the completion log, their completion time stamped over a field it does not need;
 - the collector (in the parent) reads the completion log, folds each IO into the streaming summaries, and
   publishes ``FREED``: every slot below it may be written again.
 
@@ -28,8 +28,6 @@ from array import array
 WINDOW_IOS = 1 << 16  # IOs in a window at most (a power of two; --window-ios)
 MIN_WINDOW_IOS, MAX_WINDOW_IOS = 1 << 6, 1 << 22
 WINDOW_NS = 2_000_000_000  # and at most this far ahead of the worker's time
-LOG_BYTES_PER_IO = 16  # completion log: this much per IO of the window (its events wait in the worker if full)
-MIN_LOG_BYTES = 1 << 16
 MAX_IO_BYTES = 1 << 32  # larger than any IO (a u32 length): the IO buffers reserve this much address space
 PREFAULT_MAX = 16 << 20  # a worker touches at most this much of each IO buffer before the start
 SMALL_IO_BYTES = 256 << 20  # where address space is not overcommitted (vm.overcommit_memory 2): this much
@@ -42,11 +40,10 @@ W_DATA, W_RW_FLAGS, W_OP_FD, W_BUF, W_NBYTES, W_OFFSET = 0, 1, 2, 3, 4, 5
 CMD_PREAD, CMD_PWRITE, CMD_FDSYNC = 0, 1, 3  # IOCB_CMD_*
 CMD_SPECIAL = 0xFF  # not an AIO command: a discard or write-zeroes the worker runs as an ioctl (``special``)
 
-# Completion log records: {count (i64), completion time (i64, ns after the iteration's start)} then ``count``
-# events {data (the IO's index), obj, res (bytes or -errno), res2} as struct io_event; count -1: wrap to 0.
+# Completion log: a ring of struct io_event {data (the IO's index), obj (the worker puts the completion time
+# there: ns after the iteration's start), res (bytes or -errno), res2}.
 EVENT_BYTES = 32
-RECORD_HEAD = 16
-WRAP = -1
+LOG_SPARE = 64  # events beyond the window's IOs (the log can hold every IO of the window, and then some)
 
 # Control words.
 FED = 0  # feeder: IOs written (absolute)
@@ -58,7 +55,7 @@ LOG_HEAD = 5  # worker: bytes written to the completion log (absolute)
 LOG_TAIL = 6  # collector: bytes read from the completion log (absolute)
 STALLS = 7  # worker: times it found no IO left in the window before the iteration's end
 STALL_NS = 8  # worker: time spent so
-LOG_FULL = 9  # worker: times the completion log had no room (events kept until it had)
+LOG_FULL = 9  # worker: times the completion log had no room (events kept until it had; see LogWriter)
 LEAD = 10  # feeder: every IO due up to this time (ns after the iteration's start) is in the window
 CONTROL_WORDS = 16
 NOT_YET = (1 << 63) - 1
@@ -74,13 +71,13 @@ class Window:
     @read_buffer / @write_buffer: addresses of the IO memory (all reads land in one, all writes come from the
     other: the data does not matter to a replay)."""
 
-    def __init__(self, capacity=WINDOW_IOS, log_bytes=None, io_bytes=MAX_IO_BYTES):
+    def __init__(self, capacity=WINDOW_IOS, io_bytes=MAX_IO_BYTES):
         if capacity & (capacity - 1):
             raise ValueError("the window capacity must be a power of two")
         self.capacity = capacity
         self.mask = capacity - 1
-        log_bytes = log_bytes or max(MIN_LOG_BYTES, capacity * LOG_BYTES_PER_IO)
-        self.log_bytes = log_bytes
+        self.log_events = capacity + LOG_SPARE
+        log_bytes = self.log_events * EVENT_BYTES
         layout = [("iocb", "q", capacity * IOCB_WORDS), ("ptr", "Q", capacity), ("due", "q", capacity),
                   ("submit", "q", capacity), ("special", "q", capacity), ("target", "H", capacity),
                   ("op", "B", capacity), ("control", "q", CONTROL_WORDS), ("log", "B", log_bytes)]
@@ -95,7 +92,6 @@ class Window:
         for name, code, count in layout:
             start = offsets[name]
             setattr(self, name, view[start:start + count * array(code).itemsize].cast(code))
-        self.log_words = memoryview(self.mem)[offsets["log"]:offsets["log"] + log_bytes].cast("q")
         step = IOCB_WORDS * 8
         first = self.base + offsets["iocb"]
         self.ptr[:] = array("Q", range(first, first + step * capacity, step))
@@ -135,75 +131,69 @@ class Window:
         return self.iocb[word::IOCB_WORDS]
 
     def close(self):
-        for name in ("iocb", "ptr", "due", "submit", "special", "target", "op", "control", "log", "log_words"):
+        for name in ("iocb", "ptr", "due", "submit", "special", "target", "op", "control", "log"):
             view = getattr(self, name, None)
             if view is not None:
                 view.release()
-        self.mem.close()
-        self.buffers.close()
+        try:
+            self.mem.close()
+            self.buffers.close()
+        except BufferError:  # a view is still held (by a traceback being raised): unmapped when it goes
+            pass
 
 
 class LogWriter:
-    """The worker's end of the completion log: ``put(time, events)`` appends a record (``events``: bytes of
-    struct io_event); when the collector has left no room, records wait here (@pending) and the time is
-    counted in LOG_FULL. ``flush()`` retries them; ``pending`` is empty once all are in."""
+    """The worker's end of the completion log: ``put(time, events)`` stamps each event (bytes of struct io_event)
+    with the completion time in its ``obj`` field and appends them. The log holds ``log_events`` events, more
+    than the window's IOs: an event is only read once, and its slot only written again after it was, so the log
+    cannot fill. (Should it ever, events would wait here, in @pending, counted in LOG_FULL.)"""
 
     def __init__(self, window):
         self.w = window
-        self.words = window.log_words
         self.head = window.control[LOG_HEAD]
         self.pending = []
 
     def put(self, time, events):
-        if self.pending:
-            self.pending.append((time, events))
-            self.flush()
-        elif not self._put(time, events):
-            self.pending.append((time, events))
+        stamped = bytearray(events)
+        n = len(stamped) // EVENT_BYTES
+        memoryview(stamped).cast("q")[1::4] = array("q", (time,)) * n
+        if self.pending or not self._put(stamped, n):
+            self.pending.append((stamped, n))
             self.w.control[LOG_FULL] += 1
+            self.flush()
 
     def flush(self):
         while self.pending and self._put(*self.pending[0]):
             self.pending.pop(0)
         return not self.pending
 
-    def _put(self, time, events):
+    def _put(self, stamped, n):
         w = self.w
-        size = w.log_bytes
-        need = RECORD_HEAD + len(events)
+        size = w.log_events
         head = self.head
-        pos = head % size
-        room = size - (head - w.control[LOG_TAIL])
-        if pos + need > size:  # no room before the end: a wrap mark, then from the start
-            if room < size - pos + need:
-                return False
-            self.words[pos >> 3] = WRAP
-            head += size - pos
-            pos = 0
-        elif room < need:
+        if head + n - w.control[LOG_TAIL] > size:
             return False
-        self.words[pos >> 3] = len(events) // EVENT_BYTES
-        self.words[(pos >> 3) + 1] = time
-        w.log[pos + RECORD_HEAD:pos + need] = events
-        self.head = head + need
+        pos = head % size
+        first = min(n, size - pos)
+        w.log[pos * EVENT_BYTES:(pos + first) * EVENT_BYTES] = stamped[:first * EVENT_BYTES]
+        if first < n:
+            w.log[:(n - first) * EVENT_BYTES] = stamped[first * EVENT_BYTES:]
+        self.head = head + n
         w.control[LOG_HEAD] = self.head
         return True
 
 
 def read_log(window, tail):
-    """The collector's end: [(time, events bytes)] of the records from byte ``tail`` (absolute) to the worker's
-    head, and the new tail (to publish in LOG_TAIL once the events are used)."""
-    size = window.log_bytes
+    """The collector's end: the events from ``tail`` (an absolute count) to the worker's head, as one
+    ``array('q')`` of 4 words per event (data: the IO's index; obj: its completion time; res; res2), and the
+    new tail (to publish in LOG_TAIL once the events are used)."""
+    size = window.log_events
     head = window.control[LOG_HEAD]
-    words = window.log_words
-    out = []
-    while tail < head:
-        pos = tail % size
-        count = words[pos >> 3]
-        if count == WRAP:
-            tail += size - pos
-            continue
-        end = pos + RECORD_HEAD + count * EVENT_BYTES
-        out.append((words[(pos >> 3) + 1], window.log[pos + RECORD_HEAD:end].tobytes()))
-        tail += end - pos
-    return out, tail
+    out = array("q")
+    if head > tail:
+        pos, n = tail % size, head - tail
+        first = min(n, size - pos)
+        out.frombytes(window.log[pos * EVENT_BYTES:(pos + first) * EVENT_BYTES])
+        if first < n:
+            out.frombytes(window.log[:(n - first) * EVENT_BYTES])
+    return out, head

@@ -1,43 +1,58 @@
 """Log-linear histograms of nanosecond values: constant memory, at most 0.4 % relative error on any percentile.
 
-A value ``v`` >= 0 (ns) falls in bucket ``index(v)``:
-
-- ``v < 256``: bucket ``v`` (exact, 1 ns wide);
-- else, with ``e = v.bit_length() - 8`` and ``m = v >> e`` (128 <= m <= 255): bucket ``128 * e + m``, which
-  holds ``[m << e, (m + 1) << e)``: 128 buckets per power of two, each 1/m <= 1/128 of its lower bound wide.
+A value ``v`` >= 0 (ns) falls in the bucket named by the top 18 bits of ``float(v)`` (IEEE 754 double):
+its exponent and the first 7 bits of its mantissa, ``index(v) = bits(float(v)) >> 45`` (0 for 0). Between two
+powers of two, 2^(L-1) <= v < 2^L, that is 128 buckets of 2^(L-8) ns each: from 128 ns up, a bucket is at most
+1/128 of its lower bound wide; below, it holds one integer (exact). Reading the buckets off the float's bits
+lets a whole column of values be binned at once (``array('d')`` and one big-integer shift over 64-bit lanes),
+about 0.1 µs per value.
 
 A bucket's value is its midpoint, within 0.5/128 = 0.39 % of every value in it, from 1 µs to 100 s and beyond
-(2^63 ns). Negative values (lateness of an IO sent early) count in a mirrored set of buckets. The exact minimum
-and maximum are kept: a percentile at either end is exact, and no estimate leaves [min, max].
+(exact up to 2^53 ns). Negative values (lateness of an IO sent early) count in a mirrored set of buckets. The
+exact minimum and maximum are kept: a percentile at either end is exact, and no estimate leaves [min, max].
 
 Percentiles follow ``blkfleet.stats`` ("linear", numpy's default): rank h = (n - 1) p / 100, the values at
 ranks floor(h) and floor(h) + 1 interpolated; each ranked value is its bucket's midpoint. Memory is one dict
-entry per non-empty bucket (at most 7,424 for any value below 2^63), whatever the number of values.
+entry per non-empty bucket (at most 8,192 for any value below 2^63), whatever the number of values.
 """
 
+import math
+import struct
+from array import array
 from bisect import bisect_right
 from collections import Counter
 
 SUB_BUCKETS = 128
-EXACT_BELOW = 2 * SUB_BUCKETS  # values below this have a bucket of their own
+SHIFT = 45  # 52 mantissa bits, of which the first 7 name the sub-bucket
+MASK = (1 << 18) - 1  # exponent (11 bits) and 7 mantissa bits of a positive double
 SCHEME = "log-linear"
+_DOUBLE = struct.Struct("<d")
+_BITS = struct.Struct("<q")
 
 
 def index(v):
     """The bucket of a value >= 0."""
-    if v < EXACT_BELOW:
-        return v
-    e = v.bit_length() - 8
-    return (e << 7) + (v >> e)
+    return _BITS.unpack(_DOUBLE.pack(v))[0] >> SHIFT
+
+
+def _edge(i):
+    """The smallest integer in bucket ``i`` or above."""
+    return math.ceil(_DOUBLE.unpack(_BITS.pack(i << SHIFT))[0]) if i else 0
 
 
 def bounds(i):
-    """[lower, upper) of bucket ``i`` (ns)."""
-    if i < EXACT_BELOW:
-        return i, i + 1
-    e = (i >> 7) - 1
-    m = (i & 127) + 128
-    return m << e, (m + 1) << e
+    """[lower, upper) of bucket ``i`` (ns, integers)."""
+    return (_edge(i), 1) if i == 0 else (_edge(i), _edge(i + 1))
+
+
+def indexes(values):
+    """The buckets of many values >= 0, as an ``array('q')`` (C speed: see the module docstring)."""
+    n = len(values)
+    doubles = array("d", values)
+    lanes = (int.from_bytes(doubles, "little") >> SHIFT) & int.from_bytes(array("q", (MASK,)) * n, "little")
+    out = array("q")
+    out.frombytes(lanes.to_bytes(8 * n, "little"))
+    return out
 
 
 def _midpoint(i):
@@ -66,10 +81,10 @@ class LogHistogram:
             return
         lo, hi = min(values), max(values)
         if lo >= 0:
-            self.pos.update(map(index, values))
+            self.pos.update(indexes(values))
         else:
-            self.pos.update(map(index, [v for v in values if v >= 0]))
-            self.neg.update(map(index, [-v for v in values if v < 0]))
+            self.pos.update(indexes([v for v in values if v >= 0]))
+            self.neg.update(indexes([-v for v in values if v < 0]))
         self.count += len(values)
         self.min = lo if self.min is None or lo < self.min else self.min
         self.max = hi if self.max is None or hi > self.max else self.max

@@ -7,6 +7,8 @@ never with its IO count.
 """
 
 from array import array
+from bisect import bisect_left
+from operator import add
 
 from .histogram import LogHistogram
 
@@ -14,10 +16,10 @@ BUCKET_NS = 100_000_000
 
 
 class Summary:
-    """Figures of a set of IOs: @ios and @bytes per op (op number -> [ios, bytes]), @skipped (op number ->
-    count: not replayed without -W), @latency and @lateness (LogHistogram, ns), @late (IOs later than the
-    threshold), @spans (iteration -> [first submit, last completion], ns after that iteration's start),
-    @errors ([count, first message])."""
+    """Figures of a set of IOs: @by_op (op number -> [IOs submitted, their bytes]), @skipped (op number ->
+    count: not replayed without -W), @lateness (LogHistogram of the IOs submitted, ns), @latency (of those that
+    completed), @late (IOs later than the threshold), @spans (iteration -> [first submit, last completion], ns
+    after that iteration's start), @errors ([count, first message])."""
 
     __slots__ = ("by_op", "skipped", "latency", "lateness", "late", "spans", "errors")
 
@@ -30,25 +32,30 @@ class Summary:
         self.spans = {}
         self.errors = [0, None]
 
-    def add(self, iteration, op, nbytes_total, latencies, latenesses, first_submit, last_end, late):
-        """Fold IOs of one op: their total bytes, latency and lateness lists (ns), earliest submit and latest
-        completion (ns after the iteration's start), and how many were late."""
+    def submitted(self, iteration, op, count, nbytes_total, latenesses, first_submit, late):
+        """Fold ``count`` IOs of one op as they were submitted: their bytes, lateness list (ns), the earliest
+        submit (ns after the iteration's start) and how many were late."""
         entry = self.by_op.get(op)
         if entry is None:
             entry = self.by_op[op] = [0, 0]
-        entry[0] += len(latencies)
+        entry[0] += count
         entry[1] += nbytes_total
-        self.latency.add_many(latencies)
         self.lateness.add_many(latenesses)
         self.late += late
         span = self.spans.get(iteration)
         if span is None:
-            self.spans[iteration] = [first_submit, last_end]
-        else:
-            if first_submit < span[0]:
-                span[0] = first_submit
-            if last_end > span[1]:
-                span[1] = last_end
+            self.spans[iteration] = [first_submit, first_submit]
+        elif first_submit < span[0]:
+            span[0] = first_submit
+
+    def completed(self, iteration, latencies, last_end):
+        """Fold the latencies (ns) of IOs that completed, the last at ``last_end``."""
+        self.latency.add_many(latencies)
+        span = self.spans.get(iteration)
+        if span is None:
+            self.spans[iteration] = [last_end, last_end]
+        elif last_end > span[1]:
+            span[1] = last_end
 
     def skip(self, op, count):
         self.skipped[op] = self.skipped.get(op, 0) + count
@@ -111,26 +118,39 @@ class Timeline:
                 values.extend(grow)
         return lists
 
-    def add(self, key, offset, submits, latencies, nbytes, ends):
-        """IOs of one (target, op) submitted at ``offset + submits[i]`` (ns from the first start) that completed
-        at ``offset + ends[i]``."""
+    def submitted(self, key, offset, submits, nbytes):
+        """IOs of one (target, op) submitted at ``offset + submits[i]`` (ns from the first start; ascending)."""
         w = self.width
-        first = (offset + min(submits)) // w
-        last = (offset + max(ends) - 1) // w
-        ios, byts, lat, busy = self._lists(key, max(last, first))
-        total = sum(latencies)
-        if first == last:  # all in one bucket
+        first, last = (offset + submits[0]) // w, (offset + submits[-1]) // w
+        ios, byts, _lat, _busy = self._lists(key, last)
+        if first == last:
             ios[first] += len(submits)
             byts[first] += sum(nbytes)
+            return
+        a = 0
+        for b in range(first, last + 1):  # the submits are ascending: each bucket is a slice
+            z = bisect_left(submits, (b + 1) * w - offset, a)
+            ios[b] += z - a
+            byts[b] += sum(nbytes[a:z])
+            a = z
+
+    def completed(self, key, offset, submits, latencies):
+        """IOs of one (target, op) submitted at ``offset + submits[i]`` that took ``latencies[i]``: their latency
+        counts in the bucket they were submitted in, their time in flight in every bucket it spans."""
+        w = self.width
+        first = (offset + min(submits)) // w
+        last = max(map(add, submits, latencies)) + offset - 1
+        last = max(last // w, first)
+        _ios, _byts, lat, busy = self._lists(key, last)
+        if first == last:  # all in one bucket
+            total = sum(latencies)
             lat[first] += total
             busy[first] += total
             return
-        for s, n, d in zip(submits, nbytes, latencies):
+        for s, d in zip(submits, latencies):
             start = offset + s
             end = start + d
             b = start // w
-            ios[b] += 1
-            byts[b] += n
             lat[b] += d
             while start < end:
                 edge = min((b + 1) * w, end)
