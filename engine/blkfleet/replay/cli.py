@@ -13,7 +13,7 @@ from .ioengines import IOENGINES
 from .job import RunDir, check_lease, check_run_id, prune
 from .run import EXIT_INTERRUPTED, ReplayOptions, replay, stop_signals
 from .signatures import METHODS
-from .window import WINDOW_IOS, WINDOW_NS
+from .window import WINDOW_IOS, WINDOW_NS, size_of
 
 
 def _start_at(text):
@@ -72,8 +72,8 @@ def add_parser(sub):
     p.add_argument("--ioengine", "--backend", dest="ioengine", choices=("auto",) + IOENGINES, default="aio",
                    help="IO engine (default aio; --backend is the older name)")
     p.add_argument("--window-ios", type=int, default=WINDOW_IOS, metavar="N",
-                   help=f"IOs read ahead per worker at most (a power of two; default {WINDOW_IOS}, about "
-                   f"{WINDOW_IOS * 115 // (1 << 20)} MiB of shared memory; never more than "
+                   help=f"IOs read ahead per worker at most (a power of two; default {WINDOW_IOS}: "
+                   f"{size_of(WINDOW_IOS) / (1 << 20):.1f} MiB of shared memory; never more than "
                    f"{WINDOW_NS // 1_000_000_000} s ahead)")
     p.add_argument("--io-log", metavar="FILE",
                    help="write every IO's submit time, lateness, latency and result to FILE (a new file; binary, "

@@ -61,6 +61,19 @@ CONTROL_WORDS = 16
 NOT_YET = (1 << 63) - 1
 
 
+def _layout(capacity):
+    """(column, array code, items) of a window of ``capacity`` IOs, in memory order."""
+    return [("iocb", "q", capacity * IOCB_WORDS), ("ptr", "Q", capacity), ("due", "q", capacity),
+            ("submit", "q", capacity), ("special", "q", capacity), ("target", "H", capacity),
+            ("op", "B", capacity), ("control", "q", CONTROL_WORDS), ("log", "B", (capacity + LOG_SPARE) * EVENT_BYTES)]
+
+
+def size_of(capacity):
+    """Bytes of shared memory a window of ``capacity`` IOs takes (each column rounded up to whole pages)."""
+    return sum(-(-count * array(code).itemsize // mmap.PAGESIZE) * mmap.PAGESIZE for _n, code, count in
+               _layout(capacity))
+
+
 class Window:
     """One worker's window; see the module docstring. Columns are memoryviews of ``capacity`` items:
 
@@ -77,10 +90,7 @@ class Window:
         self.capacity = capacity
         self.mask = capacity - 1
         self.log_events = capacity + LOG_SPARE
-        log_bytes = self.log_events * EVENT_BYTES
-        layout = [("iocb", "q", capacity * IOCB_WORDS), ("ptr", "Q", capacity), ("due", "q", capacity),
-                  ("submit", "q", capacity), ("special", "q", capacity), ("target", "H", capacity),
-                  ("op", "B", capacity), ("control", "q", CONTROL_WORDS), ("log", "B", log_bytes)]
+        layout = _layout(capacity)
         offsets, size = {}, 0
         for name, code, count in layout:
             offsets[name] = size
