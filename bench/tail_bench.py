@@ -28,6 +28,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--rw", default="randrw", help="fio --rw (default randrw)")
     ap.add_argument("--extra", nargs="*", default=[], help="more blkfleet replay options")
+    ap.add_argument("--baseline-engine", metavar="DIR",
+                    help="also replay with the blkfleet engine in DIR (its engine/ directory) every round")
     ap.add_argument("--json")
     args = ap.parse_args()
     if os.geteuid():
@@ -57,6 +59,11 @@ def main():
             cap, info = replay_btreplay(c_files, dev_b, os.path.join(rdir, "bt"), timeout=args.seconds * 3 + 20)
             theirs = {**figures(compare(orig, cap, a, os.path.basename(dev_b))), **info}
             report["rounds"].append({"blkfleet": ours, "btreplay": theirs})
+            if args.baseline_engine:
+                cap, info = replay_blkfleet(native, dev_a, dev_b, rdir, "baseline", args.extra,
+                                            engine=args.baseline_engine)
+                report["rounds"][-1]["baseline"] = {**figures(compare(orig, cap, a, os.path.basename(dev_b))),
+                                                    "ios": info["ios"], "cpu_s": info["cpu_s"]}
             print(f"round {r + 1}: blkfleet issue p50/p99 {ours.get('issue_p50_us'):.0f}/{ours.get('issue_p99_us'):.0f}"
                   f" us ({ours.get('matched')} matched, {ours['workers']['workers']} workers), btreplay "
                   f"{theirs.get('issue_p50_us'):.0f}/{theirs.get('issue_p99_us'):.0f} us ({theirs.get('matched')})",
@@ -64,7 +71,8 @@ def main():
     with open("/proc/loadavg") as f:
         report["load_average_after"] = f.read().split()[:3]
     med = {}
-    for tool in ("blkfleet", "btreplay"):
+    tools = ("blkfleet", "btreplay") + (("baseline",) if args.baseline_engine else ())
+    for tool in tools:
         rows = [r[tool] for r in report["rounds"] if r[tool].get("issue_p99_us") is not None]
         med[tool] = {k: statistics.median(row[k] for row in rows) for k in
                      ("issue_p50_us", "issue_p99_us", "matched", "iops_error_pct") if rows}
@@ -76,7 +84,7 @@ def main():
           f"average {' '.join(load_before)} before, {' '.join(report['load_average_after'])} after")
     print(f"{'round':<8}{'replayer':<10}{'issue p50':>10}{'issue p99':>11}{'matched':>9}{'IOPS err %':>11}  workers")
     for i, r in enumerate(report["rounds"]):
-        for tool in ("blkfleet", "btreplay"):
+        for tool in tools:
             x = r[tool]
             w = x.get("workers", {}).get("workers", "") if tool == "blkfleet" else ""
             print(f"{i + 1:<8}{tool:<10}{x.get('issue_p50_us') or float('nan'):>10.0f}"
@@ -88,6 +96,9 @@ def main():
         print(f"{'median':<8}{'btreplay':<10}{c['issue_p50_us']:>10.0f}{c['issue_p99_us']:>11.0f}{c['matched']:>9.0f}")
         print(f"btreplay / blkfleet: issue p99 {c['issue_p99_us'] / max(b['issue_p99_us'], 1e-9):.2f}x, "
               f"p50 {c['issue_p50_us'] / max(b['issue_p50_us'], 1e-9):.2f}x")
+    if med.get("baseline"):
+        x = med["baseline"]
+        print(f"{'median':<8}{'baseline':<10}{x['issue_p50_us']:>10.0f}{x['issue_p99_us']:>11.0f}{x['matched']:>9.0f}")
 
 
 if __name__ == "__main__":
