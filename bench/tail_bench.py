@@ -27,7 +27,8 @@ def main():
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--rw", default="randrw", help="fio --rw (default randrw)")
-    ap.add_argument("--extra", nargs="*", default=[], help="more blkfleet replay options")
+    ap.add_argument("--extra", action="append", default=[], metavar="ARG",
+                    help="one more blkfleet replay argument (repeat: --extra=-c --extra=1)")
     ap.add_argument("--baseline-engine", metavar="DIR",
                     help="also replay with the blkfleet engine in DIR (its engine/ directory) every round")
     ap.add_argument("--json")

@@ -217,13 +217,22 @@ def merge(sources, counts, most, with_flags=False):
         starts.append(len(times))
     n = len(times)
     base = min(times)
+    span_ok = max(times) - base < 1 << (63 - _KEY_BITS)
     # keys: (time - base) << 22 | position, each below 2^63 while the times span less than 2^41 ns (36 min)
-    if max(times) - base < 1 << (63 - _KEY_BITS):
+    if span_ok:
         keys = lanes.column(((lanes.lanes(times) - lanes.repeat(base, n)) << _KEY_BITS) + lanes.indexes(n), n)
     else:
         keys = array("q", map(or_, map(lshift, map(sub, times, repeat(base)), repeat(_KEY_BITS)), range(n)))
-    order = [k & ((1 << _KEY_BITS) - 1) for k in sorted(keys)[:most]]
-    if len(order) < n:  # each source gives up its IOs among the first ``most``
+    keys = array("q", sorted(keys)[:most])
+    m = len(keys)
+    if span_ok:  # the positions and the times, back out of the sorted keys as lanes
+        order = lanes.column(lanes.lanes(keys) & lanes.repeat((1 << _KEY_BITS) - 1, m), m)
+        merged = lanes.column(((lanes.lanes(keys) >> _KEY_BITS) & lanes.repeat((1 << (64 - _KEY_BITS)) - 1, m))
+                              + lanes.repeat(base, m), m)
+    else:
+        order = array("q", [k & ((1 << _KEY_BITS) - 1) for k in keys])
+        merged = array("q", map(times.__getitem__, order))
+    if m < n:  # each source gives up its IOs among the first ``most``
         taken = sorted(order)
         for s, a, b in zip(sources, starts, starts[1:]):
             s.pos += bisect_left(taken, b) - bisect_left(taken, a)
@@ -238,7 +247,7 @@ def merge(sources, counts, most, with_flags=False):
         for s, a, b in zip(sources, starts, starts[1:]):
             per += array("H", [s.target]) * (b - a)
         target = array("H", map(per.__getitem__, order))
-    return (array("q", map(times.__getitem__, order)), array("q", map(sectors.__getitem__, order)),
+    return (merged, array("q", map(sectors.__getitem__, order)),
             array("q", map(nbytes.__getitem__, order)), bytes(map(ops.__getitem__, order)),
             bytes(map(flags.__getitem__, order)) if with_flags else None, target)
 
@@ -359,6 +368,16 @@ class Feeder:
         counts = [min(bisect_right(s.times, limit, s.pos) - s.pos, most) for s in live]
         if not sum(counts):
             return 0
+        if sum(counts) > most and len(live) > 1:  # about ``most`` in all: the time that many IOs reach
+            lo = min(s.times[s.pos] for s, c in zip(live, counts) if c)
+            hi = max(s.times[s.pos + c - 1] for s, c in zip(live, counts) if c)
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if sum(bisect_right(s.times, mid, s.pos, s.pos + c) - s.pos for s, c in zip(live, counts)) >= most:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            counts = [bisect_right(s.times, lo, s.pos, s.pos + c) - s.pos for s, c in zip(live, counts)]
         taken = [(s, c) for s, c in zip(live, counts) if c]
         cols = merge([s for s, _c in taken], [c for _s, c in taken], most, self.write_enable)
         self._write(lane, *cols)

@@ -550,7 +550,7 @@ def _replay_onto(opts, lease, sources, targets):
     cost = None
     if not opts.cpus and not opts.no_stall:
         first = targets[sources[0].target]
-        cost = sizing.calibrate(first.descriptor, first.size, opts)
+        cost = sizing.calibrate(first.descriptor, first.block_size, opts)
     nworkers, sizing_info = sizing.choose(sources, len(cpus), genesis, opts, cost)
     by_slot = {}
     for s in sources:
