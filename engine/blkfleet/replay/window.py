@@ -153,23 +153,24 @@ class Window:
 
 
 class LogWriter:
-    """The worker's end of the completion log: ``put(time, events)`` stamps each event (bytes of struct io_event)
-    with the completion time in its ``obj`` field and appends them. The log holds ``log_events`` events, more
-    than the window's IOs: an event is only read once, and its slot only written again after it was, so the log
+    """The worker's end of the completion log: ``put(time, events)`` appends events (bytes of struct io_event) and
+    stamps each with the completion time in its ``obj`` field. The log holds ``log_events`` events, more than
+    the window's IOs: an event is only read once, and its slot only written again after it was, so the log
     cannot fill. (Should it ever, events would wait here, in @pending, counted in LOG_FULL.)"""
 
     def __init__(self, window):
         self.w = window
+        self.ctl = window.control
+        self.log = window.log
+        self.words = window.log.cast("q")
+        self.size = window.log_events
         self.head = window.control[LOG_HEAD]
         self.pending = []
 
     def put(self, time, events):
-        stamped = bytearray(events)
-        n = len(stamped) // EVENT_BYTES
-        memoryview(stamped).cast("q")[1::4] = array("q", (time,)) * n
-        if self.pending or not self._put(stamped, n):
-            self.pending.append((stamped, n))
-            self.w.control[LOG_FULL] += 1
+        if self.pending or not self._put(time, events):
+            self.pending.append((time, events))
+            self.ctl[LOG_FULL] += 1
             self.flush()
 
     def flush(self):
@@ -177,19 +178,20 @@ class LogWriter:
             self.pending.pop(0)
         return not self.pending
 
-    def _put(self, stamped, n):
-        w = self.w
-        size = w.log_events
-        head = self.head
-        if head + n - w.control[LOG_TAIL] > size:
+    def _put(self, time, events):
+        n = len(events) // EVENT_BYTES
+        head, size = self.head, self.size
+        if head + n - self.ctl[LOG_TAIL] > size:
             return False
         pos = head % size
         first = min(n, size - pos)
-        w.log[pos * EVENT_BYTES:(pos + first) * EVENT_BYTES] = stamped[:first * EVENT_BYTES]
+        self.log[pos * EVENT_BYTES:(pos + first) * EVENT_BYTES] = events[:first * EVENT_BYTES]
+        self.words[pos * 4 + 1:(pos + first) * 4:4] = array("q", (time,)) * first
         if first < n:
-            w.log[:(n - first) * EVENT_BYTES] = stamped[first * EVENT_BYTES:]
+            self.log[:(n - first) * EVENT_BYTES] = events[first * EVENT_BYTES:]
+            self.words[1:(n - first) * 4:4] = array("q", (time,)) * (n - first)
         self.head = head + n
-        w.control[LOG_HEAD] = self.head
+        self.ctl[LOG_HEAD] = self.head
         return True
 
 

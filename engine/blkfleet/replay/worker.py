@@ -105,8 +105,10 @@ class Replayer:
         rt_check = rt.start() - start_ns
         warm = WARM_FIFO_NS if rt.fifo else WARM_NS
 
+        put, submit_ios, reap = log.put, engine.submit, engine.reap
+
         def took(events):
-            log.put(mono() - start_ns, events)
+            put(mono() - start_ns, events)
             return len(events) // EVENT_SIZE
 
         while True:
@@ -144,18 +146,18 @@ class Replayer:
                         last = min(n, i + room, next_special, i + cap - r)  # never across the window's end
                         j = last if no_stall else i + bisect_right(due, now + ahead, r, r + last - i) - r
                         t = mono() - start_ns
-                        sent = engine.submit(i, j)
+                        sent = submit_ios(i, j)
                         if sent:
                             submit[r:r + sent] = array("q", (t,)) * sent
                             inflight += sent
                             i += sent
                             ctl[ISSUED] = i
                         else:  # the kernel took none: make room first
-                            events = engine.reap(1, 1_000_000)
+                            events = reap(1, 1_000_000)
                             if events:
                                 inflight -= took(events)
             if inflight:
-                events = engine.reap(0, 0)
+                events = reap(0, 0)
                 if events:
                     inflight -= took(events)
             if log.pending:

@@ -52,6 +52,7 @@ class AioEngine(IOEngine):
         self._inflight = 0
         self._probe_out = False  # a probe was sent and its event not seen yet
         self._ring = self._map_ring()
+        self._ring_words = memoryview(self._ring).cast("B").cast("I") if self._ring is not None else None
         self._probe = None
 
     def _map_ring(self):
@@ -97,16 +98,16 @@ class AioEngine(IOEngine):
             self._probe_out = got != 1
 
     def _user_reap(self):
-        ring = self._ring
-        head, tail = struct.unpack_from("=II", ring, 8)
+        words = self._ring_words  # id, nr, head, tail, ...
+        head, tail = words[2], words[3]
         if head == tail:
             return b""
-        base, size = RING_HEAD.size, EVENT.size
+        ring, base, size = self._ring, RING_HEAD.size, EVENT.size
         if head < tail:
             raw = ring[base + head * size:base + tail * size]
         else:
             raw = ring[base + head * size:base + self._ring_nr * size] + ring[base:base + tail * size]
-        struct.pack_into("=I", ring, 8, tail)
+        words[2] = tail
         return raw
 
     def reap(self, min_nr, timeout_ns):
@@ -140,7 +141,9 @@ class AioEngine(IOEngine):
         if self._ctx:
             self._syscall(self._nr_destroy, ctypes.c_ulong(self._ctx))
             self._ctx = 0
-            self._ring = None
+            if self._ring_words is not None:
+                self._ring_words.release()
+            self._ring = self._ring_words = None
 
 
 def available():
