@@ -4,23 +4,27 @@
 As root, from the repository's venv. For each target count N, side by side in one run: N + 1 network-namespace
 hosts with their own sshd (tests/netns/netns_hosts.py, set "fb", 10.231.7.0/24), one tmpfs-backed loop device
 per host, one source capturing a fio workload (rate-limited 4 KiB random read/write) and N targets replaying
-it (read-only, the playbook's default) at the one start time the playbook picks (now + replay_start_delay,
-once every target has the bundle); the whole
-``ansible-playbook playbooks/capture_replay.yml`` is timed. From the fetched results of every target:
+it (read-only, the playbook's default) with the two-phase start: every target arms (bundle read, targets checked,
+workers ready), then the controller starts them all at one instant replay_start_margin (0.5 s) after the last one
+armed; nothing is tuned. The whole ``ansible-playbook playbooks/capture_replay.yml`` is timed. From the fetched
+results of every target, and its job's run.json (the namespace hosts share this machine's /run):
 
-  start skew  = max - min over the targets of start.first_submit_wall (first IO submitted, epoch seconds)
-  wall skew   = max - min of start.wall (the start instant the workers used)
-  late max    = max of start.wall - start.requested (a target not ready at start_at starts at once, late)
+  start skew     = max - min over the targets of start.wall (the start instant the workers used)
+  first-IO skew  = max - min of start.first_submit_wall (first IO submitted, epoch seconds)
+  late max       = max of start.wall - start.requested (a target the start reached too late starts at once, late)
+  armed -> start = start.requested - the last target's armed_at (how long the controller took to see every target
+                   armed, plus the margin)
+  launch spread  = max - min of the engines' start times (run.json "started"): what the old fixed delay had to cover
 
-Everything (namespaces, sshd, loop devices, the work directory on /dev/shm) is removed after each count, also
-on failure or Ctrl-C.
+Everything (namespaces, sshd, loop devices, the work directory on /dev/shm, the jobs' run directories) is removed
+after each count, also on failure or Ctrl-C.
 
-    sudo .venv/bin/python bench/fleet_bench.py [--targets 1,4,8] [--start-delays 5] [--seconds 3] [--rate 500]
-                                               [--json FILE]
+    sudo .venv/bin/python bench/fleet_bench.py [--targets 1,4,8] [--seconds 3] [--rate 500] [--json FILE]
 """
 
 import argparse
 import contextlib
+import datetime
 import json
 import os
 import shutil
@@ -36,6 +40,7 @@ PLAYBOOK = os.path.join(ROOT, "playbooks", "capture_replay.yml")
 SET = "fb"
 SUBNET = "10.231.7.0/24"
 DISK = "64M"
+RUN_ROOT = "/run/blkfleet/replay"
 
 
 def run(argv, **kwargs):
@@ -110,8 +115,14 @@ def spread(values):
     return max(values) - min(values) if len(values) > 1 else 0.0 if values else None
 
 
-def one(n_targets, start_delay, seconds, rate, log_dir):
+def epoch(iso):
+    return datetime.datetime.fromisoformat(iso).timestamp()
+
+
+def one(n_targets, seconds, rate, log_dir):
     work = tempfile.mkdtemp(prefix=f"blkfleet-fleet-{n_targets}-", dir="/dev/shm")
+    token = f"fb{n_targets}-{os.getpid()}"
+    jobs = {}
     try:
         with namespace_hosts(n_targets + 1) as described:
             hosts = [dict(h, client_key=described["client_key"], control_path_dir=described["control_path_dir"])
@@ -121,13 +132,13 @@ def one(n_targets, start_delay, seconds, rate, log_dir):
                 with open(inv, "w") as f:
                     json.dump(inventory(hosts, devices, work, seconds, rate), f, indent=2)
                 results_dir = os.path.join(work, "results")
-                extra = {"blkfleet_work_dir": results_dir, "replay_start_delay": start_delay}
+                extra = {"blkfleet_work_dir": results_dir, "replay_run_id": token}
                 argv = [ansible_playbook(), "-i", inv, PLAYBOOK, "-e", json.dumps(extra)]
                 env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"))
                 t0 = time.monotonic()
                 proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, env=env)
                 wall = time.monotonic() - t0
-                log = os.path.join(log_dir, f"fleet_bench-{n_targets}-{start_delay:g}.log")
+                log = os.path.join(log_dir, f"fleet_bench-{n_targets}.log")
                 with open(log, "w") as f:
                     f.write(proc.stdout + proc.stderr)
                 if proc.returncode != 0:
@@ -137,47 +148,55 @@ def one(n_targets, start_delay, seconds, rate, log_dir):
                 for t in hosts[1:]:
                     with open(os.path.join(results_dir, "replays", f"{t['name']}.json")) as f:
                         docs[t["name"]] = json.load(f)
+                    with open(os.path.join(RUN_ROOT, f"{token}-{t['name']}", "run.json")) as f:
+                        jobs[t["name"]] = json.load(f)
                 with open(os.path.join(results_dir, "replays", "report.json")) as f:
                     report = json.load(f)
                 with open(os.path.join(results_dir, "traces", hosts[0]["name"], "capture.json")) as f:
                     captured = sum(d["queued"] for d in json.load(f)["summary"]["devices"].values())
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        for name in os.listdir(RUN_ROOT) if os.path.isdir(RUN_ROOT) else ():
+            if name.startswith(token + "-"):
+                shutil.rmtree(os.path.join(RUN_ROOT, name), ignore_errors=True)
     starts = [d["start"] for d in docs.values()]
+    requested = float(starts[0]["requested"])
     return {
         "targets": n_targets,
-        "start_delay_s": start_delay,
         "wall_s": wall,
         "captured_ios": captured,
         "replayed_ios_min": min(d["total"]["ios"] for d in docs.values()),
         "errors": sum(d["total"]["errors"]["count"] for d in docs.values()),
-        "first_submit_skew_s": spread([s["first_submit_wall"] for s in starts]),
+        "one_instant": len({s["requested"] for s in starts}) == 1,
         "start_wall_skew_s": spread([s["wall"] for s in starts]),
+        "first_submit_skew_s": spread([s["first_submit_wall"] for s in starts]),
         "late_max_s": max(s["wall"] - float(s["requested"]) for s in starts),
         "late_median_s": statistics.median(s["wall"] - float(s["requested"]) for s in starts),
+        "armed_to_start_s": requested - max(j["armed_at"] for j in jobs.values()),
+        "launch_spread_s": spread([epoch(j["started"]) for j in jobs.values()]),
         "report_start_skew_s": report.get("start_skew_s"),
         "log": log,
     }
 
 
 def table(rows):
-    head = ("targets", "hosts", "replay_start_delay s", "wall s", "captured IOs", "replayed IOs/target (min)", "errors",
-            "start skew ms (first_submit_wall)", "start skew ms (start.wall)", "late start ms (median / max)")
+    head = ("targets", "hosts", "wall s", "captured IOs", "replayed IOs/target (min)", "errors",
+            "start skew ms (start.wall)", "first-IO skew ms", "late ms (median / max)", "last armed -> start s",
+            "launch spread s")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         lines.append("| " + " | ".join([
-            str(r["targets"]), str(r["targets"] + 1), f"{r['start_delay_s']:g}", f"{r['wall_s']:.1f}",
-            str(r["captured_ios"]), str(r["replayed_ios_min"]), str(r["errors"]),
-            f"{r['first_submit_skew_s'] * 1e3:.3f}", f"{r['start_wall_skew_s'] * 1e3:.3f}",
-            f"{max(r['late_median_s'], 0) * 1e3:.1f} / {max(r['late_max_s'], 0) * 1e3:.1f}"]) + " |")
+            str(r["targets"]), str(r["targets"] + 1), f"{r['wall_s']:.1f}", str(r["captured_ios"]),
+            str(r["replayed_ios_min"]), str(r["errors"]), f"{r['start_wall_skew_s'] * 1e3:.3f}",
+            f"{r['first_submit_skew_s'] * 1e3:.3f}",
+            f"{r['late_median_s'] * 1e3:.3f} / {r['late_max_s'] * 1e3:.3f}", f"{r['armed_to_start_s']:.2f}",
+            f"{r['launch_spread_s']:.1f}"]) + " |")
     return "\n".join(lines)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--targets", default="1,4,8", help="comma-separated target counts (default 1,4,8)")
-    parser.add_argument("--start-delays", default="5",
-                        help="comma-separated replay_start_delay values, seconds (default 5, the playbook's)")
     parser.add_argument("--seconds", type=int, default=3, help="fio runtime captured on the source (default 3)")
     parser.add_argument("--rate", type=int, default=500, help="fio IOPS limit per direction (default 500)")
     parser.add_argument("--json", help="also write the rows to this file")
@@ -186,16 +205,16 @@ def main():
     if os.geteuid() != 0:
         raise SystemExit("fleet_bench.py: needs root (namespaces, sshd, loop devices)")
     rows = []
-    for delay in (float(x) for x in args.start_delays.split(",")):
-        for n in (int(x) for x in args.targets.split(",")):
-            row = one(n, delay, args.seconds, args.rate, args.log_dir)
-            print(f"fleet_bench: {n} targets, start delay {delay:g} s: {row['wall_s']:.1f} s, start skew "
-                  f"{row['first_submit_skew_s'] * 1e3:.3f} ms", file=sys.stderr)
-            rows.append(row)
+    for n in (int(x) for x in args.targets.split(",")):
+        row = one(n, args.seconds, args.rate, args.log_dir)
+        print(f"fleet_bench: {n} targets: {row['wall_s']:.1f} s, start skew {row['start_wall_skew_s'] * 1e3:.3f} ms, "
+              f"first-IO skew {row['first_submit_skew_s'] * 1e3:.3f} ms, late max {row['late_max_s'] * 1e3:.3f} ms",
+              file=sys.stderr)
+        rows.append(row)
     print(table(rows))
     nproc = os.cpu_count()
     print(f"\n{nproc} CPUs; fio {args.seconds} s at {args.rate} IOPS on the source; playbook capture_replay.yml "
-          "with its defaults otherwise (read-only replay, forks 20)")
+          "with its defaults otherwise (read-only replay, two-phase start, replay_start_margin 0.5 s, forks 20)")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=2)

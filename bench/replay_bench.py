@@ -56,7 +56,7 @@ def compare(orig, replay_dir, orig_dev, replay_dev, reads_for_writes=True):
     run = blkfleet(*args, *(["--reads-for-writes"] if reads_for_writes else []))
     if run.returncode:
         return {"error": run.stderr.strip()}
-    return json.loads(run.stdout)
+    return json.loads(run.stdout)["result"]
 
 
 def replay_blkfleet(src, dev_a, dev_b, work, tag, extra=(), engine=None):

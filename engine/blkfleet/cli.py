@@ -1,17 +1,19 @@
 """The ``blkfleet`` command line: one subcommand per step of the data flow."""
 
 import argparse
+import errno
 import importlib
 import sys
+import traceback
 
-from . import __version__
+from . import __version__, protocol
 from .errors import BlkfleetError
 
 # Subcommand -> the module that adds its parser (``add_parser(sub)``); only the one used is imported, so a
 # command starts fast (the converter's speed is measured against C, start-up included).
 COMMANDS = {
     "capture": "capture", "record": "record", "bundle": "bundle", "compare": "compare", "replay": "replay",
-    "results": "results", "regress": "regress", "report": "report", "job": "job",
+    "results": "results", "regress": "regress", "report": "report", "job": "job", "device": "device",
 }
 
 
@@ -36,17 +38,48 @@ def build_parser(argv=None):
 
 
 def main(argv=None):
+    """Run one command; returns its exit code (blkfleet.codes). With ``--json -`` it also prints the protocol
+    document (blkfleet.protocol), whatever happened, errors and bugs included."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    session = protocol.Session(argv, COMMANDS)
+    with session.running():
+        code = _dispatch(argv, session)
+    return session.finish(code)
+
+
+def _dispatch(argv, session):
     try:
-        argv = sys.argv[1:] if argv is None else argv
         args = build_parser(argv).parse_args(argv)
+        session.command = protocol.command_of(args)
         return args.func(args)
     except BlkfleetError as e:
         print(f"blkfleet: {e}", file=sys.stderr)
-        return e.exit_code
+        cause = e.__context__
+        if "code" not in vars(e) and type(e).code == "invalid_input" and isinstance(cause, OSError) and cause.errno:
+            code, details = _os_error(cause)  # an OSError the command put in its own words
+            return session.failed(code, str(e), **details, **e.details)
+        return session.failed(e.code, str(e), **e.details)
     except OSError as e:
         where = f"{e.filename}: " if e.filename else ""
-        print(f"blkfleet: {where}{e.strerror or e}", file=sys.stderr)
-        return 2
+        message = f"{where}{e.strerror or e}"
+        print(f"blkfleet: {message}", file=sys.stderr)
+        code, details = _os_error(e)
+        return session.failed(code, message, **details)
     except KeyboardInterrupt:
         print("blkfleet: interrupted", file=sys.stderr)
-        return 130
+        return session.failed("interrupted", "interrupted")
+    except SystemExit as e:  # argparse's --help and --version
+        return e.code if isinstance(e.code, int) else 0 if e.code is None else session.failed(
+            "invalid_input", str(e.code))
+    except Exception as e:  # a bug: its traceback, and still one protocol document
+        traceback.print_exc()
+        return session.failed("internal_error", f"{type(e).__name__}: {e}")
+
+
+def _os_error(e):
+    """(protocol error code, details) of an OSError: not_found for ENOENT, else os_error; its errno name and
+    file."""
+    details = {"errno": errno.errorcode.get(e.errno)} if e.errno else {}
+    if e.filename:
+        details["path"] = str(e.filename)
+    return "not_found" if e.errno == errno.ENOENT else "os_error", details

@@ -1,13 +1,31 @@
-"""JSON output of the commands (``--json FILE``, ``-`` for stdout)."""
+"""JSON output of the commands: ``--json FILE`` (repeatable), ``-`` for the protocol document on stdout."""
 
 import json
 import sys
 
+from . import protocol
+
 
 def write_json(dest, doc):
-    text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
-    if dest == "-":
-        sys.stdout.write(text)
-    else:
-        with open(dest, "w") as f:
-            f.write(text)
+    """Write ``doc`` to each destination: a file; ``-``, the protocol's result (blkfleet.protocol); ``""`` (the
+    bare ``--json`` flag of a listing), the document alone on stdout. ``dest`` is one of them or a list."""
+    for one in [dest] if isinstance(dest, str) else dest:
+        if one == "-" and protocol.put_result(doc):
+            continue
+        text = json.dumps(doc, indent=2, sort_keys=True) + "\n"
+        if one in ("-", ""):
+            sys.stdout.write(text)
+        else:
+            with open(one, "w") as f:
+                f.write(text)
+
+
+def show(doc, indent=2):
+    """A command whose output is its document: the protocol's result with ``--json -``, else printed."""
+    if not protocol.put_result(doc):
+        sys.stdout.write(json.dumps(doc, indent=indent, sort_keys=True) + "\n")
+
+
+def files(dest):
+    """The file destinations of a ``--json`` option (not ``-`` or the bare flag)."""
+    return [d for d in ([dest] if isinstance(dest, str) else dest or []) if d not in ("-", "")]

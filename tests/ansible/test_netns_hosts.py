@@ -65,7 +65,10 @@ def test_up_is_idempotent_and_isolated(hosts):
 def test_blkdev_info_over_ssh_and_paramiko(hosts, adhoc):
     _, inventory = hosts
     for host in ("h1", "h2"):
-        rc, result, run = adhoc("blkfleet.core.blkdev_info", "content_probe=none", host=host, inventory=inventory)
+        rc, engine, run = adhoc("blkfleet.core.engine", host=host, inventory=inventory)
+        assert rc == 0, run.stdout + run.stderr
+        rc, result, run = adhoc("blkfleet.core.blkdev_info", f"content_probe=none engine={engine['path']}", host=host,
+                                inventory=inventory)
         assert rc == 0, run.stdout + run.stderr
         assert result["changed"] is False
         assert result["cpus"]["online_count"] >= 1

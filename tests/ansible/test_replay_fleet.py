@@ -1,11 +1,12 @@
-"""playbooks/replay.yml on namespace hosts with their own sshd (tests/netns/netns_hosts.py), for real: a target whose
-link goes down mid-replay holds the play no longer than the trace's duration plus a margin, the other target's
-results are fetched and valid, report.json names the failed target and why, and the lost target's engine stops by
-itself when its lease runs out. Results fetched onto a full tmpfs on the controller never leave a truncated file
-under its final name."""
+"""playbooks/replay.yml on namespace hosts with their own sshd (tests/netns/netns_hosts.py), for real: both targets
+start at one instant after both armed; a target that never arms starts none; a target whose link goes down
+mid-replay holds the play no longer than the trace's duration plus a margin, the other target's results are fetched
+and valid, report.json names the failed target and why, and the lost target's engine stops by itself when its lease
+runs out. Results fetched onto a full tmpfs on the controller never leave a truncated file under its final name."""
 
 import contextlib
 import datetime
+import hashlib
 import json
 import os
 import shutil
@@ -113,7 +114,7 @@ def run_state(job_id):
 def test_lost_target_does_not_hold_the_play(fleet, token):
     fetch_dir = os.path.join(fleet["work"], "replays")
     extra = {"replay_bundle_file": fleet["bundle"], "replay_fetch_dir": fetch_dir, "replay_acc_factor": ACC,
-             "replay_lease": 8, "replay_start_delay": 5, "replay_run_id": token}
+             "replay_lease": 8, "replay_run_id": token}
     argv = [ansible_bin("ansible-playbook"), "-i", fleet["inventory"], "playbooks/replay.yml", "-e", json.dumps(extra)]
     log = open(os.path.join(fleet["work"], "play.log"), "w+")
     play = subprocess.Popen(argv, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, env=ansible_env())
@@ -124,7 +125,7 @@ def test_lost_target_does_not_hold_the_play(fleet, token):
             assert play.poll() is None and time.monotonic() < deadline, open(log.name).read()[-4000:]
             time.sleep(0.2)
         started = time.time()
-        time.sleep(5 + 3)  # the start delay, then 3 s of replay
+        time.sleep(3)  # 3 s of replay
         subprocess.run(["ip", "link", "set", f"{SET}-h2", "down"], check=True)
         link_down = time.time()
         rc = play.wait(timeout=TRACE_S + 300)
@@ -173,7 +174,7 @@ def start_play(fleet, token, *args, **extra):
     """``ansible-playbook playbooks/replay.yml`` in the background; returns (Popen, log file, fetch dir)."""
     fetch_dir = os.path.join(fleet["work"], f"replays-{token}")
     variables = {"replay_bundle_file": fleet["bundle"], "replay_fetch_dir": fetch_dir, "replay_acc_factor": ACC,
-                 "replay_start_delay": 5, "replay_run_id": token}
+                 "replay_run_id": token}
     variables.update(extra)
     argv = [ansible_bin("ansible-playbook"), "-i", fleet["inventory"], "playbooks/replay.yml",
             "-e", json.dumps(variables), *args]
@@ -197,7 +198,7 @@ def test_interrupted_play_leaves_no_replay_running(fleet, token):
     play, log, _ = start_play(fleet, token, replay_lease=6, replay_write_enable=True)
     try:
         wait_running(play, log, f"{token}-t1", f"{token}-t2")
-        time.sleep(5 + 2)  # the start delay, then 2 s of writes
+        time.sleep(2)  # 2 s of writes
         play.send_signal(signal.SIGINT)
         interrupted = time.time()
         play.wait(timeout=60)
@@ -240,13 +241,71 @@ def test_replay_still_running_at_the_bound_is_stopped(fleet, token):
     assert report["targets"]["t1"]["ios"] == doc["total"]["ios"]
 
 
+def digest(dev):
+    with open(dev, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def test_targets_start_at_one_instant_after_both_armed(fleet, token):
+    play, log, fetch_dir = start_play(fleet, token, replay_acc_factor=0.05)
+    rc = play.wait(timeout=300)
+    log.seek(0)
+    out = log.read()
+    assert rc == 0, out[-4000:]
+    with open(os.path.join(fetch_dir, "report.json")) as f:
+        report = json.load(f)
+    docs = {}
+    for host in ("t1", "t2"):
+        with open(os.path.join(fetch_dir, f"{host}.json")) as f:
+            docs[host] = json.load(f)
+    starts = [d["start"] for d in docs.values()]
+    at = float(report["start_at"])
+    armed = [run_state(f"{token}-{host}")["armed_at"] for host in ("t1", "t2")]
+    print(f"\nstart {at:.6f}: {at - max(armed):.3f} s after the last target armed; start instants "
+          f"{[round(s['wall'] - at, 6) for s in starts]}, first IOs "
+          f"{[round(s['first_submit_wall'] - at, 6) for s in starts]}")
+    assert all(float(s["requested"]) == at for s in starts) and max(armed) < at
+    assert all(abs(s["wall"] - at) < 0.001 for s in starts)  # none late
+    assert report["start_wall_skew_s"] < 0.001 and report["start_skew_s"] < 0.002
+    assert all(d["total"]["ios"] == 2000 and d["total"]["errors"]["count"] == 0 for d in docs.values())
+
+
+def test_a_target_that_never_arms_starts_none(fleet, token):
+    """t2's target holds a filesystem and the replay writes: its engine refuses it and never arms, so t1, armed, is
+    not started (nothing written) but stopped, and the report says why for both."""
+    t1, t2 = fleet["loops"]
+    subprocess.run(["mkfs.ext4", "-q", "-F", t2], check=True)
+    before = digest(t1)
+    try:
+        play, log, fetch_dir = start_play(fleet, token, replay_write_enable=True, replay_arm_timeout=60)
+        rc = play.wait(timeout=300)
+    finally:
+        subprocess.run(["wipefs", "-a", "-q", t2], check=True)
+    log.seek(0)
+    out = log.read()
+    assert rc != 0 and os.path.exists(os.path.join(fetch_dir, "report.json")), out[-6000:]
+    with open(os.path.join(fetch_dir, "report.json")) as f:
+        report = json.load(f)
+    failed = report["failed_targets"]
+    assert failed["t2"]["outcome"] == "failed" and "refusing to write" in failed["t2"]["reason"], failed
+    assert failed["t1"]["outcome"] == "failed" and failed["t1"]["reason"].startswith("not started: t2 did not arm: ")
+    assert "refusing to write" in failed["t1"]["reason"]
+    assert "replay on t1: failed: not started: t2 did not arm" in out
+    assert digest(t1) == before  # t1 wrote nothing
+    state = run_state(f"{token}-t1")
+    assert state["state"] == "finished" and state["exit_code"] == 130 and state["armed_at"] is not None
+    assert state["stop_reason"] == "stopped by SIGTERM while armed: nothing replayed" and state["start_at"] is None
+    assert run_state(f"{token}-t2")["exit_code"] == 2
+    assert not os.path.exists(os.path.join(fetch_dir, "t1.json"))
+
+
 def test_check_mode_replays_nothing(fleet, token):
     play, log, fetch_dir = start_play(fleet, token, "--check", replay_write_enable=True)
     rc = play.wait(timeout=180)
     log.seek(0)
     out = log.read()
     assert rc == 0, out[-4000:]
-    assert "TASK [blkfleet.core.replay : Start the replay in the background" in out and "failed=0" in out
+    assert "TASK [blkfleet.core.replay : Launch the replay in the background" in out and "failed=0" in out
     assert not [n for n in os.listdir(RUN_ROOT) if n.startswith(token + "-")]  # no job was started
     assert not os.path.exists(fetch_dir)  # nothing fetched, no report written
 

@@ -27,13 +27,13 @@ def test_round_trip_cli(tmp_path, native_dir, capsys):
     assert info["bundle_id"] == bundle_id == mf.bundle_id(info)
 
     assert main(["bundle", "verify", str(out), "--json", "-"]) == 0
-    verified = json.loads(capsys.readouterr().out)
+    verified = json.loads(capsys.readouterr().out)["result"]
     assert verified == {"ok": True, "bundle_id": bundle_id, "files": 2, "ios": 2000, "bytes": 8192000,
                         "engine_sha256": info["engine"]["sha256"]}
 
     dest = tmp_path / "x"
     assert main(["bundle", "extract", str(out), str(dest), "--json", "-"]) == 0
-    extracted = json.loads(capsys.readouterr().out)
+    extracted = json.loads(capsys.readouterr().out)["result"]
     assert extracted["replay_dir"] == str(dest / "replay") and extracted["devices"] == ["loop1"]
     assert sorted(os.listdir(dest)) == ["engine.pyz", "manifest.json", "replay"]
     for entry in info["files"]:

@@ -150,10 +150,10 @@ def test_bundle_verify_extract_under_py39(bundle_file, pyz, tmp_path):
     """What a target does with a pushed bundle: verify, extract, run the extracted engine."""
     proc = run(PY39, pyz, "bundle", "verify", bundle_file, "--json", "-")
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["bundle_id"] == pack.read_manifest(str(bundle_file))["bundle_id"]
+    assert json.loads(proc.stdout)["result"]["bundle_id"] == pack.read_manifest(str(bundle_file))["bundle_id"]
     proc = run(PY39, pyz, "bundle", "extract", bundle_file, tmp_path / "x", "--json", "-")
     assert proc.returncode == 0, proc.stderr
-    extracted = json.loads(proc.stdout)
+    extracted = json.loads(proc.stdout)["result"]
     proc = run(PY39, extracted["engine"], "--version")
     assert proc.returncode == 0 and proc.stdout.strip() == f"blkfleet {__version__}"
     bad = tmp_path / "bad.bundle"

@@ -50,7 +50,7 @@ def shifted(ios, shift=0, delays=None, scale=1):
 
 def run_json(capsys, *args):
     assert main(["compare", *map(str, args), "--json", "-"]) == 0
-    return json.loads(capsys.readouterr().out)
+    return json.loads(capsys.readouterr().out)["result"]
 
 
 # --- stats ---------------------------------------------------------------------------------------------------
@@ -321,7 +321,7 @@ def test_real_process_exit_codes(tmp_path):
     ok = subprocess.run([sys.executable, "-m", "blkfleet", "compare", orig, orig, "--json", "-"],
                         capture_output=True, text=True, env=env, timeout=60)
     assert ok.returncode == 0, ok.stderr
-    assert json.loads(ok.stdout)["matched"] == 4
+    assert json.loads(ok.stdout)["result"]["matched"] == 4
     bad = subprocess.run([sys.executable, "-m", "blkfleet", "compare", orig, str(tmp_path / "none")],
                          capture_output=True, text=True, env=env, timeout=60)
     assert bad.returncode == 2

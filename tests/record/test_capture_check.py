@@ -166,7 +166,7 @@ def test_an_empty_capture_json_is_refused(real_capture, tmp_path):
              "cannot be checked")
     result = run_cli("record", "-q", "--accept-missing", "-d", copy, "-D", dest, "--json", "-", name)
     assert result.returncode == 0 and "converted without checking" in result.stderr
-    capture = json.loads(result.stdout)["capture"]
+    capture = json.loads(result.stdout)["result"]["capture"]
     assert capture["complete"] is False and capture["expected"] is None and "not valid JSON" in capture["problem"]
 
 
@@ -206,13 +206,13 @@ def test_matching_counters_pass_wherever_they_are(trace, where):
     (src / "capture.json").write_text(json.dumps(state(files, where)))
     result = run_cli("record", "-q", "-d", src, "-D", out, "--json", "-", "sda")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["capture"]["complete"] is True
+    assert json.loads(result.stdout)["result"]["capture"]["complete"] is True
 
 
 def test_no_capture_json_no_check(trace):
     src, out, _files = trace
     result = run_cli("record", "-q", "-d", src, "-D", out, "--json", "-", "sda")
-    assert result.returncode == 0 and json.loads(result.stdout)["capture"] is None
+    assert result.returncode == 0 and json.loads(result.stdout)["result"]["capture"] is None
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -236,7 +236,7 @@ def test_a_missing_file_is_refused(trace):
              "wrote 1000 bytes (4 queued IOs)")
     result = run_cli("record", "-q", "--accept-missing", "-d", src, "-D", out, "--json", "-", "sda")
     assert result.returncode == 0
-    shortfall = json.loads(result.stdout)["capture"]["shortfall"]
+    shortfall = json.loads(result.stdout)["result"]["capture"]["shortfall"]
     assert shortfall == [{"file": "sda.blktrace.2", "expected_ios": 4, "ios": None, "expected_bytes": 4 * 4096,
                           "bytes": None, "expected_file_bytes": 1000, "file_bytes": None}]
 
@@ -290,5 +290,5 @@ def test_other_devices_of_the_capture_do_not_count(trace):
     (src / "capture.json").write_text(json.dumps(state(files)))
     result = run_cli("record", "-q", "-d", src, "-D", out, "--json", "-", "sda")
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["capture"]["expected"] == {"ios": 8, "bytes": 8 * 4096}
+    assert json.loads(result.stdout)["result"]["capture"]["expected"] == {"ios": 8, "bytes": 8 * 4096}
     one_line(run_cli("record", "-d", src, "-D", out, "sdb"), "sdb.blktrace.0")

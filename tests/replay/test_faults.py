@@ -48,10 +48,19 @@ def children(pid):
         return []
 
 
+def cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return None
+
+
 def workers_of(proc, count, timeout=20):
+    """The replay's worker processes: forked children, so with the parent's command line (not a blkid probe)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        kids = children(proc.pid)
+        kids = [k for k in children(proc.pid) if cmdline(k) == cmdline(proc.pid)]
         if len(kids) == count:
             return kids
         time.sleep(0.05)

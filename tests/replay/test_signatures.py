@@ -162,7 +162,7 @@ def test_nothing_on_a_blank_device(loopdev):
 
 def test_old_luks_entry_is_gone():
     """The old table took 0xfc4d2ba9 at 4 KiB for LUKS: it is nothing of the kind (md's magic is 0xa92b4efc)."""
-    assert not any(m == b"\xa9\x2b\x4d\xfc" for _o, m, _w in signatures.SIGNATURES)
+    assert not any(m == b"\xa9\x2b\x4d\xfc" for _o, m, _w, _k in signatures.SIGNATURES)
 
 
 def test_internal_probe_reads_only_what_it_lists_before_the_start(tmp_path, loopdev, tracer):

@@ -174,7 +174,7 @@ def test_compare_reads_the_per_io_log(tmp_path, loopdev, tracer):
     proc = subprocess.run([sys.executable, "-m", "blkfleet", "compare", os.path.join(DATA, "randmix"), str(log),
                            "--reads-for-writes", "--json", "-"], env=ENV, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["matched"] == 2000
+    assert json.loads(proc.stdout)["result"]["matched"] == 2000  # the protocol document's result
 
 
 def test_results_say_how_it_started_finished_and_chose_its_workers(tmp_path, loopdev):

@@ -162,7 +162,7 @@ def test_regress_and_listings_leave_them_out(old_store, capsys):
     code = main(["regress", "--baseline", "base", "--runs", "5", "--json", "-", "--db", db])
     captured = capsys.readouterr()
     assert code in (0, 12), captured.err
-    assert json.loads(captured.out)["groups"][0]["baseline_runs"] == [1, 4]
+    assert json.loads(captured.out)["result"]["groups"][0]["baseline_runs"] == [1, 4]
     assert [line for line in captured.err.splitlines() if "Traceback" in line] == []
     code = main(["regress", "--baseline", "base", "--runs", "2", "--db", db])
     assert code == 2  # an explicitly named rejected run is not a candidate

@@ -1,8 +1,11 @@
 """``blkfleet bundle``: create, inspect, verify and extract replay bundles; build engine.pyz."""
 
+import hashlib
+import os
 import sys
 
-from ..jsonout import write_json
+from .. import codes, protocol
+from ..jsonout import show, write_json
 from . import pack
 from .zipapp import build_engine_pyz
 
@@ -13,6 +16,7 @@ def add_parser(sub):
         help="pack replay files, their manifest and engine.pyz into one content-addressed file",
         description="Replay bundles: one deterministic tar file holding manifest.json, engine.pyz and the replay "
         "files. The bundle id is the sha256 of the manifest's content.",
+        epilog=codes.epilog(codes.SUCCESS, codes.BAD_INPUT),
     )
     bsub = p.add_subparsers(dest="bundle_command", metavar="ACTION", parser_class=type(p))
     bsub.required = True
@@ -29,27 +33,29 @@ def add_parser(sub):
                    "DEV.blktrace.N files (dev_t)")
     c.add_argument("--source-host", metavar="NAME", help="host the IO was captured on")
     c.add_argument("--record-json", metavar="FILE", help="'blkfleet record --json' summary, checked against the files")
-    c.add_argument("--json", metavar="FILE", help="write the manifest to FILE ('-' for stdout, then no id line)")
+    protocol.json_option(c, "the manifest (with '-', no id line)")
     c.set_defaults(func=run_create)
 
     i = bsub.add_parser("info", help="print a bundle's manifest as JSON (checks the manifest only)")
     i.add_argument("bundle", metavar="FILE")
+    protocol.json_option(i, "the manifest (also printed on stdout)")
     i.set_defaults(func=run_info)
 
     v = bsub.add_parser("verify", help="check a bundle: manifest schema and id, every member's type, size, sha256")
     v.add_argument("bundle", metavar="FILE")
-    v.add_argument("--json", metavar="FILE", help="write {bundle_id, files, ios, bytes, ok} to FILE ('-': stdout)")
+    protocol.json_option(v, "{ok, bundle_id, files, ios, bytes, engine_sha256}")
     v.set_defaults(func=run_verify)
 
     x = bsub.add_parser("extract", help="verify and extract a bundle into a new or empty directory")
     x.add_argument("bundle", metavar="FILE")
     x.add_argument("directory", metavar="DIR")
-    x.add_argument("--json", metavar="FILE", help="write {bundle_id, directory, engine, replay_dir, ...} ('-': stdout)")
+    protocol.json_option(x, "{bundle_id, directory, engine, replay_dir, ...}")
     x.set_defaults(func=run_extract)
 
     e = bsub.add_parser("engine", help="build engine.pyz (the engine as one zipapp) from this blkfleet")
     e.add_argument("-o", "--output", required=True, metavar="FILE")
-    e.set_defaults(func=run_engine)
+    protocol.json_option(e, "{path, size, sha256}")
+    e.set_defaults(func=run_build_engine)
 
 
 def _summary(manifest):
@@ -64,25 +70,26 @@ def run_create(args):
         args.trace_dir, args.source_host, args.record_json,
     )
     print(f"bundle {manifest['bundle_id']}: {_summary(manifest)} -> {args.output}", file=sys.stderr)
-    if args.json:
-        write_json(args.json, manifest)
-    if args.json != "-":
+    write_json(args.json, manifest)
+    if "-" not in args.json:
         print(manifest["bundle_id"])
     return 0
 
 
 def run_info(args):
-    write_json("-", pack.read_manifest(args.bundle))
+    manifest = pack.read_manifest(args.bundle)
+    write_json(args.json, manifest)
+    if "-" not in args.json:
+        show(manifest)
     return 0
 
 
 def run_verify(args):
     manifest = pack.verify(args.bundle)
     print(f"{args.bundle}: OK, bundle {manifest['bundle_id']}: {_summary(manifest)}", file=sys.stderr)
-    if args.json:
-        t = manifest["totals"]
-        write_json(args.json, {"ok": True, "bundle_id": manifest["bundle_id"], "files": t["files"],
-                               "ios": t["ios"], "bytes": t["bytes"], "engine_sha256": manifest["engine"]["sha256"]})
+    t = manifest["totals"]
+    write_json(args.json, {"ok": True, "bundle_id": manifest["bundle_id"], "files": t["files"], "ios": t["ios"],
+                           "bytes": t["bytes"], "engine_sha256": manifest["engine"]["sha256"]})
     return 0
 
 
@@ -90,8 +97,6 @@ def run_extract(args):
     manifest = pack.extract(args.bundle, args.directory)
     print(f"{args.bundle}: extracted bundle {manifest['bundle_id']} into {args.directory}", file=sys.stderr)
     if args.json:
-        import os
-
         d = args.directory
         write_json(args.json, {
             "bundle_id": manifest["bundle_id"], "directory": os.path.abspath(d),
@@ -103,10 +108,9 @@ def run_extract(args):
     return 0
 
 
-def run_engine(args):
+def run_build_engine(args):
     data = build_engine_pyz(args.output)
-    import hashlib
-
-    print(f"engine.pyz: {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()} -> {args.output}",
-          file=sys.stderr)
+    sha256 = hashlib.sha256(data).hexdigest()
+    print(f"engine.pyz: {len(data)} bytes, sha256 {sha256} -> {args.output}", file=sys.stderr)
+    write_json(args.json, {"path": os.path.abspath(args.output), "size": len(data), "sha256": sha256})
     return 0

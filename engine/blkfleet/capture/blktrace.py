@@ -41,6 +41,8 @@ _TOTAL = re.compile(r"Total:\s+(\d+) events \(dropped (\d+)\),\s+(\d+) KiB data"
 class BlktraceUnavailable(BlkfleetError):
     """blktrace cannot trace here (not installed, relay files refused, ...)."""
 
+    code = "unavailable"
+
 
 def parse_totals(text):
     """{device: {"events", "dropped", "kib"}} from blktrace's closing statistics."""

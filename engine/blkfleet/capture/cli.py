@@ -1,10 +1,8 @@
 """``blkfleet capture start|stop|status|restore``: its command-line interface."""
 
-import json
-import sys
-
+from .. import codes, protocol
 from ..errors import BlkfleetError
-from ..jsonout import write_json
+from ..jsonout import show, write_json
 from . import control, tracefs
 from .ftrace import MODES
 
@@ -35,6 +33,7 @@ def add_parser(sub):
         help="start, stop and inspect a detached block-IO capture (blktrace or the ftrace blk tracer)",
         description="Capture the block IO of devices into DEV.blktrace.CPU files, as a background job that "
         "survives the shell (and SSH session) that started it.",
+        epilog=codes.epilog(codes.SUCCESS, codes.EVENTS_DROPPED, codes.BAD_INPUT),
     )
     csub = p.add_subparsers(dest="capture_command", metavar="ACTION", parser_class=type(p))
     csub.required = True
@@ -71,6 +70,7 @@ def add_parser(sub):
                    "finished or dead capture")
     s.add_argument("--check", action="store_true",
                    help="change nothing: print what start would do (or fail as it would)")
+    protocol.json_option(s, "the start document")
     s.set_defaults(func=run_start)
 
     t = csub.add_parser("stop", help="stop the capture in DIR; prints the JSON summary")
@@ -78,18 +78,27 @@ def add_parser(sub):
     t.add_argument("--fail-on-drops", action="store_true", help="exit 1 when any event was dropped")
     t.add_argument("--timeout", type=_positive_float, default=control.STOP_TIMEOUT, metavar="SEC",
                    help=f"how long to wait for the capture to finish writing (default {control.STOP_TIMEOUT:.0f})")
-    t.add_argument("--json", metavar="FILE", help="also write the summary to FILE")
+    protocol.json_option(t, "the summary (also printed on stdout)")
     t.add_argument("--token", metavar="TOKEN", help="stop only the capture of this run token (else exit 2)")
     t.add_argument("--check", action="store_true", help="change nothing: print what stop would do")
     t.set_defaults(func=run_stop)
 
     u = csub.add_parser("status", help="the state of the capture in DIR (JSON)")
     u.add_argument("-D", "--output-dir", required=True, metavar="DIR")
+    protocol.json_option(u, "the state")
     u.set_defaults(func=run_status)
+
+    f = csub.add_parser("files", help="the finished capture's trace files and capture.json, with size and sha256 "
+                        "(JSON): what a copy of them must match")
+    f.add_argument("-D", "--output-dir", required=True, metavar="DIR")
+    f.add_argument("--token", metavar="TOKEN", help="only the capture of this run token (else exit 2)")
+    protocol.json_option(f, "the list")
+    f.set_defaults(func=run_files)
 
     r = csub.add_parser("restore", help="put the ftrace tracer back after a capture that was killed")
     r.add_argument("-D", "--output-dir", metavar="DIR",
                    help="recover the dead capture recorded in DIR (instead of the machine's tracer)")
+    protocol.json_option(r, "what was restored")
     r.set_defaults(func=run_restore)
 
 
@@ -100,34 +109,41 @@ def run_start(args):
         keep_raw=args.keep_raw, force=args.force, splice=args.splice, token=args.token, check=args.check,
     )
     doc = control.start(opts)
-    sys.stdout.write(json.dumps(doc, sort_keys=True) + "\n")
-    sys.stdout.flush()
+    _answer(args, doc, indent=None)
     return 0
+
+
+def _answer(args, doc, indent=2):
+    """The document on stdout (or in the protocol with ``--json -``) and in every ``--json FILE``."""
+    write_json(args.json, doc)
+    if "-" not in args.json:
+        show(doc, indent=indent)
 
 
 def run_stop(args):
     doc = control.stop(args.output_dir, timeout=args.timeout, token=args.token, check=args.check)
-    write_json("-", doc)
-    if args.json:
-        write_json(args.json, doc)
+    _answer(args, doc)
     if args.check:
         return 0
     if doc.get("error") and not doc.get("collected_before"):  # reported once, by the first stop that returns it
-        print(f"blkfleet: {doc['error']}", file=sys.stderr)
-        return 2
+        return protocol.fail("capture_failed", doc["error"])
     if args.fail_on_drops and (doc.get("drops") or doc.get("drop_reports")):
-        print(f"blkfleet: {doc['drops']} events dropped ({doc.get('drop_reports', 0)} reports); "
-              "use larger buffers (--buffer-size/--buffer-count)", file=sys.stderr)
-        return 1
+        return protocol.fail("events_dropped", f"{doc['drops']} events dropped ({doc.get('drop_reports', 0)} "
+                             "reports); use larger buffers (--buffer-size/--buffer-count)")
     return 0
 
 
 def run_status(args):
-    write_json("-", control.status(args.output_dir))
+    _answer(args, control.status(args.output_dir))
+    return 0
+
+
+def run_files(args):
+    _answer(args, control.files(args.output_dir, args.token))
     return 0
 
 
 def run_restore(args):
     tracefs.require_root()
-    write_json("-", control.restore(args.output_dir))
+    _answer(args, control.restore(args.output_dir))
     return 0

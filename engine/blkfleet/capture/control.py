@@ -39,7 +39,7 @@ BACKENDS = ("auto", "blktrace", "ftrace")
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 300.0
 
-__all__ = ["BACKENDS", "StartOptions", "finish_summary", "inspect", "restore", "start", "status", "stop"]
+__all__ = ["BACKENDS", "StartOptions", "files", "finish_summary", "inspect", "restore", "start", "status", "stop"]
 
 
 class StartOptions:
@@ -168,11 +168,11 @@ def _decide(opts, names, seen):
                                 f"since {doc.get('start_time')}, token {doc.get('token')}): nothing started"), None
         if same_token:
             raise BlkfleetError(f"a capture of {_devices(doc)} is already running in {where} (pid {doc.get('pid')}); "
-                                "stop it first or use another directory")
+                                "stop it first or use another directory", code="already_running")
         if not opts.force:
             raise BlkfleetError(f"a capture of another run (token {doc.get('token')}) is running in {where} "
                                 f"(pid {doc.get('pid')}, since {doc.get('start_time')}); stop it, or start with "
-                                "--force to stop and discard it")
+                                "--force to stop and discard it", code="already_running")
         return None, "replace"
     if kind == "dead":
         if not opts.force:
@@ -272,7 +272,7 @@ def _spawn(opts, recovered, report_timeout):
     except BlkfleetError:
         raise BlkfleetError(f"the capture daemon failed to start (see {log_path})") from None
     if "error" in doc:
-        raise BlkfleetError(str(doc["error"]).replace("\n", " "))
+        raise BlkfleetError(str(doc["error"]).replace("\n", " "), code=doc.get("code"))
     return doc
 
 
@@ -334,10 +334,10 @@ def stop(outdir, timeout=STOP_TIMEOUT, token=None, check=False):
     seen = inspect(outdir)
     doc, kind = seen.state, seen.kind
     if kind == "none":
-        raise BlkfleetError(f"no capture in {outdir} (no {STATE_NAME})")
+        raise BlkfleetError(f"no capture in {outdir} (no {STATE_NAME})", code="not_found")
     if token is not None and doc.get("token") != token:
         raise BlkfleetError(f"the capture in {outdir} belongs to another run (token {doc.get('token')}, not "
-                            f"{token}): not stopped")
+                            f"{token}): not stopped", code="already_running")
     if kind in FINISHED:
         out = _stop_doc(doc, False, f"the capture in {outdir} had already stopped (at {doc.get('stop_time')}, "
                                     f"{doc.get('stop_reason', 'stop')}): nothing to do")
@@ -438,6 +438,34 @@ def status(outdir):
         out.update({k: summary.get(k) for k in ("queued", "records", "drops", "error", "files")})
         out["message"] = f"the capture in {outdir} is {kind} (at {doc.get('stop_time')})"
     return out
+
+
+def files(outdir, token=None):
+    """The trace files of the finished capture in ``outdir`` and its ``capture.json``, each ``{name, path, size,
+    sha256}``: what a copy must match (``capture files``). Only plain regular files directly in ``outdir``."""
+    from ..bundle.manifest import sha256_file
+
+    seen = inspect(outdir)
+    doc, kind = seen.state, seen.kind
+    if kind == "none":
+        raise BlkfleetError(f"no capture in {seen.outdir} (no {STATE_NAME})", code="not_found")
+    if token is not None and doc.get("token") != state.check_token(token):
+        raise BlkfleetError(f"the capture in {seen.outdir} belongs to another run (token {doc.get('token')}, not "
+                            f"{token})", code="already_running")
+    if kind not in FINISHED:
+        raise BlkfleetError(f"the capture in {seen.outdir} is {kind}: stop it first")
+    names = list((doc.get("summary") or {}).get("files") or []) + [STATE_NAME]
+    out = []
+    for name in names:
+        if name != STATE_NAME and state.capture_file_problem(name):
+            raise BlkfleetError(f"{seen.outdir}: {STATE_NAME} names a trace file {name!r}: "
+                                f"{state.capture_file_problem(name)}")
+        path = os.path.join(seen.outdir, name)
+        if not os.path.isfile(path) or os.path.islink(path):
+            raise BlkfleetError(f"{path}: not a regular file", code="not_found")
+        sha256, size = sha256_file(path)
+        out.append({"name": name, "path": path, "size": size, "sha256": sha256})
+    return {"action": "files", "output_dir": seen.outdir, "token": doc.get("token"), "state": kind, "files": out}
 
 
 def _dir_bytes(outdir):

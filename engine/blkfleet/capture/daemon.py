@@ -27,6 +27,7 @@ import socket
 import time
 import traceback
 
+from .. import codes
 from ..errors import BlkfleetError
 from ..files import create_new
 from ..process import process_start
@@ -104,9 +105,9 @@ def run(opts, report_fd, recovered, run_id, key):  # pragma: no cover (runs in t
         backend, fallback = _setup(opts, {"run_id": run_id, "key": key})
     except BaseException as e:
         msg = str(e) if isinstance(e, BlkfleetError) else f"{type(e).__name__}: {e}"
-        _report(report_fd, {"error": msg})
+        _report(report_fd, {"error": msg, "code": e.code if isinstance(e, BlkfleetError) else "internal_error"})
         lock.release()
-        return 2
+        return codes.BAD_INPUT
     record.update(backend=backend.name, mode=backend.mode)
     if backend.name == "blktrace":
         record.update(backend.recovery())
@@ -137,7 +138,7 @@ def run(opts, report_fd, recovered, run_id, key):  # pragma: no cover (runs in t
                                        summary=finish_summary({}, f"cannot start the capture: {e}")))
         _report(report_fd, {"error": f"cannot start the capture: {e}"})
         lock.release()
-        return 2
+        return codes.BAD_INPUT
     message = (f"capture of {', '.join(doc['devices'])} started with {backend.name}"
                + (f" ({backend.mode})" if backend.name == "ftrace" else "")
                + (f"; blktrace unavailable: {fallback}" if fallback else ""))

@@ -52,10 +52,12 @@ ACT_MASK_NAMES = tuple(name for name, bit in CATEGORIES if bit < 1 << 16)
 class TracerBusy(BlkfleetError):
     """Another process owns the ftrace blk tracer."""
 
+    code = "tracer_busy"
+
 
 def require_root():
     if os.geteuid() != 0:
-        raise BlkfleetError(f"ftrace capture needs root (running as uid {os.geteuid()})")
+        raise BlkfleetError(f"ftrace capture needs root (running as uid {os.geteuid()})", code="unavailable")
 
 
 def _tracefs_mounts():

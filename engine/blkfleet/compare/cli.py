@@ -4,6 +4,7 @@ import argparse
 import math
 import sys
 
+from .. import codes, protocol
 from ..errors import BlkfleetError
 from ..files import read_json
 from ..jsonout import write_json
@@ -38,6 +39,7 @@ def add_parser(sub):
         description="Match the queued IOs (Q events) of a capture of a replay with those of the original "
         "capture on (operation, sector, size), the n-th with the n-th, and report issue-time and "
         "inter-arrival errors (percentiles, us), IOPS error per 100 ms bucket (MAPE, %) and the span ratio.",
+        epilog=codes.epilog(codes.SUCCESS, codes.BAD_INPUT),
     )
     p.add_argument("original", metavar="ORIG", help="directory of the original capture (DEV.blktrace.CPU files)")
     p.add_argument("replay", metavar="REPLAY",
@@ -57,8 +59,7 @@ def add_parser(sub):
                    help="the replay's results JSON: IOs the replay capture saw before the replay's start instant "
                    "(the target's signature probe) are left out; the capture must have been made on the replay's "
                    "host (its times are that host's CLOCK_MONOTONIC)")
-    p.add_argument("--json", metavar="FILE", help="write the figures as JSON to FILE ('-' for stdout, which then "
-                   "replaces the table)")
+    protocol.json_option(p, "the figures as JSON (with '-' they replace the table)")
     p.set_defaults(func=run)
 
 
@@ -68,8 +69,7 @@ def run(args):
         acc=args.acc_factor, reads_for_writes=args.reads_for_writes,
         replay_start_ns=replay_start(args.replay_results) if args.replay_results else None, iteration=args.iteration,
     )
-    if args.json:
-        write_json(args.json, result)
-    if args.json != "-":
+    write_json(args.json, result)
+    if "-" not in args.json:
         sys.stdout.write(table(result))
     return 0

@@ -3,6 +3,7 @@
 import re
 import sys
 
+from .. import codes, protocol
 from ..jsonout import write_json
 from .run import RecordOptions, record
 
@@ -19,6 +20,7 @@ def add_parser(sub):
         help="convert DEV.blktrace.CPU traces into replay files (btrecord's flags)",
         description="Convert blktrace traces into replay files. Default: blkfleet's native format "
         "(per-IO times, real operations). --compat: byte-identical to btrecord 1.2.0.",
+        epilog=codes.epilog(codes.SUCCESS, codes.BAD_INPUT),
     )
     p.add_argument("devices", nargs="*", metavar="DEV", help="device names as traced (e.g. sda)")
     p.add_argument("-d", "--input-directory", default=".", metavar="DIR")
@@ -34,7 +36,7 @@ def add_parser(sub):
     p.add_argument("--accept-missing", action="store_true",
                    help="convert trace files that differ from what capture.json says the capture wrote (truncated "
                    "or missing files), and report the shortfall in the --json summary ('capture')")
-    p.add_argument("--json", metavar="FILE", help="write the summary as JSON to FILE ('-' for stdout)")
+    protocol.json_option(p, "the summary as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary lines on stderr")
     p.set_defaults(func=run)
 

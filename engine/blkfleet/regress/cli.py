@@ -2,6 +2,7 @@
 
 import sys
 
+from .. import codes, protocol
 from ..errors import BlkfleetError
 from ..jsonout import write_json
 from ..results.store import DEFAULT_DB, Store
@@ -41,6 +42,7 @@ def add_parser(sub):
         "and lateness p99, over the per-iteration samples of every run, with a two-sided significance test. A "
         "metric regresses when it moved the bad way, by more than its tolerance, with p < alpha. "
         "Exit codes: 0 pass (or improvement), 10 regression, 12 too few samples (no regression), 2 bad input.",
+        epilog=codes.epilog(codes.SUCCESS, codes.BAD_INPUT, codes.REGRESSION, codes.INSUFFICIENT_SAMPLES),
     )
     p.add_argument("--baseline", required=True, metavar="NAME", help="a baseline set with 'results baseline set'")
     which = p.add_mutually_exclusive_group()
@@ -64,7 +66,7 @@ def add_parser(sub):
                    help="fewer samples on a side gives 'insufficient' (default 3)")
     p.add_argument("--insufficient-ok", action="store_true",
                    help="exit 0 instead of 12 when some metric has too few samples and none regressed")
-    p.add_argument("--json", metavar="FILE", help="write the result JSON to FILE ('-' for stdout)")
+    protocol.json_option(p, "the result JSON")
     p.add_argument("--markdown", metavar="FILE", help="write the Markdown summary to FILE ('-' for stdout)")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary on stdout")
     p.add_argument("--db", default=DEFAULT_DB, metavar="PATH", help=f"results store (default {DEFAULT_DB})")
@@ -81,13 +83,17 @@ def run(args):
     if args.insufficient_ok and result["exit_code"] == EXIT_INSUFFICIENT:
         result["exit_code"] = EXIT_PASS
     text = markdown(result)
-    if args.json:
-        write_json(args.json, result)
+    write_json(args.json, result)
     if args.markdown == "-":
         sys.stdout.write(text)
     elif args.markdown:
         with open(args.markdown, "w") as f:
             f.write(text)
-    if not args.quiet and args.markdown != "-" and args.json != "-":
+    if not args.quiet and args.markdown != "-" and "-" not in args.json:
         sys.stdout.write(text)
+    if result["exit_code"] == codes.REGRESSION:
+        return protocol.fail("regression", f"regression against baseline {args.baseline}", echo=False)
+    if result["exit_code"] == codes.INSUFFICIENT_SAMPLES:
+        return protocol.fail("insufficient_samples", f"too few samples for a verdict against baseline "
+                             f"{args.baseline}", echo=False)
     return result["exit_code"]

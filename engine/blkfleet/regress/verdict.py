@@ -35,13 +35,13 @@ Default tolerances (``DEFAULT_TOLERANCES``), justified:
 
 import math
 
+from ..codes import INSUFFICIENT_SAMPLES as EXIT_INSUFFICIENT
+from ..codes import REGRESSION as EXIT_REGRESSION
+from ..codes import SUCCESS as EXIT_PASS
 from ..errors import BlkfleetError
 from .significance import TESTS, mann_whitney, mean, median, variance
 
 FORMAT = "blkfleet-regress/1"
-EXIT_PASS = 0
-EXIT_REGRESSION = 10
-EXIT_INSUFFICIENT = 12
 
 
 class Metric:
@@ -160,7 +160,7 @@ def select_candidates(store, baseline_rows, run_ids=None, last=None, host=None, 
         known = {r["run_id"] for r in store.rows(run_ids=run_ids)}
         missing = [str(i) for i in run_ids if int(i) not in known]
         if missing:
-            raise BlkfleetError(f"no run {', '.join(missing)} in {store.path}")
+            raise BlkfleetError(f"no run {', '.join(missing)} in {store.path}", code="not_found")
         return rows
     last = 1 if last is None else last
     if last < 1:

@@ -1,32 +1,18 @@
 """``blkfleet replay``: its command-line interface (btreplay's flags and more)."""
 
-import datetime
 import os
-import re
 import sys
 import tempfile
 
+from .. import codes, protocol
 from ..errors import BlkfleetError
-from ..jsonout import write_json
+from ..jsonout import files, write_json
 from ..results.document import stamp, summary_lines
 from .ioengines import IOENGINES
-from .job import RunDir, check_lease, check_run_id, prune
+from .job import RunDir, check_lease, check_run_id, parse_instant, prune
 from .run import EXIT_INTERRUPTED, ReplayOptions, replay, stop_signals
 from .signatures import METHODS
 from .window import WINDOW_IOS, WINDOW_NS, size_of
-
-
-def _start_at(text):
-    """Seconds since the epoch, or an ISO 8601 time (local time if it has no zone)."""
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    iso = re.sub(r"\.(\d+)", lambda m: "." + (m.group(1) + "000000")[:6], text.strip().replace("Z", "+00:00"))
-    try:  # fraction padded to 6 digits: Python 3.9's fromisoformat takes only 3 or 6
-        return datetime.datetime.fromisoformat(iso).timestamp()
-    except ValueError:
-        raise BlkfleetError(f"invalid --start-at {text!r} (seconds since the epoch or ISO 8601)") from None
 
 
 def _positive_float(text):
@@ -46,6 +32,8 @@ def add_parser(sub):
         description="Replay btrecord or blkfleet replay files onto block devices with per-CPU pinned workers, "
         "each IO at its recorded time. Reads always; writes only with -W (otherwise recorded writes are read "
         "back from the same extents, and discards/flushes are skipped).",
+        epilog=codes.epilog(codes.SUCCESS, codes.BAD_INPUT, codes.IO_ERRORS, codes.CONTROLLER_GONE,
+                            codes.WORKER_FAILED, codes.INTERRUPTED),
     )
     p.add_argument("devices", nargs="*", metavar="DEV", help="recorded device names (e.g. sda)")
     p.add_argument("-c", "--cpus", type=int, default=0, metavar="N",
@@ -66,8 +54,8 @@ def add_parser(sub):
     p.add_argument("--bundle", metavar="FILE",
                    help="replay a bundle (verified and extracted to a temporary directory; -d, -i, -F do not apply; "
                    "devices default to the bundle's)")
-    p.add_argument("--json", metavar="FILE", help="write the results JSON to FILE ('-' for stdout)")
-    p.add_argument("--start-at", type=_start_at, metavar="TIME",
+    protocol.json_option(p, "the results JSON")
+    p.add_argument("--start-at", type=lambda text: parse_instant(text, "--start-at"), metavar="TIME",
                    help="wall-clock start shared by several hosts (epoch seconds or ISO 8601)")
     p.add_argument("--ioengine", "--backend", dest="ioengine", choices=("auto",) + IOENGINES, default="aio",
                    help="IO engine (default aio; --backend is the older name)")
@@ -97,7 +85,12 @@ def add_parser(sub):
                    "start with the ID of a live run fails")
     p.add_argument("--lease", type=check_lease, metavar="SEC",
                    help="with --run-id: stop (as SIGTERM would, exit 4) when the lease was not renewed "
-                   "('blkfleet job renew ID') within SEC seconds")
+                   "('blkfleet job renew ID') within SEC seconds (from the start, with --arm)")
+    p.add_argument("--arm", type=lambda text: check_lease(text, "--arm"), metavar="SEC",
+                   help="with --run-id, the two-phase start of a fleet: read the files, check the targets, start the "
+                   "workers and report 'armed' ('blkfleet job status ID'), then wait at most SEC seconds for the "
+                   "start instant ('blkfleet job start ID --at TIME'); without one, end with nothing replayed "
+                   "(exit 4)")
     p.add_argument("--late-threshold-us", type=float, default=1000.0, metavar="US",
                    help="an IO submitted more than this late counts as late (default 1000)")
     p.set_defaults(func=run)
@@ -106,13 +99,15 @@ def add_parser(sub):
 def run(args):
     if args.lease is not None and args.run_id is None:
         raise BlkfleetError("--lease needs --run-id")
+    if args.arm is not None and (args.run_id is None or args.start_at is not None):
+        raise BlkfleetError("--arm needs --run-id, and no --start-at (the start instant comes with 'job start')")
     if args.run_id is None:
         prune()
         with stop_signals():
             return _run_input(args, None)
     check_run_id(args.run_id)
     with stop_signals():
-        job = RunDir(args.run_id, args.lease)
+        job = RunDir(args.run_id, args.lease, args.arm)
         code, results_path, reason = 2, None, None
         try:
             code, results_path, reason = _run_input(args, job)
@@ -151,23 +146,28 @@ def _run(args, job, bundle_id, source):
         input_dir=args.input_directory, devices=tuple(args.devices), find=args.find_records,
         base=args.input_base, cpus=args.cpus, iterations=args.iterations, map_files=tuple(args.map_devs),
         no_stall=args.no_stalls, verbose=args.verbose, write_enable=args.write_enable, acc=args.acc_factor,
-        json=args.json, start_at=args.start_at, ioengine=args.ioengine, depth=args.depth, force=args.force,
+        json=(files(args.json) or [None])[0], start_at=args.start_at, ioengine=args.ioengine, depth=args.depth,
+        force=args.force,
         late_threshold_ns=int(args.late_threshold_us * 1000), bundle_id=bundle_id, source=source,
         batch_window_ns=int(args.batch_window_us * 1000), realtime=args.realtime,
         run_id=args.run_id, probe=args.probe, io_log=args.io_log, window_ios=args.window_ios,
     )
-    doc, code = replay(opts, job.lease_expired if job else None)
-    results_path = None
-    if args.json:
-        write_json(args.json, stamp(doc))
-        results_path = None if args.json == "-" else os.path.abspath(args.json)
+    doc, code = replay(opts, job.lease_expired if job else None, job.armed if job and args.arm else None)
+    write_json(args.json, stamp(doc))
+    results_path = os.path.abspath(files(args.json)[0]) if files(args.json) else None
     for line in summary_lines(doc):
         print(line, file=sys.stderr)
-    if doc["failed"]:
-        print(f"blkfleet: {doc['failed']['reason']}", file=sys.stderr)
+    if doc["failed"]:  # bad input found after the start (exit 2), or a worker that failed (exit 5)
+        code = protocol.fail("invalid_input" if doc["failed"].get("bad_input") else "worker_failed",
+                             doc["failed"]["reason"])
     elif doc["stop_reason"] == "lease expired":
-        print(f"blkfleet: run {args.run_id}: the lease expired (not renewed within {args.lease:g} s): stopped",
-              file=sys.stderr)
+        code = protocol.fail("lease_expired", f"run {args.run_id}: the lease expired (not renewed within "
+                             f"{args.lease:g} s): stopped")
+    elif code == EXIT_INTERRUPTED:
+        code = protocol.fail("interrupted", f"stopped by {doc['stop_reason']}: partial results", echo=False)
+    elif code:
+        errors = doc["total"]["errors"]
+        code = protocol.fail("io_errors", f"{errors['count']} IOs failed", echo=False, first=errors["first"])
     if job is None:
         return code
     return code, results_path, doc["stop_reason"]

@@ -1,15 +1,25 @@
-"""Job control of a replay started with ``--run-id ID``: its run directory, its lease, status, renew and stop.
+"""Job control of a replay started with ``--run-id ID``: its run directory, its lease, status, renew, stop and
+the start of an armed replay.
 
 The engine keeps ``RUN_ROOT/ID/`` (root-owned, mode 0700, under a trusted ``/run/blkfleet``):
 
 - ``run.json``, replaced atomically: ``version``, ``run_id``, ``pid`` and ``pid_start`` (the engine's process
-  and its start time in clock ticks since boot, from ``/proc/PID/stat``), ``state`` (``running`` or
-  ``finished``), ``started`` (ISO 8601), ``lease_s`` (or null), ``results`` (the results JSON written, or
-  null), ``exit_code`` and ``stop_reason`` (null until it finished; ``stop_reason`` stays null for a replay
-  that ran to its end).
+  and its start time in clock ticks since boot, from ``/proc/PID/stat``), ``state`` (``arming``, ``armed``,
+  ``running`` or ``finished``), ``started`` (ISO 8601), ``lease_s`` (or null), ``arm_wait_s``, ``armed_at`` and
+  ``start_at`` (epoch seconds; null without ``--arm``), ``results`` (the results JSON written, or null),
+  ``exit_code`` and ``stop_reason`` (null until it finished; ``stop_reason`` stays null for a replay that ran to
+  its end).
 - ``lease``: an empty file whose modification time is the lease. ``renew`` touches it; with ``--lease SEC``
-  the engine stops the replay as SIGTERM would when it is older than SEC.
+  the engine stops the replay as SIGTERM would when it is older than SEC. It counts from the replay's start:
+  an armed replay is bounded by its arm wait instead.
+- ``start.json``: ``{"at": EPOCH}``, written by ``job start`` for an armed replay.
 - ``lock``: held (``flock``) by the running engine, so two starts with one ID cannot both go ahead.
+
+Two-phase start (``replay --arm SEC``): the engine reads its files, opens and checks its targets, starts its
+workers pinned to their CPUs and waits until each is ready (``arming``); then it reports ``armed`` and waits at
+most SEC seconds for ``job start ID --at EPOCH``, polling for ``start.json`` every ARM_POLL_S. The controller
+starts every target of a fleet at one instant a short margin after the last one armed; a target that never arms
+makes it start none, and an armed engine that gets no start ends by itself (``not_started``, nothing replayed).
 
 Nothing here signals a pid on the word of ``run.json`` alone: ``stop`` sends SIGTERM only to a process whose
 start time is the recorded one *and* whose command line names the run ID after ``--run-id``, read from a run
@@ -19,7 +29,9 @@ never signalled.
 
 import datetime
 import fcntl
+import math
 import os
+import re
 import shutil
 import signal
 import stat
@@ -31,8 +43,10 @@ from ..names import check_name, name_problem
 from ..process import process_start
 
 RUN_ROOT = "/run/blkfleet/replay"
-RUN_NAME, LEASE_NAME, LOCK_NAME = "run.json", "lease", "lock"
+RUN_NAME, LEASE_NAME, LOCK_NAME, START_NAME = "run.json", "lease", "lock", "start.json"
 RUN_VERSION = 1
+LIVE = ("arming", "armed", "running")  # run.json states of an engine that has not finished
+ARM_POLL_S = 0.005  # how often an armed engine looks for its start: a small part of the controller's margin
 PRUNE_AFTER_S = 86400.0
 STOP_TIMEOUT_S = 30.0
 RUN_MAX_BYTES = 64 << 10
@@ -42,14 +56,29 @@ def check_run_id(run_id):
     return check_name(run_id, "run ID")
 
 
-def check_lease(text):
-    """``--lease SEC``: a finite number of seconds > 0."""
+def check_lease(text, what="lease"):
+    """``--lease SEC`` (and ``--arm SEC``): a finite number of seconds > 0."""
     try:
         value = float(text)
     except (TypeError, ValueError):
-        raise BlkfleetError(f"invalid lease {text!r} (seconds, a number > 0)") from None
+        raise BlkfleetError(f"invalid {what} {text!r} (seconds, a number > 0)") from None
     if not 0 < value < float("inf"):
-        raise BlkfleetError(f"invalid lease {text!r} (seconds, a number > 0)")
+        raise BlkfleetError(f"invalid {what} {text!r} (seconds, a number > 0)")
+    return value
+
+
+def parse_instant(text, option):
+    """A wall-clock instant: seconds since the epoch, or ISO 8601 (local time if it has no zone)."""
+    try:
+        value = float(text)
+    except ValueError:
+        iso = re.sub(r"\.(\d+)", lambda m: "." + (m.group(1) + "000000")[:6], text.strip().replace("Z", "+00:00"))
+        try:  # fraction padded to 6 digits: Python 3.9's fromisoformat takes only 3 or 6
+            value = datetime.datetime.fromisoformat(iso).timestamp()
+        except ValueError:
+            raise BlkfleetError(f"invalid {option} {text!r} (seconds since the epoch or ISO 8601)") from None
+    if not math.isfinite(value):
+        raise BlkfleetError(f"invalid {option} {text!r} (seconds since the epoch or ISO 8601)")
     return value
 
 
@@ -106,8 +135,8 @@ def _load(run_id):
     if not os.path.lexists(state_path):
         return path, None
     state = read_json(state_path, "run state", max_bytes=RUN_MAX_BYTES, nofollow=True)
-    if not isinstance(state, dict) or state.get("run_id") != run_id or state.get("state") not in (
-            "running", "finished"):
+    if not isinstance(state, dict) or state.get("run_id") != run_id or state.get("state") not in LIVE + (
+            "finished",):
         raise BlkfleetError(f"{state_path}: not the run state of run {run_id}")
     return path, state
 
@@ -120,19 +149,20 @@ def _lease_age(path):
 
 
 def status(run_id):
-    """The job-status document of run ``run_id`` (``state``: none, running, finished or dead)."""
+    """The job-status document of run ``run_id`` (``state``: none, arming, armed, running, finished or dead)."""
     path, state = _load(run_id)
     doc = {"run_id": run_id, "state": "none", "pid": None, "exit_code": None, "results": None,
-           "stop_reason": None, "lease_s": None, "lease_age_s": None, "started": None}
+           "stop_reason": None, "lease_s": None, "lease_age_s": None, "started": None, "armed_at": None,
+           "start_at": None}
     if state is None:
         return doc
-    for key in ("pid", "exit_code", "results", "stop_reason", "lease_s", "started"):
+    for key in ("pid", "exit_code", "results", "stop_reason", "lease_s", "started", "armed_at", "start_at"):
         doc[key] = state.get(key)
     if state["state"] == "finished":
         doc["state"] = "finished"
     else:
         problem = engine_alive(state)
-        doc["state"] = "dead" if problem else "running"
+        doc["state"] = "dead" if problem else state["state"]
         if problem:
             doc["problem"] = problem
         doc["lease_age_s"] = _lease_age(path)
@@ -143,7 +173,7 @@ def renew(run_id):
     """Touch the lease of a running run; the status document with ``renewed``."""
     doc = status(run_id)
     renewed = False
-    if doc["state"] == "running":
+    if doc["state"] in LIVE:
         lease = os.path.join(_run_dir(run_id), LEASE_NAME)
         try:
             fd = os.open(lease, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -163,7 +193,7 @@ def renew(run_id):
 def stop(run_id, timeout=STOP_TIMEOUT_S):
     """SIGTERM the engine of a running run (only if it provably is that engine), wait until it is gone."""
     doc = status(run_id)
-    if doc["state"] != "running":
+    if doc["state"] not in LIVE:
         doc["stopped"] = False
         return doc
     path, state = _load(run_id)
@@ -185,22 +215,45 @@ def stop(run_id, timeout=STOP_TIMEOUT_S):
     return doc
 
 
+def start(run_id, at):
+    """Give an armed (or arming) run its start instant ``at`` (epoch seconds) and renew its lease; the status
+    document with ``start_accepted``. A run that is not waiting for a start is left alone."""
+    doc = status(run_id)
+    if doc["state"] not in ("arming", "armed"):
+        doc["start_accepted"] = False
+        doc["problem"] = f"run {run_id} is {doc['state']}, not waiting for a start (replay --arm)"
+        return doc
+    write_json_file(os.path.join(_run_dir(run_id), START_NAME), {"at": at}, mode=0o600)
+    doc = renew(run_id)
+    del doc["renewed"]
+    doc["start_accepted"] = True
+    doc["start_at"] = at
+    return doc
+
+
 class RunDir:
     """The run directory of the engine itself: created at the start, ``finish``-ed at the exit."""
 
-    def __init__(self, run_id, lease_s=None):
+    def __init__(self, run_id, lease_s=None, arm_wait_s=None):
         self.run_id = check_run_id(run_id)
         self.lease_s = lease_s
+        self.arm_wait_s = arm_wait_s
         prune()
         self.path = private_dir(_run_dir(run_id), "run directory")
         self._lock = self._take_lock()
         self.lease = os.path.join(self.path, LEASE_NAME)
         self._reset_lease()
+        self.start_file = os.path.join(self.path, START_NAME)
+        _remove(self.start_file)
         self.state = {
             "version": RUN_VERSION, "run_id": run_id, "pid": os.getpid(), "pid_start": process_start(os.getpid()),
-            "state": "running", "started": _now_iso(), "lease_s": lease_s, "results": None, "exit_code": None,
+            "state": "running" if arm_wait_s is None else "arming", "started": _now_iso(), "lease_s": lease_s,
+            "arm_wait_s": arm_wait_s, "armed_at": None, "start_at": None, "results": None, "exit_code": None,
             "stop_reason": None,
         }
+        self._save()
+
+    def _save(self):
         write_json_file(os.path.join(self.path, RUN_NAME), self.state, mode=0o600)
 
     def _take_lock(self):
@@ -218,19 +271,42 @@ class RunDir:
             except BlkfleetError:
                 state = None
             who = f" (pid {state['pid']}, started {state['started']})" if state else ""
-            raise BlkfleetError(f"run {self.run_id} is already running{who}") from None
+            raise BlkfleetError(f"run {self.run_id} is already running{who}", code="already_running") from None
         return fd
 
     def _reset_lease(self):
-        try:
-            os.unlink(self.lease)
-        except FileNotFoundError:
-            pass
+        _remove(self.lease)
         os.close(create_new(self.lease, 0o600))
 
+    def armed(self, stop):
+        """Report the run armed (every worker ready), then wait for its start instant from ``job start``; returns
+        it (epoch seconds). ``stop()``: the signal that asked the replay to stop, or None. Raises BlkfleetError
+        (interrupted) on a stop, (not_started) when no start came within the arm wait."""
+        self.state.update(state="armed", armed_at=time.time())
+        self._save()
+        deadline = time.monotonic() + self.arm_wait_s
+        while True:
+            signum = stop()
+            if signum is not None:
+                raise BlkfleetError(f"stopped by {signal.Signals(signum).name} while armed: nothing replayed",
+                                    code="interrupted")
+            if os.path.lexists(self.start_file):
+                at = read_json(self.start_file, "start", max_bytes=RUN_MAX_BYTES, nofollow=True)
+                value = at.get("at") if isinstance(at, dict) else None
+                if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                    raise BlkfleetError(f"{self.start_file}: not a start instant")
+                self.state.update(state="running", start_at=float(value))
+                self._save()
+                return float(value)
+            if time.monotonic() >= deadline:
+                raise BlkfleetError(f"run {self.run_id}: armed, but no start came within {self.arm_wait_s:g} s "
+                                    "('blkfleet job start'): nothing replayed", code="not_started")
+            time.sleep(ARM_POLL_S)
+
     def lease_expired(self):
-        """Whether the lease was not renewed within ``lease_s`` (a lease file removed counts as expired)."""
-        if self.lease_s is None:
+        """Whether the lease was not renewed within ``lease_s`` (a lease file removed counts as expired). An armed
+        replay's lease counts from its start (``job start`` renews it): until then its arm wait bounds it."""
+        if self.lease_s is None or self.state["state"] != "running":
             return False
         try:
             mtime = os.lstat(self.lease).st_mtime
@@ -241,8 +317,15 @@ class RunDir:
     def finish(self, exit_code, results=None, stop_reason=None):
         self.state.update(state="finished", exit_code=exit_code, results=results, stop_reason=stop_reason,
                           finished=_now_iso())
-        write_json_file(os.path.join(self.path, RUN_NAME), self.state, mode=0o600)
+        self._save()
         os.close(self._lock)
+
+
+def _remove(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def prune(now=None):

@@ -27,6 +27,12 @@ import sys
 import time
 from contextlib import contextmanager
 
+from ..codes import BAD_INPUT as EXIT_BAD_INPUT
+from ..codes import CONTROLLER_GONE as EXIT_LEASE
+from ..codes import INTERRUPTED as EXIT_INTERRUPTED
+from ..codes import IO_ERRORS as EXIT_IO_ERRORS
+from ..codes import SUCCESS as EXIT_OK
+from ..codes import WORKER_FAILED as EXIT_FAILED
 from ..errors import BlkfleetError
 from ..names import check_name
 from ..replayfile.ops import DISCARD, FLUSH, WRITE, WRITE_ZEROES
@@ -45,14 +51,6 @@ READY_TIMEOUT_S = 60.0
 POLL_S = 0.1  # the parent looks at signals, its lease and its workers at least this often
 TICK_S = 0.01  # while workers run: and feeds their windows and collects their completions this often
 PR_SET_PDEATHSIG = 1
-
-# Exit codes of ``blkfleet replay`` (docs/replay.md, "Ending"); bad input and refusals exit 2 (BlkfleetError).
-EXIT_OK = 0
-EXIT_BAD_INPUT = 2  # also: bad input found in the trace after the start (partial results)
-EXIT_IO_ERRORS = 3  # the replay ran to its end, some IOs failed
-EXIT_LEASE = 4  # stopped because the run's lease expired: partial results
-EXIT_FAILED = 5  # a worker died or failed: the others were stopped, partial results marked failed
-EXIT_INTERRUPTED = 130  # stopped by SIGINT or SIGTERM: partial results
 
 
 class ReplayOptions:
@@ -163,7 +161,8 @@ def check_writes(targets, opts):
         for target in targets:
             reason = target.refuse_writes_reason(opts.probe)
             if reason and not opts.force:
-                raise BlkfleetError(f"{target.path}: refusing to write: {reason} (use --force to write anyway)")
+                raise BlkfleetError(f"{target.path}: refusing to write: {reason} (use --force to write anyway)",
+                                    code="target_refused")
 
 
 def may_write(sources):
@@ -234,7 +233,7 @@ _active = False  # stop_signals() is in force
 class Stopped(BlkfleetError):
     """SIGINT or SIGTERM before the workers started: nothing was replayed."""
 
-    exit_code = EXIT_INTERRUPTED
+    code = "interrupted"
 
 
 def _on_signal(signum, frame):
@@ -508,14 +507,15 @@ def _start_instant(opts):
     return now + max(delay, START_DELAY_NS // 10)
 
 
-def replay(opts, lease=None):
+def replay(opts, lease=None, armed=None):
     """Run a replay; returns (results document, exit code). ``lease``: callable, True once the run's lease
-    expired (the replay then stops as on SIGTERM)."""
+    expired (the replay then stops as on SIGTERM). ``armed``: the two-phase start (replay/job.py), called once
+    every worker is ready, returns the start instant (epoch seconds)."""
     with stop_signals():
-        return _replay(opts, lease)
+        return _replay(opts, lease, armed)
 
 
-def _replay(opts, lease):
+def _replay(opts, lease, armed):
     validate(opts)
     mapping = read_maps(opts.map_files)
     sources = open_sources(opts.input_dir, opts.devices, opts.base, opts.find)
@@ -523,7 +523,7 @@ def _replay(opts, lease):
         opts.formats = {s.format for s in sources}
         targets = resolve_targets(sources, mapping, opts)
         try:
-            return _replay_onto(opts, lease, sources, targets)
+            return _replay_onto(opts, lease, sources, targets, armed)
         finally:
             close_targets(targets)
     finally:
@@ -531,7 +531,7 @@ def _replay(opts, lease):
             s.close()
 
 
-def _replay_onto(opts, lease, sources, targets):
+def _replay_onto(opts, lease, sources, targets, armed):
     global _raising
     target_of = {t.recorded: i for i, t in enumerate(targets)}
     for s in sources:
@@ -550,7 +550,7 @@ def _replay_onto(opts, lease, sources, targets):
     cost = None
     if not opts.cpus and not opts.no_stall:
         first = targets[sources[0].target]
-        cost = sizing.calibrate(first.descriptor, first.block_size, opts)
+        cost = sizing.calibrate(first.descriptor, first.size, opts)
     nworkers, sizing_info = sizing.choose(sources, len(cpus), genesis, opts, cost)
     by_slot = {}
     for s in sources:
@@ -564,13 +564,13 @@ def _replay_onto(opts, lease, sources, targets):
         opts.may_write = may_write(sources)
         check_writes(targets, opts)
         opts.realtime = _realtime(opts.realtime, len(lanes), len(cpus), opts.no_stall)
-        return _run_lanes(opts, lease, lanes, targets, genesis, sizing_info)
+        return _run_lanes(opts, lease, lanes, targets, genesis, sizing_info, armed)
     finally:
         for lane in lanes:
             lane.window.close()
 
 
-def _run_lanes(opts, lease, lanes, targets, genesis, sizing_info):
+def _run_lanes(opts, lease, lanes, targets, genesis, sizing_info, armed):
     global _raising
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
     feeder = Feeder(lanes, genesis, opts.acc, targets, opts.write_enable, opts.no_stall)
@@ -597,6 +597,8 @@ def _run_lanes(opts, lease, lanes, targets, genesis, sizing_info):
         sup.collect("ready", READY_TIMEOUT_S)
         if sup.failure:
             raise BlkfleetError(sup.failure)
+        if armed is not None:  # two-phase start: report armed, wait for the instant the controller picks
+            opts.start_at = armed(lambda: _stop)
         _keep_off_workers(lanes)
         for it in range(opts.iterations):
             if lease is not None and lease():

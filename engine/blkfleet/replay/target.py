@@ -9,6 +9,7 @@ import os
 import stat
 import struct
 
+from ..device import mounts
 from ..errors import BlkfleetError
 from ..files import private_dir
 from ..names import check_name, name_problem
@@ -100,7 +101,8 @@ class Target:
         try:
             st = os.stat(path)
         except (OSError, ValueError) as e:
-            raise BlkfleetError(f"{path}: {getattr(e, 'strerror', None) or e} ({what})") from None
+            raise BlkfleetError(f"{path}: {getattr(e, 'strerror', None) or e} ({what})",
+                                code="not_found" if getattr(e, "errno", None) == errno.ENOENT else None) from None
         if not stat.S_ISBLK(st.st_mode):
             raise BlkfleetError(f"{path}: not a block device ({what})")
         self.rdev = st.st_rdev
@@ -132,7 +134,7 @@ class Target:
                 raise BlkfleetError(
                     f"{self.path}: refusing to write: the kernel refuses an exclusive open (it is "
                     f"{'in use by ' + ', '.join(users) if users else 'mounted, claimed or open exclusively elsewhere'}"
-                    "; never written, even with --force)") from None
+                    "; never written, even with --force)", code="target_refused") from None
             raise BlkfleetError(f"{self.path}: cannot open for {'writing' if write else 'reading'}: {e.strerror}") \
                 from None
 
@@ -193,7 +195,8 @@ class DeviceLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                raise BlkfleetError(f"{path}: another replay writes to it ({_holder(fd)})") from None
+                raise BlkfleetError(f"{path}: another replay writes to it ({_holder(fd)})",
+                                    code="target_refused") from None
             started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
             holder = {"pid": os.getpid(), "started": started, "run_id": run_id, "device": path}
             os.ftruncate(fd, 0)
@@ -247,30 +250,7 @@ def _dev_numbers(rdev):
 
 
 def _mounts_of(rdev):
-    numbers = _dev_numbers(rdev)
-    found = []
-    try:
-        with open("/proc/self/mountinfo") as f:
-            for line in f:
-                fields = line.split()
-                if len(fields) > 4 and fields[2] in numbers:
-                    found.append(fields[4])
-    except OSError:
-        pass
-    swaps = []
-    try:
-        with open("/proc/swaps") as f:
-            swaps = [line.split()[0] for line in f.readlines()[1:]]
-    except OSError:
-        pass
-    for path in swaps:
-        try:
-            rdev = os.stat(path).st_rdev
-        except OSError:
-            continue
-        if rdev and f"{os.major(rdev)}:{os.minor(rdev)}" in numbers:
-            found.append(f"swap {path}")
-    return found
+    return mounts.users(_dev_numbers(rdev))
 
 
 def _nr_requests(rdev):

@@ -2,7 +2,9 @@
 
 import os
 
+from .. import codes, protocol
 from ..errors import BlkfleetError
+from ..jsonout import write_json
 from ..results.store import DEFAULT_DB, Store, load_document
 from .build import from_store, render
 
@@ -15,6 +17,7 @@ def add_parser(sub):
         description="Write one HTML file that needs no network to view: inline CSS and SVG plots. The replay "
         "shown is the last --results file, else the newest stored run; trends cover the stored runs (and the "
         "--results files not stored). With --original and --replay-capture the fidelity figures are included.",
+        epilog=codes.epilog(codes.SUCCESS, codes.BAD_INPUT),
     )
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="the HTML file to write")
     p.add_argument("--db", default=DEFAULT_DB, metavar="PATH",
@@ -31,6 +34,7 @@ def add_parser(sub):
     p.add_argument("--host", help="only this host's stored runs")
     p.add_argument("--device", help="only this device's stored runs")
     p.add_argument("--band-k", type=float, default=2.0, metavar="K", help="baseline band: mean ± K sd (default 2)")
+    protocol.json_option(p, "{output, bytes, runs, verdict}")
     p.set_defaults(func=run)
 
 
@@ -67,4 +71,6 @@ def run(args):
     os.replace(tmp, args.output)
     print(f"blkfleet report: {args.output} ({len(html) // 1024} KiB, {len(runs)} runs"
           + (f", verdict {verdict['verdict']}" if verdict else "") + ")")
+    write_json(args.json, {"output": os.path.abspath(args.output), "bytes": len(html.encode("utf-8")),
+                           "runs": len(runs), "verdict": verdict["verdict"] if verdict else None})
     return 0

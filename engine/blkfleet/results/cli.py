@@ -3,8 +3,9 @@
 import json
 import sys
 
+from .. import codes, protocol
 from ..errors import BlkfleetError
-from ..jsonout import write_json
+from ..jsonout import show, write_json
 from .store import DEFAULT_DB, Store, load_document, parse_tag
 
 
@@ -21,7 +22,8 @@ def _filters(p):
 def add_parser(sub):
     p = sub.add_parser("results", help="the results store: add, list, show, export runs; baselines",
                        description="Keep every replay's results JSON in an SQLite store (one row per run and "
-                       "device, with host, device, target, bundle id, engine version, time and tags).")
+                       "device, with host, device, target, bundle id, engine version, time and tags).",
+                       epilog=codes.epilog(codes.SUCCESS, codes.BAD_INPUT))
     rsub = p.add_subparsers(dest="results_command", metavar="ACTION", parser_class=type(p))
     rsub.required = True
 
@@ -29,21 +31,24 @@ def add_parser(sub):
     a.add_argument("files", nargs="+", metavar="FILE")
     a.add_argument("--tag", action="append", default=[], type=parse_tag, metavar="K=V", help="tag the runs")
     a.add_argument("--bundle-id", metavar="ID", help="the bundle that was replayed")
+    protocol.json_option(a, "{runs: [{run, added, host, devices, file}]}")
     _db_arg(a)
     a.set_defaults(func=run_add)
 
     c = rsub.add_parser("check", help="check results JSON files against the results schema; store nothing")
     c.add_argument("files", nargs="+", metavar="FILE")
+    protocol.json_option(c, "{files: [{file, host, devices}]}")
     c.set_defaults(func=run_check)
 
     ls = rsub.add_parser("list", help="list stored runs (one line per run and device)")
     _filters(ls)
-    ls.add_argument("--json", action="store_true", help="JSON on stdout")
+    protocol.json_option(ls, "the rows", stdout_flag=True)
     _db_arg(ls)
     ls.set_defaults(func=run_list)
 
     s = rsub.add_parser("show", help="print one stored run's results JSON (with its store metadata)")
     s.add_argument("run_id", type=int, metavar="ID")
+    protocol.json_option(s, "the run (also printed on stdout)")
     _db_arg(s)
     s.set_defaults(func=run_show)
 
@@ -58,6 +63,7 @@ def add_parser(sub):
     bsub.required = True
     bs = bsub.add_parser("set", help="define or replace a baseline")
     bs.add_argument("name", metavar="NAME")
+    protocol.json_option(bs, "{name, members: [{run, host, device}]}")
     which = bs.add_mutually_exclusive_group(required=True)
     which.add_argument("--run", dest="runs", nargs="+", type=int, metavar="ID", help="these runs")
     which.add_argument("--last", type=int, metavar="N", help="the last N runs of each host and device")
@@ -65,25 +71,32 @@ def add_parser(sub):
     _db_arg(bs)
     bs.set_defaults(func=run_baseline_set)
     bl = bsub.add_parser("list", help="list baselines")
-    bl.add_argument("--json", action="store_true")
+    protocol.json_option(bl, "the baselines", stdout_flag=True)
     _db_arg(bl)
     bl.set_defaults(func=run_baseline_list)
 
 
 def run_add(args):
     docs = [(path, load_document(path)) for path in args.files]  # all checked before any is stored
+    runs = []
     with Store(args.db) as store:
         for path, doc in docs:
             run_id, new = store.add(doc, tags=args.tag, bundle_id=args.bundle_id, source=path, checked=True)
             devices = ", ".join(sorted(doc["devices"]))
             print(f"{'added' if new else 'already stored'}: run {run_id} ({doc['host']}: {devices}) from {path}")
+            runs.append({"run": run_id, "added": bool(new), "host": doc["host"], "devices": sorted(doc["devices"]),
+                         "file": path})
+    write_json(args.json, {"runs": runs})
     return 0
 
 
 def run_check(args):
+    checked = []
     for path in args.files:
         doc = load_document(path)
         print(f"valid: {path} ({doc['host']}: {', '.join(sorted(doc['devices']))})")
+        checked.append({"file": path, "host": doc["host"], "devices": sorted(doc["devices"])})
+    write_json(args.json, {"files": checked})
     return 0
 
 
@@ -97,7 +110,7 @@ def run_list(args):
     with Store(args.db, create=False) as store:
         rows = store.listing(host=args.host, device=args.device, tags=args.tag)
     if args.json:
-        write_json("-", rows)
+        write_json(args.json, rows)
         return 0
     head = ("run", "started", "host", "device", "target", "it", "iops", "MB/s", "p50 us", "p99 us", "late99",
             "tags")
@@ -114,7 +127,10 @@ def run_list(args):
 def run_show(args):
     with Store(args.db, create=False) as store:
         run = store.get(args.run_id)
-    write_json("-", {**run.summary(), "document": run.doc})
+    doc = {**run.summary(), "document": run.doc}
+    write_json(args.json, doc)
+    if "-" not in args.json:
+        show(doc)
     return 0
 
 
@@ -140,6 +156,8 @@ def run_baseline_set(args):
         groups.setdefault((r["host"], r["device"]), []).append(str(r["run_id"]))
     print(f"baseline {args.name}: " + "; ".join(f"{h} {d}: runs {' '.join(ids)}" for (h, d), ids in sorted(
         groups.items())))
+    write_json(args.json, {"name": args.name, "members": [
+        {"run": r["run_id"], "host": r["host"], "device": r["device"]} for r in rows]})
     return 0
 
 
@@ -147,7 +165,7 @@ def run_baseline_list(args):
     with Store(args.db, create=False) as store:
         baselines = store.baselines()
     if args.json:
-        write_json("-", baselines)
+        write_json(args.json, baselines)
         return 0
     for b in baselines:
         members = ", ".join(f"{m['host']}:{m['device']}#{m['run']}" for m in b["members"])

@@ -166,7 +166,8 @@ class Store:
         self.warn = warn or (lambda line: print(f"blkfleet: warning: {line}", file=sys.stderr))
         self._warned = False
         if not create and not os.path.exists(path):
-            raise BlkfleetError(f"{path}: no results store (add results first: blkfleet results add)")
+            raise BlkfleetError(f"{path}: no results store (add results first: blkfleet results add)",
+                                code="not_found")
         parent = os.path.dirname(os.path.abspath(path))
         os.makedirs(parent, exist_ok=True)
         try:
@@ -282,7 +283,7 @@ class Store:
     def get(self, run_id):
         row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
-            raise BlkfleetError(f"no run {run_id} in {self.path}")
+            raise BlkfleetError(f"no run {run_id} in {self.path}", code="not_found")
         return Run(row, self._tags(run_id), self.rejected.get(run_id))
 
     def rows(self, host=None, device=None, tags=(), bundle_id=None, run_ids=None):
@@ -368,7 +369,7 @@ class Store:
             known = {r["run_id"] for r in self.rows(run_ids=run_ids)}
             missing = [str(i) for i in run_ids if int(i) not in known]
             if missing:
-                raise BlkfleetError(f"no run {', '.join(missing)} in {self.path}")
+                raise BlkfleetError(f"no run {', '.join(missing)} in {self.path}", code="not_found")
             rows = self.rows(run_ids=run_ids, host=host, device=device, tags=tags)
         else:
             if last < 1:
@@ -390,7 +391,8 @@ class Store:
     def baseline(self, name):
         """Member rows of a baseline (as ``rows``), oldest first; BlkfleetError if unknown."""
         if self.db.execute("SELECT 1 FROM baselines WHERE name = ?", (name,)).fetchone() is None:
-            raise BlkfleetError(f"no baseline {name!r} in {self.path} (blkfleet results baseline set)")
+            raise BlkfleetError(f"no baseline {name!r} in {self.path} (blkfleet results baseline set)",
+                                code="not_found")
         members = {(r[0], r[1]) for r in
                    self.db.execute("SELECT run_id, device FROM baseline_members WHERE name = ?", (name,))}
         return [r for r in self.rows(run_ids=sorted({m[0] for m in members})) if (r["run_id"], r["device"]) in members]

@@ -15,7 +15,6 @@ import tempfile
 
 from ansible.errors import AnsibleError
 
-from ansible_collections.blkfleet.core.plugins.module_utils import _names
 from ansible_collections.blkfleet.core.plugins.plugin_utils import _controller, _files
 from ansible_collections.blkfleet.core.plugins.plugin_utils._action import BlkfleetAction
 
@@ -24,8 +23,7 @@ RECORD_JSON = 'record.json'
 
 def record(args, workdir):
     """Run ``blkfleet record`` into ``workdir``; returns its summary (``{"files": [...]}``)."""
-    summary = os.path.join(workdir, RECORD_JSON)
-    argv = ['record', '-q', '-d', args['trace_dir'], '-D', workdir, '--json', summary]
+    argv = ['record', '-q', '-d', args['trace_dir'], '-D', workdir]
     if args['compat']:
         argv.append('--compat')
     if args['accept_missing']:
@@ -35,9 +33,7 @@ def record(args, workdir):
     if args['max_pkts'] is not None:
         argv += ['-M', args['max_pkts']]
     argv += ['--'] + list(args['devices']) if args['devices'] else ['-F']
-    _controller.run_engine(argv)
-    with open(summary) as f:
-        return json.load(f)
+    return _controller.run(argv)['result']
 
 
 def stale_files(replay_dir, devices, produced):
@@ -57,14 +53,11 @@ def stale_files(replay_dir, devices, produced):
 def bundle(args, replay_dir, summary_path, devices, workdir):
     """``blkfleet bundle create`` into ``workdir``; returns (path, manifest)."""
     path = os.path.join(workdir, 'bundle.tar')
-    manifest_path = os.path.join(workdir, 'manifest.json')
     argv = ['bundle', 'create', '-d', replay_dir, '-o', path, '--trace-dir', args['trace_dir'],
-            '--record-json', summary_path, '--json', manifest_path]
+            '--record-json', summary_path]
     if args['source_host']:
         argv += ['--source-host', args['source_host']]
-    _controller.run_engine(argv + ['--'] + list(devices))
-    with open(manifest_path) as f:
-        return path, json.load(f)
+    return path, _controller.run(argv + ['--'] + list(devices))['result']
 
 
 class ActionModule(BlkfleetAction):
@@ -89,9 +82,6 @@ class ActionModule(BlkfleetAction):
         workdir = tempfile.mkdtemp(prefix='blkfleet-btrecord-')
         try:
             args = self.validated_args()
-            problems = _names.device_problems(args['devices'])
-            if problems:
-                raise AnsibleError('; '.join(problems))
             trace_dir = os.path.abspath(args['trace_dir'])
             replay_dir = os.path.abspath(args['replay_dir'])
             args['trace_dir'] = trace_dir

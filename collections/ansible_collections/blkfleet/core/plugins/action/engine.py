@@ -11,17 +11,16 @@ import os
 
 from ansible.errors import AnsibleError
 
-from ansible_collections.blkfleet.core.plugins.plugin_utils import _controller
+from ansible_collections.blkfleet.core.plugins.plugin_utils import _controller, _files
 from ansible_collections.blkfleet.core.plugins.plugin_utils._action import BlkfleetAction
 
 MODULE = 'blkfleet.core.engine'
 
 
 def build_engine(workdir):
-    """Build engine.pyz from the controller's blkfleet package into ``workdir``; returns its path."""
-    path = os.path.join(workdir, 'engine.pyz')
-    _controller.run_engine(['bundle', 'engine', '-o', path])
-    return path
+    """Build engine.pyz from the controller's blkfleet package into ``workdir``; returns (path, sha256)."""
+    built = _controller.run(['bundle', 'engine', '-o', os.path.join(workdir, 'engine.pyz')])['result']
+    return built['path'], built['sha256']
 
 
 class ActionModule(BlkfleetAction):
@@ -39,8 +38,11 @@ class ActionModule(BlkfleetAction):
 
         def body(workdir):
             args = self.validated_args()
-            local = self._find_needle('files', args['src']) if args['src'] else build_engine(workdir)
-            sha = _controller.sha256_file(local)
+            if args['src']:
+                local = self._find_needle('files', args['src'])
+                sha = _files.describe(local)[1]
+            else:
+                local, sha = build_engine(workdir)
             if args['sha256'] and args['sha256'] != sha:
                 raise AnsibleError('%s has sha256 %s, not the %s given' % (local, sha, args['sha256']))
             return self.push(result, task_vars, MODULE, local, 'engine.pyz', dict(sha256=sha, root=args['root']))

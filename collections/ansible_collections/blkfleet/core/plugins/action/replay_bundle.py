@@ -11,8 +11,7 @@ import os
 
 from ansible.errors import AnsibleError
 
-from ansible_collections.blkfleet.core.plugins.module_utils import _names
-from ansible_collections.blkfleet.core.plugins.plugin_utils import _controller
+from ansible_collections.blkfleet.core.plugins.plugin_utils import _controller, _files
 from ansible_collections.blkfleet.core.plugins.plugin_utils._action import BlkfleetAction
 
 MODULE = 'blkfleet.core.replay_bundle'
@@ -32,7 +31,7 @@ def build_bundle(workdir, args):
         argv += ['--'] + list(args['devices'])
     else:
         argv.append('-F')
-    _controller.run_engine(argv)
+    _controller.run(argv)
     return path
 
 
@@ -50,6 +49,9 @@ class ActionModule(BlkfleetAction):
         engine_root=dict(type='path', default='/var/lib/blkfleet/engine'),
         bundle_id=dict(type='str'),
         checksum=dict(type='str'),
+        engine_member=dict(type='str'),
+        engine_size=dict(type='int'),
+        engine_sha256=dict(type='str'),
     )
     MUTUALLY_EXCLUSIVE = [('src', 'replay_dir')]
     REQUIRED_ONE_OF = [('src', 'replay_dir')]
@@ -60,18 +62,17 @@ class ActionModule(BlkfleetAction):
 
         def body(workdir):
             args = self.validated_args()
-            problems = _names.device_problems(args['devices'])
-            if problems:
-                raise AnsibleError('; '.join(problems))
             local = self._find_needle('files', args['src']) if args['src'] else build_bundle(workdir, args)
-            manifest = _controller.run_engine_json(['bundle', 'info', '--', local])
+            manifest = _controller.run(['bundle', 'info', '--', local])['result']
             bundle_id = manifest['bundle_id']
-            checksum = _controller.sha256_file(local)
+            checksum = _files.describe(local)[1]
             for key, value in (('bundle_id', bundle_id), ('checksum', checksum)):
                 if args[key] and args[key] != value:
                     raise AnsibleError('%s has %s %s, not the %s given' % (local, key, value, args[key]))
+            engine = manifest['engine']
             remote_args = dict(bundle_id=bundle_id, checksum=checksum, dest=args['dest'],
-                               engine_root=args['engine_root'])
+                               engine_root=args['engine_root'], engine_member=engine['path'],
+                               engine_size=engine['size'], engine_sha256=engine['sha256'])
             return self.push(result, task_vars, MODULE, local, 'bundle.tar', remote_args,
                              check_extra=dict(devices=list(manifest['replay']['devices']),
                                               totals=manifest['totals'],

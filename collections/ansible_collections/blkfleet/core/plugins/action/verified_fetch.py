@@ -35,7 +35,7 @@ def check_content(path, validate):
         raise AnsibleActionFail('not valid JSON: %s' % e)
     if validate == 'results':
         try:
-            _controller.run_engine(['results', 'check', '--', path])
+            _controller.run(['results', 'check', '--', path])
         except _controller.EngineFailed as e:
             raise AnsibleActionFail('not a valid results document: %s' % e.short)
 

@@ -5,34 +5,48 @@
 
 """Content-addressed installs on a target: engine zipapps and replay bundles. Private to blkfleet.core.
 
-Standard library only (targets run Python >= 3.9 without the blkfleet package). Every install writes a
-temporary file next to its destination and renames it into place, so a reader never sees a partial file and
-two hosts sharing one filesystem (network-namespace test hosts) can install the same content concurrently.
+This runs before the engine is on the host (it is what puts it there), so it cannot ask the engine: it holds the
+collection's one file hash (also used by verified_fetch, which fetches any file, and by the controller) and its one
+read of a bundle's tar, which takes out the engine member the controller names (path, size, SHA-256 from the
+manifest it read with the engine). Everything else about a bundle, its manifest included, comes from the engine.
+
+Standard library only (targets run Python >= 3.9). Every install writes a temporary file next to its destination and
+renames it into place, so a reader never sees a partial file and two hosts sharing one filesystem (network-namespace
+test hosts) can install the same content concurrently.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
+import stat
 import tarfile
 import tempfile
 
-from ansible_collections.blkfleet.core.plugins.module_utils._engine import (
-    ENGINE_NAME,
-    ENGINE_ROOT,
-    SHA256_RE,
-    sha256_file,
-)
+from ansible_collections.blkfleet.core.plugins.module_utils._engine import ENGINE_NAME, ENGINE_ROOT, SHA256_RE
 
 BUNDLE_DIR = '/var/lib/blkfleet/bundles'
-MANIFEST_NAME = 'manifest.json'
-MANIFEST_MAX = 16 << 20
 ENGINE_MAX = 64 << 20  # the engine's own bound on engine.pyz in a bundle
+CHUNK = 1 << 20
 
 
 class InstallError(Exception):
     pass
+
+
+# Installs run before the engine is on the host, so this hash is the collection's own: its one copy (see above).
+def describe(path):
+    """``(size, sha256)`` of the regular file ``path``, opened without following a link and read once."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0))
+    with os.fdopen(fd, 'rb') as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise OSError('not a regular file')
+        digest = hashlib.sha256()
+        size = 0
+        for block in iter(lambda: f.read(CHUNK), b''):
+            size += len(block)
+            digest.update(block)
+    return size, digest.hexdigest()
 
 
 def check_sha256(value, what):
@@ -51,9 +65,10 @@ def bundle_path(bundle_id, directory=BUNDLE_DIR):
 
 def has_content(path, sha256):
     """Whether ``path`` is a regular file whose SHA-256 is ``sha256``."""
-    if not os.path.isfile(path) or os.path.islink(path):
+    try:
+        return describe(path)[1] == sha256
+    except OSError:
         return False
-    return sha256_file(path) == sha256
 
 
 def install_stream(reader, dest, sha256, mode=0o644, limit=None):
@@ -62,13 +77,11 @@ def install_stream(reader, dest, sha256, mode=0o644, limit=None):
     directory = os.path.dirname(dest)
     os.makedirs(directory, mode=0o755, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(dest), suffix='.partial', dir=directory)
+    done = False
     try:
         digest = hashlib.sha256()
         with os.fdopen(fd, 'wb') as out:
-            while True:
-                block = reader.read(1 << 20)
-                if not block:
-                    break
+            for block in iter(lambda: reader.read(CHUNK), b''):
                 digest.update(block)
                 out.write(block)
                 if limit is not None and out.tell() > limit:
@@ -79,12 +92,10 @@ def install_stream(reader, dest, sha256, mode=0o644, limit=None):
             raise InstallError('%s: content has sha256 %s, expected %s' % (dest, digest.hexdigest(), sha256))
         os.chmod(tmp, mode)
         os.rename(tmp, dest)
-    except BaseException:
-        try:
+        done = True
+    finally:
+        if not done and os.path.lexists(tmp):
             os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def install_file(src, dest, sha256, mode=0o644):
@@ -92,50 +103,25 @@ def install_file(src, dest, sha256, mode=0o644):
         install_stream(reader, dest, sha256, mode)
 
 
-def read_manifest(path):
-    """The manifest of a bundle (its first tar member), without reading the rest. Checked by the engine later."""
-    try:
-        with tarfile.open(path, mode='r:') as tar:
-            first = tar.next()
-            if first is None or first.name != MANIFEST_NAME or not first.isfile():
-                raise InstallError('%s: not a blkfleet bundle (its first member is not %s)' % (path, MANIFEST_NAME))
-            if first.size > MANIFEST_MAX:
-                raise InstallError('%s: manifest too large (%d bytes)' % (path, first.size))
-            doc = json.loads(tar.extractfile(first).read().decode('utf-8'))
-    except (tarfile.TarError, ValueError, UnicodeDecodeError) as e:
-        raise InstallError('%s: not a blkfleet bundle (%s)' % (path, e))
-    except OSError as e:
-        raise InstallError('%s: %s' % (path, e.strerror or e))
-    if not isinstance(doc, dict) or doc.get('format') != 'blkfleet-bundle':
-        raise InstallError('%s: not a blkfleet bundle (manifest format is not blkfleet-bundle)' % path)
-    engine = doc.get('engine')
-    if not isinstance(engine, dict):
-        raise InstallError('%s: manifest has no engine entry' % path)
-    check_sha256(doc.get('bundle_id'), '%s: bundle_id' % path)
-    check_sha256(engine.get('sha256'), '%s: engine sha256' % path)
-    return doc
-
-
-def install_engine_from_bundle(path, manifest, root=ENGINE_ROOT):
-    """Install the bundle's engine.pyz under ``root/<sha256>/engine.pyz`` unless it is there; returns (path, changed)."""
-    sha = manifest['engine']['sha256']
-    dest = engine_path(sha, root)
-    if has_content(dest, sha):
+# The engine is still in the bundle: taking it out is the one read of a bundle that is not the engine's.
+def install_engine_from_bundle(bundle, member, size, sha256, root=ENGINE_ROOT):
+    """Install the bundle's engine (its tar member ``member`` of ``size`` bytes, as the manifest says) under
+    ``root/<sha256>/engine.pyz`` unless it is there; returns (path, changed)."""
+    dest = engine_path(sha256, root)
+    if has_content(dest, sha256):
         return dest, False
-    name = manifest['engine'].get('path') or ENGINE_NAME
     try:
-        with tarfile.open(path, mode='r:') as tar:
-            for member in tar:
-                if member.name == name:
-                    if not member.isfile() or member.issparse() or any(
-                            key.startswith('GNU.sparse') for key in member.pax_headers):
-                        raise InstallError('%s: member %s is not a plain regular file' % (path, name))
-                    size = manifest['engine'].get('size')
-                    if member.size != size or member.size > ENGINE_MAX:
-                        raise InstallError('%s: member %s holds %d bytes, the manifest says %r (at most %d)'
-                                           % (path, name, member.size, size, ENGINE_MAX))
-                    install_stream(tar.extractfile(member), dest, sha, mode=0o755, limit=member.size)
-                    return dest, True
+        with tarfile.open(bundle, mode='r:') as tar:
+            for entry in tar:
+                if entry.name != member:
+                    continue
+                if not entry.isfile() or entry.issparse() or any(k.startswith('GNU.sparse') for k in entry.pax_headers):
+                    raise InstallError('%s: member %s is not a plain regular file' % (bundle, member))
+                if entry.size != size or entry.size > ENGINE_MAX:
+                    raise InstallError('%s: member %s holds %d bytes, the manifest says %r (at most %d)'
+                                       % (bundle, member, entry.size, size, ENGINE_MAX))
+                install_stream(tar.extractfile(entry), dest, sha256, mode=0o755, limit=entry.size)
+                return dest, True
     except (tarfile.TarError, ValueError, EOFError) as e:
-        raise InstallError('%s: not a readable bundle (%s)' % (path, e))
-    raise InstallError('%s: no member %s' % (path, name))
+        raise InstallError('%s: not a readable bundle (%s)' % (bundle, e))
+    raise InstallError('%s: no member %s' % (bundle, member))

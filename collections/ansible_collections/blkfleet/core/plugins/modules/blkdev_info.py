@@ -20,7 +20,9 @@ description:
   - Kernel tracing support, whether blktrace's debugfs relay files are usable (kernel lockdown refuses them) or
     the ftrace C(blk) tracer can be used instead.
   - Whether Linux native AIO and io_uring are available.
-  - Reads C(/sys), C(/proc) and, for the content probe, the first 68 KiB of each device. Never writes.
+  - Reads C(/sys), C(/proc) and, for the content probe, the blocks of each device where signatures lie. Never
+    writes.
+  - Runs C(blkfleet device info) of the engine on the host, which must be installed first (M(blkfleet.core.engine)).
 author:
   - blkfleet developers (@blkfleet)
 options:
@@ -47,16 +49,30 @@ options:
     default: false
   content_probe:
     description:
-      - How to find out what a device holds.
+      - How to find out what a device holds; the probes are the ones C(blkfleet replay -W) uses before it writes
+        to a target.
       - V(blkid) runs C(blkid -p) (low-level probe, no cache); it needs util-linux's C(blkid).
-      - V(superblock) reads the first 68 KiB of the device and matches known signatures (ext2/3/4, xfs, btrfs,
-        f2fs, squashfs, iso9660, ntfs, vfat, swap, LUKS, MD RAID, LVM2; GPT and DOS partition tables).
+      - V(superblock) reads, with direct IO, only the blocks where known signatures lie (ext2/3/4, xfs, btrfs,
+        f2fs, ntfs, exfat, vfat, squashfs, iso9660, swap, LUKS, MD RAID, LVM2, bcache, Ceph BlueStore; GPT and DOS
+        partition tables).
       - V(auto) uses V(blkid) when it is installed, else V(superblock).
       - V(none) skips the probe; RV(devices[].content.method) is then V(none).
       - Both probes need read access to the device, normally root.
     type: str
     choices: [auto, blkid, superblock, none]
     default: auto
+  engine:
+    description:
+      - Path on the host of the engine, C(engine.pyz) or a directory holding one, as installed by
+        M(blkfleet.core.engine) (RV(blkfleet.core.engine#module:path)).
+      - The default is the most recently installed engine under O(engine_root), else a C(blkfleet) program on
+        E(PATH), else C(python3 -m blkfleet).
+    type: path
+  engine_root:
+    description:
+      - Directory under which engines are installed (C(<sha256>/engine.pyz)).
+    type: path
+    default: /var/lib/blkfleet/engine
 extends_documentation_fragment:
   - blkfleet.core._attributes
   - blkfleet.core._attributes.INFO_MODULE
@@ -66,8 +82,8 @@ notes:
   - The blktrace relay is reported as not allowed under kernel lockdown V(integrity) or V(confidentiality), because
     the kernel then refuses debugfs relay files with EPERM. This is derived from
     C(/sys/kernel/security/lockdown), not tried.
-  - AIO and io_uring availability come from C(/proc/sys) and from calling C(io_setup) and C(io_uring_setup)
-    with NULL arguments, which the kernel rejects before creating anything.
+  - AIO and io_uring availability come from C(/proc/sys) and from opening the replay's own IO engines (an AIO
+    context and an io_uring of one entry, closed at once).
 seealso:
   - name: blktrace(8)
     description: The block layer IO tracing tool.
@@ -78,8 +94,13 @@ seealso:
 '''
 
 EXAMPLES = r'''
+- name: Install the engine, which reads the facts
+  blkfleet.core.engine:
+  register: engine
+
 - name: Gather facts about every block device of the host
   blkfleet.core.blkdev_info:
+    engine: "{{ engine.path }}"
   register: blk
 
 - name: Report one loop device and a disk by id, reading their signatures with blkid
@@ -397,8 +418,8 @@ aio:
       type: int
     syscall:
       description: >-
-        Result of probing C(io_setup): V(supported), V(disabled), V(not_implemented), V(unknown), or V(null) if
-        not probed on this architecture.
+        Result of opening an AIO context: V(supported), V(disabled) (EPERM), V(not_implemented) (ENOSYS),
+        V(unknown) (another error), or V(null) when the engine knows no system call numbers for this machine.
       type: str
 io_uring:
   description: Linux io_uring.
@@ -418,7 +439,7 @@ io_uring:
       description: C(/proc/sys/kernel/io_uring_group), V(null) if absent.
       type: int
     syscall:
-      description: Result of probing C(io_uring_setup), as for RV(aio.syscall).
+      description: Result of opening an io_uring, as for RV(aio.syscall).
       type: str
 kernel:
   description: The running kernel.
@@ -434,43 +455,13 @@ kernel:
       type: str
 '''
 
-import os
-import platform
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.blkfleet.core.plugins.module_utils import _blkdev
+from ansible_collections.blkfleet.core.plugins.module_utils import _engine
 
-# The root of the /sys, /proc and /dev trees read; unit tests point it at a fake tree.
-ROOT = '/'
-
-
-def probe_content(module, name, method, blkid):
-    """Run the chosen content probe on /dev/NAME; returns the ``content`` dict."""
-    if method == 'none':
-        return {'method': 'none', 'type': None, 'usage': None, 'uuid': None, 'label': None,
-                'partition_table': None, 'error': None}
-    if method == 'superblock':
-        return _blkdev.content_from_superblock(ROOT, name)
-    rc, out, err = module.run_command([blkid, '-p', '-o', 'export', os.path.join(ROOT, 'dev', name)])
-    if rc == 0:
-        return _blkdev.content_from_blkid(_blkdev.parse_blkid_export(out))
-    content = _blkdev.content_from_blkid({})
-    # rc 2 means nothing found, unless blkid could not open the device (it then also says so on stderr).
-    if rc != 2 or err.strip():
-        content['method'] = 'none'
-        content['error'] = 'blkid -p /dev/%s failed with rc %d: %s' % (name, rc, (err or out).strip())
-    return content
-
-
-def mounted_content(content, facts, mounts):
-    """When the probe failed on a mounted device, take the filesystem type from the mount table."""
-    if content['method'] != 'none' or not facts['mounted']:
-        return content
-    fstypes = sorted({m['fstype'] for m in mounts if m['dev'] == facts['dev']})
-    if len(fstypes) == 1:
-        content = dict(content, method='mountinfo', type=fstypes[0], usage='filesystem')
-    return content
+# content_probe -> the engine's --probe; the engine's name of a probe -> the content method this module returns
+PROBES = {'auto': 'auto', 'blkid': 'blkid', 'superblock': 'internal', 'none': 'none'}
+METHODS = {'internal': 'superblock'}
 
 
 def main():
@@ -480,58 +471,21 @@ def main():
             include_empty=dict(type='bool', default=False),
             include_partitions=dict(type='bool', default=False),
             content_probe=dict(type='str', default='auto', choices=['auto', 'blkid', 'superblock', 'none']),
+            engine=dict(type='path'),
+            engine_root=dict(type='path', default=_engine.ENGINE_ROOT),
         ),
         supports_check_mode=True,
     )
-    if not os.path.isdir(os.path.join(ROOT, 'sys/class/block')):
-        module.fail_json(msg='/sys/class/block is missing: blkdev_info needs Linux with sysfs mounted')
-
-    method = module.params['content_probe']
-    blkid = None
-    if method in ('auto', 'blkid'):
-        blkid = module.get_bin_path('blkid', required=(method == 'blkid'))
-        method = 'blkid' if blkid else 'superblock'
-
-    if module.params['devices']:
-        names = []
-        for spec in module.params['devices']:
-            name = _blkdev.resolve_device_name(ROOT, spec)
-            if name is None:
-                module.fail_json(msg='no such block device: %s' % spec)
-            if name not in names:
-                names.append(name)
-        explicit = True
-    else:
-        names = _blkdev.all_device_names(ROOT)
-        if module.params['include_partitions']:
-            names = sorted(set(names) | {p for n in names for p in _blkdev.partitions_of(ROOT, n)})
-        explicit = False
-
-    mounts = _blkdev.read_mountinfo(ROOT)
-    swaps = _blkdev.read_swaps(ROOT)
-    devices = {}
-    for name in names:
-        facts = _blkdev.device_facts(ROOT, name, mounts, swaps)
-        if not explicit and not module.params['include_empty'] and facts['size_bytes'] == 0:
-            continue
-        devices[name] = facts
-    _blkdev.mark_in_use(devices, ROOT, mounts, swaps)
-    for name, facts in devices.items():
-        content = mounted_content(probe_content(module, name, method, blkid), facts, mounts)
-        facts['content'] = content
-        facts['has_filesystem'] = content['usage'] == 'filesystem'
-        facts['has_partition_table'] = content['partition_table'] is not None or bool(facts['partitions'])
-
-    uname = os.uname()
-    module.exit_json(
-        changed=False,
-        devices=devices,
-        cpus=_blkdev.cpu_facts(ROOT),
-        tracing=_blkdev.tracing_facts(ROOT, blktrace_path=module.get_bin_path('blktrace')),
-        aio=_blkdev.aio_facts(ROOT),
-        io_uring=_blkdev.io_uring_facts(ROOT),
-        kernel={'release': uname.release, 'machine': platform.machine()},
-    )
+    p = module.params
+    command = _engine.find_engine(module, engine=p['engine'], root=p['engine_root'])
+    args = ['device', 'info', '--probe', PROBES[p['content_probe']]]
+    args += ['--include-empty'] if p['include_empty'] else []
+    args += ['--include-partitions'] if p['include_partitions'] else []
+    facts = _engine.run(module, command, args + ['--'] + p['devices'])['result']
+    del facts['probe']
+    for device in facts['devices'].values():
+        device['content']['method'] = METHODS.get(device['content']['method'], device['content']['method'])
+    module.exit_json(changed=False, **facts)
 
 
 if __name__ == '__main__':

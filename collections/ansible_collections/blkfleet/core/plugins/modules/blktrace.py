@@ -21,12 +21,12 @@ description:
     O(token) changes nothing. A capture of another O(token) running there makes the task fail, unless
     O(force), which stops and discards it and starts afresh.
   - O(state=stopped) returns the capture summary (files, IOs, drops) and, for each trace file and
-    C(capture.json), its size and SHA-256 (RV(file_info)) to verify a copy against; stopping a capture that
+    C(capture.json), its size and SHA-256 as the engine reports them (RV(file_info), C(capture files)) to verify a
+    copy against; stopping a capture that
     already stopped returns the same summary with RV(ignore:changed=false); without any capture in
     O(output_dir) it changes nothing.
   - O(output_dir) must be a directory only root can change (or one the engine creates, mode 0700); the engine
-    refuses any other. The trace file names the engine reports are checked to be plain C(DEV.blktrace.CPU)
-    files inside O(output_dir).
+    refuses any other, and reports only plain C(DEV.blktrace.CPU) files inside it.
   - The engine must be on the host, see M(blkfleet.core.engine).
 author:
   - blkfleet developers (@blkfleet)
@@ -112,7 +112,8 @@ options:
   busy_timeout:
     description:
       - The ftrace tracer is global to a machine, one capture at a time. With O(state=started), wait up to this
-        many seconds for another capture to release it before failing. V(0) fails at once.
+        many seconds for another capture to release it (while the engine answers with the error code
+        C(tracer_busy)) before failing. V(0) fails at once.
     type: int
     default: 0
   engine:
@@ -274,90 +275,27 @@ backend:
   sample: ftrace
 '''
 
-import json
 import os
-import re
-import stat
 import time
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.blkfleet.core.plugins.module_utils import _engine
+from ansible_collections.blkfleet.core.plugins.module_utils._protocol import EngineError
 
-BUSY_TEXT = 'is in use by another capture'
 BUSY_POLL = 2.0
-STATE_NAME = 'capture.json'
-# The engine's check of trace file names (blkfleet.capture.state.capture_file_problem and blkfleet.names),
-# repeated here because a module cannot import the engine: its names become paths that are fetched as root.
-CAPTURE_FILE_RE = re.compile(r'^(?P<dev>.+)\.blktrace\.[0-9]{1,5}$')
-DEVICE_RE = re.compile(r'^(?:[A-Za-z0-9][A-Za-z0-9._+@-]{0,99}|[0-9]{1,4},[0-9]{1,7})$')
 
 
-def _run(module, command, args):
-    """Run an engine capture command; returns (rc, parsed JSON or None, stderr)."""
-    argv = list(command) + [str(a) for a in args]
-    rc, out, err = module.run_command(argv)
-    doc = None
-    text = (out or '').strip()
-    if text:
-        try:
-            doc = json.loads(text)
-        except ValueError:
-            doc = None
-    if not isinstance(doc, dict):
-        doc = None
-    return rc, doc, err, argv
-
-
-def _fail(module, rc, err, argv, **extra):
-    module.fail_json(msg=_engine.engine_error(err, rc), rc=rc, cmd=argv, stderr=err, **extra)
-
-
-def _status(module, command, output_dir):
-    rc, doc, err, argv = _run(module, command, ['capture', 'status', '-D', output_dir])
-    if rc != 0 or doc is None:
-        _fail(module, rc, err, argv)
-    return doc
-
-
-def capture_file_problem(name):
-    """Why ``name`` is not a plain DEV.blktrace.CPU file name, or None."""
-    if not isinstance(name, str):
-        return 'not a string'
-    m = CAPTURE_FILE_RE.match(name)
-    if not m or '\n' in name:
-        return 'not DEV.blktrace.CPU'
-    dev = m.group('dev')
-    if not DEVICE_RE.match(dev) or any(part in ('.', '..') for part in dev.split('_')):
-        return 'not a plain device name'
-    return None
-
-
-def _file_entry(module, output_dir, name):
-    """``{name, path, size, sha256}`` of a regular file directly in ``output_dir``; fails the module otherwise."""
-    path = os.path.join(output_dir, name)
-    try:
-        st = os.lstat(path)
-    except OSError as e:
-        module.fail_json(msg='%s: %s' % (path, e.strerror))
-    if not stat.S_ISREG(st.st_mode) or os.path.dirname(os.path.realpath(path)) != os.path.realpath(output_dir):
-        module.fail_json(msg='%s: not a regular file in %s' % (path, output_dir))
-    return dict(name=name, path=path, size=st.st_size, sha256=module.sha256(path))
-
-
-def _summary_fields(module, doc, output_dir, describe=True):
-    files = doc.get('files') or []
-    if not isinstance(files, list):
-        module.fail_json(msg='the engine reported trace files that are not a list', capture=doc)
-    for name in files:
-        problem = capture_file_problem(name)
-        if problem:
-            module.fail_json(msg='the engine reported a trace file %r: %s; refusing it' % (name, problem),
-                             capture=doc)
-    result = dict(files=[os.path.join(output_dir, name) for name in files], queued=doc.get('queued', 0),
-                  drops=doc.get('drops', 0))
+def _summary_fields(module, command, doc, output_dir, describe=True):
+    """files, queued and drops of a stop summary; with ``describe``, each file and capture.json as the engine
+    describes it (``capture files``: name, path, size, sha256), for a verified copy."""
+    result = dict(files=[os.path.join(output_dir, name) for name in doc.get('files') or []],
+                  queued=doc.get('queued', 0), drops=doc.get('drops', 0))
     if describe:
-        result['file_info'] = [_file_entry(module, output_dir, name) for name in files + [STATE_NAME]]
+        described = _engine.run(module, command, ['capture', 'files', '-D', output_dir] + _token_args(module.params),
+                                capture=doc, **result)
+        result['file_info'] = described['result']['files']
+        result['files'] = [f['path'] for f in result['file_info'] if f['name'] != 'capture.json']
     return result
 
 
@@ -378,46 +316,46 @@ def start(module, command, output_dir):
     if p['force']:
         args.append('--force')
     if module.check_mode:
-        rc, doc, err, argv = _run(module, command, args + ['--check'])
-        if rc != 0 or doc is None:
-            _fail(module, rc, err, argv)
+        doc = _engine.run(module, command, args + ['--check'])['result']
         module.exit_json(changed=bool(doc.get('started')), state=doc.get('state'), output_dir=output_dir,
                          capture=doc, backend=doc.get('backend'))
     deadline = time.monotonic() + max(p['busy_timeout'], 0)
     while True:
-        rc, doc, err, argv = _run(module, command, args)
-        if rc == 0 or BUSY_TEXT not in (err or '') or time.monotonic() >= deadline:
+        try:
+            doc = _engine.call(module, command, args)['result']
             break
+        except EngineError as e:
+            if e.code != 'tracer_busy' or time.monotonic() >= deadline:
+                _engine.fail(module, e)
         time.sleep(BUSY_POLL)
-    if rc != 0 or doc is None:
-        _fail(module, rc, err, argv)
     module.exit_json(changed=bool(doc.get('started')), state=doc.get('state', 'running'), output_dir=output_dir,
                      capture=doc, backend=doc.get('backend'))
 
 
 def stop(module, command, output_dir):
     p = module.params
-    status = _status(module, command, output_dir)
+    status = _engine.run(module, command, ['capture', 'status', '-D', output_dir])['result']
     if status.get('state') == 'none':
         module.exit_json(changed=False, state='none', output_dir=output_dir, capture=status)
     args = ['capture', 'stop', '-D', output_dir] + _token_args(p)
     if module.check_mode:
-        rc, doc, err, argv = _run(module, command, args + ['--check'])
-        if rc != 0 or doc is None:
-            _fail(module, rc, err, argv)
+        doc = _engine.run(module, command, args + ['--check'])['result']
         result = dict(changed=bool(doc.get('stopped')), state=status.get('state'), output_dir=output_dir,
                       capture=doc, backend=doc.get('backend'))
         if doc.get('state') in ('stopped', 'failed', 'salvaged'):
-            result.update(_summary_fields(module, doc, output_dir, describe=False))
+            result.update(_summary_fields(module, command, doc, output_dir, describe=False))
         module.exit_json(**result)
-    rc, doc, err, argv = _run(module, command, args)
-    if doc is None:
-        _fail(module, rc, err, argv)
+    try:
+        failure, doc = None, _engine.call(module, command, args)['result']
+    except EngineError as e:
+        failure, doc = e, e.result
+        if doc is None:  # refused before stopping anything
+            _engine.fail(module, e)
     result = dict(changed=bool(doc.get('stopped')), state=doc.get('state'), output_dir=output_dir, capture=doc,
                   backend=doc.get('backend'))
-    result.update(_summary_fields(module, doc, output_dir, describe=rc == 0))
-    if rc != 0:
-        _fail(module, rc, err, argv, **result)
+    result.update(_summary_fields(module, command, doc, output_dir, describe=failure is None))
+    if failure is not None:
+        _engine.fail(module, failure, **result)
     if p['fail_on_drops'] and (doc.get('drops') or doc.get('drop_reports')):
         module.fail_json(msg='the capture dropped %d events (%d reports): the trace is incomplete; use larger '
                              'buffers (buffer_kb, buffer_count) or fail_on_drops=false'

@@ -167,7 +167,7 @@ ios:
   sample: 12034
 capture:
   description:
-    - How the trace files compared with the C(capture.json) of O(trace_dir) (null when there is none):
+    - How the trace files compared with the C(capture.json) of O(trace_dir), null when there is none. It holds
       C(complete), C(accepted_missing), C(expected) and C(found) IOs and bytes, and a C(shortfall) entry per
       file that holds less than the capture recorded.
   returned: success
@@ -178,8 +178,13 @@ capture:
     expected: {ios: 3000, bytes: 12288000}
     found: {ios: 1727, bytes: 7073792}
     shortfall:
-      - {file: loop1.blktrace.0, expected_ios: 1785, ios: 512, expected_bytes: 7311360, bytes: 2097152,
-         expected_file_bytes: 85680, file_bytes: 24576}
+      - file: loop1.blktrace.0
+        expected_ios: 1785
+        ios: 512
+        expected_bytes: 7311360
+        bytes: 2097152
+        expected_file_bytes: 85680
+        file_bytes: 24576
     problem: null
 updated:
   description: Files of O(replay_dir) written (or, in check mode, that would be).

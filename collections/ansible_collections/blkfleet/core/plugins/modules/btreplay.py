@@ -84,16 +84,29 @@ options:
     default: false
   start_at:
     description:
-      - Wall-clock time at which the replay starts, seconds since the epoch or ISO 8601. Give every host the
-        same value to start them together (their clocks should be synchronized). A time in the past starts at
-        once, and RV(late_start_s) says by how much it was missed.
+      - Wall-clock time at which the replay starts, seconds since the epoch or ISO 8601. A time in the past starts
+        at once, and RV(late_start_s) says by how much it was missed.
+      - To start several hosts together, prefer O(arm), which needs no guess of how long the hosts take to get
+        ready. Mutually exclusive with O(arm).
     type: str
-  backend:
+  arm:
+    description:
+      - The two-phase start of a fleet, with O(run_id). The engine reads the bundle, checks and opens the targets,
+        starts its workers pinned to their CPUs, reports C(armed) (M(blkfleet.core.replay_job)
+        O(blkfleet.core.replay_job#module:state=armed)) and waits at most this many seconds for its start instant
+        (M(blkfleet.core.replay_job) O(blkfleet.core.replay_job#module:state=started)). Without one it ends, having
+        replayed nothing (exit 4, error code C(not_started)).
+      - The lease (O(lease)) counts from the start; while armed, this wait bounds the engine.
+      - The role M(blkfleet.core.replay) arms every target, then starts them all at one instant a short margin
+        after the last one armed.
+    type: float
+  ioengine:
     description:
       - The IO engine, V(aio) (Linux native AIO), V(uring) (io_uring), V(sync) (one IO at a time per worker), V(auto).
     type: str
     choices: [aio, uring, sync, auto]
     default: aio
+    aliases: [backend]
   realtime:
     description:
       - Run the workers as SCHED_FIFO while they are not busy all the time, so that kernel threads finishing IO
@@ -156,8 +169,8 @@ attributes:
   check_mode:
     support: full
     details:
-      - Checks that the bundle and its engine are there and that the targets are block devices, replays
-        nothing, and predicts RV(ignore:changed) from O(write_enable).
+      - Checks that the bundle and its engine are there (C(bundle info)) and that the targets are block devices
+        (C(device info)), replays nothing, and predicts RV(ignore:changed) from O(write_enable).
   diff_mode:
     support: none
 notes:
@@ -166,10 +179,13 @@ notes:
     discard, flush or write-zeroes IO issued), also when the task fails after it wrote (IO errors, an
     interrupted replay). A read-only replay modifies no device and reports V(false); its results file on the
     host is a report, like a command's output.
-  - The task fails, with the engine's one-line message, when the engine rejects its input or set-up (exit 2),
-    when IOs failed (exit 3; the results are in the failed result and in O(results_path)), when the lease
-    expired (exit 4), when a worker died (exit 5) or when the replay was interrupted or stopped (exit 130);
-    the partial results are returned in each case but the first.
+  - The module runs the engine through its protocol (C(--json -)). The task fails, with the engine's one-line
+    message and its error object (RV(error)), when the engine rejects its input or set-up (exit 2, error codes
+    such as C(invalid_input), C(not_found), C(target_refused)), when IOs failed (exit 3, C(io_errors); the results
+    are in the failed result and in O(results_path)), when the lease expired or no start came while armed (exit
+    4, C(lease_expired), C(not_started)), when a worker died (exit 5, C(worker_failed)) or when the replay was
+    interrupted or stopped (exit 130, C(interrupted)); the partial results are returned with the three run-time
+    failures.
 seealso:
   - module: blkfleet.core.replay_bundle
   - name: btreplay(8)
@@ -265,10 +281,16 @@ summary:
   type: list
   elements: str
   sample: ["blkfleet replay: 12034 IOs in 5.012 s (2401 IOPS, 9.8 MB/s), mode timed, x1.0, engine aio"]
+error:
+  description: The engine's error object (C(code), C(message), ...), see C(docs/protocol.md) of blkfleet.
+  returned: when the engine failed
+  type: dict
+  sample: {code: target_refused, message: "/dev/loop2: refusing to write: it holds an ext2/3/4 filesystem (use --force to write anyway)"}
 late_start_s:
-  description: With O(start_at), how many seconds in the past the start time already was when the workers were
-    ready (they then started at once); V(0.0) when the start was on time.
-  returned: when the engine ran with O(start_at)
+  description: With O(start_at) or O(arm), how many seconds after the requested start instant the workers started
+    (the start time was already past when they were ready, or when it reached an armed engine); V(0.0) when the
+    start was on time. From the results' C(start.requested) and C(start.wall).
+  returned: when the engine ran with O(start_at) or O(arm)
   type: float
   sample: 0.0
 wall_start:
@@ -289,35 +311,26 @@ wall_end:
 '''
 
 import datetime
-import json
 import os
 import re
-import stat
 import sys
 import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.blkfleet.core.plugins.module_utils import _engine, _install, _names
+from ansible_collections.blkfleet.core.plugins.module_utils import _engine
+from ansible_collections.blkfleet.core.plugins.module_utils._install import (
+    BUNDLE_DIR,
+    InstallError,
+    bundle_path,
+    check_sha256,
+)
+from ansible_collections.blkfleet.core.plugins.module_utils._protocol import EngineError
 
 RESULTS_DIR = '/var/lib/blkfleet/results'
-LATE_RE = re.compile(r'start time is ([0-9.]+) s in the past')
 WRITE_OPS = ('write', 'discard', 'flush', 'write_zeroes')
-
-
-def _target_path(target):
-    return target if target.startswith('/') else os.path.join('/dev', target)
-
-
-def _check_targets(module, device_map):
-    for recorded, target in device_map.items():
-        path = _target_path(str(target))
-        try:
-            mode = os.stat(path).st_mode
-        except OSError as e:
-            module.fail_json(msg='device_map %s: %s: %s' % (recorded, path, e.strerror))
-        if not stat.S_ISBLK(mode):
-            module.fail_json(msg='device_map %s: %s is not a block device' % (recorded, path))
+# One word of the engine's device map file, which this module writes (the engine checks the names themselves).
+MAP_WORD_RE = re.compile(r'^[^\s#]+$')
 
 
 def _wrote(results):
@@ -330,12 +343,31 @@ def _wrote(results):
     return False
 
 
+def _late_start(results):
+    """How late the workers started after the requested start instant (0.0 when on time), from the results."""
+    start = (results or {}).get('start') or {}
+    if start.get('requested') is None or start.get('wall') is None:
+        return None
+    return round(max(start['wall'] - float(start['requested']), 0.0), 6)
+
+
+def _engine_of(module, p, bundle):
+    """(argv prefix of the engine to run, the bundle's manifest): the bundle's own engine when it is installed."""
+    if p['engine']:
+        command = _engine.find_engine(module, engine=p['engine'])
+        return command, _engine.run(module, command, ['bundle', 'info', '--', bundle])['result']
+    command = _engine.find_engine(module, root=p['engine_root'])
+    manifest = _engine.run(module, command, ['bundle', 'info', '--', bundle])['result']
+    own = os.path.join(p['engine_root'], manifest['engine']['sha256'], _engine.ENGINE_NAME)
+    return ([sys.executable, own] if os.path.isfile(own) else command), manifest
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             bundle=dict(type='path'),
             bundle_id=dict(type='str'),
-            bundle_dir=dict(type='path', default=_install.BUNDLE_DIR),
+            bundle_dir=dict(type='path', default=BUNDLE_DIR),
             devices=dict(type='list', elements='str', default=[]),
             device_map=dict(type='dict', default={}),
             acc_factor=dict(type='float', default=1.0),
@@ -344,54 +376,46 @@ def main():
             write_enable=dict(type='bool', default=False),
             force=dict(type='bool', default=False),
             start_at=dict(type='str'),
-            backend=dict(type='str', choices=['aio', 'uring', 'sync', 'auto'], default='aio'),
+            arm=dict(type='float'),
+            ioengine=dict(type='str', choices=['aio', 'uring', 'sync', 'auto'], default='aio', aliases=['backend']),
             realtime=dict(type='str', choices=['auto', 'on', 'off'], default='auto'),
             cpus=dict(type='int', default=0),
             results_path=dict(type='path'),
             engine=dict(type='path'),
-            engine_root=dict(type='path', default=_install.ENGINE_ROOT),
+            engine_root=dict(type='path', default=_engine.ENGINE_ROOT),
             run_id=dict(type='str'),
             lease=dict(type='float'),
         ),
-        mutually_exclusive=[('bundle', 'bundle_id')],
+        mutually_exclusive=[('bundle', 'bundle_id'), ('start_at', 'arm')],
         required_one_of=[('bundle', 'bundle_id')],
-        required_by={'lease': 'run_id'},
+        required_by={'lease': 'run_id', 'arm': 'run_id'},
         supports_check_mode=True,
     )
     p = module.params
-    problems = _names.device_problems(p['devices'], p['device_map'])
-    if p['run_id'] is not None and _names.name_problem(p['run_id']):
-        problems.append('invalid run_id %r: %s' % (p['run_id'], _names.name_problem(p['run_id'])))
-    if p['lease'] is not None and not 0 < p['lease'] < float('inf'):
-        problems.append('lease must be a number of seconds > 0, not %r' % p['lease'])
-    if problems:
-        module.fail_json(msg='; '.join(problems))
+    for recorded, target in sorted(p['device_map'].items()):
+        if not (MAP_WORD_RE.match(str(recorded)) and MAP_WORD_RE.match(str(target))):
+            module.fail_json(msg='device_map: %r: %r: names and paths are one word each, without whitespace or "#"'
+                             % (recorded, target))
     try:
-        bundle = p['bundle'] or _install.bundle_path(p['bundle_id'], p['bundle_dir'])
-        manifest = _install.read_manifest(bundle)
-    except _install.InstallError as e:
+        bundle = p['bundle'] or bundle_path(check_sha256(p['bundle_id'], 'bundle_id'), p['bundle_dir'])
+    except InstallError as e:
         module.fail_json(msg=str(e))
+    command, manifest = _engine_of(module, p, bundle)
     bundle_id = manifest['bundle_id']
     if p['bundle_id'] and p['bundle_id'] != bundle_id:
         module.fail_json(msg='%s holds bundle %s, not %s' % (bundle, bundle_id, p['bundle_id']))
-    if p['engine']:
-        command = _engine.find_engine(module, engine=p['engine'])
-    else:
-        own = _install.engine_path(manifest['engine']['sha256'], p['engine_root'])
-        if os.path.isfile(own):
-            command = [sys.executable, own]
-        else:
-            command = _engine.find_engine(module, root=p['engine_root'])
     engine = command[1] if len(command) == 2 and command[1].endswith('.pyz') else ' '.join(command)
     result = dict(changed=False, bundle=bundle, bundle_id=bundle_id, engine=engine)
-    _check_targets(module, p['device_map'])
+    if p['device_map']:  # every target must be a block device (the engine's device info says, as it sees them)
+        _engine.run(module, command, ['device', 'info', '--probe', 'none', '--'] + list(p['device_map'].values()),
+                    **result)
 
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%dT%H%M%SZ')
     default_name = '%s-%s-%d.json' % (bundle_id[:12], stamp, os.getpid())
     results_path = p['results_path'] or os.path.join(RESULTS_DIR, default_name)
     args = ['replay', '--bundle', bundle, '--json', results_path, '-x', repr(float(p['acc_factor'])),
-            '-I', p['iterations'], '--backend', p['backend'], '-c', p['cpus']]
-    if p['realtime'] != 'auto':  # the default needs no flag, so engines older than the option still run
+            '-I', p['iterations'], '--backend', p['ioengine'], '-c', p['cpus']]
+    if p['realtime'] != 'auto':
         args += ['--realtime', p['realtime']]
     if p['device_map']:
         map_file = os.path.join(module.tmpdir, 'device-map')
@@ -412,14 +436,12 @@ def main():
         result['run_id'] = p['run_id']
     if p['lease'] is not None:
         args += ['--lease', repr(float(p['lease']))]
+    if p['arm'] is not None:
+        args += ['--arm', repr(float(p['arm']))]
     args += ['--'] + list(p['devices'])
-    argv = list(command) + [str(a) for a in args]
-    result['cmd'] = argv
+    result['cmd'] = list(command) + [str(a) for a in args]
 
     if module.check_mode:
-        rc, out, err = module.run_command(list(command) + ['bundle', 'info', '--', bundle])
-        if rc != 0:
-            module.fail_json(msg=_engine.engine_error(err, rc), **result)
         result['changed'] = bool(p['write_enable'])
         module.exit_json(**result)
 
@@ -431,27 +453,22 @@ def main():
             module.fail_json(msg='cannot create %s: %s' % (directory, e.strerror), **result)
     _remove(results_path)
     wall_start = time.time()
-    rc, out, err = module.run_command(argv)
-    wall_end = time.time()
-    result.update(summary=[line for line in (err or '').splitlines() if line.strip()], wall_start=wall_start,
-                  wall_end=wall_end)
-    if p['start_at']:
-        late = LATE_RE.search(err or '')
-        result['late_start_s'] = float(late.group(1)) if late else 0.0
-    results = None
-    if os.path.isfile(results_path):
-        try:
-            with open(results_path) as f:
-                results = json.load(f)
-        except (OSError, ValueError) as e:
-            module.fail_json(msg='cannot read the results %s: %s' % (results_path, e), rc=rc, stderr=err, **result)
+    summary = []
+    try:
+        failure, doc = None, _engine.call(module, command, args, stderr=summary)
+    except EngineError as e:
+        failure, doc = e, e.document
+    result.update(wall_start=wall_start, wall_end=time.time(), summary=summary)
+    results = (doc or {}).get('result')
+    if results is not None:
         result.update(replay_results=results, results_path=results_path)
-    # A failed run (IO errors, exit 3; interrupted, 130) may have written before it failed: that is a change.
-    result['changed'] = bool(p['write_enable']) and (_wrote(results) if results is not None else rc not in (0, 2))
-    if rc != 0:
-        module.fail_json(msg=_engine.engine_error(err, rc), rc=rc, stderr=err, **result)
-    if results is None:
-        module.fail_json(msg='the engine wrote no results to %s' % results_path, rc=rc, stderr=err, **result)
+        if p['start_at'] or p['arm'] is not None:
+            result['late_start_s'] = _late_start(results)
+    # A failed run (IO errors, interrupted) may have written before it failed: that is a change.
+    result['changed'] = bool(p['write_enable']) and (_wrote(results) if results is not None else
+                                                     failure is not None and failure.rc not in (0, 2))
+    if failure is not None:
+        _engine.fail(module, failure, **result)
     module.exit_json(**result)
 
 

@@ -108,7 +108,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.blkfleet.core.plugins.module_utils import _install
+from ansible_collections.blkfleet.core.plugins.module_utils import _engine, _install
 
 
 def main():
@@ -116,7 +116,7 @@ def main():
         argument_spec=dict(
             src=dict(type='path'),
             sha256=dict(type='str'),
-            root=dict(type='path', default=_install.ENGINE_ROOT),
+            root=dict(type='path', default=_engine.ENGINE_ROOT),
         ),
         supports_check_mode=True,
     )
@@ -126,7 +126,7 @@ def main():
         module.fail_json(msg='give sha256 or src (use the action plugin: blkfleet.core.engine, by its full name)')
     try:
         if sha is None:
-            sha = _install.sha256_file(src)
+            sha = _install.describe(src)[1]
         dest = _install.engine_path(sha, module.params['root'])
     except (_install.InstallError, OSError) as e:
         module.fail_json(msg=str(e))

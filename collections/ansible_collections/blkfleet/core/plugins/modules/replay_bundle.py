@@ -20,6 +20,8 @@ description:
     RV(ignore:changed=false). A transferred bundle is verified on the host by its own engine
     (C(bundle verify) checks the manifest, the id, every member's size and SHA-256) before it is moved into place.
   - Installs the bundle's engine at C(ENGINE_ROOT/<sha256>/engine.pyz), where M(blkfleet.core.btreplay) runs it.
+    The controller reads the engine's member, size and SHA-256 in the manifest (C(bundle info)); everything else
+    the host learns of the bundle, it learns from that engine.
 author:
   - blkfleet developers (@blkfleet)
 options:
@@ -68,11 +70,23 @@ options:
     default: /var/lib/blkfleet/engine
   bundle_id:
     description:
-      - Id of the bundle. Set by the action plugin from the manifest; when given, the pushed bundle must have it.
+      - Id of the bundle. Set by the action plugin from the manifest; the pushed bundle must have it.
     type: str
   checksum:
     description:
       - SHA-256 of the bundle file. Set by the action plugin; when given, the pushed file must have it.
+    type: str
+  engine_member:
+    description:
+      - Path of the engine in the bundle, from its manifest. Set by the action plugin.
+    type: str
+  engine_size:
+    description:
+      - Size of the engine in the bundle, from its manifest. Set by the action plugin.
+    type: int
+  engine_sha256:
+    description:
+      - SHA-256 of the engine in the bundle, from its manifest. Set by the action plugin.
     type: str
 extends_documentation_fragment:
   - blkfleet.core._attributes
@@ -173,14 +187,16 @@ capture_window:
   sample: {first_ns: 521832678890, last_ns: 521869498021, span_ns: 36819131}
 '''
 
+import sys
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.blkfleet.core.plugins.module_utils import _engine, _install
 
 
 def _described(manifest, result):
-    result.update(devices=list((manifest.get('replay') or {}).get('devices') or []),
-                  totals=manifest.get('totals') or {}, capture_window=manifest.get('capture_window') or {})
+    result.update(devices=list(manifest['replay']['devices']), totals=manifest['totals'],
+                  capture_window=manifest.get('capture_window') or {})
     return result
 
 
@@ -194,9 +210,12 @@ def main():
             source_host=dict(type='str'),
             record_json=dict(type='path'),
             dest=dict(type='path', default=_install.BUNDLE_DIR),
-            engine_root=dict(type='path', default=_install.ENGINE_ROOT),
+            engine_root=dict(type='path', default=_engine.ENGINE_ROOT),
             bundle_id=dict(type='str'),
             checksum=dict(type='str'),
+            engine_member=dict(type='str'),
+            engine_size=dict(type='int'),
+            engine_sha256=dict(type='str'),
         ),
         mutually_exclusive=[('src', 'replay_dir')],
         supports_check_mode=True,
@@ -205,50 +224,52 @@ def main():
     if p['replay_dir']:
         module.fail_json(msg='replay_dir is handled on the controller: use the action plugin '
                              '(blkfleet.core.replay_bundle, by its full name)')
+    if not all(p[key] for key in ('bundle_id', 'checksum', 'engine_member', 'engine_size', 'engine_sha256')):
+        module.fail_json(msg='bundle_id, checksum and the engine member are set by the action plugin: use '
+                             'blkfleet.core.replay_bundle, by its full name')
     src = p['src']
-    if src is None and not (p['bundle_id'] and p['checksum']):
-        module.fail_json(msg='give src (use the action plugin: blkfleet.core.replay_bundle, by its full name)')
     try:
-        manifest = _install.read_manifest(src) if src else None
-        bundle_id = p['bundle_id'] or manifest['bundle_id']
-        if manifest is not None and manifest['bundle_id'] != bundle_id:
-            raise _install.InstallError('%s holds bundle %s, not %s' % (src, manifest['bundle_id'], bundle_id))
-        checksum = p['checksum'] or _install.sha256_file(src)
-        _install.check_sha256(checksum, 'checksum')
-        path = _install.bundle_path(bundle_id, p['dest'])
-    except (_install.InstallError, OSError) as e:
+        path = _install.bundle_path(p['bundle_id'], p['dest'])
+        engine_sha = _install.check_sha256(p['engine_sha256'], 'engine_sha256')
+        checksum = _install.check_sha256(p['checksum'], 'checksum')
+        engine = _install.engine_path(engine_sha, p['engine_root'])
+    except _install.InstallError as e:
         module.fail_json(msg=str(e))
-    result = dict(changed=False, bundle_id=bundle_id, path=path, checksum=checksum)
-
-    if _install.has_content(path, checksum):
-        try:
-            manifest = _install.read_manifest(path)
-            engine_sha = manifest['engine']['sha256']
-            engine = _install.engine_path(engine_sha, p['engine_root'])
-            if module.check_mode:
-                changed = not _install.has_content(engine, engine_sha)
-            else:
-                engine, changed = _install.install_engine_from_bundle(path, manifest, p['engine_root'])
-        except (_install.InstallError, OSError) as e:
-            module.fail_json(msg=str(e), **result)
-        result.update(installed=True, changed=changed, engine=engine, engine_sha256=engine_sha)
-        module.exit_json(**_described(manifest, result))
-    if src is None or module.check_mode:
+    result = dict(changed=False, bundle_id=p['bundle_id'], path=path, checksum=checksum, engine=engine,
+                  engine_sha256=engine_sha)
+    installed = _install.has_content(path, checksum)
+    if not installed and (src is None or module.check_mode):
         result.update(installed=False, changed=src is not None)
         module.exit_json(**result)
+    if installed and module.check_mode:
+        result.update(installed=True, changed=not _install.has_content(engine, engine_sha))
+        if not result['changed']:
+            _described(_engine.run(module, [sys.executable, engine], ['bundle', 'info', '--', path],
+                                   **result)['result'], result)
+        module.exit_json(**result)
+    bundle = path if installed else src
     try:
-        if _install.sha256_file(src) != checksum:
+        if not installed and _install.describe(src)[1] != checksum:
             raise _install.InstallError('%s: content differs from checksum %s (damaged in transfer?)' % (src, checksum))
-        engine, dummy = _install.install_engine_from_bundle(src, manifest, p['engine_root'])
+        engine, result['changed'] = _install.install_engine_from_bundle(bundle, p['engine_member'], p['engine_size'],
+                                                                        engine_sha, p['engine_root'])
     except (_install.InstallError, OSError) as e:
         module.fail_json(msg='cannot install the engine of the bundle: %s' % e, **result)
-    result.update(engine=engine, engine_sha256=manifest['engine']['sha256'])
-    _engine.run_engine(module, _engine.engine_command(engine=engine), ['bundle', 'verify', '--', src], parse_json=False)
-    try:
-        _install.install_file(src, path, checksum)
-    except (_install.InstallError, OSError) as e:
-        module.fail_json(msg='cannot install the bundle: %s' % e, **result)
-    result.update(installed=True, changed=True)
+    command = [sys.executable, engine]
+    if installed:
+        manifest = _engine.run(module, command, ['bundle', 'info', '--', path], **result)['result']
+    else:
+        verified = _engine.run(module, command, ['bundle', 'verify', '--', src], **result)['result']
+        if (verified['bundle_id'], verified['engine_sha256']) != (p['bundle_id'], engine_sha):
+            module.fail_json(msg='%s holds bundle %s with engine %s, not bundle %s with engine %s' % (
+                src, verified['bundle_id'], verified['engine_sha256'], p['bundle_id'], engine_sha), **result)
+        manifest = _engine.run(module, command, ['bundle', 'info', '--', src], **result)['result']
+        try:
+            _install.install_file(src, path, checksum)
+        except (_install.InstallError, OSError) as e:
+            module.fail_json(msg='cannot install the bundle: %s' % e, **result)
+        result['changed'] = True
+    result['installed'] = True
     module.exit_json(**_described(manifest, result))
 
 

@@ -110,28 +110,9 @@ sha256:
   sample: 9f2c6b7e0f3d3c1e9a1d5f4b8e7c6a5d4c3b2a1f0e9d8c7b6a5f4e3d2c1b0a9f
 '''
 
-import hashlib
-import os
-import stat
-
 from ansible.module_utils.basic import AnsibleModule
 
-
-def describe(path, chunk=1 << 20):
-    """``(size, sha256)`` of the regular file ``path``, opened without following a link and read once."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, 'O_CLOEXEC', 0))
-    with os.fdopen(fd, 'rb') as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise OSError('not a regular file')
-        digest = hashlib.sha256()
-        size = 0
-        while True:
-            block = f.read(chunk)
-            if not block:
-                break
-            size += len(block)
-            digest.update(block)
-    return size, digest.hexdigest()
+from ansible_collections.blkfleet.core.plugins.module_utils._install import describe
 
 
 def main():

@@ -7,11 +7,13 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import tempfile
 
 from ansible.errors import AnsibleActionFail, AnsibleError
 from ansible.plugins.action import ActionBase
+from ansible_collections.blkfleet.core.plugins.module_utils._protocol import EngineError, document, with_json
 from ansible_collections.blkfleet.core.plugins.plugin_utils import _controller
 
 
@@ -38,6 +40,20 @@ class BlkfleetAction(ActionBase):
         self._transfer_file(local, remote)
         self._fixup_perms2((self._connection._shell.tmpdir, remote))
         return remote
+
+    def engine_on_host(self, engine, args, task_vars):
+        """Run the host's engine (``engine``, its path there) with ``args`` straight over the connection, without a
+        module: one process on the host, the quickest call there is (the start of a fleet is timed by it). Its
+        protocol document; EngineFailed when the command failed, AnsibleConnectionFailure when the host did not
+        answer."""
+        python = (task_vars.get('ansible_python_interpreter')
+                  or (task_vars.get('ansible_facts') or {}).get('discovered_interpreter_python') or '/usr/bin/python3')
+        argv = [str(python), engine] + with_json(args)
+        res = self._low_level_execute_command(' '.join(shlex.quote(a) for a in argv), sudoable=True)
+        try:
+            return document(res['rc'], res.get('stdout', ''), res.get('stderr', ''), argv)
+        except EngineError as e:
+            raise _controller.EngineFailed(e)
 
     def cleanup_remote(self):
         if self._connection._shell.tmpdir is not None:

@@ -3,10 +3,12 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""Run the blkfleet engine CLI on the controller, for the collection's action plugins. Private to blkfleet.core.
+"""The controller-side runner: run the blkfleet engine on the controller through its protocol, for the collection's
+action plugins. Private to blkfleet.core.
 
-The collection never copies the engine: action plugins run ``blkfleet`` commands (record, bundle create,
-bundle info, bundle engine) in a child process, found in this order:
+The collection never copies the engine: action plugins run ``blkfleet`` commands (record, bundle, results,
+regress, report) in a child process, each with ``--json -`` (module_utils/_protocol.py), the engine found in this
+order:
 
 1. ``BLKFLEET_ENGINE_PYTHON`` (environment): a Python that can import ``blkfleet``;
 2. the controller's own Python (``ansible-playbook``'s), when it can import ``blkfleet`` (the project's venv);
@@ -20,29 +22,27 @@ Only the standard library is imported here, so ansible-test's import test passes
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 import subprocess
 import sys
 
 from ansible.errors import AnsibleError
-from ansible_collections.blkfleet.core.plugins.module_utils._engine import sha256_file
+from ansible_collections.blkfleet.core.plugins.module_utils._protocol import EngineError, document, with_json
+from ansible_collections.blkfleet.core.plugins.plugin_utils._files import describe
 
 # plugin_utils/_controller.py -> core -> blkfleet -> ansible_collections -> collections -> repository
 _CHECKOUT_ENGINE = os.path.abspath(os.path.join(os.path.dirname(__file__), *(['..'] * 6), 'engine'))
 
 
 class EngineFailed(AnsibleError):
-    """An engine command exited non-zero; ``message`` is its one-line error."""
+    """An engine command failed; ``error`` is the protocol's EngineError (code, message, result, rc, ...)."""
 
-    def __init__(self, message, argv, rc, stdout, stderr):
-        super().__init__(message)
-        self.short = message
-        self.argv = argv
-        self.rc = rc
-        self.stdout = stdout
-        self.stderr = stderr
+    def __init__(self, error):
+        super().__init__(error.message)
+        self.error = error
+        self.code = error.code
+        self.short = error.message
 
 
 def engine_command(environ=None):
@@ -65,51 +65,33 @@ def engine_command(environ=None):
                        'PATH, or set BLKFLEET_ENGINE_PYTHON to a Python that can import blkfleet')
 
 
-def one_line_error(stderr, rc):
-    lines = [line.strip() for line in (stderr or '').splitlines() if line.strip()]
-    for line in reversed(lines):
-        if line.startswith('blkfleet: '):
-            return line[len('blkfleet: '):]
-    return lines[-1] if lines else 'blkfleet engine failed with exit code %d' % rc
-
-
-def run_engine(args, timeout=None):
-    """Run ``blkfleet ARGS`` on the controller; returns stdout. Raises :class:`EngineFailed` on a non-zero exit."""
+def run(args, timeout=None):
+    """Run ``blkfleet ARGS --json -`` on the controller; its protocol document. Raises :class:`EngineFailed` when
+    the command failed (its error code in ``code``)."""
     prefix, extra = engine_command()
-    argv = prefix + [str(a) for a in args]
+    argv = prefix + with_json(args)
     env = dict(os.environ)
     env.update(extra)
     try:
         proc = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, timeout=timeout, check=False)
-    except OSError as e:
+    except (OSError, subprocess.TimeoutExpired) as e:
         raise AnsibleError('cannot run the blkfleet engine (%s): %s' % (' '.join(argv), e))
-    out = proc.stdout.decode('utf-8', 'replace')
-    err = proc.stderr.decode('utf-8', 'replace')
-    if proc.returncode != 0:
-        raise EngineFailed(one_line_error(err, proc.returncode), argv, proc.returncode, out, err)
-    return out
-
-
-def run_engine_json(args, timeout=None):
-    out = run_engine(args, timeout=timeout)
     try:
-        return json.loads(out)
-    except ValueError as e:
-        raise AnsibleError('the blkfleet engine printed no valid JSON for %s: %s' % (' '.join(args), e))
+        return document(proc.returncode, proc.stdout.decode('utf-8', 'replace'),
+                        proc.stderr.decode('utf-8', 'replace'), argv)
+    except EngineError as e:
+        raise EngineFailed(e)
 
 
 def same_content(a, b):
     """Whether files ``a`` and ``b`` both exist and hold the same bytes."""
     try:
-        if os.path.getsize(a) != os.path.getsize(b):
-            return False
+        return os.path.getsize(a) == os.path.getsize(b) and describe(a) == describe(b)
     except OSError:
         return False
-    return sha256_file(a) == sha256_file(b)
 
 
 def failure_result(exc):
     """A task result for an :class:`EngineFailed` (the one-line message, plus the command's details)."""
-    return {'failed': True, 'msg': exc.short, 'rc': exc.rc, 'cmd': exc.argv, 'stdout': exc.stdout,
-            'stderr': exc.stderr}
+    return dict(exc.error.details(), failed=True, msg=exc.short)

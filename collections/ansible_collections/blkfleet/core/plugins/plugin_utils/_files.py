@@ -8,15 +8,19 @@
 Every file the action plugins put on the controller is first written under a temporary name next to its
 destination (``.NAME.XXXXXXXX.partial``, created with O_EXCL), checked, flushed to disk, and only then renamed
 over the destination. A full disk (ENOSPC), a transfer cut short or a check that fails leaves the destination as
-it was and no temporary file behind.
+it was and no temporary file behind. Files are described (size, SHA-256) by module_utils/_install.describe, the
+collection's one file hash.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
+
+from ansible_collections.blkfleet.core.plugins.module_utils._install import describe
+
+__all__ = ['commit', 'describe', 'discard', 'replace_all', 'temp_beside']
 
 
 def temp_beside(dest):
@@ -33,20 +37,6 @@ def discard(path):
         os.unlink(path)
     except OSError:
         pass
-
-
-def describe(path, chunk=1 << 20):
-    """``(size, sha256)`` of a file, read once."""
-    digest = hashlib.sha256()
-    size = 0
-    with open(path, 'rb') as f:
-        while True:
-            block = f.read(chunk)
-            if not block:
-                break
-            size += len(block)
-            digest.update(block)
-    return size, digest.hexdigest()
 
 
 def commit(tmp, dest, mode=0o644):

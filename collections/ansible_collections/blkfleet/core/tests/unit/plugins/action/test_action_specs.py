@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 
@@ -15,13 +16,18 @@ import yaml
 
 from ansible_collections.blkfleet.core.plugins.action import btrecord as btrecord_action
 from ansible_collections.blkfleet.core.plugins.action import engine as engine_action
+from ansible_collections.blkfleet.core.plugins.action import regress as regress_action
 from ansible_collections.blkfleet.core.plugins.action import replay_bundle as replay_bundle_action
-from ansible_collections.blkfleet.core.plugins.modules import btrecord, engine, replay_bundle
+from ansible_collections.blkfleet.core.plugins.action import replay_job as replay_job_action
+from ansible_collections.blkfleet.core.plugins.action import results as results_action
+from ansible_collections.blkfleet.core.plugins.modules import btrecord, engine, regress, replay_bundle, replay_job, results
 from ansible_collections.blkfleet.core.plugins.plugin_utils import _controller, _files
+from ansible_collections.blkfleet.core.tests.unit.engine_checkout import RANDMIX, check_document
 
 
 @pytest.mark.parametrize('action, module', [
-    (btrecord_action, btrecord), (engine_action, engine), (replay_bundle_action, replay_bundle)])
+    (btrecord_action, btrecord), (engine_action, engine), (replay_bundle_action, replay_bundle),
+    (replay_job_action, replay_job), (results_action, results), (regress_action, regress)])
 def test_action_spec_matches_documentation(action, module):
     options = yaml.safe_load(module.DOCUMENTATION)['options']
     spec = action.ActionModule.ARGUMENT_SPEC
@@ -77,32 +83,32 @@ def test_checkout_engine(monkeypatch, tmp_path):
     assert argv == [sys.executable, '-m', 'blkfleet'] and env == {'PYTHONPATH': str(tmp_path) + os.pathsep + '/x'}
 
 
-def test_run_engine_failure_is_one_line(monkeypatch, tmp_path):
-    script = tmp_path / 'blkfleet'
-    script.write_text('#!/bin/sh\necho progress >&2\necho "blkfleet: $2: no such directory" >&2\nexit 2\n')
-    script.chmod(0o755)
-    monkeypatch.setattr(_controller, 'engine_command', lambda environ=None: ([str(script)], {}))
+def test_the_controller_runner_on_the_real_engine(tmp_path):
+    doc = _controller.run(['job', 'status', '--', 'unit-no-such-run'])
+    assert check_document(doc)['result']['state'] == 'none'
     with pytest.raises(_controller.EngineFailed) as exc:
-        _controller.run_engine(['record', '/nowhere'])
+        _controller.run(['record', '-d', str(tmp_path / 'nowhere'), '-D', str(tmp_path), '-F'])
+    check_document(exc.value.error.document)
     result = _controller.failure_result(exc.value)
-    assert result['msg'] == '/nowhere: no such directory' and result['rc'] == 2 and result['failed'] is True
-    assert _controller.one_line_error('', 5) == 'blkfleet engine failed with exit code 5'
+    assert result['failed'] is True and result['rc'] == 2 and result['msg'] == exc.value.short
+    assert result['error']['code'] == exc.value.code and 'nowhere' in result['msg']
+    assert result['stderr'] == 'blkfleet: %s\n' % result['msg'] and result['cmd'][-3:] == ['-F', '--json', '-']
 
 
-def test_engine_arguments_end_options_before_devices(monkeypatch, tmp_path):
-    calls = []
-
-    def fake_run(argv, timeout=None):
-        calls.append(argv)
-        if argv[0] == 'record':
-            with open(argv[argv.index('--json') + 1], 'w') as f:
-                f.write('{"files": []}')
-        return ''
-    monkeypatch.setattr(_controller, 'run_engine', fake_run)
-    args = {'trace_dir': '/t', 'compat': False, 'accept_missing': True, 'max_bunch_time': None, 'max_pkts': None,
-            'devices': ['sda']}
-    btrecord_action.record(args, str(tmp_path))
-    assert calls[-1][-2:] == ['--', 'sda'] and '--accept-missing' in calls[-1]
-    replay_bundle_action.build_bundle(str(tmp_path), {'replay_dir': '/r', 'trace_dir': None, 'source_host': None,
-                                                      'record_json': None, 'devices': ['sda', 'sdb']})
-    assert calls[-1][-3:] == ['--', 'sda', 'sdb']
+def test_record_and_bundle_through_the_runner(tmp_path):
+    args = {'trace_dir': RANDMIX, 'compat': False, 'accept_missing': False, 'max_bunch_time': None, 'max_pkts': None,
+            'devices': ['loop1'], 'source_host': 'src'}
+    out = tmp_path / 'replay'
+    out.mkdir()
+    summary = btrecord_action.record(args, str(out))
+    assert [f['device'] for f in summary['files']] == ['loop1', 'loop1'] and sum(f['ios'] for f in summary['files']) == 2000
+    (out / 'record.json').write_text(json.dumps(summary))
+    path, manifest = btrecord_action.bundle(args, str(out), str(out / 'record.json'), ['loop1'], str(tmp_path))
+    assert os.path.isfile(path) and manifest['source_host'] == 'src' and manifest['totals']['ios'] == 2000
+    built = replay_bundle_action.build_bundle(str(tmp_path), {'replay_dir': str(out), 'trace_dir': None,
+                                                              'source_host': None, 'record_json': None,
+                                                              'devices': ['loop1']})
+    assert _controller.run(['bundle', 'info', '--', built])['result']['totals']['ios'] == 2000
+    args['devices'] = ['-F', '--compat']  # devices go after '--': never read as options
+    with pytest.raises(_controller.EngineFailed, match='no -F.blktrace.N files found for device -F'):
+        btrecord_action.record(args, str(out))

@@ -3,11 +3,13 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
-"""The wait loop of blkfleet.core.replay_job (state=waited) against scripted hosts. The real thing, a link taken
-down mid-replay on namespace hosts, is tests/ansible/test_replay_fleet.py in the repository."""
+"""The wait loops of blkfleet.core.replay_job (state=waited, state=armed) against scripted hosts. The real things, a
+link taken down mid-replay and a target that never arms on namespace hosts, are tests/ansible/test_replay_fleet.py
+in the repository."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -149,6 +151,70 @@ def test_module_failure_fails_the_task():
     host = Host(clock, [{'failed': True, 'msg': 'blkfleet engine not found'}])
     with pytest.raises(AnsibleActionFail, match='blkfleet engine not found'):
         action.Waiter(host.call, host.async_status, args(), clock, clock.sleep).run()
+
+
+def arm(host, clock, **extra):
+    return action.Waiter(host.call, host.async_status, args(state='armed', poll=0.5, **extra), clock, clock.sleep,
+                         wall=lambda: 1795680600.5).arm()
+
+
+def test_waits_until_the_job_is_armed():
+    clock = Clock()
+    host = Host(clock, ['none', 'arming', 'arming', job('armed', armed_at=1795680600.25)])
+    out = arm(host, clock)
+    assert out['outcome'] == 'armed' and out['reachable'] and 'reason' not in out and not out['changed']
+    assert out['armed_seen'] == 1795680600.5 and out['job']['armed_at'] == 1795680600.25
+    assert host.calls == ['status'] * 4 and out['waited_s'] == 1.5  # read only: the lease waits for the start
+
+
+@pytest.mark.parametrize('states, replay, outcome, reason', [
+    (['arming', job('finished', exit_code=2, stop_reason='/dev/loop2: refusing to write: it holds an ext2/3/4 '
+                    'filesystem')], None, 'failed', 'ended before it armed: /dev/loop2: refusing to write'),
+    (['none'], {'finished': 1, 'failed': True, 'msg': 'no such block device: /dev/nope'}, 'failed',
+     'no such block device: /dev/nope'),
+    (['arming'], None, 'timed_out', 'not armed within 10.0 s'),
+    (['running'], None, 'failed', 'runs without waiting for a start'),
+    (['none'], None, 'none', 'no job r1 on the host'),
+])
+def test_a_job_that_does_not_arm(states, replay, outcome, reason):
+    clock = Clock()
+    host = Host(clock, states, replay=replay)
+    out = arm(host, clock, timeout=10.0, async_jid='1.2' if replay else None)
+    assert out['outcome'] == outcome and reason in out['reason'], out
+    assert 'armed_seen' not in out and 'stopped' not in host.calls  # the role stops every job, armed or not
+
+
+def test_a_host_that_stops_answering_while_arming():
+    clock = Clock()
+    host = Host(clock, ['arming'], fail_from=1002.0)
+    out = arm(host, clock, timeout=10.0)
+    assert out['outcome'] == 'unreachable' and out['reason'].startswith('no answer from the host for 8.5 s')
+
+
+def test_peers_meet_and_agree_on_one_instant(tmp_path):
+    clock = Clock()
+    meetings = [action.Rendezvous(str(tmp_path), host, ['t1', 't2', 't3'], clock, clock.sleep)
+                for host in ('t1', 't2', 't3')]
+    meetings[0].arrive(1000.0, 0.08)
+    meetings[2].arrive(1002.5, 0.3)
+    assert meetings[0].wait(clock() + 1.0) == (None, 't2 did not arm in time')
+    meetings[1].arrive(1001.0, 0.1)
+    arrivals, why = meetings[1].wait(clock() + 1.0)
+    assert why is None and sorted(arrivals) == ['t1', 't2', 't3']
+    assert action.start_instant(arrivals, 0.5) == 1003.1  # the last arrival plus twice the slowest call (0.6 > 0.5)
+    assert action.start_instant({'t1': {'seen': 10.0, 'call_s': 0.1}}, 0.5) == 10.5
+    assert sorted(os.listdir(str(tmp_path))) == ['t1.armed', 't2.armed', 't3.armed']  # written whole, nothing else
+
+
+def test_a_peer_that_fails_stops_the_others_at_once(tmp_path):
+    clock = Clock()
+    t1, t2 = (action.Rendezvous(str(tmp_path), host, ['t1', 't2'], clock, clock.sleep) for host in ('t1', 't2'))
+    t1.arrive(1000.0, 0.1)
+    t2.fail('the replay ended before it armed: /dev/loop2: refusing to write')
+    began = clock()
+    assert t1.wait(clock() + 60) == (None, 't2 did not arm: the replay ended before it armed: /dev/loop2: refusing '
+                                           'to write')
+    assert clock() == began
 
 
 def test_action_spec_matches_documentation():

@@ -3,9 +3,10 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 # SPDX-License-Identifier: GPL-3.0-or-later
 
+"""The target-side runner: where it finds the engine, and what it returns or fails with, on the real engine."""
+
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -15,24 +16,9 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.blkfleet.core.plugins.module_utils import _engine
+from ansible_collections.blkfleet.core.plugins.module_utils._protocol import EngineError
 
-FAKE_MAIN = '''
-import json, sys
-args = sys.argv[1:]
-if args[:1] == ["fail"]:
-    print("some progress", file=sys.stderr)
-    print("blkfleet: replay: /dev/loop9: No such file or directory", file=sys.stderr)
-    sys.exit(2)
-if args[:1] == ["garbage"]:
-    print("not json")
-    sys.exit(0)
-json.dump({"args": args, "ok": True}, sys.stdout)
-'''
-
-
-@pytest.fixture
-def fake_pyz(pyz_factory):
-    return pyz_factory(FAKE_MAIN)
+from ansible_collections.blkfleet.core.tests.unit.engine_checkout import check_document
 
 
 class Failed(Exception):
@@ -51,76 +37,60 @@ def module(monkeypatch):
     return mod
 
 
-def test_engine_error_line():
-    assert _engine.engine_error('x\nblkfleet: bad device\n', 2) == 'bad device'
-    assert _engine.engine_error('Traceback...\nValueError: boom\n', 1) == 'ValueError: boom'
-    assert _engine.engine_error('', 3) == 'blkfleet engine failed with exit code 3'
+def installed(root, sha):
+    return os.path.join(root, sha, 'engine.pyz')
 
 
-def test_installed_engine_path():
-    sha = 'a' * 64
-    assert _engine.installed_engine_path(sha) == '/var/lib/blkfleet/engine/%s/engine.pyz' % sha
-    with pytest.raises(ValueError):
-        _engine.installed_engine_path('../../etc')
-
-
-def test_engine_command_order(tmp_path, fake_pyz):
+def test_engine_command_order(tmp_path, engine_pyz):
     root = str(tmp_path / 'installed')
     # explicit file, explicit directory
-    assert _engine.engine_command(engine=fake_pyz, root=root, python='py') == ['py', fake_pyz]
-    assert _engine.engine_command(engine=os.path.dirname(fake_pyz), root=root, python='py') == ['py', fake_pyz]
+    assert _engine.engine_command(engine=engine_pyz, root=root, python='py') == ['py', engine_pyz]
+    assert _engine.engine_command(engine=os.path.dirname(engine_pyz), root=root, python='py') == ['py', engine_pyz]
     with pytest.raises(_engine.EngineNotFound):
         _engine.engine_command(engine='/nonexistent/engine.pyz', root=root)
     # nothing installed: console script, then python -m
     assert _engine.engine_command(root=root, which=lambda name: '/usr/bin/' + name) == ['/usr/bin/blkfleet']
     assert _engine.engine_command(root=root, python='py', which=lambda name: None,
                                   importable=True) == ['py', '-m', 'blkfleet']
-    with pytest.raises(_engine.EngineNotFound, match='blkfleet engine not found'):
+    with pytest.raises(_engine.EngineNotFound, match='install it with blkfleet.core.engine'):
         _engine.engine_command(root=root, python='py', which=lambda name: None, importable=False)
     # installed zipapps win over the console script; newest first; by SHA-256 when given
     old, new = 'b' * 64, 'c' * 64
     for sha, mtime in ((old, 1000), (new, 2000)):
-        path = _engine.installed_engine_path(sha, root)
-        os.makedirs(os.path.dirname(path))
-        with open(path, 'wb') as f:
+        os.makedirs(os.path.dirname(installed(root, sha)))
+        with open(installed(root, sha), 'wb') as f:
             f.write(b'x')
-        os.utime(path, (mtime, mtime))
+        os.utime(installed(root, sha), (mtime, mtime))
     assert _engine.engine_command(root=root, python='py', which=lambda name: '/usr/bin/blkfleet') == [
-        'py', _engine.installed_engine_path(new, root)]
-    assert _engine.engine_command(sha256=old, root=root, python='py') == ['py', _engine.installed_engine_path(old, root)]
+        'py', installed(root, new)]
+    assert _engine.engine_command(sha256=old, root=root, python='py') == ['py', installed(root, old)]
     with pytest.raises(_engine.EngineNotFound, match='not installed'):
         _engine.engine_command(sha256='d' * 64, root=root)
+    with pytest.raises(_engine.EngineNotFound, match='not a SHA-256'):
+        _engine.engine_command(sha256='../x', root=root)
     assert [e[1] for e in _engine.installed_engines(root)] == [new, old]
 
 
-def test_sha256_file(tmp_path):
-    path = tmp_path / 'f'
-    path.write_bytes(b'abc')
-    assert _engine.sha256_file(str(path)) == 'ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad'
+def test_call_returns_the_document(module, engine_pyz):
+    doc = _engine.call(module, [sys.executable, engine_pyz], ['job', 'status', '--', 'unit-no-such-run'])
+    assert check_document(doc)['command'] == 'job status' and doc['result']['state'] == 'none'
+    lines = []
+    doc = _engine.call(module, [sys.executable, engine_pyz], ['device', 'info', '--probe', 'none'], stderr=lines)
+    assert check_document(doc)['result']['cpus']['online_count'] >= 1 and lines == []
 
 
-def test_run_engine_json(module, fake_pyz):
-    rc, result, out, err = _engine.run_engine(module, [sys.executable, fake_pyz], ['replay', '--json', '-', 3])
-    assert rc == 0
-    assert result == {'args': ['replay', '--json', '-', '3'], 'ok': True}
-    assert json.loads(out) == result
-
-
-def test_run_engine_error_becomes_fail_json(module, fake_pyz):
-    with pytest.raises(Failed) as exc:
-        _engine.run_engine(module, [sys.executable, fake_pyz], ['fail'])
-    failure = exc.value.args[0]
-    assert failure['msg'] == 'replay: /dev/loop9: No such file or directory'
-    assert failure['rc'] == 2
-    assert failure['cmd'][-1] == 'fail'
-    rc, result, out, err = _engine.run_engine(module, [sys.executable, fake_pyz], ['fail'], check_rc=False)
-    assert rc == 2 and result is None and 'blkfleet: replay' in err
-
-
-def test_run_engine_bad_json(module, fake_pyz):
-    with pytest.raises(Failed) as exc:
-        _engine.run_engine(module, [sys.executable, fake_pyz], ['garbage'])
-    assert 'no valid JSON' in exc.value.args[0]['msg']
+def test_an_engine_error_fails_the_module_with_its_code(module, engine_pyz):
+    with pytest.raises(EngineError) as exc:
+        _engine.call(module, [sys.executable, engine_pyz], ['device', 'info', '--', '/dev/unit-no-such-device'])
+    assert exc.value.code == 'not_found' and exc.value.rc == 2 and check_document(exc.value.document)
+    with pytest.raises(Failed) as failed:
+        _engine.run(module, [sys.executable, engine_pyz], ['device', 'info', '--', '/dev/unit-no-such-device'],
+                    extra='kept')
+    result = failed.value.args[0]
+    assert result['msg'] == 'no such block device: /dev/unit-no-such-device' and result['extra'] == 'kept'
+    assert result['error'] == {'code': 'not_found', 'message': result['msg'], 'device': '/dev/unit-no-such-device'}
+    assert result['rc'] == 2 and result['cmd'][-3:] == ['-', '--', '/dev/unit-no-such-device']
+    assert result['stderr'] == 'blkfleet: no such block device: /dev/unit-no-such-device\n'
 
 
 def test_find_engine_fails_module(module, tmp_path):
