@@ -10,7 +10,7 @@ range, one slice assignment stamps their submit time, and each reap copies the k
 as they are, into the completion log with one completion time. Everything else (latency, lateness, errors,
 summaries, the per-IO log) is done by the collector in the parent, on another CPU.
 
-While it spins with nothing in flight the worker has the engine run a probe (a read the kernel ends at
+While it spins with nothing in flight the worker has the IO engine run a probe (a read the kernel ends at
 once, without a bio) every ``PROBE_EVERY_NS``: after an idle stretch a CPU's caches are cold, and the first
 IO would otherwise reach the block layer 50-150 µs late (measured on a 2-vCPU VM), shifting the whole replay
 against its first IO.
@@ -60,20 +60,20 @@ class Outcome:
 
 
 class Replayer:
-    """A worker made ready to replay its window (engine open and bound, IO memory touched): ``run`` one
+    """A worker made ready to replay its window (IO engine open and bound, IO memory touched): ``run`` one
     iteration from a start instant, as many times as asked, then ``close``."""
 
     def __init__(self, window, probe, opts, prefault):
         self.window, self.opts = window, opts
-        self.engine = open_ioengine(opts.ioengine, opts.depth)
-        self.engine.bind(window, probe)
+        self.ioengine = open_ioengine(opts.ioengine, opts.depth)
+        self.ioengine.bind(window, probe)
         window.prefault(*prefault)
         self.log = LogWriter(window)
         self.next = 0  # absolute index of the next IO
         self.specials = 0  # special-IO entries used
 
     def close(self):
-        self.engine.close()
+        self.ioengine.close()
 
     def run(self, start_ns, stop):
         """Replay the window's current iteration from the monotonic instant ``start_ns``; returns an Outcome.
@@ -86,7 +86,7 @@ class Replayer:
 
 
     def _replay(self, start_ns, stop, rt):
-        win, engine, log, opts = self.window, self.engine, self.log, self.opts
+        win, io, log, opts = self.window, self.ioengine, self.log, self.opts
         mono = time.monotonic_ns
         ctl, due, submit, special = win.control, win.due, win.submit, win.special
         mask, cap = win.mask, win.capacity
@@ -105,7 +105,7 @@ class Replayer:
         rt_check = rt.start() - start_ns
         warm = WARM_FIFO_NS if rt.fifo else WARM_NS
 
-        put, submit_ios, reap = log.put, engine.submit, engine.reap
+        put, submit_ios, reap = log.put, io.submit, io.reap
 
         def took(events):
             put(mono() - start_ns, events)
@@ -132,7 +132,7 @@ class Replayer:
                     dry_since = None
                 if now >= 0 and (no_stall or due[i & mask] <= now):
                     if i == next_special:
-                        engine.special(i)
+                        io.special(i)
                         submit[i & mask] = mono() - start_ns
                         inflight += 1
                         i += 1
@@ -165,12 +165,12 @@ class Replayer:
             if i >= end:
                 if not inflight:
                     break
-                events = engine.reap(1, 10_000_000)
+                events = io.reap(1, 10_000_000)
                 if events:
                     inflight -= took(events)
                 continue
             if inflight >= depth:
-                events = engine.reap(1, 10_000_000)
+                events = io.reap(1, 10_000_000)
                 if events:
                     inflight -= took(events)
                 continue
@@ -185,19 +185,19 @@ class Replayer:
                 continue
             if sleep > 0:  # in the completion wait if IOs are in flight
                 if inflight:
-                    events = engine.reap(1, min(sleep, STOP_POLL_NS))
+                    events = io.reap(1, min(sleep, STOP_POLL_NS))
                     if events:
                         inflight -= took(events)
                 else:
                     time.sleep(min(sleep, STOP_POLL_NS) / 1e9)
             elif not inflight and now - last_probe >= PROBE_EVERY_NS and wait > PROBE_EVERY_NS // 2:
-                engine.probe()
+                io.probe()
                 last_probe = now
         if dry_since is not None:
             ctl[STALL_NS] += mono() - start_ns - dry_since
         deadline = mono() + DRAIN_NS
         while inflight and mono() < deadline:
-            events = engine.reap(1, 10_000_000)
+            events = io.reap(1, 10_000_000)
             if events:
                 inflight -= took(events)
         while log.pending and not log.flush() and mono() < deadline + DRAIN_NS:
