@@ -141,19 +141,23 @@ def test_a_feeder_that_falls_behind_is_reported(tmp_path, loopdev):
 
 
 def test_bad_input_after_the_start_stops_the_replay(tmp_path, loopdev):
-    """An IO beyond the target 3 s into the trace (after the first window): the replay stops there with one
-    line, exit 2, and partial results that say why."""
-    even_trace(tmp_path, 4.0, 4000, bad_at=3000)
+    """An IO beyond the target 3 s into the trace (far beyond the IOs written before the start): the replay stops
+    there with one line, exit 2, and partial results that say why. One among the first IOs: refused at once,
+    nothing replayed."""
+    late, early = tmp_path / "late", tmp_path / "early"
+    late.mkdir()
+    early.mkdir()
+    even_trace(late, 4.0, 40000, bad_at=30000)
+    even_trace(early, 4.0, 40000, bad_at=100)
     target = loopdev(64 << 20)
     res = tmp_path / "res.json"
-    code, doc, err = replay("-d", tmp_path, "-M", map_file(tmp_path, target), "--json", res, "loop1")
+    code, doc, err = replay("-d", late, "-M", map_file(tmp_path, target), "--json", res, "loop1")
     assert code == 2, err
     assert "do not fit" in err.splitlines()[-1] and "Traceback" not in err
     validate(doc)
     assert doc["interrupted"] and doc["failed"]["bad_input"] and "do not fit" in doc["failed"]["reason"]
-    assert 1000 < doc["total"]["ios"] < 4000
-    # found before the start (the trace's first window): refused at once, nothing replayed
-    code, _doc, err = replay("-d", tmp_path, "-M", map_file(tmp_path, target), "-x", "4", "loop1")
+    assert 5000 < doc["total"]["ios"] < 30000
+    code, _doc, err = replay("-d", early, "-M", map_file(tmp_path, target), "loop1")
     assert code == 2 and err.count("\n") == 1 and "do not fit" in err
 
 

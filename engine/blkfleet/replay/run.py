@@ -50,6 +50,7 @@ STOP_GRACE_S = 2.0  # after a stop, a worker has this long (its IOs in flight: a
 READY_TIMEOUT_S = 60.0
 POLL_S = 0.1  # the parent looks at signals, its lease and its workers at least this often
 TICK_S = 0.01  # while workers run: and feeds their windows and collects their completions this often
+PRIME_IOS = 16384  # IOs written into each window before the start (the rest while the replay runs)
 PR_SET_PDEATHSIG = 1
 
 
@@ -538,7 +539,8 @@ def _replay_onto(opts, lease, sources, targets, armed):
         s.target = target_of[s.device]
     cpus = _cpus()
     genesis = genesis_of(sources)
-    sizing.read_ahead(sources, genesis, opts.acc)
+    if not opts.cpus and not opts.no_stall:
+        sizing.read_ahead(sources, genesis, opts.acc)
     if not opts.depth:
         # More IOs in flight than the device queue holds would block io_submit until a request frees: the
         # worker would stall and every IO behind it be late (measured: bursty trace, issue-time p99 4.2 ms
@@ -589,7 +591,7 @@ def _run_lanes(opts, lease, lanes, targets, genesis, sizing_info, armed):
             fd = targets[lane.sources[0].target].descriptor
             probe = (fd, os.lseek(fd, 0, os.SEEK_END))
             workers.append(_Worker(lane, probe, opts, prefault, workers))
-        feeder.pump(0, opts.window_ios)
+        feeder.pump(0, min(opts.window_ios, PRIME_IOS))
         if opts.io_log:
             iolog = IOLogWriter(opts.io_log, [(t.recorded, t.path) for t in targets], 0, 0)
         collector = Collector([lane.window for lane in lanes], targets, opts.late_threshold_ns, iolog,
@@ -607,7 +609,7 @@ def _run_lanes(opts, lease, lanes, targets, genesis, sizing_info, armed):
                 break
             if it:
                 feeder.start_iteration(first=False)
-                feeder.pump(0, opts.window_ios)
+                feeder.pump(0, min(opts.window_ios, PRIME_IOS))
             start = _start_instant(opts) if not it else time.monotonic_ns() + START_DELAY_NS
             if not it:
                 opts.start_ns = start

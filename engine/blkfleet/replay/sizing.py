@@ -13,8 +13,8 @@ load, and the kernel's IO work and the parent would then share the workers' CPUs
 unthrottled two-job trace at 125 k IOPS: issue-time p50 8 ms with two workers). ``-N`` (as fast as possible)
 keeps the start: every worker is busy all the time there anyway. ``-c N`` is used as given.
 
-The rate is measured on what the feeder reads before the start (up to ``WINDOW_NS`` of the trace, at most
-``WINDOW_IOS`` IOs per stream), and is at least each stream's mean rate where its file's header gives it
+The rate is measured on what the feeder reads before the start (up to ``SAMPLE_NS`` of the trace, at most
+``SAMPLE_IOS`` IOs per stream), and is at least each stream's mean rate where its file's header gives it
 (native files: IO count and last time). The per-IO cost is the worker's own loop, timed (CPU time) at start-up
 on ``CALIBRATION_IOS`` reads at the end of a target, one per submission, about 10 ms: the kernel ends such a
 read at once, without a bio, so neither the device nor a capture of it sees them. That is the loop and its two
@@ -36,12 +36,12 @@ from .window import (
     W_NBYTES,
     W_OFFSET,
     W_OP_FD,
-    WINDOW_IOS,
-    WINDOW_NS,
     Window,
 )
 
 LOAD = 1.0
+SAMPLE_NS = 1_000_000_000
+SAMPLE_IOS = 32768
 PEAK_WINDOW_NS = 100_000_000
 CALIBRATION_IOS = 2000
 RULE = (f"min(streams, CPUs - 1), or more (up to min(streams, CPUs)) while the busiest worker's peak "
@@ -109,9 +109,9 @@ def mean_rate(source):
 
 
 def read_ahead(sources, genesis, acc):
-    """Have every source read the trace's first WINDOW_NS (as replayed), at most WINDOW_IOS IOs each."""
+    """Have every source read the trace's first SAMPLE_NS (as replayed), at most SAMPLE_IOS IOs each."""
     for s in sources:
-        s.read_until(genesis + int(WINDOW_NS * acc), WINDOW_IOS)
+        s.read_until(genesis + int(SAMPLE_NS * acc), SAMPLE_IOS)
 
 
 def choose(sources, ncpus, genesis, opts, cost_ns=None):
