@@ -51,7 +51,6 @@ from .window import (
 
 SKIP = 0xFF  # issued op of an IO that is not replayed (without -W: discard, flush, write-zeroes)
 PUMP_IOS = 16384  # IOs one pump writes into one window at most (bounds the time a pump takes: ~20 ms)
-WRITE_OPS = (WRITE, DISCARD, FLUSH, WRITE_ZEROES)
 _CMD = {READ: CMD_PREAD, WRITE: CMD_PWRITE, FLUSH: CMD_FDSYNC, DISCARD: CMD_SPECIAL, WRITE_ZEROES: CMD_SPECIAL}
 _KEY_BITS = 22  # merge keys: time offset << 22 | position among the IOs being merged
 
