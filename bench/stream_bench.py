@@ -164,7 +164,7 @@ def main():
             if not args.no_btreplay and not os.path.isdir(bt_dir):
                 write(bt_dir, "loop1", ios, 200_000, fmt="btrecord")
             print(f"{ios} IOs: traces ready in {time.monotonic() - t0:.0f} s", file=sys.stderr)
-            timeout = max(120, ios / 20_000)
+            timeout = 60 + ios / 50_000  # btreplay 1.2 can hang at exit: killed then
             rounds = {"blkfleet": [], "btreplay": []}
             for _r in range(args.rounds):  # alternating
                 rounds["blkfleet"].append(blkfleet(native_dir, dev, work, timeout))
