@@ -78,6 +78,12 @@ def _tmpfs_dir():
     return None
 
 
+def _drop_partitions(dev):
+    """Remove the kernel's partition devices of a loop device (partx added them; a detach does not remove them)."""
+    if any(n.startswith(os.path.basename(dev) + "p") for n in os.listdir(f"/sys/block/{os.path.basename(dev)}")):
+        subprocess.run(["partx", "-d", dev], capture_output=True)
+
+
 @pytest.fixture
 def loopdev():
     """Factory: ``loopdev(size_bytes=64 MiB)`` -> "/dev/loopN" over a sparse file on tmpfs; detached after."""
@@ -93,11 +99,13 @@ def loopdev():
         if run.returncode != 0:
             pytest.fail(f"losetup failed: {run.stderr.strip()}")
         devices.append(run.stdout.strip())
+        _drop_partitions(devices[-1])  # a number reused after a detach can still show its old partitions
         return devices[-1]
 
     try:
         yield make
     finally:
         for dev in reversed(devices):
+            _drop_partitions(dev)
             subprocess.run(["losetup", "-d", dev], capture_output=True)
         shutil.rmtree(workdir, ignore_errors=True)

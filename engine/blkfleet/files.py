@@ -10,7 +10,6 @@ link or file placed in advance makes the creation fail instead of redirecting it
 
 import json
 import os
-import secrets
 import stat
 
 from .errors import BlkfleetError
@@ -117,7 +116,7 @@ def atomic_write(path, data, mode=0o644):
     if isinstance(data, str):
         data = data.encode()
     directory, base = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
+    tmp = os.path.join(directory, f".{base}.{os.urandom(6).hex()}.tmp")
     fd = create_new(tmp, mode)
     try:
         view = memoryview(data)

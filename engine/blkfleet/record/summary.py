@@ -1,33 +1,28 @@
 """What a conversion produced, per device and CPU file."""
 
-from dataclasses import dataclass, field
-
-from ..replayfile.ops import OP_NAMES, classify
+from ..replayfile.ops import OP_NAMES
 
 
-@dataclass
 class FileSummary:
-    device: str
-    cpu: int
-    source: str
-    output: str
-    format: str
-    ios: int = 0
-    bunches: int = 0
-    first_time: int = 0
-    last_time: int = 0
-    records: int = -1  # every record read; counted only when verbose
-    by_action: dict = field(default_factory=dict)  # action word (bitwise-not for empty bios) -> [count, bytes]
+    """One trace file's conversion (a plain class: see run.py on start-up)."""
+
+    def __init__(self, device, cpu, source, output, format):
+        self.device, self.cpu, self.source, self.output, self.format = device, cpu, source, output, format
+        self.ios = 0
+        self.bunches = 0
+        self.first_time = 0
+        self.last_time = 0
+        self.records = -1  # every record read; counted only when verbose
+        self.by_op = [[0, 0] for _ in OP_NAMES]  # per op: [IOs, bytes]
 
     def ops(self):
-        """{op name: {"ios": n, "bytes": b}} from the per-action tallies."""
-        out = {}
-        for key, (count, nbytes) in self.by_action.items():
-            op = OP_NAMES[classify(~key, 0)[0] if key < 0 else classify(key, 1)[0]]
-            entry = out.setdefault(op, {"ios": 0, "bytes": 0})
-            entry["ios"] += count
-            entry["bytes"] += nbytes
-        return out
+        """{op name: {"ios": n, "bytes": b}} of the ops that occur."""
+        return {OP_NAMES[op]: {"ios": n, "bytes": b} for op, (n, b) in enumerate(self.by_op) if n}
+
+    @property
+    def nbytes(self):
+        """Bytes of every IO."""
+        return sum(b for _n, b in self.by_op)
 
     @property
     def span_ns(self):

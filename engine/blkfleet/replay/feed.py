@@ -55,44 +55,11 @@ _CMD = {READ: CMD_PREAD, WRITE: CMD_PWRITE, FLUSH: CMD_FDSYNC, DISCARD: CMD_SPEC
 _KEY_BITS = 22  # merge keys: time offset << 22 | position among the IOs being merged
 
 
-def _chunks(reader):
-    """The reader's chunks of IO columns (IOChunk)."""
-    if hasattr(reader, "chunks"):
-        return reader.chunks()
-    return _chunks_of_bunches(reader)
-
-
-def _chunks_of_bunches(reader, size=8192):
-    """IOChunks built from ``bunches()``, for readers without ``chunks()``."""
-    rows = []
-    native = reader.kind == "native"
-    for time, packets in reader.bunches():
-        if native:
-            rows += [(time + p[2], p[0], p[1], p[3], p[4]) for p in packets]
-        else:
-            rows += [(time, p[0], p[1], READ if p[2] else WRITE, 0) for p in packets]
-        if len(rows) >= size:
-            yield _chunk_of_rows(rows)
-            rows = []
-    if rows:
-        yield _chunk_of_rows(rows)
-
-
-class _Chunk:
-    def __init__(self, rows):
-        t, s, n, o, f = zip(*rows)
-        self.times, self.sectors, self.nbytes, self.ops, self.flags = (
-            array("q", t), array("q", s), array("q", n), bytes(o), bytes(f))
-
-
-def _chunk_of_rows(rows):
-    return _Chunk(rows)
-
-
 class Source:
-    """One replay file, read a chunk at a time: @device, @cpu, @path, @format ("native" or "btrecord"),
-    @target (index, set by the caller); the IOs read and not yet taken: @times (a running maximum: the due
-    order), @sectors, @nbytes, @ops, @flags from @pos on; @eof once the file is read to its end."""
+    """One replay file, read a chunk (replayfile.IOChunk: the columns of a block of the file) at a time:
+    @device, @cpu, @path, @format ("native" or "btrecord"), @target (index, set by the caller); the IOs read and
+    not yet taken: @times (a running maximum: the due order), @sectors, @nbytes, @ops, @flags from @pos on;
+    @eof once the file is read to its end."""
 
     def __init__(self, device, cpu, path):
         self.device, self.cpu, self.path = device, cpu, path
@@ -106,7 +73,7 @@ class Source:
         self.close()
         self.reader = open_replay(self.path)
         self.format = self.reader.kind
-        self._chunks = _chunks(self.reader)
+        self._chunks = self.reader.chunks()
         self.times, self.sectors, self.nbytes = array("q"), array("q"), array("q")
         self.ops = self.flags = b""
         self.pos = 0
@@ -146,8 +113,8 @@ class Source:
         self.times += times
         self.sectors += chunk.sectors
         self.nbytes += chunk.nbytes
-        self.ops += bytes(chunk.ops)
-        self.flags += bytes(chunk.flags)
+        self.ops += chunk.ops
+        self.flags += chunk.flags
         return True
 
     def first_time(self):

@@ -2,7 +2,9 @@
 
 from ..errors import TraceFormatError
 from . import compat, native
-from .ops import READ, WRITE
+from .reader import IOChunk
+
+__all__ = ["IOChunk", "compat", "iter_ios", "native", "open_replay"]
 
 
 def open_replay(path):
@@ -20,12 +22,7 @@ def iter_ios(reader):
     """Yield (time, sector, nbytes, op, flags) for every IO of an open replay file, in file order.
 
     btrecord files carry one time per bunch: every IO of a bunch gets that time, reads and writes only.
+    ``reader.chunks()`` gives the same as columns of many IOs at once (IOChunk).
     """
-    if reader.kind == "native":
-        for time, packets in reader.bunches():
-            for sector, nbytes, dt, op, flags, _pid in packets:
-                yield time + dt, sector, nbytes, op, flags
-    else:
-        for time, packets in reader.bunches():
-            for sector, nbytes, rw in packets:
-                yield time, sector, nbytes, READ if rw else WRITE, 0
+    for chunk in reader.chunks():
+        yield from chunk

@@ -7,9 +7,11 @@ BtrecordWriter reproduces that.
 """
 
 import struct
+from array import array
 
 from ..errors import TraceFormatError
-from .reader import ReplayReader, check_extents, check_time
+from .ops import READ, WRITE
+from .reader import MAX_TIME, ZERO, IOChunk, ReplayReader, check_extents, check_time, small_sectors
 
 VERSION = 0x10000
 HEADER = struct.Struct("<QQQQ")
@@ -50,14 +52,15 @@ class BtrecordWriter:
 
     def add_raw_bunch(self, data):
         """Append an encoded bunch (16-byte header then its packets)."""
-        self.add_raw_bunches([data], [(len(data) - BUNCH.size) // PACKET.size])
+        npkts = (len(data) - BUNCH.size) // PACKET.size
+        self.add_encoded_bunches(data, 1, npkts, npkts)
 
-    def add_raw_bunches(self, chunks, counts):
-        """Append encoded bunches; ``counts`` holds each one's number of packets."""
-        self._f.write(b"".join(chunks))
-        self.bunches += len(counts)
-        self.packets += sum(counts)
-        self._last = counts[-1]
+    def add_encoded_bunches(self, data, bunches, packets, last_packets):
+        """Append ``bunches`` encoded bunches holding ``packets`` packets, ``last_packets`` in the last one."""
+        self._f.write(data)
+        self.bunches += bunches
+        self.packets += packets
+        self._last = last_packets
 
     def close(self, finalize=True):
         """Write the final header (unless the run failed: btrecord then leaves the provisional one)."""
@@ -69,9 +72,12 @@ class BtrecordWriter:
 
 
 class BtrecordReader(ReplayReader):
-    """Read a btrecord file: header fields, then ``bunches()`` yields (time_stamp, [(sector, nbytes, rw)])."""
+    """Read a btrecord file: header fields, then ``bunches()`` yields (time_stamp, [(sector, nbytes, rw)]),
+    ``chunks()`` IOChunks (every IO at its bunch's time; reads and writes only)."""
 
     kind = "btrecord"
+    COUNT = "Q"  # how a bunch header's first field, npkts, is stored
+    HEAD, PACKET, MAX_PKTS = BUNCH, PACKET, MAX_PKTS
 
     def _read_header(self):
         head = self._f.read(HEADER.size)
@@ -80,9 +86,28 @@ class BtrecordReader(ReplayReader):
         self.version, self.genesis, self.nbunches, self.total_pkts = HEADER.unpack(head)
         if self.version != VERSION:
             raise TraceFormatError(self.path, 0, f"not a btrecord replay file (version 0x{self.version:x})")
+        self._data = HEADER.size
 
-    def bunches(self):
-        for offset, (_npkts, stamp), packets in self._walk(HEADER.size, BUNCH, PACKET, MAX_PKTS):
-            check_time(self.path, offset + 8, stamp)
-            check_extents(self.path, offset, packets, BUNCH.size, PACKET.size)
-            yield stamp, packets
+    def _fast_ok(self, run):
+        """Every IO of the run within the limits, tested on columns: times, lengths (u32) and extents."""
+        return (max(run.stamps) <= MAX_TIME and not run.column(12, 4).translate(None, ZERO)
+                and small_sectors(run))
+
+    def _check_bunch(self, offset, stamp, packets):
+        return check_time(self.path, offset + 8, stamp) or check_extents(self.path, offset, packets, BUNCH.size,
+                                                                          PACKET.size)
+
+    def _columns(self, run):
+        times = array("q")
+        times.frombytes(run.repeated_stamps())
+        nbytes = array("q")
+        nbytes.frombytes(run.words(1).tobytes())  # u32 values in u64 fields (checked)
+        return IOChunk(times, run.sectors(), nbytes, run.column(16, 4).translate(_OP_OF_RW), bytes(len(nbytes)))
+
+    @staticmethod
+    def _columns_from_tuples(packets, stamps):
+        return IOChunk(array("q", stamps), array("q", (p[0] for p in packets)), array("q", (p[1] for p in packets)),
+                       bytes(READ if p[2] else WRITE for p in packets), bytes(len(packets)))
+
+
+_OP_OF_RW = bytes([WRITE] + [READ] * 255)  # rw: 0 write, anything else read (btreplay tests it for non-zero)

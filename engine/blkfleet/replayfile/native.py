@@ -5,23 +5,25 @@ discard, flush, write-zeroes with FUA/sync/meta/readahead/preflush flags) and a 
 """
 
 import struct
+from array import array
 from functools import reduce
 from operator import itemgetter, or_
 
 from ..errors import TraceFormatError
 from .ops import FLAG_NAMES, OP_NAMES
-from .reader import ReplayReader, check_extents, check_time
+from .reader import MAX_TIME, PACKET_SIZE, IOChunk, ReplayReader, check_extents, check_time, small_sectors, u32_lanes
 
 MAGIC = b"BFREPLAY"
 VERSION = 1
 HEADER = struct.Struct("<8sHHIQQQQIIII")
 BUNCH = struct.Struct("<IIQ")
+HEAD = struct.Struct("<I4xQ")  # what a reader takes from a bunch header: npkts and time
 PACKET = struct.Struct("<QIIBBxxI")
 F_COMPLETE = 1
 MAX_DT = 0xFFFFFFFF  # a packet's offset from its bunch time is a u32 of nanoseconds
 MAX_BUNCH = 1 << 16  # IOs in one bunch at most (record writes at most 4096): a bunch is read whole
 KNOWN_FLAGS = sum(bit for bit, _name in FLAG_NAMES)
-_DT, _OP, _FLAGS = itemgetter(2), itemgetter(3), itemgetter(4)
+_SECTOR, _NBYTES, _DT, _OP, _FLAGS, _PID = map(itemgetter, range(6))
 
 
 class NativeWriter:
@@ -52,15 +54,15 @@ class NativeWriter:
     def add_bunch(self, time, packets):
         """Append a bunch of (sector, nbytes, dt, op, flags, pid) packets."""
         data = BUNCH.pack(len(packets), 0, time) + b"".join(PACKET.pack(*p) for p in packets)
-        self.add_raw_bunches([data], len(packets), time, time + max(p[2] for p in packets))
+        self.add_encoded_bunches(data, 1, len(packets), time, time + max(p[2] for p in packets))
 
-    def add_raw_bunches(self, chunks, npkts, time, last_time):
-        """Append encoded bunches holding ``npkts`` IOs in all, from ``time`` to ``last_time``."""
+    def add_encoded_bunches(self, data, bunches, ios, time, last_time):
+        """Append ``bunches`` encoded bunches holding ``ios`` IOs in all, from ``time`` to ``last_time``."""
         if not self.bunches:
             self.genesis = time
-        self._f.write(b"".join(chunks))
-        self.bunches += len(chunks)
-        self.ios += npkts
+        self._f.write(data)
+        self.bunches += bunches
+        self.ios += ios
         self.last_time = last_time
 
     def close(self):
@@ -73,9 +75,12 @@ class NativeWriter:
 
 
 class NativeReader(ReplayReader):
-    """Read a native file; ``bunches()`` yields (time, [(sector, nbytes, dt, op, flags, pid), ...])."""
+    """Read a native file; ``bunches()`` yields (time, [(sector, nbytes, dt, op, flags, pid), ...]), ``chunks()``
+    IOChunks (with pids)."""
 
     kind = "native"
+    COUNT = "I"  # how a bunch header's first field, npkts, is stored
+    HEAD, PACKET, MAX_PKTS = HEAD, PACKET, MAX_BUNCH
 
     def _read_header(self):
         head = self._f.read(HEADER.size)
@@ -96,26 +101,54 @@ class NativeReader(ReplayReader):
         self.version = version
         self._data = hsize
 
-    def bunches(self):
+    def _checked_runs(self):
         ios = bunches = 0
-        offset = self._data
-        for offset, (npkts, _, time), packets in self._walk(self._data, BUNCH, PACKET, MAX_BUNCH):
-            self._check(offset, time, packets)
-            yield time, packets
-            ios += npkts
-            bunches += 1
-            offset += BUNCH.size + PACKET.size * npkts
+        for run in super()._checked_runs():
+            ios += sum(run.counts)
+            bunches += len(run.counts)
+            yield run
         if ios != self.io_count or bunches != self.bunch_count:
             raise TraceFormatError(
-                self.path, offset,
+                self.path, self._end,
                 f"holds {ios} IOs in {bunches} bunches, its header says {self.io_count} in {self.bunch_count}",
             )
 
-    def _check(self, offset, time, packets):
-        """Ops, flags, times and extents that every consumer can hold (see reader.py)."""
-        check_time(self.path, offset + 8, time + max(map(_DT, packets)))
+    def _fast_ok(self, run):
+        """Every IO of the run within the limits, tested on columns."""
+        return (max(run.stamps) <= MAX_TIME - MAX_DT  # whatever the dt
+                and not run.column(16).translate(None, _OPS_OK) and not run.column(17).translate(None, _FLAGS_OK)
+                and small_sectors(run))
+
+    def _check_bunch(self, offset, time, packets):
+        """The first problem of a bunch, IO by IO (ops, flags, times and extents: see reader.py), else None."""
+        problem = check_time(self.path, offset + 8, time + max(map(_DT, packets)))
+        if problem:
+            return problem
         if max(map(_OP, packets)) >= len(OP_NAMES) or reduce(or_, map(_FLAGS, packets)) & ~KNOWN_FLAGS:
             i, p = next((i, p) for i, p in enumerate(packets) if p[3] >= len(OP_NAMES) or p[4] & ~KNOWN_FLAGS)
             what = f"op {p[3]} (0..{len(OP_NAMES) - 1})" if p[3] >= len(OP_NAMES) else f"flags 0x{p[4]:02x}"
-            raise TraceFormatError(self.path, offset + BUNCH.size + i * PACKET.size + 16, f"unknown {what}")
-        check_extents(self.path, offset, packets, BUNCH.size, PACKET.size)
+            return TraceFormatError(self.path, offset + BUNCH.size + i * PACKET.size + 16, f"unknown {what}")
+        return check_extents(self.path, offset, packets, BUNCH.size, PACKET.size)
+
+    def _columns(self, run):
+        """An IOChunk of the run: time = bunch time + dt, added as 64-bit lanes of two big integers (no lane
+        carries into the next: every time is below 2^63, checked)."""
+        n = len(run.packets) // PACKET_SIZE
+        dts = bytearray(8 * n)
+        memoryview(dts).cast("I")[0::2] = run.words(3, "I")
+        times = array("q")
+        sums = int.from_bytes(dts, "little") + int.from_bytes(run.repeated_stamps(), "little")
+        times.frombytes(sums.to_bytes(8 * n, "little"))
+        pids = array("I")
+        pids.frombytes(run.words(5, "I").tobytes())
+        return IOChunk(times, run.sectors(), u32_lanes(run.words(2, "I")), run.column(16), run.column(17), pids)
+
+    @staticmethod
+    def _columns_from_tuples(packets, stamps):
+        return IOChunk(array("q", [s + p[2] for s, p in zip(stamps, packets)]), array("q", map(_SECTOR, packets)),
+                       array("q", map(_NBYTES, packets)), bytes(map(_OP, packets)), bytes(map(_FLAGS, packets)),
+                       array("I", map(_PID, packets)))
+
+
+_OPS_OK = bytes(range(len(OP_NAMES)))
+_FLAGS_OK = bytes(range(KNOWN_FLAGS + 1))
