@@ -51,6 +51,7 @@ READY_TIMEOUT_S = 60.0
 POLL_S = 0.1  # the parent looks at signals, its lease and its workers at least this often
 TICK_S = 0.01  # while workers run: and feeds their windows and collects their completions this often
 PRIME_IOS = 16384  # IOs written into each window before the start (the rest while the replay runs)
+PARENT_NICE = 5
 PR_SET_PDEATHSIG = 1
 
 
@@ -659,10 +660,18 @@ def _largest(lanes, opts):
 
 def _keep_off_workers(lanes):
     """Run the parent (feeder and collector) on the CPUs no worker is pinned to, if there are any: it would
-    otherwise take turns with a worker on its CPU."""
+    otherwise take turns with a worker on its CPU. And as SCHED_BATCH at nice PARENT_NICE: its work only has to
+    keep the windows ahead (they hold up to 2 s), so the kernel threads that finish the workers' IOs on the same
+    CPU go first."""
     free = set(_cpus()) - {lane.cpu for lane in lanes}
     if free:
         os.sched_setaffinity(0, free)
+    if os.environ.get("BLKFLEET_PARENT_BATCH", "1") == "1":
+        try:
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+            os.nice(PARENT_NICE)
+        except (OSError, AttributeError):
+            pass
 
 
 def _window_info(lanes):

@@ -8,7 +8,8 @@ never with its IO count.
 
 from array import array
 from bisect import bisect_left
-from operator import add
+from itertools import compress, repeat
+from operator import add, floordiv, sub
 
 from .histogram import LogHistogram
 
@@ -136,27 +137,25 @@ class Timeline:
 
     def completed(self, key, offset, submits, latencies):
         """IOs of one (target, op) submitted at ``offset + submits[i]`` that took ``latencies[i]``: their latency
-        counts in the bucket they were submitted in, their time in flight in every bucket it spans."""
+        counts in the bucket they were submitted in, their time in flight in every bucket it spans (worked out
+        on whole lists, a few buckets at a time)."""
         w = self.width
-        first = (offset + min(submits)) // w
-        last = max(map(add, submits, latencies)) + offset - 1
-        last = max(last // w, first)
+        starts = list(map(add, submits, repeat(offset)))
+        ends = list(map(add, starts, latencies))
+        first = min(starts) // w
+        last = max((max(ends) - 1) // w, first)
         _ios, _byts, lat, busy = self._lists(key, last)
         if first == last:  # all in one bucket
             total = sum(latencies)
             lat[first] += total
             busy[first] += total
             return
-        for s, d in zip(submits, latencies):
-            start = offset + s
-            end = start + d
-            b = start // w
-            lat[b] += d
-            while start < end:
-                edge = min((b + 1) * w, end)
-                busy[b] += edge - start
-                start = edge
-                b += 1
+        buckets = list(map(floordiv, starts, repeat(w)))
+        for b in set(buckets):
+            lat[b] += sum(compress(latencies, map(b.__eq__, buckets)))
+        for b in range(first, last + 1):  # each IO's time in flight within [b w, (b + 1) w)
+            spans = map(sub, map(min, ends, repeat((b + 1) * w)), map(max, starts, repeat(b * w)))
+            busy[b] += sum(map(max, spans, repeat(0)))
 
     def to_json(self, names, op_names):
         """``names``: target index -> device name. Series ordered by device then op; buckets up to the last
