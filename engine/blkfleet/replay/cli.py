@@ -12,6 +12,7 @@ from .ioengines import IOENGINES
 from .job import RunDir, check_lease, check_run_id, parse_instant, prune
 from .run import EXIT_INTERRUPTED, ReplayOptions, replay, stop_signals
 from .signatures import METHODS
+from .sizing import WINDOW_IOS_HIGH
 from .window import WINDOW_IOS, WINDOW_NS, size_of
 
 
@@ -59,10 +60,10 @@ def add_parser(sub):
                    help="wall-clock start shared by several hosts (epoch seconds or ISO 8601)")
     p.add_argument("--ioengine", "--backend", dest="ioengine", choices=("auto",) + IOENGINES, default="aio",
                    help="IO engine (default aio; --backend is the older name)")
-    p.add_argument("--window-ios", type=int, default=WINDOW_IOS, metavar="N",
-                   help=f"IOs read ahead per worker at most (a power of two; default {WINDOW_IOS}: "
-                   f"{size_of(WINDOW_IOS) / (1 << 20):.1f} MiB of shared memory; never more than "
-                   f"{WINDOW_NS // 1_000_000_000} s ahead)")
+    p.add_argument("--window-ios", type=int, default=None, metavar="N",
+                   help=f"IOs read ahead per worker at most (a power of two; default {WINDOW_IOS}, "
+                   f"{size_of(WINDOW_IOS) / (1 << 20):.1f} MiB of shared memory, or up to {WINDOW_IOS_HIGH} "
+                   f"for a trace whose peak rate needs it; never more than {WINDOW_NS // 1_000_000_000} s ahead)")
     p.add_argument("--io-log", metavar="FILE",
                    help="write every IO's submit time, lateness, latency and result to FILE (a new file; binary, "
                    "docs/formats.md), read by 'blkfleet compare' and 'blkfleet report'")

@@ -51,7 +51,6 @@ READY_TIMEOUT_S = 60.0
 POLL_S = 0.1  # the parent looks at signals, its lease and its workers at least this often
 TICK_S = 0.01  # while workers run: and feeds their windows and collects their completions this often
 PRIME_IOS = 16384  # IOs written into each window before the start (the rest while the replay runs)
-PARENT_NICE = 5
 PR_SET_PDEATHSIG = 1
 
 
@@ -73,7 +72,7 @@ class ReplayOptions:
         "run_id": None,  # --run-id: the job this replay is
         "probe": "auto",  # how a write target's signatures are probed: auto, blkid or internal
         "io_log": None,  # --io-log: the per-IO log to write
-        "window_ios": WINDOW_IOS,  # --window-ios: IOs a worker's window holds at most
+        "window_ios": None,  # --window-ios: IOs a worker's window holds at most; None: from the trace's rate
         "may_write": None,  # the trace holds writes, discards, flushes or write-zeroes (None: not known)
         "start_ns": None,  # CLOCK_MONOTONIC start instant of the first iteration, once chosen
     }
@@ -104,11 +103,12 @@ def validate(opts):
     if not 0 <= opts.depth <= 65535:
         raise BlkfleetError(f"invalid queue depth {opts.depth} (1..65535)")
     w = opts.window_ios
-    if not (MIN_WINDOW_IOS <= w <= MAX_WINDOW_IOS and w & (w - 1) == 0):
-        raise BlkfleetError(f"invalid window size {w} (--window-ios: a power of two, {MIN_WINDOW_IOS}.."
-                            f"{MAX_WINDOW_IOS})")
-    if opts.depth > w:
-        raise BlkfleetError(f"--depth {opts.depth} is more than the window holds (--window-ios {w})")
+    if w is not None:
+        if not (MIN_WINDOW_IOS <= w <= MAX_WINDOW_IOS and w & (w - 1) == 0):
+            raise BlkfleetError(f"invalid window size {w} (--window-ios: a power of two, {MIN_WINDOW_IOS}.."
+                                f"{MAX_WINDOW_IOS})")
+        if opts.depth > w:
+            raise BlkfleetError(f"--depth {opts.depth} is more than the window holds (--window-ios {w})")
     for dev in opts.devices:
         check_name(dev, "recorded device name")
     check_name(opts.base, "input base name")
@@ -546,7 +546,7 @@ def _replay_onto(opts, lease, sources, targets, armed):
         # More IOs in flight than the device queue holds would block io_submit until a request frees: the
         # worker would stall and every IO behind it be late (measured: bursty trace, issue-time p99 4.2 ms
         # with 512 on a loop device whose queue holds 128, 1.8 ms with 128).
-        opts.depth = min([512, opts.window_ios] + [t.queue_depth for t in targets if t.queue_depth])
+        opts.depth = min([512, opts.window_ios or WINDOW_IOS] + [t.queue_depth for t in targets if t.queue_depth])
     probe = open_ioengine(opts.ioengine, 1)
     opts.ioengine = probe.name
     probe.close()
@@ -555,6 +555,8 @@ def _replay_onto(opts, lease, sources, targets, armed):
         first = targets[sources[0].target]
         cost = sizing.calibrate(first.descriptor, first.size, opts)
     nworkers, sizing_info = sizing.choose(sources, len(cpus), genesis, opts, cost)
+    if opts.window_ios is None:
+        opts.window_ios = sizing.window_ios(sizing_info.get("peak_iops"))
     by_slot = {}
     for s in sources:
         by_slot.setdefault(s.cpu % nworkers, []).append(s)
@@ -660,18 +662,16 @@ def _largest(lanes, opts):
 
 def _keep_off_workers(lanes):
     """Run the parent (feeder and collector) on the CPUs no worker is pinned to, if there are any: it would
-    otherwise take turns with a worker on its CPU. And as SCHED_BATCH at nice PARENT_NICE: its work only has to
-    keep the windows ahead (they hold up to 2 s), so the kernel threads that finish the workers' IOs on the same
-    CPU go first."""
+    otherwise take turns with a worker on its CPU. And as SCHED_BATCH: its work only has to keep the windows
+    ahead (they hold up to 2 s), so it does not preempt, on waking, the kernel threads that finish the workers'
+    IOs on the same CPU."""
     free = set(_cpus()) - {lane.cpu for lane in lanes}
     if free:
         os.sched_setaffinity(0, free)
-    if os.environ.get("BLKFLEET_PARENT_BATCH", "1") == "1":
-        try:
-            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
-            os.nice(PARENT_NICE)
-        except (OSError, AttributeError):
-            pass
+    try:
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    except (OSError, AttributeError):
+        pass
 
 
 def _window_info(lanes):

@@ -39,10 +39,13 @@ from .window import (
     W_NBYTES,
     W_OFFSET,
     W_OP_FD,
+    WINDOW_IOS,
     Window,
 )
 
 LOAD = 1.0
+WINDOW_LEAD_NS = 1_000_000_000
+WINDOW_IOS_HIGH = 1 << 18
 SAMPLE_NS = 1_000_000_000
 SAMPLE_IOS = 32768
 PEAK_WINDOW_NS = 100_000_000
@@ -116,6 +119,16 @@ def read_ahead(sources, genesis, acc):
     """Have every source read the trace's first SAMPLE_NS (as replayed), at most SAMPLE_IOS IOs each."""
     for s in sources:
         s.read_until(genesis + int(SAMPLE_NS * acc), SAMPLE_IOS)
+
+
+def window_ios(peak_iops):
+    """How many IOs a window holds: WINDOW_IOS, or at the busiest worker's peak rate, WINDOW_LEAD_NS of IOs (up to
+    WINDOW_IOS_HIGH): the feeder, in the parent, may lose its CPU for a while on a busy host without a worker's
+    window running dry."""
+    n = WINDOW_IOS
+    while peak_iops and n < WINDOW_IOS_HIGH and n < peak_iops * WINDOW_LEAD_NS / 1e9:
+        n *= 2
+    return n
 
 
 def choose(sources, ncpus, genesis, opts, cost_ns=None):
