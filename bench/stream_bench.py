@@ -34,6 +34,7 @@ from synth_trace import write
 from blkfleet.report import svg
 
 BTREPLAY = shutil.which("btreplay") or "/usr/sbin/btreplay"
+STUCK_S = 30
 
 
 def _tree(pid):
@@ -89,10 +90,15 @@ def run(cmd, device, timeout):
     watcher.start()
     peak_rss = peak_pss = 0
     n = 0
+    progress, moved = _diskstats(name)[0], time.monotonic()
     try:
         while proc.poll() is None:
-            if time.monotonic() - started > timeout:
-                proc.kill()  # btreplay 1.2 can hang at exit
+            now = time.monotonic()
+            reads = _diskstats(name)[0]
+            if reads != progress:
+                progress, moved = reads, now
+            if now - started > timeout or now - moved > STUCK_S:
+                proc.kill()  # btreplay 1.2 can hang (at exit, or before): no IO for STUCK_S seconds
                 break
             pids = _tree(proc.pid)
             peak_rss = max(peak_rss, sum(_field(f"/proc/{p}/status", "VmRSS:") for p in pids))

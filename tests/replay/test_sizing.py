@@ -62,3 +62,9 @@ def test_c_and_no_stall(tmp_path):
     assert sizing.choose(sources, 2, g, opts(cpus=1), cost_ns=10_000)[0] == 1
     n, info = sizing.choose(sources, 2, g, opts(no_stall=True), cost_ns=None)
     assert n == 1 and info["chosen_by"] == "-N"
+
+
+def test_window_size_follows_the_peak_rate():
+    assert sizing.window_ios(None) == sizing.window_ios(1000) == 65536
+    assert sizing.window_ios(100_000) == 131072 and sizing.window_ios(200_000) == 262144
+    assert sizing.window_ios(10 ** 7) == sizing.WINDOW_IOS_HIGH
