@@ -534,7 +534,6 @@ def _replay(opts, lease, armed):
 
 
 def _replay_onto(opts, lease, sources, targets, armed):
-    global _raising
     target_of = {t.recorded: i for i, t in enumerate(targets)}
     for s in sources:
         s.target = target_of[s.device]
