@@ -9,12 +9,13 @@ from array import array
 import pytest
 
 from blkfleet.errors import BlkfleetError
-from blkfleet.replay.feed import Feeder, Lane, genesis_of, open_sources
+from blkfleet.replay.feed import PUMP_GROW, Feeder, Lane, genesis_of, open_sources
 from blkfleet.replay.window import (
     END,
     FED,
     FREED,
     IOCB_WORDS,
+    ISSUED,
     LEAD,
     NOT_YET,
     SPECIALS,
@@ -150,14 +151,14 @@ def test_the_window_holds_no_io_due_beyond_its_time(tmp_path):
     write_native(tmp_path / "sda.replay.0", [(1_000_000 * k, 8 * k, 4096, READ) for k in range(10_000)], bunch=100)
     feeder, lane = feeder_for(tmp_path, ["sda"])
     ctl = lane.window.control
-    feeder.pump(0)
+    feeder.pump(0, budget=1 << 20)
     dues = [g[1] for g in drain(lane)]
     assert max(dues) <= WINDOW_NS < max(dues) + 1_000_000 and len(dues) == 2001
     assert WINDOW_NS - 1_000_000 <= ctl[LEAD] <= WINDOW_NS
-    feeder.pump(5_000_000_000)
+    feeder.pump(5_000_000_000, budget=1 << 20)
     dues = [g[1] for g in drain(lane)]
     assert dues[0] == WINDOW_NS + 1_000_000 and dues[-1] == 7_000_000_000
-    feeder.pump(20_000_000_000)
+    feeder.pump(20_000_000_000, budget=1 << 20)
     assert ctl[END] == ctl[FED] == 10_000 and ctl[LEAD] == NOT_YET
 
 
@@ -171,6 +172,18 @@ def test_hundreds_of_targets(tmp_path):
     got = drain(lane)
     assert [g[2] for g in got] == list(range(300))
     assert [g[3] for g in got] == [4096 * d for d in range(300)]
+
+
+def test_a_pump_writes_about_what_the_worker_took(tmp_path):
+    """Without a budget, a pump writes what the worker submitted since the last one, and PUMP_GROW more."""
+    write_native(tmp_path / "sda.replay.0", [(1000 * k, 8 * k, 4096, READ) for k in range(20000)], bunch=64)
+    feeder, lane = feeder_for(tmp_path, ["sda"])
+    ctl = lane.window.control
+    feeder.pump(0)
+    assert ctl[FED] == PUMP_GROW
+    ctl[ISSUED] = 1500  # the worker took 1,500
+    feeder.pump(0)
+    assert ctl[FED] == 2 * PUMP_GROW + 1500
 
 
 def test_skipped_and_special_ios(tmp_path):

@@ -37,6 +37,7 @@ from .window import (
     FED,
     FREED,
     IOCB_WORDS,
+    ISSUED,
     LEAD,
     NOT_YET,
     SPECIALS,
@@ -51,6 +52,7 @@ from .window import (
 
 SKIP = 0xFF  # issued op of an IO that is not replayed (without -W: discard, flush, write-zeroes)
 PUMP_IOS = 16384  # IOs one pump writes into one window at most (bounds the time a pump takes: ~20 ms)
+PUMP_GROW = 2048  # IOs a pump writes beyond what the worker took since the last one (the window fills up)
 _CMD = {READ: CMD_PREAD, WRITE: CMD_PWRITE, FLUSH: CMD_FDSYNC, DISCARD: CMD_SPECIAL, WRITE_ZEROES: CMD_SPECIAL}
 _KEY_BITS = 22  # merge keys: time offset << 22 | position among the IOs being merged
 
@@ -229,6 +231,7 @@ class Lane:
         self.next = 0
         self.ended = False
         self.skipped = Counter()
+        self.taken = 0  # the worker's ISSUED at the last pump
         self.kinds = window.kinds  # (target, op) of the IOs written (the collector's fast path: only one)
         self.largest_read = self.largest_write = 0
         self.ios = 0
@@ -268,13 +271,20 @@ class Feeder:
             lane.ios = 0
             lane.window.control[END] = NOT_YET
 
-    def pump(self, now_ns, budget=PUMP_IOS):
+    def pump(self, now_ns, budget=None):
         """Fill every window with the IOs due up to ``now_ns + WINDOW_NS`` (``now_ns``: ns after the iteration's
-        start; before it, 0), at most ``budget`` IOs each; returns the IOs written."""
+        start; before it, 0); returns the IOs written. At most ``budget`` IOs each; by default about what its
+        worker took since the last pump, and PUMP_GROW more: the work comes in a steady trickle, not in bursts
+        that would take the CPU from the kernel threads finishing the workers' IOs."""
         written = 0
         for lane in self.lanes:
             if not lane.ended:
-                written += self._fill(lane, None if self.no_stall else now_ns + WINDOW_NS, budget)
+                most = budget
+                if most is None:
+                    taken = lane.window.control[ISSUED]
+                    most = min(PUMP_IOS, taken - lane.taken + PUMP_GROW)
+                    lane.taken = taken
+                written += self._fill(lane, None if self.no_stall else now_ns + WINDOW_NS, most)
         return written
 
     # -- one window -----------------------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ STOP_GRACE_S = 2.0  # after a stop, a worker has this long (its IOs in flight: a
 READY_TIMEOUT_S = 60.0
 POLL_S = 0.1  # the parent looks at signals, its lease and its workers at least this often
 TICK_S = 0.01  # while workers run: and feeds their windows and collects their completions this often
-PRIME_IOS = 16384  # IOs written into each window before the start (the rest while the replay runs)
+PRIME_IOS = 65536  # IOs written into each window before the start (the rest while the replay runs)
 PR_SET_PDEATHSIG = 1
 
 
