@@ -24,7 +24,7 @@ from .window import FREED, ISSUED, LOG_TAIL, W_NBYTES, W_OFFSET, read_log
 
 
 class _Slots:
-    """The collector's state of one window: @tail (completion log bytes read), @flags (1 per completed slot not
+    """The collector's state of one window: @tail (completion log events read), @flags (1 per completed slot not
     yet freed), @freed (the FREED cursor), @submitted (IOs whose submission is folded)."""
 
     def __init__(self, window):
@@ -37,7 +37,7 @@ class _Slots:
 class Collector:
     """@summaries: (iteration, target) -> Summary; @timeline; @lost ([count, first message] of IOs that did not
     come back after a stop, tied to no device); @first_submit and @last_completion (CLOCK_MONOTONIC ns of the
-    first IO submitted and of the last completion seen); @folded (IOs folded)."""
+    first IO submitted and of the last completion seen); @folded (completions folded)."""
 
     def __init__(self, windows, targets, late_threshold_ns, iolog=None, never_early=True):
         self.never_early = never_early  # no IO is sent before it is due (timed, no batch window): lateness >= 0

@@ -9,12 +9,12 @@ only its own fields:
 - the worker submits slot ranges straight from there (one ``io_submit`` on the fixed pointer array, however
   many IOs), stamps each IO's submit time, and copies the completion events it reaps, as the kernel wrote
   them, into the completion log, their completion time stamped over a field it does not need;
-- the collector (in the parent) reads the completion log, folds each IO into the streaming summaries, and
-  publishes ``FREED``: every slot below it may be written again.
+- the collector (in the parent) folds the IOs submitted (below ``ISSUED``) and those completed (the completion
+  log) into the streaming summaries, and publishes ``FREED``: every slot below it may be written again.
 
 IO ``k`` (an absolute count from the first IO of the replay, over all iterations) lives in slot ``k & mask``.
-The window never holds more than ``WINDOW_IOS`` IOs, nor IOs due more than ``WINDOW_NS`` after the worker's
-current time (the feeder stops there), and its size in bytes is fixed when it is made (``size_bytes``).
+The window never holds more than its ``capacity`` of IOs, nor IOs due more than ``WINDOW_NS`` after the
+worker's current time (the feeder stops there), and its size in bytes is fixed when it is made (``size_bytes``).
 
 Cursors are 8-byte aligned words, each written by one party only, always after the data they publish. That
 order is what x86-64 (TSO) guarantees another CPU sees; the parent and worker also exchange pipe messages at
@@ -25,7 +25,7 @@ import ctypes
 import mmap
 from array import array
 
-WINDOW_IOS = 1 << 16  # IOs in a window at most (a power of two; --window-ios)
+WINDOW_IOS = 1 << 16  # IOs a window holds at most, by default (sizing.window_ios: more for a fast trace; --window-ios)
 MIN_WINDOW_IOS, MAX_WINDOW_IOS = 1 << 6, 1 << 22
 WINDOW_NS = 2_000_000_000  # and at most this far ahead of the worker's time
 MAX_IO_BYTES = 1 << 32  # larger than any IO (a u32 length): the IO buffers reserve this much address space
@@ -51,9 +51,9 @@ END = 1  # feeder: index after the current iteration's last IO; NOT_YET until th
 FREED = 2  # collector: slots below this index are folded and free
 ISSUED = 3  # worker: IOs it has submitted (its next index)
 SPECIALS = 4  # feeder: entries written to the special-IO list (absolute)
-LOG_HEAD = 5  # worker: bytes written to the completion log (absolute)
-LOG_TAIL = 6  # collector: bytes read from the completion log (absolute)
-STALLS = 7  # worker: times it found no IO left in the window before the iteration's end
+LOG_HEAD = 5  # worker: events written to the completion log (absolute)
+LOG_TAIL = 6  # collector: events read from the completion log (absolute)
+STALLS = 7  # worker: times its window ran dry before the iteration's end while an IO could be due
 STALL_NS = 8  # worker: time spent so
 LOG_FULL = 9  # worker: times the completion log had no room (events kept until it had; see LogWriter)
 LEAD = 10  # feeder: every IO due up to this time (ns after the iteration's start) is in the window
