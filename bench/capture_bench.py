@@ -32,7 +32,6 @@ VARIANTS = {
     "ftrace-events": ["--backend", "ftrace", "--mode", "events"],
     "ftrace-raw-splice": ["--backend", "ftrace", "--mode", "raw"],
     "ftrace-raw-read": ["--backend", "ftrace", "--mode", "raw", "--no-splice"],
-    "ftrace-pipe": ["--backend", "ftrace", "--mode", "pipe"],
     "blktrace": ["--backend", "blktrace"],
 }
 

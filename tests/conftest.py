@@ -60,11 +60,11 @@ def tracer():
     skip_unless_ftrace()
     lock = tracefs.TracerLock().acquire(timeout=60)
     try:
-        tracefs.restore(lock=lock)
+        tracefs.recover_tracer(lock=lock)
         yield lock
     finally:
         try:
-            tracefs.restore(lock=lock)
+            tracefs.recover_tracer(lock=lock)
         finally:
             lock.release()
 

@@ -27,6 +27,7 @@ ERRORS = {
     "tracer_busy": (BAD_INPUT, "another capture holds the machine's ftrace tracer"),
     "already_running": (BAD_INPUT, "a capture or replay of another run is in progress there"),
     "capture_failed": (BAD_INPUT, "the capture failed while it ran; its summary (the result) says how far it got"),
+    "transfer_failed": (BAD_INPUT, "a transfer over the network failed: refused (HTTP status), no answer or cut off"),
     "events_dropped": (EVENTS_DROPPED, "the kernel dropped events: the trace is incomplete"),
     "io_errors": (IO_ERRORS, "the replay ran to its end and some IOs failed"),
     "lease_expired": (CONTROLLER_GONE, "the replay's lease was not renewed in time: stopped, partial results"),

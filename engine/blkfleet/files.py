@@ -110,30 +110,63 @@ def open_append(path, mode=0o644):
     return fd
 
 
-def atomic_write(path, data, mode=0o644):
-    """Replace ``path`` with ``data`` (bytes or str) at once: a new file beside it, synced, then renamed over
-    it (a link at ``path`` is replaced, never followed). A failure leaves ``path`` as it was."""
-    if isinstance(data, str):
-        data = data.encode()
-    directory, base = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(directory, f".{base}.{os.urandom(6).hex()}.tmp")
-    fd = create_new(tmp, mode)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-        os.close(fd)
-        fd = None
-        os.replace(tmp, path)
-    except BaseException:
-        if fd is not None:
-            os.close(fd)
+class atomic_file:
+    """A new file beside ``path`` that replaces it at the end of a ``with`` block that raised nothing: written,
+    synced, then renamed over it (a link at ``path`` is replaced, never followed); its mode is ``mode``, whatever
+    the umask. If the block raises, the new file is removed and ``path`` stays as it was. For content written
+    piece by piece (a bundle, a replay file); ``atomic_write`` for bytes at hand. ``sync``: flush it to the disk
+    before the rename (off for large outputs that can be made again, such as replay files).
+
+    >>> with atomic_file("out.tar", 0o644) as f:
+    ...     f.write(b"...")
+    """
+
+    def __init__(self, path, mode=0o644, sync=True):
+        directory, base = os.path.split(os.path.abspath(path))
+        self.path = path
+        self.tmp = os.path.join(directory, f".{base}.{os.urandom(6).hex()}.tmp")
+        self.mode = mode
+        self.sync = sync
+        self.file = None
+
+    def __enter__(self):
+        fd = create_new(self.tmp, self.mode)
+        self.file = os.fdopen(fd, "wb")
+        os.fchmod(fd, self.mode)
+        return self.file
+
+    def __exit__(self, kind, value, tb):
         try:
-            os.unlink(tmp)
+            if kind is None:
+                self.file.flush()
+                if self.sync:
+                    os.fsync(self.file.fileno())
+            self.file.close()
+            if kind is None:
+                try:
+                    os.replace(self.tmp, self.path)
+                except OSError as e:
+                    raise BlkfleetError(f"{self.path}: cannot put the new file in place: {e.strerror}") from None
+                return
+        except BaseException:
+            self._discard()
+            raise
+        self._discard()
+
+    def _discard(self):
+        if not self.file.closed:
+            self.file.close()
+        try:
+            os.unlink(self.tmp)
         except OSError:
             pass
-        raise
+
+
+def atomic_write(path, data, mode=0o644):
+    """Replace ``path`` with ``data`` (bytes or str) at once (``atomic_file``). A failure leaves ``path`` as it
+    was."""
+    with atomic_file(path, mode) as f:
+        f.write(data.encode() if isinstance(data, str) else data)
 
 
 def write_json_file(path, doc, mode=0o644):

@@ -1,4 +1,5 @@
-"""Small exact statistics shared by the commands: percentiles and mean absolute percentage error.
+"""Small exact statistics shared by the commands: mean, sample variance, median, percentiles and mean absolute
+percentage error.
 
 Percentile definitions (``p`` in percent, 0..100, over the n values sorted ascending, x[0] .. x[n-1]):
 
@@ -14,6 +15,28 @@ Everything is exact (a full sort, no histogram); an empty input gives None.
 import math
 
 METHODS = ("linear", "nearest")
+
+
+def mean(xs):
+    """The arithmetic mean of a non-empty sequence."""
+    return sum(xs) / len(xs)
+
+
+def variance(xs):
+    """Sample variance (n - 1 denominator); 0 for fewer than two values."""
+    n = len(xs)
+    if n < 2:
+        return 0.0
+    m = mean(xs)
+    return sum((x - m) ** 2 for x in xs) / (n - 1)
+
+
+def median(xs):
+    """The middle value of a non-empty iterable, the mean of the two middle ones for an even count (the
+    ``linear`` 50th percentile, computed as that mean)."""
+    s = sorted(xs)
+    n = len(s)
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
 
 
 def percentiles_sorted(values, ps, method="linear"):

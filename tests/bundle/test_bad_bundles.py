@@ -6,10 +6,10 @@ import os
 import tarfile
 
 import pytest
-from bundle_helpers import members, write_tar
 
 from blkfleet.bundle import manifest as mf
 from blkfleet.cli import main
+from helpers.bundles import members, write_tar
 
 
 def run(capsys, *argv):
@@ -71,11 +71,11 @@ def test_manifest_breaking_the_schema(bundle_file, tmp_path, capsys):
 def test_newer_format_version(bundle_file, tmp_path, capsys):
     entries = members(bundle_file)
     m = json.loads(entries[0][1])
-    m["format_version"] = 3
+    m["format_version"] = 4
     m["bundle_id"] = mf.bundle_id(m)
     entries[0] = (entries[0][0], mf.encode(m))
     check_refused(capsys, write_tar(tmp_path / "b", entries), tmp_path,
-                  "bundle format version 3 is newer than this engine's (2)")
+                  "bundle format version 4 is newer than this engine's (3)")
 
 
 @pytest.mark.parametrize("keep", [100, 700, 3000, 200_000, -10_240 - 600, -10_240 - 1])

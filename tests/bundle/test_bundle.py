@@ -7,11 +7,12 @@ import shutil
 import tarfile
 
 import pytest
-from bundle_helpers import DATA, manifest_of, members, record
 
 from blkfleet.bundle import manifest as mf
 from blkfleet.bundle import pack
 from blkfleet.cli import main
+from helpers import DATA
+from helpers.bundles import manifest_of, members, record
 
 
 def test_round_trip_cli(tmp_path, native_dir, capsys):
@@ -56,7 +57,7 @@ def test_manifest_content(bundle_file, native_dir):
     assert m["source_host"] == "src1"
     (dev,) = m["devices"]
     assert dev["name"] == "loop1" and dev["dev"] == "7:1"
-    assert dev["size"] == 134217728 and dev["logical_block_size"] is None  # meta.json has no block size
+    assert dev["size"] == 134217728 and dev["logical_block_size"] == 512  # from capture.json
     assert dev["cpus"] == 2 and dev["ios"] == 2000 and dev["bytes"] == 8192000
     assert dev["ops"]["read"]["ios"] + dev["ops"]["write"]["ios"] == 2000
     assert m["record"] == {"format": "native", "max_pkts": 64, "summary": True, "options": None,
@@ -113,7 +114,7 @@ def test_btrecord_files(tmp_path, engine):
     m = pack.create(str(out), str(src), ("loop1",), trace_dir=str(DATA / "fs"), engine=engine)
     assert {f["format"] for f in m["files"]} == {"btrecord"}
     assert m["record"]["format"] == "btrecord" and m["record"]["max_pkts"] is None
-    assert m["devices"][0]["dev"] == "7:1"  # btrecord files have no dev_t: taken from the traces/meta
+    assert m["devices"][0]["dev"] == "7:1"  # btrecord files have no dev_t: taken from the traces
     assert m["totals"]["ops"]["discard"]["ios"] == 0  # btrecord turns discards into writes
     assert pack.verify(str(out)) == m
 
@@ -135,7 +136,7 @@ def test_capture_json_gives_block_size_and_host(tmp_path, native_dir, engine):
     trace = tmp_path / "trace"
     trace.mkdir()
     (trace / "capture.json").write_text(json.dumps({
-        "host": "db7", "devices": {"loop1": {"dev": "7,1", "size": 1 << 30, "logical_block_size": 4096}}}))
+        "host": "db7", "block_devices": {"loop1": {"dev": "7:1", "size": 1 << 30, "logical_block_size": 4096}}}))
     m = pack.create(str(tmp_path / "b"), str(native_dir), ("loop1",), trace_dir=str(trace), engine=engine)
     assert m["source_host"] == "db7"
     assert m["devices"][0] | {"ops": None} == {
@@ -144,11 +145,11 @@ def test_capture_json_gives_block_size_and_host(tmp_path, native_dir, engine):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["-d", "{missing}", "loop1"], "replay directory does not exist"),
+    (["-d", "{missing}", "loop1"], "argument -d/--input-directory: no such directory"),
     (["-d", "{native}"], "no device given"),
     (["-d", "{native}", "sdz"], "no sdz.replay.N files"),
     (["-d", "{native}", "-i", "../x", "loop1"], "invalid input base"),
-    (["-d", "{native}", "--trace-dir", "{missing}", "loop1"], "trace directory does not exist"),
+    (["-d", "{native}", "--trace-dir", "{missing}", "loop1"], "argument --trace-dir: no such directory"),
     (["-d", "{native}", "--record-json", "{badrec}", "loop1"], "the record summary says 1999"),
     (["-d", "{native}", "--record-json", "{data}/randmix/meta.json", "loop1"], "no \"files\" list"),
 ], ids=["no-dir", "no-dev", "unknown-dev", "bad-base", "no-trace-dir", "record-mismatch", "not-a-summary"])
@@ -197,7 +198,8 @@ def test_info_reads_only_the_manifest(bundle_file, tmp_path):
 
 
 def test_capture_stop_state_file(tmp_path, native_dir, engine):
-    """The capture.json that 'blkfleet capture stop' leaves: host, devices as names, summary.devices with dev."""
+    """The capture.json of an older 'blkfleet capture' (no block_devices): host, and dev from summary.devices;
+    other files of the directory (a test fixture's meta.json) are not read."""
     trace = tmp_path / "trace"
     trace.mkdir()
     (trace / "capture.json").write_text(json.dumps({
@@ -206,7 +208,7 @@ def test_capture_stop_state_file(tmp_path, native_dir, engine):
     (trace / "meta.json").write_text(json.dumps({"device": "loop1", "disk_size": 4096 * 1000, "host": "ignored"}))
     m = pack.create(str(tmp_path / "b"), str(native_dir), ("loop1",), trace_dir=str(trace), engine=engine)
     assert m["source_host"] == "src9"
-    assert (m["devices"][0]["dev"], m["devices"][0]["size"]) == ("7:1", 4096000)
-    (trace / "meta.json").write_text(json.dumps({"device": "loop1", "logical_block_size": "4k"}))
+    assert (m["devices"][0]["dev"], m["devices"][0]["size"]) == ("7:1", None)
+    (trace / "capture.json").write_text(json.dumps({"block_devices": {"loop1": {"logical_block_size": "4k"}}}))
     with pytest.raises(Exception, match="loop1 logical block size '4k' is not a positive integer"):
         pack.create(str(tmp_path / "c"), str(native_dir), ("loop1",), trace_dir=str(trace), engine=engine)

@@ -12,12 +12,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from bundle_helpers import DATA, PY39
 
 from blkfleet import __version__
 from blkfleet.bundle import pack
 from blkfleet.bundle.zipapp import SHEBANG, build_engine_pyz, engine_bytes, package_files, with_package_inits
 from blkfleet.cli import main
+from helpers import DATA
+from helpers.bundles import PY39
 
 ENGINE_SRC = Path(__file__).resolve().parents[2] / "engine" / "blkfleet"
 needs_py39 = pytest.mark.skipif(not os.access(PY39, os.X_OK),

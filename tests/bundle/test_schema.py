@@ -6,10 +6,10 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from bundle_helpers import manifest_of
 
 from blkfleet.bundle import schema as mini
 from blkfleet.bundle.manifest import SCHEMA_FILE
+from helpers.bundles import manifest_of
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "engine" / "blkfleet" / "schemas" / SCHEMA_FILE
 
@@ -43,7 +43,7 @@ def _set(doc, path, value):
 
 
 MUTATIONS = [
-    (("format_version",), 3),
+    (("format_version",), 4),
     (("format",), "tarball"),
     (("bundle_id",), "0" * 63),
     (("bundle_id",), KeyError),

@@ -6,10 +6,10 @@ import subprocess
 import time
 
 import pytest
-from capture_util import blkfleet
 
 from blkfleet.capture import blktrace, control, tracefs
 from blkfleet.errors import BlkfleetError
+from helpers.capture_cli import blkfleet
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def capture_dirs(tmp_path):
         pytest.skip("needs root")
     lock = tracefs.TracerLock().acquire(timeout=60)
     try:
-        tracefs.restore(lock=lock)
+        tracefs.recover_tracer(lock=lock)
     except BlkfleetError:
         pass
     lock.release()
@@ -41,7 +41,7 @@ def capture_dirs(tmp_path):
             _stop_left(path)
         lock = tracefs.TracerLock().acquire(timeout=60)
         try:
-            tracefs.restore(lock=lock)
+            tracefs.recover_tracer(lock=lock)
         finally:
             lock.release()
 

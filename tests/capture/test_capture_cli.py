@@ -10,12 +10,13 @@ import sys
 import time
 
 import pytest
-from capture_util import ENV, blkfleet, fio, json_out, need
 
 from blkfleet.capture import blktrace, control, state, tracefs
 from blkfleet.errors import BlkfleetError
 from blkfleet.process import process_start
 from blkfleet.replayfile import iter_ios, open_replay
+from helpers import ENV
+from helpers.capture_cli import blkfleet, fio, json_out, need
 
 pytestmark = pytest.mark.root
 
@@ -256,12 +257,36 @@ def test_fail_on_drops(loopdev, capture_dirs):
     assert any(s["overrun"] for s in summary["kernel"].values())
 
 
-def test_pipe_mode_captures_everything(loopdev, capture_dirs):
+def test_capture_json_gives_a_bundle_its_source_device(loopdev, capture_dirs, tmp_path):
+    """capture.json records each device's dev, size and logical block size when it starts (``block_devices``),
+    which ``bundle create --trace-dir`` puts in the manifest: no test fixture shape is read for it."""
+    need("fio")
+    dev = loopdev(48 << 20)
+    name = os.path.basename(dev)
+    out = capture_dirs()
+    rdev = os.stat(dev).st_rdev
+    facts = {"dev": f"{os.major(rdev)}:{os.minor(rdev)}", "size": 48 << 20, "logical_block_size": 512}
+    assert start(dev, out, "--backend", "ftrace")["block_devices"] == {name: facts}
+    fio("--name=b", f"--filename={dev}", rw="randwrite", iodepth=4, size="8M", number_ios=200)
+    assert stop(out)["block_devices"] == {name: facts}
+    replay = tmp_path / "replay"
+    replay.mkdir()
+    run = blkfleet("record", "-q", "-d", out, "-D", replay, name)
+    assert run.returncode == 0, run.stderr
+    run = blkfleet("bundle", "create", "-d", replay, "-o", tmp_path / "b.bundle", "--trace-dir", out,
+                   "--json", "-", name)
+    assert run.returncode == 0, run.stderr
+    (device,) = json.loads(run.stdout)["result"]["devices"]
+    assert (device["dev"], device["size"], device["logical_block_size"]) == (facts["dev"], 48 << 20, 512)
+
+
+def test_retired_pipe_mode_is_raw(loopdev, capture_dirs):
+    """--mode pipe (the former trace_pipe mode) still starts: as raw, the same blk tracer records."""
     need("fio")
     dev = loopdev(32 << 20)
     out = capture_dirs()
     doc = start(dev, out, "--backend", "ftrace", "--mode", "pipe")
-    assert doc["mode"] == "pipe"
+    assert doc["mode"] == "raw" and doc["options"]["mode"] == "pipe"
     fio("--name=p", f"--filename={dev}", rw="randrw", iodepth=8, size="16M", number_ios=2000)
     summary = stop(out, "--fail-on-drops")
     assert summary["queued"] == 2000 and summary["skipped_bytes"] == 0

@@ -12,10 +12,10 @@ import subprocess
 import time
 
 import pytest
-from capture_util import blkfleet, json_out, need
 
 from blkfleet.capture import control
 from helpers.adhoc import REPO, ansible_bin, ansible_env, run_adhoc
+from helpers.capture_cli import blkfleet, json_out, need
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 

@@ -11,9 +11,9 @@ import subprocess
 import time
 
 import pytest
-from capture_util import blkfleet, fio, json_out, need
 
 from blkfleet.process import process_start
+from helpers.capture_cli import blkfleet, fio, json_out, need
 
 pytestmark = pytest.mark.root
 NOBODY = 65534

@@ -62,6 +62,10 @@ def page(events, ts, missed=None):
     return body + b"\0" * (4096 - len(body))
 
 
+def page_records(data, blk_type, stats):
+    return rawpages.BlkDecoder(blk_type, LAYOUT.byteorder).records(data, LAYOUT, stats, None)
+
+
 def expected(*records):
     w = TraceWriter(io.BytesIO())
     return b"".join(w.encode(r._replace(sequence=0)) for r in records)
@@ -76,25 +80,25 @@ def test_page_event_kinds():
     events = [small(entry(r1), 1000 - 900), small(other, 0), small(entry(r2), 5), padding(12), extend((5 << 27) + 9),
               small(entry(r3), 0), stamp((1 << 40) + 100), large(entry(r4), 23)]
     stats = rawpages.PageStats()
-    out = rawpages.page_records(page(events, 900), LAYOUT, BLK, stats)
+    out = page_records(page(events, 900), BLK, stats)
     assert out == expected(r1, r2, r3, r4)
     assert (stats.pages, stats.events, stats.records, stats.other, stats.missed_reports) == (1, 5, 4, 1, 0)
 
 
 def test_unknown_blk_type_accepts_blk_sized_entries():
     stats = rawpages.PageStats()
-    out = rawpages.page_records(page([small(entry(rec(7)), 7)], 0), LAYOUT, None, stats)
+    out = page_records(page([small(entry(rec(7)), 7)], 0), None, stats)
     assert out == expected(rec(7))
 
 
 def test_null_padding_ends_page_and_missed_counts():
     events = [small(entry(rec(10)), 10), struct.pack("<II", 29, 0)]
     stats = rawpages.PageStats()
-    out = rawpages.page_records(page(events, 0, missed=42), LAYOUT, BLK, stats)
+    out = page_records(page(events, 0, missed=42), BLK, stats)
     assert out == expected(rec(10))
     assert (stats.missed_reports, stats.missed_events) == (1, 42)
     stats = rawpages.PageStats()
-    rawpages.page_records(page([], 0, missed=0), LAYOUT, BLK, stats)
+    page_records(page([], 0, missed=0), BLK, stats)
     assert (stats.missed_reports, stats.missed_events) == (1, 0)
 
 
@@ -102,7 +106,7 @@ def test_corrupt_commit_is_counted_not_fatal():
     bad = bytearray(page([small(entry(rec(1)), 1)], 0))
     struct.pack_into("<Q", bad, 8, 5000)
     stats = rawpages.PageStats()
-    assert rawpages.page_records(bytes(bad), LAYOUT, BLK, stats) == b""
+    assert page_records(bytes(bad), BLK, stats) == b""
     assert stats.bad_pages == 1
 
 
@@ -116,7 +120,8 @@ def test_convert_per_cpu_files(tmp_path):
         + b"\1\2\3"  # an interrupted page write: ignored
     )
     (raw / "cpu2").write_bytes(page([small(entry(rec(50, cpu=2)), 50)], 0))
-    summary = rawpages.convert({0: str(raw / "cpu0"), 2: str(raw / "cpu2")}, tmp_path / "out", LAYOUT, BLK,
+    decoder = rawpages.BlkDecoder(BLK, LAYOUT.byteorder)
+    summary = rawpages.convert({0: str(raw / "cpu0"), 2: str(raw / "cpu2")}, tmp_path / "out", LAYOUT, decoder,
                                ncpus=1, names={SDA: "sda"}, extra_drops={0: 3, 2: 7})
     out = tmp_path / "out"
     assert sorted(os.listdir(out)) == ["sda.blktrace.0", "sda.blktrace.1", "sda.blktrace.2"]

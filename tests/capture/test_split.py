@@ -1,4 +1,4 @@
-"""The trace_pipe splitter, on synthetic streams built with TraceWriter."""
+"""The record splitter, on synthetic streams built with TraceWriter."""
 
 import io
 import os
@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from blkfleet.capture.split import Splitter, device_name, split_stream
+from blkfleet.capture.split import Splitter, device_name
 from blkfleet.errors import TraceFormatError
 from blkfleet.trace import TraceReader, TraceRecord, TraceWriter
 
@@ -30,13 +30,21 @@ def encode(*records):
     return b"".join(w.encode(r) for r in records)
 
 
-def lost(cpu, count=None):
-    text = f"CPU:{cpu} [LOST {count} EVENTS]\n" if count is not None else f"CPU:{cpu} [LOST EVENTS]\n"
-    return text.encode()
+def split_stream(chunks, outdir, lost=(), **options):
+    """Split byte chunks into ``outdir``, then account ``lost`` [(cpu, events)]; the summary."""
+    with Splitter(outdir, **options) as splitter:
+        for chunk in chunks:
+            splitter.feed(chunk)
+        for cpu, events in lost:
+            splitter.add_lost(cpu, events)
+    return splitter.summary()
+
+
+LOST = [(1, 42), (0, 0)]
 
 
 def sample():
-    """A stream over two devices and two CPUs, with payloads, a notify and two LOST lines."""
+    """A stream over two devices and two CPUs, with payloads and a notify (and LOST: drops of both CPUs)."""
     records = [
         rec(100, 0, Q_WRITE, sector=8),
         rec(110, 0, GETRQ, sector=8),
@@ -46,8 +54,7 @@ def sample():
         rec(150, 1, COMPLETE, sector=8),
         rec(160, 0, Q_READ, sector=64, nbytes=512),
     ]
-    stream = encode(*records[:3]) + lost(1, 42) + encode(*records[3:6]) + lost(0) + encode(records[6])
-    return stream, records
+    return encode(*records), records
 
 
 def chunks(data, sizes):
@@ -95,14 +102,14 @@ def check_sample(outdir, summary, records):
 
 def test_split_whole_stream(tmp_path):
     stream, records = sample()
-    summary = split_stream([stream], tmp_path, ncpus=2, names=NAMES)
+    summary = split_stream([stream], tmp_path, LOST, ncpus=2, names=NAMES)
     check_sample(tmp_path, summary, records)
 
 
 @pytest.mark.parametrize("size", [1, 3, 5, 47, 48, 49, 50, 97, 200])
 def test_split_any_chunking(tmp_path, size):
     stream, records = sample()
-    summary = split_stream(chunks(stream, [size] * len(stream)), tmp_path, ncpus=2, names=NAMES)
+    summary = split_stream(chunks(stream, [size] * len(stream)), tmp_path, LOST, ncpus=2, names=NAMES)
     check_sample(tmp_path, summary, records)
 
 
@@ -112,31 +119,13 @@ def test_split_random_chunking(tmp_path):
     for i in range(20):
         sizes = [rng.randint(1, 120) for _ in range(len(stream))]
         out = tmp_path / str(i)
-        check_sample(out, split_stream(chunks(stream, sizes), out, ncpus=2, names=NAMES), records)
+        check_sample(out, split_stream(chunks(stream, sizes), out, LOST, ncpus=2, names=NAMES), records)
 
 
-def test_lost_line_cut_inside_and_around(tmp_path):
-    line = lost(1, 7)
-    stream = encode(rec(1, 1)) + line + encode(rec(2, 1))
-    cut = 48 + 9
-    summary = split_stream([stream[:cut], stream[cut:cut + 1], stream[cut + 1:]], tmp_path, ncpus=2,
-                           names=NAMES)
-    assert summary["lost"] == {"1": {"events": 7, "reports": 1}}
-    assert summary["devices"]["sda"]["queued"] == 2
-    assert summary["skipped_bytes"] == 0
-
-
-def test_resync_skips_garbage(tmp_path):
-    junk1 = b"\x00garbage CPU:x\n"
-    junk2 = b"tae\x07" + b"CPU:1 [LOST many EVENTS]\n"
-    stream = encode(rec(1, 0)) + junk1 + encode(rec(2, 0)) + junk2 + encode(rec(3, 1)) + b"zz"
-    summary = split_stream(chunks(stream, [5] * 100), tmp_path, ncpus=2, names=NAMES)
-    assert summary["skipped_bytes"] == len(junk1) + len(junk2) + 2
-    assert summary["devices"]["sda"]["queued"] == 3
-    assert summary["lost"] == {}
-    files = read_dir(tmp_path)
-    assert [r.time for r in files["sda.blktrace.0"]] == [1, 2]
-    assert [r.sequence for r in files["sda.blktrace.1"]] == [1]
+def test_bytes_that_are_no_record_are_refused(tmp_path):
+    stream = encode(rec(1, 0)) + b"\x00garbage CPU:1 [LOST 5 EVENTS]\n" + b"\0" * 48 + encode(rec(2, 0))
+    with pytest.raises(TraceFormatError, match="offset 48: not a v7 record"):
+        split_stream(chunks(stream, [5] * 100), tmp_path, ncpus=2, names=NAMES)
 
 
 def test_truncated_tail_is_skipped(tmp_path):
@@ -147,7 +136,7 @@ def test_truncated_tail_is_skipped(tmp_path):
 
 
 def test_empty_files_up_to_highest_cpu(tmp_path):
-    summary = split_stream([encode(rec(1, 3)), lost(5, 1)], tmp_path, ncpus=1, names=NAMES)
+    summary = split_stream([encode(rec(1, 3))], tmp_path, [(5, 1)], ncpus=1, names=NAMES)
     assert sorted(os.listdir(tmp_path)) == [f"sda.blktrace.{c}" for c in range(6)]
     assert summary["devices"]["sda"]["files"]["sda.blktrace.3"]["records"] == 1
     assert os.path.getsize(tmp_path / "sda.blktrace.0") == 0

@@ -22,11 +22,11 @@ import tempfile
 import time
 
 import pytest
-from capture_util import ENV
 
 from blkfleet import cli
 from blkfleet.capture import rundir, tracefs
 from blkfleet.process import process_start
+from helpers import ENV
 
 pytestmark = pytest.mark.root
 

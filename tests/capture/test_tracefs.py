@@ -6,12 +6,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 
 import pytest
 
 from blkfleet.capture import tracefs
-from blkfleet.capture.split import Splitter
+from blkfleet.capture.ftrace import BlkTracerCapture
 from blkfleet.errors import BlkfleetError
 
 ENGINE = os.path.join(os.path.dirname(__file__), "..", "..", "engine")
@@ -85,7 +84,7 @@ def test_state_snapshot_and_restore(tmp_path):
     for rel, text in [("tracing_on", "0"), ("current_tracer", "blk"), ("options/bin", "1"),
                       ("trace_clock", "local [mono]"), ("dev/act_mask", "queue")]:
         (tmp_path / rel).write_text(text)
-    tracefs.TracerState.load(str(saved)).restore()
+    tracefs.TracerState.load(str(saved)).write_back()
     assert (tmp_path / "current_tracer").read_text() == "nop"
     assert (tmp_path / "trace_clock").read_text() == "local"
     assert (tmp_path / "options/bin").read_text() == "0"
@@ -109,9 +108,9 @@ def test_buffer_sizes_compare_as_the_kernel_rounds_them(tmp_path):
     assert before.differences(tracefs.TracerState.snapshot(str(bigger), [])) == ["buffer_size_kb"]
     # Restoring leaves a size that is the same setting as it is (rewriting it would free and reallocate it).
     (used / "tracing_on").write_text("0")
-    tracefs.TracerState(str(used), before.values, {}).restore()
+    tracefs.TracerState(str(used), before.values, {}).write_back()
     assert (used / "buffer_size_kb").read_text() == "1410\n"  # not written
-    tracefs.TracerState(str(bigger), before.values, {}).restore()
+    tracefs.TracerState(str(bigger), before.values, {}).write_back()
     assert (bigger / "buffer_size_kb").read_text() == "1408"
 
 
@@ -148,24 +147,18 @@ def test_capture_counts_every_fio_io(tracer, loopdev, tmp_path):
     dev = loopdev(32 << 20)
     name, trace_dir = tracefs.device_trace_dir(dev)
     before = tracer_view([trace_dir])
-    capture = tracefs.configure([dev], act_mask="queue", clock="mono", lock=tracer)
+    capture = BlkTracerCapture([dev], tmp_path, act_mask="queue", clock="mono", lock=tracer).setup()
     try:
-        assert read(os.path.join(capture.tracing, "options", "bin")) == "1"
+        assert read(os.path.join(capture.tracer.tracing, "options", "bin")) == "1"
         assert read(os.path.join(trace_dir, "act_mask")) == "queue"
-        splitter = Splitter(tmp_path)
-        reader = threading.Thread(target=lambda: [splitter.feed(c) for c in capture.chunks()])
-        reader.start()
+        assert read(os.path.join(capture.tracer.tracing, "current_tracer")) == "blk"
         capture.start()
         ios = fio(dev, "--rw=randrw", "--bs=4k", "--ioengine=libaio", "--iodepth=8", "--size=16M",
                   "--number_ios=1500")
-        capture.stop()
-        reader.join(30)
-        assert not reader.is_alive()
     finally:
-        capture.restore()
-    summary = splitter.close()
+        summary = capture.finish()
     assert tracer_view([trace_dir]) == before
-    assert not os.path.exists(tracefs.state_path(tracer.path))
+    assert not os.path.exists(tracefs.snapshot_path(tracer.path))
     assert ios == 1500
     assert summary["devices"][name]["queued"] == ios
     assert summary["lost"] == {} and summary["skipped_bytes"] == 0
@@ -173,13 +166,13 @@ def test_capture_counts_every_fio_io(tracer, loopdev, tmp_path):
 
 
 CHILD = """
+import signal
 import sys
 from blkfleet.capture import tracefs
-cap = tracefs.configure([sys.argv[1]], act_mask="all", lock_path=sys.argv[2])
-cap.start()
+tracer = tracefs.configure([sys.argv[1]], act_mask="all", lock_path=sys.argv[2])
+tracer.start()
 print("ready", flush=True)
-for chunk in cap.chunks():
-    pass
+signal.pause()
 """
 
 
@@ -198,19 +191,19 @@ def test_killed_reader_is_restored_by_restore(tracer, loopdev, tmp_path):
         assert during["values"]["options/bin"] == "1"
         assert during["devices"][trace_dir]["enable"] == "1"
         with pytest.raises(tracefs.TracerBusy):
-            tracefs.restore(lock_path=lock_path)
+            tracefs.recover_tracer(lock_path=lock_path)
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait(10)
         child.stdout.close()
     assert tracer_view([trace_dir]) != before
-    assert tracefs.restore(lock_path=lock_path, timeout=5) is True
+    assert tracefs.recover_tracer(lock_path=lock_path, timeout=5) is True
     assert tracer_view([trace_dir]) == before
-    assert tracefs.restore(lock_path=lock_path) is False
+    assert tracefs.recover_tracer(lock_path=lock_path) is False
 
 
 @pytest.mark.root
 def test_configure_fails_cleanly_on_missing_device(tracer):
     with pytest.raises(BlkfleetError, match="no such block device: nosuchdisk9"):
         tracefs.configure(["nosuchdisk9"], lock=tracer)
-    assert not os.path.exists(tracefs.state_path(tracer.path))
+    assert not os.path.exists(tracefs.snapshot_path(tracer.path))

@@ -293,10 +293,10 @@ def _error_cases(tmp_path):
         "empty-file": ([zero, good], "no queued IOs"),
         "bad-magic": ([good, bad], "bad magic"),
         "truncated": ([cut, good], "truncated"),
-        "acc-zero": ([good, good, "-x", "0"], "must be a finite number > 0"),
-        "acc-negative": ([good, good, "--acc-factor=-2"], "must be a finite number > 0"),
+        "acc-zero": ([good, good, "-x", "0"], "argument -x/--acc-factor: must be a number > 0"),
+        "acc-negative": ([good, good, "--acc-factor=-2"], "must be a number > 0"),
         "acc-text": ([good, good, "-x", "fast"], "not a number"),
-        "acc-inf": ([good, good, "-x", "inf"], "must be a finite number > 0"),
+        "acc-inf": ([good, good, "-x", "inf"], "not a finite number"),
         "no-args": ([], "the following arguments are required"),
     }
 

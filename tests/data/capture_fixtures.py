@@ -2,11 +2,12 @@
 """Capture the real-kernel trace fixtures under tests/data/<workload>/ (run as root).
 
 Each workload runs on a fresh loop device over a sparse file on tmpfs while the ftrace blk tracer records
-every event type (act_mask all, trace_clock mono). The trace_pipe stream is split into
+every event type (act_mask all, trace_clock mono; the capture's raw mode). Its ring-buffer pages become
 ``<workload>/DEV.blktrace.CPU`` files (the real device name is kept) and ``<workload>/meta.json`` records
-the device, the commands, the kernel, the date and the counts. Needs fio, mkfs.ext4, fstrim, losetup.
+the device, the commands, the kernel, the date and the counts. Needs fio, mkfs.ext4, fstrim, losetup, and
+blkfleet importable (the project's venv).
 
-    sudo python3 tests/data/capture_fixtures.py [--out DIR] [workload ...]
+    sudo .venv/bin/python tests/data/capture_fixtures.py [--out DIR] [workload ...]
 """
 
 import argparse
@@ -18,15 +19,12 @@ import platform
 import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
-import threading
+
+from blkfleet.capture import tracefs
+from blkfleet.capture.foreground import traced
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "..", "..", "engine"))
-
-from blkfleet.capture import tracefs  # noqa: E402
-from blkfleet.capture.split import Splitter  # noqa: E402
 
 ACT_MASK = "all"
 CLOCK = "mono"
@@ -108,21 +106,14 @@ def capture(name, workdir, outdir):
     try:
         commands = WORKLOADS[name](dev, mnt)
         devname, _ = tracefs.device_trace_dir(dev)
-        rdev = os.stat(dev).st_rdev
-        dev_t = os.major(rdev) << 20 | os.minor(rdev)
         for old in glob.glob(os.path.join(outdir, "*.blktrace.*")):
             os.unlink(old)
-        splitter = Splitter(outdir, devices=[dev_t])
-        with tracefs.configure([dev], act_mask=ACT_MASK, clock=CLOCK) as cap:
-            reader = threading.Thread(target=lambda: [splitter.feed(c) for c in cap.chunks()])
-            reader.start()
-            cap.start()
-            try:
-                ios = run_workload(commands)
-            finally:
-                cap.stop()
-                reader.join()
-        summary = splitter.close()
+        scratch = os.path.join(workdir, f"{name}.capture")
+        with traced([dev], scratch, mode="raw", act_mask=ACT_MASK, clock=CLOCK) as summary:
+            ios = run_workload(commands)
+        for f in os.listdir(scratch):
+            if ".blktrace." in f:
+                shutil.move(os.path.join(scratch, f), os.path.join(outdir, f))
     finally:
         subprocess.run(["umount", mnt], capture_output=True)
         subprocess.run(["losetup", "-d", dev], check=True)

@@ -10,12 +10,12 @@ import random
 import tarfile
 
 import pytest
-from fuzzlib import CASES, SUBPROCESS_CASES, Fuzz, clear, mutate_bytes, mutate_json, scratch, subprocess_cases
 
 from blkfleet.bundle import manifest as mf
 from blkfleet.bundle import pack
 from blkfleet.cli import main
 from blkfleet.replayfile import native
+from helpers.fuzz import CASES, SUBPROCESS_CASES, Fuzz, clear, mutate_bytes, mutate_json, scratch, subprocess_cases
 
 DEVICE = "fz"
 ENGINE = b"engine stand-in\n"
@@ -43,12 +43,12 @@ def make_inputs(work):
                                  "bunches": 3, "ops": {"read": {"ios": 6, "bytes": 6 * 4096},
                                                        "write": {"ios": 6, "bytes": 6 * 4096}},
                                  "first_time_ns": 1_000_000, "last_time_ns": 3_000_300, "span_ns": 2_000_300})
-    capture = {"host": "src1", "devices": [DEVICE], "state": "stopped", "summary": {"devices": {DEVICE: {
-        "dev": "7,4", "size": 1 << 30, "logical_block_size": 512, "files": {}, "queued": 24}}}}
-    meta = {"device": DEVICE, "dev": "7,4", "disk_size": 1 << 30, "host": "h"}
+    capture = {"host": "src1", "devices": [DEVICE], "state": "stopped",
+               "block_devices": {DEVICE: {"dev": "7:4", "size": 1 << 30, "logical_block_size": 512}},
+               "summary": {"devices": {DEVICE: {"dev": "7,4", "files": {}, "queued": 24}}}}
     bundle = work / "seed.bundle"
     pack.create(str(bundle), str(replay), (DEVICE,), engine=ENGINE)
-    return replay, trace, summary, capture, meta, bundle
+    return replay, trace, summary, capture, bundle
 
 
 def tar_entries(bundle):
@@ -136,7 +136,7 @@ def tar_case(rng, seed_bytes, work):
 
 
 def create_case(rng, inputs, work):
-    replay, trace, summary, capture, meta, _bundle = inputs
+    replay, trace, summary, capture, _bundle = inputs
     clear(trace)
     argv = ["bundle", "create", "-d", replay, "-o", work / "out.bundle", DEVICE]
     which = rng.random()
@@ -144,8 +144,7 @@ def create_case(rng, inputs, work):
         (work / "rec.json").write_bytes(mutate_json(summary, rng))
         argv += ["--record-json", work / "rec.json"]
     else:
-        name, doc = rng.choice((("capture.json", capture), ("meta.json", meta)))
-        (trace / name).write_bytes(mutate_json(doc, rng))
+        (trace / "capture.json").write_bytes(mutate_json(capture, rng))
         argv += ["--trace-dir", trace]
     if rng.random() < 0.1:
         argv += ["--source-host", rng.choice(("h", "", "a\nb", "x" * 300))]
@@ -200,7 +199,7 @@ def test_fuzz_bundles_as_processes(kind, tmp_path, small_engine):
 def test_the_seeds_are_accepted(tmp_path, small_engine):
     """Unchanged, every seed input passes (so the cases start from the good path)."""
     inputs = make_inputs(tmp_path)
-    replay, trace, summary, capture, meta, bundle = inputs
+    replay, trace, summary, capture, bundle = inputs
     assert main(["bundle", "verify", str(bundle)]) == 0
     (tmp_path / "rec.json").write_text(json.dumps(summary))
     (trace / "capture.json").write_text(json.dumps(capture))

@@ -9,8 +9,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from fuzzlib import CASES, SUBPROCESS_CASES, Fuzz, clear, mutate_bytes, mutate_json, scratch, subprocess_cases
 
+from helpers.fuzz import CASES, SUBPROCESS_CASES, Fuzz, clear, mutate_bytes, mutate_json, scratch, subprocess_cases
 from helpers.synth import encode, offsets, rec, typical_records
 
 DATA = Path(__file__).resolve().parents[1] / "data"

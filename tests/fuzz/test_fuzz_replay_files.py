@@ -5,10 +5,10 @@ sample as real processes."""
 import random
 
 import pytest
-from fuzzlib import CASES, SUBPROCESS_CASES, Fuzz, clear, mutate_bytes, scratch, subprocess_cases
 
 from blkfleet.bundle import pack
 from blkfleet.replayfile import compat, native
+from helpers.fuzz import CASES, SUBPROCESS_CASES, Fuzz, clear, mutate_bytes, scratch, subprocess_cases
 
 DEVICE = "fzdev"  # no /dev/fzdev: a replay that reads its files without error then stops at the target
 

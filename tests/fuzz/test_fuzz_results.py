@@ -5,16 +5,11 @@ and documents stored unchecked (as earlier versions did) through ``results list`
 import json
 import random
 import sqlite3
-import sys
-from pathlib import Path
 
-from fuzzlib import CASES, SUBPROCESS_CASES, Fuzz, clear, mutate_json, scratch, subprocess_cases
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "results"))
-from synth_results import make_doc  # noqa: E402
-
-from blkfleet.cli import main  # noqa: E402
-from blkfleet.results.store import Store  # noqa: E402
+from blkfleet.cli import main
+from blkfleet.results.store import Store
+from helpers.fuzz import CASES, SUBPROCESS_CASES, Fuzz, clear, mutate_json, scratch, subprocess_cases
+from helpers.synth_results import make_doc
 
 SEEDS = [make_doc(seed=s, iterations=1 + s % 3, ios=100 + s, timeline_s=0.3) for s in range(4)]
 
@@ -81,7 +76,7 @@ def test_fuzz_documents_stored_unchecked(tmp_path):
 def _run(fuzz, seed, argv, work):
     """Like Fuzz.case, but a warning line about left-out runs may come before the answer, and regress has its
     verdict exit codes."""
-    from fuzzlib import run_main
+    from helpers.fuzz import run_main
 
     rc, _out, err = run_main(argv)
     lines = [line for line in err.splitlines() if not line.startswith("blkfleet: warning: ")]

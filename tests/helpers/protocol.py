@@ -6,19 +6,14 @@ protocol.schema.json, its ``result`` against the schema of its command (schemas/
 """
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import jsonschema
 
 from blkfleet import protocol
 from blkfleet.bundle import schema as stdlib_schema
-
-REPO = Path(__file__).resolve().parents[2]
-SCHEMAS = REPO / "engine" / "blkfleet" / "schemas"
-ENV = {**os.environ, "PYTHONPATH": str(REPO / "engine")}
+from helpers import ENV, SCHEMAS
 
 
 def load(name):

@@ -5,15 +5,13 @@ Stdlib plus the engine only, so any test module can use it.
 
 import io
 import os
+import re
 import subprocess
 import sys
-from pathlib import Path
 
 from blkfleet.trace import TraceRecord, TraceWriter
 from blkfleet.trace.record import HEADER_SIZE
-
-REPO = Path(__file__).resolve().parents[2]
-ENGINE = REPO / "engine"
+from helpers import ENGINE
 
 # Action words as the kernel writes them (reference section 1.3).
 Q_READ = 0x00190001  # READ|SYNC|QUEUE, code 1
@@ -86,3 +84,20 @@ def run_cli(*args, cwd=None, timeout=60):
         [sys.executable, "-m", "blkfleet", *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True,
         timeout=timeout,
     )
+
+
+def fails(result, *mentions, offset=None):
+    """Assert a command failed as bad input must: exit 2, one stderr line starting 'blkfleet: ', no traceback,
+    mentioning each of ``mentions`` (and ``offset N`` when given); returns that line."""
+    err = result.stderr
+    assert result.returncode == 2, (result.returncode, err)
+    assert "Traceback" not in err and "Traceback" not in result.stdout
+    lines = err.splitlines()
+    assert len(lines) == 1 and err.endswith("\n"), err
+    line = lines[0]
+    assert line.startswith("blkfleet: "), line
+    for text in mentions:
+        assert str(text) in line, (text, line)
+    if offset is not None:
+        assert re.search(rf"\boffset {offset}\b", line), (offset, line)
+    return line

@@ -14,7 +14,8 @@ import pytest
 
 from blkfleet import codes, protocol
 from blkfleet.cli import main
-from helpers.protocol import ENV, REPO, SCHEMAS, checked, load, result_schemas, run
+from helpers import ENV, REPO, SCHEMAS
+from helpers.protocol import checked, load, result_schemas, run
 
 DATA = REPO / "tests" / "data"
 

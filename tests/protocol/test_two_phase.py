@@ -11,7 +11,8 @@ import pytest
 from blkfleet import codes
 from blkfleet.cli import main
 from blkfleet.replay.job import RUN_ROOT
-from helpers.protocol import ENV, REPO, checked, run
+from helpers import ENV, REPO
+from helpers.protocol import checked, run
 
 pytestmark = pytest.mark.root
 DATA = REPO / "tests" / "data"
@@ -139,4 +140,4 @@ def test_arm_needs_a_run_id_and_no_start_at(tmp_path):
     doc, _ = run("replay", "-d", tmp_path, "--run-id", "x", "--arm", "5", "--start-at", "1", "loop1")
     assert doc["error"]["code"] == "invalid_input"
     doc, _ = run("replay", "-d", tmp_path, "--run-id", "x", "--arm", "0", "loop1")
-    assert "invalid --arm '0'" in doc["error"]["message"]
+    assert "argument --arm: must be a number > 0, not '0'" in doc["error"]["message"]

@@ -5,18 +5,16 @@ never a traceback. Empty per-CPU trace files (blktrace makes them for idle CPUs)
 import os
 import re
 import struct
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from helpers.synth import (  # noqa: E402
+from helpers.synth import (
     G_READ,
     N_PROCESS,
     Q_READ,
     Q_WRITE,
     encode,
+    fails,
     offsets,
     rec,
     run_cli,
@@ -25,22 +23,6 @@ from helpers.synth import (  # noqa: E402
 )
 
 MODES = {"native": [], "compat": ["--compat"]}
-
-
-def fails(result, *mentions, offset=None):
-    """Exit 2, one stderr line starting 'blkfleet: ', no traceback, mentioning each of ``mentions``."""
-    err = result.stderr
-    assert result.returncode == 2, (result.returncode, err)
-    assert "Traceback" not in err and "Traceback" not in result.stdout
-    lines = err.splitlines()
-    assert len(lines) == 1 and err.endswith("\n"), err
-    line = lines[0]
-    assert line.startswith("blkfleet: "), line
-    for text in mentions:
-        assert str(text) in line, (text, line)
-    if offset is not None:
-        assert re.search(rf"\boffset {offset}\b", line), (offset, line)
-    return line
 
 
 @pytest.fixture

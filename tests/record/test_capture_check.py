@@ -6,29 +6,16 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from blkfleet.bundle import pack  # noqa: E402
-from blkfleet.capture import tracefs  # noqa: E402
-from blkfleet.trace import TraceReader  # noqa: E402
-from helpers.synth import Q_READ, Q_WRITE, rec, run_cli, typical_records, write_trace  # noqa: E402
+from blkfleet.bundle import pack
+from blkfleet.capture import tracefs
+from blkfleet.trace import TraceReader
+from helpers.synth import Q_READ, Q_WRITE, fails, rec, run_cli, typical_records, write_trace
 
 MODES = {"native": [], "compat": ["--compat"]}
-
-
-def one_line(result, *mentions):
-    assert result.returncode == 2, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("blkfleet: "), result.stderr
-    for text in mentions:
-        assert str(text) in lines[0], (text, lines[0])
-    return lines[0]
 
 
 def cut_at_record(path, n):
@@ -48,7 +35,7 @@ def start_capture(dev, out, attempts=120):
     for _ in range(attempts):
         lock = tracefs.TracerLock().acquire(timeout=600)
         try:
-            tracefs.restore(lock=lock)
+            tracefs.recover_tracer(lock=lock)
         finally:
             lock.release()
         run = run_cli("capture", "start", "-d", dev, "-D", out, "--force")
@@ -118,7 +105,7 @@ def test_a_trace_cut_at_512_records_is_refused(real_capture, tmp_path, mode):
     cut_at_record(copy / biggest, 512)
     dest = tmp_path / "replay"
     dest.mkdir()
-    line = one_line(run_cli("record", *MODES[mode], "-d", copy, "-D", dest, name), copy / biggest,
+    line = fails(run_cli("record", *MODES[mode], "-d", copy, "-D", dest, name), copy / biggest,
                     "capture.json says the capture wrote", "--accept-missing")
     assert f"{512 * 48} bytes" in line
     assert os.listdir(dest) == []  # checked before anything is written
@@ -162,7 +149,7 @@ def test_an_empty_capture_json_is_refused(real_capture, tmp_path):
     (copy / "capture.json").write_bytes(b"")
     dest = tmp_path / "replay"
     dest.mkdir()
-    one_line(run_cli("record", "-d", copy, "-D", dest, name), "capture.json", "not valid JSON",
+    fails(run_cli("record", "-d", copy, "-D", dest, name), "capture.json", "not valid JSON",
              "cannot be checked")
     result = run_cli("record", "-q", "--accept-missing", "-d", copy, "-D", dest, "--json", "-", name)
     assert result.returncode == 0 and "converted without checking" in result.stderr
@@ -223,7 +210,7 @@ def test_same_size_other_content_is_refused_after_conversion(trace, mode):
     recs[6] = recs[6]._replace(action=0x00190004)  # the second Q becomes a G: same size, one IO fewer
     write_trace(src / "sda.blktrace.1", recs)
     (src / "capture.json").write_text(json.dumps(state(files)))
-    one_line(run_cli("record", *MODES[mode], "-d", src, "-D", out, "sda"), "sda.blktrace.1", "3 queued IOs",
+    fails(run_cli("record", *MODES[mode], "-d", src, "-D", out, "sda"), "sda.blktrace.1", "3 queued IOs",
              "capture.json says 4")
     assert sorted(os.listdir(out)) == ["sda.replay.0"]  # the good file before it stays, the bad one is not written
 
@@ -232,7 +219,7 @@ def test_a_missing_file_is_refused(trace):
     src, out, files = trace
     files["sda.blktrace.2"] = (4, 4 * 4096, 1000)
     (src / "capture.json").write_text(json.dumps(state(files)))
-    one_line(run_cli("record", "-d", src, "-D", out, "sda"), "sda.blktrace.2: missing, capture.json says the capture "
+    fails(run_cli("record", "-d", src, "-D", out, "sda"), "sda.blktrace.2: missing, capture.json says the capture "
              "wrote 1000 bytes (4 queued IOs)")
     result = run_cli("record", "-q", "--accept-missing", "-d", src, "-D", out, "--json", "-", "sda")
     assert result.returncode == 0
@@ -245,7 +232,7 @@ def test_a_file_capture_json_does_not_list_is_refused(trace):
     src, out, files = trace
     del files["sda.blktrace.1"]
     (src / "capture.json").write_text(json.dumps(state(files)))
-    one_line(run_cli("record", "-d", src, "-D", out, "sda"), "sda.blktrace.1", "capture.json does not list this file")
+    fails(run_cli("record", "-d", src, "-D", out, "sda"), "sda.blktrace.1", "capture.json does not list this file")
     (src / "sda.blktrace.1").write_bytes(b"")  # an idle CPU's empty file is fine
     assert run_cli("record", "-q", "-d", src, "-D", out, "sda").returncode == 0
 
@@ -253,7 +240,7 @@ def test_a_file_capture_json_does_not_list_is_refused(trace):
 def test_a_running_capture_is_refused(trace):
     src, out, _files = trace
     (src / "capture.json").write_text(json.dumps({"state": "running", "pid": 1, "devices": ["sda"]}))
-    one_line(run_cli("record", "-d", src, "-D", out, "sda"), "no per-file counters", "has not stopped")
+    fails(run_cli("record", "-d", src, "-D", out, "sda"), "no per-file counters", "has not stopped")
     assert os.listdir(out) == []
 
 
@@ -272,7 +259,7 @@ def test_a_running_capture_is_refused(trace):
 def test_bad_capture_json(trace, content, message):
     src, out, _files = trace
     (src / "capture.json").write_bytes(content if isinstance(content, bytes) else content.encode())
-    one_line(run_cli("record", "-d", src, "-D", out, "sda"), "capture.json", message, "--accept-missing")
+    fails(run_cli("record", "-d", src, "-D", out, "sda"), "capture.json", message, "--accept-missing")
     assert os.listdir(out) == []
 
 
@@ -280,7 +267,7 @@ def test_capture_json_is_not_followed_through_a_link(trace, tmp_path):
     src, out, files = trace
     (tmp_path / "elsewhere.json").write_text(json.dumps(state(files)))
     (src / "capture.json").symlink_to(tmp_path / "elsewhere.json")
-    one_line(run_cli("record", "-d", src, "-D", out, "sda"), "capture.json", "cannot be checked")
+    fails(run_cli("record", "-d", src, "-D", out, "sda"), "capture.json", "cannot be checked")
 
 
 def test_other_devices_of_the_capture_do_not_count(trace):
@@ -291,4 +278,4 @@ def test_other_devices_of_the_capture_do_not_count(trace):
     result = run_cli("record", "-q", "-d", src, "-D", out, "--json", "-", "sda")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["result"]["capture"]["expected"] == {"ios": 8, "bytes": 8 * 4096}
-    one_line(run_cli("record", "-d", src, "-D", out, "sdb"), "sdb.blktrace.0")
+    fails(run_cli("record", "-d", src, "-D", out, "sdb"), "sdb.blktrace.0")

@@ -9,8 +9,6 @@ layouts of full bunches (``-M`` up to 16: strided; above: joined).
 """
 
 import random
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -31,9 +29,7 @@ from blkfleet.trace.actions import (
     C_WRITE_ZEROES,
 )
 from blkfleet.trace.queued import QueuedChunk
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from helpers.synth import rec, write_trace  # noqa: E402
+from helpers.synth import rec, write_trace
 
 CASES = 400
 Q = 1 | C_QUEUE

@@ -6,14 +6,11 @@ ending beyond 2^63 - 1 bytes, and a bunch whose packet count is more than the fi
 """
 
 import struct
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from blkfleet.replayfile import compat, iter_ios, native, open_replay  # noqa: E402
-from helpers.synth import run_cli  # noqa: E402
+from blkfleet.replayfile import compat, iter_ios, native, open_replay
+from helpers.synth import fails, run_cli
 
 OK = (8, 4096, 0, 0, 0, 1)
 
@@ -23,16 +20,6 @@ def native_file(path, packets, time=1000):
     w.add_bunch(time, packets)
     w.close()
     return path
-
-
-def one_line_error(result, *mentions):
-    assert result.returncode == 2, (result.returncode, result.stderr)
-    assert "Traceback" not in result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("blkfleet: "), result.stderr
-    for text in mentions:
-        assert str(text) in lines[0], (text, lines[0])
-    return lines[0]
 
 
 BAD_NATIVE = {
@@ -56,7 +43,7 @@ def test_native_values_out_of_range(tmp_path, case, command):
         result = run_cli("bundle", "create", "-d", tmp_path, "-o", tmp_path / "b.bundle", "sda")
     else:  # the streams are read before any target is opened: no device needed
         result = run_cli("replay", "-d", tmp_path, "sda")
-    one_line_error(result, tmp_path / "sda.replay.0", message, f"offset {offset}:")
+    fails(result, tmp_path / "sda.replay.0", message, f"offset {offset}:")
     assert not (tmp_path / "b.bundle").exists()
 
 
@@ -74,19 +61,19 @@ def test_huge_bunch_count_in_a_tiny_native_file(tmp_path):
     path = tmp_path / "sda.replay.0"
     path.write_bytes(head + struct.pack("<IIQ", 0xFFFFFFFF, 0, 0))
     (tmp_path / "x").unlink()
-    one_line_error(run_cli("bundle", "create", "-d", tmp_path, "-o", tmp_path / "b", "sda"),
+    fails(run_cli("bundle", "create", "-d", tmp_path, "-o", tmp_path / "b", "sda"),
                    "offset 64:", "bad bunch size 4294967295")
     path.write_bytes(head + struct.pack("<IIQ", 1000, 0, 0) + bytes(24 * 3))
-    one_line_error(run_cli("replay", "-d", tmp_path, "sda"), "offset 80:", "truncated bunch (72 of 24000 bytes")
+    fails(run_cli("replay", "-d", tmp_path, "sda"), "offset 80:", "truncated bunch (72 of 24000 bytes")
 
 
 def test_huge_bunch_count_in_a_40_byte_btrecord_file(tmp_path):
     path = tmp_path / "sda.replay.0"
     path.write_bytes(compat.HEADER.pack(compat.VERSION, 0, 0, 0) + struct.pack("<Q", 0xFFFFFFFF))
     assert path.stat().st_size == 40
-    one_line_error(run_cli("bundle", "create", "-d", tmp_path, "-o", tmp_path / "b", "sda"), "offset 32:")
+    fails(run_cli("bundle", "create", "-d", tmp_path, "-o", tmp_path / "b", "sda"), "offset 32:")
     path.write_bytes(compat.HEADER.pack(compat.VERSION, 0, 0, 0) + compat.BUNCH.pack(0xFFFFFFFF, 1))
-    one_line_error(run_cli("replay", "-d", tmp_path, "sda"), "offset 32:", "bad bunch size 4294967295")
+    fails(run_cli("replay", "-d", tmp_path, "sda"), "offset 32:", "bad bunch size 4294967295")
 
 
 @pytest.mark.parametrize("sector, nbytes, stamp, message", [
@@ -105,12 +92,12 @@ def test_btrecord_values_out_of_range(tmp_path, sector, nbytes, stamp, message, 
         result = run_cli("bundle", "create", "-d", tmp_path, "-o", tmp_path / "b", "sda")
     else:
         result = run_cli("replay", "-d", tmp_path, "sda")
-    one_line_error(result, tmp_path / "sda.replay.0", message)
+    fails(result, tmp_path / "sda.replay.0", message)
 
 
 def test_native_max_pkts_beyond_the_format(tmp_path):
     w = native.NativeWriter(str(tmp_path / "sda.replay.0"), 0x700001, 0, 1 << 20)
     w.add_bunch(1000, [OK])
     w.close()
-    one_line_error(run_cli("bundle", "create", "-d", tmp_path, "-o", tmp_path / "b", "sda"), "offset 56:",
+    fails(run_cli("bundle", "create", "-d", tmp_path, "-o", tmp_path / "b", "sda"), "offset 56:",
                    "bad max_pkts")

@@ -4,11 +4,11 @@ an injected 20 % IOPS drop caught with exit code 10, insufficient samples, impro
 import json
 
 import pytest
-from synth_results import make_doc, validate, write_doc
 
 from blkfleet.cli import main
 from blkfleet.regress.verdict import METRICS, compare_metric, evaluate
 from blkfleet.results.store import Store
+from helpers.synth_results import make_doc, validate, write_doc
 
 BASE_SEEDS = range(100, 105)
 

@@ -5,89 +5,17 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
-from test_replay import ENV, map_file, validate
 
 from blkfleet.percpu import find_per_cpu
-from blkfleet.replayfile import native
-from blkfleet.replayfile.ops import READ, WRITE
+from blkfleet.replayfile.ops import WRITE
 from blkfleet.trace.queued import queued_batches
+from helpers.replay import alive, children, spread_trace, start, validate, wait_or_kill, workers_of
 from helpers.tracing import traced
 
 pytestmark = pytest.mark.root
-
-
-def spread_trace(directory, seconds=10.0, ios=2000, cpus=2, op=READ, device="loop1"):
-    """Native replay files, one per CPU, of ``ios`` 4 KiB IOs each spread evenly over ``seconds`` (each CPU
-    in its own 32 MiB region)."""
-    step = int(seconds * 1e9 / ios)
-    for cpu in range(cpus):
-        w = native.NativeWriter(directory / f"{device}.replay.{cpu}")
-        for b in range(0, ios, 10):
-            w.add_bunch(1_000_000_000 + b * step,
-                        [(cpu * 65536 + 8 * (b + k), 4096, k * step, op, 0, 1) for k in range(10)])
-        w.close()
-
-
-def start(tmp_path, target, *extra):
-    res = tmp_path / "res.json"
-    proc = subprocess.Popen([sys.executable, "-m", "blkfleet", "replay", "-d", str(tmp_path), "-M",
-                             str(map_file(tmp_path, target)), "--json", str(res), *map(str, extra), "loop1"],
-                            env=ENV, stderr=subprocess.PIPE, text=True)
-    return proc, res
-
-
-def children(pid):
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
-        return []
-
-
-def cmdline(pid):
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read()
-    except OSError:
-        return None
-
-
-def workers_of(proc, count, timeout=20):
-    """The replay's worker processes: forked children, so with the parent's command line (not a blkid probe)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        kids = [k for k in children(proc.pid) if cmdline(k) == cmdline(proc.pid)]
-        if len(kids) == count:
-            return kids
-        time.sleep(0.05)
-    proc.kill()
-    pytest.fail(f"expected {count} workers, found {children(proc.pid)}")
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
-
-
-def wait_or_kill(proc, timeout):
-    """Seconds the process took to end, or fail (killing it and its workers) when it hangs."""
-    started = time.monotonic()
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        for kid in children(proc.pid):
-            os.kill(kid, signal.SIGKILL)
-        proc.kill()
-        proc.wait()
-        pytest.fail(f"the replay hung for {timeout} s")
-    return time.monotonic() - started
 
 
 def test_a_killed_worker_stops_the_others_and_fails_the_replay(tmp_path, loopdev):

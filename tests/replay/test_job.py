@@ -14,12 +14,13 @@ import uuid
 from pathlib import Path
 
 import pytest
-from test_replay import ENV, map_file, slow_trace, validate
 
 from blkfleet.cli import main
 from blkfleet.files import private_dir, write_json_file
 from blkfleet.process import process_start
 from blkfleet.replay import job
+from helpers import ENV
+from helpers.replay import map_file, slow_trace, validate
 
 pytestmark = pytest.mark.root
 

@@ -13,11 +13,12 @@ import time
 from types import SimpleNamespace
 
 import pytest
-from test_replay import ENV, map_file, replay, slow_trace, validate
 
 from blkfleet.replay import realtime
 from blkfleet.replayfile import native
 from blkfleet.replayfile.ops import READ
+from helpers import ENV
+from helpers.replay import map_file, replay, slow_trace, validate
 
 root = pytest.mark.root
 

@@ -10,52 +10,18 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from blkfleet.cli import main
 from blkfleet.percpu import find_per_cpu
-from blkfleet.replayfile import iter_ios, native, open_replay
+from blkfleet.replayfile import iter_ios, open_replay
 from blkfleet.replayfile.ops import READ, WRITE
+from helpers import DATA, ENV
+from helpers.replay import map_file, record, replay, slow_trace, validate
 from helpers.tracing import queued_extents, traced
 
-REPO = Path(__file__).resolve().parents[2]
-DATA = REPO / "tests" / "data"
-SCHEMA = REPO / "engine" / "blkfleet" / "schemas" / "results.schema.json"
-ENV = {**os.environ, "PYTHONPATH": str(REPO / "engine")}
 pytestmark = pytest.mark.root
-
-
-def record(tmp_path, workload, compat=False, name="out"):
-    out = tmp_path / name
-    out.mkdir()
-    args = ["record", "-q", "-d", str(DATA / workload), "-D", str(out), "loop1"]
-    assert main(args + (["--compat"] if compat else [])) == 0
-    return out
-
-
-def map_file(tmp_path, target, recorded="loop1"):
-    path = tmp_path / "map"
-    path.write_text(f"# recorded  target\n{recorded} {os.path.basename(target)}\n")
-    return path
-
-
-def replay(*args, timeout=120):
-    """Run the real CLI in a subprocess; (exit code, results JSON or None, stderr)."""
-    proc = subprocess.run([sys.executable, "-m", "blkfleet", "replay", *map(str, args)], env=ENV,
-                          capture_output=True, text=True, timeout=timeout)
-    doc = None
-    if "--json" in args:
-        path = args[list(args).index("--json") + 1]
-        if os.path.exists(path):
-            doc = json.loads(Path(path).read_text())
-    return proc.returncode, doc, proc.stderr
-
-
-def validate(doc):
-    jsonschema = pytest.importorskip("jsonschema")
-    jsonschema.validate(doc, json.loads(SCHEMA.read_text()))
 
 
 @pytest.mark.parametrize("backend", ["aio", "uring", "sync"])
@@ -180,15 +146,6 @@ def test_bad_maps(tmp_path, content, problem):
         path.write_text(content)
     code, _doc, err = replay("-d", src, "-M", path, "loop1")
     assert code == 2 and problem in err and err.count("\n") == 1
-
-
-def slow_trace(directory, seconds=10.0, ios=2000, device="loop1"):
-    """A native replay file of reads spread evenly over ``seconds``."""
-    w = native.NativeWriter(directory / f"{device}.replay.0")
-    step = int(seconds * 1e9 / ios)
-    for b in range(0, ios, 10):
-        w.add_bunch(1_000_000_000 + b * step, [(8 * (b + k), 4096, k * step, READ, 0, 1) for k in range(10)])
-    w.close()
 
 
 def test_sigint_stops_within_a_second_with_partial_results(tmp_path, loopdev):

@@ -12,12 +12,12 @@ import uuid
 from collections import Counter
 
 import pytest
-from test_replay import map_file, record, replay, validate
 
 from blkfleet.cli import main
 from blkfleet.percpu import find_per_cpu
 from blkfleet.replay import signatures
 from blkfleet.trace.queued import queued_batches
+from helpers.replay import map_file, record, replay, validate
 from helpers.tracing import traced
 
 pytestmark = pytest.mark.root

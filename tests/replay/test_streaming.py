@@ -12,17 +12,17 @@ import time
 from collections import Counter
 
 import pytest
-from test_replay import ENV, map_file, record, replay, validate
 
 from blkfleet.compare.fidelity import compare, load_capture, load_iolog
 from blkfleet.replayfile import native
 from blkfleet.replayfile.ops import READ
 from blkfleet.results.iolog import IOLog
 from blkfleet.stats import percentiles
+from helpers import DATA, ENV
+from helpers.replay import map_file, record, replay, validate
 from helpers.tracing import traced
 
 pytestmark = pytest.mark.root
-DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")
 
 
 def even_trace(directory, seconds, ios, device="loop1", cpus=1, disk=64 << 20, bad_at=None):

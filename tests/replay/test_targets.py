@@ -14,12 +14,12 @@ import sys
 import time
 
 import pytest
-from test_faults import spread_trace, start, wait_or_kill, workers_of
-from test_replay import ENV, map_file, record, replay, slow_trace
 
 from blkfleet.cli import main
 from blkfleet.replayfile import native
 from blkfleet.replayfile.ops import READ, WRITE
+from helpers import ENV
+from helpers.replay import map_file, record, replay, slow_trace, spread_trace, start, wait_or_kill, workers_of
 
 pytestmark = pytest.mark.root
 SYS_KCMP, KCMP_FILE = 312, 0  # x86_64

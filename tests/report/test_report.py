@@ -12,10 +12,10 @@ import zlib
 from pathlib import Path
 
 import pytest
-from synth_results import make_doc, write_doc
 
 from blkfleet.cli import main
 from blkfleet.trace import TraceRecord, TraceWriter
+from helpers.synth_results import make_doc, write_doc
 
 Q_READ = 0x00190001
 Q_WRITE = 0x001A0001

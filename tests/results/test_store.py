@@ -6,11 +6,11 @@ import json
 import sqlite3
 
 import pytest
-from synth_results import make_doc, validate, write_doc
 
 from blkfleet.cli import main
 from blkfleet.errors import BlkfleetError
 from blkfleet.results.store import Store
+from helpers.synth_results import make_doc, validate, write_doc
 
 
 def test_synthetic_documents_match_the_schema():

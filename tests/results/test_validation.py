@@ -4,19 +4,15 @@ they are stored; documents an earlier version stored without that check are left
 
 import json
 import sqlite3
-import sys
-from pathlib import Path
 
 import jsonschema
 import pytest
-from synth_results import SCHEMA_PATH, make_doc, write_doc
 
 from blkfleet.bundle import schema as mini
 from blkfleet.cli import main
 from blkfleet.results.store import Store
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from helpers.synth import run_cli  # noqa: E402
+from helpers.synth import run_cli
+from helpers.synth_results import SCHEMA_PATH, make_doc, write_doc
 
 
 def one_line(capsys_or_result, code, *mentions):

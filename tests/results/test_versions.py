@@ -5,11 +5,11 @@ validates; documents of an unknown version are refused."""
 import json
 
 import pytest
-from synth_results import make_doc, validate, write_doc
 
 from blkfleet.cli import main
 from blkfleet.results.document import SCHEMA, SCHEMA_V1, upgrade
 from blkfleet.results.store import Store, document_problem
+from helpers.synth_results import make_doc, validate, write_doc
 
 
 def test_both_versions_are_valid_documents():

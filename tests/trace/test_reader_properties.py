@@ -18,7 +18,6 @@ import random
 import signal
 import struct
 import sys
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -31,9 +30,7 @@ from blkfleet.trace import TraceReader, TraceRecord, TraceWriter
 from blkfleet.trace.actions import C_NOTIFY, C_QUEUE, CGROUP_FLAG, is_queue
 from blkfleet.trace.queued import queued_ios
 from blkfleet.trace.record import HEADER_SIZE, MAGIC
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from helpers.synth import encode, offsets, rec, typical_records  # noqa: E402
+from helpers.synth import encode, offsets, rec, typical_records
 
 U16, U32, U64 = (1 << 16) - 1, (1 << 32) - 1, (1 << 64) - 1
 

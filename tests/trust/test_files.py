@@ -72,6 +72,32 @@ def test_atomic_write_replaces_a_link_instead_of_writing_through_it(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["state.json", "victim"]
 
 
+def test_atomic_file_keeps_the_old_file_when_the_block_fails(tmp_path):
+    """A bundle or replay file written piece by piece: the old one stays until the new one is complete; the new
+    one gets exactly its mode whatever the umask, and a failure leaves no temporary file."""
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError), files.atomic_file(target) as f:
+        f.write(b"half")
+        raise RuntimeError("failed midway")
+    assert target.read_bytes() == b"old" and sorted(os.listdir(tmp_path)) == ["out.bin"]
+    old = os.umask(0o077)
+    try:
+        with files.atomic_file(target, 0o755, sync=False) as f:
+            f.write(b"new")
+    finally:
+        os.umask(old)
+    assert target.read_bytes() == b"new" and os.stat(target).st_mode & 0o777 == 0o755
+    assert sorted(os.listdir(tmp_path)) == ["out.bin"]
+
+
+def test_atomic_file_onto_a_directory_is_one_line_naming_it(tmp_path):
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(BlkfleetError, match=f"^{tmp_path / 'taken'}: cannot put the new file in place: "):
+        files.atomic_write(tmp_path / "taken", b"x")
+    assert sorted(os.listdir(tmp_path)) == ["taken"]
+
+
 def test_open_append_refuses_a_link(tmp_path):
     (tmp_path / "log").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(OSError):

@@ -3,9 +3,13 @@
 import hashlib
 import os
 import sys
+import tempfile
 
 from .. import codes, protocol
+from ..cliargs import directory, nonnegative_float, nonnegative_int, positive_float
+from ..errors import BlkfleetError
 from ..jsonout import show, write_json
+from ..transform import cli as transform_cli
 from . import pack
 from .zipapp import build_engine_pyz
 
@@ -23,17 +27,18 @@ def add_parser(sub):
 
     c = bsub.add_parser("create", help="make a bundle from replay files (prints its id)")
     c.add_argument("devices", nargs="*", metavar="DEV", help="recorded device names (e.g. sda)")
-    c.add_argument("-d", "--input-directory", required=True, metavar="REPLAY_DIR",
+    c.add_argument("-d", "--input-directory", type=directory, required=True, metavar="REPLAY_DIR",
                    help="directory holding DEV.BASE.CPU replay files (native or btrecord format)")
     c.add_argument("-i", "--input-base", default="replay", metavar="BASE", help="replay file base (default replay)")
     c.add_argument("-F", "--find-records", action="store_true", help="bundle every device found in -d")
     c.add_argument("-o", "--output", required=True, metavar="FILE", help="bundle file to write")
-    c.add_argument("--trace-dir", metavar="DIR",
-                   help="capture directory: capture.json/meta.json (device size, logical block size, host) and "
-                   "DEV.blktrace.N files (dev_t)")
+    c.add_argument("--trace-dir", type=directory, metavar="DIR",
+                   help="capture directory: its capture.json (device size, logical block size, host, as 'blkfleet "
+                   "capture' writes it) and DEV.blktrace.N files (dev_t)")
     c.add_argument("--source-host", metavar="NAME", help="host the IO was captured on")
     c.add_argument("--record-json", metavar="FILE", help="'blkfleet record --json' summary, checked against the files")
     protocol.json_option(c, "the manifest (with '-', no id line)")
+    transform_cli.add_options(c)
     c.set_defaults(func=run_create)
 
     i = bsub.add_parser("info", help="print a bundle's manifest as JSON (checks the manifest only)")
@@ -52,6 +57,27 @@ def add_parser(sub):
     protocol.json_option(x, "{bundle_id, directory, engine, replay_dir, ...}")
     x.set_defaults(func=run_extract)
 
+    u = bsub.add_parser(
+        "publish", help="put a bundle under its id where targets pull it from: a directory or an http(s) URL (PUT)",
+        description="Verify the bundle, then write it as ID.tar with ID.tar.sha256 (sha256sum format) into a "
+        "directory a web server serves, or PUT both under a base URL (ending in '/'), or PUT the bundle alone to "
+        "any other URL (e.g. a presigned S3 PUT URL). Nothing changes when the same bytes are already there.",
+        epilog=codes.epilog(codes.SUCCESS, codes.BAD_INPUT))
+    u.add_argument("bundle", metavar="FILE")
+    u.add_argument("--to", required=True, metavar="DIR_OR_URL",
+                   help="directory (created if missing) or http(s) URL: a base ending in '/', or the bundle's own URL")
+    u.add_argument("--check", action="store_true", help="change nothing; tell whether publishing would")
+    u.add_argument("--timeout", type=positive_float, default=60.0, metavar="SEC",
+                   help="seconds for the connection and for each read (default 60)")
+    u.add_argument("--retries", type=nonnegative_int, default=3, metavar="N",
+                   help="further attempts after a failure that may pass: no connection, a cut, HTTP 408, 429, 5xx "
+                   "(default 3)")
+    u.add_argument("--retry-delay", type=nonnegative_float, default=2.0, metavar="SEC",
+                   help="seconds between attempts (default 2)")
+    u.add_argument("--ca-file", metavar="FILE", help="CA certificates for https (default: the system's)")
+    protocol.json_option(u, "{bundle_id, size, sha256, name, to, bundle, checksum_file, changed, ...}")
+    u.set_defaults(func=run_publish)
+
     e = bsub.add_parser("engine", help="build engine.pyz (the engine as one zipapp) from this blkfleet")
     e.add_argument("-o", "--output", required=True, metavar="FILE")
     protocol.json_option(e, "{path, size, sha256}")
@@ -65,8 +91,18 @@ def _summary(manifest):
 
 
 def run_create(args):
+    if transform_cli.given(args):  # bundle what the transforms make of the replay files (origin in the manifest)
+        if args.record_json:
+            raise BlkfleetError("--record-json describes the replay files before the transforms: not both")
+        with tempfile.TemporaryDirectory(prefix=".transform.", dir=os.path.dirname(os.path.abspath(args.output))) as d:
+            transform_cli.transform_into([args.input_directory], d, args.input_base, args.input_base, args)
+            return _create(args, d)
+    return _create(args, args.input_directory)
+
+
+def _create(args, replay_dir):
     manifest = pack.create(
-        args.output, args.input_directory, tuple(args.devices), args.find_records, args.input_base,
+        args.output, replay_dir, tuple(args.devices), args.find_records, args.input_base,
         args.trace_dir, args.source_host, args.record_json,
     )
     print(f"bundle {manifest['bundle_id']}: {_summary(manifest)} -> {args.output}", file=sys.stderr)
@@ -105,6 +141,20 @@ def run_extract(args):
             "replay_dir": os.path.abspath(os.path.join(d, manifest["replay"]["directory"])),
             "base": manifest["replay"]["base"], "devices": manifest["replay"]["devices"],
         })
+    return 0
+
+
+def run_publish(args):
+    from .publish import publish
+
+    doc = publish(args.bundle, args.to, check=args.check, timeout=args.timeout, retries=args.retries,
+                  retry_delay=args.retry_delay, ca_file=args.ca_file)
+    verb = ("would publish" if doc["changed"] else "already published") if args.check else (
+        "published" if doc["changed"] else "already published")
+    print(f"bundle {doc['bundle_id']}: {verb} as {doc['bundle']}", file=sys.stderr)
+    write_json(args.json, doc)
+    if "-" not in args.json:
+        print(doc["bundle"])
     return 0
 
 

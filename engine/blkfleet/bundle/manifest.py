@@ -6,8 +6,9 @@ always give the same manifest, the same bundle id and the same bundle bytes.
 A manifest is checked against its schema and then against itself: the totals, the devices and
 ``replay.devices`` must be what ``files`` add up to, every file is ``replay/DEV.BASE.CPU`` of a listed device with
 CPUs numbered from 0, and the replay files together hold at most MAX_REPLAY_BYTES. Format version 2 only adds
-``record.capture`` (how the traces compared with their capture's summary); a manifest without it is written as
-version 1, so bundles of earlier versions and their ids are unchanged.
+``record.capture`` (how the traces compared with their capture's summary), version 3 ``origin`` (how import and
+transform made the replay files: the replay directory's origin.json); a manifest is written with the lowest
+version that holds its content, so bundles of earlier versions and their ids are unchanged.
 """
 
 import hashlib
@@ -22,18 +23,20 @@ from ..names import name_problem
 from ..percpu import find_devices, find_per_cpu
 from ..replayfile import iter_ios, open_replay
 from ..replayfile.ops import OP_NAMES
+from ..streams.origin import read as read_origin
 from .schema import load_schema, problem, validate
 
 FORMAT = "blkfleet-bundle"
-FORMAT_VERSION = 2  # the newest this engine reads
-FORMAT_VERSION_CAPTURE = 2  # written when record.capture is present, else 1
+FORMAT_VERSION = 3  # the newest this engine reads
+FORMAT_VERSION_CAPTURE = 2  # written when record.capture is present (and no origin), else 1
+FORMAT_VERSION_ORIGIN = 3  # written when origin is present
 MANIFEST = "manifest.json"
 ENGINE = "engine.pyz"
 REPLAY_DIR = "replay"
 REQUIRES_PYTHON = ">=3.9"
 SCHEMA_FILE = "manifest.schema.json"
 RECORD_SUMMARY_SCHEMA = "record-summary.schema.json"
-TRACE_INFO_FILES = ("capture.json", "meta.json")  # looked for in --trace-dir, in this order
+TRACE_INFO_FILE = "capture.json"  # what --trace-dir is read for, besides its DEV.blktrace.N files
 TRACE_INFO_MAX = 16 << 20
 CHUNK = 1 << 20
 MAX_REPLAY_BYTES = 64 << 30  # all replay files of a bundle together (24 bytes per IO: over 2.8 billion IOs)
@@ -76,6 +79,13 @@ def check(manifest, where=MANIFEST):
     return manifest
 
 
+def version_of(m):
+    """The format version a manifest's content needs: 3 with ``origin``, else 2 with ``record.capture``, else 1."""
+    if "origin" in m:
+        return FORMAT_VERSION_ORIGIN
+    return FORMAT_VERSION_CAPTURE if "capture" in m["record"] else 1
+
+
 def _tally(entries):
     ops = empty_ops()
     for e in entries:
@@ -86,7 +96,9 @@ def _tally(entries):
 def inconsistency(m):
     """What in a schema-valid manifest does not add up (one line), or None."""
     version = m["format_version"]
-    if ("capture" in m["record"]) != (version >= FORMAT_VERSION_CAPTURE):
+    if version != version_of(m):
+        if version >= FORMAT_VERSION_ORIGIN or "origin" in m:
+            return f"format version {version} with{'' if 'origin' in m else 'out'} origin"
         return (f"format version {version} with{'out' if version >= FORMAT_VERSION_CAPTURE else ''} "
                 "record.capture")
     base = m["replay"]["base"]
@@ -219,13 +231,6 @@ def describe_file(path, device, cpu):
     return entry, (max_pkts or None)
 
 
-def _pick(entry, keys):
-    for key in keys:
-        if isinstance(entry, dict) and entry.get(key) is not None:
-            return entry[key]
-    return None
-
-
 def _positive_int(value, path, what, limit=(1 << 63) - 1):
     if value is None:
         return None
@@ -247,49 +252,29 @@ def host_problem(host):
 def trace_info(trace_dir, devices):
     """What a capture directory tells about the source: ({device: {dev, size, logical_block_size}}, host).
 
-    Reads ``capture.json`` then ``meta.json`` (first found value wins), in any of these shapes: one device at
-    the top level (``device``, ``dev``, ``size``/``disk_size``, ``logical_block_size``), ``devices`` (or, as
-    ``blkfleet capture stop`` leaves it, ``summary.devices``) as an object by name or a list of objects with
-    ``name``. Fills a missing dev_t from the first record of the DEV.blktrace.N files.
+    Reads ``capture.json`` as ``blkfleet capture`` leaves it (docs/capture.md): ``host``, and per device
+    ``block_devices.DEV`` (``dev``, ``size`` and ``logical_block_size``, recorded when the capture started), else
+    ``summary.devices.DEV.dev``. A directory without capture.json (the blktrace tool's) tells only the dev_t of
+    the first record of its DEV.blktrace.N files, which also fills a dev_t capture.json lacks.
     """
     info = {d: {"dev": None, "size": None, "logical_block_size": None} for d in devices}
+    path = os.path.join(trace_dir, TRACE_INFO_FILE)
     host = None
-    if not os.path.isdir(trace_dir):
-        raise BlkfleetError(f"{trace_dir}: trace directory does not exist")
-    for name in TRACE_INFO_FILES:
-        path = os.path.join(trace_dir, name)
-        if not os.path.exists(path):
-            continue
-        doc = read_json(path, "capture information", max_bytes=TRACE_INFO_MAX)
+    if os.path.exists(path):
+        doc = read_json(path, "capture state", max_bytes=TRACE_INFO_MAX)
         if not isinstance(doc, dict):
-            raise BlkfleetError(f"{path}: capture information is not a JSON object")
-        host = host or _pick(doc, ("source_host", "host", "hostname"))
-        entries = {}
-        if isinstance(doc.get("device"), str):
-            entries[doc["device"]] = doc
+            raise BlkfleetError(f"{path}: capture state is not a JSON object")
+        host = doc.get("host")
+        block_devices = doc.get("block_devices") if isinstance(doc.get("block_devices"), dict) else {}
         summary = doc.get("summary") if isinstance(doc.get("summary"), dict) else {}
-        for listed in (doc.get("devices"), summary.get("devices")):  # capture.json: summary.devices after stop
-            if isinstance(listed, dict):
-                for k, v in listed.items():
-                    if isinstance(v, dict):
-                        entries.setdefault(k, {}).update({f: x for f, x in v.items() if f not in entries.get(k, {})})
-            elif isinstance(listed, list):
-                for e in listed:
-                    if isinstance(e, dict) and isinstance(e.get("name"), str):
-                        entries.setdefault(e["name"], {}).update(
-                            {f: x for f, x in e.items() if f not in entries.get(e["name"], {})})
-        for dev, entry in entries.items():
-            if dev not in info:
-                continue
-            got = info[dev]
-            if got["dev"] is None:
-                got["dev"] = dev_string(_pick(entry, ("dev", "dev_t", "devno")))
-            if got["size"] is None:
-                got["size"] = _positive_int(_pick(entry, ("size", "size_bytes", "disk_size")), path, f"{dev} size")
-            if got["logical_block_size"] is None:
-                got["logical_block_size"] = _positive_int(
-                    _pick(entry, ("logical_block_size", "lbs")), path, f"{dev} logical block size", 1 << 20
-                )
+        summarized = summary.get("devices") if isinstance(summary.get("devices"), dict) else {}
+        for dev, got in info.items():
+            facts = block_devices.get(dev) if isinstance(block_devices.get(dev), dict) else {}
+            stopped = summarized.get(dev) if isinstance(summarized.get(dev), dict) else {}
+            got["dev"] = dev_string(facts.get("dev")) or dev_string(stopped.get("dev"))
+            got["size"] = _positive_int(facts.get("size"), path, f"{dev} size")
+            got["logical_block_size"] = _positive_int(facts.get("logical_block_size"), path,
+                                                      f"{dev} logical block size", 1 << 20)
     for dev, got in info.items():
         if got["dev"] is None:
             got["dev"] = _trace_dev(trace_dir, dev)
@@ -379,8 +364,6 @@ def build(replay_dir, devices=(), find=False, base="replay", trace_dir=None, sou
     """
     if name_problem(base):
         raise BlkfleetError(f"invalid input base {base!r}: {name_problem(base)}")
-    if not os.path.isdir(replay_dir):
-        raise BlkfleetError(f"{replay_dir}: replay directory does not exist")
     names = list(dict.fromkeys(devices))
     if find:
         names += [d for d in find_devices(replay_dir, base) if d not in names]
@@ -438,7 +421,7 @@ def build(replay_dir, devices=(), find=False, base="replay", trace_dir=None, sou
     record = record_section(record_json, files, formats, max_pkts)
     manifest = {
         "format": FORMAT,
-        "format_version": FORMAT_VERSION_CAPTURE if "capture" in record else 1,
+        "format_version": 1,
         "created_by": {"name": "blkfleet", "version": __version__},
         "source_host": host,
         "devices": device_list,
@@ -452,6 +435,10 @@ def build(replay_dir, devices=(), find=False, base="replay", trace_dir=None, sou
             "bytes": sum(e["bytes"] for e in files), "ops": totals_ops,
         },
     }
+    found = read_origin(replay_dir)
+    if found is not None:
+        manifest["origin"] = found
+    manifest["format_version"] = version_of(manifest)
     manifest["bundle_id"] = bundle_id(manifest)
     check(manifest, "new manifest")
     return manifest, members

@@ -21,7 +21,7 @@ import tarfile
 import tempfile
 
 from ..errors import BlkfleetError
-from ..files import loads_json, read_json, trusted_dir
+from ..files import atomic_file, loads_json, read_json, trusted_dir
 from . import manifest as mf
 from .zipapp import engine_bytes
 
@@ -82,30 +82,19 @@ def create(out, replay_dir, devices=(), find=False, base="replay", trace_dir=Non
     )
     expected = {e["path"]: e for e in manifest["files"]}
     head = mf.encode(manifest)
-    directory = os.path.dirname(os.path.abspath(out))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(out)}.", suffix=".partial", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f, tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            tar.addfile(_tarinfo(mf.MANIFEST, len(head)), _bytes_reader(head))
-            tar.addfile(_tarinfo(mf.ENGINE, len(data), 0o755), _bytes_reader(data))
-            for name, path in members:
-                entry = expected[name]
-                with open(path, "rb") as src:
-                    reader = _HashingReader(src)
-                    try:
-                        tar.addfile(_tarinfo(name, entry["size"]), reader)
-                    except OSError as e:
-                        raise BlkfleetError(f"{path}: changed while bundling ({e})") from None
-                    if reader.digest.hexdigest() != entry["sha256"] or src.read(1):
-                        raise BlkfleetError(f"{path}: changed while bundling (its sha256 or size differs)")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_file(out, 0o644) as f, tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(_tarinfo(mf.MANIFEST, len(head)), _bytes_reader(head))
+        tar.addfile(_tarinfo(mf.ENGINE, len(data), 0o755), _bytes_reader(data))
+        for name, path in members:
+            entry = expected[name]
+            with open(path, "rb") as src:
+                reader = _HashingReader(src)
+                try:
+                    tar.addfile(_tarinfo(name, entry["size"]), reader)
+                except OSError as e:
+                    raise BlkfleetError(f"{path}: changed while bundling ({e})") from None
+                if reader.digest.hexdigest() != entry["sha256"] or src.read(1):
+                    raise BlkfleetError(f"{path}: changed while bundling (its sha256 or size differs)")
     return manifest
 
 

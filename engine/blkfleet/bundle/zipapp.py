@@ -13,6 +13,8 @@ import stat
 import zipfile
 import zipimport
 
+from ..files import atomic_write
+
 SHEBANG = b"#!/usr/bin/env python3\n"
 MAIN = b'"""blkfleet engine zipapp."""\n\nimport sys\n\nfrom blkfleet.cli import main\n\nsys.exit(main())\n'
 DATE_TIME = (1980, 1, 1, 0, 0, 0)
@@ -91,9 +93,5 @@ def engine_bytes(files=None):
 def build_engine_pyz(path):
     """Write engine.pyz to ``path`` (atomically, mode 0755); return its bytes."""
     data = engine_bytes()
-    tmp = f"{path}.partial"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.chmod(tmp, 0o755)
-    os.replace(tmp, path)
+    atomic_write(path, data, 0o755)
     return data

@@ -21,7 +21,7 @@ import struct
 
 from ..errors import BlkfleetError
 from ..trace.actions import A_QUEUE, C_AHEAD, C_DISCARD, C_FLUSH, C_FUA, C_META, C_QUEUE, C_READ, C_SYNC, C_WRITE
-from ..trace.record import MAGIC
+from ..trace.record import MAGIC, layout
 from . import tracefs
 from .rawpages import page_events
 from .split import NATIVE
@@ -88,7 +88,7 @@ class BioQueueDecoder:
         self.off = {name: fields[name][0] for name in ("common_pid", "dev", "sector", "nr_sector", "rwbs")}
         self.rwbs_size = fields["rwbs"][1]
         self.min_len = max(o + s for o, s in fields.values())
-        self.pack = struct.Struct(bo + "IIQQIIIIIHH").pack
+        self.pack = layout(7, bo).pack
         self.magic = MAGIC | 7
         self._actions = {}
 
@@ -112,10 +112,6 @@ class BioQueueDecoder:
         return b"".join(out)
 
 
-def _write(path, value):
-    tracefs._write(path, value)
-
-
 def remove_instance(tracing):
     """Disable the event and delete the instance (whatever a killed capture left); True if there was one."""
     inst = instance_dir(tracing)
@@ -135,44 +131,19 @@ def remove_instance(tracing):
     return True
 
 
-class BioCapture:
-    """The instance of one capture; the same interface as ``tracefs.Capture`` (start/stop/restore)."""
+class BioQueueInstance(tracefs.OwnedTracer):
+    """The instance of one capture, with block_bio_queue enabled for its devices (made by ``configure``)."""
 
-    def __init__(self, tracing, instance, devices, lock, own_lock):
-        self.root = tracing
-        self.tracing = instance
-        self.devices = devices
-        self.lock = lock
-        self.own_lock = own_lock
-        self._restored = False
+    snapshot_part = "instance"
 
-    def start(self):
-        _write(os.path.join(self.tracing, "tracing_on"), "1")
-
-    def stop(self):
-        _write(os.path.join(self.tracing, "tracing_on"), "0")
-
-    def restore(self):
-        if self._restored:
-            return
-        try:
-            remove_instance(self.root)
-            tracefs.drop_snapshot(self.lock, "instance")
-        finally:
-            self._restored = True
-            if self.own_lock:
-                self.lock.release()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.restore()
+    def _undo(self):
+        remove_instance(self.root)
 
 
 def configure(devices, buffer_kb=tracefs.DEFAULT_BUFFER_KB, clock="mono", *, lock=None, lock_path=tracefs.LOCK_PATH,
               owner=None):
-    """Own the tracer lock, create the instance and enable block_bio_queue for ``devices`` (tracing off).
+    """Own the tracer lock, create the instance and enable block_bio_queue for ``devices`` (tracing off); returns
+    its ``BioQueueInstance``.
 
     The tracer snapshot records the instance (and ``owner``) before it is made, so that a restore after this
     process died removes it, after salvaging its buffers for ``owner``."""
@@ -208,20 +179,19 @@ def configure(devices, buffer_kb=tracefs.DEFAULT_BUFFER_KB, clock="mono", *, loc
         if own_lock:
             lock.release()
         raise
-    capture = BioCapture(tracing, inst, resolved, lock, own_lock)
+    instance = BioQueueInstance(tracing, inst, resolved, lock, own_lock)
+    write = tracefs.write_setting
     try:
-        _write(os.path.join(inst, "tracing_on"), "0")
-        clocks = tracefs._read(os.path.join(inst, "trace_clock")).replace("[", " ").replace("]", " ").split()
-        if clock not in clocks:
-            raise BlkfleetError(f"unknown trace clock {clock!r} (this kernel has: {', '.join(clocks)})")
-        _write(os.path.join(inst, "trace_clock"), clock)
+        write(os.path.join(inst, "tracing_on"), "0")
+        tracefs.check_clock(inst, clock)
+        write(os.path.join(inst, "trace_clock"), clock)
         if buffer_kb:
-            _write(os.path.join(inst, "buffer_size_kb"), str(int(buffer_kb)))
+            write(os.path.join(inst, "buffer_size_kb"), str(int(buffer_kb)))
         event = os.path.join(inst, "events", *EVENT)
-        _write(os.path.join(event, "filter"), " || ".join(f"dev == {n}" for n in numbers))
-        _write(os.path.join(event, "enable"), "1")
-        tracefs._clear_buffer(inst)
+        write(os.path.join(event, "filter"), " || ".join(f"dev == {n}" for n in numbers))
+        write(os.path.join(event, "enable"), "1")
+        tracefs.clear_buffer(inst)
     except BaseException:
-        capture.restore()
+        instance.teardown()
         raise
-    return capture
+    return instance

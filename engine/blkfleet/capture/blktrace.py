@@ -27,6 +27,7 @@ from ..process import process_start
 from ..trace import TraceReader
 from ..trace.actions import is_queue
 from . import outputs, tracefs
+from .backend import CaptureBackend
 from .split import Counters
 
 DEBUGFS = "/sys/kernel/debug"
@@ -123,25 +124,22 @@ def unmount_debugfs():
     return subprocess.run(["umount", DEBUGFS], capture_output=True).returncode == 0
 
 
-class BlktraceCapture:
-    """One run of the blktrace tool over ``devices``."""
+class BlktraceCapture(CaptureBackend):
+    """One run of the blktrace tool over ``devices`` (it drains its relay buffers itself: ``poll`` only
+    watches that it still runs)."""
 
     name = "blktrace"
     mode = "relay"
 
     def __init__(self, devices, outdir, act_mask="queue", buffer_kb=512, buffer_count=4, interval=0.2):
-        self.devices = list(devices)
-        self.outdir = os.path.abspath(outdir)
+        super().__init__(devices, outdir, interval)
         self.act_mask = act_mask
         self.buffer_kb = buffer_kb
         self.buffer_count = buffer_count
-        self.interval = interval
         self.names = []
         self.proc = None
         self.log_path = os.path.join(self.outdir, outputs.BLKTRACE_LOG)
         self.staging = os.path.join(self.outdir, outputs.STAGING)
-        self.error = None
-        self.started = None
         self.mounted_debugfs = False
 
     def command(self, exe):
@@ -179,7 +177,6 @@ class BlktraceCapture:
         except BaseException:
             self.abandon()
             raise
-        self.started = time.time()
         return self
 
     def _wait_started(self):
@@ -224,31 +221,17 @@ class BlktraceCapture:
                 "debugfs_mounted": self.mounted_debugfs}
 
     def recovery(self):
-        """What a recovery must undo if this process dies (kept in the root-only run record)."""
+        """The blktrace process to stop and whether debugfs is to be unmounted."""
         return {"blktrace_pid": self.proc.pid, "blktrace_start": process_start(self.proc.pid),
                 "debugfs_mounted": self.mounted_debugfs}
 
     def start(self):
-        pass
+        """Nothing: blktrace traces from ``setup`` on (its start is what ``setup`` waits for)."""
 
     def poll(self, final=False):
         if self.proc.poll() is not None and not self.error:
             self.error = f"blktrace exited early (status {self.proc.returncode}): see {self.log_path}"
         return 0
-
-    def run(self, should_stop, wakeup_fd=None):
-        import select
-
-        while not should_stop() and not self.error:
-            self.poll()
-            if wakeup_fd is not None:
-                if select.select([wakeup_fd], [], [], self.interval)[0]:
-                    try:
-                        os.read(wakeup_fd, 512)
-                    except OSError:
-                        pass
-            else:
-                time.sleep(self.interval)
 
     def finish(self):
         if self.proc.poll() is None:

@@ -1,30 +1,10 @@
 """``blkfleet capture start|stop|status|restore``: its command-line interface."""
 
 from .. import codes, protocol
-from ..errors import BlkfleetError
+from ..cliargs import positive_float, positive_int
 from ..jsonout import show, write_json
 from . import control, tracefs
-from .ftrace import MODES
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise BlkfleetError(f"not a number: {text!r}") from None
-    if value <= 0:
-        raise BlkfleetError(f"must be positive: {text!r}")
-    return value
-
-
-def _positive_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise BlkfleetError(f"not an integer: {text!r}") from None
-    if value <= 0:
-        raise BlkfleetError(f"must be positive: {text!r}")
-    return value
+from .ftrace import MODE_ALIASES, MODES
 
 
 def add_parser(sub):
@@ -47,17 +27,17 @@ def add_parser(sub):
     s.add_argument("-a", "--act-mask", default="queue", metavar="MASK",
                    help="event categories: names joined by ',' (queue, complete, ...), 'all', or a number; "
                    "default queue (Q/G/P/U events, all btrecord needs)")
-    s.add_argument("-b", "--buffer-size", type=_positive_int, default=512, metavar="KB",
+    s.add_argument("-b", "--buffer-size", type=positive_int, default=512, metavar="KB",
                    help="blktrace: sub-buffer size in KiB (default 512); ftrace: per-CPU ring buffer is "
                    "buffer-size x buffer-count KiB")
-    s.add_argument("-n", "--buffer-count", type=_positive_int, default=8, metavar="N",
+    s.add_argument("-n", "--buffer-count", type=positive_int, default=8, metavar="N",
                    help="blktrace: number of sub-buffers (default 8)")
-    s.add_argument("-w", "--duration", type=_positive_float, metavar="SEC", help="stop by itself after SEC s")
-    s.add_argument("--mode", choices=("auto", *MODES), default="auto",
-                   help="ftrace: events (block_bio_queue tracepoint, Q only, cheapest), raw (blk tracer's "
-                   "per-CPU ring-buffer pages) or pipe (blk tracer's trace_pipe, split live); auto (default): "
-                   "events for act_mask queue on whole devices, else raw")
-    s.add_argument("--interval", type=_positive_float, default=0.05, metavar="SEC",
+    s.add_argument("-w", "--duration", type=positive_float, metavar="SEC", help="stop by itself after SEC s")
+    s.add_argument("--mode", choices=("auto", *MODES, *MODE_ALIASES), default="auto",
+                   help="ftrace: events (block_bio_queue tracepoint, Q only, cheapest) or raw (blk tracer's "
+                   "per-CPU ring-buffer pages); auto (default): events for act_mask queue on whole devices, else "
+                   "raw; pipe (the former trace_pipe mode) is taken as raw")
+    s.add_argument("--interval", type=positive_float, default=0.05, metavar="SEC",
                    help="how often the buffers are emptied (default 0.05; sooner while they fill fast)")
     s.add_argument("--no-splice", dest="splice", action="store_false", default=None,
                    help="ftrace raw: copy pages with read/write instead of splice")
@@ -76,7 +56,7 @@ def add_parser(sub):
     t = csub.add_parser("stop", help="stop the capture in DIR; prints the JSON summary")
     t.add_argument("-D", "--output-dir", required=True, metavar="DIR")
     t.add_argument("--fail-on-drops", action="store_true", help="exit 1 when any event was dropped")
-    t.add_argument("--timeout", type=_positive_float, default=control.STOP_TIMEOUT, metavar="SEC",
+    t.add_argument("--timeout", type=positive_float, default=control.STOP_TIMEOUT, metavar="SEC",
                    help=f"how long to wait for the capture to finish writing (default {control.STOP_TIMEOUT:.0f})")
     protocol.json_option(t, "the summary (also printed on stdout)")
     t.add_argument("--token", metavar="TOKEN", help="stop only the capture of this run token (else exit 2)")

@@ -305,7 +305,7 @@ def _recover(seen):
         return []
     done = []
     try:
-        if tracefs.restore(lock_path=tracefs.LOCK_PATH, timeout=2.0):
+        if tracefs.recover_tracer(lock_path=tracefs.LOCK_PATH, timeout=2.0):
             done.append("ftrace tracer state restored")
     except tracefs.TracerBusy:
         done.append("tracer now owned by another capture: not touched")
@@ -392,7 +392,7 @@ def _salvage(seen):
     try:
         state.save(outdir, doc)
     except OSError as e:
-        doc["summary"]["error"] += f"; cannot write {state.state_path(outdir)}: {e.strerror or e}"
+        doc["summary"]["error"] += f"; cannot write {state.state_file(outdir)}: {e.strerror or e}"
     return _stop_doc(doc, True, f"the capture (pid {doc.get('pid')}) had died; "
                                 + ("; ".join(recovered) or "nothing to restore") + "; its files were salvaged")
 
@@ -495,7 +495,7 @@ def restore(outdir=None, lock_path=tracefs.LOCK_PATH):
                 if seen.salvaged is not None:
                     doc["salvaged"] = seen.salvaged
                 state.save(seen.outdir, doc)
-    elif tracefs.restore(lock_path=lock_path, timeout=2.0):
+    elif tracefs.recover_tracer(lock_path=lock_path, timeout=2.0):
         done.append("ftrace tracer state restored")
     return {"action": "restore", "restored": bool(done), "done": done,
             "message": "; ".join(done) if done else "nothing to restore"}

@@ -14,6 +14,8 @@ State kept by the daemon, field by field (``capture.json``, also the answer of `
   run lock, never this one);
 * ``backend``, ``mode``, ``requested_backend``, ``fallback_reason``, ``devices``, ``device_args``,
   ``options``, ``backend_info``: what traces and how;
+* ``block_devices``: per traced device its ``dev`` (major:minor), ``size`` and ``logical_block_size`` (bytes),
+  read when it started (``block_devices``);
 * ``output_dir``, ``log``, ``state_file``, ``host``, ``start_time``, ``start_epoch``, ``recovered``;
 * at the end ``stop_reason`` (SIGTERM, SIGINT, duration, error), ``stop_time``, ``stop_epoch``,
   ``duration`` and ``summary`` (``control.finish_summary``).
@@ -28,12 +30,13 @@ import time
 import traceback
 
 from .. import codes
+from ..device import sysfs
 from ..errors import BlkfleetError
 from ..files import create_new
 from ..process import process_start
 from . import outputs, rundir, state
 from .blktrace import BlktraceCapture, BlktraceUnavailable
-from .ftrace import FtraceCapture
+from .ftrace import ftrace_backend
 
 RESERVE_BYTES = 64 << 10  # freed when the disk fills, so that the final state and summary can be written
 
@@ -51,7 +54,7 @@ def save_quietly(outdir, doc):
     try:
         state.save(outdir, doc)
     except OSError as e:
-        log(f"cannot write {state.state_path(outdir)}: {e.strerror or e}")
+        log(f"cannot write {state.state_file(outdir)}: {e.strerror or e}")
         print(json.dumps(doc, sort_keys=True), flush=True)
 
 
@@ -61,7 +64,8 @@ def _report(fd, doc):
 
 
 def _setup(opts, owner):
-    """The backend, set up (tracer owned and configured, blktrace running); ``(backend, fallback reason)``."""
+    """The ``backend.CaptureBackend``, set up (tracer owned and configured, blktrace running);
+    ``(backend, fallback reason)``."""
     fallback = None
     if opts.backend in ("auto", "blktrace"):
         try:
@@ -72,9 +76,10 @@ def _setup(opts, owner):
                 raise
             fallback = str(e)
             log(f"falling back to ftrace: {fallback}")
-    backend = FtraceCapture(opts.devices, opts.outdir, opts.act_mask, opts.buffer_kb * opts.buffer_count,
-                            mode=opts.mode, interval=opts.interval, use_splice=opts.splice, keep_raw=opts.keep_raw,
-                            lock_path=opts.lock_path, owner=owner).setup()
+    backend = ftrace_backend(opts.devices, opts.outdir, opts.mode, opts.act_mask,
+                             buffer_kb=opts.buffer_kb * opts.buffer_count, interval=opts.interval,
+                             use_splice=opts.splice, keep_raw=opts.keep_raw, lock_path=opts.lock_path,
+                             owner=owner).setup()
     return backend, fallback
 
 
@@ -108,17 +113,16 @@ def run(opts, report_fd, recovered, run_id, key):  # pragma: no cover (runs in t
         _report(report_fd, {"error": msg, "code": e.code if isinstance(e, BlkfleetError) else "internal_error"})
         lock.release()
         return codes.BAD_INPUT
-    record.update(backend=backend.name, mode=backend.mode)
-    if backend.name == "blktrace":
-        record.update(backend.recovery())
+    record.update(backend=backend.name, mode=backend.mode, **backend.recovery())
     start_epoch = time.time()
     doc = {
         "version": state.VERSION, "state": "running", "run_id": run_id, "token": opts.token, "pid": os.getpid(),
         "pid_start": record["pid_start"], "host": socket.gethostname(), "backend": backend.name,
         "mode": backend.mode, "requested_backend": opts.backend, "fallback_reason": fallback,
-        "devices": backend.info()["devices"], "device_args": opts.devices, "output_dir": opts.outdir,
+        "devices": backend.info()["devices"], "block_devices": block_devices(backend.info()["devices"]),
+        "device_args": opts.devices, "output_dir": opts.outdir,
         "start_time": now(), "start_epoch": start_epoch, "options": opts.to_json(), "backend_info": backend.info(),
-        "log": os.path.join(opts.outdir, opts.log_name), "state_file": state.state_path(opts.outdir),
+        "log": os.path.join(opts.outdir, opts.log_name), "state_file": state.state_file(opts.outdir),
         "recovered": recovered,
     }
     reserve = os.path.join(opts.outdir, outputs.RESERVE)
@@ -174,6 +178,17 @@ def run(opts, report_fd, recovered, run_id, key):  # pragma: no cover (runs in t
     log(f"stopped: {doc['summary']['queued']} queued IOs, {doc['summary']['drops']} drops"
         + (f", error: {error}" if error else ""))
     return 0
+
+
+def block_devices(names):
+    """``{name: {dev, size, logical_block_size}}`` of the traced devices (bytes; dev as ``major:minor``): what a
+    bundle of the capture tells about its source (``bundle create --trace-dir``)."""
+    found = {}
+    for name in names:
+        facts = sysfs.facts(name)
+        found[name] = {"dev": facts["dev"], "size": facts["size_bytes"] or None,
+                       "logical_block_size": facts["logical_block_size"]}
+    return found
 
 
 def finish_summary(summary, error):

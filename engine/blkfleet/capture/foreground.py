@@ -12,20 +12,20 @@ import threading
 from contextlib import contextmanager
 
 from . import tracefs
-from .ftrace import FtraceCapture
+from .ftrace import ftrace_backend
 
 
 @contextmanager
 def traced(devices, outdir, lock=None, lock_timeout=600.0, **options):
     """Capture ``devices`` into ``outdir`` (DEV.blktrace.CPU) while the block runs; the yielded dict is filled
     with the capture summary afterwards. ``lock``: a TracerLock the caller already holds (kept held), else
-    one is taken for the block. ``options``: FtraceCapture's (mode, act_mask, buffer_kb, ...)."""
+    one is taken for the block. ``options``: ``ftrace.ftrace_backend``'s (mode, act_mask, buffer_kb, ...)."""
     own = lock is None
     if own:
         lock = tracefs.TracerLock().acquire(timeout=lock_timeout)
     result = {}
     try:
-        capture = FtraceCapture(devices, outdir, lock=lock, **options).setup()
+        capture = ftrace_backend(devices, outdir, lock=lock, **options).setup()
         stop = threading.Event()
         poller = threading.Thread(target=capture.run, args=(stop.is_set,), daemon=True)
         try:

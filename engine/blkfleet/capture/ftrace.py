@@ -1,37 +1,43 @@
-"""The ftrace backend of a capture: the kernel's ``blk`` tracer, read as raw pages or through trace_pipe.
+"""The ftrace backend of a capture: per-CPU ring-buffer pages, copied while tracing, converted at stop.
 
-Modes:
+Two modes, one class each behind ``RingBufferCapture`` (the ``backend.CaptureBackend`` of ftrace):
 
-* ``raw`` (default): each CPU's ``per_cpu/cpuN/trace_pipe_raw`` is copied page by page into
-  ``DIR/raw/cpuN`` while the workload runs (``os.splice`` on Python >= 3.10, ``os.read``/``os.write``
-  otherwise), polled every ``interval`` seconds; at stop the pages are converted into
-  ``DEV.blktrace.CPU`` (``rawpages.convert``). Cheapest while tracing: the kernel formats nothing and
-  Python touches no event.
-* ``pipe``: ``trace_pipe`` in bin mode, split live by ``Splitter`` (the first implementation; kept for
-  comparison and for kernels without per-CPU raw files).
+* ``events`` (``BioQueueCapture``): the ``block:block_bio_queue`` tracepoint in a private instance
+  (``bioevents``): one event per IO, Q records only;
+* ``raw`` (``BlkTracerCapture``): the kernel's ``blk`` tracer, every act_mask category.
+
+In both, each CPU's ``per_cpu/cpuN/trace_pipe_raw`` is copied page by page into ``DIR/raw/cpuN`` while the
+workload runs (``os.splice`` on Python >= 3.10, ``os.read``/``os.write`` otherwise), polled every
+``interval`` seconds; at stop the pages are converted into ``DEV.blktrace.CPU`` (``rawpages.convert``, with
+the mode's page decoder). The kernel formats nothing and Python touches no event while tracing.
+``ftrace_backend`` picks the mode (``auto``: events for act_mask queue on whole devices, else raw).
+
+The former ``pipe`` mode (the blk tracer's ``trace_pipe`` in bin mode, split live) is gone: it cost more
+than raw, dropped millions of events at full rate (docs/capture.md, Overhead) and gave the same records as
+raw. The kernels without per-CPU raw files it was kept for are far older than any host blkfleet runs on; on
+one, ``setup`` fails with one line. ``--mode pipe`` is taken as ``raw``.
 
 The ``DEV.blktrace.CPU`` files are written into the private staging directory and moved into the output
 directory when complete (``outputs.publish``); raw pages go to a fresh ``DIR/raw``, each file created with
 O_EXCL | O_NOFOLLOW.
 
-Drops: ``[LOST n EVENTS]`` lines (pipe), the pages' missed-events flags (raw) and, in both modes, the
-per-CPU ``stats`` counters (``overrun``, ``commit overrun``, ``dropped events``) read before the tracer is
-restored.
+Drops: the pages' missed-events flags and the per-CPU ``stats`` counters (``overrun``, ``commit overrun``,
+``dropped events``) read before the tracer is put back; per CPU the larger counts.
 """
 
+import abc
 import errno
 import os
 import re
-import select
-import time
 
 from ..errors import BlkfleetError
 from ..files import create_new
 from . import bioevents, outputs, rawpages, tracefs
-from .split import Splitter, cpu_count
+from .backend import CaptureBackend
+from .split import cpu_count
 
-MODES = ("events", "raw", "pipe")
-PIPE_READ = 1 << 20
+MODES = ("events", "raw")
+MODE_ALIASES = {"pipe": "raw"}  # the retired trace_pipe mode: the same blk tracer records, read as pages
 HAS_SPLICE = hasattr(os, "splice")
 STAT_FIELDS = {"overrun": "overrun", "commit overrun": "commit_overrun", "dropped events": "dropped"}
 
@@ -67,7 +73,7 @@ def _is_partition(device):
     return os.path.exists(os.path.join(os.path.dirname(trace_dir), "partition"))
 
 
-class _RawReader:
+class _PageCopier:
     """Copies one CPU's ring-buffer pages into a file; splice when possible, read/write otherwise."""
 
     def __init__(self, path_in, path_out, page_size, use_splice):
@@ -151,187 +157,135 @@ class _RawReader:
                 pass
 
 
-class FtraceCapture:
-    """One capture with the blk tracer: ``setup()``, ``start()``, ``poll()``/``run()``, ``finish()``."""
+class RingBufferCapture(CaptureBackend):
+    """An ftrace capture whose per-CPU ring-buffer pages are copied to ``DIR/raw`` and converted at stop.
+
+    A mode provides ``configure_tracer`` (own and set up its tracer: a ``tracefs.OwnedTracer``) and
+    ``page_decoder`` (turns a page's events into v7 records). Fields besides ``CaptureBackend``'s:
+    @tracer: the OwnedTracer, once set up; @readers: ``{cpu: _PageCopier}``; @layout: the pages'
+    ``rawpages.PageLayout``; @decoder: the page decoder; @dev_numbers: ``{kernel name: dev_t}``;
+    @owner: whose buffers a recovery salvages if this process dies (``tracefs.save_snapshot``).
+    """
 
     name = "ftrace"
 
-    def __init__(self, devices, outdir, act_mask="queue", buffer_kb=tracefs.DEFAULT_BUFFER_KB, mode="auto",
-                 interval=0.05, clock="mono", use_splice=None, keep_raw=False, lock=None,
-                 lock_path=tracefs.LOCK_PATH, owner=None):
-        if mode == "auto":
-            mode = "events" if tracefs.act_mask_value(act_mask) == tracefs.act_mask_value("queue") else "raw"
-            if mode == "events" and any(_is_partition(d) for d in devices):
-                mode = "raw"
-        if mode not in MODES:
-            raise BlkfleetError(f"unknown ftrace mode {mode!r} (known: auto, {', '.join(MODES)})")
-        self.devices = list(devices)
-        self.outdir = os.path.abspath(outdir)
+    def __init__(self, devices, outdir, act_mask="queue", buffer_kb=tracefs.DEFAULT_BUFFER_KB, interval=0.05,
+                 clock="mono", use_splice=None, keep_raw=False, lock=None, lock_path=tracefs.LOCK_PATH, owner=None):
+        super().__init__(devices, outdir, interval)
         self.act_mask = act_mask
         self.buffer_kb = buffer_kb
-        self.mode = mode
-        self.interval = interval
         self.clock = clock
         self.use_splice = HAS_SPLICE if use_splice is None else (use_splice and HAS_SPLICE)
         self.keep_raw = keep_raw
         self.lock = lock
         self.lock_path = lock_path
-        self.capture = None
+        self.tracer = None
         self.ncpus = cpu_count()
         self.readers = {}
-        self.splitter = None
-        self.pipe_fd = None
-        self.error = None
         self.raw_dir = os.path.join(self.outdir, outputs.RAW)
         self.staging = os.path.join(self.outdir, outputs.STAGING)
-        # Who the ring buffers are salvaged for if this process dies (tracefs.save_snapshot, salvage.drain).
-        self.owner = dict(owner, mode=mode, raw_dir=self.raw_dir) if owner else None
+        self.owner = dict(owner, mode=self.mode, raw_dir=self.raw_dir) if owner else None
         self.layout = None
-        self.blk_type = None
         self.decoder = None
-        self.event = None
         self.dev_numbers = {}
-        self.started = None
+
+    @abc.abstractmethod
+    def configure_tracer(self):
+        """Own the tracer lock and configure this mode's tracer (tracing off); returns its OwnedTracer."""
+
+    @abc.abstractmethod
+    def page_decoder(self, layout):
+        """The decoder ``rawpages.convert`` turns this mode's pages into v7 records with."""
+
+    def mode_info(self):
+        """What ``info`` adds for this mode."""
+        return {}
 
     # -- set-up -------------------------------------------------------------------------------------
 
     def setup(self):
-        """Own and configure the tracer (tracing stays off) and open the readers."""
-        if self.mode == "events":
-            if tracefs.act_mask_value(self.act_mask) != tracefs.act_mask_value("queue"):
-                raise BlkfleetError("the events mode records queue events only: use --mode raw for act_mask "
-                                    f"{self.act_mask!r}")
-            self.capture = bioevents.configure(self.devices, buffer_kb=self.buffer_kb, clock=self.clock,
-                                               lock=self.lock, lock_path=self.lock_path, owner=self.owner)
-        else:
-            self.capture = tracefs.configure(self.devices, act_mask=self.act_mask, buffer_kb=self.buffer_kb,
-                                             clock=self.clock, lock=self.lock, lock_path=self.lock_path,
-                                             owner=self.owner)
+        """Own and configure the tracer (tracing stays off) and open the page copiers; on failure the tracer is
+        put back and ``DIR/raw`` removed."""
+        self.tracer = self.configure_tracer()
+        made_raw = False
         try:
-            tracing = self.capture.tracing
-            for name, trace_dir in self.capture.devices.items():
+            for name, trace_dir in self.tracer.devices.items():
                 with open(os.path.join(os.path.dirname(trace_dir), "dev")) as f:
                     major, minor = (int(x) for x in f.read().split(":"))
                 self.dev_numbers[name] = major << 20 | minor
-            if self.mode in ("raw", "events"):
-                self.layout = rawpages.PageLayout.from_tracefs(tracing)
-                if self.mode == "raw":
-                    self.blk_type = rawpages.blk_entry_type(tracing)
-                    self.decoder = rawpages.BlkDecoder(self.blk_type, self.layout.byteorder)
-                else:
-                    self.event = bioevents.event_format(self.capture.root)
-                    self.decoder = bioevents.BioQueueDecoder(*self.event, self.layout.byteorder)
-                os.makedirs(self.outdir, exist_ok=True)
-                outputs.make_raw(self.outdir)
-                for cpu in range(self.ncpus):
-                    src = os.path.join(tracing, "per_cpu", f"cpu{cpu}", "trace_pipe_raw")
-                    if not os.path.exists(src):
-                        continue
-                    self.readers[cpu] = _RawReader(src, os.path.join(self.raw_dir, f"cpu{cpu}"),
-                                                   self.layout.page_size, self.use_splice)
-            else:
-                names = {dev: name for name, dev in self.dev_numbers.items()}
-                os.makedirs(self.outdir, exist_ok=True)
-                self.splitter = Splitter(outputs.make_staging(self.outdir), ncpus=self.ncpus, names=names,
-                                         devices=list(self.dev_numbers.values()))
-                self.pipe_fd = os.open(self.capture.pipe_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            self.layout = rawpages.PageLayout.from_tracefs(self.tracer.root)
+            self.decoder = self.page_decoder(self.layout)
+            os.makedirs(self.outdir, exist_ok=True)
+            outputs.make_raw(self.outdir)
+            made_raw = True
+            for cpu in range(self.ncpus):
+                src = os.path.join(self.tracer.tracing, "per_cpu", f"cpu{cpu}", "trace_pipe_raw")
+                if os.path.exists(src):
+                    self.readers[cpu] = _PageCopier(src, os.path.join(self.raw_dir, f"cpu{cpu}"),
+                                                    self.layout.page_size, self.use_splice)
+            if not self.readers:
+                raise BlkfleetError(f"{self.tracer.tracing}/per_cpu has no cpuN/trace_pipe_raw: this kernel's "
+                                    "ftrace cannot hand out its ring-buffer pages", code="unavailable")
         except BaseException:
             self._close_readers()
-            self.capture.restore()
+            self.tracer.teardown()
+            if made_raw:
+                outputs.remove(self.raw_dir)
             raise
         return self
 
     def info(self):
-        """What ``capture start`` reports about this backend."""
         info = {"mode": self.mode, "devices": sorted(self.dev_numbers), "ncpus": self.ncpus,
                 "buffer_kb": self.buffer_kb, "clock": self.clock,
-                "act_mask": f"0x{tracefs.act_mask_value(self.act_mask):x}"}
-        if self.mode != "pipe":
-            info.update(splice=self.use_splice, page_size=self.layout.page_size, blk_entry_type=self.blk_type,
-                        interval=self.interval)
-        if self.mode == "events":
-            info.update(event="/".join(bioevents.EVENT), event_id=self.event[0],
-                        event_fields={k: list(v) for k, v in self.event[1].items()})
+                "act_mask": f"0x{tracefs.act_mask_value(self.act_mask):x}", "splice": self.use_splice,
+                "page_size": self.layout.page_size, "interval": self.interval, "blk_entry_type": None}
+        info.update(self.mode_info())
         return info
 
     def start(self):
-        self.started = time.time()
-        self.capture.start()
+        self.tracer.start()
 
     # -- while tracing ------------------------------------------------------------------------------
 
     def poll(self, final=False):
-        """Move what the kernel has buffered to disk; a write error stops the capture (``self.error``)."""
+        """Copy what the kernel has buffered; a write error stops the capture (``error``)."""
         if self.error:
             return 0
         try:
-            if self.mode != "pipe":
-                return sum(r.drain(final) for r in self.readers.values())
-            total = 0
-            while True:
-                try:
-                    data = os.read(self.pipe_fd, PIPE_READ)
-                except BlockingIOError:
-                    break
-                if not data:
-                    break
-                self.splitter.feed(data)
-                total += len(data)
-            return total
+            return sum(r.drain(final) for r in self.readers.values())
         except OSError as e:
             self.error = f"capture stopped: cannot write the trace ({e.strerror or e}); what was written is kept"
             try:
-                self.capture.stop()
+                self.tracer.stop()
             except BlkfleetError:
                 pass
             return 0
 
+    def busy_bytes(self):
+        """An eighth of a CPU's buffer: the buffers are filling fast and a late reader would lose events."""
+        return (self.buffer_kb or tracefs.DEFAULT_BUFFER_KB) * 1024 // 8
+
     def bytes_read(self):
-        if self.mode != "pipe":
-            return sum(r.bytes for r in self.readers.values())
-        return self.splitter._offset if self.splitter else 0
-
-    def run(self, should_stop, wakeup_fd=None):
-        """Poll every ``interval`` seconds until ``should_stop()`` is true or an error stops the capture.
-
-        When one poll moved more than an eighth of a CPU's buffer, the next comes after 10 ms at most: the
-        buffers are filling fast and a late reader would lose events.
-        """
-        busy = (self.buffer_kb or tracefs.DEFAULT_BUFFER_KB) * 1024 // 8
-        while not should_stop() and not self.error:
-            moved = self.poll()
-            wait = min(self.interval, 0.01) if moved > busy else self.interval
-            if wakeup_fd is not None:
-                ready, _, _ = select.select([wakeup_fd], [], [], wait)
-                if ready:
-                    try:
-                        os.read(wakeup_fd, 512)
-                    except OSError:
-                        pass
-            else:
-                time.sleep(wait)
+        return sum(r.bytes for r in self.readers.values())
 
     def kernel_stats(self):
-        return read_cpu_stats(self.capture.tracing, self.ncpus)
+        return read_cpu_stats(self.tracer.tracing, self.ncpus)
 
     # -- stop ---------------------------------------------------------------------------------------
 
     def _close_readers(self):
         for r in self.readers.values():
             r.close()
-        if self.pipe_fd is not None:
-            os.close(self.pipe_fd)
-            self.pipe_fd = None
 
     def finish(self):
-        """Tracing off, drain, read the kernel's drop counters, restore the tracer, write the files.
+        """Tracing off, drain, read the kernel's drop counters, tear the tracer down, convert the pages.
 
-        Returns the summary (``split.Splitter.summary`` shape plus ``kernel``, ``mode``, ``error``).
+        Returns the summary (``rawpages.convert``'s plus ``kernel`` and ``raw_bytes``).
         """
         stats = {}
         try:
             try:
-                self.capture.stop()
+                self.tracer.stop()
             except BlkfleetError as e:
                 self.error = self.error or str(e)
             self.poll(final=True)
@@ -339,45 +293,95 @@ class FtraceCapture:
         finally:
             self._close_readers()
             try:
-                self.capture.restore()
+                self.tracer.teardown()
             except BlkfleetError as e:
                 self.error = self.error or str(e)
-        drops = kernel_drops(stats)
         names = {dev: name for name, dev in self.dev_numbers.items()}
-        if self.mode != "pipe":
-            raw_files = {cpu: os.path.join(self.raw_dir, f"cpu{cpu}") for cpu in self.readers}
+        raw_files = {cpu: os.path.join(self.raw_dir, f"cpu{cpu}") for cpu in self.readers}
+        try:
+            outputs.remove(self.staging)
+            summary = rawpages.convert(raw_files, outputs.make_staging(self.outdir), self.layout, self.decoder,
+                                       ncpus=self.ncpus, names=names, devices=list(self.dev_numbers.values()),
+                                       extra_drops=kernel_drops(stats))
+            outputs.publish(self.staging, self.outdir)
+        except OSError as e:
+            self.error = self.error or (f"cannot write the converted trace ({e.strerror or e}); the raw pages "
+                                        f"are kept in {self.raw_dir}")
+            summary = {"records": 0, "devices": {}, "lost": {}, "skipped_bytes": 0}
             try:
                 outputs.remove(self.staging)
-                summary = rawpages.convert(raw_files, outputs.make_staging(self.outdir), self.layout, self.blk_type,
-                                           ncpus=self.ncpus, names=names, devices=list(self.dev_numbers.values()),
-                                           extra_drops=drops, decoder=self.decoder)
-                outputs.publish(self.staging, self.outdir)
-            except OSError as e:
-                self.error = self.error or (f"cannot write the converted trace ({e.strerror or e}); the raw pages "
-                                            f"are kept in {self.raw_dir}")
-                summary = {"records": 0, "devices": {}, "lost": {}, "skipped_bytes": 0}
+            except OSError:
+                pass
+        else:
+            if not self.keep_raw and not self.error:
+                for path in raw_files.values():
+                    os.unlink(path)
                 try:
-                    outputs.remove(self.staging)
+                    os.rmdir(self.raw_dir)
                 except OSError:
                     pass
-            else:
-                if not self.keep_raw and not self.error:
-                    for path in raw_files.values():
-                        os.unlink(path)
-                    try:
-                        os.rmdir(self.raw_dir)
-                    except OSError:
-                        pass
-        else:
-            for cpu, count in drops.items():
-                reported = self.splitter.lost.get(cpu, (0, 0))[0]
-                if count > reported:
-                    self.splitter.add_lost(cpu, count - reported)
-            summary = self.splitter.close()
-            try:
-                outputs.publish(self.staging, self.outdir)
-            except OSError as e:
-                self.error = self.error or f"cannot move the trace files into {self.outdir}: {e.strerror or e}"
         summary["kernel"] = {str(cpu): s for cpu, s in sorted(stats.items())}
         summary["raw_bytes"] = self.bytes_read()
         return summary
+
+
+class BioQueueCapture(RingBufferCapture):
+    """The ``events`` mode: the block_bio_queue tracepoint in a private instance; Q records only."""
+
+    mode = "events"
+
+    def __init__(self, devices, outdir, act_mask="queue", **options):
+        if tracefs.act_mask_value(act_mask) != tracefs.act_mask_value("queue"):
+            raise BlkfleetError(f"the events mode records queue events only: use --mode raw for act_mask {act_mask!r}")
+        super().__init__(devices, outdir, act_mask, **options)
+        self.event = None
+
+    def configure_tracer(self):
+        return bioevents.configure(self.devices, buffer_kb=self.buffer_kb, clock=self.clock, lock=self.lock,
+                                   lock_path=self.lock_path, owner=self.owner)
+
+    def page_decoder(self, layout):
+        self.event = bioevents.event_format(self.tracer.root)
+        return bioevents.BioQueueDecoder(*self.event, layout.byteorder)
+
+    def mode_info(self):
+        return {"event": "/".join(bioevents.EVENT), "event_id": self.event[0],
+                "event_fields": {k: list(v) for k, v in self.event[1].items()}}
+
+
+class BlkTracerCapture(RingBufferCapture):
+    """The ``raw`` mode: the kernel's ``blk`` tracer (every act_mask category; Q, G, P, U for queue)."""
+
+    mode = "raw"
+    blk_type = None  # the blk tracer's ftrace entry type, once set up (None: not known on this kernel)
+
+    def configure_tracer(self):
+        return tracefs.configure(self.devices, act_mask=self.act_mask, buffer_kb=self.buffer_kb, clock=self.clock,
+                                 lock=self.lock, lock_path=self.lock_path, owner=self.owner)
+
+    def page_decoder(self, layout):
+        self.blk_type = rawpages.blk_entry_type(self.tracer.root)
+        return rawpages.BlkDecoder(self.blk_type, layout.byteorder)
+
+    def mode_info(self):
+        return {"blk_entry_type": self.blk_type}
+
+
+def resolve_mode(mode, act_mask, devices):
+    """The mode ``mode`` means: ``auto`` is events for act_mask queue on whole devices, else raw; ``pipe`` is
+    raw. BlkfleetError for an unknown mode."""
+    mode = MODE_ALIASES.get(mode, mode)
+    if mode == "auto":
+        whole = not any(_is_partition(d) for d in devices)
+        queue_only = tracefs.act_mask_value(act_mask) == tracefs.act_mask_value("queue")
+        return "events" if queue_only and whole else "raw"
+    if mode not in MODES:
+        raise BlkfleetError(f"unknown ftrace mode {mode!r} (known: auto, {', '.join(MODES)})")
+    return mode
+
+
+def ftrace_backend(devices, outdir, mode="auto", act_mask="queue", **options):
+    """The ftrace capture of ``devices`` in ``mode`` (see ``resolve_mode``), not set up yet; ``options``:
+    ``RingBufferCapture``'s."""
+    cls = {"events": BioQueueCapture, "raw": BlkTracerCapture}[resolve_mode(mode, act_mask, devices)]
+    return cls(devices, outdir, act_mask, **options)

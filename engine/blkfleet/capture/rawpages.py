@@ -3,7 +3,7 @@
 A capture in *raw* mode copies each CPU's ring-buffer pages, as the kernel hands them out, into one file per
 CPU (``os.splice`` where available, as trace-cmd does, else ``os.read``/``os.write``): no formatting in the
 kernel, no parsing in Python while the workload runs. ``convert()`` turns those files into
-``DEV.blktrace.CPU`` files at stop time, through the same ``Splitter`` the trace_pipe path uses.
+``DEV.blktrace.CPU`` files at stop time, through ``split.Splitter`` (one file per device and CPU).
 
 Page layout (``events/header_page``; 64-bit kernel): u64 timestamp, local_t commit (8 bytes) whose low bits
 are the number of data bytes and whose bit 31 (``RB_MISSED_EVENTS``) says events were lost before this page
@@ -26,7 +26,7 @@ import re
 import struct
 import sys
 
-from ..trace.record import MAGIC
+from ..trace.record import FIELDS, HEADER_SIZE, MAGIC, field_layout
 from .split import NATIVE, Splitter
 
 TS_SHIFT = 27
@@ -36,7 +36,9 @@ TYPE_TIME_STAMP = 31
 MISSED_EVENTS = 1 << 31
 MISSED_STORED = 1 << 30
 ABS_TS_BITS = 59
-BLK_ENTRY = 48
+BLK_ENTRY = HEADER_SIZE[7]  # a blk tracer entry is a v7 header (its first 16 bytes the ftrace entry) + payload
+ENTRY_DATA_AT = FIELDS[7]["sector"][0]  # what follows magic, sequence and time: the kernel's own bytes
+ENTRY_PDU_LEN_AT = FIELDS[7]["pdu_len"][0]
 
 
 class PageLayout:
@@ -172,34 +174,31 @@ def page_events(page, layout, stats):
 
 
 class BlkDecoder:
-    """The blk tracer's entries: bytes 16.. of the entry after a fresh magic, sequence 0 and the time."""
+    """The blk tracer's entries: the entry's own bytes (from ``ENTRY_DATA_AT``) after a fresh magic, sequence 0
+    and the time."""
 
     def __init__(self, blk_type, byteorder=NATIVE):
         self.blk_type = blk_type
         self.u16 = struct.Struct(byteorder + "H").unpack_from
-        self.head = struct.Struct(byteorder + "IIQ").pack
+        self.head = field_layout(7, ("magic", "sequence", "time"), byteorder).pack
         self.magic = MAGIC | 7
 
     def records(self, page, layout, stats, cpu):
         out = []
         u16, head, magic, blk_type = self.u16, self.head, self.magic, self.blk_type
+        size, data_at, pdu_len_at = BLK_ENTRY, ENTRY_DATA_AT, ENTRY_PDU_LEN_AT
         for ts, data, dlen in page_events(page, layout, stats):
-            if dlen < BLK_ENTRY or (blk_type is not None and u16(page, data)[0] != blk_type):
+            if dlen < size or (blk_type is not None and u16(page, data)[0] != blk_type):
                 stats.other += 1
                 continue
-            rec_len = BLK_ENTRY + u16(page, data + 46)[0]
+            rec_len = size + u16(page, data + pdu_len_at)[0]
             if rec_len > dlen:
                 stats.other += 1
                 continue
             out.append(head(magic, 0, ts))
-            out.append(page[data + 16:data + rec_len])
+            out.append(page[data + data_at:data + rec_len])
             stats.records += 1
         return b"".join(out)
-
-
-def page_records(page, layout, blk_type, stats):
-    """The blk records of one page as v7 bytes (magic, sequence 0, time, then the kernel's bytes 16..)."""
-    return BlkDecoder(blk_type, layout.byteorder).records(page, layout, stats, None)
 
 
 def iter_pages(path, page_size):
@@ -214,15 +213,13 @@ def iter_pages(path, page_size):
                 yield view[off:off + page_size]
 
 
-def convert(raw_files, outdir, layout, blk_type, ncpus=None, names=None, devices=(), extra_drops=None,
-            decoder=None):
+def convert(raw_files, outdir, layout, decoder, ncpus=None, names=None, devices=(), extra_drops=None):
     """Convert ``{cpu: raw file}`` into ``DEV.blktrace.CPU`` files; returns the Splitter summary + pages.
 
-    ``extra_drops``: ``{cpu: events}`` the kernel counted as lost (``per_cpu/cpuN/stats``); per CPU the
-    larger of that and the count stored in the pages is reported. ``decoder``: turns a page's events into
-    v7 records (default: ``BlkDecoder(blk_type)``; ``bioevents.BioQueueDecoder`` for the tracepoint).
+    ``decoder`` turns a page's events into v7 records (``BlkDecoder`` for the blk tracer,
+    ``bioevents.BioQueueDecoder`` for the tracepoint). ``extra_drops``: ``{cpu: events}`` the kernel counted as
+    lost (``per_cpu/cpuN/stats``); per CPU the larger of that and the count stored in the pages is reported.
     """
-    decoder = decoder or BlkDecoder(blk_type, layout.byteorder)
     per_cpu = {}
     with Splitter(outdir, ncpus=ncpus, names=names, devices=devices, byteorder=layout.byteorder) as sp:
         for cpu, path in sorted(raw_files.items()):

@@ -1,11 +1,11 @@
 """What a capture whose daemon died still yields: its ring buffers, its raw pages, its partial files.
 
-``drain`` runs under the tracer lock, just before the tracer is restored (``tracefs._recover``): a daemon
-killed with SIGKILL leaves in the kernel every event it had not read yet, up to a whole buffer (76 IOs were
+``drain`` runs under the tracer lock, just before the tracer is put back (``tracefs._recover_snapshot``): a
+daemon killed with SIGKILL leaves in the kernel every event it had not read yet, up to a whole buffer (76 IOs were
 lost 2 s after the last IO before this existed). It switches the dead capture's tracing off and appends what
 each CPU's ring buffer holds, partial pages included, to ``DIR/raw/cpuN``, then writes into the capture's
-run record how many bytes and events it recovered. ``convert_dead`` then turns the raw pages (or the staged
-files of the pipe mode and of blktrace) into ``DEV.blktrace.CPU`` files.
+run record how many bytes and events it recovered. ``convert_dead`` then turns the raw pages (or the files
+blktrace staged) into ``DEV.blktrace.CPU`` files.
 """
 
 import os
@@ -81,7 +81,7 @@ def drain(tracing, owner, instance=False):
         if owner["mode"] == "events" and not instance:
             raise BlkfleetError("the snapshot names no events instance")
         try:
-            tracefs._write(os.path.join(base, "tracing_on"), "0")
+            tracefs.write_setting(os.path.join(base, "tracing_on"), "0")
         except BlkfleetError:
             pass
         raw_dir = owner.get("raw_dir")
@@ -168,13 +168,15 @@ def convert_dead(outdir, state):
                 if f.startswith("cpu") and f[3:].isascii() and f[3:].isdigit() and len(f) < 9 \
                         and stat.S_ISREG(os.lstat(path).st_mode):
                     raw_files[int(f[3:])] = path
-        decoder = _events_decoder(info, layout) if state["mode"] == "events" else None
-        blk_type = info.get("blk_entry_type")
-        blk_type = blk_type if _int_in(blk_type, 0, 65535) else None
+        if state["mode"] == "events":
+            decoder = _events_decoder(info, layout)
+        else:
+            blk_type = info.get("blk_entry_type")
+            decoder = rawpages.BlkDecoder(blk_type if _int_in(blk_type, 0, 65535) else None, layout.byteorder)
         numbers = _dev_numbers(names)
         outputs.remove(staging)
-        summary = rawpages.convert(raw_files, outputs.make_staging(outdir), layout, blk_type, ncpus=ncpus,
-                                   names=numbers, devices=list(numbers), decoder=decoder)
+        summary = rawpages.convert(raw_files, outputs.make_staging(outdir), layout, decoder, ncpus=ncpus,
+                                   names=numbers, devices=list(numbers))
         outputs.publish(staging, outdir)
         return summary
     outputs.publish(staging, outdir)

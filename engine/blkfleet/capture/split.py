@@ -1,20 +1,19 @@
-"""Split the ftrace ``blk`` tracer's binary trace_pipe stream into ``DEV.blktrace.CPU`` files.
+"""Split a stream of v7 records into ``DEV.blktrace.CPU`` files, one per device and CPU.
 
-The stream is a run of v7 records in host byte order, sequence 0, ``cpu`` set, records of all CPUs and all
-traced devices merged in time order. Where the ring buffer overran, the kernel puts a text line
-``CPU:<n> [LOST <k> EVENTS]`` (or ``CPU:<n> [LOST EVENTS]``) before the next record. The splitter counts those
-as drops, skips any other unexpected bytes by resynchronising on the next record magic, and writes each
-record to ``DIR/DEV.blktrace.CPU`` with a fresh per-file sequence number (1, 2, ...; notify records keep 0,
-as in relay traces). Files exist for every CPU from 0 to the highest, because btrecord stops at the first
-missing CPU number. Memory is bounded by one input chunk plus one partial record.
+The stream is what the page decoders of ``rawpages`` make of ftrace ring-buffer pages (and what the ``blk``
+tracer's bin output is): v7 records in host byte order, sequence 0, ``cpu`` set, records of several CPUs and
+devices. The splitter writes each record to ``DIR/DEV.blktrace.CPU`` with a fresh per-file sequence number
+(1, 2, ...; notify records keep 0, as in relay traces) and counts records, queued IOs and their bytes per
+file. Drops are accounted per CPU (``add_lost``): the kernel does not say which device lost events. Files exist
+for every CPU from 0 to the highest, because btrecord stops at the first missing CPU number. Memory is bounded
+by one input chunk plus one partial record.
 
->>> sp = Splitter("out")
->>> for chunk in capture.chunks(): sp.feed(chunk)
+>>> sp = Splitter("out", ncpus=2)
+>>> sp.feed(records); sp.add_lost(1, 42)
 >>> summary = sp.close()
 """
 
 import os
-import re
 import struct
 import sys
 from dataclasses import asdict, dataclass
@@ -22,25 +21,22 @@ from dataclasses import asdict, dataclass
 from ..errors import TraceFormatError
 from ..files import create_new
 from ..trace.actions import A_QUEUE, C_NOTIFY, C_QUEUE
-from ..trace.record import HEADER_SIZE, MAGIC, MAGIC_MASK
+from ..trace.record import HEADER_SIZE, MAGIC, MAGIC_MASK, field_layout
 from ..trace.writer import TraceWriter
 
 NATIVE = "<" if sys.byteorder == "little" else ">"
 HEADER = HEADER_SIZE[7]
-MAX_LOST_LINE = 48
 WRITE_BUFFER = 1 << 16
-_LOST = re.compile(rb"CPU:(\d+) \[LOST (?:(\d+) )?EVENTS\]\n")
-_LOST_PREFIX = b"CPU:"
-_FIELDS = "24xII4xII2xH"  # bytes, action, device, cpu, pdu_len of a v7 header
+_FIELDS = ("bytes", "action", "device", "cpu", "pdu_len")  # what the splitter reads of a v7 header
 
 
 @dataclass
 class Counters:
     """Per device and CPU: records written, queued IOs (Q), their bytes, file size, and the CPU's drops.
 
-    ``drops`` counts the events the kernel reported lost on this CPU and ``drop_reports`` the LOST lines
-    (some carry no count); the kernel does not say which device lost events, so with several devices each
-    one shows its CPU's drops.
+    ``drops`` counts the events the kernel reported lost on this CPU and ``drop_reports`` how many times it
+    said so (a page's missed-events flag need not carry a count); the kernel does not say which device lost
+    events, so with several devices each one shows its CPU's drops.
     """
 
     records: int = 0
@@ -101,7 +97,7 @@ class Splitter:
         self.outdir = str(outdir)
         os.makedirs(self.outdir, exist_ok=True)
         self.byteorder = byteorder
-        self._fields = struct.Struct(byteorder + _FIELDS)
+        self._fields = field_layout(7, _FIELDS, byteorder)
         self._word = struct.Struct(byteorder + "I")
         self._magic = self._word.pack(MAGIC | 7)
         self._names = dict(names or {})
@@ -142,72 +138,54 @@ class Splitter:
         self._offset += pos
 
     def _scan(self, buf):
-        """Handle every complete record or LOST line in ``buf``; return where the unfinished tail starts."""
+        """Write every complete record in ``buf``; return where the unfinished tail starts."""
         n = len(buf)
         pos = 0
         magic, word, fields = self._magic, self._word, self._fields.unpack_from
         pack_seq = word.pack
         outputs = self._outputs
         records = 0
-        while n - pos >= 4:
-            if buf.startswith(magic, pos):
-                if n - pos < HEADER:
-                    break
-                nbytes, action, dev, cpu, pdu_len = fields(buf, pos)
-                end = pos + HEADER + pdu_len
-                if end > n:
-                    break
-                out = outputs.get((dev, cpu)) or self._output(dev, cpu)
-                if action & C_NOTIFY:
-                    out.parts.append(buf[pos:end])
-                else:
-                    out.sequence += 1
-                    out.parts += (magic, pack_seq(out.sequence), buf[pos + 8:end])
-                c = out.counters
-                c.records += 1
-                c.file_bytes += end - pos
-                if action & 0xFFFF == A_QUEUE and action & C_QUEUE:
-                    c.queued += 1
-                    c.bytes += nbytes
-                records += 1
-                pos = end
-                continue
-            if buf.startswith(_LOST_PREFIX, pos):
-                m = _LOST.match(buf, pos, min(n, pos + MAX_LOST_LINE))
-                if m:
-                    self._lost(int(m.group(1)), m.group(2))
-                    pos = m.end()
-                    continue
-                if n - pos < MAX_LOST_LINE and b"\n" not in buf[pos:]:
-                    break
-            elif word.unpack_from(buf, pos)[0] & MAGIC_MASK == MAGIC:
-                version = word.unpack_from(buf, pos)[0] & 0xFF
-                raise TraceFormatError(
-                    "trace_pipe", self._offset + pos,
-                    f"unsupported blktrace protocol version {version} (the ftrace blk tracer writes 7)",
-                )
-            pos = self._resync(buf, pos + 1)
+        while n - pos >= HEADER:
+            if not buf.startswith(magic, pos):
+                self._refuse(buf, pos)
+            nbytes, action, dev, cpu, pdu_len = fields(buf, pos)
+            end = pos + HEADER + pdu_len
+            if end > n:
+                break
+            out = outputs.get((dev, cpu)) or self._output(dev, cpu)
+            if action & C_NOTIFY:
+                out.parts.append(buf[pos:end])
+            else:
+                out.sequence += 1
+                out.parts += (magic, pack_seq(out.sequence), buf[pos + 8:end])
+            c = out.counters
+            c.records += 1
+            c.file_bytes += end - pos
+            if action & 0xFFFF == A_QUEUE and action & C_QUEUE:
+                c.queued += 1
+                c.bytes += nbytes
+            records += 1
+            pos = end
         self.records += records
         for out in outputs.values():
             out.flush()
         return pos
 
-    def _resync(self, buf, start):
-        """Skip to the next record magic or LOST line at or after ``start``, counting skipped bytes."""
-        found = [i for i in (buf.find(self._magic, start), buf.find(_LOST_PREFIX, start)) if i >= 0]
-        stop = min(found) if found else max(start, len(buf) - 3)
-        self.skipped_bytes += stop - start + 1
-        return stop
+    def _refuse(self, buf, pos):
+        """TraceFormatError for bytes at ``pos`` that are not a v7 record's magic."""
+        word = self._word.unpack_from(buf, pos)[0]
+        if word & MAGIC_MASK == MAGIC:
+            problem = f"unsupported blktrace protocol version {word & 0xFF} (the ftrace blk tracer writes 7)"
+        else:
+            problem = "not a v7 record (bad magic)"
+        raise TraceFormatError("record stream", self._offset + pos, problem)
 
     def _output(self, dev, cpu):
         self._grow(dev, max(cpu, self._ncpus - 1))
         return self._outputs[dev, cpu]
 
-    def _lost(self, cpu, count):
-        self.add_lost(cpu, int(count) if count else 0)
-
     def add_lost(self, cpu, events, reports=1):
-        """Account ``events`` lost on ``cpu`` (reported ``reports`` times), as a LOST line in the stream does."""
+        """Account ``events`` lost on ``cpu`` (reported ``reports`` times); files are made up to that CPU."""
         have, count = self.lost.get(cpu, (0, 0))
         self.lost[cpu] = (have + events, count + reports)
 
@@ -257,11 +235,3 @@ class Splitter:
 
     def __exit__(self, *exc):
         self.close()
-
-
-def split_stream(chunks, outdir, **options):
-    """Split an iterable of byte chunks into ``outdir``; returns the splitter's summary."""
-    with Splitter(outdir, **options) as splitter:
-        for chunk in chunks:
-            splitter.feed(chunk)
-    return splitter.summary()

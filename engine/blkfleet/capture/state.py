@@ -36,12 +36,13 @@ _TYPES = {
     "device_args": list, "output_dir": str, "start_time": str, "start_epoch": (int, float), "options": dict,
     "backend_info": dict, "log": str, "state_file": str, "recovered": list, "stop_reason": str,
     "stop_time": str, "stop_epoch": (int, float), "duration": (int, float), "summary": dict,
-    "recovery": list, "salvaged": dict, "collected": bool,
+    "recovery": list, "salvaged": dict, "collected": bool, "block_devices": dict,
 }
 _REQUIRED = ("version", "state")
 
 
-def state_path(outdir):
+def state_file(outdir):
+    """The path of ``capture.json`` in ``outdir`` (the state's ``state_file``)."""
     return os.path.join(os.path.abspath(outdir), STATE_NAME)
 
 
@@ -153,8 +154,8 @@ def problem(doc):
 
 def public(doc):
     """The fields of a state that ``start``, ``stop`` and ``status`` answer with."""
-    keys = ("pid", "backend", "mode", "requested_backend", "fallback_reason", "devices", "output_dir",
-            "start_time", "options", "backend_info", "host", "log", "state_file", "token", "run_id")
+    keys = ("pid", "backend", "mode", "requested_backend", "fallback_reason", "devices", "block_devices",
+            "output_dir", "start_time", "options", "backend_info", "host", "log", "state_file", "token", "run_id")
     return {k: doc.get(k) for k in keys}
 
 
@@ -172,7 +173,7 @@ def load(outdir):
     if not os.path.lexists(outdir):
         return None
     refuse_untrusted(outdir)
-    path = state_path(outdir)
+    path = state_file(outdir)
     try:
         st = os.lstat(path)
     except FileNotFoundError:
@@ -190,4 +191,4 @@ def load(outdir):
 
 def save(outdir, doc):
     """Write the state atomically (a new file beside it, renamed over it: a link there is replaced)."""
-    write_json_file(state_path(outdir), doc, mode=0o644)
+    write_json_file(state_file(outdir), doc, mode=0o644)

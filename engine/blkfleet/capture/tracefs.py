@@ -1,27 +1,27 @@
-"""The kernel's ftrace ``blk`` tracer: find tracefs, own it exclusively, configure it, restore it.
+"""The kernel's ftrace ``blk`` tracer: find tracefs, own it exclusively, configure it, put it back.
 
 The tracer is global to the machine, so a capture takes an exclusive lock (``flock`` on ``LOCK_PATH``, a fixed
 path) and saves a snapshot of every setting it changes *before* changing anything, in ``SNAPSHOT_PATH`` under
-the root-only ``/run/blkfleet`` (never in a directory a user named). ``Capture.restore()`` puts the snapshot
-back; if the owner died (SIGKILL, power cut of the process), the next ``configure()`` or a call of
-``restore()`` finds the snapshot and restores it, after copying what the dead capture's ring buffers still
-hold into its raw files (``salvage.drain``), when the snapshot names such an owner.
+the root-only ``/run/blkfleet`` (never in a directory a user named). ``BlkTracer.teardown()`` writes the
+snapshot back; if the owner died (SIGKILL, power cut of the process), the next ``configure()`` or a call of
+``recover_tracer()`` finds the snapshot and writes it back, after copying what the dead capture's ring buffers
+still hold into its raw files (``salvage.drain``), when the snapshot names such an owner.
 
 Buffer sizes: the kernel allocates whole sub-buffers, so ``buffer_size_kb`` reads back rounded (1408 written,
 1410 read on 4 KiB pages), and before the tracer's first use it reads ``7 (expanded: 1408)``. A size is
 therefore the same setting as another when they differ by less than one sub-buffer (``same_size``).
 
->>> cap = configure(["loop3"], act_mask="queue", clock="mono")
->>> cap.start(); ...; cap.stop()          # chunks() in another thread yields trace_pipe data until stop()
->>> cap.restore()
+>>> tracer = configure(["loop3"], act_mask="queue", clock="mono")
+>>> tracer.start(); ...; tracer.stop()    # per_cpu/cpuN/trace_pipe_raw hold the events meanwhile
+>>> tracer.teardown()
 """
 
+import abc
 import fcntl
 import os
 import re
 import stat
 import subprocess
-import threading
 import time
 
 from ..errors import BlkfleetError
@@ -34,10 +34,10 @@ RUN_ROOT = "/run/blkfleet"
 SNAPSHOT_PATH = os.path.join(RUN_ROOT, "ftrace.state.json")
 SNAPSHOT_VERSION = 2
 DEFAULT_BUFFER_KB = 4096
-READ_SIZE = 1 << 20
 
-# Trace options we set: bin output without the pid/cpu/ts prefix, overwrite so that overruns are reported
-# as "[LOST n EVENTS]", the blk tracer's own options off (classic text; cgroup ids: btrecord drops those Qs).
+# Trace options we set: bin output without the pid/cpu/ts prefix (the blk tracer's entries are then whole
+# blk_io_trace records), overwrite so that overruns are counted as lost events, the blk tracer's own options off
+# (classic text; cgroup ids: btrecord drops those Qs).
 OPTIONS = {
     "bin": "1",
     "context-info": "0",
@@ -86,7 +86,7 @@ def find_tracefs(mount=True):
 
 
 def require_blk_tracer(tracing):
-    tracers = _read(os.path.join(tracing, "available_tracers")).split()
+    tracers = read_setting(os.path.join(tracing, "available_tracers")).split()
     if "blk" not in tracers:
         raise BlkfleetError("the kernel has no ftrace 'blk' tracer (CONFIG_BLK_DEV_IO_TRACE is off)")
 
@@ -129,7 +129,8 @@ def act_mask_value(act_mask):
     return value
 
 
-def _read(path):
+def read_setting(path):
+    """The text of a tracefs or sysfs setting, stripped; BlkfleetError (one line) if it cannot be read."""
     try:
         with open(path) as f:
             return f.read().strip()
@@ -137,7 +138,8 @@ def _read(path):
         raise BlkfleetError(f"cannot read {path}: {e.strerror}") from None
 
 
-def _write(path, value):
+def write_setting(path, value):
+    """Write a tracefs or sysfs setting; BlkfleetError (one line) if the kernel refuses it."""
     try:
         with open(path, "w") as f:
             f.write(value)
@@ -145,7 +147,8 @@ def _write(path, value):
         raise BlkfleetError(f"cannot write {value!r} to {path}: {e.strerror}") from None
 
 
-def _clear_buffer(tracing):
+def clear_buffer(tracing):
+    """Empty the ring buffers of ``tracing`` (the tracefs directory or an instance)."""
     try:
         os.close(os.open(os.path.join(tracing, "trace"), os.O_WRONLY | os.O_TRUNC))
     except OSError as e:
@@ -157,9 +160,16 @@ def _current_clock(text):
     return m.group(1) if m else text.split()[0]
 
 
+def check_clock(tracing, clock):
+    """BlkfleetError unless ``clock`` is one of the trace clocks of ``tracing`` (tracefs or an instance)."""
+    clocks = read_setting(os.path.join(tracing, "trace_clock")).replace("[", " ").replace("]", " ").split()
+    if clock not in clocks:
+        raise BlkfleetError(f"unknown trace clock {clock!r} (this kernel has: {', '.join(clocks)})")
+
+
 def _buffer_sizes(tracing):
     """{relative path: kB} for buffer_size_kb; per CPU when the CPUs differ (the file then shows 'X')."""
-    text = _read(os.path.join(tracing, "buffer_size_kb"))
+    text = read_setting(os.path.join(tracing, "buffer_size_kb"))
     m = re.search(r"expanded:\s*(\d+)", text)
     if m:
         return {"buffer_size_kb": m.group(1)}
@@ -169,7 +179,7 @@ def _buffer_sizes(tracing):
     sizes = {}
     for cpu in sorted(os.listdir(per_cpu)):
         rel = f"per_cpu/{cpu}/buffer_size_kb"
-        value = _read(os.path.join(tracing, rel))
+        value = read_setting(os.path.join(tracing, rel))
         sizes[rel] = re.search(r"\d+", value).group(0)
     return sizes
 
@@ -226,7 +236,7 @@ class TracerLock:
         self.release()
 
 
-def state_path(lock_path=LOCK_PATH):
+def snapshot_path(lock_path=LOCK_PATH):
     """Where a capture that holds ``lock_path`` saves the tracer snapshot: ``SNAPSHOT_PATH`` for the machine's
     lock; beside the lock for another lock path (tests). Never a path taken from a capture's directory."""
     if os.path.abspath(lock_path) == LOCK_PATH:
@@ -253,7 +263,7 @@ def same_size(a, b, unit_kb=4):
 
 
 class TracerState:
-    """A snapshot of every tracefs and per-device setting a capture changes; ``restore()`` writes it back.
+    """A snapshot of every tracefs and per-device setting a capture changes; ``write_back()`` puts it back.
 
     ``values`` maps paths relative to the tracefs directory to their text; ``devices`` maps a device's
     ``/sys/.../trace`` directory to ``{"enable": "0"|"1", "act_mask": names}``.
@@ -268,19 +278,19 @@ class TracerState:
     @classmethod
     def snapshot(cls, tracing, trace_dirs):
         values = {
-            "tracing_on": _read(os.path.join(tracing, "tracing_on")),
-            "current_tracer": _read(os.path.join(tracing, "current_tracer")),
-            "trace_clock": _current_clock(_read(os.path.join(tracing, "trace_clock"))),
+            "tracing_on": read_setting(os.path.join(tracing, "tracing_on")),
+            "current_tracer": read_setting(os.path.join(tracing, "current_tracer")),
+            "trace_clock": _current_clock(read_setting(os.path.join(tracing, "trace_clock"))),
         }
         values.update(_buffer_sizes(tracing))
         for name in OPTIONS:
             path = os.path.join(tracing, "options", name)
             if os.path.exists(path):
-                values[f"options/{name}"] = _read(path)
+                values[f"options/{name}"] = read_setting(path)
         devices = {}
         for trace in trace_dirs:
-            enable = _read(os.path.join(trace, "enable"))
-            devices[trace] = {"enable": enable, "act_mask": _read(os.path.join(trace, "act_mask"))}
+            enable = read_setting(os.path.join(trace, "enable"))
+            devices[trace] = {"enable": enable, "act_mask": read_setting(os.path.join(trace, "act_mask"))}
         return cls(tracing, values, devices, subbuf_kb(tracing))
 
     def to_json(self):
@@ -312,13 +322,13 @@ class TracerState:
     def load(cls, path):
         return cls.from_json(read_json(path, "tracer snapshot", nofollow=True))
 
-    def restore(self):
+    def write_back(self):
         """Write the snapshot back; tries every setting and reports all failures in one error."""
         failures = []
 
         def put(path, value):
             try:
-                _write(path, value)
+                write_setting(path, value)
             except BlkfleetError as e:
                 failures.append(str(e))
 
@@ -334,13 +344,13 @@ class TracerState:
                 put(os.path.join(trace, "enable"), "0")
         put(os.path.join(tracing, "current_tracer"), self.values["current_tracer"])
         try:
-            _clear_buffer(tracing)
+            clear_buffer(tracing)
         except BlkfleetError as e:
             failures.append(str(e))
         for rel, value in self.values.items():
             if rel.endswith("buffer_size_kb"):
                 try:
-                    if same_size(_read(os.path.join(tracing, rel)), value, self.unit_kb):
+                    if same_size(read_setting(os.path.join(tracing, rel)), value, self.unit_kb):
                         continue  # the same allocation: rewriting it would only free and reallocate it
                 except BlkfleetError:
                     pass
@@ -352,64 +362,51 @@ class TracerState:
             raise BlkfleetError(f"tracer state not fully restored: {'; '.join(failures)}")
 
 
-class Capture:
-    """A configured blk tracer owned by this process (returned by ``configure``)."""
+class OwnedTracer(metaclass=abc.ABCMeta):
+    """A tracer this process configured and owns under the tracer lock: ``start``, ``stop``, ``teardown``.
 
-    def __init__(self, tracing, devices, state, lock, state_file, own_lock=True):
+    Made by ``configure`` (the blk tracer: ``BlkTracer``) or ``bioevents.configure`` (the block_bio_queue
+    tracepoint in an instance: ``bioevents.BioQueueInstance``). Fields:
+
+    * ``root``: the tracefs mount;
+    * ``tracing``: the directory whose ``tracing_on``, ``trace`` and ``per_cpu/cpuN`` are this tracer's (the
+      mount itself for the blk tracer, the instance for the tracepoint);
+    * ``devices``: ``{kernel name: /sys/.../trace directory}`` of the traced devices;
+    * ``lock``: the held TracerLock; ``own_lock``: whether ``teardown`` releases it (it took it);
+    * ``snapshot_part``: what of the tracer snapshot (``save_snapshot``) this tracer undoes.
+    """
+
+    snapshot_part = None
+
+    def __init__(self, root, tracing, devices, lock, own_lock):
+        self.root = root
         self.tracing = tracing
         self.devices = devices
-        self.state = state
         self.lock = lock
         self.own_lock = own_lock
-        self.state_file = state_file
-        self.pipe_path = os.path.join(tracing, "trace_pipe")
-        self._stopped = threading.Event()
-        self._restored = False
+        self._torn_down = False
 
     def start(self):
-        """Switch tracing on (the buffer was cleared by ``configure``)."""
-        self._stopped.clear()
-        _write(os.path.join(self.tracing, "tracing_on"), "1")
+        """Switch tracing on (``configure`` cleared the buffers)."""
+        write_setting(os.path.join(self.tracing, "tracing_on"), "1")
 
     def stop(self):
-        """Switch tracing off; ``chunks()`` then drains what is buffered and ends."""
-        _write(os.path.join(self.tracing, "tracing_on"), "0")
-        self._stopped.set()
+        """Switch tracing off; the buffers keep what they hold until read or torn down."""
+        write_setting(os.path.join(self.tracing, "tracing_on"), "0")
 
-    def chunks(self, size=READ_SIZE, idle=0.02):
-        """Yield the binary trace_pipe stream as bytes until ``stop()`` and the buffer is drained."""
-        try:
-            fd = os.open(self.pipe_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        except OSError as e:
-            raise BlkfleetError(f"cannot open {self.pipe_path}: {e.strerror}") from None
-        draining = False
-        try:
-            while True:
-                try:
-                    data = os.read(fd, size)
-                except BlockingIOError:
-                    data = b""
-                if data:
-                    yield data
-                elif draining:
-                    return
-                elif self._stopped.is_set():
-                    draining = True
-                else:
-                    self._stopped.wait(idle)
-        finally:
-            os.close(fd)
+    @abc.abstractmethod
+    def _undo(self):
+        """Put back what configuring this tracer changed."""
 
-    def restore(self):
-        """Put the tracer back as it was and release the lock (idempotent)."""
-        if self._restored:
+    def teardown(self):
+        """Undo the configuration, forget it in the snapshot and release the lock if taken (idempotent)."""
+        if self._torn_down:
             return
-        self._stopped.set()
         try:
-            self.state.restore()
-            drop_snapshot(self.lock, "tracer")
+            self._undo()
+            drop_snapshot(self.lock, self.snapshot_part)
         finally:
-            self._restored = True
+            self._torn_down = True
             if self.own_lock:
                 self.lock.release()
 
@@ -417,7 +414,20 @@ class Capture:
         return self
 
     def __exit__(self, *exc):
-        self.restore()
+        self.teardown()
+
+
+class BlkTracer(OwnedTracer):
+    """The machine's ``blk`` tracer configured by ``configure``; ``state`` is the snapshot it writes back."""
+
+    snapshot_part = "tracer"
+
+    def __init__(self, tracing, devices, state, lock, own_lock):
+        super().__init__(tracing, tracing, devices, lock, own_lock)
+        self.state = state
+
+    def _undo(self):
+        self.state.write_back()
 
 
 SNAPSHOT_KEYS = re.compile(r"tracing_on|current_tracer|trace_clock|buffer_size_kb|per_cpu/cpu\d{1,5}/buffer_size_kb|"
@@ -430,12 +440,12 @@ def save_snapshot(lock, tracing, tracer=None, owner=None, instance=False):
     and who owns it (``owner``: run id, capture key, mode and raw directory, for ``salvage.drain``), root only,
     before anything changes. A snapshot left by a dead holder of the lock is restored first; one this holder
     wrote (two captures under one held lock, as tests do) is added to."""
-    path = state_path(lock.path)
+    path = snapshot_path(lock.path)
     doc = None
     if lock.snapshot_taken:
         doc = load_snapshot(path)
     else:
-        _recover(path)
+        _recover_snapshot(path)
     doc = doc or {"version": SNAPSHOT_VERSION, "tracing": tracing, "tracer": None, "owner": None, "instance": False}
     if tracer is not None:
         doc["tracer"] = tracer.to_json()
@@ -450,7 +460,7 @@ def save_snapshot(lock, tracing, tracer=None, owner=None, instance=False):
 def drop_snapshot(lock, part):
     """A capture under ``lock`` has undone its ``part`` ("tracer" or "instance"): remove it from the snapshot,
     and the snapshot once nothing is left to undo."""
-    path = state_path(lock.path)
+    path = snapshot_path(lock.path)
     doc = load_snapshot(path)
     if doc is None:
         return
@@ -511,13 +521,13 @@ def load_snapshot(path):
     return doc
 
 
-def _recover(state_file):
+def _recover_snapshot(path):
     """Undo what a capture whose owner died left (the lock is held); True if there was a snapshot.
 
     When it names an owner whose mode reads ring-buffer pages, what the buffers still hold is first appended
     to that capture's raw files (``salvage.drain``), so that its ``stop`` loses no event to this restore.
     """
-    doc = load_snapshot(state_file)
+    doc = load_snapshot(path)
     if doc is None:
         return False
     from . import bioevents, salvage
@@ -525,16 +535,17 @@ def _recover(state_file):
     if doc.get("owner"):
         salvage.drain(doc["tracing"], doc["owner"], instance=doc.get("instance"))
     if doc.get("tracer"):
-        TracerState.from_json(doc["tracer"]).restore()
+        TracerState.from_json(doc["tracer"]).write_back()
     if doc.get("instance"):
         bioevents.remove_instance(doc["tracing"])
-    os.unlink(state_file)
+    os.unlink(path)
     return True
 
 
 def configure(devices, act_mask="queue", buffer_kb=DEFAULT_BUFFER_KB, clock="mono", *, lock=None,
               lock_path=LOCK_PATH, owner=None):
-    """Own the blk tracer and set it up for ``devices`` in binary mode; tracing stays off until ``start()``.
+    """Own the blk tracer and set it up for ``devices`` in binary mode (a ``BlkTracer``); tracing stays off until
+    its ``start()``.
 
     ``lock``: an already held TracerLock to use instead of taking ``lock_path``. ``buffer_kb``: per-CPU ring
     buffer size (None keeps the current size). ``act_mask``: category names or a number. ``owner``: who to
@@ -547,12 +558,9 @@ def configure(devices, act_mask="queue", buffer_kb=DEFAULT_BUFFER_KB, clock="mon
     resolved = dict(device_trace_dir(d) for d in devices)
     if not resolved:
         raise BlkfleetError("no block device to trace")
-    clocks = _read(os.path.join(tracing, "trace_clock")).replace("[", " ").replace("]", " ").split()
-    if clock not in clocks:
-        raise BlkfleetError(f"unknown trace clock {clock!r} (this kernel has: {', '.join(clocks)})")
+    check_clock(tracing, clock)
     own_lock = lock is None
     lock = (lock or TracerLock(lock_path)).acquire()
-    state_file = state_path(lock.path)
     try:
         state = TracerState.snapshot(tracing, resolved.values())
         save_snapshot(lock, tracing, tracer=state, owner=owner)
@@ -560,39 +568,38 @@ def configure(devices, act_mask="queue", buffer_kb=DEFAULT_BUFFER_KB, clock="mon
         if own_lock:
             lock.release()
         raise
-    capture = Capture(tracing, resolved, state, lock, state_file, own_lock)
+    tracer = BlkTracer(tracing, resolved, state, lock, own_lock)
     try:
-        _write(os.path.join(tracing, "tracing_on"), "0")
-        _write(os.path.join(tracing, "current_tracer"), "blk")
-        _write(os.path.join(tracing, "trace_clock"), clock)
+        write_setting(os.path.join(tracing, "tracing_on"), "0")
+        write_setting(os.path.join(tracing, "current_tracer"), "blk")
+        write_setting(os.path.join(tracing, "trace_clock"), clock)
         if buffer_kb:
-            _write(os.path.join(tracing, "buffer_size_kb"), str(int(buffer_kb)))
+            write_setting(os.path.join(tracing, "buffer_size_kb"), str(int(buffer_kb)))
         for name, value in OPTIONS.items():
             path = os.path.join(tracing, "options", name)
             if os.path.exists(path):
-                _write(path, value)
+                write_setting(path, value)
         for trace in resolved.values():
-            if _read(os.path.join(trace, "enable")) != "1":
-                _write(os.path.join(trace, "enable"), "1")
+            if read_setting(os.path.join(trace, "enable")) != "1":
+                write_setting(os.path.join(trace, "enable"), "1")
             # Written as hex: the kernel tries "%llx" before names, so "fs" or "discard" would parse as hex.
-            _write(os.path.join(trace, "act_mask"), f"0x{mask:x}")
-        _clear_buffer(tracing)
+            write_setting(os.path.join(trace, "act_mask"), f"0x{mask:x}")
+        clear_buffer(tracing)
     except BaseException:
-        capture.restore()
+        tracer.teardown()
         raise
-    return capture
+    return tracer
 
 
-def restore(lock=None, lock_path=LOCK_PATH, timeout=0.0):
-    """Restore the tracer after a capture that died without restoring; True if a snapshot was restored.
-
-    Raises TracerBusy while a live process owns the tracer.
-    """
+def recover_tracer(lock=None, lock_path=LOCK_PATH, timeout=0.0):
+    """Put the tracer back after a capture that died without tearing it down (its snapshot written back, its
+    events instance removed); True if there was something to put back. TracerBusy while a live process owns
+    the tracer."""
     require_root()
     own_lock = lock is None
     lock = (lock or TracerLock(lock_path)).acquire(timeout)
     try:
-        restored = _recover(state_path(lock.path))
+        restored = _recover_snapshot(snapshot_path(lock.path))
         from .bioevents import remove_instance  # the events mode's instance, left by a killed capture
 
         try:

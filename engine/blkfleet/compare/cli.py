@@ -1,24 +1,13 @@
 """``blkfleet compare``: its command-line interface."""
 
-import argparse
-import math
 import sys
 
 from .. import codes, protocol
+from ..cliargs import add_acc_factor
 from ..errors import BlkfleetError
 from ..files import read_json
 from ..jsonout import write_json
 from .fidelity import compare_dirs, table
-
-
-def _acc_factor(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, not {text!r}")
-    return value
 
 
 def replay_start(path):
@@ -50,8 +39,7 @@ def add_parser(sub):
                    "in REPLAY)")
     p.add_argument("--iteration", type=int, default=1, metavar="N",
                    help="with a per-IO log: the iteration compared (default 1)")
-    p.add_argument("-x", "--acc-factor", type=_acc_factor, default=1.0, metavar="X",
-                   help="the replay ran X times faster (original times are divided by X; default 1)")
+    add_acc_factor(p, "the replay ran X times faster (original times are divided by X; default 1)")
     p.add_argument("--reads-for-writes", action="store_true",
                    help="the replay ran without writes enabled: original writes match replayed reads of the "
                    "same extent, original discards/flushes/write-zeroes are expected missing (counted apart)")

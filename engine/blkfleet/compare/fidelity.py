@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from itertools import repeat
 
 from ..errors import BlkfleetError
+from ..numtext import number
 from ..percpu import find_devices, find_per_cpu
 from ..replayfile.ops import DISCARD, FLUSH, OP_NAMES, READ, WRITE, WRITE_ZEROES, classify
 from ..results.iolog import IOLog, is_iolog
@@ -301,18 +302,12 @@ def compare_dirs(orig_dir, replay_dir, device=None, replay_device=None, acc=1.0,
     return result
 
 
-def _fmt(v, unit=""):
-    if v is None:
-        return "-"
-    return f"{v:.1f}{unit}" if isinstance(v, float) else f"{v}{unit}"
-
-
 def table(result):
     """The readable summary printed by ``blkfleet compare`` without --json."""
     o, r = result["original"], result["replay"]
     lines = [
-        f"original  {o['directory']} ({o['device']}): {o['ios']} IOs, span {_fmt(o['span_us'], ' us')}",
-        f"replay    {r['directory']} ({r['device']}): {r['ios']} IOs, span {_fmt(r['span_us'], ' us')}"
+        f"original  {o['directory']} ({o['device']}): {o['ios']} IOs, span {number(o['span_us'], unit=' us')}",
+        f"replay    {r['directory']} ({r['device']}): {r['ios']} IOs, span {number(r['span_us'], unit=' us')}"
         + (f" ({r['left_out_before_start']} IOs before the replay's start left out)"
            if r.get("left_out_before_start") else ""),
         f"acc factor {result['acc_factor']:g}" + (", reads for writes" if result["reads_for_writes"] else ""),
@@ -330,11 +325,11 @@ def table(result):
     else:
         lines += [
             f"{'':22}{'p50':>12}{'p90':>12}{'p99':>12}{'max':>12}",
-            f"{'issue-time error us':22}" + "".join(f"{_fmt(issue[k]):>12}" for k in ("p50", "p90", "p99", "max")),
-            f"{'  around the offset':22}{_fmt(result['issue_time_error_around_offset_us']['p50']):>12}{'':>12}"
-            f"{_fmt(result['issue_time_error_around_offset_us']['p99']):>12}   (median offset "
-            f"{_fmt(result['issue_time_offset_us'])} us)",
-            f"{'inter-arrival err us':22}{_fmt(inter['p50']):>12}{'':>12}{_fmt(inter['p99']):>12}",
+            f"{'issue-time error us':22}" + "".join(f"{number(issue[k]):>12}" for k in ("p50", "p90", "p99", "max")),
+            f"{'  around the offset':22}{number(result['issue_time_error_around_offset_us']['p50']):>12}{'':>12}"
+            f"{number(result['issue_time_error_around_offset_us']['p99']):>12}   (median offset "
+            f"{number(result['issue_time_offset_us'])} us)",
+            f"{'inter-arrival err us':22}{number(inter['p50']):>12}{'':>12}{number(inter['p99']):>12}",
             "",
             f"IOPS error (MAPE, {result['iops']['buckets']} x 100 ms buckets)  "
             + ("-" if result["iops"]["mape_pct"] is None else f"{result['iops']['mape_pct']:.2f} %"),

@@ -1,21 +1,10 @@
 """``blkfleet job status|renew|stop|start ID``: one JSON document on stdout, exit 0; bad input exits 2 (one line)."""
 
 from .. import codes
-from ..errors import BlkfleetError
+from ..cliargs import nonnegative_float
 from ..jsonout import show, write_json
 from ..protocol import json_option
 from ..replay import job
-
-
-def _timeout(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise BlkfleetError(f"invalid --timeout {text!r} (seconds, a number >= 0)") from None
-    if not 0 <= value < float("inf"):
-        raise BlkfleetError(f"invalid --timeout {text!r} (seconds, a number >= 0)")
-    return value
-
 
 ACTIONS = (
     ("status", "the run's state"),
@@ -41,7 +30,7 @@ def add_parser(sub):
         a = actions.add_parser(name, help=text, description=text)
         a.add_argument("run_id", metavar="ID", help="the --run-id of the replay")
         if name == "stop":
-            a.add_argument("--timeout", type=_timeout, default=job.STOP_TIMEOUT_S, metavar="SEC",
+            a.add_argument("--timeout", type=nonnegative_float, default=job.STOP_TIMEOUT_S, metavar="SEC",
                            help=f"wait at most SEC seconds for the engine to end (default {job.STOP_TIMEOUT_S:g})")
         if name == "start":
             a.add_argument("--at", type=lambda text: job.parse_instant(text, "--at"), required=True, metavar="TIME",

@@ -4,6 +4,7 @@ import re
 import sys
 
 from .. import codes, protocol
+from ..cliargs import directory
 from ..jsonout import write_json
 from .run import RecordOptions, record
 
@@ -23,8 +24,8 @@ def add_parser(sub):
         epilog=codes.epilog(codes.SUCCESS, codes.BAD_INPUT),
     )
     p.add_argument("devices", nargs="*", metavar="DEV", help="device names as traced (e.g. sda)")
-    p.add_argument("-d", "--input-directory", default=".", metavar="DIR")
-    p.add_argument("-D", "--output-directory", default=".", metavar="DIR")
+    p.add_argument("-d", "--input-directory", type=directory, default=".", metavar="DIR")
+    p.add_argument("-D", "--output-directory", type=directory, default=".", metavar="DIR")
     p.add_argument("-F", "--find-traces", action="store_true", help="convert every device found in -d")
     p.add_argument("-m", "--max-bunch-time", type=_c_integer, metavar="NSEC",
                    help="bunch window in ns (default 10000000)")

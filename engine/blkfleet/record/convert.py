@@ -169,7 +169,7 @@ def _or(n, parts):
     return value.to_bytes(n, "little")
 
 
-class _Columns:
+class Columns:
     """The fields of the first ``end`` IOs of a chunk, as views and byte strings (the host is little-endian)."""
 
     def __init__(self, chunk, end):
@@ -238,7 +238,7 @@ def _tally_rows(summary, rows):
         table[op][1] += nbytes
 
 
-def _encoded(fields, bounds, bunch_times, max_pkts):
+def encode_bunches(fields, bounds, bunch_times, max_pkts):
     """The bunches, each header followed by its packets (``bounds``: index of every bunch's first IO, then the
     end; ``fields``: (column, byte offset in a packet, struct code 'Q', 'I' or 'B') of every packet field).
 
@@ -397,7 +397,7 @@ class NativeConverter(_Converter):
         if end == 0:
             return 0
         if self.fast:
-            cols = _Columns(chunk, end)
+            cols = Columns(chunk, end)
             self._fast(cols, times, bounds, *cols.kinds())
         else:
             self._reference(chunk, times, bounds, end)
@@ -408,7 +408,7 @@ class NativeConverter(_Converter):
         sizes = cols.view("bytes")
         fields = [(cols.view("sector"), 0, "Q"), (sizes, 8, "I"), (times.offsets(bounds), 12, "I"), (ops, 16, "B"),
                   (flags, 17, "B"), (cols.view("pid"), 20, "I")]
-        self._data = _encoded(fields, bounds, list(map(times.view.__getitem__, bounds[:-1])), self.max_pkts)
+        self._data = encode_bunches(fields, bounds, list(map(times.view.__getitem__, bounds[:-1])), self.max_pkts)
         _tally(self.summary, ops, sizes)
 
     def _reference(self, chunk, times, bounds, end):
@@ -477,7 +477,7 @@ class CompatConverter(_Converter):
         if end == 0:
             return 0
         if self.fast and not self.log:
-            self._fast(_Columns(chunk, end), times, bounds)
+            self._fast(Columns(chunk, end), times, bounds)
         else:
             self._reference(chunk, times, bounds, end)
         self.writer.add_encoded_bunches(self._data, len(bounds) - 1, end, bounds[-1] - bounds[-2])
@@ -486,7 +486,7 @@ class CompatConverter(_Converter):
     def _fast(self, cols, times, bounds):
         sizes = cols.view("bytes")  # u32 into the low half of btrecord's u64 (the packet is zeroed)
         fields = [(cols.view("sector"), 0, "Q"), (sizes, 8, "I"), (cols.action_byte(2).translate(_READ_BIT), 16, "B")]
-        self._data = _encoded(fields, bounds, list(map(times.view.__getitem__, bounds[:-1])), self.max_pkts)
+        self._data = encode_bunches(fields, bounds, list(map(times.view.__getitem__, bounds[:-1])), self.max_pkts)
         _tally(self.summary, cols.kinds(flags=False)[0], sizes)
 
     def _reference(self, chunk, times, bounds, end):

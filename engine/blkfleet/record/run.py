@@ -4,6 +4,7 @@ import os
 from collections import namedtuple
 
 from ..errors import BlkfleetError
+from ..files import atomic_file
 from ..percpu import find_devices, find_per_cpu
 from ..replayfile import compat, native
 from ..trace.actions import is_queue
@@ -44,13 +45,6 @@ class RecordOptions(namedtuple("RecordOptions", _FIELDS, defaults=(".", ".", (),
         return max_time & ((1 << 64) - 1), max_pkts
 
 
-def _check_dir(path, what):
-    if not os.path.isdir(path):
-        raise BlkfleetError(f"{path}: {what} directory does not exist")
-    if not os.access(path, os.R_OK | os.X_OK):
-        raise BlkfleetError(f"{path}: {what} directory is not readable")
-
-
 def devices_of(opts):
     """Positional devices then, with -F, those found in the input directory; duplicates dropped."""
     devices = list(dict.fromkeys(opts.devices))
@@ -69,8 +63,8 @@ def record(opts, out=None):
     queued IOs and bytes before each replay file is put in place.
     """
     max_time, max_pkts = opts.resolved()
-    _check_dir(opts.input_dir, "input")
-    _check_dir(opts.output_dir, "output")
+    if not os.access(opts.input_dir, os.R_OK | os.X_OK):  # that both exist, the command line checked
+        raise BlkfleetError(f"{opts.input_dir}: input directory is not readable")
     if not os.access(opts.output_dir, os.W_OK | os.X_OK):
         raise BlkfleetError(f"{opts.output_dir}: output directory is not writable")
     devices = devices_of(opts)
@@ -95,21 +89,12 @@ def record(opts, out=None):
 def _native_file(path, target, dev, cpu, max_time, max_pkts, verify=None):
     summary = FileSummary(dev, cpu, path, target, "native")
     device = _first_device(path)
-    tmp = target + ".partial"
-    writer = native.NativeWriter(tmp, device, cpu, max_pkts)
-    try:
+    with atomic_file(target, sync=False) as f:
+        writer = native.NativeWriter(f, device, cpu, max_pkts)
         NativeConverter(writer, summary, max_time, max_pkts, path).run(queued_chunks(path))
         if verify:
             verify(path, summary)
         writer.close()
-        try:
-            os.replace(tmp, target)
-        except OSError as e:
-            raise BlkfleetError(f"{target}: cannot write the replay file: {e.strerror}") from None
-    except BaseException:
-        writer.abort()
-        os.unlink(tmp)
-        raise
     return summary
 
 

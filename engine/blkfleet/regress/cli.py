@@ -3,6 +3,7 @@
 import sys
 
 from .. import codes, protocol
+from ..cliargs import fraction, positive_int
 from ..errors import BlkfleetError
 from ..jsonout import write_json
 from ..results.store import DEFAULT_DB, Store
@@ -24,16 +25,6 @@ def _metric_value(text):
     return name, number
 
 
-def _alpha(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise BlkfleetError(f"invalid --alpha {text!r}") from None
-    if not 0 < value < 1:
-        raise BlkfleetError(f"invalid --alpha {text!r}: must be within (0, 1)")
-    return value
-
-
 def add_parser(sub):
     p = sub.add_parser(
         "regress",
@@ -47,7 +38,7 @@ def add_parser(sub):
     p.add_argument("--baseline", required=True, metavar="NAME", help="a baseline set with 'results baseline set'")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--runs", nargs="+", type=int, metavar="ID", help="candidate runs")
-    which.add_argument("--last", type=int, metavar="N",
+    which.add_argument("--last", type=positive_int, metavar="N",
                        help="the last N runs of each baseline host and device not in the baseline (default 1)")
     p.add_argument("--host", help="only this host")
     p.add_argument("--device", help="only this device (recorded name or target path)")
@@ -58,11 +49,11 @@ def add_parser(sub):
                    "lateness_p99 20)")
     p.add_argument("--abs-tolerance", action="append", default=[], type=_metric_value, metavar="METRIC=VALUE",
                    help="absolute floor in the metric's unit (default lateness_p99=50 us, others 0)")
-    p.add_argument("--alpha", type=_alpha, default=0.05, help="significance level (default 0.05)")
+    p.add_argument("--alpha", type=fraction, default=0.05, help="significance level (default 0.05)")
     p.add_argument("--test", choices=tuple(TESTS), default="welch",
                    help="welch (default: per-iteration figures are near normal, works with few samples) or "
                    "mann-whitney (rank test, for many samples with outliers)")
-    p.add_argument("--min-samples", type=int, default=3, metavar="N",
+    p.add_argument("--min-samples", type=positive_int, default=3, metavar="N",
                    help="fewer samples on a side gives 'insufficient' (default 3)")
     p.add_argument("--insufficient-ok", action="store_true",
                    help="exit 0 instead of 12 when some metric has too few samples and none regressed")
@@ -74,8 +65,6 @@ def add_parser(sub):
 
 
 def run(args):
-    if args.min_samples < 1:
-        raise BlkfleetError("--min-samples must be at least 1")
     with Store(args.db, create=False) as store:
         result = evaluate(store, args.baseline, run_ids=args.runs, last=args.last, metrics=args.metric,
                           tolerances=dict(args.tolerance), abs_tolerances=dict(args.abs_tolerance), test=args.test,

@@ -14,6 +14,8 @@
 import math
 from typing import NamedTuple
 
+from ..stats import mean, variance
+
 EPS = 1e-15
 FPMIN = 1e-300
 MAX_ITER = 500
@@ -78,25 +80,6 @@ def t_sf2(t, df):
 def norm_sf2(z):
     """Two-sided p-value P(|Z| >= |z|) of the standard normal distribution."""
     return math.erfc(abs(z) / math.sqrt(2.0))
-
-
-def mean(xs):
-    return sum(xs) / len(xs)
-
-
-def variance(xs):
-    """Sample variance (n - 1 denominator); 0 for fewer than two values."""
-    n = len(xs)
-    if n < 2:
-        return 0.0
-    m = mean(xs)
-    return sum((x - m) ** 2 for x in xs) / (n - 1)
-
-
-def median(xs):
-    s = sorted(xs)
-    n = len(s)
-    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
 
 
 class TestResult(NamedTuple):

@@ -39,7 +39,9 @@ from ..codes import INSUFFICIENT_SAMPLES as EXIT_INSUFFICIENT
 from ..codes import REGRESSION as EXIT_REGRESSION
 from ..codes import SUCCESS as EXIT_PASS
 from ..errors import BlkfleetError
-from .significance import TESTS, mann_whitney, mean, median, variance
+from ..numtext import number
+from ..stats import mean, median, variance
+from .significance import TESTS, mann_whitney
 
 FORMAT = "blkfleet-regress/1"
 
@@ -265,18 +267,11 @@ def evaluate(store, baseline, run_ids=None, last=None, metrics=None, tolerances=
             "counts": counts, "groups": groups, "warnings": warnings}
 
 
-def _num(v, digits=1):
-    if v is None:
-        return "–"
-    if 0 < abs(v) < 0.01:
-        return f"{v:.3g}"
-    return f"{v:,.{0 if abs(v) >= 1e5 else digits}f}"
-
-
 def _side(d):
     if not d["n"]:
         return "– (0)"
-    return f"{_num(d['mean'])} ± {_num(d['sd'])} ({d['n']})"
+    mean_, sd = (number(d[k], missing="–", grouped=True) for k in ("mean", "sd"))
+    return f"{mean_} ± {sd} ({d['n']})"
 
 
 VERDICT_MARK = {"regression": "**REGRESSION**", "improvement": "improvement", "pass": "pass",

@@ -5,25 +5,16 @@ import sys
 import tempfile
 
 from .. import codes, protocol
+from ..cliargs import add_acc_factor, positive_float
 from ..errors import BlkfleetError
 from ..jsonout import files, write_json
 from ..results.document import stamp, summary_lines
 from .ioengines import IOENGINES
-from .job import RunDir, check_lease, check_run_id, parse_instant, prune
+from .job import RunDir, check_run_id, parse_instant, prune
 from .run import EXIT_INTERRUPTED, ReplayOptions, replay, stop_signals
 from .signatures import METHODS
 from .sizing import WINDOW_IOS_HIGH
 from .window import WINDOW_IOS, WINDOW_NS, size_of
-
-
-def _positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise BlkfleetError(f"invalid acceleration factor {text!r}") from None
-    if not value > 0 or value != value or value == float("inf"):
-        raise BlkfleetError(f"invalid acceleration factor {text!r} (-x must be a positive number)")
-    return value
 
 
 def add_parser(sub):
@@ -50,8 +41,7 @@ def add_parser(sub):
     p.add_argument("-N", "--no-stalls", action="store_true", help="issue as fast as possible, in order")
     p.add_argument("-v", "--verbose", action="count", default=0)
     p.add_argument("-W", "--write-enable", action="store_true", help="really write (and discard, flush)")
-    p.add_argument("-x", "--acc-factor", type=_positive_float, default=1.0, metavar="X",
-                   help="replay X times faster (any positive number)")
+    add_acc_factor(p, "replay X times faster (any positive number)")
     p.add_argument("--bundle", metavar="FILE",
                    help="replay a bundle (verified and extracted to a temporary directory; -d, -i, -F do not apply; "
                    "devices default to the bundle's)")
@@ -84,10 +74,10 @@ def add_parser(sub):
     p.add_argument("--run-id", metavar="ID",
                    help="job control: keep /run/blkfleet/replay/ID (run.json, lease) for 'blkfleet job'; a second "
                    "start with the ID of a live run fails")
-    p.add_argument("--lease", type=check_lease, metavar="SEC",
+    p.add_argument("--lease", type=positive_float, metavar="SEC",
                    help="with --run-id: stop (as SIGTERM would, exit 4) when the lease was not renewed "
                    "('blkfleet job renew ID') within SEC seconds (from the start, with --arm)")
-    p.add_argument("--arm", type=lambda text: check_lease(text, "--arm"), metavar="SEC",
+    p.add_argument("--arm", type=positive_float, metavar="SEC",
                    help="with --run-id, the two-phase start of a fleet: read the files, check the targets, start the "
                    "workers and report 'armed' ('blkfleet job status ID'), then wait at most SEC seconds for the "
                    "start instant ('blkfleet job start ID --at TIME'); without one, end with nothing replayed "

@@ -56,17 +56,6 @@ def check_run_id(run_id):
     return check_name(run_id, "run ID")
 
 
-def check_lease(text, what="lease"):
-    """``--lease SEC`` (and ``--arm SEC``): a finite number of seconds > 0."""
-    try:
-        value = float(text)
-    except (TypeError, ValueError):
-        raise BlkfleetError(f"invalid {what} {text!r} (seconds, a number > 0)") from None
-    if not 0 < value < float("inf"):
-        raise BlkfleetError(f"invalid {what} {text!r} (seconds, a number > 0)")
-    return value
-
-
 def parse_instant(text, option):
     """A wall-clock instant: seconds since the epoch, or ISO 8601 (local time if it has no zone)."""
     try:

@@ -30,8 +30,10 @@ class NativeWriter:
     """Write one native file: ``add_bunch(time, packets)`` per bunch, then ``close()``."""
 
     def __init__(self, path, device=0, cpu=0, max_pkts=0):
-        self.path = str(path)
-        self._f = open(path, "wb")
+        """``path``: a file name, or a binary file open for writing and seeking (``files.atomic_file``), which
+        ``close`` and ``abort`` leave open for its owner."""
+        self._i_opened_the_file = not hasattr(path, "write")
+        self._f = open(path, "wb") if self._i_opened_the_file else path
         self.device = device
         self.cpu = cpu
         self.max_pkts = max_pkts
@@ -67,10 +69,11 @@ class NativeWriter:
 
     def close(self):
         self._write_header(F_COMPLETE)
-        self._f.close()
+        if self._i_opened_the_file:
+            self._f.close()
 
     def abort(self):
-        if not self._f.closed:
+        if self._i_opened_the_file and not self._f.closed:
             self._f.close()
 
 

@@ -22,11 +22,13 @@ from html import escape
 
 from .. import __version__
 from ..compare.fidelity import compare, load_capture, only_device
+from ..numtext import number
 from ..regress.significance import mean, variance
 from ..regress.verdict import METRICS, evaluate, samples
 from ..results.document import upgrade
 from ..results.histogram import LogHistogram
 from ..results.iolog import IOLog
+from ..workload.html import stats_html
 from . import svg
 
 BUCKET_NS = 100_000_000
@@ -249,9 +251,8 @@ def _table(head, rows, classes=None):
 
 
 def _n(v, digits=1):
-    if v is None:
-        return "–"
-    return f"{v:,.{digits}f}" if isinstance(v, float) else str(v)
+    """A figure of the report's tables (regress's Markdown tables write them the same way)."""
+    return number(v, digits, missing="–", grouped=True)
 
 
 def fidelity_html(fid):
@@ -310,8 +311,9 @@ def summary_html(doc, label):
 
 
 def render(focus=None, focus_label="", runs=(), baseline_rows=(), baseline_name=None, verdict=None,
-           original_dir=None, replay_dir=None, original_device=None, replay_device=None, band_k=2.0, io_log=None):
-    """The HTML text of the report."""
+           original_dir=None, replay_dir=None, original_device=None, replay_device=None, band_k=2.0, io_log=None,
+           stats=None):
+    """The HTML text of the report (``stats``: a ``blkfleet stats`` document for the workload section)."""
     focus = upgrade(focus)
     iolog = IOLogFigures(io_log) if io_log else None
     orig = replay = None
@@ -337,6 +339,8 @@ def render(focus=None, focus_label="", runs=(), baseline_rows=(), baseline_name=
     parts.append(summary_html(focus, focus_label))
     if fid is not None:
         parts.append(fidelity_html(fid))
+    if stats is not None:
+        parts.append(stats_html(stats))
     parts.append('<h2 id="plots">Replay plots</h2>')
     plots = [iops_plot(orig, replay, focus, acc, iolog), latency_cdf_plot(focus, iolog), lateness_plot(focus),
              lba_heatmap_plot(orig)]

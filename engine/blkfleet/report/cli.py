@@ -3,7 +3,9 @@
 import os
 
 from .. import codes, protocol
+from ..cliargs import directory, positive_float
 from ..errors import BlkfleetError
+from ..files import atomic_write, read_json
 from ..jsonout import write_json
 from ..results.store import DEFAULT_DB, Store, load_document
 from .build import from_store, render
@@ -24,8 +26,9 @@ def add_parser(sub):
                    help=f"results store (default {DEFAULT_DB}; used when it exists)")
     p.add_argument("--results", nargs="+", default=[], metavar="FILE", help="results JSON files")
     p.add_argument("--baseline", metavar="NAME", help="baseline: its band on the trends and its verdict table")
-    p.add_argument("--original", metavar="CAPTURE_DIR", help="the original capture (DEV.blktrace.N files)")
-    p.add_argument("--replay-capture", metavar="CAPTURE_DIR", help="a capture of the replay")
+    p.add_argument("--original", type=directory, metavar="CAPTURE_DIR",
+                   help="the original capture (DEV.blktrace.N files)")
+    p.add_argument("--replay-capture", type=directory, metavar="CAPTURE_DIR", help="a capture of the replay")
     p.add_argument("--original-device", metavar="DEV", help="device of --original (default: its only one)")
     p.add_argument("--replay-device", metavar="DEV", help="device of --replay-capture (default: its only one)")
     p.add_argument("--io-log", metavar="FILE",
@@ -33,7 +36,9 @@ def add_parser(sub):
                    "its latency CDF (first iteration)")
     p.add_argument("--host", help="only this host's stored runs")
     p.add_argument("--device", help="only this device's stored runs")
-    p.add_argument("--band-k", type=float, default=2.0, metavar="K", help="baseline band: mean ± K sd (default 2)")
+    p.add_argument("--stats", metavar="FILE", help="a 'blkfleet stats --json' document: its workload section")
+    p.add_argument("--band-k", type=positive_float, default=2.0, metavar="K",
+                   help="baseline band: mean ± K sd (default 2)")
     protocol.json_option(p, "{output, bytes, runs, verdict}")
     p.set_defaults(func=run)
 
@@ -59,16 +64,14 @@ def run(args):
         focus_label, focus = runs[-1][0], runs[-1][4]
     else:
         focus_label, focus = "", None
-    if focus is None and not args.original:
-        raise BlkfleetError("nothing to report: no --results, no stored runs and no --original capture")
+    stats = read_json(args.stats, "stats document") if args.stats else None
+    if focus is None and not args.original and stats is None:
+        raise BlkfleetError("nothing to report: no --results, no stored runs, no --original capture and no --stats")
     html = render(focus, focus_label, runs, baseline_rows, args.baseline, verdict, args.original,
-                  args.replay_capture, args.original_device, args.replay_device, args.band_k, args.io_log)
+                  args.replay_capture, args.original_device, args.replay_device, args.band_k, args.io_log, stats)
     parent = os.path.dirname(os.path.abspath(args.output))
     os.makedirs(parent, exist_ok=True)
-    tmp = args.output + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(html)
-    os.replace(tmp, args.output)
+    atomic_write(args.output, html)
     print(f"blkfleet report: {args.output} ({len(html) // 1024} KiB, {len(runs)} runs"
           + (f", verdict {verdict['verdict']}" if verdict else "") + ")")
     write_json(args.json, {"output": os.path.abspath(args.output), "bytes": len(html.encode("utf-8")),

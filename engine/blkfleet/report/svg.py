@@ -5,6 +5,8 @@ labels and legends. No external fonts, scripts or styles: each chart is one self
 import math
 from html import escape
 
+from ..numtext import number
+
 PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
 VIRIDIS = ((68, 1, 84), (59, 82, 139), (33, 145, 140), (94, 201, 98), (253, 231, 37))
 WIDTH, HEIGHT = 760, 380
@@ -17,13 +19,7 @@ def _f(v):
 
 def fmt_num(v):
     """Short tick label: 1.5k, 2M, 0.25..."""
-    if v == 0:
-        return "0"
-    a = abs(v)
-    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if a >= div:
-            return f"{v / div:.3g}{suffix}"
-    return f"{v:.3g}"
+    return number(v, short=True)
 
 
 def nice_ticks(lo, hi, count=6):

@@ -4,8 +4,9 @@ import json
 import sys
 
 from .. import codes, protocol
-from ..errors import BlkfleetError
+from ..cliargs import positive_int
 from ..jsonout import show, write_json
+from ..numtext import number
 from .store import DEFAULT_DB, Store, load_document, parse_tag
 
 
@@ -66,7 +67,7 @@ def add_parser(sub):
     protocol.json_option(bs, "{name, members: [{run, host, device}]}")
     which = bs.add_mutually_exclusive_group(required=True)
     which.add_argument("--run", dest="runs", nargs="+", type=int, metavar="ID", help="these runs")
-    which.add_argument("--last", type=int, metavar="N", help="the last N runs of each host and device")
+    which.add_argument("--last", type=positive_int, metavar="N", help="the last N runs of each host and device")
     _filters(bs)
     _db_arg(bs)
     bs.set_defaults(func=run_baseline_set)
@@ -100,12 +101,6 @@ def run_check(args):
     return 0
 
 
-def _fmt(v):
-    if v is None:
-        return "-"
-    return f"{v:.1f}" if isinstance(v, float) else str(v)
-
-
 def run_list(args):
     with Store(args.db, create=False) as store:
         rows = store.listing(host=args.host, device=args.device, tags=args.tag)
@@ -115,8 +110,8 @@ def run_list(args):
     head = ("run", "started", "host", "device", "target", "it", "iops", "MB/s", "p50 us", "p99 us", "late99",
             "tags")
     table = [head] + [(str(r["run"]), r["started"][:19], r["host"], r["device"], r["target"] or "-",
-                       str(r["iterations"]), _fmt(r["iops"]), _fmt(r["mb_s"]), _fmt(r["latency_p50_us"]),
-                       _fmt(r["latency_p99_us"]), _fmt(r["lateness_p99_us"]),
+                       str(r["iterations"]), number(r["iops"]), number(r["mb_s"]), number(r["latency_p50_us"]),
+                       number(r["latency_p99_us"]), number(r["lateness_p99_us"]),
                        ",".join(f"{k}={v}" for k, v in sorted(r["tags"].items())) or "-") for r in rows]
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
     for row in table:
@@ -146,8 +141,6 @@ def run_export(args):
 
 
 def run_baseline_set(args):
-    if args.last is not None and args.last < 1:
-        raise BlkfleetError("--last must be at least 1")
     with Store(args.db, create=False) as store:
         rows = store.set_baseline(args.name, run_ids=args.runs, last=args.last, host=args.host,
                                   device=args.device, tags=args.tag)

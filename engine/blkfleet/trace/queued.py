@@ -19,6 +19,7 @@ import re
 import struct
 import sys
 from collections import namedtuple
+from operator import itemgetter
 
 from ..errors import TraceFormatError
 from .actions import C_QUEUE, is_queue
@@ -31,6 +32,11 @@ MIN_WINDOW = 4 << 10
 MAX_WINDOW = 512 << 10
 ROWS = 4096  # Q events per chunk on the generic paths
 FAST_PDU_LENS = (0, 8, 16, 24)
+_SIZE = HEADER_SIZE[7]
+_ACTION_AT = FIELDS[7]["action"][0]
+_PDU_LEN_AT = FIELDS[7]["pdu_len"][0]
+_AT = {name: i for i, name in enumerate(FIELDS[7])}  # positions in a decoded v7 header
+_ROW = itemgetter(*(_AT[n] for n in ("time", "sector", "bytes", "action", "pid")))  # a Batch row
 NATIVE = "<" if sys.byteorder == "little" else ">"
 MAX_PERIOD = 8  # records in a pattern that _periodic looks for
 _QUEUE_BIT = bytes(1 if b & (C_QUEUE >> 16) else 0 for b in range(256))  # the action's third byte
@@ -157,9 +163,10 @@ def _pattern(order):
         q_action = b"." + bit + rb"\x00\x01"
         other_action = b"(?:." + nobit + rb"..|..[^\x00].|..\x00[^\x01])"
     pdu = b"(?:" + b"|".join(re.escape(struct.pack(order + "H", n)) + b".{%d}" % n for n in FAST_PDU_LENS) + b")"
-    head = magic + b".{24}"
-    other_rest = other_action + b".{14}" + pdu
-    queue_rest = q_action + b".{14}" + re.escape(struct.pack(order + "H", 0))
+    head = magic + b".{%d}" % (_ACTION_AT - 4)  # sequence .. bytes
+    between = b".{%d}" % (_PDU_LEN_AT - _ACTION_AT - 4)  # pid .. error
+    other_rest = other_action + between + pdu
+    queue_rest = q_action + between + re.escape(struct.pack(order + "H", 0))
     other, queue = head + other_rest, head + queue_rest
     # possessive: no backtracking into the run. Not before 3.11.5: CPython gh-106052 (possessive repeats of a
     # subpattern that backtracks could match wrongly) breaks it on Debian 12's Python 3.11.2.
@@ -188,14 +195,14 @@ def _periodic(buf, pos, end, order):
     then every record of every repetition is tested at once per field, as strided byte columns of the window:
     the magic, the payload length its size says, and the action bytes of a Q record (or of no Q record, for
     the others). That the sizes hold record after record is what makes the framing right, so nothing is walked.
-    ``blkfleet capture`` writes such windows: events mode only 48-byte Q records (a pattern of one: the window
+    ``blkfleet capture`` writes such windows: events mode only header-sized Q records (a pattern of one: the window
     is the chunk as it is); the blk tracer, for IOs submitted one at a time (fio, databases), Q, G, P, U."""
     pdu_at, action_at = struct.Struct(order + "H").unpack_from, struct.Struct(order + "I").unpack_from
     kinds = []
     at = pos
-    while len(kinds) < 2 * MAX_PERIOD and at + 48 <= end:
-        size = 48 + pdu_at(buf, at + 46)[0]
-        kinds.append((size, is_queue(action_at(buf, at + 28)[0])))
+    while len(kinds) < 2 * MAX_PERIOD and at + _SIZE <= end:
+        size = _SIZE + pdu_at(buf, at + _PDU_LEN_AT)[0]
+        kinds.append((size, is_queue(action_at(buf, at + _ACTION_AT)[0])))
         at += size
     period = next((p for p in range(1, MAX_PERIOD + 1) if kinds[p : 2 * p] == kinds[:p]), 0)
     slots = kinds[:period]
@@ -210,10 +217,10 @@ def _periodic(buf, pos, end, order):
     offset = 0
     queued = []
     for size, q in slots:
-        pdu = struct.pack(order + "H", size - 48)
-        action = [block[offset + 28 + abs(lsb - k) :: length] for k in range(3)]
+        pdu = struct.pack(order + "H", size - _SIZE)
+        action = [block[offset + _ACTION_AT + abs(lsb - k) :: length] for k in range(3)]
         if not (all(block[offset + k :: length] == magic[k : k + 1] * count for k in range(4))
-                and all(block[offset + 46 + k :: length] == pdu[k : k + 1] * count for k in range(2))):
+                and all(block[offset + _PDU_LEN_AT + k :: length] == pdu[k : k + 1] * count for k in range(2))):
             return None
         if q:
             if not (action[0] == ones and action[1] == zeros and action[2].translate(_QUEUE_BIT) == ones):
@@ -223,14 +230,15 @@ def _periodic(buf, pos, end, order):
                 action[1].translate(_IS_ZERO), "little") & int.from_bytes(action[2].translate(_QUEUE_BIT), "little"):
             return None  # a Q record where the pattern has another kind
         offset += size
-    if slots == [(48, True)]:  # the records are the headers
+    if slots == [(_SIZE, True)]:  # the records are the headers
         return block, pos + len(block)
-    heads = bytearray(48 * len(queued) * count)
+    heads = bytearray(_SIZE * len(queued) * count)
     into, words = memoryview(heads).cast("Q"), memoryview(block).cast("Q")
-    width = 6 * len(queued)
+    per_head = _SIZE // 8  # 64-bit words of a header
+    width = per_head * len(queued)
     for r, offset in enumerate(queued):
-        for w in range(6):
-            into[6 * r + w :: width] = words[offset // 8 + w :: length // 8]
+        for w in range(per_head):
+            into[per_head * r + w :: width] = words[offset // 8 + w :: length // 8]
     return bytes(heads), pos + len(block)
 
 
@@ -256,7 +264,8 @@ def _scan_v7(path, f, order):
     regular = framing.match
     hdr = layout(7, order)
     expect = MAGIC | 7
-    size = HEADER_SIZE[7]
+    size = _SIZE
+    i_magic, i_action, i_pdu_len = _AT["magic"], _AT["action"], _AT["pdu_len"]
     fast_pdu = set(FAST_PDU_LENS)
     state = _Buffer(f)
     window = WINDOW
@@ -297,19 +306,19 @@ def _scan_v7(path, f, order):
                                              f"truncated record ({len(buf) - pos} of {size} bytes)")
                 break
             fields = hdr.unpack_from(buf, pos)
-            if fields[0] != expect:
+            if fields[i_magic] != expect:
                 error = TraceFormatError(path, state.base + pos,
-                                         f"bad magic 0x{fields[0]:08x} (expected 0x{expect:08x})")
+                                         f"bad magic 0x{fields[i_magic]:08x} (expected 0x{expect:08x})")
                 break
-            pdu = fields[10]
+            pdu = fields[i_pdu_len]
             state.fill(size + pdu)
             buf, pos = state.buf, state.pos
             if len(buf) - pos < size + pdu:
                 error = TraceFormatError(path, state.base + pos,
                                          f"truncated payload ({len(buf) - pos - size} of {pdu} bytes)")
                 break
-            if is_queue(fields[5]):
-                rows.append((fields[2], fields[3], fields[4], fields[5], fields[6]))
+            if is_queue(fields[i_action]):
+                rows.append(_ROW(fields))
             state.pos = pos + size + pdu
             if pdu in fast_pdu:
                 break

@@ -11,7 +11,7 @@ CHUNK = 1 << 20
 def detect(head, path="<trace>"):
     """Return (byteorder, version) from the first record's magic, or raise TraceFormatError."""
     if len(head) < 4:
-        raise TraceFormatError(path, 0, f"truncated record ({len(head)} of 48 bytes)")
+        raise TraceFormatError(path, 0, f"truncated record ({len(head)} of {HEADER_SIZE[7]} bytes)")
     for order in ("<", ">"):
         (magic,) = struct.unpack_from(order + "I", head)
         if magic & MAGIC_MASK == MAGIC:

@@ -39,9 +39,22 @@ def _fields(version):
     return {name: (offset, code) for name, offset, code in zip(_NAMES[version], offsets, codes)}
 
 
-HEADER_SIZE = {7: 48, 8: 64}
+HEADER_SIZE = {7: struct.calcsize("=" + _V7), 8: struct.calcsize("=" + _V8)}  # 48 and 64 bytes
 # {version: {field name: (byte offset in the header, struct code)}}: where whole-column readers find a field.
 FIELDS = {7: _fields(7), 8: _fields(8)}
+
+
+def field_layout(version, names, byteorder):
+    """A struct.Struct that reads (or packs) the fields ``names`` of a header, in header order, skipping the
+    others; it ends with the last field named (``("magic", "sequence", "time")``: the first 16 bytes)."""
+    fields = FIELDS[version]
+    wanted = sorted(fields[name][0] for name in names)
+    codes, at = [], 0
+    for offset in wanted:
+        code = next(c for o, c in fields.values() if o == offset)
+        codes.append(f"{offset - at}x{code}" if offset > at else code)
+        at = offset + struct.calcsize("=" + code)
+    return struct.Struct(byteorder + "".join(codes))
 
 
 # collections.namedtuple, not typing.NamedTuple: importing typing costs the converter 3 ms of start-up.

@@ -175,7 +175,10 @@ class Waiter:
         """The background task's result once it finished (asking until ``wait_s`` has passed), else None."""
         until = self.clock() + wait_s
         while not self.hung:
-            status = self.remote(lambda: self.async_status(jid), max(until - self.clock(), 0.0) + CALL_GRACE_S)
+            # a slow answer is not a hung host: the call may take what is left of the whole wait (a loaded host
+            # answers an async_status late while its engine verifies a large bundle, before its job exists)
+            status = self.remote(lambda: self.async_status(jid), max(until - self.clock(), self.remaining(), 0.0)
+                                 + CALL_GRACE_S)
             if status is not None and status.get('finished'):
                 return status
             if self.clock() >= until:

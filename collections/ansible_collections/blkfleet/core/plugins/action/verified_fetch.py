@@ -32,12 +32,12 @@ def check_content(path, validate):
         with open(path, 'rb') as f:
             json.loads(f.read().decode('utf-8'))
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
-        raise AnsibleActionFail('not valid JSON: %s' % e)
+        raise AnsibleActionFail('not valid JSON: %s' % e) from None
     if validate == 'results':
         try:
             _controller.run(['results', 'check', '--', path])
         except _controller.EngineFailed as e:
-            raise AnsibleActionFail('not a valid results document: %s' % e.short)
+            raise AnsibleActionFail('not a valid results document: %s' % e.short) from None
 
 
 class ActionModule(BlkfleetAction):
@@ -59,7 +59,7 @@ class ActionModule(BlkfleetAction):
             try:
                 mode = int(args['mode'], 8)
             except ValueError:
-                raise AnsibleActionFail('mode must be octal, like 0644, not %r' % args['mode'])
+                raise AnsibleActionFail('mode must be octal, like 0644, not %r' % args['mode']) from None
             src, dest = args['src'], os.path.abspath(args['dest'])
             remote = self._execute_module(module_name=MODULE, module_args=self._task.args, task_vars=task_vars)
             if remote.get('failed'):
@@ -83,10 +83,11 @@ class ActionModule(BlkfleetAction):
                 _files.commit(partial, dest, mode)
             except AnsibleActionFail as e:
                 _files.discard(partial)
-                raise AnsibleActionFail('%s: %s' % (dest, e.message))
+                raise AnsibleActionFail('%s: %s' % (dest, e.message)) from None
             except (AnsibleError, OSError) as e:
                 _files.discard(partial)
-                raise AnsibleActionFail('cannot fetch %s to %s: %s' % (src, dest, getattr(e, 'message', None) or e))
+                raise AnsibleActionFail('cannot fetch %s to %s: %s'
+                                        % (src, dest, getattr(e, 'message', None) or e)) from None
             except BaseException:
                 _files.discard(partial)
                 raise

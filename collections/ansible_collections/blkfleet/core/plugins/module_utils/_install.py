@@ -6,9 +6,10 @@
 """Content-addressed installs on a target: engine zipapps and replay bundles. Private to blkfleet.core.
 
 This runs before the engine is on the host (it is what puts it there), so it cannot ask the engine: it holds the
-collection's one file hash (also used by verified_fetch, which fetches any file, and by the controller) and its one
-read of a bundle's tar, which takes out the engine member the controller names (path, size, SHA-256 from the
-manifest it read with the engine). Everything else about a bundle, its manifest included, comes from the engine.
+collection's one file hash (also used by verified_fetch, which fetches any file, and by the controller) and its reads
+of a bundle's tar: the engine member the controller names (path, size, SHA-256 from the manifest it read with the
+engine), and, for a bundle a host pulled itself, the manifest, checked against the bundle id before its engine is
+taken out. Everything else about a bundle comes from the engine, which verifies every member.
 
 Standard library only (targets run Python >= 3.9). Every install writes a temporary file next to its destination and
 renames it into place, so a reader never sees a partial file and two hosts sharing one filesystem (network-namespace
@@ -18,6 +19,7 @@ test hosts) can install the same content concurrently.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import stat
 import tarfile
@@ -26,6 +28,8 @@ import tempfile
 from ansible_collections.blkfleet.core.plugins.module_utils._engine import ENGINE_NAME, ENGINE_ROOT, SHA256_RE
 
 BUNDLE_DIR = '/var/lib/blkfleet/bundles'
+MANIFEST = 'manifest.json'
+MANIFEST_MAX = 16 << 20  # the engine's own bound on manifest.json
 ENGINE_MAX = 64 << 20  # the engine's own bound on engine.pyz in a bundle
 CHUNK = 1 << 20
 
@@ -103,13 +107,10 @@ def install_file(src, dest, sha256, mode=0o644):
         install_stream(reader, dest, sha256, mode)
 
 
-# The engine is still in the bundle: taking it out is the one read of a bundle that is not the engine's.
-def install_engine_from_bundle(bundle, member, size, sha256, root=ENGINE_ROOT):
-    """Install the bundle's engine (its tar member ``member`` of ``size`` bytes, as the manifest says) under
-    ``root/<sha256>/engine.pyz`` unless it is there; returns (path, changed)."""
-    dest = engine_path(sha256, root)
-    if has_content(dest, sha256):
-        return dest, False
+# The engine is still in the bundle: taking it out is the one read of a bundle's members that is not the engine's.
+def extract_engine(bundle, member, size, sha256, dest):
+    """Copy the bundle's engine (its tar member ``member`` of ``size`` bytes, as the manifest says) to ``dest``,
+    checking its SHA-256 before the rename."""
     try:
         with tarfile.open(bundle, mode='r:') as tar:
             for entry in tar:
@@ -121,7 +122,52 @@ def install_engine_from_bundle(bundle, member, size, sha256, root=ENGINE_ROOT):
                     raise InstallError('%s: member %s holds %d bytes, the manifest says %r (at most %d)'
                                        % (bundle, member, entry.size, size, ENGINE_MAX))
                 install_stream(tar.extractfile(entry), dest, sha256, mode=0o755, limit=entry.size)
-                return dest, True
+                return
     except (tarfile.TarError, ValueError, EOFError) as e:
-        raise InstallError('%s: not a readable bundle (%s)' % (bundle, e))
+        raise InstallError('%s: not a readable bundle (%s)' % (bundle, e)) from None
     raise InstallError('%s: no member %s' % (bundle, member))
+
+
+def install_engine_from_bundle(bundle, member, size, sha256, root=ENGINE_ROOT):
+    """Install the bundle's engine under ``root/<sha256>/engine.pyz`` unless it is there; returns (path, changed)."""
+    dest = engine_path(sha256, root)
+    if has_content(dest, sha256):
+        return dest, False
+    extract_engine(bundle, member, size, sha256, dest)
+    return dest, True
+
+
+# The engine computes bundle ids too (blkfleet.bundle.manifest.bundle_id): a pulled bundle is checked against its id
+# before any engine of it runs, so this one step exists here as well.
+def manifest_id(manifest):
+    """SHA-256 of the canonical JSON of the manifest without its ``bundle_id``: the bundle id it must carry."""
+    body = dict((k, v) for k, v in manifest.items() if k != 'bundle_id')
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(',', ':'), ensure_ascii=True)
+                          .encode('ascii')).hexdigest()
+
+
+def checked_manifest(bundle, bundle_id):
+    """The manifest of ``bundle`` (its first member) once its content is known to hash to ``bundle_id``; its engine
+    entry is then what the id names. InstallError otherwise."""
+    try:
+        with tarfile.open(bundle, mode='r:') as tar:
+            first = tar.next()
+            if first is None or first.name != MANIFEST or not first.isfile() or first.size > MANIFEST_MAX:
+                raise InstallError('%s: not a blkfleet bundle (no manifest.json first)' % bundle)
+            data = tar.extractfile(first).read(first.size)
+    except (tarfile.TarError, ValueError, EOFError, OSError) as e:
+        raise InstallError('%s: not a readable bundle (%s)' % (bundle, e)) from None
+    try:
+        manifest = json.loads(data.decode('utf-8'))
+        found = manifest_id(manifest) if isinstance(manifest, dict) else None
+    except (ValueError, RecursionError):
+        found = None
+    if found is None:
+        raise InstallError('%s: not a blkfleet bundle (manifest.json is not a JSON object)' % bundle)
+    if found != bundle_id or manifest.get('bundle_id') != bundle_id:
+        raise InstallError('%s holds bundle %s, not %s' % (bundle, found, bundle_id))
+    engine = manifest.get('engine')
+    if not (isinstance(engine, dict) and isinstance(engine.get('path'), str) and isinstance(engine.get('size'), int)
+            and SHA256_RE.match(str(engine.get('sha256')))):
+        raise InstallError('%s: its manifest names no engine (path, size, sha256)' % bundle)
+    return manifest

@@ -69,8 +69,8 @@ def document(rc, stdout, stderr='', argv=None):
                           % (doc['protocol'], VERSION), doc, rc, argv, stdout, stderr)
     error = doc['error']
     if doc['exit_code'] != rc or (rc == 0) != (error is None):
-        raise EngineError('protocol_error', 'the blkfleet engine exited %s with a document saying exit code %r, error %r'
-                          % (rc, doc['exit_code'], error), doc, rc, argv, stdout, stderr)
+        raise EngineError('protocol_error', 'the blkfleet engine exited %s with a document saying exit code %r, '
+                          'error %r' % (rc, doc['exit_code'], error), doc, rc, argv, stdout, stderr)
     if error is not None:
         if not isinstance(error, dict) or not isinstance(error.get('code'), str):
             raise EngineError('protocol_error', 'the blkfleet engine reported an error without a code: %r' % (error,),

@@ -285,7 +285,9 @@ error:
   description: The engine's error object (C(code), C(message), ...), see C(docs/protocol.md) of blkfleet.
   returned: when the engine failed
   type: dict
-  sample: {code: target_refused, message: "/dev/loop2: refusing to write: it holds an ext2/3/4 filesystem (use --force to write anyway)"}
+  sample:
+    code: target_refused
+    message: "/dev/loop2: refusing to write: it holds an ext2/3/4 filesystem (use --force to write anyway)"
 late_start_s:
   description: With O(start_at) or O(arm), how many seconds after the requested start instant the workers started
     (the start time was already past when they were ready, or when it reached an armed engine); V(0.0) when the

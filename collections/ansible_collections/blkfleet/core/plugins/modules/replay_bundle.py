@@ -9,13 +9,18 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 ---
 module: replay_bundle
-short_description: Push a blkfleet replay bundle to hosts, content-addressed
+short_description: Push a blkfleet replay bundle to hosts, or let them pull it from a web server, content-addressed
 version_added: 0.1.0
 description:
-  - Pushes a replay bundle (manifest, replay files and the engine C(engine.pyz) in one file) to
+  - Puts a replay bundle (manifest, replay files and the engine C(engine.pyz) in one file) at
     C(DEST/<bundle_id>.tar) on the hosts, where M(blkfleet.core.btreplay) replays it by its id.
-  - Takes a bundle file from the controller (O(src)), or builds one on the controller from replay files
-    (O(replay_dir), with C(blkfleet bundle create)).
+  - Push takes a bundle file from the controller (O(src)), or builds one on the controller from replay files
+    (O(replay_dir), with C(blkfleet bundle create)), and sends it over the connection to every host.
+  - Pull (O(url)) has every host download the bundle itself from a web server or an object store (a presigned S3
+    URL included), where C(blkfleet bundle publish) or M(blkfleet.core.bundle_publish) put it once. The host checks
+    the download against the bundle id before anything of it is used (its manifest's hash, then the engine of that
+    manifest verifies every member), installs it only then, and keeps nothing of a download that failed or did not
+    match. The controller sends no bundle bytes, so the controller's uplink no longer limits a large fleet.
   - Transfers nothing when the host already holds the same bytes, so a second push reports
     RV(ignore:changed=false). A transferred bundle is verified on the host by its own engine
     (C(bundle verify) checks the manifest, the id, every member's size and SHA-256) before it is moved into place.
@@ -27,10 +32,13 @@ author:
 options:
   src:
     description:
-      - Path on the controller of the bundle file (M(blkfleet.core.btrecord)'s RV(blkfleet.core.btrecord#module:bundle)).
+      - Path on the controller of the bundle file (M(blkfleet.core.btrecord)'s
+        RV(blkfleet.core.btrecord#module:bundle)).
       - The action plugin transfers it to a temporary path on the host and passes that path to the module.
         When the module runs without O(src), it only reports whether the bundle is installed.
-      - Exactly one of O(src) and O(replay_dir) is required.
+      - Exactly one of O(src), O(replay_dir) and O(url) is required, except that O(src) may come with O(url). The
+        controller then reads the bundle's id, engine and file SHA-256 from O(src), and the hosts pull O(url), which
+        must hold the same bytes.
     type: path
   replay_dir:
     description:
@@ -38,6 +46,53 @@ options:
         directory, then push it. Each run builds it again (deterministically); to push one bundle to many
         hosts, build it once with M(blkfleet.core.btrecord) and push it with O(src).
     type: path
+  url:
+    description:
+      - Pull mode. The C(http://) or C(https://) URL each host downloads the bundle from, for example
+        C(http://web1/bundles/<bundle_id>.tar) as C(blkfleet bundle publish --to) wrote it, or a presigned S3 GET URL;
+        or a base URL, ending in C(/), under which the bundle is C(<bundle_id>.tar).
+      - The bundle id is O(bundle_id), else the URL's last path part C(<bundle_id>.tar), else O(src)'s; the task fails
+        when none tells it (a host verifies the download against it).
+      - A bundle the host holds under that id already is not downloaded again (RV(ignore:changed=false)).
+      - Messages and results give the URL without its user, query and fragment (a presigned URL's signature). The
+        task's arguments, which C(-v) shows, hold it as given; set C(no_log) on the task to hide them too.
+    type: str
+  timeout:
+    description:
+      - Pull mode. Seconds for the connection and for each read (not for the whole download).
+    type: int
+    default: 30
+  retries:
+    description:
+      - Pull mode. Further attempts after a failure that may pass (no connection, a connection cut, a timeout,
+        HTTP 408, 429 or 5xx). Each attempt starts from the first byte. Other HTTP errors (404, 403) and a download
+        that does not match the bundle id fail at once.
+    type: int
+    default: 3
+  retry_delay:
+    description:
+      - Pull mode. Seconds between two attempts.
+    type: float
+    default: 2
+  validate_certs:
+    description:
+      - Pull mode. Check the server's certificate (https).
+    type: bool
+    default: true
+  use_proxy:
+    description:
+      - Pull mode. Use the host's proxy settings (E(https_proxy), E(http_proxy), E(no_proxy)).
+    type: bool
+    default: true
+  ca_path:
+    description:
+      - Pull mode. CA certificates (PEM) on the host for the server's certificate, instead of the system's.
+    type: path
+  headers:
+    description:
+      - Pull mode. HTTP headers to send, for example an object store's authorization. Not logged.
+    type: dict
+    default: {}
   devices:
     description:
       - With O(replay_dir), the recorded devices to bundle; the default, an empty list, bundles every device
@@ -70,11 +125,13 @@ options:
     default: /var/lib/blkfleet/engine
   bundle_id:
     description:
-      - Id of the bundle. Set by the action plugin from the manifest; the pushed bundle must have it.
+      - Id of the bundle. Set by the action plugin from the manifest (push), or from O(url) (pull); the bundle must
+        have it.
     type: str
   checksum:
     description:
-      - SHA-256 of the bundle file. Set by the action plugin; when given, the pushed file must have it.
+      - SHA-256 of the bundle file. Set by the action plugin from O(src); when given, the pushed or pulled file must
+        have it (a pull checks it before reading the file).
     type: str
   engine_member:
     description:
@@ -104,7 +161,7 @@ attributes:
     support: full
     details:
       - Builds the bundle on the controller when O(replay_dir) is given (a controller-side temporary file),
-        transfers nothing and predicts RV(ignore:changed).
+        transfers and downloads nothing and predicts RV(ignore:changed).
   diff_mode:
     support: none
 notes:
@@ -112,7 +169,16 @@ notes:
     Ansible would run the module without its action plugin, and nothing would be transferred.
   - Bundles are uncompressed tar files, so that the same content always has the same bytes. For large bundles
     over slow links, compress the transport (SSH compression).
+  - Push sends the bundle once per host from the controller; pull sends it once from the controller to the server
+    (C(blkfleet bundle publish)), and the server sends it to each host. Pull is the mode for more than a few hosts;
+    push needs no server.
+  - Pull uses Ansible's URL client (the one of M(ansible.builtin.get_url)) on the host, not the engine's. The engine
+    comes inside the bundle, so the host has none it could trust before the download is checked.
+  - A pull downloads into a private directory C(DEST/.pull-*) and renames the bundle into place only once it is
+    verified; a failed pull removes that directory, and one left by a killed pull is removed by a later pull once
+    nothing was written in it for an hour.
 seealso:
+  - module: blkfleet.core.bundle_publish
   - module: blkfleet.core.btrecord
   - module: blkfleet.core.btreplay
 '''
@@ -127,6 +193,17 @@ EXAMPLES = r'''
   blkfleet.core.btreplay:
     bundle_id: "{{ pushed.bundle_id }}"
     device_map: {sdb: vdc}
+
+- name: Let every host pull a bundle published with blkfleet bundle publish db1.bundle --to /srv/www/bundles
+  blkfleet.core.replay_bundle:
+    url: "http://web1/bundles/{{ bundle_id }}.tar"
+    retries: 5
+  register: pulled
+
+- name: Pull from a presigned S3 URL, naming the bundle (its id is not in the URL)
+  blkfleet.core.replay_bundle:
+    url: "{{ presigned_get_url }}"
+    bundle_id: "{{ bundle_id }}"
 
 - name: Build a bundle from replay files on the controller and push it
   blkfleet.core.replay_bundle:
@@ -149,7 +226,7 @@ path:
   sample: /var/lib/blkfleet/bundles/3b9c1c0e5f0e4d7a9c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d.tar
 checksum:
   description: SHA-256 of the bundle file.
-  returned: success
+  returned: success, except a pull of a bundle the host already held when the controller did not know the checksum
   type: str
   sample: 0d6f4b6b2f4e8f1c2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091
 installed:
@@ -178,6 +255,31 @@ totals:
   returned: when the bundle is installed
   type: dict
   sample: {files: 2, size: 240000, ios: 12034, bytes: 49291264}
+url:
+  description: Pull mode. The URL, without user, query and fragment.
+  returned: pull
+  type: str
+  sample: http://web1/bundles/3b9c1c0e5f0e4d7a9c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d.tar
+fetched:
+  description: Pull mode. Whether the host downloaded the bundle in this run.
+  returned: pull
+  type: bool
+  sample: true
+attempts:
+  description: Pull mode. Download attempts made (0 when the bundle was there).
+  returned: pull
+  type: int
+  sample: 1
+size:
+  description: Pull mode. Bytes downloaded.
+  returned: pull, when the host downloaded the bundle
+  type: int
+  sample: 268700160
+download_s:
+  description: Pull mode. Seconds the download took (all attempts), before the checks.
+  returned: pull, when the host downloaded the bundle
+  type: float
+  sample: 2.31
 capture_window:
   description:
     - The manifest's capture window, C(first_ns), C(last_ns) and C(span_ns) (nanoseconds). C(span_ns) is how long
@@ -187,11 +289,14 @@ capture_window:
   sample: {first_ns: 521832678890, last_ns: 521869498021, span_ns: 36819131}
 '''
 
+import os
 import sys
+import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.blkfleet.core.plugins.module_utils import _engine, _install
+from ansible_collections.blkfleet.core.plugins.module_utils import _engine, _install, _pull
+from ansible_collections.blkfleet.core.plugins.module_utils._protocol import EngineError
 
 
 def _described(manifest, result):
@@ -200,11 +305,128 @@ def _described(manifest, result):
     return result
 
 
+def _installed_manifest(path, bundle_id, checksum):
+    """The manifest of the bundle installed at ``path``, or None. Without the file's checksum, its manifest's id is
+    checked: a file gets there only by a rename after it was verified whole."""
+    try:
+        if checksum and not _install.has_content(path, checksum):
+            return None
+        return _install.checked_manifest(path, bundle_id)
+    except (_install.InstallError, OSError):
+        return None
+
+
+def _engine_of(module, manifest, p, result):
+    """The manifest's engine entry, which must be the controller's when it named one."""
+    engine = manifest['engine']
+    expected = (p['engine_member'], p['engine_size'], p['engine_sha256'])
+    if any(expected) and expected != (engine['path'], engine['size'], engine['sha256']):
+        module.fail_json(msg='bundle %s has engine %s, not %s' % (manifest['bundle_id'], engine['sha256'],
+                                                                  p['engine_sha256']), **result)
+    return engine
+
+
+def _fetch(module, p, bundle_id, checksum, path, result):
+    """Download the bundle into a private directory, check it against its id, then install its engine and it."""
+    shown = result['url']
+    work = _pull.workdir(p['dest'], bundle_id)
+    try:
+        started = time.monotonic()
+        try:
+            tmp, size, sha256, attempts = _pull.download(
+                p['url'], work, checksum, timeout=p['timeout'], retries=p['retries'], retry_delay=p['retry_delay'],
+                validate_certs=p['validate_certs'], use_proxy=p['use_proxy'], ca_path=p['ca_path'],
+                headers=p['headers'])
+        except _pull.PullError as e:
+            result['attempts'] = e.attempts
+            module.fail_json(msg=str(e), status=e.status, **result)
+        result.update(attempts=attempts, size=size, checksum=sha256, download_s=round(time.monotonic() - started, 3))
+
+        def refuse(problem):
+            module.fail_json(msg='%s: refused, nothing kept: %s' % (shown, problem.replace(tmp, 'the download')),
+                             **result)
+
+        try:
+            manifest = _install.checked_manifest(tmp, bundle_id)
+            engine = _engine_of(module, manifest, p, result)
+            tmp_engine = os.path.join(work, _engine.ENGINE_NAME)
+            _install.extract_engine(tmp, engine['path'], engine['size'], engine['sha256'], tmp_engine)
+        except _install.InstallError as e:
+            refuse(str(e))
+        try:  # the engine the id names checks every member against the manifest
+            verified = _engine.call(module, [sys.executable, tmp_engine], ['bundle', 'verify', '--', tmp])['result']
+        except EngineError as e:
+            refuse(e.message)
+        if (verified['bundle_id'], verified['engine_sha256']) != (bundle_id, engine['sha256']):
+            refuse('holds bundle %s with engine %s' % (verified['bundle_id'], verified['engine_sha256']))
+        result['engine'] = _install.engine_path(engine['sha256'], p['engine_root'])
+        try:
+            if not _install.has_content(result['engine'], engine['sha256']):
+                _install.install_file(tmp_engine, result['engine'], engine['sha256'], mode=0o755)
+            os.rename(tmp, path)
+        except (_install.InstallError, OSError) as e:
+            module.fail_json(msg='cannot install the bundle: %s' % e, **result)
+    finally:
+        _pull.remove_workdir(work)
+    result.update(changed=True, fetched=True)
+    return manifest
+
+
+def pull(module, p):
+    """Pull mode: the host downloads the bundle from ``url`` unless it holds it under its id."""
+    try:
+        url = _pull.check_url(p['url'])
+        if _pull.is_base(url) and p['bundle_id']:
+            url = _pull.under(url, _install.check_sha256(p['bundle_id'], 'bundle_id'))
+        named = _pull.bundle_id_of(url)
+        if p['bundle_id'] and named and named != p['bundle_id']:
+            raise _install.InstallError('%s names bundle %s, not bundle_id %s'
+                                        % (_pull.redact(url), named, p['bundle_id']))
+        bundle_id = p['bundle_id'] or named
+        if not bundle_id:
+            raise _install.InstallError('%s: which bundle is it? Give bundle_id (a published bundle\'s URL ends in '
+                                        '<bundle_id>.tar)' % _pull.redact(url))
+        path = _install.bundle_path(bundle_id, p['dest'])
+        checksum = p['checksum'] and _install.check_sha256(p['checksum'], 'checksum')
+    except (_pull.PullError, _install.InstallError) as e:
+        module.fail_json(msg=str(e))
+    result = dict(changed=False, bundle_id=bundle_id, path=path, url=_pull.redact(url), fetched=False, attempts=0)
+    if checksum:
+        result['checksum'] = checksum
+    manifest = _installed_manifest(path, bundle_id, checksum)
+    if manifest is None and module.check_mode:
+        module.exit_json(installed=False, **dict(result, changed=True))
+    if manifest is None:
+        _pull.remove_stale(p['dest'])
+        manifest = _fetch(module, p, bundle_id, checksum, path, result)
+    else:
+        engine = _engine_of(module, manifest, p, result)
+        result['engine'] = _install.engine_path(engine['sha256'], p['engine_root'])
+        if module.check_mode:
+            result['changed'] = not _install.has_content(result['engine'], engine['sha256'])
+        else:
+            try:
+                result['engine'], result['changed'] = _install.install_engine_from_bundle(
+                    path, engine['path'], engine['size'], engine['sha256'], p['engine_root'])
+            except (_install.InstallError, OSError) as e:
+                module.fail_json(msg='cannot install the engine of the bundle: %s' % e, **result)
+    result.update(installed=True, engine_sha256=manifest['engine']['sha256'])
+    module.exit_json(**_described(manifest, result))
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             src=dict(type='path'),
             replay_dir=dict(type='path'),
+            url=dict(type='str'),
+            timeout=dict(type='int', default=30),
+            retries=dict(type='int', default=3),
+            retry_delay=dict(type='float', default=2),
+            validate_certs=dict(type='bool', default=True),
+            use_proxy=dict(type='bool', default=True),
+            ca_path=dict(type='path'),
+            headers=dict(type='dict', default={}, no_log=True),
             devices=dict(type='list', elements='str', default=[]),
             trace_dir=dict(type='path'),
             source_host=dict(type='str'),
@@ -217,13 +439,15 @@ def main():
             engine_size=dict(type='int'),
             engine_sha256=dict(type='str'),
         ),
-        mutually_exclusive=[('src', 'replay_dir')],
+        mutually_exclusive=[('src', 'replay_dir'), ('url', 'replay_dir')],
         supports_check_mode=True,
     )
     p = module.params
     if p['replay_dir']:
         module.fail_json(msg='replay_dir is handled on the controller: use the action plugin '
                              '(blkfleet.core.replay_bundle, by its full name)')
+    if p['url']:
+        pull(module, p)
     if not all(p[key] for key in ('bundle_id', 'checksum', 'engine_member', 'engine_size', 'engine_sha256')):
         module.fail_json(msg='bundle_id, checksum and the engine member are set by the action plugin: use '
                              'blkfleet.core.replay_bundle, by its full name')

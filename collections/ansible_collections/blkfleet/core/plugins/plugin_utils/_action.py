@@ -13,6 +13,7 @@ import tempfile
 
 from ansible.errors import AnsibleActionFail, AnsibleError
 from ansible.plugins.action import ActionBase
+
 from ansible_collections.blkfleet.core.plugins.module_utils._protocol import EngineError, document, with_json
 from ansible_collections.blkfleet.core.plugins.plugin_utils import _controller
 
@@ -53,7 +54,7 @@ class BlkfleetAction(ActionBase):
         try:
             return document(res['rc'], res.get('stdout', ''), res.get('stderr', ''), argv)
         except EngineError as e:
-            raise _controller.EngineFailed(e)
+            raise _controller.EngineFailed(e) from None
 
     def cleanup_remote(self):
         if self._connection._shell.tmpdir is not None:

@@ -28,6 +28,7 @@ import subprocess
 import sys
 
 from ansible.errors import AnsibleError
+
 from ansible_collections.blkfleet.core.plugins.module_utils._protocol import EngineError, document, with_json
 from ansible_collections.blkfleet.core.plugins.plugin_utils._files import describe
 
@@ -73,15 +74,15 @@ def run(args, timeout=None):
     env = dict(os.environ)
     env.update(extra)
     try:
-        proc = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, timeout=timeout, check=False)
+        proc = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout,
+                              check=False)
     except (OSError, subprocess.TimeoutExpired) as e:
-        raise AnsibleError('cannot run the blkfleet engine (%s): %s' % (' '.join(argv), e))
+        raise AnsibleError('cannot run the blkfleet engine (%s): %s' % (' '.join(argv), e)) from None
     try:
         return document(proc.returncode, proc.stdout.decode('utf-8', 'replace'),
                         proc.stderr.decode('utf-8', 'replace'), argv)
     except EngineError as e:
-        raise EngineFailed(e)
+        raise EngineFailed(e) from None
 
 
 def same_content(a, b):

@@ -68,7 +68,7 @@ def replace_all(pairs, mode=0o644):
             finally:
                 os.close(fd)
     except BaseException:
-        for tmp, dummy in staged:
+        for tmp, _dummy in staged:
             discard(tmp)
         raise
     try:
@@ -76,7 +76,7 @@ def replace_all(pairs, mode=0o644):
             commit(*staged[0], mode=mode)
             staged.pop(0)
     finally:
-        for tmp, dummy in staged:
+        for tmp, _dummy in staged:
             discard(tmp)
 
 

@@ -117,7 +117,8 @@ elif args[1] == "start":
     if state and "--force" not in args:
         answer(command, None, "invalid_input", "%s holds a finished capture (stopped); use --force" % out, 2)
     if check:
-        answer(command, {"action": "start", "check": True, "started": True, "state": state["state"] if state else "none"})
+        answer(command, {"action": "start", "check": True, "started": True,
+                         "state": state["state"] if state else "none"})
     os.makedirs(out, exist_ok=True)
     state = {"state": "running", "devices": devices, "backend": "ftrace", "mode": "events", "pid": 4242,
              "argv": args, "token": token}
@@ -179,9 +180,8 @@ def run_module(module_main, capsys, args, check_mode=False):
     from ansible.module_utils.testing import patch_module_args
     if check_mode:
         args = dict(args, _ansible_check_mode=True)
-    with patch_module_args(args):
-        with pytest.raises(SystemExit) as exc:
-            module_main()
+    with patch_module_args(args), pytest.raises(SystemExit) as exc:
+        module_main()
     return exc.value.code, json.loads(capsys.readouterr().out)
 
 

@@ -15,19 +15,31 @@ import pytest
 import yaml
 
 from ansible_collections.blkfleet.core.plugins.action import btrecord as btrecord_action
+from ansible_collections.blkfleet.core.plugins.action import bundle_publish as bundle_publish_action
 from ansible_collections.blkfleet.core.plugins.action import engine as engine_action
 from ansible_collections.blkfleet.core.plugins.action import regress as regress_action
 from ansible_collections.blkfleet.core.plugins.action import replay_bundle as replay_bundle_action
 from ansible_collections.blkfleet.core.plugins.action import replay_job as replay_job_action
 from ansible_collections.blkfleet.core.plugins.action import results as results_action
-from ansible_collections.blkfleet.core.plugins.modules import btrecord, engine, regress, replay_bundle, replay_job, results
+from ansible_collections.blkfleet.core.plugins.action import trace_import as trace_import_action
+from ansible_collections.blkfleet.core.plugins.modules import (
+    btrecord,
+    bundle_publish,
+    engine,
+    regress,
+    replay_bundle,
+    replay_job,
+    results,
+    trace_import,
+)
 from ansible_collections.blkfleet.core.plugins.plugin_utils import _controller, _files
 from ansible_collections.blkfleet.core.tests.unit.engine_checkout import RANDMIX, check_document
 
 
 @pytest.mark.parametrize('action, module', [
-    (btrecord_action, btrecord), (engine_action, engine), (replay_bundle_action, replay_bundle),
-    (replay_job_action, replay_job), (results_action, results), (regress_action, regress)])
+    (btrecord_action, btrecord), (bundle_publish_action, bundle_publish), (engine_action, engine),
+    (replay_bundle_action, replay_bundle), (replay_job_action, replay_job), (results_action, results),
+    (regress_action, regress), (trace_import_action, trace_import)])
 def test_action_spec_matches_documentation(action, module):
     options = yaml.safe_load(module.DOCUMENTATION)['options']
     spec = action.ActionModule.ARGUMENT_SPEC
@@ -38,6 +50,15 @@ def test_action_spec_matches_documentation(action, module):
         assert entry.get('default') == doc.get('default'), name
         assert bool(entry.get('required')) == bool(doc.get('required')), name
         assert entry.get('elements') == doc.get('elements'), name
+        assert entry.get('choices') == doc.get('choices'), name
+
+
+def test_publish_pull_url():
+    name = 'a' * 64 + '.tar'
+    assert bundle_publish_action.pull_url('/srv/www/b', 'http://web1/b', name) == 'http://web1/b/' + name
+    assert bundle_publish_action.pull_url('/srv/www/b', None, name) is None
+    assert bundle_publish_action.pull_url('http://web1/b/', None, name) == 'http://web1/b/' + name
+    assert bundle_publish_action.pull_url('https://s3/b/x.tar?sig=1', None, name) == 'https://s3/b/x.tar?sig=1'
 
 
 def test_stale_files(tmp_path):
@@ -101,7 +122,8 @@ def test_record_and_bundle_through_the_runner(tmp_path):
     out = tmp_path / 'replay'
     out.mkdir()
     summary = btrecord_action.record(args, str(out))
-    assert [f['device'] for f in summary['files']] == ['loop1', 'loop1'] and sum(f['ios'] for f in summary['files']) == 2000
+    assert [f['device'] for f in summary['files']] == ['loop1', 'loop1']
+    assert sum(f['ios'] for f in summary['files']) == 2000
     (out / 'record.json').write_text(json.dumps(summary))
     path, manifest = btrecord_action.bundle(args, str(out), str(out / 'record.json'), ['loop1'], str(tmp_path))
     assert os.path.isfile(path) and manifest['source_host'] == 'src' and manifest['totals']['ios'] == 2000
@@ -112,3 +134,18 @@ def test_record_and_bundle_through_the_runner(tmp_path):
     args['devices'] = ['-F', '--compat']  # devices go after '--': never read as options
     with pytest.raises(_controller.EngineFailed, match='no -F.blktrace.N files found for device -F'):
         btrecord_action.record(args, str(out))
+
+
+def test_trace_import_argv():
+    args = {'format': 'csv', 'src': ['/t/a.csv'], 'rename': {'7': 'sdb', '1': 'sda'}, 'select': ['1', '7'],
+            'tolerance': '1ms', 'csv': {'columns': 'time=0,offset=1,size=2', 'time_unit': 'us', 'skip_lines': 1}}
+    assert trace_import_action.import_argv(args, '/w') == [
+        'import', 'csv', '/t/a.csv', '-D', '/w', '-q', '--rename', '1=sda', '--rename', '7=sdb', '--select', '1,7',
+        '--tolerance=1ms', '--columns=time=0,offset=1,size=2', '--time-unit=us', '--skip-lines=1']
+    assert trace_import_action._flags({'wrap': '256M', 'skip': ['discard', 'flush'], 'shift': '-1M'},
+                                      trace_import_action.TRANSFORM_OPTIONS, 'transform') == [
+        '--skip', 'discard,flush', '--shift=-1M', '--wrap=256M']
+    with pytest.raises(_controller.AnsibleError, match='unknown transform option'):
+        trace_import_action._flags({'warp': 1}, trace_import_action.TRANSFORM_OPTIONS, 'transform')
+    with pytest.raises(_controller.AnsibleError, match='for format csv only'):
+        trace_import_action.import_argv(dict(args, format='msr'), '/w')

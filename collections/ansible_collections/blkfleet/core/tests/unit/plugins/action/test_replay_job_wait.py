@@ -15,7 +15,6 @@ import time
 
 import pytest
 import yaml
-
 from ansible.errors import AnsibleActionFail, AnsibleConnectionFailure
 
 from ansible_collections.blkfleet.core.plugins.action import replay_job as action
@@ -189,6 +188,24 @@ def test_a_host_that_stops_answering_while_arming():
     host = Host(clock, ['arming'], fail_from=1002.0)
     out = arm(host, clock, timeout=10.0)
     assert out['outcome'] == 'unreachable' and out['reason'].startswith('no answer from the host for 8.5 s')
+
+
+def test_a_slow_answer_before_the_job_exists_is_not_a_hung_host(monkeypatch):
+    """A loaded host answers the background task's status late while its engine reads a large bundle, before its job
+    exists: slower than the grace of a call, well within the wait. It arms; it was once taken for hung."""
+    monkeypatch.setattr(action, 'CALL_GRACE_S', 0.05)
+    clock = Clock()
+    host = Host(clock, ['none', 'none', job('armed', armed_at=1795680600.25)])
+    answer = host.async_status
+
+    def slow_status(jid):
+        time.sleep(0.3)
+        return answer(jid)
+
+    host.async_status = slow_status
+    out = arm(host, clock, async_jid='1.2')
+    assert out['outcome'] == 'armed' and out['reachable'], out
+    assert host.calls == ['status', 'async_status', 'status', 'async_status', 'status']
 
 
 def test_peers_meet_and_agree_on_one_instant(tmp_path):

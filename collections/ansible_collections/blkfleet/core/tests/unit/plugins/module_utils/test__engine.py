@@ -11,13 +11,11 @@ import os
 import sys
 
 import pytest
-
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.blkfleet.core.plugins.module_utils import _engine
 from ansible_collections.blkfleet.core.plugins.module_utils._protocol import EngineError
-
 from ansible_collections.blkfleet.core.tests.unit.engine_checkout import check_document
 
 

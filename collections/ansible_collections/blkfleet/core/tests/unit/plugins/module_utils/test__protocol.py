@@ -13,7 +13,6 @@ import json
 import pytest
 
 from ansible_collections.blkfleet.core.plugins.module_utils import _protocol
-
 from ansible_collections.blkfleet.core.tests.unit.engine_checkout import blkfleet, check_document
 
 

@@ -19,12 +19,13 @@ def args(fake_capture_engine, out, **extra):
 
 def test_start_twice_then_stop_twice(run, fake_capture_engine, tmp_path):
     out = tmp_path / 'cap'
-    rc, res = run(blktrace.main, args(fake_capture_engine, out, buffer_kb=1024, duration=2.5, act_mask='queue,complete'))
+    rc, res = run(blktrace.main, args(fake_capture_engine, out, buffer_kb=1024, duration=2.5,
+                                      act_mask='queue,complete'))
     assert rc == 0, res
     assert res['changed'] is True and res['state'] == 'running' and res['backend'] == 'ftrace'
     argv = json.loads((out / 'fake-state.json').read_text())['argv']
     assert argv[:2] == ['capture', 'start']
-    assert ['-b', '1024'] == argv[argv.index('-b'):argv.index('-b') + 2]
+    assert argv[argv.index('-b'):argv.index('-b') + 2] == ['-b', '1024']
     assert argv[argv.index('-w') + 1] == '2.5' and argv[argv.index('-a') + 1] == 'queue,complete'
     assert '--force' not in argv
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from blkfleet.results.document import SCHEMA, SCHEMA_V1, SCHEMAS
 from blkfleet.results.histogram import LogHistogram
+from helpers import SCHEMAS as SCHEMA_DIR
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "engine" / "blkfleet" / "schemas"
 SCHEMA_PATH = SCHEMA_DIR / SCHEMAS[SCHEMA]
 BOUNDS_US = tuple(m * 10 ** e for e in range(0, 8) for m in (1, 2, 5))  # version 1: 1 us .. 50 s, 1-2-5 steps
 

@@ -22,8 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from blkfleet.cli import main
+from helpers import ENV
 
-REPO = Path(__file__).resolve().parents[2]
 CASES = int(os.environ.get("BLKFLEET_FUZZ_CASES", 10_000))  # in-process cases of every kind
 SUBPROCESS_CASES = 40  # of every kind (320 in all), through python -m blkfleet
 CASE_SECONDS = 10  # one case taking longer is a hang
@@ -130,7 +130,7 @@ class Fuzz:
 
 def subprocess_cases(cases, timeout=60):
     """Run [(what, argv)] as ``python -m blkfleet`` (two at a time); return the problems found."""
-    env = dict(os.environ, PYTHONPATH=str(REPO / "engine"))
+    env = dict(ENV)
 
     def one(case):
         what, argv = case

@@ -1,15 +1,13 @@
 """Helpers for CLI capture tests: the ``blkfleet`` command in a subprocess, fio, tool checks."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
 
 import pytest
 
-ENGINE = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "engine"))
-ENV = dict(os.environ, PYTHONPATH=ENGINE)
+from helpers import ENV
 
 
 def blkfleet(*args, timeout=120):

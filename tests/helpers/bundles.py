@@ -3,11 +3,9 @@
 import io
 import json
 import tarfile
-from pathlib import Path
 
 from blkfleet.cli import main
 
-DATA = Path(__file__).resolve().parents[1] / "data"
 PY39 = "/root/.pyenv/versions/3.9.18/bin/python3"
 
 
