@@ -220,3 +220,9 @@ def test_module_start_on_a_finished_capture_is_idempotent(adhoc, loopdev, captur
         for check in (True, False):
             rc, result, run = adhoc(f"{args} output_dir={out} backend=ftrace", check=check)
             assert rc != 0 and "holds a finished capture" in result["msg"], run.stdout
+    first = control.inspect(out).state["run_id"]
+    for check in (True, False):  # force still discards it and captures afresh
+        rc, result, run = adhoc(f"devices={dev} output_dir={out} backend=ftrace duration=0.3 force=true "
+                                "busy_timeout=600", check=check)
+        assert rc == 0 and result["changed"] is True and result["capture"]["started"] is True, run.stdout
+        assert (control.inspect(out).state["run_id"] == first) is check

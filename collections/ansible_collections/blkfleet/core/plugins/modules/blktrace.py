@@ -22,7 +22,8 @@ description:
     O(force), which stops and discards it and starts afresh.
   - O(state=started) on a finished capture of the same O(token) (or of no token, with no O(token) given, of the
     same devices) changes nothing either, in check mode too, so that a play run again does not fail on what its
-    first run left. A finished capture of another O(token) or other devices is discarded only with O(force).
+    first run left; O(force) discards that token-less capture and starts afresh. A finished capture of another
+    O(token) or of other devices is discarded only with O(force).
   - O(state=stopped) returns the capture summary (files, IOs, drops) and, for each trace file and
     C(capture.json), its size and SHA-256 as the engine reports them (RV(file_info), C(capture files)) to verify a
     copy against; stopping a capture that
