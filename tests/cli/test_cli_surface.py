@@ -85,6 +85,27 @@ def test_listings_answer_json_to_a_file_and_stdout(tmp_path, capsys, words):
     assert doc["error"] is None and doc["result"] == listing and len(listing) == 1
 
 
+def test_every_command_answers_json(capsys):
+    """``--json FILE|-`` on every command that does something (``results export`` was the last without)."""
+    for words, parser in ALL:
+        if not list(subcommands(parser)) and words:
+            assert "--json" in parser._option_string_actions, words
+
+
+def test_results_export_answers_json(tmp_path, capsys):
+    db = str(tmp_path / "store.sqlite")
+    from helpers.synth_results import make_doc, write_doc
+    assert main(["results", "add", write_doc(tmp_path / "run.json", make_doc(seed=1)), "--db", db]) == 0
+    capsys.readouterr()
+    out = tmp_path / "export.csv"
+    assert main(["results", "export", "--format", "csv", "-o", str(out), "--db", db, "--json", "-"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["result"] == {"format": "csv", "output": str(out), "runs": 1, "rows": 1}
+    assert out.read_text().startswith("run,host,device")
+    assert main(["results", "export", "--db", db, "--json", "-"]) == 2  # the export and the answer on stdout
+    assert json.loads(capsys.readouterr().out)["error"]["code"] == "invalid_input"
+
+
 def test_units_are_spelled_one_way():
     """Sizes are binary (KiB, MiB: what the options take), rates decimal (MB/s, as fio and the results JSON):
     no bare KB or MB in any help text."""
