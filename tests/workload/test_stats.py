@@ -208,7 +208,7 @@ def test_device_figures_of_a_stream():
 
 @pytest.mark.slow
 def test_memory_does_not_grow_with_the_trace(tmp_path):
-    """Peak memory of stats on 250 k and on 2 M IOs: within 8 MB of each other."""
+    """Peak memory of stats on 250 k and on 2 M IOs: within 8 MiB of each other."""
     peaks = []
     for ios in (250_000, 2_000_000):
         d = tmp_path / str(ios)
