@@ -47,8 +47,8 @@ def blkparse_totals(directory, device):
     """(reads queued, their KiB, writes queued, their KiB) from blkparse's summary."""
     text = subprocess.run(["blkparse", "-i", device, "-D", str(directory)], capture_output=True, text=True,
                           check=True).stdout
-    at = text.find("Total (")
-    section = text[at if at >= 0 else text.find("CPU0 ("):]
+    at = text.find("Total (")  # only when events came from more than one CPU; else the one CPU's section
+    section = text[max(at, 0):]
     m = re.search(r"Reads Queued:\s+(\d+),\s+(\d+)KiB\s+Writes Queued:\s+(\d+),\s+(\d+)KiB", section)
     return tuple(map(int, m.groups()))
 
