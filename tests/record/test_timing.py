@@ -5,6 +5,7 @@ always ordered; ``--no-timing`` and Q-only captures give version 1 files with th
 
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -144,3 +145,17 @@ def test_version_1_without_timing_holds_the_same_ios(tracer, loopdev, tmp_path):
                           "--number_ios=50", completions=False)
     plain = record(qdir, qname, tmp_path / "q" / "rep")
     assert plain and all(open_replay(p).version == 1 for p in plain)
+
+
+V1 = Path(__file__).resolve().parents[1] / "data" / "replay-v1"
+
+
+def test_version_1_is_byte_for_byte_what_the_previous_engine_wrote(tmp_path):
+    """tests/data/replay-v1 holds the native files the engine before version 2 made of tests/data/randmix (a
+    capture with completions); ``--no-timing`` writes exactly them, and they still read."""
+    record(V1.parent / "randmix", "loop1", tmp_path / "new", "--no-timing")
+    for old in sorted(V1.glob("loop1.replay.*")):
+        assert (tmp_path / "new" / old.name).read_bytes() == old.read_bytes()
+        reader = open_replay(str(old))
+        assert reader.version == 1 and not reader.timing
+        assert sum(len(c) for c in reader.chunks()) == reader.io_count > 0
