@@ -59,7 +59,9 @@ def compare(orig, replay_dir, orig_dev, replay_dev, reads_for_writes=True):
     return json.loads(run.stdout)["result"]
 
 
-def replay_blkfleet(src, dev_a, dev_b, work, tag, extra=()):
+def replay_blkfleet(src, dev_a, dev_b, work, tag, extra=(), engine=None):
+    """``engine``: the ``engine`` directory of another blkfleet to run instead of this one (a baseline)."""
+    env = {**os.environ, "PYTHONPATH": engine} if engine else None
     mapfile = os.path.join(work, "map")
     with open(mapfile, "w") as f:
         f.write(f"{os.path.basename(dev_a)} {dev_b}\n")
@@ -67,7 +69,7 @@ def replay_blkfleet(src, dev_a, dev_b, work, tag, extra=()):
     cap = os.path.join(work, f"cap-{tag}")
     with captured([dev_b], cap):
         proc, wall, cpu, _rss = gnu_time([sys.executable, "-m", "blkfleet", "replay", "-d", src, "-M", mapfile,
-                                          "--json", res, *extra, os.path.basename(dev_a)])
+                                          "--json", res, *extra, os.path.basename(dev_a)], env=env)
     if proc.returncode:
         raise SystemExit(f"blkfleet replay failed: {proc.stderr.strip()}")
     with open(res) as f:

@@ -36,7 +36,7 @@ def test_demo_playbook():
         results = json.load(f)
     with open(os.path.join(RESULTS, "summary.json")) as f:
         summary = json.load(f)
-    assert results["schema"] == "blkfleet-results/1"
+    assert results["schema"] == "blkfleet-results/2"
     assert results["write_enable"] is True and results["interrupted"] is False
     assert results["total"]["errors"]["count"] == 0
     assert summary["captured_ios"] > 0 and summary["capture_drops"] == 0

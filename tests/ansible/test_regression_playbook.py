@@ -18,18 +18,25 @@ pytestmark = [pytest.mark.root, pytest.mark.slow]
 ITERATIONS = 3
 
 
-def loops():
+def loops(results_dir):
+    """The loop devices backed by files under this test's loop directory."""
     run = subprocess.run(["losetup", "-a"], capture_output=True, text=True, check=True)
-    return [line for line in run.stdout.splitlines() if "blkfleet-regression-" in line]
+    return [line for line in run.stdout.splitlines() if loop_dir(results_dir) + "/" in line]
 
 
-def leftovers():
-    return [d for d in os.listdir("/dev/shm") if d.startswith("blkfleet-regression-")]
+def leftovers(results_dir):
+    return os.listdir(loop_dir(results_dir))
+
+
+def loop_dir(results_dir):
+    return os.path.join(results_dir, "loops")
 
 
 @pytest.fixture(scope="module")
 def results_dir():
-    path = tempfile.mkdtemp(prefix="blkfleet-regression-test-")
+    """The results, and the role's loop directory beside them: what other runs left on the host is not seen."""
+    path = tempfile.mkdtemp(prefix="blkfleet-regression-test-", dir="/dev/shm")
+    os.mkdir(loop_dir(path))
     yield path
     shutil.rmtree(path, ignore_errors=True)
 
@@ -38,7 +45,8 @@ def playbook(results_dir, *extra, wrap=None):
     program = ansible_bin("ansible-playbook")
     assert program, "ansible-playbook is not installed"
     argv = [program, "playbooks/regression.yml", "-e", f"regression_results_dir={results_dir}",
-            "-e", f"regression_iterations={ITERATIONS}", *extra]
+            "-e", f"regression_iterations={ITERATIONS}",
+            "-e", f"regression_loop_dir={loop_dir(results_dir)}", *extra]
     if wrap:
         argv = wrap(argv)
     return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=600, env=ansible_env())
@@ -50,7 +58,6 @@ def latest(results_dir, name):
 
 
 def test_first_run_makes_the_baseline_then_a_run_passes(results_dir):
-    before = loops()
     run = playbook(results_dir)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
     assert "Baseline randmix created" in latest(results_dir, "verdict.md")
@@ -70,7 +77,7 @@ def test_first_run_makes_the_baseline_then_a_run_passes(results_dir):
     for plot in ("iops_over_time", "latency_cdf", "trend_iops", "trend_latency_p99"):
         assert f'data-plot="{plot}"' in html
     # the loop devices made for the runs are gone
-    assert loops() == before == [] and leftovers() == []
+    assert loops(results_dir) == [] and leftovers(results_dir) == []
 
 
 def test_throttled_target_fails_the_play(results_dir, loopdev):
@@ -90,4 +97,4 @@ def test_throttled_target_fails_the_play(results_dir, loopdev):
     assert by_metric["iops"]["verdict"] == "regression"
     assert by_metric["iops"]["candidate"]["mean"] < 0.5 * by_metric["iops"]["baseline"]["mean"]
     assert "REGRESSION" in latest(results_dir, "verdict.md")
-    assert leftovers() == []
+    assert leftovers(results_dir) == []

@@ -1,33 +1,46 @@
-"""Synthetic results documents that match schemas/results.schema.json, with controllable noise and slowdowns."""
+"""Synthetic results documents that match schemas/results.schema.json (version 2, or version 1 with
+``version=1``: results-v1.schema.json), with controllable noise and slowdowns."""
 
 import json
 import random
 from pathlib import Path
 
-from blkfleet.results.document import BOUNDS_US, SCHEMA
-from helpers import SCHEMAS
+from blkfleet.results.document import SCHEMA, SCHEMA_V1, SCHEMAS
+from blkfleet.results.histogram import LogHistogram
+from helpers import SCHEMAS as SCHEMA_DIR
 
-SCHEMA_PATH = SCHEMAS / "results.schema.json"
+SCHEMA_PATH = SCHEMA_DIR / SCHEMAS[SCHEMA]
+BOUNDS_US = tuple(m * 10 ** e for e in range(0, 8) for m in (1, 2, 5))  # version 1: 1 us .. 50 s, 1-2-5 steps
 
 
-_VALIDATOR = []
+_VALIDATORS = {}
 
 
 def validate(doc):
-    """Validate with the jsonschema package against the shipped schema (raises on a mismatch)."""
-    if not _VALIDATOR:
+    """Validate with the jsonschema package against the shipped schema of the document's version (raises on a
+    mismatch)."""
+    version = doc.get("schema")
+    if version not in _VALIDATORS:
         import jsonschema
 
-        schema = json.loads(SCHEMA_PATH.read_text())
+        schema = json.loads((SCHEMA_DIR / SCHEMAS[version]).read_text())
         jsonschema.Draft202012Validator.check_schema(schema)
-        _VALIDATOR.append(jsonschema.Draft202012Validator(schema))
-    _VALIDATOR[0].validate(doc)
+        _VALIDATORS[version] = jsonschema.Draft202012Validator(schema)
+    _VALIDATORS[version].validate(doc)
 
 
-def _hist(rng, median_us, spread, n):
+def _values(rng, median_us, spread, n):
+    return [rng.lognormvariate(0, spread) * median_us for _ in range(n)]
+
+
+def _hist(rng, median_us, spread, n, version=2):
+    values = _values(rng, median_us, spread, n)
+    if version == 2:
+        h = LogHistogram()
+        h.add_many([int(v * 1000) for v in values])
+        return h.to_json()
     counts = [0] * (len(BOUNDS_US) + 1)
-    for _ in range(n):
-        v = rng.lognormvariate(0, spread) * median_us
+    for v in values:
         i = next((k for k, b in enumerate(BOUNDS_US) if v <= b), len(BOUNDS_US))
         counts[i] += 1
     return {"bounds_us": list(BOUNDS_US), "counts": counts}
@@ -35,7 +48,7 @@ def _hist(rng, median_us, spread, n):
 
 def make_doc(seed=0, host="hostA", device="loop1", target="/dev/loop7", iterations=3, iops=10000.0,
              lat_p50=80.0, lat_p99=400.0, late_p99=60.0, noise=0.02, slowdown=1.0, started=None, ios=3000,
-             timeline_s=3.0):
+             timeline_s=3.0, version=2):
     """A results document of a single-device replay; every iteration's figures get ``noise`` (relative sd).
 
     ``slowdown`` > 1 divides IOPS/MB/s by it and multiplies latency and lateness by it.
@@ -81,16 +94,23 @@ def make_doc(seed=0, host="hostA", device="loop1", target="/dev/loop7", iteratio
     doc = {
         "schema": SCHEMA, "engine_version": "0.1.0", "host": host, "kernel": "6.1.0-test", "python": "3.11.7",
         "started": started, "finished": started, "input": "/srv/bundles/randmix", "formats": ["native"],
-        "device_map": {device: target}, "engine": "aio", "mode": "timed", "acc_factor": 1.0,
+        "device_map": {device: target}, "ioengine": "aio", "mode": "timed", "acc_factor": 1.0,
         "iterations": iterations, "write_enable": False, "writes_replayed_as_reads": True,
-        "workers": [{"cpu": 0, "streams": [f"{device}.replay.0"], "ios": ios}], "late_threshold_us": 1000.0,
-        "interrupted": False,
+        "workers": [{"slot": 0, "cpu": 0, "streams": [f"{device}.replay.0"], "ios": ios}],
+        "late_threshold_us": 1000.0, "interrupted": False,
         "devices": {device: {**figures, "target": target, "target_size": 64 << 20, "logical_block_size": 512}},
         "total": figures, "per_iteration": iters,
         "distributions": {"latency": _hist(rng, lat_p50 * slowdown, 0.6, ios),
                           "lateness": _hist(rng, late_p99 * slowdown / 5, 0.8, ios),
-                          "timeline": {"bucket_s": 0.1, "ios": timeline}},
+                          "timeline": {"bucket_s": 0.1, "buckets": len(timeline),
+                                       "series": [{"device": device, "op": "read", "ios": timeline}]}},
     }
+    if version == 1:
+        doc.update(schema=SCHEMA_V1, engine=doc.pop("ioengine"),
+                   workers=[{"cpu": 0, "streams": [f"{device}.replay.0"], "ios": ios}],
+                   distributions={"latency": _hist(rng, lat_p50 * slowdown, 0.6, ios, 1),
+                                  "lateness": _hist(rng, late_p99 * slowdown / 5, 0.8, ios, 1),
+                                  "timeline": {"bucket_s": 0.1, "ios": timeline}})
     return doc
 
 

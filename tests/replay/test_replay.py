@@ -30,11 +30,11 @@ def test_replay_reaches_the_kernel(tmp_path, loopdev, tracer, backend):
     target = loopdev(128 << 20)
     res = tmp_path / "res.json"
     with traced([target], tmp_path / "seen", tracer) as seen:
-        code, doc, err = replay("-d", src, "-M", map_file(tmp_path, target), "--backend", backend, "--json", res,
+        code, doc, err = replay("-d", src, "-M", map_file(tmp_path, target), "--ioengine", backend, "--json", res,
                                 "loop1")
     assert code == 0, err
     validate(doc)
-    assert doc["engine"] == backend
+    assert doc["ioengine"] == backend
     assert doc["total"]["ios"] == 2000 == seen.queued(target)
     planned = Counter()
     for path in find_per_cpu(src, "loop1", "replay"):

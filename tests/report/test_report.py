@@ -134,7 +134,7 @@ def test_report_from_results_files_only(tmp_path, monkeypatch):
     html = (tmp_path / "r.html").read_text()
     for plot in PLOTS:
         assert f'data-plot="{plot}"' in html
-    assert "replay submissions (results, iteration 1)" in html
+    assert "replay submissions (results)" in html
     assert not (tmp_path / "results").exists()  # the report creates no store
     assert main(["report", "-o", "x.html"]) == 2  # nothing to report
     assert main(["report", "--results", f, "--baseline", "b", "-o", "x.html"]) == 2  # a baseline needs a store
@@ -171,3 +171,34 @@ def test_report_renders_in_headless_chromium(tmp_path):
         shutil.copy(out, os.path.join(keep, "report.html"))
         shutil.copy(shot, os.path.join(keep, "report.png"))
         Path(keep, "verdict.json").write_text(json.dumps({"db": db}))
+
+
+def test_report_of_a_version_1_document(tmp_path, monkeypatch):
+    """Results written by the first version of the format (1-2-5 histograms, one timeline) still give every plot."""
+    monkeypatch.chdir(tmp_path)
+    f = write_doc(tmp_path / "old.json", make_doc(seed=4, version=1))
+    assert main(["report", "--results", f, "-o", "r.html"]) == 0
+    html = (tmp_path / "r.html").read_text()
+    for plot in PLOTS:
+        assert f'data-plot="{plot}"' in html
+    assert "replay submissions (results)" in html
+    for plot in ("latency_cdf", "lateness_histogram"):
+        svg = re.search(rf'<svg[^>]*id="plot-{plot}".*?</svg>', html, re.S).group(0)
+        assert 'data-empty="true"' not in svg
+
+
+def test_report_with_a_per_io_log(tmp_path, monkeypatch):
+    """--io-log adds the log's submissions to the IOPS plot and draws the latency CDF from it."""
+    from blkfleet.results.iolog import IOLogWriter
+
+    monkeypatch.chdir(tmp_path)
+    f = write_doc(tmp_path / "one.json", make_doc(seed=5))
+    log = IOLogWriter(str(tmp_path / "io.log"), [("loop1", "/dev/loop7")], 10**9, 1_700_000_000 * 10**9)
+    n = 3000
+    submits = [k * 1_000_000 for k in range(n)]
+    log.write_block(1, 0, 10**9, [submits, [5000] * n, [100_000 + 10 * k for k in range(n)], [4096] * n,
+                                  [4096 * k for k in range(n)], [4096] * n, [0] * n, [0] * n])
+    log.close()
+    assert main(["report", "--results", f, "--io-log", str(tmp_path / "io.log"), "-o", "r.html"]) == 0
+    html = (tmp_path / "r.html").read_text()
+    assert "replay submissions (per-IO log, iteration 1)" in html and "Latency CDF (per-IO log" in html

@@ -31,10 +31,14 @@ def add_parser(sub):
         epilog=codes.epilog(codes.SUCCESS, codes.BAD_INPUT),
     )
     p.add_argument("original", metavar="ORIG", help="directory of the original capture (DEV.blktrace.CPU files)")
-    p.add_argument("replay", metavar="REPLAY", help="directory of the capture of the replay")
+    p.add_argument("replay", metavar="REPLAY",
+                   help="directory of the capture of the replay, or the replay's per-IO log (replay --io-log)")
     p.add_argument("--device", metavar="DEV", help="device of the original capture (default: the only one in ORIG)")
     p.add_argument("--replay-device", metavar="DEV",
-                   help="device of the replay capture (default: the only one in REPLAY)")
+                   help="device of the replay capture, or recorded device of the per-IO log (default: the only one "
+                   "in REPLAY)")
+    p.add_argument("--iteration", type=int, default=1, metavar="N",
+                   help="with a per-IO log: the iteration compared (default 1)")
     add_acc_factor(p, "the replay ran X times faster (original times are divided by X; default 1)")
     p.add_argument("--reads-for-writes", action="store_true",
                    help="the replay ran without writes enabled: original writes match replayed reads of the "
@@ -51,7 +55,7 @@ def run(args):
     result = compare_dirs(
         args.original, args.replay, device=args.device, replay_device=args.replay_device,
         acc=args.acc_factor, reads_for_writes=args.reads_for_writes,
-        replay_start_ns=replay_start(args.replay_results) if args.replay_results else None,
+        replay_start_ns=replay_start(args.replay_results) if args.replay_results else None, iteration=args.iteration,
     )
     write_json(args.json, result)
     if "-" not in args.json:

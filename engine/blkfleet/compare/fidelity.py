@@ -3,8 +3,10 @@
 Definitions (docs: ARCHITECTURE.md, "Fidelity: how replay quality is measured"):
 
 - Each capture is the Q events of all its ``DEV.blktrace.CPU`` files, merged by time (ties: CPU file order, then
-  file order). Each IO is classified (``replayfile.ops.classify``) into an operation; its key is
-  (op, sector, bytes). Flags (sync, FUA, meta...) are not part of the key.
+  file order). The replay side may be a replay's per-IO log (``replay --io-log``) instead: its IOs at their
+  submit instants, as the replayer saw them (a capture sees them a little later, in the block layer). Each IO
+  is classified (``replayfile.ops.classify``) into an operation; its key is (op, sector, bytes). Flags (sync,
+  FUA, meta...) are not part of the key.
 - Matching: the n-th original IO with a key matches the n-th replayed IO with the same key (both in time order).
 - ``reads_for_writes``: a replay run without writes enabled issues every write as a read of the same extent, and
   issues no discard, flush or write-zeroes. With it, original writes match replayed reads, and the original's
@@ -34,6 +36,7 @@ from ..errors import BlkfleetError
 from ..numtext import number
 from ..percpu import find_devices, find_per_cpu
 from ..replayfile.ops import DISCARD, FLUSH, OP_NAMES, READ, WRITE, WRITE_ZEROES, classify
+from ..results.iolog import IOLog, is_iolog
 from ..stats import mape, percentiles_sorted
 from ..trace.queued import queued_batches
 
@@ -115,6 +118,37 @@ def load_capture(directory, device, since_ns=None):
     else:
         ops = [op_sized[a] if n else op_empty[a] for a, n in zip(actions, nbytes)]
     return Capture(str(directory), device, times, sectors, nbytes, ops, left_out)
+
+
+def load_iolog(path, device=None, iteration=1):
+    """The IOs of one iteration of a replay's per-IO log (``blkfleet replay --io-log``) as a Capture: each IO at
+    its submit instant (CLOCK_MONOTONIC of the replay's host), with the operation done. ``device``: a recorded
+    device of the log's table (default: the only one)."""
+    with IOLog(path) as log:
+        names = [name for name, _target in log.devices]
+        if device is None:
+            if len(set(names)) != 1:
+                raise BlkfleetError(f"{path}: several devices ({', '.join(names)}): choose one with --replay-device")
+            device = names[0]
+        if device not in names:
+            raise BlkfleetError(f"{path}: no device {device} in this IO log ({', '.join(names) or 'none'})")
+        wanted = names.index(device)
+        times, sectors, nbytes, ops = [], [], [], []
+        for it, _worker, start, cols in log.blocks():
+            if it != iteration:
+                continue
+            for t, off, n, dev, op in zip(cols["submit_ns"], cols["offset"], cols["nbytes"], cols["device"],
+                                          cols["op"]):
+                if dev == wanted:
+                    times.append(start + t)
+                    sectors.append(off // 512)
+                    nbytes.append(n)
+                    ops.append(op)
+    if not times:
+        raise BlkfleetError(f"{path}: no IO of {device} in iteration {iteration}")
+    order = sorted(range(len(times)), key=times.__getitem__)  # the log holds IOs in completion order
+    return Capture(str(path), device, [times[k] for k in order], [sectors[k] for k in order],
+                   [nbytes[k] for k in order], [ops[k] for k in order])
 
 
 def _keys(cap, op_map=None):
@@ -249,16 +283,20 @@ def _iops_mape(otimes, rtimes, o0, r0, ospan, acc):
 
 
 def compare_dirs(orig_dir, replay_dir, device=None, replay_device=None, acc=1.0, reads_for_writes=False,
-                 replay_start_ns=None):
+                 replay_start_ns=None, iteration=1):
     """Load both captures (devices defaulting to the only one of each directory) and compare them;
     ``replay_start_ns``: the replay's start instant (CLOCK_MONOTONIC of the replay's host, the time base of a
-    capture made there): replay-capture IOs before it (signature probes) are left out."""
+    capture made there): replay-capture IOs before it (signature probes) are left out. ``replay_dir`` may be a
+    replay's per-IO log instead (its submit times; ``iteration``: which one)."""
     if not (acc > 0 and math.isfinite(acc)):
         raise BlkfleetError(f"acceleration factor must be a finite number > 0, not {acc}")
     device = device or only_device(orig_dir, "--device")
-    replay_device = replay_device or only_device(replay_dir, "--replay-device")
     orig = load_capture(orig_dir, device)
-    replay = load_capture(replay_dir, replay_device, replay_start_ns)
+    if is_iolog(replay_dir):
+        replay = load_iolog(replay_dir, replay_device, iteration)
+    else:
+        replay_device = replay_device or only_device(replay_dir, "--replay-device")
+        replay = load_capture(replay_dir, replay_device, replay_start_ns)
     result = compare(orig, replay, acc, reads_for_writes)
     result["replay_start_monotonic_ns"] = replay_start_ns
     return result

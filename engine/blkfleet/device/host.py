@@ -7,7 +7,7 @@ import shutil
 
 from ..capture.blktrace import DEBUGFS
 from ..capture.tracefs import TRACEFS
-from ..replay.ioengines import open_engine
+from ..replay.ioengines import open_ioengine
 from . import mounts
 from .sysfs import parse_cpu_list, read_int, read_text
 
@@ -80,7 +80,7 @@ def _try_engine(name):
     """How opening the replay's IO engine ``name`` (depth 1) went: supported, disabled (EPERM),
     not_implemented (ENOSYS), unknown (another error), or None (no system call number for this machine)."""
     try:
-        open_engine(name, 1).close()
+        open_ioengine(name, 1).close()
         return "supported"
     except OSError as e:
         return {None: None, errno.EPERM: "disabled", errno.ENOSYS: "not_implemented"}.get(e.errno, "unknown")

@@ -5,15 +5,16 @@ import sys
 import tempfile
 
 from .. import codes, protocol
-from ..bundle.pack import extract
 from ..cliargs import add_acc_factor, positive_float
 from ..errors import BlkfleetError
 from ..jsonout import files, write_json
-from ..results.document import summary_lines
-from .ioengines import ENGINES
+from ..results.document import stamp, summary_lines
+from .ioengines import IOENGINES
 from .job import RunDir, check_run_id, parse_instant, prune
 from .run import EXIT_INTERRUPTED, ReplayOptions, replay, stop_signals
 from .signatures import METHODS
+from .sizing import WINDOW_IOS_HIGH
+from .window import WINDOW_IOS, WINDOW_NS, size_of
 
 
 def add_parser(sub):
@@ -28,8 +29,9 @@ def add_parser(sub):
     )
     p.add_argument("devices", nargs="*", metavar="DEV", help="recorded device names (e.g. sda)")
     p.add_argument("-c", "--cpus", type=int, default=0, metavar="N",
-                   help="map the recorded CPU streams onto N workers (default: one per recorded CPU, up to "
-                   "the CPUs available less one, left to the kernel's IO work)")
+                   help="map the recorded CPU streams onto N workers (default: one per recorded CPU, up to the "
+                   "CPUs available less one, left to the kernel's IO work; more, up to every CPU, when the "
+                   "trace's peak rate needs them)")
     p.add_argument("-d", "--input-directory", default=".", metavar="DIR")
     p.add_argument("-F", "--find-records", action="store_true", help="replay every device found in -d")
     p.add_argument("-i", "--input-base", default="replay", metavar="BASE")
@@ -46,7 +48,15 @@ def add_parser(sub):
     protocol.json_option(p, "the results JSON")
     p.add_argument("--start-at", type=lambda text: parse_instant(text, "--start-at"), metavar="TIME",
                    help="wall-clock start shared by several hosts (epoch seconds or ISO 8601)")
-    p.add_argument("--backend", choices=("auto",) + ENGINES, default="aio", help="IO engine (default aio)")
+    p.add_argument("--ioengine", "--backend", dest="ioengine", choices=("auto",) + IOENGINES, default="aio",
+                   help="IO engine (default aio; --backend is the older name)")
+    p.add_argument("--window-ios", type=int, default=None, metavar="N",
+                   help=f"IOs read ahead per worker at most (a power of two; default {WINDOW_IOS}, "
+                   f"{size_of(WINDOW_IOS) / (1 << 20):.1f} MiB of shared memory, or up to {WINDOW_IOS_HIGH} "
+                   f"for a trace whose peak rate needs it; never more than {WINDOW_NS // 1_000_000_000} s ahead)")
+    p.add_argument("--io-log", metavar="FILE",
+                   help="write every IO's submit time, lateness, latency and result to FILE (a new file; binary, "
+                   "docs/formats.md), read by 'blkfleet compare' and 'blkfleet report'")
     p.add_argument("--depth", type=int, default=0,
                    help="IOs in flight per worker at most (default: the targets' request queue size, at most 512)")
     p.add_argument("--force", action="store_true",
@@ -108,6 +118,8 @@ def run(args):
 
 def _run_input(args, job):
     if args.bundle:
+        from ..bundle.pack import extract  # only here: it costs 35 ms and several MB to import
+
         with tempfile.TemporaryDirectory(prefix="blkfleet-bundle-") as tmp:
             manifest = extract(args.bundle, tmp)
             replay_info = manifest["replay"]
@@ -125,19 +137,20 @@ def _run(args, job, bundle_id, source):
         input_dir=args.input_directory, devices=tuple(args.devices), find=args.find_records,
         base=args.input_base, cpus=args.cpus, iterations=args.iterations, map_files=tuple(args.map_devs),
         no_stall=args.no_stalls, verbose=args.verbose, write_enable=args.write_enable, acc=args.acc_factor,
-        json=(files(args.json) or [None])[0], start_at=args.start_at, engine=args.backend, depth=args.depth,
+        json=(files(args.json) or [None])[0], start_at=args.start_at, ioengine=args.ioengine, depth=args.depth,
         force=args.force,
         late_threshold_ns=int(args.late_threshold_us * 1000), bundle_id=bundle_id, source=source,
         batch_window_ns=int(args.batch_window_us * 1000), realtime=args.realtime,
-        run_id=args.run_id, probe=args.probe,
+        run_id=args.run_id, probe=args.probe, io_log=args.io_log, window_ios=args.window_ios,
     )
     doc, code = replay(opts, job.lease_expired if job else None, job.armed if job and args.arm else None)
-    write_json(args.json, doc)
+    write_json(args.json, stamp(doc))
     results_path = os.path.abspath(files(args.json)[0]) if files(args.json) else None
     for line in summary_lines(doc):
         print(line, file=sys.stderr)
-    if doc["failed"]:
-        code = protocol.fail("worker_failed", doc["failed"]["reason"])
+    if doc["failed"]:  # bad input found after the start (exit 2), or a worker that failed (exit 5)
+        code = protocol.fail("invalid_input" if doc["failed"].get("bad_input") else "worker_failed",
+                             doc["failed"]["reason"])
     elif doc["stop_reason"] == "lease expired":
         code = protocol.fail("lease_expired", f"run {args.run_id}: the lease expired (not renewed within "
                              f"{args.lease:g} s): stopped")

@@ -1,17 +1,22 @@
-"""``blkfleet replay``: check everything, start pinned worker processes at one instant, collect results.
+"""``blkfleet replay``: check everything, start pinned worker processes at one instant, feed them while they
+replay, collect results as they go.
 
-Workers are processes (no shared interpreter lock), one per worker CPU slot, each pinned with
-sched_setaffinity, each using the target descriptors the parent opened and checked. They talk to the parent
-over pipes: "ready" once their IO list and engine are set, then per iteration "go at T" and back the per-IO
-outcome. SIGINT/SIGTERM (or an expired lease) stop every worker within a second;
-partial results are still written. A worker that dies or fails makes the parent stop the others at once (it
-keeps reading every pipe meanwhile, so none blocks on a full one); the results are marked failed. Workers die
-with the parent (PR_SET_PDEATHSIG): none issues an IO once it is gone.
+Workers are processes (no shared interpreter lock), one per worker slot, each pinned with sched_setaffinity,
+each using the target descriptors the parent opened and checked. Each has a look-ahead window in shared memory
+(``window.py``) that the parent keeps filled from the replay files (``feed.py``) and whose completions it folds
+into the results as they come (``collect.py``): memory and start-up time do not grow with the trace.
+
+Phases: prepare (files opened, targets checked, worker count chosen, windows filled with the first IOs,
+workers forked and pinned) -> every worker reports "ready" -> one start instant -> "go at T" to each, then per
+iteration "done" back with its outcome. While they run, the parent loops every ``TICK_S``: signals, lease and
+workers first, then the feeder and the collector. SIGINT/SIGTERM (or an expired lease) stop every worker within
+a second; partial results are still written. A worker that dies or fails makes the parent stop the others at
+once (it keeps reading every pipe meanwhile, so none blocks on a full one); the results are marked failed.
+Workers die with the parent (PR_SET_PDEATHSIG): none issues an IO once it is gone.
 """
 
 import ctypes
 import datetime
-import mmap
 import os
 import pickle
 import select
@@ -21,8 +26,8 @@ import struct
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
+from ..codes import BAD_INPUT as EXIT_BAD_INPUT
 from ..codes import CONTROLLER_GONE as EXIT_LEASE
 from ..codes import INTERRUPTED as EXIT_INTERRUPTED
 from ..codes import IO_ERRORS as EXIT_IO_ERRORS
@@ -32,46 +37,51 @@ from ..errors import BlkfleetError
 from ..names import check_name
 from ..replayfile.ops import DISCARD, FLUSH, WRITE, WRITE_ZEROES
 from ..results import document as results
-from . import realtime, worker
-from .ioengines import open_engine
-from .schedule import load_streams, make_plans
+from ..results.iolog import IOLogWriter
+from . import realtime, sizing, worker
+from .collect import Collector
+from .feed import Feeder, Lane, genesis_of, open_sources
+from .ioengines import open_ioengine
 from .target import Target, device_path, parse_map
+from .window import ISSUED, LOG_FULL, MAX_WINDOW_IOS, MIN_WINDOW_IOS, STALL_NS, STALLS, WINDOW_IOS, WINDOW_NS, Window
 
 START_DELAY_NS = 50_000_000
 STOP_GRACE_S = 2.0  # after a stop, a worker has this long (its IOs in flight: at most 1 s) to report
 READY_TIMEOUT_S = 60.0
 POLL_S = 0.1  # the parent looks at signals, its lease and its workers at least this often
+TICK_S = 0.01  # while workers run: and feeds their windows and collects their completions this often
+PRIME_IOS = 65536  # IOs written into each window before the start (the rest while the replay runs)
 PR_SET_PDEATHSIG = 1
 
 
-@dataclass
 class ReplayOptions:
-    input_dir: str = "."
-    devices: tuple = ()
-    find: bool = False
-    base: str = "replay"
-    cpus: int = 0  # 0: one worker per recorded CPU, at most the CPUs we may run on less one
-    iterations: int = 1
-    map_files: tuple = ()
-    no_stall: bool = False
-    verbose: int = 0
-    write_enable: bool = False
-    acc: float = 1.0
-    json: str = None
-    start_at: float = None  # wall-clock seconds since the epoch
-    engine: str = "aio"
-    depth: int = 0  # 0: the targets' request queue size (at most 512)
-    force: bool = False
-    late_threshold_ns: int = 1_000_000
-    batch_window_ns: int = 0
-    realtime: object = "auto"  # "auto", "on", "off"; resolved to a bool before the workers start
-    engine_name: str = ""
-    bundle_id: str = None
-    source: str = None  # what to name as the input in the results (the bundle file, else input_dir)
-    run_id: str = None  # --run-id: the job this replay is
-    probe: str = "auto"  # how a write target's signatures are probed: auto, blkid or internal
-    start_ns: int = None  # CLOCK_MONOTONIC start instant of the first iteration, once chosen
-    formats: set = field(default_factory=set)
+    """The options of a replay (keyword arguments; see ``DEFAULTS``)."""
+
+    DEFAULTS = {
+        "input_dir": ".", "devices": (), "find": False, "base": "replay",
+        "cpus": 0,  # -c: workers; 0: chosen from the trace (sizing.py)
+        "iterations": 1, "map_files": (), "no_stall": False, "verbose": 0, "write_enable": False, "acc": 1.0,
+        "json": None,
+        "start_at": None,  # wall-clock seconds since the epoch
+        "ioengine": "aio",
+        "depth": 0,  # 0: the targets' request queue size (at most 512)
+        "force": False, "late_threshold_ns": 1_000_000, "batch_window_ns": 0,
+        "realtime": "auto",  # "auto", "on", "off"; resolved to a bool before the workers start
+        "bundle_id": None,
+        "source": None,  # what to name as the input in the results (the bundle file, else input_dir)
+        "run_id": None,  # --run-id: the job this replay is
+        "probe": "auto",  # how a write target's signatures are probed: auto, blkid or internal
+        "io_log": None,  # --io-log: the per-IO log to write
+        "window_ios": None,  # --window-ios: IOs a worker's window holds at most; None: from the trace's rate
+        "may_write": None,  # the trace holds writes, discards, flushes or write-zeroes (None: not known)
+        "start_ns": None,  # CLOCK_MONOTONIC start instant of the first iteration, once chosen
+    }
+
+    def __init__(self, **options):
+        unknown = set(options) - set(self.DEFAULTS)
+        if unknown:
+            raise TypeError(f"unknown replay options: {', '.join(sorted(unknown))}")
+        self.__dict__.update(self.DEFAULTS, formats=set(), **options)
 
 
 def _cpus():
@@ -92,6 +102,13 @@ def validate(opts):
         raise BlkfleetError("invalid batch window (--batch-window-us must be >= 0)")
     if not 0 <= opts.depth <= 65535:
         raise BlkfleetError(f"invalid queue depth {opts.depth} (1..65535)")
+    w = opts.window_ios
+    if w is not None:
+        if not (MIN_WINDOW_IOS <= w <= MAX_WINDOW_IOS and w & (w - 1) == 0):
+            raise BlkfleetError(f"invalid window size {w} (--window-ios: a power of two, {MIN_WINDOW_IOS}.."
+                                f"{MAX_WINDOW_IOS})")
+        if opts.depth > w:
+            raise BlkfleetError(f"--depth {opts.depth} is more than the window holds (--window-ios {w})")
     for dev in opts.devices:
         check_name(dev, "recorded device name")
     check_name(opts.base, "input base name")
@@ -108,11 +125,11 @@ def read_maps(map_files):
     return mapping
 
 
-def resolve_targets(streams, mapping, opts):
+def resolve_targets(sources, mapping, opts):
     """One Target per recorded device, each opened once (closed again if a later one fails)."""
     targets = []
     try:
-        for dev in dict.fromkeys(s.device for s in streams):
+        for dev in dict.fromkeys(s.device for s in sources):
             check_name(dev, "recorded device name")
             path = device_path(mapping.get(dev, dev))
             same = [t for t in targets if t.fd is not None and _rdev(path) == t.rdev]
@@ -140,32 +157,25 @@ def close_targets(targets):
         t.close()
 
 
-def check_ios(plans, targets, opts):
-    """Every IO must fit its target and be aligned to its logical block size; writes need a safe target."""
-    for plan in plans:
-        for t_index, target in enumerate(targets):
-            bad = 0
-            first = None
-            size, lbs = target.size, target.block_size
-            for tgt, off, n, op in zip(plan.target, plan.offset, plan.nbytes, plan.ops):
-                if tgt != t_index or op == FLUSH:
-                    continue
-                if off % lbs or n % lbs or off + n > size:
-                    bad += 1
-                    first = first or (off, n)
-            if bad:
-                raise BlkfleetError(
-                    f"{target.path}: {bad} IOs of {target.recorded} do not fit it (size {size} bytes, logical "
-                    f"block size {lbs}); first: offset {first[0]} + {first[1]} bytes"
-                )
-    if opts.write_enable:
-        planned = {op for p in plans for op in set(p.ops)}
-        if planned & {WRITE, DISCARD, FLUSH, WRITE_ZEROES}:
-            for target in targets:
-                reason = target.refuse_writes_reason(opts.probe)
-                if reason and not opts.force:
-                    raise BlkfleetError(f"{target.path}: refusing to write: {reason} (use --force to write anyway)",
-                                        code="target_refused")
+def check_writes(targets, opts):
+    """With -W, a trace that may write needs every target safe to write (or --force)."""
+    if opts.write_enable and opts.may_write is not False:
+        for target in targets:
+            reason = target.refuse_writes_reason(opts.probe)
+            if reason and not opts.force:
+                raise BlkfleetError(f"{target.path}: refusing to write: {reason} (use --force to write anyway)",
+                                    code="target_refused")
+
+
+def may_write(sources):
+    """Whether the sources hold writes, discards, flushes or write-zeroes: False or True when every source was
+    read to its end before the start (a short trace), else None (not known: the targets are checked)."""
+    if not all(s.eof for s in sources):
+        return None
+    kinds = set()
+    for s in sources:
+        kinds.update(s.ops[s.pos:])
+    return bool(kinds & {WRITE, DISCARD, FLUSH, WRITE_ZEROES})
 
 
 class _Channel:
@@ -262,26 +272,21 @@ def _set_pdeathsig(parent):
         os._exit(EXIT_FAILED)
 
 
-def _worker_main(chan, plan, targets, opts, counters, index):
+def _worker_main(chan, lane, probe, opts, prefault):
     """Body of a worker process; never returns."""
     code = 0
     try:
         signal.signal(signal.SIGINT, _on_signal)
         signal.signal(signal.SIGTERM, _on_signal)
-        os.sched_setaffinity(0, {plan.cpu_pinned})
+        os.sched_setaffinity(0, {lane.cpu})
         worker.set_timer_slack()
-        fds = [t.descriptor for t in targets]  # opened and checked by the parent, never reopened
-        replayer = worker.Replayer(plan, fds, opts)
+        replayer = worker.Replayer(lane.window, probe, opts, prefault)  # the parent's descriptors, never reopened
         chan.send(("ready", None))
         while True:
             msg = chan.recv()
             if not msg or msg[0] != "go":
                 break
-
-            def progress(done, _i=index):
-                struct.pack_into("Q", counters, 8 * _i, done)
-
-            out = replayer.run(msg[1], lambda: _stop is not None, progress)
+            out = replayer.run(msg[1], lambda: _stop is not None)
             chan.send(("done", out))
             if out.interrupted:
                 break
@@ -297,10 +302,10 @@ def _worker_main(chan, plan, targets, opts, counters, index):
 
 
 class _Worker:
-    """A worker process seen from the parent: @pid, @plan, @chan (non-blocking reads), @status (waitpid
+    """A worker process seen from the parent: @pid, @lane, @chan (non-blocking reads), @status (waitpid
     status once reaped), @done (it sent what the current phase waits for, or failed), @failed (why it failed)."""
 
-    def __init__(self, plan, targets, opts, counters, index, others):
+    def __init__(self, lane, probe, opts, prefault, others):
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         parent = os.getpid()
@@ -312,19 +317,19 @@ class _Worker:
                 os.close(w.chan.wfd)
             os.close(to_child_w)
             os.close(from_child_r)
-            _worker_main(_Channel(to_child_r, from_child_w), plan, targets, opts, counters, index)
+            _worker_main(_Channel(to_child_r, from_child_w), lane, probe, opts, prefault)
         os.close(to_child_r)
         os.close(from_child_w)
         os.set_blocking(from_child_r, False)
         self.pid = pid
-        self.plan = plan
+        self.lane = lane
         self.chan = _Channel(from_child_r, to_child_w)
         self.status = None
         self.done = False
         self.failed = None
 
     def name(self):
-        return f"replay worker for CPU {self.plan.cpu_pinned} (pid {self.pid})"
+        return f"replay worker for CPU {self.lane.cpu} (pid {self.pid})"
 
     def reap(self, timeout=0.0):
         """The waitpid status once the process ended (reaps it), else None; waits at most ``timeout`` s (a
@@ -390,6 +395,7 @@ class _Supervisor:
         self.lease = lease
         self.stop_reason = None
         self.failure = None
+        self.input_error = None  # bad input found after the start (exit 2)
         self.stop_sent = None
 
     def _stop_all(self, reason):
@@ -408,9 +414,11 @@ class _Supervisor:
             self.failure = f"{w.name()} {problem}"
         self._stop_all(self.failure)
 
-    def collect(self, expect, timeout=None):
+    def collect(self, expect, timeout=None, tick=None):
         """One ``expect`` message from every worker: {pid: payload}; a worker that died, failed or did not
-        answer in time is left out (``failure`` says which). Returns within STOP_GRACE_S of a stop."""
+        answer in time is left out (``failure`` says which). Returns within STOP_GRACE_S of a stop. ``tick``:
+        called every TICK_S meanwhile (feeding and collecting); a BlkfleetError it raises stops the replay
+        (``input_error``)."""
         got = {}
         for w in self.workers:
             w.done = w.failed is not None
@@ -434,8 +442,15 @@ class _Supervisor:
                     w.signal(signal.SIGKILL)
                     self._fail(w, f"did not answer within {timeout:g} s and was killed")
                 continue
+            if tick is not None:
+                try:
+                    tick()
+                except BlkfleetError as e:
+                    tick = None
+                    self.input_error = str(e)
+                    self._stop_all(self.input_error)
             try:
-                ready, _, _ = select.select([w.chan.rfd for w in pending], [], [], POLL_S)
+                ready, _, _ = select.select([w.chan.rfd for w in pending], [], [], POLL_S if tick is None else TICK_S)
             except InterruptedError:
                 continue
             for w in pending:
@@ -505,88 +520,186 @@ def replay(opts, lease=None, armed=None):
 def _replay(opts, lease, armed):
     validate(opts)
     mapping = read_maps(opts.map_files)
-    streams = load_streams(opts.input_dir, opts.devices, opts.base, opts.find)
-    opts.formats = {s.format for s in streams}
-    targets = resolve_targets(streams, mapping, opts)
+    sources = open_sources(opts.input_dir, opts.devices, opts.base, opts.find)
     try:
-        return _replay_onto(opts, lease, streams, targets, armed)
+        opts.formats = {s.format for s in sources}
+        targets = resolve_targets(sources, mapping, opts)
+        try:
+            return _replay_onto(opts, lease, sources, targets, armed)
+        finally:
+            close_targets(targets)
     finally:
-        close_targets(targets)
+        for s in sources:
+            s.close()
 
 
-def _replay_onto(opts, lease, streams, targets, armed):
-    global _raising
+def _replay_onto(opts, lease, sources, targets, armed):
     target_of = {t.recorded: i for i, t in enumerate(targets)}
+    for s in sources:
+        s.target = target_of[s.device]
     cpus = _cpus()
-    # Default: one worker per recorded CPU, but leave one CPU to the kernel's IO work (loop workers, IRQs,
-    # completions): spinning workers on every CPU of a small machine delay the IOs themselves (measured on
-    # 2 vCPUs: issue-time p50 612 us with two workers against 423 us with one; see docs/replay.md).
-    nworkers = opts.cpus or min(len({s.cpu for s in streams}), max(1, len(cpus) - 1))
-    plans, _genesis = make_plans(streams, nworkers, opts.acc, target_of)
-    for plan in plans:
-        plan.cpu_pinned = cpus[plan.cpu % len(cpus)]
-    check_ios(plans, targets, opts)
+    genesis = genesis_of(sources)
+    if not opts.cpus and not opts.no_stall:
+        sizing.read_ahead(sources, genesis, opts.acc)
     if not opts.depth:
         # More IOs in flight than the device queue holds would block io_submit until a request frees: the
         # worker would stall and every IO behind it be late (measured: bursty trace, issue-time p99 4.2 ms
         # with 512 on a loop device whose queue holds 128, 1.8 ms with 128).
-        opts.depth = min([512] + [t.queue_depth for t in targets if t.queue_depth])
-    opts.realtime = _realtime(opts.realtime, len(plans), len(cpus), opts.no_stall)
-    probe = open_engine(opts.engine, 1)
-    opts.engine_name = probe.name
-    opts.engine = probe.name
+        opts.depth = min([512, opts.window_ios or WINDOW_IOS] + [t.queue_depth for t in targets if t.queue_depth])
+    probe = open_ioengine(opts.ioengine, 1)
+    opts.ioengine = probe.name
     probe.close()
+    cost = None
+    if not opts.cpus and not opts.no_stall:
+        first = targets[sources[0].target]
+        cost = sizing.calibrate(first.descriptor, first.size, opts)
+    nworkers, sizing_info = sizing.choose(sources, len(cpus), genesis, opts, cost)
+    if opts.window_ios is None:
+        opts.window_ios = sizing.window_ios(sizing_info.get("peak_iops"))
+    by_slot = {}
+    for s in sources:
+        by_slot.setdefault(s.cpu % nworkers, []).append(s)
+    lanes = []
+    try:
+        for slot, group in sorted(by_slot.items()):
+            lane = Lane(slot, group, Window(opts.window_ios))
+            lane.cpu = cpus[slot % len(cpus)]
+            lanes.append(lane)
+        opts.may_write = may_write(sources)
+        check_writes(targets, opts)
+        opts.realtime = _realtime(opts.realtime, len(lanes), len(cpus), opts.no_stall)
+        return _run_lanes(opts, lease, lanes, targets, genesis, sizing_info, armed)
+    finally:
+        for lane in lanes:
+            lane.window.close()
+
+
+def _run_lanes(opts, lease, lanes, targets, genesis, sizing_info, armed):
+    global _raising
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
-    counters = mmap.mmap(-1, 8 * len(plans))
+    feeder = Feeder(lanes, genesis, opts.acc, targets, opts.write_enable, opts.no_stall)
+    feeder.start_iteration(first=True)
     _raising = False
     workers = []
     sup = _Supervisor(workers, lease)
-    runs = []
+    outcomes = []  # per iteration: {slot: worker.Outcome}
+    iolog = collector = None
     try:
-        for i, p in enumerate(plans):
-            workers.append(_Worker(p, targets, opts, counters, i, workers))
+        # Workers first (forked from a parent that holds little: their memory is its memory), setting up
+        # while the parent fills their windows with the first IOs (checked: bad input ends here, nothing
+        # replayed).
+        prefault = _largest(lanes, opts)
+        for lane in lanes:
+            fd = targets[lane.sources[0].target].descriptor
+            probe = (fd, os.lseek(fd, 0, os.SEEK_END))
+            workers.append(_Worker(lane, probe, opts, prefault, workers))
+        feeder.pump(0, min(opts.window_ios, PRIME_IOS))
+        if opts.io_log:
+            iolog = IOLogWriter(opts.io_log, [(t.recorded, t.path) for t in targets], 0, 0)
+        collector = Collector([lane.window for lane in lanes], targets, opts.late_threshold_ns, iolog,
+                              never_early=not opts.batch_window_ns and not opts.no_stall)
         sup.collect("ready", READY_TIMEOUT_S)
         if sup.failure:
             raise BlkfleetError(sup.failure)
         if armed is not None:  # two-phase start: report armed, wait for the instant the controller picks
             opts.start_at = armed(lambda: _stop)
-        total = sum(len(p) for p in plans)
-        for _it in range(opts.iterations):
+        _keep_off_workers(lanes)
+        for it in range(opts.iterations):
             if lease is not None and lease():
                 sup.stop_reason = sup.stop_reason or "lease expired"
             if sup.stop_reason or _stop is not None:
                 break
-            start = _start_instant(opts) if not runs else time.monotonic_ns() + START_DELAY_NS
-            if not runs:
+            if it:
+                feeder.start_iteration(first=False)
+                feeder.pump(0, min(opts.window_ios, PRIME_IOS))
+            start = _start_instant(opts) if not it else time.monotonic_ns() + START_DELAY_NS
+            if not it:
                 opts.start_ns = start
+                if iolog is not None:
+                    iolog.set_start(start, time.time_ns() + start - time.monotonic_ns())
+            collector.begin(it + 1, start)
             for w in workers:
                 w.chan.send(("go", start))
-            got = _wait_iteration(sup, counters, total)
-            outs = [got.get(w.pid) or worker.Outcome.lost(w.plan) for w in workers]
-            runs.append(list(zip(plans, outs)))
-            if sup.stop_reason or any(o.interrupted for o in outs):
+            got = _wait_iteration(sup, feeder, collector, start)
+            outs = {w.lane.slot: got.get(w.pid) for w in workers}
+            outcomes.append(outs)
+            collector.poll()
+            for lane in lanes:
+                collector.skipped(lane.skipped)
+            for out in outs.values():
+                if out is not None:
+                    collector.lose(out.inflight)
+            if sup.stop_reason or any(o is None or o.interrupted for o in outs.values()):
                 break
     finally:
         sup.finish()
+        if collector is not None:
+            collector.poll()
+        if iolog is not None:
+            iolog.close()
     if _stop is not None and sup.stop_reason is None:
         sup.stop_reason = _signal_name(_stop)
-    interrupted = bool(sup.stop_reason) or any(o.interrupted for pairs in runs for _p, o in pairs)
-    doc = results.build(runs, targets, opts, started, interrupted, sup.stop_reason, _failed(sup))
+    interrupted = bool(sup.stop_reason) or any(o is None or o.interrupted for outs in outcomes
+                                               for o in outs.values())
+    run = results.Run(collector=collector, targets=targets, lanes=lanes, outcomes=outcomes, opts=opts,
+                      started=started, sizing=sizing_info, workers=worker_figures(workers), feeder=feeder,
+                      window=_window_info(lanes), iolog=iolog)
+    doc = results.build(run, interrupted, sup.stop_reason, _failed(sup))
     return doc, exit_code(doc)
 
 
+def _largest(lanes, opts):
+    """(read, write) bytes of IO memory each worker touches before the start: the largest read (and, with -W,
+    write) of what was read ahead."""
+    read = 0
+    for lane in lanes:
+        for s in lane.sources:
+            if len(s):
+                read = max(read, max(s.nbytes[s.pos:]))
+    return read, (read if opts.write_enable else 0)
+
+
+def _keep_off_workers(lanes):
+    """Run the parent (feeder and collector) on the CPUs no worker is pinned to, if there are any: it would
+    otherwise take turns with a worker on its CPU. And as SCHED_BATCH: its work only has to keep the windows
+    ahead (they hold up to 2 s), so it does not preempt, on waking, the kernel threads that finish the workers'
+    IOs on the same CPU."""
+    free = set(_cpus()) - {lane.cpu for lane in lanes}
+    if free:
+        os.sched_setaffinity(0, free)
+    try:
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    except (OSError, AttributeError):
+        pass
+
+
+def _window_info(lanes):
+    return {"ios": lanes[0].window.capacity, "seconds": WINDOW_NS / 1e9, "bytes": lanes[0].window.size_bytes}
+
+
+def worker_figures(workers):
+    """Per worker: slot, CPU, streams, IOs submitted, and what its window counted."""
+    out = []
+    for w in workers:
+        ctl = w.lane.window.control
+        out.append({"slot": w.lane.slot, "cpu": w.lane.cpu, "streams": w.lane.streams, "ios": ctl[ISSUED],
+                    "stalls": ctl[STALLS], "stall_s": round(ctl[STALL_NS] / 1e9, 6), "log_full": ctl[LOG_FULL]})
+    return out
+
+
 def _failed(sup):
-    if not sup.failure:
+    if not sup.failure and not sup.input_error:
         return None
     bad = [w for w in sup.workers if w.failed]
-    return {"reason": sup.failure,
-            "workers": [{"cpu": w.plan.cpu_pinned, "pid": w.pid, "problem": w.failed} for w in bad]}
+    return {"reason": sup.input_error or sup.failure, "bad_input": bool(sup.input_error),
+            "workers": [{"cpu": w.lane.cpu, "pid": w.pid, "problem": w.failed} for w in bad]}
 
 
 def exit_code(doc):
-    """EXIT_FAILED (a worker died or failed) before EXIT_LEASE, EXIT_INTERRUPTED, EXIT_IO_ERRORS, EXIT_OK."""
+    """EXIT_BAD_INPUT (found after the start), EXIT_FAILED (a worker died or failed) before EXIT_LEASE,
+    EXIT_INTERRUPTED, EXIT_IO_ERRORS, EXIT_OK."""
     if doc.get("failed"):
-        return EXIT_FAILED
+        return EXIT_BAD_INPUT if doc["failed"].get("bad_input") else EXIT_FAILED
     if doc.get("stop_reason") == "lease expired":
         return EXIT_LEASE
     if doc["interrupted"]:
@@ -596,25 +709,22 @@ def exit_code(doc):
     return EXIT_OK
 
 
-def _wait_iteration(sup, counters, total):
-    """Collect one iteration's outcomes, showing progress on a terminal."""
-    if not sys.stderr.isatty():
-        return sup.collect("done")
-    import threading
+def _wait_iteration(sup, feeder, collector, start_ns):
+    """Collect one iteration's outcomes, feeding the windows and folding completions meanwhile; a progress line
+    on a terminal."""
+    tty = sys.stderr.isatty()
+    shown = [time.monotonic()]
 
-    finished = threading.Event()
-
-    def show():
-        while not finished.wait(0.5):
-            done = sum(struct.unpack_from("Q", counters, 8 * i)[0] for i in range(len(sup.workers)))
-            sys.stderr.write(f"\rreplaying: {done}/{total} IOs ({100 * done / max(total, 1):.0f} %)")
+    def tick():
+        feeder.pump(time.monotonic_ns() - start_ns)
+        collector.poll()
+        if tty and time.monotonic() - shown[0] >= 0.5:
+            shown[0] = time.monotonic()
+            sys.stderr.write(f"\rreplaying: {collector.folded} IOs done")
             sys.stderr.flush()
 
-    thread = threading.Thread(target=show, daemon=True)
-    thread.start()
     try:
-        return sup.collect("done")
+        return sup.collect("done", tick=tick)
     finally:
-        finished.set()
-        thread.join()
-        sys.stderr.write("\r" + " " * 60 + "\r")
+        if tty:
+            sys.stderr.write("\r" + " " * 60 + "\r")

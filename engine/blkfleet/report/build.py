@@ -2,9 +2,11 @@
 a replay and of the stored runs:
 
 - ``iops_over_time``: IOs per 100 ms as IOPS, original capture vs replay capture (from their Q events) when both
-  are given; the replay's own submission timeline (results JSON) otherwise, or as well;
-- ``latency_cdf``: cumulative fraction of IOs by completion latency (log µs), from the results' histogram;
-- ``lateness_histogram``: IOs per lateness bucket (submitted later than planned);
+  are given; the replay's own submission timeline (results JSON, all devices and ops), and its per-IO log
+  (``--io-log``), otherwise or as well;
+- ``latency_cdf``: cumulative fraction of IOs by completion latency (log µs), from the results' histogram, or
+  from the per-IO log when given;
+- ``lateness_histogram``: IOs per lateness bucket (submitted later than planned; 1-2-5 µs buckets);
 - ``lba_heatmap``: the original capture's Q events in time x LBA bins, colour = IO count (log scale);
 - ``trend_<metric>``: each metric per stored run (mean of its samples, whiskers min..max) per host and device,
   with the baseline band mean ± k·sd of the baseline's samples (k = 2 by default).
@@ -15,6 +17,7 @@ regression verdict table of ``blkfleet regress`` too.
 
 import datetime
 import math
+from bisect import bisect_left
 from html import escape
 
 from .. import __version__
@@ -22,6 +25,9 @@ from ..compare.fidelity import compare, load_capture, only_device
 from ..numtext import number
 from ..regress.significance import mean, variance
 from ..regress.verdict import METRICS, evaluate, samples
+from ..results.document import upgrade
+from ..results.histogram import LogHistogram
+from ..results.iolog import IOLog
 from ..workload.html import stats_html
 from . import svg
 
@@ -58,7 +64,43 @@ def _ios_per_bucket(times, width):
     return counts
 
 
-def iops_plot(orig=None, replay=None, doc=None, acc=1.0):
+def timeline_ios(doc):
+    """(bucket seconds, IOs submitted per bucket over all devices and ops) of a results document."""
+    tl = (upgrade(doc) or {}).get("distributions", {}).get("timeline") or {}
+    total = []
+    for series in tl.get("series") or []:
+        ios = series.get("ios") or []
+        if len(ios) > len(total):
+            total += [0] * (len(ios) - len(total))
+        for i, c in enumerate(ios):
+            total[i] += c
+    return tl.get("bucket_s") or 0.1, total
+
+
+class IOLogFigures:
+    """What the report shows of a per-IO log (one iteration), read in two passes in bounded memory: the IOs
+    submitted per bucket (``width_ns``, chosen from the span as for captures) and a latency histogram."""
+
+    def __init__(self, path, iteration=1):
+        self.path = path
+        last = -1
+        with IOLog(path) as log:
+            for it, _w, _start, cols in log.blocks():
+                if it == iteration and len(cols["submit_ns"]):
+                    last = max(last, max(cols["submit_ns"]))
+        self.width = _bucket_ns(max(last, 0))
+        self.counts = [0] * (last // self.width + 1 if last >= 0 else 0)
+        self.latency = LogHistogram()
+        with IOLog(path) as log:
+            for it, _w, _start, cols in log.blocks():
+                if it != iteration:
+                    continue
+                for t in cols["submit_ns"]:
+                    self.counts[t // self.width] += 1
+                self.latency.add_many(cols["latency_ns"].tolist())
+
+
+def iops_plot(orig=None, replay=None, doc=None, acc=1.0, iolog=None):
     series = []
     caps = [c for c in (orig, replay) if c is not None and c.times]
     width = _bucket_ns(max(c.times[-1] - c.times[0] for c in caps)) if caps else BUCKET_NS
@@ -71,11 +113,14 @@ def iops_plot(orig=None, replay=None, doc=None, acc=1.0):
         counts = _ios_per_bucket(replay.times, width)
         series.append((f"replay capture ({replay.device})", [i * w_s for i in range(len(counts))],
                        [c / w_s for c in counts]))
-    tl = (doc or {}).get("distributions", {}).get("timeline") or {}
-    ios, bucket = tl.get("ios") or [], tl.get("bucket_s") or 0.1
+    bucket, ios = timeline_ios(doc) if doc else (0.1, [])
     if ios:
-        series.append(("replay submissions (results, iteration 1)", [i * bucket for i in range(len(ios))],
+        series.append(("replay submissions (results)", [i * bucket for i in range(len(ios))],
                        [c / bucket for c in ios]))
+    if iolog is not None and iolog.counts:
+        b_s = iolog.width / 1e9
+        series.append(("replay submissions (per-IO log, iteration 1)", [i * b_s for i in range(len(iolog.counts))],
+                       [c / b_s for c in iolog.counts]))
     title = "IOPS over time: original vs replay" if orig is not None and replay is not None else "IOPS over time"
     where = (f"{width / 1e6:g} ms buckets" + (f", results: {bucket * 1000:g} ms" if ios else "") if caps
              else f"{bucket * 1000:g} ms buckets")
@@ -83,40 +128,63 @@ def iops_plot(orig=None, replay=None, doc=None, acc=1.0):
 
 
 def _histogram(doc, which):
-    h = (doc or {}).get("distributions", {}).get(which) or {}
-    return h.get("bounds_us") or [], h.get("counts") or []
+    """(upper bounds µs, counts) of a results histogram (either version), empty buckets left out; the last
+    (unbounded) bucket of a version 1 histogram at its lower bound."""
+    h = (upgrade(doc) or {}).get("distributions", {}).get(which) or {}
+    rows = [(hi if hi is not None else lo, c) for lo, hi, c in zip(h.get("lower") or [], h.get("upper") or [],
+                                                                     h.get("counts") or [])]
+    return [r[0] for r in rows if r[0] is not None], [r[1] for r in rows if r[0] is not None]
 
 
-def latency_cdf_plot(doc):
-    bounds, counts = _histogram(doc, "latency")
+CDF_POINTS = 300
+
+
+def _cdf_points(uppers, counts):
+    """(x, cumulative fraction) at most CDF_POINTS of them (every bucket when fewer)."""
     total = sum(counts)
-    if not total:
-        return svg.empty("latency_cdf", "Latency CDF", "no latency histogram in the results")
-    first = next(i for i, c in enumerate(counts) if c)
-    last = max(i for i, c in enumerate(counts) if c)
+    step = max(1, -(-len(counts) // CDF_POINTS))
     xs, ys, cum = [], [], 0
-    if first > 0:
-        xs.append(bounds[first - 1])
-        ys.append(0.0)
-    for i in range(first, min(last, len(bounds) - 1) + 1):
-        cum += counts[i]
-        xs.append(bounds[i])
-        ys.append(cum / total)
-    return svg.line_chart("latency_cdf", "Latency CDF (iteration 1)", [("fraction of IOs ≤ latency", xs, ys)],
+    for i, (x, c) in enumerate(zip(uppers, counts)):
+        cum += c
+        if i % step == step - 1 or i == len(counts) - 1:
+            xs.append(x)
+            ys.append(cum / total)
+    return xs, ys
+
+
+def latency_cdf_plot(doc, iolog=None):
+    if iolog is not None and iolog.latency.count:
+        rows = iolog.latency.buckets()
+        uppers, counts = [hi / 1000 for _lo, hi, _c in rows], [c for _lo, _hi, c in rows]
+        source = "per-IO log, iteration 1"
+    else:
+        uppers, counts = _histogram(doc, "latency")
+        source = "results"
+    if not sum(counts):
+        return svg.empty("latency_cdf", "Latency CDF", "no latency histogram in the results")
+    xs, ys = _cdf_points([max(x, 1e-3) for x in uppers], counts)
+    return svg.line_chart("latency_cdf", f"Latency CDF ({source})", [("fraction of IOs ≤ latency", xs, ys)],
                           "completion latency (µs, log scale; bucket upper bounds)", "fraction of IOs", xlog=True,
-                          ymin=0, ymax=1, markers=True)
+                          ymin=0, ymax=1, markers=len(xs) <= 40)
+
+
+LATENESS_BOUNDS_US = tuple(m * 10 ** e for e in range(0, 8) for m in (1, 2, 5))  # 1 µs .. 50 s
 
 
 def lateness_plot(doc):
-    bounds, counts = _histogram(doc, "lateness")
+    uppers, counts = _histogram(doc, "lateness")
     if not sum(counts):
         return svg.empty("lateness_histogram", "Lateness histogram", "no lateness histogram in the results")
-    first = next(i for i, c in enumerate(counts) if c)
-    last = max(i for i, c in enumerate(counts) if c)
-    labels = [(f"≤{svg.fmt_num(bounds[i])}" if i < len(bounds) else f">{svg.fmt_num(bounds[-1])}")
-              for i in range(first, last + 1)]
-    return svg.bar_chart("lateness_histogram", "Lateness histogram (iteration 1)", labels, counts[first:last + 1],
-                         "lateness: submitted after the planned time (µs, bucket upper bounds)", "IOs", svg.PALETTE[4])
+    bins = [0] * (len(LATENESS_BOUNDS_US) + 2)  # early (< 0), <= each bound, beyond the last
+    for x, c in zip(uppers, counts):
+        bins[0 if x <= 0 else 1 + bisect_left(LATENESS_BOUNDS_US, x)] += c
+    labels = (["early"] + [f"≤{svg.fmt_num(b)}" for b in LATENESS_BOUNDS_US]
+              + [f">{svg.fmt_num(LATENESS_BOUNDS_US[-1])}"])
+    first = next(i for i, c in enumerate(bins) if c)
+    last = max(i for i, c in enumerate(bins) if c)
+    return svg.bar_chart("lateness_histogram", "Lateness histogram (results)", labels[first:last + 1],
+                         bins[first:last + 1], "lateness: submitted after the planned time (µs, 1-2-5 buckets)", "IOs",
+                         svg.PALETTE[4])
 
 
 def lba_heatmap_plot(orig):
@@ -237,14 +305,17 @@ def summary_html(doc, label):
     head = ("device", "target", "IOs", "IOPS", "MB/s", "latency p50 µs", "latency p99 µs", "lateness p99 µs",
             "late IOs", "errors")
     return (f"<h2 id=\"run\">Replay: {escape(label)}</h2><p class=\"meta\">host {escape(str(doc.get('host')))}, "
-            f"started {escape(str(doc.get('started')))}, engine {escape(str(doc.get('engine')))} "
+            f"started {escape(str(doc.get('started')))}, ioengine {escape(str(doc.get('ioengine')))} "
             f"{escape(str(doc.get('engine_version')))}, mode {escape(str(doc.get('mode')))}, x"
             f"{doc.get('acc_factor')}, {len(doc.get('per_iteration', []))} iterations</p>" + _table(head, rows))
 
 
 def render(focus=None, focus_label="", runs=(), baseline_rows=(), baseline_name=None, verdict=None,
-           original_dir=None, replay_dir=None, original_device=None, replay_device=None, band_k=2.0, stats=None):
+           original_dir=None, replay_dir=None, original_device=None, replay_device=None, band_k=2.0, io_log=None,
+           stats=None):
     """The HTML text of the report (``stats``: a ``blkfleet stats`` document for the workload section)."""
+    focus = upgrade(focus)
+    iolog = IOLogFigures(io_log) if io_log else None
     orig = replay = None
     fid = None
     acc = float((focus or {}).get("acc_factor") or 1.0)
@@ -271,7 +342,7 @@ def render(focus=None, focus_label="", runs=(), baseline_rows=(), baseline_name=
     if stats is not None:
         parts.append(stats_html(stats))
     parts.append('<h2 id="plots">Replay plots</h2>')
-    plots = [iops_plot(orig, replay, focus, acc), latency_cdf_plot(focus), lateness_plot(focus),
+    plots = [iops_plot(orig, replay, focus, acc, iolog), latency_cdf_plot(focus, iolog), lateness_plot(focus),
              lba_heatmap_plot(orig)]
     parts += [f"<figure>{p}</figure>" for p in plots]
     parts.append(f'<h2 id="trends">Trends across runs (baseline band: mean ± {band_k:g} sd)</h2>')

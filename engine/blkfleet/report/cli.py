@@ -31,6 +31,9 @@ def add_parser(sub):
     p.add_argument("--replay-capture", type=directory, metavar="CAPTURE_DIR", help="a capture of the replay")
     p.add_argument("--original-device", metavar="DEV", help="device of --original (default: its only one)")
     p.add_argument("--replay-device", metavar="DEV", help="device of --replay-capture (default: its only one)")
+    p.add_argument("--io-log", metavar="FILE",
+                   help="the per-IO log of the replay shown (blkfleet replay --io-log): its submissions over time and "
+                   "its latency CDF (first iteration)")
     p.add_argument("--host", help="only this host's stored runs")
     p.add_argument("--device", help="only this device's stored runs")
     p.add_argument("--stats", metavar="FILE", help="a 'blkfleet stats --json' document: its workload section")
@@ -65,7 +68,7 @@ def run(args):
     if focus is None and not args.original and stats is None:
         raise BlkfleetError("nothing to report: no --results, no stored runs, no --original capture and no --stats")
     html = render(focus, focus_label, runs, baseline_rows, args.baseline, verdict, args.original,
-                  args.replay_capture, args.original_device, args.replay_device, args.band_k, stats)
+                  args.replay_capture, args.original_device, args.replay_device, args.band_k, args.io_log, stats)
     parent = os.path.dirname(os.path.abspath(args.output))
     os.makedirs(parent, exist_ok=True)
     atomic_write(args.output, html)

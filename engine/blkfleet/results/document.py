@@ -1,176 +1,142 @@
-"""The results of a replay: per device and in total, as the results JSON (schemas/results.schema.json)."""
+"""The results of a replay as the results JSON (schemas/results.schema.json, ``blkfleet-results/2``), built from
+the streaming summaries; and documents of the first version (``blkfleet-results/1``) read as the second.
+
+Version 2 (docs/replay.md, "Results"): latency and lateness percentiles come from log-linear histograms
+(``histogram.py``: at most 0.4 % off an exact percentile; min and max exact), which are in the document too,
+per device and in total (``distributions``); the timeline has one series per device and op per 100 ms (IOs,
+bytes, mean latency, mean in flight) over the whole replay; ``ioengine`` names the IO engine (``engine`` in
+version 1); and the document says how many workers were chosen and why (``worker_count``), what the
+look-ahead window holds (``window``), how the feeder kept up (``feeder``), the start-up and finish times
+(``timing``) and the per-IO log (``io_log``). Durations over several iterations are the sum of each
+iteration's first submission to last completion. The IOs a worker completed before it died are counted.
+
+``upgrade(doc)`` reads a version 1 document as version 2 (see its docstring); documents are stored as written.
+"""
 
 import datetime
 import os
 import platform
 import socket
-from bisect import bisect_left
+import time
 
 from .. import __version__
 from ..replayfile.ops import OP_NAMES
-from ..stats import percentiles
 
-SCHEMA = "blkfleet-results/1"
+SCHEMA = "blkfleet-results/2"
+SCHEMA_V1 = "blkfleet-results/1"
+SCHEMAS = {SCHEMA: "results.schema.json", SCHEMA_V1: "results-v1.schema.json"}
 LATENCY_PS = (50, 90, 99, 99.9, 100)
+LATENCY_KEYS = ("p50", "p90", "p99", "p99.9", "max")
 LATENESS_PS = (50, 99, 100)
+LATENESS_KEYS = ("p50", "p99", "max")
 
 
-def _us(values, ps, keys):
-    got = percentiles(values, ps)
-    return {k: (round(v / 1000, 3) if v is not None else None) for k, v in zip(keys, got)}
+def _us(hist, ps, keys):
+    return {k: (round(v / 1000, 3) if v is not None else None) for k, v in zip(keys, hist.percentiles(ps))}
 
 
-BOUNDS_US = tuple(m * 10 ** e for e in range(0, 8) for m in (1, 2, 5))  # 1 us .. 50 s, 1-2-5 steps
-TIMELINE_BUCKET_NS = 100_000_000
-
-
-def histogram(values_ns):
-    """Counts of values (ns) per 1-2-5 bucket of BOUNDS_US (a value <= bound); the last count is overflow."""
-    counts = [0] * (len(BOUNDS_US) + 1)
-    bounds = [b * 1000 for b in BOUNDS_US]
-    for v in values_ns:
-        counts[bisect_left(bounds, v)] += 1
-    return {"bounds_us": list(BOUNDS_US), "counts": counts}
-
-
-def distributions(rows):
-    """Latency and lateness histograms and IOs submitted per 100 ms, from (issued, planned, bytes, due,
-    submit, latency) rows of one iteration."""
-    lat, late, timeline = [], [], []
-    for issued, _planned, _nbytes, due, submit, latency in rows:
-        if issued < 0 or submit < 0:
-            continue
-        lat.append(latency)
-        late.append(submit - due)
-        bucket = submit // TIMELINE_BUCKET_NS
-        if bucket >= len(timeline):
-            timeline.extend([0] * (bucket + 1 - len(timeline)))
-        timeline[max(bucket, 0)] += 1
-    return {"latency": histogram(lat), "lateness": histogram(late),
-            "timeline": {"bucket_s": TIMELINE_BUCKET_NS / 1e9, "ios": timeline}}
-
-
-class _Memo:
-    """figures() of row lists built from the same rows in the same order (a device's rows when there is one
-    device, an iteration's when there is one iteration) are computed once: they are the same set of IOs."""
-
-    def __init__(self, late_threshold_ns):
-        self.late_threshold_ns = late_threshold_ns
-        self._done = {}
-
-    def __call__(self, rows, errors=0, first_error=None):
-        key = (len(rows), id(rows[0]), id(rows[-1])) if rows else ()
-        if key not in self._done:
-            self._done[key] = figures(rows, 0, None, self.late_threshold_ns)
-        return {**self._done[key], "errors": {"count": errors, "first": first_error}}
-
-
-def figures(rows, errors, first_error, late_threshold_ns):
-    """Figures of a set of IOs; ``rows``: (op issued, planned op, bytes, due, submit, latency) per IO."""
-    by_op = {}
-    skipped = {}
-    lat, late = [], []
-    first = last = None
-    for issued, planned, nbytes, due, submit, latency in rows:
-        if issued < 0:
-            name = OP_NAMES[planned]
-            skipped[name] = skipped.get(name, 0) + 1
-            continue
-        if submit < 0:
-            continue
-        entry = by_op.setdefault(OP_NAMES[issued], {"ios": 0, "bytes": 0})
-        entry["ios"] += 1
-        entry["bytes"] += nbytes
-        lat.append(latency)
-        late.append(submit - due)
-        end = submit + latency
-        first = submit if first is None or submit < first else first
-        last = end if last is None or end > last else last
-    ios = sum(v["ios"] for v in by_op.values())
-    total_bytes = sum(v["bytes"] for v in by_op.values())
-    duration = (last - first) / 1e9 if ios else 0.0
+def figures(summary, errors=None):
+    """Figures of a Summary; ``errors``: [count, first message] instead of the summary's own."""
+    ios, total_bytes = summary.ios, summary.nbytes
+    duration = summary.duration_ns / 1e9
+    count, first = errors if errors is not None else summary.errors
     return {
         "ios": ios,
         "bytes": total_bytes,
-        "by_op": by_op,
-        "skipped": skipped,
+        "by_op": {OP_NAMES[op]: {"ios": e[0], "bytes": e[1]} for op, e in sorted(summary.by_op.items())},
+        "skipped": {OP_NAMES[op]: n for op, n in sorted(summary.skipped.items())},
         "duration_s": round(duration, 6),
         "iops": round(ios / duration, 1) if duration > 0 else 0.0,
         "mb_s": round(total_bytes / duration / 1e6, 3) if duration > 0 else 0.0,
-        "latency_us": _us(lat, LATENCY_PS, ("p50", "p90", "p99", "p99.9", "max")),
-        "lateness_us": _us(late, LATENESS_PS, ("p50", "p99", "max")),
-        "late_ios": sum(1 for x in late if x > late_threshold_ns),
-        "errors": {"count": errors, "first": first_error},
+        "latency_us": _us(summary.latency, LATENCY_PS, LATENCY_KEYS),
+        "lateness_us": _us(summary.lateness, LATENESS_PS, LATENESS_KEYS),
+        "late_ios": summary.late,
+        "errors": {"count": count, "first": first},
     }
 
 
-def _iteration(index, rows, memo):
-    fig = memo(rows)
-    return {"iteration": index + 1, **{k: fig[k] for k in (
+def _iteration(index, summary):
+    fig = figures(summary)
+    return {"iteration": index, **{k: fig[k] for k in (
         "ios", "duration_s", "iops", "mb_s", "latency_us", "lateness_us", "late_ios")}}
 
 
-def _start(runs, opts):
-    """When the first iteration started, in wall-clock seconds (for the start skew between hosts)."""
-    outs = [o for _p, o in runs[0]] if runs else []
+class Run:
+    """What ``build`` reads: @collector (replay.collect.Collector), @targets, @lanes, @outcomes (per iteration
+    {slot: worker Outcome or None}), @opts, @started (ISO 8601), @sizing (the worker-count record), @workers
+    (per worker dicts, ``replay.run.worker_figures``), @feeder, @window (its caps), @iolog (writer or None)."""
+
+    def __init__(self, **fields):
+        self.__dict__.update(fields)
+
+
+def _process_start_monotonic_ns():
+    """CLOCK_MONOTONIC of this process's start (from /proc/self/stat: clock ticks since boot, 10 ms steps)."""
+    try:
+        with open("/proc/self/stat") as f:
+            ticks = int(f.read().rsplit(")", 1)[1].split()[19])
+        boot_ns = ticks * 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+        return boot_ns - (time.clock_gettime_ns(time.CLOCK_BOOTTIME) - time.monotonic_ns())
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+def _start(run):
+    outs = [o for o in (run.outcomes[0].values() if run.outcomes else ()) if o is not None]
     walls = [o.start_wall for o in outs if o.start_wall is not None]
-    first = [o.start_wall + min(t for t in o.submit if t >= 0) / 1e9 for o in outs
-             if o.start_wall is not None and any(t >= 0 for t in o.submit)]
-    return {"requested": opts.start_at, "wall": min(walls) if walls else None,
-            "first_submit_wall": min(first) if first else None,
-            "monotonic_ns": getattr(opts, "start_ns", None)}
+    opts, col = run.opts, run.collector
+    first = None
+    if walls and col.first_submit is not None and opts.start_ns is not None:
+        first = min(walls) + (col.first_submit - opts.start_ns) / 1e9
+    return {"requested": opts.start_at, "wall": min(walls) if walls else None, "first_submit_wall": first,
+            "monotonic_ns": opts.start_ns}
 
 
-def build(runs, targets, opts, started, interrupted, stop_reason=None, failed=None):
-    """The results document. ``runs``: per iteration, a list of (plan, outcome) per worker; ``stop_reason``
-    and ``failed``: why it stopped early, and the worker failure that stopped it (see the schema)."""
-    per_device = {t.recorded: [] for t in targets}
-    errors = {}  # target index (-1: not tied to one) -> [count, first]
-    total_rows = []
-    iterations = []
-    first_rows = []
-    device_iterations = {t.recorded: [] for t in targets}
-    memo = _Memo(opts.late_threshold_ns)
-    for it, pairs in enumerate(runs):
-        it_rows = []
-        it_device = {t.recorded: [] for t in targets}
-        for plan, out in pairs:
-            rows = zip(out.issued_op, plan.ops, plan.nbytes, plan.due, out.submit, out.latency)
-            for row, target in zip(rows, plan.target):
-                it_device[targets[target].recorded].append(row)
-                it_rows.append(row)
-            for target, (count, first) in out.errors.items():
-                entry = errors.setdefault(target, [0, first])
-                entry[0] += count
-        total_rows.extend(it_rows)
-        if not it:
-            first_rows = it_rows
-        iterations.append(_iteration(it, it_rows, memo))
-        for name, rows in it_device.items():
-            per_device[name].extend(rows)
-            device_iterations[name].append(_iteration(it, rows, memo))
+def _timing(run):
+    col = run.collector
+    begun = _process_start_monotonic_ns()
+    first = None if begun is None or col.first_submit is None else round((col.first_submit - begun) / 1e9, 3)
+    return {"command_start_to_first_io_s": first, "last_completion_monotonic_ns": col.last_completion,
+            "last_completion_to_results_s": None}
+
+
+def stamp(doc):
+    """Set ``timing.last_completion_to_results_s`` to now (call it just before writing the document)."""
+    timing = doc.get("timing") or {}
+    last = timing.get("last_completion_monotonic_ns")
+    if last is not None:
+        timing["last_completion_to_results_s"] = round((time.monotonic_ns() - last) / 1e9, 3)
+    return doc
+
+
+def build(run, interrupted, stop_reason=None, failed=None):
+    """The results document (see the schema)."""
+    col, targets, opts = run.collector, run.targets, run.opts
+    iterations = sorted({it for it, _t in col.summaries})
     devices = {}
     for index, t in enumerate(targets):
-        count, first = errors.get(index, [0, None])
-        fig = memo(per_device[t.recorded], count, first)
+        summary = col.merged(target=index)
+        fig = figures(summary)
         fig.update(target=t.path, target_size=t.size, logical_block_size=t.block_size,
-                   per_iteration=device_iterations[t.recorded])
+                   per_iteration=[_iteration(it, col.merged(iteration=it, target=index)) for it in iterations])
         devices[t.recorded] = fig
-    all_errors = sum(c for c, _f in errors.values())
-    first_error = next((f for _t, (_c, f) in sorted(errors.items())), None)
-    return {
+    total = col.merged()
+    errors = [total.errors[0] + col.lost[0], total.errors[1] or col.lost[1]]
+    names = {i: t.recorded for i, t in enumerate(targets)}
+    feeder_stalls = sum(w["stalls"] for w in run.workers)
+    doc = {
         "schema": SCHEMA,
         "engine_version": __version__,
         "host": socket.gethostname(),
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "started": started,
+        "started": run.started,
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
         "input": opts.source or os.path.abspath(opts.input_dir),
         "bundle_id": opts.bundle_id,
         "formats": sorted(opts.formats),
         "device_map": {t.recorded: t.path for t in targets},
-        "engine": opts.engine_name,
+        "ioengine": opts.ioengine,
         "depth": opts.depth,
         "batch_window_us": opts.batch_window_ns / 1000,
         "realtime": bool(opts.realtime),
@@ -179,19 +145,31 @@ def build(runs, targets, opts, started, interrupted, stop_reason=None, failed=No
         "iterations": opts.iterations,
         "write_enable": opts.write_enable,
         "writes_replayed_as_reads": not opts.write_enable,
-        "workers": [{"cpu": p.cpu_pinned, "streams": p.streams, "ios": len(p)} for p, _o in runs[0]] if runs else [],
+        "workers": run.workers,
+        "worker_count": run.sizing,
+        "window": run.window,
+        "feeder": {"stalls": feeder_stalls, "stall_s": round(sum(w["stall_s"] for w in run.workers), 6),
+                   "behind": bool(feeder_stalls)},
         "late_threshold_us": opts.late_threshold_ns / 1000,
-        "start": _start(runs, opts),
+        "start": _start(run),
+        "timing": _timing(run),
         "interrupted": interrupted,
         "stop_reason": stop_reason,
         "failed": failed,
-        "run_id": getattr(opts, "run_id", None),
+        "run_id": opts.run_id,
         "probes": [{"device": t.recorded, "target": t.path, **t.probe} for t in targets if getattr(t, "probe", None)],
+        "io_log": {"path": os.path.abspath(opts.io_log), "records": run.iolog.records} if run.iolog else None,
         "devices": devices,
-        "total": memo(total_rows, all_errors, first_error),
-        "per_iteration": iterations,
-        "distributions": distributions(first_rows),
+        "total": figures(total, errors),
+        "per_iteration": [_iteration(it, col.merged(iteration=it)) for it in iterations],
+        "distributions": {
+            "latency": total.latency.to_json(), "lateness": total.lateness.to_json(),
+            "devices": {t.recorded: {"latency": s.latency.to_json(), "lateness": s.lateness.to_json()}
+                        for t, s in ((t, col.merged(target=i)) for i, t in enumerate(targets))},
+            "timeline": col.timeline.to_json(names, OP_NAMES),
+        },
     }
+    return doc
 
 
 def summary_lines(doc):
@@ -199,7 +177,7 @@ def summary_lines(doc):
     t = doc["total"]
     lines = [
         f"blkfleet replay: {t['ios']} IOs in {t['duration_s']:.3f} s ({t['iops']:.0f} IOPS, {t['mb_s']:.1f} MB/s), "
-        f"mode {doc['mode']}, x{doc['acc_factor']}, engine {doc['engine']}"
+        f"mode {doc['mode']}, x{doc['acc_factor']}, ioengine {doc.get('ioengine', doc.get('engine'))}"
         + (", SCHED_FIFO" if doc.get("realtime") else "")
         + (", FAILED" if doc.get("failed") else ", INTERRUPTED" if doc["interrupted"] else ""),
     ]
@@ -213,6 +191,54 @@ def summary_lines(doc):
             f"{d['lateness_us']['p50']} us p99 {d['lateness_us']['p99']} us, {d['late_ios']} late; "
             f"{d['errors']['count']} errors" + (f" (first: {d['errors']['first']})" if d["errors"]["first"] else "")
         )
+    feeder = doc.get("feeder") or {}
+    if feeder.get("behind"):
+        lines.append(f"  the feeder fell behind: the workers' windows ran dry {feeder['stalls']} times "
+                     f"({feeder['stall_s']:.3f} s in all)")
     if doc["writes_replayed_as_reads"]:
         lines.append("  writes were replayed as reads of the same extents (use -W to write)")
     return lines
+
+
+# -- version 1 -----------------------------------------------------------------------------------------------------
+
+def _histogram_v1(h):
+    """A version 1 histogram (1-2-5 upper bounds in µs, the last count above the last bound) as version 2."""
+    bounds, counts = h.get("bounds_us") or [], h.get("counts") or []
+    lower, upper, kept = [], [], []
+    for i, c in enumerate(counts):
+        if not c:
+            continue
+        lower.append(bounds[i - 1] if i else None)
+        upper.append(bounds[i] if i < len(bounds) else None)
+        kept.append(c)
+    return {"scheme": "1-2-5", "unit": "us", "count": sum(kept), "min": None, "max": None, "lower": lower,
+            "upper": upper, "counts": kept}
+
+
+def upgrade(doc):
+    """A version 1 document read as version 2 (a copy; a version 2 document is returned as is). What changes:
+    ``schema``; ``engine`` becomes ``ioengine``; each worker gets its ``slot`` (its position); the histograms
+    (1-2-5 buckets: upper bounds in µs, the last count above them) become ``{"scheme": "1-2-5", "lower",
+    "upper", "counts"}`` with the empty buckets left out (``lower`` null for the first bucket, ``upper`` null
+    for the last: unbounded; ``min``/``max`` unknown: null); the timeline (IOs submitted per 100 ms over all
+    devices, first iteration) becomes one series with device and op ``"*"`` and only ``ios``. Figures are
+    unchanged (version 1 percentiles were exact). What version 1 did not record stays absent: ``worker_count``,
+    ``window``, ``feeder``, ``timing``, ``io_log``."""
+    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA_V1:
+        return doc
+    out = dict(doc)
+    out["schema"] = SCHEMA
+    if "engine" in out:
+        out["ioengine"] = out.pop("engine")
+    out["workers"] = [{"slot": i, **w} for i, w in enumerate(doc.get("workers") or [])]
+    dist = doc.get("distributions") or {}
+    timeline = dist.get("timeline") or {}
+    ios = timeline.get("ios") or []
+    out["distributions"] = {
+        "latency": _histogram_v1(dist.get("latency") or {}),
+        "lateness": _histogram_v1(dist.get("lateness") or {}),
+        "timeline": {"bucket_s": timeline.get("bucket_s", 0.1), "buckets": len(ios),
+                     "series": [{"device": "*", "op": "*", "ios": list(ios)}] if ios else []},
+    }
+    return out

@@ -15,6 +15,9 @@ Tables (``SCHEMA_VERSION`` 1):
   opened (``meta.checked_through``: the last run id checked). A rejected run is left out of listings,
   baselines, ``regress`` and ``report``, with one warning line; ``results show`` still prints it.
 
+Documents of both versions are stored as written (``blkfleet-results/1`` against its own schema); whoever
+needs the version 2 shape reads them through ``document.upgrade``.
+
 Times are the documents' own ISO 8601 strings (UTC from the engine), which sort as text.
 """
 
@@ -30,7 +33,7 @@ from ..bundle.schema import load_schema
 from ..bundle.schema import problem as schema_problem
 from ..errors import BlkfleetError
 from ..files import loads_json, read_json
-from .document import SCHEMA
+from .document import SCHEMA, SCHEMA_V1, SCHEMAS
 
 DEFAULT_DB = os.path.join("results", "blkfleet.sqlite")
 SCHEMA_VERSION = 1
@@ -87,17 +90,15 @@ CREATE TABLE IF NOT EXISTS baseline_members (
 );
 """
 
-SCHEMA_FILE = "results.schema.json"
-
-
 def document_problem(doc):
-    """Why ``doc`` is not a results document that matches schemas/results.schema.json (one line), or None."""
+    """Why ``doc`` is not a results document that matches the schema of its version (results.schema.json, or
+    results-v1.schema.json), in one line, or None."""
     if not isinstance(doc, dict):
         return "not a results document (a JSON object is expected)"
-    if doc.get("schema") != SCHEMA:
+    if not isinstance(doc.get("schema"), str) or doc["schema"] not in SCHEMAS:
         shown = doc.get("schema") if isinstance(doc.get("schema"), str) else type(doc.get("schema")).__name__
-        return f"not a blkfleet results document (schema {shown[:80]!r}, expected {SCHEMA!r})"
-    trouble = schema_problem(doc, load_schema(SCHEMA_FILE))
+        return f"not a blkfleet results document (schema {shown[:80]!r}, expected {SCHEMA!r} or {SCHEMA_V1!r})"
+    trouble = schema_problem(doc, load_schema(SCHEMAS[doc["schema"]]))
     if trouble:
         return f"not a valid results document: {trouble}"
     if not doc["devices"]:

@@ -2,10 +2,10 @@
 
 from .base import OP_FLUSH, OP_READ, OP_WRITE, IOEngine
 
-ENGINES = ("aio", "uring", "sync")
+IOENGINES = ("aio", "uring", "sync")
 
 
-def open_engine(name, depth):
+def open_ioengine(name, depth):
     """An engine by name; ``auto`` tries aio, then io_uring, then sync."""
     from .aio import AioEngine
     from .sync import SyncEngine
@@ -23,4 +23,4 @@ def open_engine(name, depth):
     raise OSError("no IO engine works here: " + "; ".join(errors))
 
 
-__all__ = ["ENGINES", "OP_FLUSH", "OP_READ", "OP_WRITE", "IOEngine", "open_engine"]
+__all__ = ["IOENGINES", "OP_FLUSH", "OP_READ", "OP_WRITE", "IOEngine", "open_ioengine"]

@@ -1,19 +1,18 @@
 """Linux native AIO (io_setup / io_submit / io_getevents) through ctypes onto the system calls.
 
-The iocbs are written ahead of time, a few array-slice assignments per chunk of IOs, into a ring of iocbs
-whose pointer array never changes: submitting IOs ``i..j`` is one ``io_submit`` on a slice of that array,
-whatever their number. Completions are read straight from the kernel's user-visible completion ring (as
-fio's ``userspace_reap``), so polling costs no system call; ``io_getevents`` is used to wait.
+The feeder writes the iocbs into the window, whose pointer array never changes: submitting IOs ``i..j`` is one
+``io_submit`` on a slice of that array, whatever their number, and the worker does nothing per IO. Completions
+are copied straight from the kernel's user-visible completion ring (as fio's ``userspace_reap``), so polling
+costs no system call and no Python object per IO; ``io_getevents`` is used to wait.
 """
 
 import ctypes
 import platform
 import struct
-import sys
 import time
-from array import array
 
-from .base import OP_FLUSH, OP_READ, OP_WRITE, RWF_DSYNC, IOEngine, check, libc
+from ..window import CMD_PREAD
+from .base import EVENT, PROBE_DATA, IOEngine, check, event, libc
 
 _SYSCALLS = {  # io_setup, io_destroy, io_getevents, io_submit
     "x86_64": (206, 207, 208, 209),
@@ -23,22 +22,10 @@ _SYSCALLS = {  # io_setup, io_destroy, io_getevents, io_submit
     "s390x": (243, 244, 245, 246),
     "riscv64": (0, 1, 4, 2),
 }
-IOCB_CMD = {OP_READ: 0, OP_WRITE: 1, OP_FLUSH: 3}  # PREAD, PWRITE, FDSYNC
-IOCB_QWORDS = 8  # struct iocb: data; key+rw_flags; opcode+reqprio+fildes; buf; nbytes; offset; reserved2; flags+resfd
-STAGE_MAX = 1 << 20  # iocbs written ahead at most (64 MiB); longer lists are written on as the ring is used
-STAGE_CHUNK = 16384  # iocbs written per step while the worker waits, at most
-STAGE_NS_PER_IO = 250  # what writing one costs, generously (measured 100-140 ns)
-STAGE_URGENT = 256  # iocbs written per step when submit finds none ready (~30 µs)
-EVENT = struct.Struct("=QQqq")  # data, obj, res, res2
 RING_HEAD = struct.Struct("=IIIIIIII")  # id, nr, head, tail, magic, compat, incompat, header_length
 AIO_RING_MAGIC = 0xA10A10A1
 EAGAIN, EINTR = 11, 4
-PROBE_DATA = (1 << 64) - 1  # aio_data of a probe (a late probe completion is dropped by reap)
-
-
-def _op_fd(cmd, fd):
-    """The iocb's third 64-bit word: opcode (u16), reqprio (s16), fildes (u32), in memory order."""
-    return cmd | fd << 32 if sys.byteorder == "little" else cmd << 48 | fd
+PROBE_BYTES = 4096
 
 
 class _Timespec(ctypes.Structure):
@@ -63,8 +50,10 @@ class AioEngine(IOEngine):
         self._events = ctypes.create_string_buffer(EVENT.size * depth)
         self._ts = _Timespec()
         self._inflight = 0
-        self._refused = []
+        self._probe_out = False  # a probe was sent and its event not seen yet
         self._ring = self._map_ring()
+        self._ring_words = memoryview(self._ring).cast("B").cast("I") if self._ring is not None else None
+        self._probe = None
 
     def _map_ring(self):
         """A view of the kernel's completion ring (at the context address), or None if it is not usable."""
@@ -75,64 +64,26 @@ class AioEngine(IOEngine):
         self._ring_nr = nr
         return (ctypes.c_char * (RING_HEAD.size + nr * EVENT.size)).from_address(self._ctx)
 
-    def bind(self, ios):
-        super().bind(ios)
-        self._cap = cap = max(1, min(len(ios), STAGE_MAX))
-        self._iocbs = array("q", bytes(8 * IOCB_QWORDS * cap))
-        base, step = self._iocbs.buffer_info()[0], 8 * IOCB_QWORDS
-        self._ptrs = array("Q", range(base, base + step * cap, step))
-        self._ptr_base = self._ptrs.buffer_info()[0]
-        self._op_fd = array("q", [_op_fd(IOCB_CMD.get(c, 0), fd) for c, fd in zip(ios.code, ios.fd)])
-        self._rw_flags = array("q", [RWF_DSYNC << 32 if f else 0 for f in ios.fua]) if any(ios.fua) else None
-        self._probe = None
-        if ios.probe is not None:
-            fd, offset, addr = ios.probe
-            self._probe = array("q", [-1, 0, _op_fd(IOCB_CMD[OP_READ], fd), addr, 4096, offset, 0, 0])
-            self._probe_addr = array("Q", [self._probe.buffer_info()[0]])
-            self._probe_ptr = ctypes.c_void_p(self._probe_addr.buffer_info()[0])
-        self.rewind()
-
-    def rewind(self):
-        self._staged = self._next = 0
-        self._stage(min(len(self.ios), self._cap))
-
-    def _stage(self, upto):
-        """Write the iocbs of IOs ``_staged .. upto - 1`` into their ring slots (free: ``upto <= _next + cap``)."""
-        ios, cap, q = self.ios, self._cap, self._iocbs
-        a = self._staged
-        while a < upto:
-            r = a % cap
-            b = min(upto, a + cap - r)
-            lo, hi = IOCB_QWORDS * r, IOCB_QWORDS * (r + b - a)
-            q[lo:hi:IOCB_QWORDS] = array("q", range(a, b))  # aio_data: the IO's index
-            if self._rw_flags is not None:
-                q[lo + 1:hi:IOCB_QWORDS] = self._rw_flags[a:b]
-            q[lo + 2:hi:IOCB_QWORDS] = self._op_fd[a:b]
-            q[lo + 3:hi:IOCB_QWORDS] = ios.buf[a:b]
-            q[lo + 4:hi:IOCB_QWORDS] = ios.nbytes[a:b]
-            q[lo + 5:hi:IOCB_QWORDS] = ios.offset[a:b]
-            a = b
-        self._staged = upto
-
-    def idle(self, budget_ns):
-        if self._staged < len(self.ios):
-            count = min(STAGE_CHUNK, budget_ns // STAGE_NS_PER_IO)
-            self._stage(min(len(self.ios), self._next + self._cap, self._staged + count))
+    def bind(self, window, probe=None):
+        super().bind(window, probe)
+        self._ptr_base = window.ptr_base
+        self._mask = window.mask
+        if probe is not None:
+            fd, offset = probe
+            self._probe = (ctypes.c_longlong * 8)(-1, 0, CMD_PREAD | fd << 32, window.read_buffer, PROBE_BYTES,
+                                                 offset, 0, 0)
+            self._probe_ptr = (ctypes.c_void_p * 1)(ctypes.addressof(self._probe))
 
     def submit(self, i, j):
-        if j > self._staged:
-            self._stage(min(len(self.ios), i + self._cap, max(j, self._staged + STAGE_URGENT)))
-        r = i % self._cap
-        count = min(j - i, self._cap - r)  # up to the end of the ring; the caller sends the rest next
-        ret = self._syscall(self._nr_submit, self._c_ctx, ctypes.c_long(count), ctypes.c_void_p(self._ptr_base + 8 * r))
+        ret = self._syscall(self._nr_submit, self._c_ctx, ctypes.c_long(j - i),
+                            ctypes.c_void_p(self._ptr_base + 8 * (i & self._mask)))
         if ret < 0:
             err = ctypes.get_errno()
             if err in (EAGAIN, EINTR):  # nothing taken
                 return 0
-            self._refused.append((i, -err))  # the kernel refused IO i itself (e.g. EBADF): its result
-            ret = 1
+            self._done.append(event(i, -err))  # the kernel refused IO i itself (e.g. EBADF): its result
+            return 1
         self._inflight += ret
-        self._next = i + ret
         return ret
 
     def probe(self):
@@ -142,52 +93,57 @@ class AioEngine(IOEngine):
         if ret == 1:
             ts = self._ts
             ts.tv_sec, ts.tv_nsec = 0, 1_000_000
-            self._syscall(self._nr_getevents, self._c_ctx, ctypes.c_long(1), ctypes.c_long(1), self._events,
-                          ctypes.byref(ts))
+            got = self._syscall(self._nr_getevents, self._c_ctx, ctypes.c_long(1), ctypes.c_long(1), self._events,
+                                ctypes.byref(ts))
+            self._probe_out = got != 1
 
     def _user_reap(self):
-        ring = self._ring
-        head, tail = struct.unpack_from("=II", ring, 8)
+        words = self._ring_words  # id, nr, head, tail, ...
+        head, tail = words[2], words[3]
         if head == tail:
-            return []
-        base, size = RING_HEAD.size, EVENT.size
+            return b""
+        ring, base, size = self._ring, RING_HEAD.size, EVENT.size
         if head < tail:
             raw = ring[base + head * size:base + tail * size]
         else:
             raw = ring[base + head * size:base + self._ring_nr * size] + ring[base:base + tail * size]
-        struct.pack_into("=I", ring, 8, tail)
-        return [(data, res) for data, _obj, res, _res2 in EVENT.iter_unpack(raw) if data != PROBE_DATA]
+        words[2] = tail
+        return raw
 
     def reap(self, min_nr, timeout_ns):
-        inflight = self._inflight
-        if not inflight:
-            if timeout_ns > 0:
+        done = self.take_done() if self._done else b""
+        if not self._inflight and not self._probe_out:
+            if timeout_ns > 0 and not done:
                 time.sleep(timeout_ns / 1e9)
-            return []
-        out = self._user_reap() if self._ring is not None else []
-        if self._refused:
-            out += self._refused
-            self._refused = []
-        if len(out) < min_nr and timeout_ns:
-            left = inflight - len(out)
+            return done
+        raw = self._user_reap() if self._ring is not None else b""
+        got = len(raw) // EVENT.size
+        if got < min_nr and timeout_ns and self._inflight > got:
+            left = self._inflight - got
             ts = self._ts
             ts.tv_sec, ts.tv_nsec = divmod(max(timeout_ns, 0), 1_000_000_000)
-            ret = self._syscall(self._nr_getevents, self._c_ctx, ctypes.c_long(min(min_nr - len(out), left)),
+            ret = self._syscall(self._nr_getevents, self._c_ctx, ctypes.c_long(min(min_nr - got, left)),
                                 ctypes.c_long(left), self._events, ctypes.byref(ts))
             if ret < 0:
                 if ctypes.get_errno() != EINTR:  # EINTR: a signal; the caller looks at its stop flag
                     check(ret, "io_getevents")
             elif ret:
-                out += [(data, res) for data, _obj, res, _res2 in EVENT.iter_unpack(self._events[:ret * EVENT.size])
-                        if data != PROBE_DATA]
-        self._inflight -= len(out)
-        return out
+                raw += self._events.raw[:ret * EVENT.size]
+        if self._probe_out and raw:  # a late probe's event: not an IO
+            kept = [e for e in EVENT.iter_unpack(raw) if e[0] != PROBE_DATA]
+            if len(kept) * EVENT.size != len(raw):
+                self._probe_out = False
+                raw = b"".join(EVENT.pack(*e) for e in kept)
+        self._inflight -= len(raw) // EVENT.size
+        return done + raw if done else raw
 
     def close(self):
         if self._ctx:
             self._syscall(self._nr_destroy, ctypes.c_ulong(self._ctx))
             self._ctx = 0
-            self._ring = None
+            if self._ring_words is not None:
+                self._ring_words.release()
+            self._ring = self._ring_words = None
 
 
 def available():

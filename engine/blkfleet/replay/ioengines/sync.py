@@ -1,35 +1,29 @@
 """Synchronous fallback: ``submit`` does each IO with preadv/pwritev/fdatasync; ``reap`` hands back results."""
 
+import ctypes
 import os
 
-from .base import OP_FLUSH, OP_READ, IOEngine
+from .base import OP_FLUSH, OP_OF_CMD, OP_READ, IOEngine, event
 
 
 class SyncEngine(IOEngine):
     name = "sync"
 
-    def __init__(self, depth):
-        super().__init__(depth)
-        self._done = []
-
     def submit(self, i, j):
-        ios = self.ios
-        done = self._done
         for k in range(i, j):
-            code, fd = ios.code[k], ios.fd[k]
+            cmd, fd, offset, nbytes, buf, rw_flags = self.slot_io(k)
+            code = OP_OF_CMD[cmd]
             try:
-                if code == OP_READ:
-                    res = os.preadv(fd, [ios.view(k)], ios.offset[k])
-                elif code == OP_FLUSH:
+                if code == OP_FLUSH:
                     os.fdatasync(fd)
                     res = 0
                 else:
-                    res = os.pwritev(fd, [ios.view(k)], ios.offset[k], os.RWF_DSYNC if ios.fua[k] else 0)
+                    view = [memoryview((ctypes.c_char * nbytes).from_address(buf)).cast("B")]
+                    res = os.preadv(fd, view, offset) if code == OP_READ else os.pwritev(fd, view, offset, rw_flags)
             except OSError as e:
                 res = -e.errno
-            done.append((k, res))
+            self._done.append(event(k, res))
         return j - i
 
     def reap(self, min_nr, timeout_ns):
-        done, self._done = self._done, []
-        return done
+        return self.take_done()

@@ -9,7 +9,7 @@ import mmap
 import os
 import struct
 
-from .base import OP_FLUSH, OP_READ, RWF_DSYNC, IOEngine, check, libc
+from .base import EVENT, OP_FLUSH, OP_OF_CMD, OP_READ, IOEngine, check, event, libc
 
 NR_SETUP, NR_ENTER = 425, 426  # the same on every architecture with the generic syscall table
 OFF_SQ_RING, OFF_CQ_RING, OFF_SQES = 0, 0x8000000, 0x10000000
@@ -72,17 +72,17 @@ class UringEngine(IOEngine):
         self._arg.ts = ctypes.addressof(self._ts)
 
     def _queue(self, k):
-        ios = self.ios
         index = self._tail & self._sq_mask
-        code = ios.code[k]
+        cmd, fd, offset, nbytes, buf, rw_flags = self.slot_io(k)
+        code = OP_OF_CMD[cmd]
         if code == OP_READ:
             opcode, rw_flags = OP_READ_CODE, 0
         elif code == OP_FLUSH:
             opcode, rw_flags = OP_FSYNC_CODE, FSYNC_DATASYNC
         else:
-            opcode, rw_flags = OP_WRITE_CODE, RWF_DSYNC if ios.fua[k] else 0
-        SQE.pack_into(self._sqes, index * SQE.size, opcode, SQE_ASYNC, 0, ios.fd[k], ios.offset[k], ios.buf[k],
-                      ios.nbytes[k], rw_flags, k, 0, 0, 0, 0, 0)
+            opcode = OP_WRITE_CODE
+        SQE.pack_into(self._sqes, index * SQE.size, opcode, SQE_ASYNC, 0, fd, offset, buf, nbytes, rw_flags, k, 0, 0,
+                      0, 0, 0)
         struct.pack_into("=I", self._sq, self._sq_array_off + index * 4, index)
         self._tail = (self._tail + 1) & 0xFFFFFFFF
         self._to_submit += 1
@@ -121,18 +121,19 @@ class UringEngine(IOEngine):
         mask, base = self._cq_mask, self._cqes_off
         while head != tail:
             tag, res, _flags = CQE.unpack_from(cq, base + (head & mask) * CQE.size)
-            out.append((tag, res))
+            out.append(event(tag, res))
             head = (head + 1) & 0xFFFFFFFF
         if out:
             struct.pack_into("=I", cq, self._cq_head_off, head)
             self._inflight -= len(out)
-        return out
+        return b"".join(out)
 
     def reap(self, min_nr, timeout_ns):
-        out = self._drain()
-        if len(out) >= min_nr or timeout_ns == 0 or not self._inflight:
+        out = self.take_done() + self._drain()
+        got = len(out) // EVENT.size
+        if got >= min_nr or timeout_ns == 0 or not self._inflight:
             return out
-        ret = self._enter(0, min(min_nr - len(out), self._inflight), ENTER_GETEVENTS, timeout_ns)
+        ret = self._enter(0, min(min_nr - got, self._inflight), ENTER_GETEVENTS, timeout_ns)
         if ret < 0 and ctypes.get_errno() not in (62, 4, 16):  # ETIME, EINTR, EBUSY
             check(ret, "io_uring_enter")
         return out + self._drain()

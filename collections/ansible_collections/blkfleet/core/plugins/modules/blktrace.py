@@ -70,7 +70,8 @@ options:
   mode:
     description:
       - ftrace backend only. V(events) (the C(block_bio_queue) tracepoint, one event per IO, cheapest), V(raw)
-        (the C(blk) tracer's per-CPU ring-buffer pages), V(pipe) (the C(blk) tracer's C(trace_pipe)).
+        (the C(blk) tracer's per-CPU ring-buffer pages). V(pipe), the retired C(trace_pipe) mode, is accepted as
+        another name for V(raw).
       - V(auto) picks V(events) for O(act_mask=queue) on whole devices, else V(raw).
     type: str
     choices: [auto, events, raw, pipe]

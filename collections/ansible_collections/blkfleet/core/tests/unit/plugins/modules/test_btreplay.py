@@ -35,7 +35,7 @@ def test_replay_read_only_is_not_a_change(run, randmix_bundle, engine_pyz, loop_
     assert res['changed'] is False and res['bundle_id'] == manifest['bundle_id'] and res['engine'] == engine_pyz
     schema('results.schema.json').validate(res['replay_results'])
     doc = res['replay_results']
-    assert doc['total']['ios'] == 2 * 2000 and doc['acc_factor'] == 2.0 and doc['engine'] == 'sync'
+    assert doc['total']['ios'] == 2 * 2000 and doc['acc_factor'] == 2.0 and doc['ioengine'] == 'sync'
     assert doc['writes_replayed_as_reads'] is True and doc['device_map'] == {'loop1': loop_device}
     assert res['results_path'] == str(tmp_path / 'out' / 'results.json') and os.path.isfile(res['results_path'])
     assert res['summary'][0].startswith('blkfleet replay: 4000 IOs') and 'late_start_s' not in res

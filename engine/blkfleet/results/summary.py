@@ -1,0 +1,182 @@
+"""Streaming summaries of a replay: what the results JSON reports, folded IO by IO while the replay runs.
+
+Memory does not grow with the number of IOs: a ``Summary`` (one per iteration and device) holds counts, two
+log-linear histograms and per-iteration time spans; a ``Timeline`` holds four numbers per 100 ms bucket per
+(device, op), so it grows with the replay's duration (32 bytes per bucket: 1.1 MiB per hour per device and op),
+never with its IO count.
+"""
+
+from array import array
+from bisect import bisect_left
+from itertools import compress, repeat
+from operator import add, and_, floordiv, gt, mul, not_
+
+from .histogram import LogHistogram
+
+BUCKET_NS = 100_000_000
+
+
+class Summary:
+    """Figures of a set of IOs: @by_op (op number -> [IOs submitted, their bytes]), @skipped (op number ->
+    count: not replayed without -W), @lateness (LogHistogram of the IOs submitted, ns), @latency (of those that
+    completed), @late (IOs later than the threshold), @spans (iteration -> [first submit, last completion], ns
+    after that iteration's start), @errors ([count, first message])."""
+
+    __slots__ = ("by_op", "skipped", "latency", "lateness", "late", "spans", "errors")
+
+    def __init__(self):
+        self.by_op = {}
+        self.skipped = {}
+        self.latency = LogHistogram()
+        self.lateness = LogHistogram()
+        self.late = 0
+        self.spans = {}
+        self.errors = [0, None]
+
+    def submitted(self, iteration, op, count, nbytes_total, latenesses, first_submit, late):
+        """Fold ``count`` IOs of one op as they were submitted: their bytes, lateness list (ns), the earliest
+        submit (ns after the iteration's start) and how many were late."""
+        entry = self.by_op.get(op)
+        if entry is None:
+            entry = self.by_op[op] = [0, 0]
+        entry[0] += count
+        entry[1] += nbytes_total
+        self.lateness.add_many(latenesses)
+        self.late += late
+        span = self.spans.get(iteration)
+        if span is None:
+            self.spans[iteration] = [first_submit, first_submit]
+        elif first_submit < span[0]:
+            span[0] = first_submit
+
+    def completed(self, iteration, latencies, last_end):
+        """Fold the latencies (ns) of IOs that completed, the last at ``last_end``."""
+        self.latency.add_many(latencies)
+        span = self.spans.get(iteration)
+        if span is None:
+            self.spans[iteration] = [last_end, last_end]
+        elif last_end > span[1]:
+            span[1] = last_end
+
+    def skip(self, op, count):
+        self.skipped[op] = self.skipped.get(op, 0) + count
+
+    def fail(self, count, message):
+        self.errors[0] += count
+        if self.errors[1] is None:
+            self.errors[1] = message
+
+    def merge(self, other):
+        for op, (ios, nbytes) in other.by_op.items():
+            entry = self.by_op.setdefault(op, [0, 0])
+            entry[0] += ios
+            entry[1] += nbytes
+        for op, count in other.skipped.items():
+            self.skip(op, count)
+        self.latency.merge(other.latency)
+        self.lateness.merge(other.lateness)
+        self.late += other.late
+        for it, (a, b) in other.spans.items():
+            span = self.spans.get(it)
+            if span is None:
+                self.spans[it] = [a, b]
+            else:
+                span[0], span[1] = min(span[0], a), max(span[1], b)
+        if other.errors[0]:
+            self.fail(other.errors[0], other.errors[1])
+        return self
+
+    @property
+    def ios(self):
+        return sum(e[0] for e in self.by_op.values())
+
+    @property
+    def nbytes(self):
+        return sum(e[1] for e in self.by_op.values())
+
+    @property
+    def duration_ns(self):
+        """The sum over iterations of first submit to last completion."""
+        return sum(b - a for a, b in self.spans.values())
+
+
+class Timeline:
+    """Per 100 ms bucket (from the first iteration's start) and per (target, op): IOs submitted, their bytes,
+    the sum of their latencies, and the time IOs of that kind spent in flight within the bucket (ns; divided by
+    the bucket's width, the mean number in flight)."""
+
+    def __init__(self, width_ns=BUCKET_NS):
+        self.width = width_ns
+        self.series = {}  # (target, op) -> [ios, bytes, latency sum, busy ns] lists
+
+    def _lists(self, key, upto):
+        lists = self.series.get(key)
+        if lists is None:
+            lists = self.series[key] = [array("q") for _ in range(4)]
+        if len(lists[0]) <= upto:
+            grow = array("q", bytes(8 * (upto + 1 - len(lists[0]))))
+            for values in lists:
+                values.extend(grow)
+        return lists
+
+    def submitted(self, key, offset, submits, nbytes):
+        """IOs of one (target, op) submitted at ``offset + submits[i]`` (ns from the first start; ascending)."""
+        w = self.width
+        first, last = (offset + submits[0]) // w, (offset + submits[-1]) // w
+        ios, byts, _lat, _busy = self._lists(key, last)
+        if first == last:
+            ios[first] += len(submits)
+            byts[first] += sum(nbytes)
+            return
+        a = 0
+        for b in range(first, last + 1):  # the submits are ascending: each bucket is a slice
+            z = bisect_left(submits, (b + 1) * w - offset, a)
+            ios[b] += z - a
+            byts[b] += sum(nbytes[a:z])
+            a = z
+
+    def completed(self, key, offset, submits, latencies):
+        """IOs of one (target, op) submitted at ``offset + submits[i]`` that took ``latencies[i]``: their latency
+        counts in the bucket they were submitted in, their time in flight in every bucket it spans. On whole
+        lists, per bucket; only IOs in flight across a bucket's end are spread one by one (a few: latencies are
+        short against 100 ms)."""
+        w = self.width
+        starts = list(map(add, submits, repeat(offset)))
+        ends = list(map(add, starts, latencies))
+        first = min(starts) // w
+        last = max((max(ends) - 1) // w, first)
+        _ios, _byts, lat, busy = self._lists(key, last)
+        if first == last:  # all in one bucket
+            total = sum(latencies)
+            lat[first] += total
+            busy[first] += total
+            return
+        buckets = list(map(floordiv, starts, repeat(w)))
+        across = list(map(gt, ends, map(mul, map(add, buckets, repeat(1)), repeat(w))))
+        stays = list(map(not_, across))
+        for b in set(buckets):
+            mine = list(map(b.__eq__, buckets))
+            lat[b] += sum(compress(latencies, mine))
+            busy[b] += sum(compress(latencies, map(and_, mine, stays)))
+        for start, end in compress(zip(starts, ends), across):
+            b = start // w
+            while start < end:
+                edge = min((b + 1) * w, end)
+                busy[b] += edge - start
+                start = edge
+                b += 1
+
+    def to_json(self, names, op_names):
+        """``names``: target index -> device name. Series ordered by device then op; buckets up to the last
+        one any series uses."""
+        length = max((len(v[0]) for v in self.series.values()), default=0)
+        out = []
+        for (target, op), columns in sorted(self.series.items(), key=lambda kv: (names[kv[0][0]], kv[0][1])):
+            pad = [0] * (length - len(columns[0]))
+            ios, byts, lat, busy = (c.tolist() for c in columns)
+            out.append({
+                "device": names[target], "op": op_names[op], "ios": ios + pad, "bytes": byts + pad,
+                "latency_mean_us": [round(s / n / 1000, 3) if n else None for s, n in zip(lat + pad, ios + pad)],
+                "in_flight": [round(b / self.width, 3) for b in busy + pad],
+            })
+        return {"bucket_s": self.width / 1e9, "buckets": length, "series": out}
