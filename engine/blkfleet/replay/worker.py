@@ -28,13 +28,14 @@ from bisect import bisect_right
 from .ioengines import open_ioengine
 from .ioengines.base import EVENT
 from .realtime import Realtime
-from .window import END, FED, ISSUED, LEAD, NOT_YET, SPECIALS, STALL_NS, STALLS, LogWriter
+from .window import END, FED, ISSUED, LEAD, NOT_YET, PARENTS, SPECIALS, STALL_NS, STALLS, LogWriter
 
 WARM_NS = 1_000_000
 # As SCHED_FIFO a worker wakes on time, and spinning would starve the normal tasks queued on its CPU (a loop
 # device's kworker waited up to 26 ms behind a worker spinning between IOs 370 µs apart): spin less.
 WARM_FIFO_NS = 150_000
 PROBE_EVERY_NS = 100_000
+SPIN_NS = 100_000  # load and dependency modes: the last stretch before an IO's moment is spun, not slept
 DRAIN_NS = 1_000_000_000  # after a stop: wait this long for IOs in flight
 STOP_POLL_NS = 100_000_000  # a worker looks at its stop flag at least this often, however long it waits
 DRY_POLL_NS = 200_000  # with an empty window, look for the feeder's IOs this often
@@ -78,11 +79,165 @@ class Replayer:
     def run(self, start_ns, stop):
         """Replay the window's current iteration from the monotonic instant ``start_ns``; returns an Outcome.
         ``stop()``: True once the replay must end (signal)."""
+        if self.window.ordered:
+            return self._replay_ordered(start_ns, stop)
         rt = Realtime(self.opts.realtime)
         try:
             return self._replay(start_ns, stop, rt)
         finally:
             rt.stop()
+
+    def _replay_ordered(self, start_ns, stop):
+        """The load and dependency modes: IOs go in window order, each once its condition holds.
+
+        load: once fewer IOs of its device are in flight than were when it was recorded (``limit``), at once.
+        dependency: once every completion parent completed (``fin`` of its slot has reached it; every IO below
+        ``need`` too) and its think time has passed since the latest one's completion; an IO without parents
+        keeps its recorded distance from the IO before it (``due`` difference), counted from that one's issue.
+        The moment decided is written over ``due``, so lateness is the engine's delay against its own decision.
+        Per IO this takes a few Python steps (the parents, the completion times), unlike the timed loop."""
+        win, io, log, opts = self.window, self.ioengine, self.log, self.opts
+        mono = time.monotonic_ns
+        ctl, due, submit, special, target = win.control, win.due, win.submit, win.special, win.target
+        mask, depth = win.mask, opts.depth
+        dependency = opts.mode == "dependency"
+        parents, nparents, need, think, limit = win.parents, win.nparents, win.need, win.think, win.limit
+        fin, fin_time, depths = win.fin, win.fin_time, win.depth
+        i = first = self.next
+        n, end = ctl[FED], ctl[END]
+        s = self.specials
+        next_special = special[s & mask] if s < ctl[SPECIALS] else NOT_YET
+        busy = {}  # target -> IOs in flight
+        inflight = 0
+        done_below = i  # every IO below this one completed
+        prev = None  # (issue time, recorded due) of the IO before, for an IO without parents
+        interrupted = False
+        while mono() < start_ns - WARM_NS and not stop():
+            time.sleep(min(max(start_ns - WARM_NS - mono(), 0), STOP_POLL_NS) / 1e9)
+        start_wall = time.time() + (start_ns - mono()) / 1e9
+        put = log.put
+
+        def took(events):
+            t = mono() - start_ns
+            put(t, events)
+            got = array("q")
+            got.frombytes(events)
+            for index in got[0::4]:
+                slot = index & mask
+                fin[slot] = index
+                fin_time[slot] = t
+                busy[target[slot]] -= 1
+            return len(got) // 4
+
+        def reap(least, timeout):
+            events = io.reap(least, timeout)
+            return took(events) if events else 0
+
+        while True:
+            now = mono() - start_ns
+            if stop():
+                interrupted = True
+                break
+            if i >= n:
+                n, end = ctl[FED], ctl[END]
+                if next_special == NOT_YET and s < ctl[SPECIALS]:
+                    next_special = special[s & mask]
+            if i >= end:
+                if not inflight:
+                    break
+                inflight -= reap(1, 10_000_000)
+                continue
+            wait = None  # ns until the next IO may go; None: until a completion
+            plan = []  # (slot, target, moment) of the IOs that may go now, in order
+            if i < n and now >= 0:
+                extra = {}  # IOs of this batch per target
+                last = prev
+                j = i
+                while j < n and inflight + len(plan) < depth:
+                    if j == next_special and plan:
+                        break  # a special IO goes alone (an ioctl)
+                    slot = j & mask
+                    tg = target[slot]
+                    if dependency:
+                        latest = -1
+                        ready = True
+                        base = slot * PARENTS
+                        for p in parents[base:base + nparents[slot]]:
+                            done = fin[p & mask]
+                            if done < p:
+                                ready = False
+                                break
+                            if done == p and fin_time[p & mask] > latest:
+                                latest = fin_time[p & mask]
+                        if ready and need[slot] > done_below:
+                            while done_below < j and fin[done_below & mask] >= done_below:
+                                done_below += 1
+                            ready = need[slot] <= done_below
+                        if not ready:
+                            break
+                        if latest >= 0:
+                            at = latest + think[slot]
+                        elif last is None:
+                            at = due[slot]
+                        else:
+                            at = last[0] + due[slot] - last[1]
+                        if at > now:
+                            wait = at - now
+                            break
+                        last = (now, due[slot])
+                    else:
+                        if busy.get(tg, 0) + extra.get(tg, 0) >= limit[slot]:
+                            break
+                        at = now
+                    extra[tg] = extra.get(tg, 0) + 1
+                    plan.append((slot, tg, at))
+                    j += 1
+                    if j - 1 == next_special:
+                        break
+            if plan:
+                if i == next_special:
+                    io.special(i)
+                    sent = 1
+                    s += 1
+                    next_special = special[s & mask] if s < ctl[SPECIALS] else NOT_YET
+                else:
+                    sent = io.submit(i, i + len(plan))
+                t = mono() - start_ns
+                for slot, tg, at in plan[:sent]:
+                    busy[tg] = busy.get(tg, 0) + 1
+                    if dependency:
+                        prev = (t, due[slot])
+                    due[slot] = at
+                    submit[slot] = t
+                    depths[slot] = busy[tg]
+                inflight += sent
+                i += sent
+                ctl[ISSUED] = i
+                if not sent:
+                    inflight -= reap(1, 1_000_000)
+                continue
+            if log.pending:
+                log.flush()
+            if i >= n and i < end:  # waiting for the feeder
+                wait = DRY_POLL_NS
+            if now < 0:
+                wait = -now
+            if wait is not None and wait <= SPIN_NS:  # spin the last stretch (a sleep overshoots it)
+                if inflight:
+                    inflight -= reap(0, 0)
+                continue
+            if inflight:
+                inflight -= reap(1, min(wait - SPIN_NS if wait is not None else STOP_POLL_NS, STOP_POLL_NS))
+            else:
+                time.sleep(min(wait - SPIN_NS if wait is not None else DRY_POLL_NS, STOP_POLL_NS) / 1e9)
+        deadline = mono() + DRAIN_NS
+        while inflight and mono() < deadline:
+            inflight -= reap(1, 10_000_000)
+        while log.pending and not log.flush() and mono() < deadline + DRAIN_NS:
+            time.sleep(0.001)
+        self.next = i if interrupted else end
+        self.specials = s
+        return Outcome(i - first, inflight, interrupted, start_wall)
 
 
     def _replay(self, start_ns, stop, rt):

@@ -1,0 +1,163 @@
+"""``--mode load`` and ``--mode dependency`` on real captures: fio on one loop device captured with completions,
+recorded (version 2), replayed onto another loop device with -W while that one is captured too. The replay's own
+capture shows what the kernel got: dependent IOs never start before their parents completed, conflicting IOs keep
+their order, load mode never has more IOs in flight than were recorded. Version 1 files still replay (timed), and
+the modes refuse them with one line; the modes write only with -W."""
+
+import os
+import subprocess
+
+import pytest
+
+from blkfleet.cli import main
+from blkfleet.percpu import find_per_cpu
+from blkfleet.replayfile import open_replay
+from blkfleet.replayfile.ops import READ
+from blkfleet.trace.actions import is_complete, is_queue
+from blkfleet.trace.matching import Matcher
+from blkfleet.trace.reader import TraceReader
+from helpers import DATA
+from helpers.replay import map_file, replay, validate
+from helpers.tracing import traced
+
+
+def workload(dev):
+    """Two jobs: 400 reads and writes at depth 8 on 16 blocks (conflicts, think 50 us), 300 synchronous ones
+    with 200 us think time elsewhere."""
+    subprocess.run(["fio", f"--filename={dev}", "--direct=1", "--bs=4k", "--randrepeat=0", "--norandommap",
+                    "--output-format=terse",
+                    "--name=async", "--rw=randrw", "--ioengine=libaio", "--iodepth=8", "--size=64k",
+                    "--io_size=1600k", "--thinktime=50",
+                    "--name=sync", "--rw=randrw", "--ioengine=psync", "--offset=1m", "--size=8m", "--number_ios=300",
+                    "--thinktime=200"], check=True, capture_output=True)
+
+
+@pytest.fixture
+def recorded(tracer, loopdev, tmp_path):
+    """(replay dir, recorded device name, {seq: IO}) of the workload's capture."""
+    src = loopdev()
+    cap = tmp_path / "cap"
+    cap.mkdir()
+    with traced([src], cap, lock=tracer, mode="events"):
+        workload(src)
+    name = os.path.basename(src)
+    rep = tmp_path / "rep"
+    rep.mkdir()
+    assert main(["record", "-q", "-d", str(cap), "-D", str(rep), name]) == 0
+    return rep, name, recorded_ios(rep, name)
+
+
+def recorded_ios(rep, name):
+    ios = {}
+    for path in find_per_cpu(str(rep), name, "replay"):
+        for chunk in open_replay(path).chunks():
+            t = chunk.timing
+            for k, parents in enumerate(t.parents()):
+                ios[t.seqs[k]] = {"time": chunk.times[k], "sector": chunk.sectors[k], "nbytes": chunk.nbytes[k],
+                                  "op": chunk.ops[k], "latency": t.latencies[k], "inflight": t.inflight[k],
+                                  "parents": parents}
+    assert sorted(ios) == list(range(len(ios))) and len(ios) >= 700
+    return ios
+
+
+def replay_captured(tracer, target, tmp_path, rep, name, *options):
+    """Replay onto ``target`` (-W) while it is captured: (results, [(Q time, sector, bytes, C time, in flight at
+    the Q)] in Q order)."""
+    out = tmp_path / "replay-cap"
+    out.mkdir()
+    res = tmp_path / "res.json"
+    with traced([target], out, lock=tracer, mode="events"):
+        code, doc, err = replay("-d", rep, "-M", map_file(tmp_path, target, name), "-W", "--json", res, *options,
+                                name)
+    assert code == 0, err
+    rows = []
+    for path in find_per_cpu(str(out), os.path.basename(target), "blktrace"):
+        with TraceReader(path) as reader:
+            rows += [(r.time, is_complete(r.action), r.sector, r.bytes) for r in reader
+                     if is_queue(r.action) or is_complete(r.action)]
+    rows.sort()
+    matcher = Matcher(empty=True)
+    qs = []
+    for t, is_c, sector, nbytes in rows:
+        if is_c:
+            for k in matcher.completed(sector, nbytes):
+                qs[k][3] = t
+        else:
+            qs.append([t, sector, nbytes, None, matcher.in_flight + 1])
+            matcher.queued(sector, nbytes, len(qs) - 1)
+    return doc, qs
+
+
+def as_replayed(ios, qs):
+    """The replay's Qs are the recorded IOs in recorded order, each completed (after the reads of the target's
+    signature check, before the replay: left out)."""
+    qs[:] = qs[len(qs) - len(ios):]
+    assert [(io["sector"], io["nbytes"]) for _s, io in sorted(ios.items())] == [(q[1], q[2]) for q in qs]
+    assert all(q[3] is not None for q in qs)
+
+
+@pytest.mark.root
+def test_dependency_mode_waits_for_parents_and_keeps_conflicts_in_order(tracer, loopdev, tmp_path, recorded):
+    rep, name, ios = recorded
+    doc, qs = replay_captured(tracer, loopdev(), tmp_path, rep, name, "--mode", "dependency")
+    validate(doc)
+    assert doc["mode"] == "dependency" and doc["total"]["ios"] == len(ios)
+    as_replayed(ios, qs)
+    waited = 0
+    for seq, io in ios.items():
+        for parent, after_issue in io["parents"]:
+            if not after_issue:
+                assert qs[parent][3] <= qs[seq][0], (parent, seq)  # its C before this Q
+                waited += 1
+    assert waited > len(ios)
+    pairs = 0
+    for b, io in ios.items():
+        for a in range(b):
+            other = ios[a]
+            if (other["sector"] < io["sector"] + (io["nbytes"] >> 9) and io["sector"] < other["sector"]
+                    + (other["nbytes"] >> 9) and (io["op"] != READ or other["op"] != READ)):
+                pairs += 1
+                assert qs[a][0] < qs[b][0]  # issued in order
+                if other["time"] + other["latency"] <= io["time"]:  # completed before, when recorded
+                    assert qs[a][3] <= qs[b][0], (a, b)
+    assert pairs > 1000
+
+
+@pytest.mark.root
+def test_load_mode_never_exceeds_the_recorded_inflight(tracer, loopdev, tmp_path, recorded):
+    rep, name, ios = recorded
+    doc, qs = replay_captured(tracer, loopdev(), tmp_path, rep, name, "--mode", "load")
+    validate(doc)
+    as_replayed(ios, qs)
+    for seq, io in ios.items():
+        assert qs[seq][4] <= io["inflight"], seq
+    depths = doc["inflight"][name]
+    assert sum(depths["recorded"].values()) == sum(depths["replayed"].values()) == len(ios)
+    assert max(map(int, depths["replayed"])) <= max(map(int, depths["recorded"]))
+    assert max(map(int, depths["recorded"])) >= 4  # the async job had IOs in flight together
+
+
+@pytest.mark.root
+def test_version_1_files_replay_timed_and_the_modes_refuse_them(loopdev, tmp_path):
+    v1 = DATA / "replay-v1"
+    target = loopdev(128 << 20)
+    mapping = map_file(tmp_path, target)
+    code, doc, err = replay("-d", v1, "-M", mapping, "--json", tmp_path / "r.json", "loop1")
+    assert code == 0, err
+    assert doc["total"]["ios"] == sum(open_replay(str(p)).io_count for p in v1.glob("loop1.replay.*"))
+    for mode in ("load", "dependency"):
+        code, _doc, err = replay("-d", v1, "-M", mapping, "--mode", mode, "loop1")
+        assert code == 2 and err.count("\n") == 1 and "no recorded timing" in err, err
+
+
+@pytest.mark.root
+def test_the_modes_write_only_with_w_and_refuse_a_filesystem(loopdev, tmp_path, recorded):
+    rep, name, _ios = recorded
+    target = loopdev()
+    mapping = map_file(tmp_path, target, name)
+    code, doc, err = replay("-d", rep, "-M", mapping, "--mode", "dependency", "--json", tmp_path / "r.json", name)
+    assert code == 0, err
+    assert doc["writes_replayed_as_reads"] and "write" not in doc["devices"][name]["by_op"]
+    subprocess.run(["mkfs.ext4", "-q", "-F", target], check=True)
+    code, _doc, err = replay("-d", rep, "-M", mapping, "--mode", "load", "-W", name)
+    assert code == 2 and err.count("\n") == 1 and "refusing to write" in err, err
