@@ -317,7 +317,10 @@ class Feeder:
                     taken = lane.window.control[ISSUED]
                     most = min(PUMP_IOS, taken - lane.taken + PUMP_GROW)
                     lane.taken = taken
-                written += self._fill(lane, None if self.no_stall else now_ns + WINDOW_NS, most)
+                # -N, load and dependency modes: the replay may run ahead of the recorded times, so the window
+                # is filled as far as its slots go, whatever the IOs' times
+                ahead = self.no_stall or self.mode != "timed"
+                written += self._fill(lane, None if ahead else now_ns + WINDOW_NS, most)
         return written
 
     # -- one window -----------------------------------------------------------------------------------------------

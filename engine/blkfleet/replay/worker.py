@@ -195,6 +195,7 @@ class Replayer:
                     if j - 1 == next_special:
                         break
             if plan:
+                t = mono() - start_ns  # as in timed mode: the submit time is taken before the system call
                 if i == next_special:
                     io.special(i)
                     sent = 1
@@ -202,7 +203,6 @@ class Replayer:
                     next_special = special[s & mask] if s < ctl[SPECIALS] else NOT_YET
                 else:
                     sent = io.submit(i, i + len(plan))
-                t = mono() - start_ns
                 for slot, tg, at in plan[:sent]:
                     busy[tg] = busy.get(tg, 0) + 1
                     if dependency:
