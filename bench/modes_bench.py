@@ -41,6 +41,7 @@ from common import ROOT, captured, workdir
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 from blkfleet.percpu import find_per_cpu  # noqa: E402
+from blkfleet.replayfile import open_replay  # noqa: E402
 from blkfleet.trace.actions import is_complete, is_queue  # noqa: E402
 from blkfleet.trace.matching import Matcher  # noqa: E402
 from blkfleet.trace.reader import TraceReader  # noqa: E402
@@ -113,18 +114,21 @@ def figures(capdir, name):
                      if r.bytes and (is_queue(r.action) or is_complete(r.action))]
     rows.sort()
     matcher = Matcher()
-    latencies, depths, issues = [], [], []
+    latencies, depths, issues, completions = [], [], [], []
     last_c = None
     for t, is_c, sector, nbytes in rows:
         if is_c:
             done = matcher.completed(sector, nbytes)
-            latencies += [t - q for q in done]
+            for k in done:
+                latencies.append(t - issues[k])
+                completions[k] = t
             if done:
                 last_c = t
         else:
             depths.append(matcher.in_flight + 1)
             issues.append(t)
-            matcher.queued(sector, nbytes, t)
+            completions.append(None)
+            matcher.queued(sector, nbytes, len(issues) - 1)
     first = issues[0]
     run_ns = max(last_c or 0, issues[-1]) - first
     buckets = [0] * (run_ns // BUCKET_NS + 1)
@@ -135,7 +139,31 @@ def figures(capdir, name):
             "iops_100ms_p50": pct(per_s, 50), "iops_100ms_p90": pct(per_s, 90),
             "lat_p50_us": pct(latencies, 50) / 1e3, "lat_p99_us": pct(latencies, 99) / 1e3,
             "inflight_mean": statistics.mean(depths), "inflight_p90": pct(depths, 90),
-            "unmatched": matcher.unmatched}
+            "unmatched": matcher.unmatched, "_qc": list(zip(issues, completions))}
+
+
+def reaction(repdir, name, qc):
+    """Per dependent IO of a dependency-mode replay: its Q less its latest parent's C less its recorded think time
+    (µs; p50, p90, mean): what the engine adds to each link of a chain. The replay issues in trace order with
+    data only (-W), so its last Qs are the recorded IOs in order."""
+    ios = []
+    for path in find_per_cpu(repdir, name, "replay"):
+        for chunk in open_replay(path).chunks():
+            t = chunk.timing
+            ios += [(seq, n, think, [p for p, after in ps if not after])
+                    for seq, n, think, ps in zip(t.seqs, chunk.nbytes, t.thinks, t.parents())]
+    ios.sort()
+    index = {}  # seq -> position among the IOs with data (the capture's Qs)
+    for seq, n, _think, _ps in ios:
+        if n:
+            index[seq] = len(index)
+    qc = qc[len(qc) - len(index):]
+    gaps = []
+    for seq, n, think, parents in ios:
+        done = [qc[index[p]][1] for p in parents if p in index and qc[index[p]][1] is not None]
+        if n and done and len(done) == len(parents):
+            gaps.append((qc[index[seq]][0] - max(done) - think) / 1e3)
+    return {"p50": round(pct(gaps, 50), 1), "p90": round(pct(gaps, 90), 1), "mean": round(statistics.mean(gaps), 1)}
 
 
 METRICS = ("run_s", "iops", "iops_100ms_p50", "iops_100ms_p90", "lat_p50_us", "lat_p99_us", "inflight_mean",
@@ -217,10 +245,10 @@ def capture_workload(kind, dev, work, args, tag):
     return out
 
 
-def record(capdir, name):
+def record(capdir, name, options=()):
     rep = capdir + "-replay"
     os.mkdir(rep)
-    blkfleet("record", "-q", "-d", capdir, "-D", rep, name)
+    blkfleet("record", "-q", *options, "-d", capdir, "-D", rep, name)
     return rep
 
 
@@ -239,8 +267,11 @@ def replay(repdir, name, target, mode, work, tag):
     if run.returncode != 0:
         raise RuntimeError(f"replay {mode}: {run.stderr.strip()}")
     got = figures(out, os.path.basename(target))
+    qc = got.pop("_qc")
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     got["engine_cpu_us_per_io"] = round(cpu * 1e6 / got["ios"], 1)  # the whole replay command: parent and worker
+    if mode == "dependency":
+        got["reaction_us"] = reaction(repdir, name, qc)
     return got
 
 
@@ -252,7 +283,10 @@ def one_workload(kind, args):
             slow_cap = capture_workload(kind, dev, work, args, "slow")
         fast_cap = capture_workload(kind, dev, work, args, "fast")
         truth = {"slow": figures(slow_cap, name), "fast": figures(fast_cap, name)}
-        reps = {"slow": record(slow_cap, name), "fast": record(fast_cap, name)}
+        for t in truth.values():
+            del t["_qc"]
+        rule = args.record_options.split()
+        reps = {"slow": record(slow_cap, name, rule), "fast": record(fast_cap, name, rule)}
         rows = []
         for source, dest in (("slow", "fast"), ("fast", "slow")):
             for mode in MODES:
@@ -261,7 +295,8 @@ def one_workload(kind, args):
                 rows.append({"workload": kind, "direction": f"{source} -> {dest}", "mode": mode, **got,
                              "error_pct": errors(got, truth[dest])})
                 print(f"  {kind} {source} -> {dest} {mode:10s} " + " ".join(
-                    f"{m} {got[m]:.4g} ({rows[-1]['error_pct'][m]:+}%)" for m in METRICS), flush=True)
+                    f"{m} {got[m]:.4g} ({rows[-1]['error_pct'][m]:+}%)" for m in METRICS)
+                    + (f" reaction {got['reaction_us']}" if "reaction_us" in got else ""), flush=True)
         for p in glob.glob(os.path.join(work, "*")):
             if os.path.isdir(p) and p.endswith("-replay"):
                 shutil.rmtree(p, ignore_errors=True)
@@ -326,6 +361,8 @@ def main():
     ap.add_argument("--fio-ios", type=int, default=2000, help="IOs per fio job (2 jobs)")
     ap.add_argument("--pg-scale", type=int, default=5)
     ap.add_argument("--pg-transactions", type=int, default=300, help="per client (4 clients)")
+    ap.add_argument("--record-options", default="", metavar="OPTIONS",
+                    help="blkfleet record options for the captures (the dependency rule: '--dep-window 500000')")
     ap.add_argument("--cost-ios", type=int, default=200000, help="IOs of the engine-cost capture (0: skip it)")
     ap.add_argument("--json", metavar="FILE")
     ap.add_argument("--markdown", action="store_true", help="print the tables as markdown at the end")

@@ -119,8 +119,6 @@ def validate(opts):
     if opts.mode not in MODES:
         raise BlkfleetError(f"unknown replay mode {opts.mode!r} ({', '.join(MODES)})")
     if opts.mode != "timed":
-        if opts.realtime in ("on", True):
-            raise BlkfleetError(f"--realtime on does not apply to --mode {opts.mode} (its worker waits on completions)")
         if opts.no_stall:
             raise BlkfleetError(f"-N is a timed mode's option: --mode {opts.mode} sets its own pace")
         if opts.batch_window_ns:
@@ -589,7 +587,7 @@ def _replay_onto(opts, lease, sources, targets, armed):
             lanes.append(lane)
         opts.may_write = may_write(sources)
         check_writes(targets, opts)
-        opts.realtime = _realtime(opts.realtime, len(lanes), len(cpus), opts.no_stall or ordered)
+        opts.realtime = _realtime(opts.realtime, len(lanes), len(cpus), opts.no_stall)
         return _run_lanes(opts, lease, lanes, targets, genesis, sizing_info, armed)
     finally:
         for lane in lanes:

@@ -79,15 +79,15 @@ class Replayer:
     def run(self, start_ns, stop):
         """Replay the window's current iteration from the monotonic instant ``start_ns``; returns an Outcome.
         ``stop()``: True once the replay must end (signal)."""
-        if self.window.ordered:
-            return self._replay_ordered(start_ns, stop)
         rt = Realtime(self.opts.realtime)
         try:
+            if self.window.ordered:
+                return self._replay_ordered(start_ns, stop, rt)
             return self._replay(start_ns, stop, rt)
         finally:
             rt.stop()
 
-    def _replay_ordered(self, start_ns, stop):
+    def _replay_ordered(self, start_ns, stop, rt):
         """The load and dependency modes: IOs go in window order, each once its condition holds.
 
         load: once fewer IOs of its device are in flight than were when it was recorded (``limit``), at once.
@@ -115,6 +115,7 @@ class Replayer:
         while mono() < start_ns - WARM_NS and not stop():
             time.sleep(min(max(start_ns - WARM_NS - mono(), 0), STOP_POLL_NS) / 1e9)
         start_wall = time.time() + (start_ns - mono()) / 1e9
+        rt_check = rt.start() - start_ns
         put = log.put
 
         def took(events):
@@ -138,6 +139,8 @@ class Replayer:
             if stop():
                 interrupted = True
                 break
+            if now >= rt_check:
+                rt_check = rt.tick(now)
             if i >= n:
                 n, end = ctl[FED], ctl[END]
                 if next_special == NOT_YET and s < ctl[SPECIALS]:
