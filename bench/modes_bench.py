@@ -14,11 +14,12 @@ loop devices, the upper one (traced, direct IO) over the lower one (over a tmpfs
    throttled or not), in each mode: timed, ``-N``, load and dependency, capturing every replay the same way;
 3. compare each replay's capture with the capture of the workload itself on that device (the truth): run time
    (first Q to last C), mean IOPS, IOPS per 100 ms (median, p90), Q2C latency (p50, p99) and IOs in flight at
-   each Q (mean, p90), and each one's error against the truth;
+   each Q (mean, p90), and each one's error against the truth; every figure is the median of ``--rounds``
+   rounds (the machine's noise moves single runs by tens of per cent);
 4. measure the engine's own cost per IO at full speed in each mode (``engine_cost``).
 
-    sudo python3 bench/modes_bench.py [--workloads fio,pgbench] [--slow-iops 500] [--cost-ios N] [--json FILE]
-                                      [--markdown]
+    sudo python3 bench/modes_bench.py [--workloads fio,pgbench] [--rounds 3] [--slow-iops 500] [--cost-ios N]
+                                      [--json FILE] [--markdown]
 
 Needs root, fio, losetup, and for pgbench the Debian packages postgresql (initdb, pg_ctl, pgbench as user
 postgres) and e2fsprogs.
@@ -275,32 +276,58 @@ def replay(repdir, name, target, mode, work, tag):
     return got
 
 
+def one_round(kind, args, work, devices, tag):
+    """One round: the truth on both devices, then the 4 modes in both directions; (truth, {(direction, mode):
+    figures})."""
+    dev, lower, scratch, lower2 = devices
+    name = os.path.basename(dev)
+    with slow(lower, args.slow_iops):
+        slow_cap = capture_workload(kind, dev, work, args, f"slow{tag}")
+    fast_cap = capture_workload(kind, dev, work, args, f"fast{tag}")
+    truth = {"slow": figures(slow_cap, name), "fast": figures(fast_cap, name)}
+    for t in truth.values():
+        del t["_qc"]
+    rule = args.record_options.split()
+    reps = {"slow": record(slow_cap, name, rule), "fast": record(fast_cap, name, rule)}
+    got = {}
+    for source, dest in (("slow", "fast"), ("fast", "slow")):
+        for mode in MODES:
+            with slow(lower2, args.slow_iops) if dest == "slow" else contextlib.nullcontext():
+                fig = replay(reps[source], name, scratch, mode, work, f"{source}2{dest}{tag}")
+            got[(f"{source} -> {dest}", mode)] = fig
+            print(f"  {kind}{tag} {source} -> {dest} {mode:10s} " + " ".join(
+                f"{m} {fig[m]:.4g} ({errors(fig, truth[dest])[m]:+}%)" for m in METRICS)
+                + (f" reaction {fig['reaction_us']}" if "reaction_us" in fig else ""), flush=True)
+    for p in glob.glob(os.path.join(work, "*")):
+        if os.path.isdir(p) and (p.endswith("-replay") or os.path.basename(p).startswith(("cap-", "rep-"))):
+            shutil.rmtree(p, ignore_errors=True)
+    return truth, got
+
+
+def median_of(figs):
+    """Per metric (and reaction), the median over the rounds."""
+    out = {m: statistics.median(f[m] for f in figs) for m in METRICS + ("engine_cpu_us_per_io",) if m in figs[0]}
+    if "reaction_us" in figs[0]:
+        out["reaction_us"] = {k: statistics.median(f["reaction_us"][k] for f in figs) for k in ("p50", "p90", "mean")}
+    return out
+
+
 def one_workload(kind, args):
+    """``args.rounds`` rounds; the truth and every replay as medians over them, errors against the median truth."""
     with workdir(f"modes-{kind}-") as work, stacked(work, "a") as (dev, lower), stacked(work, "b") as (scratch,
                                                                                                    lower2):
-        name = os.path.basename(dev)
-        with slow(lower, args.slow_iops):
-            slow_cap = capture_workload(kind, dev, work, args, "slow")
-        fast_cap = capture_workload(kind, dev, work, args, "fast")
-        truth = {"slow": figures(slow_cap, name), "fast": figures(fast_cap, name)}
-        for t in truth.values():
-            del t["_qc"]
-        rule = args.record_options.split()
-        reps = {"slow": record(slow_cap, name, rule), "fast": record(fast_cap, name, rule)}
-        rows = []
-        for source, dest in (("slow", "fast"), ("fast", "slow")):
-            for mode in MODES:
-                with slow(lower2, args.slow_iops) if dest == "slow" else contextlib.nullcontext():
-                    got = replay(reps[source], name, scratch, mode, work, f"{source}2{dest}")
-                rows.append({"workload": kind, "direction": f"{source} -> {dest}", "mode": mode, **got,
-                             "error_pct": errors(got, truth[dest])})
-                print(f"  {kind} {source} -> {dest} {mode:10s} " + " ".join(
-                    f"{m} {got[m]:.4g} ({rows[-1]['error_pct'][m]:+}%)" for m in METRICS)
-                    + (f" reaction {got['reaction_us']}" if "reaction_us" in got else ""), flush=True)
-        for p in glob.glob(os.path.join(work, "*")):
-            if os.path.isdir(p) and p.endswith("-replay"):
-                shutil.rmtree(p, ignore_errors=True)
-        return truth, rows
+        rounds = [one_round(kind, args, work, (dev, lower, scratch, lower2), f"-{r + 1}") for r in range(args.rounds)]
+    truth = {d: median_of([t[d] for t, _g in rounds]) for d in ("slow", "fast")}
+    for d in truth:
+        truth[d]["run_s_range"] = [min(t[d]["run_s"] for t, _g in rounds), max(t[d]["run_s"] for t, _g in rounds)]
+    rows = []
+    for key in rounds[0][1]:
+        direction, mode = key
+        runs = [g[key]["run_s"] for _t, g in rounds]
+        med = median_of([g[key] for _t, g in rounds])
+        rows.append({"workload": kind, "direction": direction, "mode": mode, **med,
+                     "run_s_range": [min(runs), max(runs)], "error_pct": errors(med, truth[direction.split()[-1]])})
+    return truth, rows
 
 
 def engine_cost(args):
@@ -338,8 +365,14 @@ def engine_cost(args):
 def markdown(results):
     lines = []
     for kind, (truth, rows) in results.items():
-        lines.append(f"\n{kind}: truth slow {truth['slow']['run_s']:.2f} s, {truth['slow']['iops']:.0f} IOPS; "
-                     f"fast {truth['fast']['run_s']:.2f} s, {truth['fast']['iops']:.0f} IOPS\n")
+        lines.append(
+            f"\n{kind}, the truth (median of the rounds; run time range): slow {truth['slow']['run_s']:.2f} s "
+            f"({truth['slow']['run_s_range'][0]:.2f}–{truth['slow']['run_s_range'][1]:.2f}), "
+            f"{truth['slow']['iops']:.0f} IOPS, latency p50 {truth['slow']['lat_p50_us']:.0f} µs, in flight "
+            f"{truth['slow']['inflight_mean']:.2f}; fast {truth['fast']['run_s']:.2f} s "
+            f"({truth['fast']['run_s_range'][0]:.2f}–{truth['fast']['run_s_range'][1]:.2f}), "
+            f"{truth['fast']['iops']:.0f} IOPS, latency p50 {truth['fast']['lat_p50_us']:.0f} µs, in flight "
+            f"{truth['fast']['inflight_mean']:.2f}\n")
         lines.append("| direction | mode | run s (err %) | IOPS (err %) | IOPS/100 ms p50 / p90 (err %) | "
                      "latency p50 / p99 µs (err %) | in flight mean / p90 (err %) | engine CPU µs/IO |")
         lines.append("|---|---|---|---|---|---|---|---|")
@@ -351,6 +384,12 @@ def markdown(results):
                 f" {e['iops_100ms_p90']:+}) | {r['lat_p50_us']:.0f} / {r['lat_p99_us']:.0f} ({e['lat_p50_us']:+} / "
                 f"{e['lat_p99_us']:+}) | {r['inflight_mean']:.2f} / {r['inflight_p90']} ({e['inflight_mean']:+} / "
                 f"{e['inflight_p90']:+}) | {r['engine_cpu_us_per_io']} |")
+        for r in rows:
+            if "reaction_us" in r:
+                lines.append(f"\n{kind} {r['direction']} dependency: the engine's reaction per dependent IO (its Q "
+                             "less its latest parent's C less its think time) p50 "
+                             f"{r['reaction_us']['p50']} µs, p90 {r['reaction_us']['p90']} µs, mean "
+                             f"{r['reaction_us']['mean']} µs")
     return "\n".join(lines)
 
 
@@ -361,6 +400,7 @@ def main():
     ap.add_argument("--fio-ios", type=int, default=2000, help="IOs per fio job (2 jobs)")
     ap.add_argument("--pg-scale", type=int, default=5)
     ap.add_argument("--pg-transactions", type=int, default=300, help="per client (4 clients)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds (truth and replays), medians reported")
     ap.add_argument("--record-options", default="", metavar="OPTIONS",
                     help="blkfleet record options for the captures (the dependency rule: '--dep-window 500000')")
     ap.add_argument("--cost-ios", type=int, default=200000, help="IOs of the engine-cost capture (0: skip it)")
