@@ -341,6 +341,7 @@ def engine_cost(args):
         with captured([dev], out, mode="events"):
             subprocess.run(["fio", "--name=fast", f"--filename={dev}", "--direct=1", "--ioengine=libaio",
                             "--iodepth=16", "--rw=randread", "--bs=4k", f"--number_ios={args.cost_ios}",
+                            f"--io_size={args.cost_ios * 4}k",
                             "--size=256m", "--norandommap", "--randrepeat=0"], check=True, capture_output=True)
         rep = record(out, name)
         rows = {}
