@@ -37,7 +37,7 @@ def record(capdir, name, dest, *flags):
 
 
 class IO:
-    __slots__ = ("seq", "time", "sector", "nbytes", "op", "latency", "inflight", "think", "parents")
+    __slots__ = ("seq", "time", "sector", "nbytes", "op", "latency", "inflight", "think", "parents", "pid")
 
 
 def ios_of(paths):
@@ -55,6 +55,7 @@ def ios_of(paths):
                                                                 chunk.nbytes[k], chunk.ops[k])
                 io.latency, io.inflight, io.think, io.parents = (t.latencies[k], t.inflight[k], t.thinks[k],
                                                                  parents)
+                io.pid = chunk.pids[k]
                 ios[io.seq] = io
     assert sorted(ios) == list(range(len(ios)))  # the CPU files share one numbering, without holes
     return ios
@@ -86,6 +87,27 @@ def test_synchronous_io_depends_on_the_one_before(tracer, loopdev, tmp_path):
             assert (seq - 1, False) in io.parents
             assert io.think == io.time - (ios[seq - 1].time + ios[seq - 1].latency)
             assert io.think >= 290_000
+
+
+@pytest.mark.root
+def test_task_scope_keeps_independent_tasks_apart(tracer, loopdev, tmp_path):
+    """Two synchronous fio jobs: with hfplayer's device-wide window an IO also depends on the other job's recent
+    completions; with ``--dep-scope task`` only on its own job's (conflicts aside: none here, 8 MiB apart)."""
+    capdir, name = capture(tracer, loopdev, tmp_path, "--rw=randread", "--ioengine=psync", "--size=4m",
+                           "--number_ios=300", "--thinktime=100", "--numjobs=2", "--offset_increment=8m")
+    device = ios_of(record(capdir, name, tmp_path / "device"))
+    task = ios_of(record(capdir, name, tmp_path / "task", "--dep-scope", "task"))
+    assert len({io.pid for io in device.values()}) == 2
+    crossing = sum(device[p].pid != io.pid for io in device.values() for p, _after in io.parents)
+    assert crossing > 100
+    for ios in (device, task):
+        check_parents(ios)
+    first = {}
+    for seq in sorted(task):
+        first.setdefault(task[seq].pid, seq)
+    for io in task.values():  # each task's first IO has no parent (nothing of its task had completed)
+        assert bool(io.parents) == (io.seq != first[io.pid])
+        assert all(task[p].pid == io.pid for p, _after in io.parents)
 
 
 @pytest.mark.root

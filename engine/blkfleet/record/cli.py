@@ -48,6 +48,9 @@ def add_parser(sub):
                    help=f"... but not within NSEC of its issue, too close to have caused it (default {d.min_gap})")
     t.add_argument("--dep-max-parents", type=positive_int, default=d.max_parents, metavar="N",
                    help=f"at most N such parents per IO, latest first (default {d.max_parents})")
+    t.add_argument("--dep-scope", choices=("device", "task"), default=d.scope,
+                   help="completion parents among all IOs of the device (default, hfplayer's rule) or only among "
+                   "those the same task (pid) submitted")
     t.add_argument("--conflict-window", type=nonnegative_int, default=d.conflict_window, metavar="NSEC",
                    help="overlapping IOs (one of them writing) issued within NSEC of each other, or while the "
                    f"earlier one is in flight, are ordered as recorded (default {d.conflict_window})")
@@ -61,7 +64,8 @@ def run(args):
         input_dir=args.input_directory, output_dir=args.output_directory, devices=tuple(args.devices),
         find=args.find_traces, max_time=args.max_bunch_time, max_pkts=args.max_pkts, base=args.output_base,
         verbose=args.verbose, compat=args.compat, accept_missing=args.accept_missing, timing=args.timing,
-        deps=DepOptions(args.dep_window, args.dep_min_gap, args.dep_max_parents, args.conflict_window).checked(),
+        deps=DepOptions(args.dep_window, args.dep_min_gap, args.dep_max_parents, args.conflict_window,
+                        args.dep_scope).checked(),
     )
     summaries, capture = record(opts, out=sys.stderr)
     if not args.quiet:

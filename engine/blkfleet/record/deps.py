@@ -50,10 +50,16 @@ _Q, _C = 0, 1
 _OWN_FLUSH = C_FLUSH | C_WRITE
 
 
-class DepOptions(namedtuple("DepOptions", "window min_gap max_parents conflict_window",
-                            defaults=(1_000_000, 1_000, 8, 1_000_000_000))):
-    """The dependency rule's parameters (ns, ns, count, ns): ``--dep-window``, ``--dep-min-gap``,
-    ``--dep-max-parents``, ``--conflict-window`` of ``blkfleet record``."""
+SCOPES = ("device", "task")
+
+
+class DepOptions(namedtuple("DepOptions", "window min_gap max_parents conflict_window scope",
+                            defaults=(1_000_000, 1_000, 8, 1_000_000_000, "device"))):
+    """The dependency rule's parameters (ns, ns, count, ns, scope): ``--dep-window``, ``--dep-min-gap``,
+    ``--dep-max-parents``, ``--conflict-window``, ``--dep-scope`` of ``blkfleet record``. Scope ``device``
+    (hfplayer's rule) takes completion parents among all IOs of the device; ``task`` only among those the same
+    task (pid) submitted: independent threads or processes then stay independent, but a task that waits for
+    another's IO (a commit waiting for a log writer) is not seen to. Conflicts are device-wide in both."""
 
     __slots__ = ()
 
@@ -62,22 +68,25 @@ class DepOptions(namedtuple("DepOptions", "window min_gap max_parents conflict_w
             raise BlkfleetError(f"invalid dependency gap {self.min_gap} ns (0 .. the window, {self.window} ns)")
         if not 1 <= self.max_parents <= MAX_DEPS // 2:
             raise BlkfleetError(f"invalid parent count {self.max_parents} (1..{MAX_DEPS // 2})")
+        if self.scope not in SCOPES:
+            raise BlkfleetError(f"invalid dependency scope {self.scope!r} ({', '.join(SCOPES)})")
         return self
 
     def as_dict(self):
         return {"dep_window_ns": self.window, "dep_min_gap_ns": self.min_gap, "dep_max_parents": self.max_parents,
-                "conflict_window_ns": self.conflict_window}
+                "conflict_window_ns": self.conflict_window, "dep_scope": self.scope}
 
 
 class _IO:
     """One queued IO while it matters: @seq, @time (issue), @done (completion time, None while in flight),
     @parents (the seqs of its completion parents: what an IO after it may skip), @file (its CPU file's index),
-    @row (seq, think, inflight, deps: what is written of it), @lost (its completion will not be waited for)."""
+    @row (seq, think, inflight, deps: what is written of it), @lost (its completion will not be waited for), @pid
+    (the task that submitted it)."""
 
-    __slots__ = ("seq", "time", "done", "parents", "file", "row", "lost")
+    __slots__ = ("seq", "time", "done", "parents", "file", "row", "lost", "pid")
 
-    def __init__(self, seq, time, file):
-        self.seq, self.time, self.file = seq, time, file
+    def __init__(self, seq, time, file, pid=0):
+        self.seq, self.time, self.file, self.pid = seq, time, file, pid
         self.done = None
         self.parents = ()
         self.row = None
@@ -85,16 +94,16 @@ class _IO:
 
 
 def _events(path, index):
-    """(time, file index, kind, sector, bytes, action) of every Q and C event of a trace file, in file order; the C
+    """(time, file index, kind, sector, bytes, action, pid) of every Q and C event of a trace file, in file order; the C
     of a flush request the kernel made itself (op flush: the flush category without the write one, no data) is
     left out: it completes nothing that was queued, and its sector (0) would match a queued empty flush early."""
     with TraceReader(path) as reader:
         for rec in reader:
             action = rec.action
             if is_queue(action):
-                yield rec.time, index, _Q, rec.sector, rec.bytes, action
+                yield rec.time, index, _Q, rec.sector, rec.bytes, action, rec.pid
             elif is_complete(action) and (rec.bytes or action & _OWN_FLUSH != C_FLUSH):
-                yield rec.time, index, _C, rec.sector, rec.bytes, action
+                yield rec.time, index, _C, rec.sector, rec.bytes, action, rec.pid
 
 
 class Extents:
@@ -198,20 +207,24 @@ def analyse(paths, directory, opts):
     matcher = Matcher(empty=True, limit=MAX_PENDING)
     extents = Extents(opts.conflict_window)
     recent = deque()  # IOs in completion order: the latest one before the window, then those after it
+    task = opts.scope == "task"
+    last_of = {}  # scope task: pid -> the latest IO of that task that completed
     seq = 0
     stats = {"ios": 0, "completed": 0, "with_parents": 0, "parents": 0, "conflict_parents": 0,
              "issue_parents": 0, "unmatched_completions": 0, "max_inflight": 0, "truncated": 0}
     window, min_gap, cap = opts.window, opts.min_gap, opts.max_parents
     try:
-        for time, index, kind, sector, nbytes, action in merge(*(_events(p, k) for k, p in enumerate(paths))):
+        for time, index, kind, sector, nbytes, action, pid in merge(*(_events(p, k) for k, p in enumerate(paths))):
             if kind == _C:
                 for io in matcher.completed(sector, nbytes):
                     io.done = time
                     recent.append(io)
+                    if task:
+                        last_of[io.pid] = io
                     stats["completed"] += 1
                     outputs[io.file].flush()
                 continue
-            io = _IO(seq, time, index)
+            io = _IO(seq, time, index, pid)
             seq += 1
             inflight = matcher.in_flight + 1
             stats["max_inflight"] = max(stats["max_inflight"], inflight)
@@ -220,7 +233,7 @@ def analyse(paths, directory, opts):
                 recent.popleft()
             chosen, covered = [], set()
             for other in reversed(recent):
-                if other.done > hi:
+                if other.done > hi or task and other.pid != pid:
                     continue
                 if other.done < lo and chosen:
                     break
@@ -230,6 +243,10 @@ def analyse(paths, directory, opts):
                 covered.update(other.parents)
                 if len(chosen) >= cap or other.done < lo:
                     break
+            if task and not chosen:  # none of its task within the window: the task's latest completion
+                other = last_of.get(pid)
+                if other is not None and other.done <= hi:
+                    chosen.append(other)
             deps = [io.seq - p.seq for p in chosen]
             near = len(deps)
             latest = max((p.done for p in chosen), default=None)

@@ -73,8 +73,8 @@ class Source:
         self.rewind()
 
     def keep_timing(self):
-        """Keep each IO's recorded timing (``rows``) from now on: (seq, in flight, think, completion parents'
-        seqs nearest first) per IO. False if the file has none (a version 1 or btrecord file)."""
+        """Keep each IO's recorded timing (``rows``) from now on: (seq, in flight, think, [(parent seq, issue
+        parent), ...] nearest first) per IO. False if the file has none (a version 1 or btrecord file)."""
         if not getattr(self.reader, "timing", False):
             return False
         self.timed = True
@@ -133,8 +133,7 @@ class Source:
         self.flags += chunk.flags
         if self.rows is not None:
             t = chunk.timing
-            completion = [tuple(seq for seq, after_issue in ps if not after_issue) for ps in t.parents()]
-            self.rows += zip(t.seqs, t.inflight, t.thinks, completion)
+            self.rows += zip(t.seqs, t.inflight, t.thinks, t.parents())
         return True
 
     def first_time(self):
@@ -477,9 +476,11 @@ class Feeder:
         ctl[FED] = lane.next
 
     def _write_order(self, win, first, tgt, rows):
-        """The load and dependency modes' columns of IOs ``first ..``: each one's completion parents as absolute
-        indexes (those of skipped IOs, and those that left the window long ago, are not waited for), the
-        watermark for parents beyond PARENTS, its think time (÷ -x) and its recorded in-flight count."""
+        """The load and dependency modes' columns of IOs ``first ..``: each one's parents as absolute indexes, an
+        issue parent (it was in flight when this one was issued) as -1 - its index (those of skipped IOs, and
+        those that left the window long ago, are not waited for), the watermark for parents beyond PARENTS (all
+        IOs below it completed: more than an issue parent asks), its think time (÷ -x) and its recorded
+        in-flight count."""
         mask, acc = win.mask, self.acc
         keep = 4 * win.capacity  # seqs remembered per target
         parents, nparents, need, think, limit = win.parents, win.nparents, win.need, win.think, win.limit
@@ -488,11 +489,11 @@ class Feeder:
             index, order = self.index_of[t], self.indexed[t]
             at = first + k
             slot = at & mask
-            found = [p for p in map(index.get, pseqs) if p is not None]
-            near = found[:PARENTS]
+            found = [(p, issue) for p, issue in ((index.get(q), issue) for q, issue in pseqs) if p is not None]
+            near = [-1 - p if issue else p for p, issue in found[:PARENTS]]
             parents[slot * PARENTS:slot * PARENTS + len(near)] = array("q", near)
             nparents[slot] = len(near)
-            need[slot] = max(found[PARENTS:], default=-1) + 1
+            need[slot] = max((p for p, _issue in found[PARENTS:]), default=-1) + 1
             think[slot] = pause if acc == 1 else int(pause / acc)
             limit[slot] = inflight
             self.recorded_depths[t][inflight] += 1

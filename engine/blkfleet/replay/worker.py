@@ -36,6 +36,7 @@ WARM_NS = 1_000_000
 WARM_FIFO_NS = 150_000
 PROBE_EVERY_NS = 100_000
 SPIN_NS = 100_000  # load and dependency modes: the last stretch before an IO's moment is spun, not slept
+LOOKAHEAD = 32  # dependency mode: IOs from the first not issued on that may go before it (independent streams)
 DRAIN_NS = 1_000_000_000  # after a stop: wait this long for IOs in flight
 STOP_POLL_NS = 100_000_000  # a worker looks at its stop flag at least this often, however long it waits
 DRY_POLL_NS = 200_000  # with an empty window, look for the feeder's IOs this often
@@ -110,7 +111,11 @@ class Replayer:
         busy = {}  # target -> IOs in flight
         inflight = 0
         done_below = i  # every IO below this one completed
-        prev = None  # (issue time, recorded due) of the IO before, for an IO without parents
+        ahead = set()  # IOs from ``i`` on that were issued (the dependency mode issues out of order)
+        was_due = {}  # index -> its recorded due time, of the IOs issued since ``i - 1``
+        moments = {}  # index -> the moment it may go (its parents are done), until it went
+        blocked = {}  # index -> the epoch at which it waited for parents (rechecked in a later epoch)
+        epoch, seen, soonest = 0, None, NOT_YET  # epoch: counts issues and completions (what unblocks an IO)
         interrupted = False
         while mono() < start_ns - WARM_NS and not stop():
             time.sleep(min(max(start_ns - WARM_NS - mono(), 0), STOP_POLL_NS) / 1e9)
@@ -130,9 +135,45 @@ class Replayer:
                 busy[target[slot]] -= 1
             return len(got) // 4
 
+        def moment(k, slot, i):
+            """When IO ``k`` may go (ns after the start), or None while a parent is not done (``i``: the first IO
+            not issued)."""
+            nonlocal done_below
+            latest = -1
+            base = slot * PARENTS
+            for p in parents[base:base + nparents[slot]]:
+                if p < 0:  # an issue parent: it must have gone out
+                    q = -1 - p
+                    if q >= i and q not in ahead:
+                        return None
+                    continue
+                done = fin[p & mask]
+                if done < p:
+                    return None
+                if done == p and fin_time[p & mask] > latest:
+                    latest = fin_time[p & mask]
+            if need[slot] > done_below:
+                while done_below < k and fin[done_below & mask] >= done_below:
+                    done_below += 1
+                if need[slot] > done_below:
+                    return None
+            if latest >= 0:
+                return latest + think[slot]
+            before = k - 1  # no completion parent: its recorded distance from the IO before, from its issue
+            if before < first:
+                return due[slot]
+            if before >= i and before not in ahead:
+                return None
+            recorded = was_due.get(before)
+            return due[slot] if recorded is None else submit[before & mask] + due[slot] - recorded
+
         def reap(least, timeout):
+            nonlocal epoch
             events = io.reap(least, timeout)
-            return took(events) if events else 0
+            if not events:
+                return 0
+            epoch += 1
+            return took(events)
 
         while True:
             now = mono() - start_ns
@@ -151,72 +192,84 @@ class Replayer:
                 inflight -= reap(1, 10_000_000)
                 continue
             wait = None  # ns until the next IO may go; None: until a completion
-            plan = []  # (slot, target, moment) of the IOs that may go now, in order
-            if i < n and now >= 0:
+            plan = []  # (index, slot, target, moment) of the IOs that may go now, in window order
+            if i < n and now >= 0 and ((epoch, n) != seen or now >= soonest):
+                seen, soonest = (epoch, n), NOT_YET
                 extra = {}  # IOs of this batch per target
-                last = prev
-                j = i
-                while j < n and inflight + len(plan) < depth:
-                    if j == next_special and plan:
-                        break  # a special IO goes alone (an ioctl)
-                    slot = j & mask
+                k = i
+                stop_at = min(n, i + (LOOKAHEAD if dependency else depth))
+                while k < stop_at and inflight + len(plan) < depth:
+                    if k in ahead:
+                        k += 1
+                        continue
+                    if k == next_special and k != i:
+                        break  # a special IO goes at the head, alone (an ioctl)
+                    slot = k & mask
                     tg = target[slot]
                     if dependency:
-                        latest = -1
-                        ready = True
-                        base = slot * PARENTS
-                        for p in parents[base:base + nparents[slot]]:
-                            done = fin[p & mask]
-                            if done < p:
-                                ready = False
-                                break
-                            if done == p and fin_time[p & mask] > latest:
-                                latest = fin_time[p & mask]
-                        if ready and need[slot] > done_below:
-                            while done_below < j and fin[done_below & mask] >= done_below:
-                                done_below += 1
-                            ready = need[slot] <= done_below
-                        if not ready:
-                            break
-                        if latest >= 0:
-                            at = latest + think[slot]
-                        elif last is None:
-                            at = due[slot]
-                        else:
-                            at = last[0] + due[slot] - last[1]
+                        at = moments.get(k)
+                        if at is None:
+                            if blocked.get(k) == epoch:
+                                k += 1
+                                continue
+                            at = moment(k, slot, i)
+                            if at is None:
+                                blocked[k] = epoch
+                                k += 1
+                                continue
+                            moments[k] = at
                         if at > now:
-                            wait = at - now
-                            break
-                        last = (now, due[slot])
+                            soonest = min(soonest, at)
+                            k += 1
+                            continue
                     else:
                         if busy.get(tg, 0) + extra.get(tg, 0) >= limit[slot]:
-                            break
+                            break  # load mode: in trace order
                         at = now
                     extra[tg] = extra.get(tg, 0) + 1
-                    plan.append((slot, tg, at))
-                    j += 1
-                    if j - 1 == next_special:
+                    plan.append((k, slot, tg, at))
+                    if k == next_special:
                         break
+                    k += 1
+            if soonest < NOT_YET:
+                wait = max(soonest - now, 0)
             if plan:
                 t = mono() - start_ns  # as in timed mode: the submit time is taken before the system call
-                if i == next_special:
-                    io.special(i)
-                    sent = 1
+                done = []
+                if plan[0][0] == next_special:
+                    io.special(next_special)
+                    done = plan[:1]
                     s += 1
                     next_special = special[s & mask] if s < ctl[SPECIALS] else NOT_YET
                 else:
-                    sent = io.submit(i, i + len(plan))
-                for slot, tg, at in plan[:sent]:
+                    run = 0
+                    while run < len(plan):  # contiguous runs of slots: one system call each
+                        end_run = run + 1
+                        while end_run < len(plan) and plan[end_run][0] == plan[end_run - 1][0] + 1:
+                            end_run += 1
+                        sent = io.submit(plan[run][0], plan[end_run - 1][0] + 1)
+                        done += plan[run:run + sent]
+                        if run + sent < end_run:
+                            break  # the kernel took fewer: the rest wait
+                        run = end_run
+                for k, slot, tg, at in done:
                     busy[tg] = busy.get(tg, 0) + 1
                     if dependency:
-                        prev = (t, due[slot])
+                        was_due[k] = due[slot]
+                        moments.pop(k, None)
+                        blocked.pop(k, None)
                     due[slot] = at
                     submit[slot] = t
                     depths[slot] = busy[tg]
-                inflight += sent
-                i += sent
+                    ahead.add(k)
+                while i in ahead:
+                    ahead.discard(i)
+                    was_due.pop(i - 1, None)
+                    i += 1
+                inflight += len(done)
                 ctl[ISSUED] = i
-                if not sent:
+                epoch += 1
+                if not done:
                     inflight -= reap(1, 1_000_000)
                 continue
             if log.pending:
