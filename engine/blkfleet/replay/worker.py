@@ -89,12 +89,16 @@ class Replayer:
             rt.stop()
 
     def _replay_ordered(self, start_ns, stop, rt):
-        """The load and dependency modes: IOs go in window order, each once its condition holds.
+        """The load and dependency modes: each IO once its condition holds.
 
-        load: once fewer IOs of its device are in flight than were when it was recorded (``limit``), at once.
+        load: in window order, each once fewer IOs of its device are in flight than were when it was recorded
+        (``limit``), at once.
         dependency: once every completion parent completed (``fin`` of its slot has reached it; every IO below
-        ``need`` too) and its think time has passed since the latest one's completion; an IO without parents
-        keeps its recorded distance from the IO before it (``due`` difference), counted from that one's issue.
+        ``need`` too), every issue parent went out, and its think time has passed since the latest parent's
+        completion; an IO without completion parents keeps its recorded distance from the IO before it (``due``
+        difference), counted from that one's issue. IOs up to LOOKAHEAD past the first one waiting may go before
+        it (``ahead``); an IO found waiting for parents is looked at again only once something completed or went
+        out (``epoch``), one waiting for its moment once that moment came (``moments``, ``soonest``).
         The moment decided is written over ``due``, so lateness is the engine's delay against its own decision.
         Per IO this takes a few Python steps (the parents, the completion times), unlike the timed loop."""
         win, io, log, opts = self.window, self.ioengine, self.log, self.opts
