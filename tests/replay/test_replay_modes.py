@@ -179,12 +179,14 @@ def test_version_1_files_replay_timed_and_the_modes_refuse_them(loopdev, tmp_pat
 
 @pytest.mark.root
 def test_the_modes_write_only_with_w_and_refuse_a_filesystem(loopdev, tmp_path, recorded):
-    rep, name, _ios = recorded
+    rep, name, ios = recorded
     target = loopdev()
     mapping = map_file(tmp_path, target, name)
-    code, doc, err = replay("-d", rep, "-M", mapping, "--mode", "dependency", "--json", tmp_path / "r.json", name)
+    code, doc, err = replay("-d", rep, "-M", mapping, "--mode", "dependency", "-I", "2", "--json", tmp_path / "r.json",
+                            name)
     assert code == 0, err
     assert doc["writes_replayed_as_reads"] and "write" not in doc["devices"][name]["by_op"]
+    assert doc["total"]["ios"] == 2 * len(ios) and len(doc["per_iteration"]) == 2  # each iteration waits anew
     subprocess.run(["mkfs.ext4", "-q", "-F", target], check=True)
     code, _doc, err = replay("-d", rep, "-M", mapping, "--mode", "load", "-W", name)
     assert code == 2 and err.count("\n") == 1 and "refusing to write" in err, err
