@@ -236,8 +236,8 @@ def capture_workload(kind, dev, work, args, tag):
             run_fio(dev, args)
         return out
     pg = Postgres(dev, os.path.join(work, f"pg-{tag}"), args)
-    pg.setup()
-    try:
+    try:  # stop() also unmounts what a failed setup mounted
+        pg.setup()
         pg.start()
         with captured([dev], out, mode="events"):
             pg.pgbench("-n", "-c", "4", "-t", str(args.pg_transactions))
