@@ -149,7 +149,7 @@ def reaction(repdir, name, qc):
     data only (-W), so its last Qs are the recorded IOs in order."""
     ios = []
     for path in find_per_cpu(repdir, name, "replay"):
-        for chunk in open_replay(path).chunks():
+        for chunk in open_replay(path, timing=True).chunks():
             t = chunk.timing
             ios += [(seq, n, think, [p for p, after in ps if not after])
                     for seq, n, think, ps in zip(t.seqs, chunk.nbytes, t.thinks, t.parents())]

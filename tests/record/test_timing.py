@@ -44,7 +44,7 @@ def ios_of(paths):
     """{seq: IO} of every IO of a device's version 2 files."""
     ios = {}
     for path in paths:
-        reader = open_replay(path)
+        reader = open_replay(path, timing=True)
         assert reader.version == 2 and reader.timing
         for chunk in reader.chunks():
             t = chunk.timing

@@ -51,7 +51,7 @@ def recorded(tracer, loopdev, tmp_path):
 def recorded_ios(rep, name):
     ios = {}
     for path in find_per_cpu(str(rep), name, "replay"):
-        for chunk in open_replay(path).chunks():
+        for chunk in open_replay(path, timing=True).chunks():
             t = chunk.timing
             for k, parents in enumerate(t.parents()):
                 ios[t.seqs[k]] = {"time": chunk.times[k], "sector": chunk.sectors[k], "nbytes": chunk.nbytes[k],
@@ -161,7 +161,7 @@ def test_load_mode_never_exceeds_the_recorded_inflight(tracer, loopdev, tmp_path
     depths = doc["inflight"][name]
     assert sum(depths["recorded"].values()) == sum(depths["replayed"].values()) == len(ios)
     assert max(map(int, depths["replayed"])) <= max(map(int, depths["recorded"]))
-    assert max(map(int, depths["recorded"])) >= 4  # the async job had IOs in flight together
+    assert max(map(int, depths["recorded"])) >= 2  # the jobs had IOs in flight together
 
 
 @pytest.mark.root

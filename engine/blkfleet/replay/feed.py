@@ -64,28 +64,21 @@ class Source:
     not yet taken: @times (a running maximum: the due order), @sectors, @nbytes, @ops, @flags from @pos on;
     @eof once the file is read to its end."""
 
-    def __init__(self, device, cpu, path):
+    def __init__(self, device, cpu, path, timing=False):
         self.device, self.cpu, self.path = device, cpu, path
         self.target = None
         self.format = None
         self.reader = None
-        self.timed = False  # @rows: the recorded timing of the IOs read (the load and dependency modes)
+        self.timing = timing  # keep each IO's recorded timing (the load and dependency modes)
+        self.timed = False  # @rows: (seq, in flight, think, [(parent seq, issue parent), ...] nearest first) per IO
         self.rewind()
-
-    def keep_timing(self):
-        """Keep each IO's recorded timing (``rows``) from now on: (seq, in flight, think, [(parent seq, issue
-        parent), ...] nearest first) per IO. False if the file has none (a version 1 or btrecord file)."""
-        if not getattr(self.reader, "timing", False):
-            return False
-        self.timed = True
-        self.rewind()
-        return True
 
     def rewind(self):
         """From the first IO again (the next iteration)."""
         self.close()
-        self.reader = open_replay(self.path)
+        self.reader = open_replay(self.path, self.timing)
         self.format = self.reader.kind
+        self.timed = self.timing and getattr(self.reader, "timing", False)  # a version 1 file has none
         self._chunks = self.reader.chunks()
         self.times, self.sectors, self.nbytes = array("q"), array("q"), array("q")
         self.ops = self.flags = b""
@@ -155,8 +148,9 @@ class Source:
                 None if self.rows is None else self.rows[a:b])
 
 
-def open_sources(directory, devices, base="replay", find=False):
-    """A Source per non-empty replay file of the devices (``-F``: every device with ``*.BASE.*`` files)."""
+def open_sources(directory, devices, base="replay", find=False, timing=False):
+    """A Source per non-empty replay file of the devices (``-F``: every device with ``*.BASE.*`` files);
+    ``timing``: they keep the IOs' recorded timing (``Source.timed``)."""
     names = list(dict.fromkeys(devices))
     if find:
         names += [d for d in find_devices(directory, base) if d not in names]
@@ -167,7 +161,7 @@ def open_sources(directory, devices, base="replay", find=False):
         for dev in names:
             check_name(dev, "recorded device name")
             for cpu, path in enumerate(find_per_cpu(directory, dev, base)):
-                source = Source(dev, cpu, path)
+                source = Source(dev, cpu, path, timing)
                 if source.first_time() is None:
                     source.close()
                 else:
@@ -185,7 +179,7 @@ def merge(sources, counts, most, with_flags=False):
     """The first ``most`` of the next ``counts[i]`` IOs of each source (their times ascending) in due order (ties:
     source order, then file order), taken from the sources: (times, sectors, nbytes, ops, flags, target per
     IO, timing rows); ``flags`` is None unless ``with_flags``, ``target`` an int when all are of one target,
-    the timing rows None unless the sources keep them (``Source.keep_timing``)."""
+    the timing rows None unless the sources keep them (``Source.timed``)."""
     if len(sources) == 1:
         source = sources[0]
         times, sectors, nbytes, ops, flags, rows = source.take(min(counts[0], most))

@@ -532,7 +532,7 @@ def replay(opts, lease=None, armed=None):
 def _replay(opts, lease, armed):
     validate(opts)
     mapping = read_maps(opts.map_files)
-    sources = open_sources(opts.input_dir, opts.devices, opts.base, opts.find)
+    sources = open_sources(opts.input_dir, opts.devices, opts.base, opts.find, timing=opts.mode != "timed")
     try:
         opts.formats = {s.format for s in sources}
         targets = resolve_targets(sources, mapping, opts)
@@ -551,7 +551,7 @@ def _replay_onto(opts, lease, sources, targets, armed):
         s.target = target_of[s.device]
     ordered = opts.mode != "timed"
     if ordered:
-        bare = [s.path for s in sources if not s.keep_timing()]
+        bare = [s.path for s in sources if not s.timed]
         if bare:
             raise BlkfleetError(f"{bare[0]}: no recorded timing (a version 1 or btrecord replay file): --mode "
                                 f"{opts.mode} needs files that 'blkfleet record' made from a capture with "

@@ -123,6 +123,7 @@ class NativeReader(ReplayReader):
     IOChunks (with pids)."""
 
     kind = "native"
+    decode_timing = False  # chunks carry the IOs' Timing (else the extensions are only checked for size)
     COUNT = "I"  # how a bunch header's first field, npkts, is stored
     HEAD, PACKET, MAX_PKTS = HEAD, PACKET, MAX_BUNCH
 
@@ -156,7 +157,7 @@ class NativeReader(ReplayReader):
         for run in super()._checked_runs():
             ios += sum(run.counts)
             bunches += len(run.counts)
-            if run.exts is not None:
+            if run.exts is not None and self.decode_timing:
                 run.timing = self._timing(run)
             yield run
         if ios != self.io_count or bunches != self.bunch_count:
