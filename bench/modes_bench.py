@@ -249,7 +249,7 @@ def capture_workload(kind, dev, work, args, tag):
 def record(capdir, name, options=()):
     rep = capdir + "-replay"
     os.mkdir(rep)
-    blkfleet("record", "-q", *options, "-d", capdir, "-D", rep, name)
+    blkfleet("record", "-q", "--timing", *options, "-d", capdir, "-D", rep, name)
     return rep
 
 

@@ -1,7 +1,7 @@
 """Native replay files of a capture with completions (format version 2): every IO's recorded latency, in-flight
 count, think time and parents, from real captures of fio on loop devices. Parents completed before their child
 was issued (or, for a conflict still in flight, were issued before it); overlapping IOs of which one writes are
-always ordered; ``--no-timing`` and Q-only captures give version 1 files with the same packets."""
+always ordered; without ``--timing``, and Q-only captures even with it, give version 1 files with the same packets."""
 
 import os
 import subprocess
@@ -30,8 +30,9 @@ def capture(tracer, loopdev, tmp_path, *options, completions=True):
     return out, os.path.basename(dev)
 
 
-def record(capdir, name, dest, *flags):
+def record(capdir, name, dest, *flags, timing=True):
     dest.mkdir()
+    flags = ("--timing",) * timing + flags
     assert main(["record", "-q", *flags, "-d", str(capdir), "-D", str(dest), name]) == 0
     return find_per_cpu(str(dest), name, "replay")
 
@@ -151,12 +152,12 @@ def test_inflight_is_what_the_device_had(tracer, loopdev, tmp_path):
 
 @pytest.mark.root
 def test_version_1_without_timing_holds_the_same_ios(tracer, loopdev, tmp_path):
-    """``--no-timing`` and a capture without completions give version 1 files; their IOs are those of the
-    version 2 files."""
+    """Without ``--timing``, and for a capture without completions, record gives version 1 files; their IOs are
+    those of the version 2 files."""
     capdir, name = capture(tracer, loopdev, tmp_path, "--rw=randrw", "--ioengine=libaio", "--iodepth=4",
                            "--size=16m", "--number_ios=500")
     v2 = record(capdir, name, tmp_path / "v2")
-    v1 = record(capdir, name, tmp_path / "v1", "--no-timing")
+    v1 = record(capdir, name, tmp_path / "v1", timing=False)
     for a, b in zip(v1, v2):
         old, new = open_replay(a), open_replay(b)
         assert (old.version, old.timing, new.version) == (1, False, 2)
@@ -174,8 +175,8 @@ V1 = Path(__file__).resolve().parents[1] / "data" / "replay-v1"
 
 def test_version_1_is_byte_for_byte_what_the_previous_engine_wrote(tmp_path):
     """tests/data/replay-v1 holds the native files the engine before version 2 made of tests/data/randmix (a
-    capture with completions); ``--no-timing`` writes exactly them, and they still read."""
-    record(V1.parent / "randmix", "loop1", tmp_path / "new", "--no-timing")
+    capture with completions); without ``--timing`` it writes exactly them, and they still read."""
+    record(V1.parent / "randmix", "loop1", tmp_path / "new", timing=False)
     for old in sorted(V1.glob("loop1.replay.*")):
         assert (tmp_path / "new" / old.name).read_bytes() == old.read_bytes()
         reader = open_replay(str(old))

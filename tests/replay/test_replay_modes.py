@@ -44,7 +44,7 @@ def recorded(tracer, loopdev, tmp_path):
     name = os.path.basename(src)
     rep = tmp_path / "rep"
     rep.mkdir()
-    assert main(["record", "-q", "-d", str(cap), "-D", str(rep), name]) == 0
+    assert main(["record", "-q", "--timing", "-d", str(cap), "-D", str(rep), name]) == 0
     return rep, name, recorded_ios(rep, name)
 
 
@@ -206,7 +206,7 @@ def test_a_replay_onto_a_faster_device_runs_ahead_of_the_recording(tracer, loopd
     name = os.path.basename(src)
     rep = tmp_path / "rep"
     rep.mkdir()
-    assert main(["record", "-q", "-d", str(cap), "-D", str(rep), name]) == 0
+    assert main(["record", "-q", "--timing", "-d", str(cap), "-D", str(rep), name]) == 0
     target = loopdev()
     code, doc, err = replay("-d", rep, "-M", map_file(tmp_path, target, name), "--mode", "load", "--json",
                             tmp_path / "r.json", name)

@@ -554,7 +554,7 @@ def _replay_onto(opts, lease, sources, targets, armed):
         bare = [s.path for s in sources if not s.timed]
         if bare:
             raise BlkfleetError(f"{bare[0]}: no recorded timing (a version 1 or btrecord replay file): --mode "
-                                f"{opts.mode} needs files that 'blkfleet record' made from a capture with "
+                                f"{opts.mode} needs files that 'blkfleet record --timing' made from a capture with "
                                 "completions (docs/formats.md, version 2)")
         opts.cpus = 1  # every IO waits on IOs of any recorded CPU: one worker sees them all
     cpus = _cpus()
