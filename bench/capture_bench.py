@@ -30,6 +30,7 @@ VARIANTS = {
     "none": None,
     "kernel-only": "kernel-only",
     "ftrace-events": ["--backend", "ftrace", "--mode", "events"],
+    "ftrace-events-q": ["--backend", "ftrace", "--mode", "events", "--no-completions"],
     "ftrace-raw-splice": ["--backend", "ftrace", "--mode", "raw"],
     "ftrace-raw-read": ["--backend", "ftrace", "--mode", "raw", "--no-splice"],
     "blktrace": ["--backend", "blktrace"],

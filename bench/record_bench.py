@@ -4,7 +4,8 @@
 By default (as root) it captures the same fio workload twice with ``blkfleet capture`` (4 KiB random
 read/write, libaio depth 16, on a loop device over tmpfs, --ios IOs each):
 
-  events   the default mode: the block_bio_queue tracepoint, one Q record per IO;
+  events   the default mode: the block_bio_queue tracepoint and the completion one, a Q and a C record per IO
+           (so the native conversion also finds each IO's timing and dependencies: format version 2);
   raw      ``--mode raw``: the kernel's blk tracer, the records blktrace writes (Q, G, P, U: four per IO);
   raw-all  (``--modes raw-all``) ``--mode raw --act-mask all``: every blk tracer event, as blktrace records by
            default (Q, G, I, D, C, P, U, ...: six per IO here).

@@ -13,7 +13,7 @@ from blkfleet.capture.ftrace import BioQueueCapture, BlkTracerCapture, ftrace_ba
 from blkfleet.capture.split import Splitter
 from blkfleet.errors import BlkfleetError
 from blkfleet.trace import TraceReader
-from blkfleet.trace.actions import C_DISCARD, C_FLUSH, C_FUA, C_META, C_READ, C_SYNC, C_WRITE, is_queue
+from blkfleet.trace.actions import C_DISCARD, C_FLUSH, C_FUA, C_META, C_READ, C_SYNC, C_WRITE, is_complete, is_queue
 from blkfleet.trace.record import MAGIC
 from helpers.capture_cli import fio, need
 
@@ -52,12 +52,13 @@ def fs_workload(dev, mnt):
 
 
 @pytest.mark.root
-def test_events_mode_equals_blk_tracer_queue_records(tracer, loopdev, tmp_path):
+def test_events_mode_equals_blk_tracer_queue_and_complete_records(tracer, loopdev, tmp_path):
+    """The Q and C records of the events mode are the blk tracer's (act_mask queue,complete), field for field."""
     need("fio", "mkfs.ext4", "fstrim")
     dev = loopdev(64 << 20)
     events = BioQueueCapture([dev], tmp_path / "events", lock=tracer).setup()
     try:
-        blk = BlkTracerCapture([dev], tmp_path / "blk", lock=tracer).setup()
+        blk = BlkTracerCapture([dev], tmp_path / "blk", act_mask="queue,complete", lock=tracer).setup()
     except BaseException:
         events.finish()
         raise
@@ -73,19 +74,21 @@ def test_events_mode_equals_blk_tracer_queue_records(tracer, loopdev, tmp_path):
     assert not os.path.exists(os.path.join(tracefs.find_tracefs(), "instances", "blkfleet"))
     name = os.path.basename(dev)
     assert s_blk["devices"][name]["queued"] == s_events["devices"][name]["queued"] > 800
-    assert s_events["records"] == s_events["devices"][name]["queued"]  # Q records only
     got, want = read_dir(tmp_path / "events"), read_dir(tmp_path / "blk")
     assert sorted(got) == sorted(want)
     cats = set()
+    completions = 0
     for fname, records in want.items():
-        queued = [r for r in records if is_queue(r.action)]
-        assert len(got[fname]) == len(queued)
-        for a, b in zip(got[fname], queued):
-            assert (a.sector, a.bytes, a.action, a.pid, a.device, a.cpu, a.pdu) == \
-                (b.sector, b.bytes, b.action, b.pid, b.device, b.cpu, b.pdu)
+        kept = [r for r in records if is_queue(r.action) or is_complete(r.action)]
+        assert len(got[fname]) == len(kept)
+        for a, b in zip(got[fname], kept):
+            assert (a.sector, a.bytes, a.action, a.pid, a.device, a.cpu, a.error, a.pdu) == \
+                (b.sector, b.bytes, b.action, b.pid, b.device, b.cpu, b.error, b.pdu)
             assert abs(a.time - b.time) < 50_000  # the two buffers stamp the same tracepoint hit
             cats.update(b.categories)
-    assert {"flush", "fua", "discard", "sync", "read", "write"} <= cats
+            completions += is_complete(b.action)
+    assert {"flush", "fua", "discard", "sync", "read", "write", "complete"} <= cats
+    assert completions >= 800
 
 
 @pytest.mark.root
@@ -115,13 +118,15 @@ def test_raw_pages_equal_trace_pipe_bytes(tracer, loopdev, tmp_path):
 
 @pytest.mark.root
 def test_modes_are_chosen_by_act_mask_and_device(loopdev):
-    """auto: events for act_mask queue on a whole device, raw otherwise; pipe (retired) is raw."""
+    """auto: events for act_mask queue (or queue,complete) on a whole device, raw otherwise; pipe (retired) is
+    raw."""
     dev = loopdev(8 << 20)
     assert type(ftrace_backend([dev], "/nonexistent")) is BioQueueCapture
-    assert type(ftrace_backend([dev], "/nonexistent", act_mask="queue,complete")) is BlkTracerCapture
+    assert type(ftrace_backend([dev], "/nonexistent", act_mask="queue,complete")) is BioQueueCapture
+    assert type(ftrace_backend([dev], "/nonexistent", act_mask="queue,issue")) is BlkTracerCapture
     assert type(ftrace_backend([dev], "/nonexistent", mode="pipe")) is BlkTracerCapture
     assert type(ftrace_backend([dev], "/nonexistent", mode="events")) is BioQueueCapture
-    with pytest.raises(BlkfleetError, match="the events mode records queue events only"):
+    with pytest.raises(BlkfleetError, match="the events mode records queue \\(and complete\\) events only"):
         ftrace_backend([dev], "/nonexistent", mode="events", act_mask="all")
     with pytest.raises(BlkfleetError, match="unknown ftrace mode 'trace_pipe'"):
         ftrace_backend([dev], "/nonexistent", mode="trace_pipe")

@@ -6,6 +6,7 @@ import json
 import pytest
 
 from blkfleet.cli import main
+from blkfleet.errors import BlkfleetError
 from blkfleet.regress.verdict import METRICS, compare_metric, evaluate
 from blkfleet.results.store import Store
 from helpers.synth_results import make_doc, validate, write_doc
@@ -209,3 +210,32 @@ def test_runs_older_than_the_baseline_are_no_candidates(tmp_path, capsys):
         assert evaluate(s, "nightly", run_ids=[ids[0]])["groups"][0]["candidate_runs"] == [ids[0]]
         newer = _add(s, make_doc(seed=400, started=_stamp(9)))
         assert evaluate(s, "nightly", last=3)["groups"][0]["candidate_runs"] == [newer]
+
+
+def _in_mode(doc, mode):
+    doc["mode"] = mode
+    if mode in ("load", "dependency"):
+        doc["inflight"] = {"loop1": {"recorded": {"1": 10}, "replayed": {"1": 10}}}
+    return doc
+
+
+def test_a_baseline_never_mixes_modes(store):
+    load = [_add(store, _in_mode(make_doc(seed=300 + i, started=_stamp(20 + i)), "load")) for i in range(3)]
+    with pytest.raises(BlkfleetError, match="never mixes replay modes.*load.*timed"):
+        store.set_baseline("mixed", last=8)
+    with pytest.raises(BlkfleetError, match="never mixes"):
+        store.set_baseline("mixed", run_ids=[1, load[0]])
+    rows = store.set_baseline("load", last=8, mode="load")
+    assert sorted(r["run_id"] for r in rows) == load and {r["mode"] for r in rows} == {"load"}
+    assert {r["mode"] for r in store.baseline("nightly")} == {"timed"}  # documents without modes: timed
+
+
+def test_runs_of_another_mode_are_not_compared_with_the_baseline(store):
+    """A dependency-mode run a fifth as fast is not a regression of the timed baseline: it is another workload."""
+    other = _add(store, _in_mode(make_doc(seed=400, started=_stamp(20), slowdown=5.0), "dependency"))
+    result = evaluate(store, "nightly", run_ids=[other])
+    assert result["verdict"] == "insufficient" and result["counts"]["regression"] == 0
+    assert any("mode dependency" in w and "timed" in w for w in result["warnings"]), result["warnings"]
+    assert evaluate(store, "nightly", last=1)["groups"] == []  # --last: runs of the baseline's mode only
+    timed = _add(store, make_doc(seed=401, started=_stamp(21)))
+    assert evaluate(store, "nightly", last=1)["groups"][0]["candidate_runs"] == [timed]

@@ -34,9 +34,12 @@ def add_parser(sub):
                    help="blktrace: number of sub-buffers (default 8)")
     s.add_argument("-w", "--duration", type=positive_float, metavar="SEC", help="stop by itself after SEC s")
     s.add_argument("--mode", choices=("auto", *MODES, *MODE_ALIASES), default="auto",
-                   help="ftrace: events (block_bio_queue tracepoint, Q only, cheapest) or raw (blk tracer's "
-                   "per-CPU ring-buffer pages); auto (default): events for act_mask queue on whole devices, else "
-                   "raw; pipe (the former trace_pipe mode) is taken as raw")
+                   help="ftrace: events (block tracepoints: Q, and C unless --no-completions; cheapest) or raw "
+                   "(blk tracer's per-CPU ring-buffer pages); auto (default): events for act_mask queue (or "
+                   "queue,complete) on whole devices, else raw; pipe (the former trace_pipe mode) is taken as raw")
+    s.add_argument("--no-completions", dest="completions", action="store_false",
+                   help="ftrace events: record Q events only, no completions (the replay's load and dependency "
+                   "modes need them)")
     s.add_argument("--interval", type=positive_float, default=0.05, metavar="SEC",
                    help="how often the buffers are emptied (default 0.05; sooner while they fill fast)")
     s.add_argument("--no-splice", dest="splice", action="store_false", default=None,
@@ -87,6 +90,7 @@ def run_start(args):
         args.device, args.output_dir, backend=args.backend, act_mask=args.act_mask, buffer_kb=args.buffer_size,
         buffer_count=args.buffer_count, duration=args.duration, mode=args.mode, interval=args.interval,
         keep_raw=args.keep_raw, force=args.force, splice=args.splice, token=args.token, check=args.check,
+        completions=args.completions,
     )
     doc = control.start(opts)
     _answer(args, doc, indent=None)

@@ -48,7 +48,7 @@ __all__ = ["BACKENDS", "StartOptions", "files", "finish_summary", "inspect", "re
 class StartOptions:
     def __init__(self, devices, outdir, backend="auto", act_mask="queue", buffer_kb=512, buffer_count=8,
                  duration=None, mode="auto", interval=0.05, keep_raw=False, force=False, splice=None,
-                 lock_path=tracefs.LOCK_PATH, token=None, check=False):
+                 lock_path=tracefs.LOCK_PATH, token=None, check=False, completions=True):
         self.devices = list(devices)
         self.outdir = os.path.abspath(outdir)
         self.backend = backend
@@ -64,12 +64,13 @@ class StartOptions:
         self.lock_path = lock_path
         self.token = token
         self.check = check
+        self.completions = completions
         self.log_name = LOG_NAME
 
     def to_json(self):
         return {"act_mask": self.act_mask, "buffer_kb": self.buffer_kb, "buffer_count": self.buffer_count,
                 "duration": self.duration, "mode": self.mode, "interval": self.interval,
-                "keep_raw": self.keep_raw}
+                "keep_raw": self.keep_raw, "completions": self.completions}
 
 
 class Inspection:

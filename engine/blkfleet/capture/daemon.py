@@ -76,7 +76,7 @@ def _setup(opts, owner):
                 raise
             fallback = str(e)
             log(f"falling back to ftrace: {fallback}")
-    backend = ftrace_backend(opts.devices, opts.outdir, opts.mode, opts.act_mask,
+    backend = ftrace_backend(opts.devices, opts.outdir, opts.mode, opts.act_mask, opts.completions,
                              buffer_kb=opts.buffer_kb * opts.buffer_count, interval=opts.interval,
                              use_splice=opts.splice, keep_raw=opts.keep_raw, lock_path=opts.lock_path,
                              owner=owner).setup()

@@ -3,14 +3,16 @@
 Two modes, one class each behind ``RingBufferCapture`` (the ``backend.CaptureBackend`` of ftrace):
 
 * ``events`` (``BioQueueCapture``): the ``block:block_bio_queue`` tracepoint in a private instance
-  (``bioevents``): one event per IO, Q records only;
+  (``bioevents``): one event per IO, Q records, and the C records of the device's completion tracepoint
+  (unless ``completions=False``);
 * ``raw`` (``BlkTracerCapture``): the kernel's ``blk`` tracer, every act_mask category.
 
 In both, each CPU's ``per_cpu/cpuN/trace_pipe_raw`` is copied page by page into ``DIR/raw/cpuN`` while the
 workload runs (``os.splice`` on Python >= 3.10, ``os.read``/``os.write`` otherwise), polled every
 ``interval`` seconds; at stop the pages are converted into ``DEV.blktrace.CPU`` (``rawpages.convert``, with
 the mode's page decoder). The kernel formats nothing and Python touches no event while tracing.
-``ftrace_backend`` picks the mode (``auto``: events for act_mask queue on whole devices, else raw).
+``ftrace_backend`` picks the mode (``auto``: events for act_mask queue or queue,complete on whole devices, else
+raw).
 
 The former ``pipe`` mode (the blk tracer's ``trace_pipe`` in bin mode, split live) is gone: it cost more
 than raw, dropped millions of events at full rate (docs/capture.md, Overhead) and gave the same records as
@@ -37,6 +39,7 @@ from .backend import CaptureBackend
 from .split import cpu_count
 
 MODES = ("events", "raw")
+EVENTS_MASKS = (tracefs.act_mask_value("queue"), tracefs.act_mask_value("queue,complete"))  # what events records
 MODE_ALIASES = {"pipe": "raw"}  # the retired trace_pipe mode: the same blk tracer records, read as pages
 HAS_SPLICE = hasattr(os, "splice")
 STAT_FIELDS = {"overrun": "overrun", "commit overrun": "commit_overrun", "dropped events": "dropped"}
@@ -326,27 +329,41 @@ class RingBufferCapture(CaptureBackend):
 
 
 class BioQueueCapture(RingBufferCapture):
-    """The ``events`` mode: the block_bio_queue tracepoint in a private instance; Q records only."""
+    """The ``events`` mode: the block_bio_queue tracepoint in a private instance (Q records), and with
+    ``completions`` (the default) each device's completion tracepoint (C records; ``bioevents``)."""
 
     mode = "events"
 
-    def __init__(self, devices, outdir, act_mask="queue", **options):
-        if tracefs.act_mask_value(act_mask) != tracefs.act_mask_value("queue"):
-            raise BlkfleetError(f"the events mode records queue events only: use --mode raw for act_mask {act_mask!r}")
+    def __init__(self, devices, outdir, act_mask="queue", completions=True, **options):
+        if tracefs.act_mask_value(act_mask) not in EVENTS_MASKS:
+            raise BlkfleetError(f"the events mode records queue (and complete) events only: use --mode raw for "
+                                f"act_mask {act_mask!r}")
         super().__init__(devices, outdir, act_mask, **options)
+        self.completions = completions
         self.event = None
+        self.completion_formats = {}
 
     def configure_tracer(self):
-        return bioevents.configure(self.devices, buffer_kb=self.buffer_kb, clock=self.clock, lock=self.lock,
-                                   lock_path=self.lock_path, owner=self.owner)
+        return bioevents.configure(self.devices, buffer_kb=self.buffer_kb, clock=self.clock,
+                                   completions=self.completions, lock=self.lock, lock_path=self.lock_path,
+                                   owner=self.owner)
 
     def page_decoder(self, layout):
         self.event = bioevents.event_format(self.tracer.root)
-        return bioevents.BioQueueDecoder(*self.event, layout.byteorder)
+        self.completion_formats = {event: bioevents.event_format(self.tracer.root, event)
+                                   for event in self.tracer.completions}
+        return bioevents.BlockEventDecoder(self.event, self.completion_formats, layout.byteorder)
 
     def mode_info(self):
-        return {"event": "/".join(bioevents.EVENT), "event_id": self.event[0],
-                "event_fields": {k: list(v) for k, v in self.event[1].items()}}
+        names = {dev: name for name, dev in self.dev_numbers.items()}
+        return {"event": bioevents.event_name(bioevents.EVENT), "event_id": self.event[0],
+                "event_fields": {k: list(v) for k, v in self.event[1].items()},
+                "completions": bool(self.completion_formats),
+                "completion_events": [
+                    {"event": bioevents.event_name(event), "event_id": event_id,
+                     "event_fields": {k: list(v) for k, v in fields.items()},
+                     "devices": sorted(names.get(n, str(n)) for n in self.tracer.completions[event])}
+                    for event, (event_id, fields) in self.completion_formats.items()]}
 
 
 class BlkTracerCapture(RingBufferCapture):
@@ -368,20 +385,22 @@ class BlkTracerCapture(RingBufferCapture):
 
 
 def resolve_mode(mode, act_mask, devices):
-    """The mode ``mode`` means: ``auto`` is events for act_mask queue on whole devices, else raw; ``pipe`` is
-    raw. BlkfleetError for an unknown mode."""
+    """The mode ``mode`` means: ``auto`` is events for act_mask queue (or queue,complete) on whole devices, else
+    raw; ``pipe`` is raw. BlkfleetError for an unknown mode."""
     mode = MODE_ALIASES.get(mode, mode)
     if mode == "auto":
         whole = not any(_is_partition(d) for d in devices)
-        queue_only = tracefs.act_mask_value(act_mask) == tracefs.act_mask_value("queue")
-        return "events" if queue_only and whole else "raw"
+        return "events" if tracefs.act_mask_value(act_mask) in EVENTS_MASKS and whole else "raw"
     if mode not in MODES:
         raise BlkfleetError(f"unknown ftrace mode {mode!r} (known: auto, {', '.join(MODES)})")
     return mode
 
 
-def ftrace_backend(devices, outdir, mode="auto", act_mask="queue", **options):
-    """The ftrace capture of ``devices`` in ``mode`` (see ``resolve_mode``), not set up yet; ``options``:
+def ftrace_backend(devices, outdir, mode="auto", act_mask="queue", completions=True, **options):
+    """The ftrace capture of ``devices`` in ``mode`` (see ``resolve_mode``), not set up yet; ``completions``: the
+    events mode also records completions (the raw mode records what ``act_mask`` says); ``options``:
     ``RingBufferCapture``'s."""
-    cls = {"events": BioQueueCapture, "raw": BlkTracerCapture}[resolve_mode(mode, act_mask, devices)]
-    return cls(devices, outdir, act_mask, **options)
+    resolved = resolve_mode(mode, act_mask, devices)
+    if resolved == "events":
+        return BioQueueCapture(devices, outdir, act_mask, completions, **options)
+    return BlkTracerCapture(devices, outdir, act_mask, **options)

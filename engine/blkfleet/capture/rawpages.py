@@ -217,7 +217,7 @@ def convert(raw_files, outdir, layout, decoder, ncpus=None, names=None, devices=
     """Convert ``{cpu: raw file}`` into ``DEV.blktrace.CPU`` files; returns the Splitter summary + pages.
 
     ``decoder`` turns a page's events into v7 records (``BlkDecoder`` for the blk tracer,
-    ``bioevents.BioQueueDecoder`` for the tracepoint). ``extra_drops``: ``{cpu: events}`` the kernel counted as
+    ``bioevents.BlockEventDecoder`` for the tracepoints). ``extra_drops``: ``{cpu: events}`` the kernel counted as
     lost (``per_cpu/cpuN/stats``); per CPU the larger of that and the count stored in the pages is reported.
     """
     per_cpu = {}

@@ -92,7 +92,7 @@ def drain(tracing, owner, instance=False):
             raise BlkfleetError(f"{raw_dir}: not salvaged into: {reason}")
         layout = rawpages.PageLayout.from_tracefs(tracing)
         if owner["mode"] == "events":
-            decoder = bioevents.BioQueueDecoder(*bioevents.event_format(tracing), layout.byteorder)
+            decoder = bioevents.decoder(tracing, layout.byteorder)
         else:
             decoder = rawpages.BlkDecoder(rawpages.blk_entry_type(tracing), layout.byteorder)
         stats = rawpages.PageStats()
@@ -119,13 +119,12 @@ def _int_in(value, low, high):
     return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
-def _events_decoder(info, layout):
-    """The events mode's decoder from ``backend_info`` (validated: offsets inside a page)."""
-    fields = info.get("event_fields")
-    if not _int_in(info.get("event_id"), 0, 65535) or not isinstance(fields, dict):
+def _event_fields(event_id, fields, layout, names):
+    """(event id, {name: (offset, size)}) of one event from the state, validated: offsets inside a page."""
+    if not _int_in(event_id, 0, 65535) or not isinstance(fields, dict):
         raise BlkfleetError("the state has no valid event_id/event_fields")
     checked = {}
-    for name in ("common_pid", "dev", "sector", "nr_sector", "rwbs"):
+    for name in names:
         value = fields.get(name)
         if not (isinstance(value, list) and len(value) == 2 and _int_in(value[0], 0, layout.page_size)
                 and _int_in(value[1], 1, 64)):
@@ -133,7 +132,23 @@ def _events_decoder(info, layout):
         checked[name] = tuple(value)
     if checked["sector"][1] not in (4, 8):
         raise BlkfleetError("the state's sector field is neither 4 nor 8 bytes")
-    return bioevents.BioQueueDecoder(info["event_id"], checked, layout.byteorder)
+    return event_id, checked
+
+
+def _events_decoder(info, layout):
+    """The events mode's decoder from ``backend_info``: the queue event and the completion events it names."""
+    queue = _event_fields(info.get("event_id"), info.get("event_fields"), layout, bioevents.FIELDS)
+    completions = {}
+    listed = info.get("completion_events") or []
+    if not isinstance(listed, list):
+        raise BlkfleetError("the state's completion_events is not a list")
+    known = {bioevents.event_name(e): e for e in bioevents.COMPLETIONS}
+    for entry in listed:
+        if not isinstance(entry, dict) or entry.get("event") not in known:
+            raise BlkfleetError("the state's completion_events holds an unknown event")
+        completions[known[entry["event"]]] = _event_fields(entry.get("event_id"), entry.get("event_fields"), layout,
+                                                           bioevents.FIELDS + ("error",))
+    return bioevents.BlockEventDecoder(queue, completions, layout.byteorder)
 
 
 def _dev_numbers(names):

@@ -4,8 +4,9 @@ import re
 import sys
 
 from .. import codes, progress, protocol
-from ..cliargs import directory
+from ..cliargs import directory, nonnegative_int, positive_int
 from ..jsonout import write_json
+from .deps import DepOptions
 from .run import RecordOptions, record
 
 
@@ -37,6 +38,24 @@ def add_parser(sub):
     p.add_argument("--accept-missing", action="store_true",
                    help="convert trace files that differ from what capture.json says the capture wrote (truncated "
                    "or missing files), and report the shortfall in the --json summary ('capture')")
+    t = p.add_argument_group("timing and dependencies (native files of a capture with completions, format version 2)")
+    t.add_argument("--timing", action="store_true",
+                   help="write version 2 files: each IO's latency, in-flight count and parents, which '--mode load' "
+                   "and '--mode dependency' replay need (the dependency analysis costs about 24 us of CPU per IO; "
+                   "without it, version 1 files)")
+    d = DepOptions()
+    t.add_argument("--dep-window", type=nonnegative_int, default=d.window, metavar="NSEC",
+                   help=f"an IO depends on IOs that completed within NSEC before it was issued (default {d.window})")
+    t.add_argument("--dep-min-gap", type=nonnegative_int, default=d.min_gap, metavar="NSEC",
+                   help=f"... but not within NSEC of its issue, too close to have caused it (default {d.min_gap})")
+    t.add_argument("--dep-max-parents", type=positive_int, default=d.max_parents, metavar="N",
+                   help=f"at most N such parents per IO, latest first (default {d.max_parents})")
+    t.add_argument("--dep-scope", choices=("device", "task"), default=d.scope,
+                   help="completion parents among all IOs of the device (default, hfplayer's rule) or only among "
+                   "those the same task (pid) submitted")
+    t.add_argument("--conflict-window", type=nonnegative_int, default=d.conflict_window, metavar="NSEC",
+                   help="overlapping IOs (one of them writing) issued within NSEC of each other, or while the "
+                   f"earlier one is in flight, are ordered as recorded (default {d.conflict_window})")
     protocol.json_option(p, "the summary as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary lines on stderr")
     p.set_defaults(func=run, progress=progress.reading("input_directory"))
@@ -46,7 +65,9 @@ def run(args):
     opts = RecordOptions(
         input_dir=args.input_directory, output_dir=args.output_directory, devices=tuple(args.devices),
         find=args.find_traces, max_time=args.max_bunch_time, max_pkts=args.max_pkts, base=args.output_base,
-        verbose=args.verbose, compat=args.compat, accept_missing=args.accept_missing,
+        verbose=args.verbose, compat=args.compat, accept_missing=args.accept_missing, timing=args.timing,
+        deps=DepOptions(args.dep_window, args.dep_min_gap, args.dep_max_parents, args.conflict_window,
+                        args.dep_scope).checked(),
     )
     summaries, capture = record(opts, out=sys.stderr)
     if not args.quiet:

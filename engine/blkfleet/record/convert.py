@@ -44,6 +44,7 @@ FAST = sys.byteorder == "little"  # the strided copies write the host's byte ord
 # Both formats: a bunch header is {npkts, time} as two little-endian u64 (native: npkts u32 and a reserved 0),
 # and a packet is 24 bytes.
 BUNCH = struct.Struct("<QQ")
+EXT_BUNCH = struct.Struct("<IIQ")  # a native version 2 bunch header: npkts, extension bytes, time
 PACKET_SIZE = 24
 STRIDED_MAX = 16  # up to this -M, full bunches are laid out with one strided copy per packet field
 _WIDTH = {"Q": 8, "I": 4, "B": 1}
@@ -238,16 +239,17 @@ def _tally_rows(summary, rows):
         table[op][1] += nbytes
 
 
-def encode_bunches(fields, bounds, bunch_times, max_pkts):
+def encode_bunches(fields, bounds, bunch_times, max_pkts, exts=None):
     """The bunches, each header followed by its packets (``bounds``: index of every bunch's first IO, then the
-    end; ``fields``: (column, byte offset in a packet, struct code 'Q', 'I' or 'B') of every packet field).
+    end; ``fields``: (column, byte offset in a packet, struct code 'Q', 'I' or 'B') of every packet field), and
+    by its extension when ``exts`` gives one per bunch (native version 2).
 
     When every bunch is full (``max_pkts`` IOs) and -M is small, the columns go straight to their places, one
     strided copy per field and packet slot (btrecord's -M 8: 14 ns per IO, against 34 for packets joined
     with a header per bunch); otherwise the packets are made with one strided copy per field, then joined
     with a header and a slice per bunch."""
     bunches, size = len(bounds) - 1, max_pkts
-    if bunches > 1 and size <= STRIDED_MAX and bounds[-1] == size * bunches:  # no bunch holds more than -M
+    if exts is None and bunches > 1 and size <= STRIDED_MAX and bounds[-1] == size * bunches:  # all of -M IOs
         width = BUNCH.size + PACKET_SIZE * size
         out = bytearray(width * bunches)
         views = {"Q": memoryview(out).cast("Q"), "I": memoryview(out).cast("I"), "B": out}
@@ -263,10 +265,17 @@ def encode_bunches(fields, bounds, bunch_times, max_pkts):
     for column, offset, code in fields:
         views[code][offset // _WIDTH[code] :: PACKET_SIZE // _WIDTH[code]] = column
     ends = bounds[1:]
+    at = [PACKET_SIZE * b for b in bounds]
+    slices = map(bytes(packets).__getitem__, map(slice, at, at[1:]))  # bytes: half the cost of memoryviews
+    if exts is not None:
+        parts = [b""] * (3 * bunches)
+        parts[0::3] = map(EXT_BUNCH.pack, map(sub, ends, bounds), map(len, exts), bunch_times)
+        parts[1::3] = slices
+        parts[2::3] = exts
+        return b"".join(parts)
     parts = [b""] * (2 * bunches)
     parts[0::2] = map(BUNCH.pack, map(sub, ends, bounds), bunch_times)
-    at = [PACKET_SIZE * b for b in bounds]
-    parts[1::2] = map(bytes(packets).__getitem__, map(slice, at, at[1:]))  # bytes: half the cost of memoryviews
+    parts[1::2] = slices
     return b"".join(parts)
 
 
@@ -385,7 +394,12 @@ class _Converter:
 
 
 class NativeConverter(_Converter):
-    """Native rules: per-IO times (offset from the bunch time), ops kept; time must not go backwards."""
+    """Native rules: per-IO times (offset from the bunch time), ops kept; time must not go backwards. ``timing``:
+    the file's ``deps.TimingSource``, whose extensions the bunches carry (version 2)."""
+
+    def __init__(self, *args, timing=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.timing = timing
 
     def convert(self, chunk, times, final):
         if not times.rising:  # the open bunch is in front: the order across chunks is checked too
@@ -396,22 +410,24 @@ class NativeConverter(_Converter):
         bounds, end = self.bunches(chunk, times, final, True)
         if end == 0:
             return 0
+        exts = self.timing.take(bounds) if self.timing else None
         if self.fast:
             cols = Columns(chunk, end)
-            self._fast(cols, times, bounds, *cols.kinds())
+            self._fast(cols, times, bounds, *cols.kinds(), exts=exts)
         else:
-            self._reference(chunk, times, bounds, end)
+            self._reference(chunk, times, bounds, end, exts)
         self.writer.add_encoded_bunches(self._data, len(bounds) - 1, end, times[0], times[end - 1])
         return end
 
-    def _fast(self, cols, times, bounds, ops, flags):
+    def _fast(self, cols, times, bounds, ops, flags, exts=None):
         sizes = cols.view("bytes")
         fields = [(cols.view("sector"), 0, "Q"), (sizes, 8, "I"), (times.offsets(bounds), 12, "I"), (ops, 16, "B"),
                   (flags, 17, "B"), (cols.view("pid"), 20, "I")]
-        self._data = encode_bunches(fields, bounds, list(map(times.view.__getitem__, bounds[:-1])), self.max_pkts)
+        self._data = encode_bunches(fields, bounds, list(map(times.view.__getitem__, bounds[:-1])), self.max_pkts,
+                                    exts)
         _tally(self.summary, ops, sizes)
 
-    def _reference(self, chunk, times, bounds, end):
+    def _reference(self, chunk, times, bounds, end, exts=None):
         batch = chunk.head(end).batch()
         times = batch.times
         keys = [(a, 1 if n else 0) for a, n in zip(batch.actions, batch.nbytes)]
@@ -419,10 +435,11 @@ class NativeConverter(_Converter):
         flat = _interleave([batch.sectors, batch.nbytes, batch.times, [kinds[k][0] for k in keys],
                             [kinds[k][1] for k in keys], batch.pids])
         data = []
-        for a, b in zip(bounds, bounds[1:]):
+        for k, (a, b) in enumerate(zip(bounds, bounds[1:])):
             fields = flat[6 * a : 6 * b]
             fields[2::6] = [t - times[a] for t in fields[2::6]]
-            data.append(_native_bunch(b - a).pack(b - a, 0, times[a], *fields))
+            ext = exts[k] if exts else b""
+            data.append(_native_bunch(b - a).pack(b - a, len(ext), times[a], *fields) + ext)
         self._data = b"".join(data)
         _tally_rows(self.summary, zip(batch.nbytes, batch.actions))
 

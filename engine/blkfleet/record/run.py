@@ -8,10 +8,12 @@ from ..files import atomic_file
 from ..percpu import find_devices, find_per_cpu
 from ..replayfile import compat, native
 from ..trace.actions import is_queue
+from ..trace.matching import has_completions
 from ..trace.queued import ROWS, QueuedChunk, queued_chunks
 from ..trace.reader import TraceReader
 from .capture_check import CaptureCheck
 from .convert import CompatConverter, NativeConverter
+from .deps import DepOptions, analyse
 from .summary import FileSummary
 
 COMPAT_DEFAULTS = (10_000_000, 8)  # btrecord's -m and -M
@@ -21,12 +23,14 @@ MAX_NATIVE_PKTS = 4096
 
 # Start-up counts in the converter's speed (measured against btrecord, which starts in 1 ms): no dataclasses
 # (6 ms to import).
-_FIELDS = "input_dir output_dir devices find max_time max_pkts base verbose compat accept_missing"
+_FIELDS = "input_dir output_dir devices find max_time max_pkts base verbose compat accept_missing timing deps"
 
 
 class RecordOptions(namedtuple("RecordOptions", _FIELDS, defaults=(".", ".", (), False, None, None, "replay", 0,
-                                                                    False, False))):
-    """What to convert and how: the command line's options."""
+                                                                    False, False, True, DepOptions()))):
+    """What to convert and how: the command line's options. ``timing``: native files of a capture with
+    completions carry each IO's recorded timing and dependencies (version 2), found with the rule ``deps``
+    (record.deps.DepOptions)."""
 
     __slots__ = ()
 
@@ -75,23 +79,41 @@ def record(opts, out=None):
         check.before(plan)
     summaries = []
     for dev, paths in plan:
-        for cpu, path in enumerate(paths):
-            target = f"{opts.output_dir}/{dev}.{opts.base}.{cpu}"
-            if opts.compat:
+        if opts.compat:
+            for cpu, path in enumerate(paths):
+                target = f"{opts.output_dir}/{dev}.{opts.base}.{cpu}"
                 summaries.append(_compat_file(path, target, dev, cpu, max_time, max_pkts, opts.verbose, out, verify))
-            else:
+        elif opts.timing and has_completions(paths):
+            import tempfile  # only here: its import costs the plain conversion's start-up 4 ms
+
+            with tempfile.TemporaryDirectory(prefix=".blkfleet-record-", dir=opts.output_dir) as scratch:
+                sources, stats = analyse(paths, scratch, opts.deps)
+                try:
+                    for cpu, path in enumerate(paths):
+                        target = f"{opts.output_dir}/{dev}.{opts.base}.{cpu}"
+                        summaries.append(_native_file(path, target, dev, cpu, max_time, max_pkts, verify, sources[cpu]))
+                        summaries[-1].timing = {"ios": sources[cpu].ios, "unknown_latency": sources[cpu].unknown,
+                                                "device": stats, "rule": opts.deps.as_dict()}
+                finally:
+                    for source in sources.values():
+                        source.close()
+        else:
+            for cpu, path in enumerate(paths):
+                target = f"{opts.output_dir}/{dev}.{opts.base}.{cpu}"
                 summaries.append(_native_file(path, target, dev, cpu, max_time, max_pkts, verify))
     if check and out and check.warning(devices):
         out.write(f"blkfleet: warning: {check.warning(devices)}\n")
     return summaries, (check.result(devices) if check else None)
 
 
-def _native_file(path, target, dev, cpu, max_time, max_pkts, verify=None):
+def _native_file(path, target, dev, cpu, max_time, max_pkts, verify=None, timing=None):
     summary = FileSummary(dev, cpu, path, target, "native")
     device = _first_device(path)
     with atomic_file(target, sync=False) as f:
-        writer = native.NativeWriter(f, device, cpu, max_pkts)
-        NativeConverter(writer, summary, max_time, max_pkts, path).run(queued_chunks(path))
+        writer = native.NativeWriter(f, device, cpu, max_pkts, timing=timing is not None)
+        NativeConverter(writer, summary, max_time, max_pkts, path, timing=timing).run(queued_chunks(path))
+        if timing:
+            timing.finish()
         if verify:
             verify(path, summary)
         writer.close()

@@ -14,6 +14,7 @@ class FileSummary:
         self.last_time = 0
         self.records = -1  # every record read; counted only when verbose
         self.by_op = [[0, 0] for _ in OP_NAMES]  # per op: [IOs, bytes]
+        self.timing = None  # native version 2: what record.deps found for the file's device, and its IOs
 
     def ops(self):
         """{op name: {"ios": n, "bytes": b}} of the ops that occur."""
@@ -41,6 +42,7 @@ class FileSummary:
             "device": self.device, "cpu": self.cpu, "source": self.source, "output": self.output,
             "format": self.format, "ios": self.ios, "bunches": self.bunches, "ops": self.ops(),
             "first_time_ns": self.first_time, "last_time_ns": self.last_time, "span_ns": self.span_ns,
+            "timing": self.timing,
         }
 
 

@@ -148,9 +148,10 @@ def compare_metric(metric, base, cand, test="welch", alpha=0.05, min_samples=3, 
 
 
 def _group_rows(rows):
+    """Rows by (host, device, replay mode): runs of different modes are different workloads."""
     groups = {}
     for r in rows:
-        groups.setdefault((r["host"], r["device"]), []).append(r)
+        groups.setdefault((r["host"], r["device"], r.get("mode", "timed")), []).append(r)
     return groups
 
 
@@ -170,11 +171,11 @@ def select_candidates(store, baseline_rows, run_ids=None, last=None, host=None, 
     if last < 1:
         raise BlkfleetError("--last must be at least 1")
     out = []
-    for (h, d), members in _group_rows(baseline_rows).items():
+    for (h, d, m), members in _group_rows(baseline_rows).items():
         if (host and h != host) or (device and device != d):
             continue
         newest = max(_order(r) for r in members)
-        rows = [r for r in store.rows(host=h, device=d) if r["device"] == d and _order(r) > newest]
+        rows = [r for r in store.rows(host=h, device=d, mode=m) if r["device"] == d and _order(r) > newest]
         out += rows[-last:]
     return out
 
@@ -228,18 +229,21 @@ def evaluate(store, baseline, run_ids=None, last=None, metrics=None, tolerances=
                         + ", ".join(f"{i}:{d}" for i, d in sorted(overlap)))
     groups = []
     for key in sorted(cand_groups):
-        h, d = key
+        h, d, mode = key
         crows, brows = cand_groups[key], base_groups.get(key, [])
-        group = {"host": h, "device": d, "targets": sorted({r["target"] or "" for r in crows}),
+        group = {"host": h, "device": d, "mode": mode, "targets": sorted({r["target"] or "" for r in crows}),
                  "baseline_runs": [r["run_id"] for r in brows], "candidate_runs": [r["run_id"] for r in crows],
                  "sample_source": None, "metrics": []}
         if not brows:
-            warnings.append(f"{h} {d}: not in baseline {baseline!r}")
+            others = sorted(m for (bh, bd, m) in base_groups if (bh, bd) == (h, d))
+            warnings.append(f"{h} {d}: not in baseline {baseline!r}" + (
+                f" in mode {mode} (the baseline's runs were replayed in {', '.join(others)}; modes are not compared)"
+                if others else ""))
         sources = set()
         bdoc = doc_of(brows[0]["run_id"]) if brows else None
         for r in crows if bdoc is not None else ():
             cdoc = doc_of(r["run_id"])
-            for field in ("mode", "acc_factor", "input"):
+            for field in ("acc_factor", "input"):
                 if bdoc.get(field) != cdoc.get(field):
                     warnings.append(f"{h} {d}: candidate run {r['run_id']} differs from the baseline in {field} "
                                     f"({cdoc.get(field)!r} vs {bdoc.get(field)!r}): not the same workload?")

@@ -11,7 +11,7 @@ from ..jsonout import files, write_json
 from ..results.document import stamp, summary_lines
 from .ioengines import IOENGINES
 from .job import RunDir, check_run_id, parse_instant, prune
-from .run import EXIT_INTERRUPTED, ReplayOptions, replay, stop_signals
+from .run import EXIT_INTERRUPTED, MODES, ReplayOptions, replay, stop_signals
 from .signatures import METHODS
 from .sizing import WINDOW_IOS_HIGH
 from .window import WINDOW_IOS, WINDOW_NS, size_of
@@ -39,6 +39,12 @@ def add_parser(sub):
     p.add_argument("-M", "--map-devs", action="append", default=[], metavar="FILE",
                    help="device map file: 'FROM TO' lines (TO: a name under /dev or an absolute path)")
     p.add_argument("-N", "--no-stalls", action="store_true", help="issue as fast as possible, in order")
+    p.add_argument("--mode", choices=MODES, default="timed",
+                   help="timed (default): each IO at its recorded time (with -N: as fast as possible); load: each "
+                   "IO in trace order once fewer IOs are in flight than when it was recorded; dependency: each IO "
+                   "once the IOs it depended on completed, plus its recorded think time (÷ -x). load and dependency "
+                   "need replay files with recorded timing (blkfleet record of a capture with completions) and "
+                   "run one worker")
     p.add_argument("-v", "--verbose", action="count", default=0)
     p.add_argument("-W", "--write-enable", action="store_true", help="really write (and discard, flush)")
     add_acc_factor(p, "replay X times faster (any positive number)")
@@ -141,7 +147,7 @@ def _run(args, job, bundle_id, source):
         force=args.force,
         late_threshold_ns=int(args.late_threshold_us * 1000), bundle_id=bundle_id, source=source,
         batch_window_ns=int(args.batch_window_us * 1000), realtime=args.realtime,
-        run_id=args.run_id, probe=args.probe, io_log=args.io_log, window_ios=args.window_ios,
+        run_id=args.run_id, probe=args.probe, io_log=args.io_log, window_ios=args.window_ios, mode=args.mode,
     )
     doc, code = replay(opts, job.lease_expired if job else None, job.armed if job and args.arm else None)
     write_json(args.json, stamp(doc))

@@ -14,6 +14,7 @@ timeline bucket's edge, take a Python step each.
 
 import os
 from array import array
+from collections import Counter
 from itertools import compress
 from operator import sub
 
@@ -53,6 +54,7 @@ class Collector:
         self.start_ns = self.first_start = None
         self.first_submit = self.last_completion = None
         self.folded = 0
+        self.depths = {}  # load and dependency modes: target -> Counter of IOs in flight once each was submitted
 
     def begin(self, iteration, start_ns):
         """Iteration ``iteration`` (1-based) starts at the monotonic instant ``start_ns``."""
@@ -115,6 +117,9 @@ class Collector:
     def _submitted(self, win, a, b):
         """Fold the submissions of slots a .. b - 1."""
         n = b - a
+        if win.ordered:
+            for key, count in Counter(zip(win.target[a:b], win.depth[a:b])).items():
+                self.depths.setdefault(key[0], Counter())[key[1]] += count
         subs = win.submit[a:b]
         if self.never_early:
             lates = lanes.column(lanes.lanes(subs) - lanes.lanes(win.due[a:b]), n).tolist()

@@ -16,7 +16,7 @@ write checks. Discards, flushes and write-zeroes without -W are counted as skipp
 
 from array import array
 from bisect import bisect_left, bisect_right
-from collections import Counter
+from collections import Counter, deque
 from functools import reduce
 from itertools import accumulate, chain, repeat
 from operator import add, lshift, or_, sub
@@ -40,6 +40,7 @@ from .window import (
     ISSUED,
     LEAD,
     NOT_YET,
+    PARENTS,
     SPECIALS,
     W_BUF,
     W_DATA,
@@ -63,21 +64,25 @@ class Source:
     not yet taken: @times (a running maximum: the due order), @sectors, @nbytes, @ops, @flags from @pos on;
     @eof once the file is read to its end."""
 
-    def __init__(self, device, cpu, path):
+    def __init__(self, device, cpu, path, timing=False):
         self.device, self.cpu, self.path = device, cpu, path
         self.target = None
         self.format = None
         self.reader = None
+        self.timing = timing  # keep each IO's recorded timing (the load and dependency modes)
+        self.timed = False  # @rows: (seq, in flight, think, [(parent seq, issue parent), ...] nearest first) per IO
         self.rewind()
 
     def rewind(self):
         """From the first IO again (the next iteration)."""
         self.close()
-        self.reader = open_replay(self.path)
+        self.reader = open_replay(self.path, self.timing)
         self.format = self.reader.kind
+        self.timed = self.timing and getattr(self.reader, "timing", False)  # a version 1 file has none
         self._chunks = self.reader.chunks()
         self.times, self.sectors, self.nbytes = array("q"), array("q"), array("q")
         self.ops = self.flags = b""
+        self.rows = [] if self.timed else None
         self.pos = 0
         self.eof = False
         self._latest = None  # the running maximum of the times read so far
@@ -111,12 +116,17 @@ class Source:
         if self.pos:
             del self.times[:self.pos], self.sectors[:self.pos], self.nbytes[:self.pos]
             self.ops, self.flags = self.ops[self.pos:], self.flags[self.pos:]
+            if self.rows is not None:
+                del self.rows[:self.pos]
             self.pos = 0
         self.times += times
         self.sectors += chunk.sectors
         self.nbytes += chunk.nbytes
         self.ops += chunk.ops
         self.flags += chunk.flags
+        if self.rows is not None:
+            t = chunk.timing
+            self.rows += zip(t.seqs, t.inflight, t.thinks, t.parents())
         return True
 
     def first_time(self):
@@ -131,14 +141,16 @@ class Source:
             self.more()
 
     def take(self, count):
-        """(times, sectors, nbytes, ops, flags) of the next ``count`` IOs."""
+        """(times, sectors, nbytes, ops, flags, timing rows or None) of the next ``count`` IOs."""
         a, b = self.pos, self.pos + count
         self.pos = b
-        return self.times[a:b], self.sectors[a:b], self.nbytes[a:b], self.ops[a:b], self.flags[a:b]
+        return (self.times[a:b], self.sectors[a:b], self.nbytes[a:b], self.ops[a:b], self.flags[a:b],
+                None if self.rows is None else self.rows[a:b])
 
 
-def open_sources(directory, devices, base="replay", find=False):
-    """A Source per non-empty replay file of the devices (``-F``: every device with ``*.BASE.*`` files)."""
+def open_sources(directory, devices, base="replay", find=False, timing=False):
+    """A Source per non-empty replay file of the devices (``-F``: every device with ``*.BASE.*`` files);
+    ``timing``: they keep the IOs' recorded timing (``Source.timed``)."""
     names = list(dict.fromkeys(devices))
     if find:
         names += [d for d in find_devices(directory, base) if d not in names]
@@ -149,7 +161,7 @@ def open_sources(directory, devices, base="replay", find=False):
         for dev in names:
             check_name(dev, "recorded device name")
             for cpu, path in enumerate(find_per_cpu(directory, dev, base)):
-                source = Source(dev, cpu, path)
+                source = Source(dev, cpu, path, timing)
                 if source.first_time() is None:
                     source.close()
                 else:
@@ -166,13 +178,15 @@ def open_sources(directory, devices, base="replay", find=False):
 def merge(sources, counts, most, with_flags=False):
     """The first ``most`` of the next ``counts[i]`` IOs of each source (their times ascending) in due order (ties:
     source order, then file order), taken from the sources: (times, sectors, nbytes, ops, flags, target per
-    IO); ``flags`` is None unless ``with_flags``, ``target`` an int when all are of one target."""
+    IO, timing rows); ``flags`` is None unless ``with_flags``, ``target`` an int when all are of one target,
+    the timing rows None unless the sources keep them (``Source.timed``)."""
     if len(sources) == 1:
         source = sources[0]
-        times, sectors, nbytes, ops, flags = source.take(min(counts[0], most))
-        return times, sectors, nbytes, ops, flags if with_flags else None, source.target
+        times, sectors, nbytes, ops, flags, rows = source.take(min(counts[0], most))
+        return times, sectors, nbytes, ops, flags if with_flags else None, source.target, rows
     times, sectors, nbytes = array("q"), array("q"), array("q")
     ops, flags = b"", b""
+    rows = [] if sources[0].rows is not None else None
     starts = [0]
     for s, c in zip(sources, counts):
         a, b = s.pos, s.pos + c
@@ -182,6 +196,8 @@ def merge(sources, counts, most, with_flags=False):
         ops += s.ops[a:b]
         if with_flags:
             flags += s.flags[a:b]
+        if rows is not None:
+            rows += s.rows[a:b]
         starts.append(len(times))
     n = len(times)
     base = min(times)
@@ -217,7 +233,8 @@ def merge(sources, counts, most, with_flags=False):
         target = array("H", map(per.__getitem__, order))
     return (merged, array("q", map(sectors.__getitem__, order)),
             array("q", map(nbytes.__getitem__, order)), bytes(map(ops.__getitem__, order)),
-            bytes(map(flags.__getitem__, order)) if with_flags else None, target)
+            bytes(map(flags.__getitem__, order)) if with_flags else None, target,
+            None if rows is None else list(map(rows.__getitem__, order)))
 
 
 class Lane:
@@ -245,9 +262,15 @@ class Feeder:
     """Keeps the lanes' windows filled (see the module docstring). ``targets``: the opened Targets (fd, size,
     block_size, path, recorded), indexed like the sources' ``target``."""
 
-    def __init__(self, lanes, genesis, acc, targets, write_enable, no_stall):
+    def __init__(self, lanes, genesis, acc, targets, write_enable, no_stall, mode="timed"):
         self.lanes = lanes
         self.genesis, self.acc = genesis, acc
+        self.mode = mode
+        # load and dependency modes: per target, {recorded seq: absolute index} of its latest IOs written (a
+        # parent is found there; one farther back has left the window, so it completed) and their order
+        self.index_of = [{} for _t in targets]
+        self.indexed = [deque() for _t in targets]
+        self.recorded_depths = [Counter() for _t in targets]  # recorded IOs in flight at each IO written
         self.targets = targets
         self.write_enable = write_enable
         self.no_stall = no_stall
@@ -263,6 +286,9 @@ class Feeder:
 
     def start_iteration(self, first):
         """Make ready for an iteration; ``first``: it is the first (the sources are already open)."""
+        for index, order in zip(self.index_of, self.indexed):
+            index.clear()
+            order.clear()
         for lane in self.lanes:
             if not first:
                 for s in lane.sources:
@@ -284,7 +310,10 @@ class Feeder:
                     taken = lane.window.control[ISSUED]
                     most = min(PUMP_IOS, taken - lane.taken + PUMP_GROW)
                     lane.taken = taken
-                written += self._fill(lane, None if self.no_stall else now_ns + WINDOW_NS, most)
+                # -N, load and dependency modes: the replay may run ahead of the recorded times, so the window
+                # is filled as far as its slots go, whatever the IOs' times
+                ahead = self.no_stall or self.mode != "timed"
+                written += self._fill(lane, None if ahead else now_ns + WINDOW_NS, most)
         return written
 
     # -- one window -----------------------------------------------------------------------------------------------
@@ -359,8 +388,9 @@ class Feeder:
         self._write(lane, *cols)
         return len(cols[0])
 
-    def _write(self, lane, times, sectors, nbytes, ops, flags, tgt):
-        """Write IOs (columns in due order; ``tgt``: an int when all go to one target) into the lane's window."""
+    def _write(self, lane, times, sectors, nbytes, ops, flags, tgt, rows=None):
+        """Write IOs (columns in due order; ``tgt``: an int when all go to one target; ``rows``: their recorded
+        timing, in the load and dependency modes) into the lane's window."""
         issued = ops.translate(self.op_table)
         if SKIP in issued:
             keep = [i for i, o in enumerate(issued) if o != SKIP]
@@ -372,6 +402,7 @@ class Feeder:
             issued = bytes(map(issued.__getitem__, keep))
             flags = None if flags is None else bytes(map(flags.__getitem__, keep))
             tgt = tgt if single else array("H", map(tgt.__getitem__, keep))
+            rows = None if rows is None else list(map(rows.__getitem__, keep))
         n = len(times)
         if self.acc == 1:
             due = lanes.column(lanes.lanes(times) - lanes.repeat(self.genesis, n), n)  # times >= genesis
@@ -424,6 +455,8 @@ class Feeder:
             win.due[a:b] = due[x:y]
             win.target[a:b] = array("H", (tgt,)) * (y - x) if isinstance(tgt, int) else tgt[x:y]
             win.op[a:b] = issued[x:y]
+        if rows is not None:
+            self._write_order(win, first, tgt, rows)
         ctl = win.control
         if DISCARD in issued or WRITE_ZEROES in issued:
             specials = ctl[SPECIALS]
@@ -435,6 +468,33 @@ class Feeder:
         lane.next = first + n
         lane.ios += n
         ctl[FED] = lane.next
+
+    def _write_order(self, win, first, tgt, rows):
+        """The load and dependency modes' columns of IOs ``first ..``: each one's parents as absolute indexes, an
+        issue parent (it was in flight when this one was issued) as -1 - its index (those of skipped IOs, and
+        those that left the window long ago, are not waited for), the watermark for parents beyond PARENTS (all
+        IOs below it completed: more than an issue parent asks), its think time (÷ -x) and its recorded
+        in-flight count."""
+        mask, acc = win.mask, self.acc
+        keep = 4 * win.capacity  # seqs remembered per target
+        parents, nparents, need, think, limit = win.parents, win.nparents, win.need, win.think, win.limit
+        for k, (seq, inflight, pause, pseqs) in enumerate(rows):
+            t = tgt if isinstance(tgt, int) else tgt[k]
+            index, order = self.index_of[t], self.indexed[t]
+            at = first + k
+            slot = at & mask
+            found = [(p, issue) for p, issue in ((index.get(q), issue) for q, issue in pseqs) if p is not None]
+            near = [-1 - p if issue else p for p, issue in found[:PARENTS]]
+            parents[slot * PARENTS:slot * PARENTS + len(near)] = array("q", near)
+            nparents[slot] = len(near)
+            need[slot] = max((p for p, _issue in found[PARENTS:]), default=-1) + 1
+            think[slot] = pause if acc == 1 else int(pause / acc)
+            limit[slot] = inflight
+            self.recorded_depths[t][inflight] += 1
+            index[seq] = at
+            order.append(seq)
+            if len(order) > keep:
+                del index[order.popleft()]
 
     def _check(self, tgt, offsets, nbytes, issued):
         """Every IO aligned to its target's logical block size and within its size (flushes aside)."""

@@ -52,6 +52,7 @@ POLL_S = 0.1  # the parent looks at signals, its lease and its workers at least 
 TICK_S = 0.01  # while workers run: and feeds their windows and collects their completions this often
 PRIME_IOS = 65536  # IOs written into each window before the start (the rest while the replay runs)
 PR_SET_PDEATHSIG = 1
+MODES = ("timed", "load", "dependency")  # load and dependency: the IOs' moments come from completions (ordered)
 
 
 class ReplayOptions:
@@ -75,6 +76,7 @@ class ReplayOptions:
         "window_ios": None,  # --window-ios: IOs a worker's window holds at most; None: from the trace's rate
         "may_write": None,  # the trace holds writes, discards, flushes or write-zeroes (None: not known)
         "start_ns": None,  # CLOCK_MONOTONIC start instant of the first iteration, once chosen
+        "mode": "timed",  # --mode: timed, load or dependency (MODES)
     }
 
     def __init__(self, **options):
@@ -114,6 +116,16 @@ def validate(opts):
     check_name(opts.base, "input base name")
     if opts.run_id is not None:
         check_name(opts.run_id, "run ID")
+    if opts.mode not in MODES:
+        raise BlkfleetError(f"unknown replay mode {opts.mode!r} ({', '.join(MODES)})")
+    if opts.mode != "timed":
+        if opts.no_stall:
+            raise BlkfleetError(f"-N is a timed mode's option: --mode {opts.mode} sets its own pace")
+        if opts.batch_window_ns:
+            raise BlkfleetError(f"--batch-window-us does not apply to --mode {opts.mode}")
+        if opts.cpus > 1:
+            raise BlkfleetError(f"--mode {opts.mode} runs one worker (-c 1): the IOs of all recorded CPUs wait "
+                                "on one another")
 
 
 def read_maps(map_files):
@@ -520,7 +532,7 @@ def replay(opts, lease=None, armed=None):
 def _replay(opts, lease, armed):
     validate(opts)
     mapping = read_maps(opts.map_files)
-    sources = open_sources(opts.input_dir, opts.devices, opts.base, opts.find)
+    sources = open_sources(opts.input_dir, opts.devices, opts.base, opts.find, timing=opts.mode != "timed")
     try:
         opts.formats = {s.format for s in sources}
         targets = resolve_targets(sources, mapping, opts)
@@ -537,6 +549,14 @@ def _replay_onto(opts, lease, sources, targets, armed):
     target_of = {t.recorded: i for i, t in enumerate(targets)}
     for s in sources:
         s.target = target_of[s.device]
+    ordered = opts.mode != "timed"
+    if ordered:
+        bare = [s.path for s in sources if not s.timed]
+        if bare:
+            raise BlkfleetError(f"{bare[0]}: no recorded timing (a version 1 or btrecord replay file): --mode "
+                                f"{opts.mode} needs files that 'blkfleet record --timing' made from a capture with "
+                                "completions (docs/formats.md, version 2)")
+        opts.cpus = 1  # every IO waits on IOs of any recorded CPU: one worker sees them all
     cpus = _cpus()
     genesis = genesis_of(sources)
     if not opts.cpus and not opts.no_stall:
@@ -562,7 +582,7 @@ def _replay_onto(opts, lease, sources, targets, armed):
     lanes = []
     try:
         for slot, group in sorted(by_slot.items()):
-            lane = Lane(slot, group, Window(opts.window_ios))
+            lane = Lane(slot, group, Window(opts.window_ios, ordered=ordered))
             lane.cpu = cpus[slot % len(cpus)]
             lanes.append(lane)
         opts.may_write = may_write(sources)
@@ -577,7 +597,7 @@ def _replay_onto(opts, lease, sources, targets, armed):
 def _run_lanes(opts, lease, lanes, targets, genesis, sizing_info, armed):
     global _raising
     started = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
-    feeder = Feeder(lanes, genesis, opts.acc, targets, opts.write_enable, opts.no_stall)
+    feeder = Feeder(lanes, genesis, opts.acc, targets, opts.write_enable, opts.no_stall, opts.mode)
     feeder.start_iteration(first=True)
     _raising = False
     workers = []

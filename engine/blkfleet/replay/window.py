@@ -61,17 +61,27 @@ CONTROL_WORDS = 16
 NOT_YET = (1 << 63) - 1
 
 
-def _layout(capacity):
+# The load and dependency modes' columns (``ordered``): what the worker decides each IO's moment from.
+PARENTS = 8  # completion parents a slot holds; an IO's farther ones become a watermark (``need``)
+NO_IO = -1  # ``fin`` of a slot none of whose IOs completed yet
+
+
+def _layout(capacity, ordered=False):
     """(column, array code, items) of a window of ``capacity`` IOs, in memory order."""
-    return [("iocb", "q", capacity * IOCB_WORDS), ("ptr", "Q", capacity), ("due", "q", capacity),
+    cols = [("iocb", "q", capacity * IOCB_WORDS), ("ptr", "Q", capacity), ("due", "q", capacity),
             ("submit", "q", capacity), ("special", "q", capacity), ("target", "H", capacity),
             ("op", "B", capacity), ("control", "q", CONTROL_WORDS), ("log", "B", (capacity + LOG_SPARE) * EVENT_BYTES)]
+    if ordered:
+        cols += [("parents", "q", capacity * PARENTS), ("nparents", "B", capacity), ("need", "q", capacity),
+                 ("think", "q", capacity), ("limit", "I", capacity), ("fin", "q", capacity),
+                 ("fin_time", "q", capacity), ("depth", "H", capacity)]
+    return cols
 
 
-def size_of(capacity):
+def size_of(capacity, ordered=False):
     """Bytes of shared memory a window of ``capacity`` IOs takes (each column rounded up to whole pages)."""
     return sum(-(-count * array(code).itemsize // mmap.PAGESIZE) * mmap.PAGESIZE for _n, code, count in
-               _layout(capacity))
+               _layout(capacity, ordered))
 
 
 class Window:
@@ -82,15 +92,23 @@ class Window:
     of the target, @op: the replay operation done (replayfile.ops), @special: absolute indexes of the
     discards and write-zeroes (they need an ioctl), @control: the cursors above, @log: the completion log;
     @read_buffer / @write_buffer: addresses of the IO memory (all reads land in one, all writes come from the
-    other: the data does not matter to a replay)."""
+    other: the data does not matter to a replay).
 
-    def __init__(self, capacity=WINDOW_IOS, io_bytes=MAX_IO_BYTES):
+    With ``ordered`` (the load and dependency modes), also, written by the feeder: @parents (PARENTS absolute
+    indexes per slot: the completion parents it must wait for), @nparents, @need (every IO below this index must
+    have completed: the parents beyond PARENTS), @think (ns after its latest parent's completion), @limit (IOs
+    of its device in flight when it was recorded, itself included); by the worker: @fin (the index of the
+    latest IO of the slot that completed; NO_IO), @fin_time (when), @depth (IOs of its device in flight once
+    it was submitted, itself included)."""
+
+    def __init__(self, capacity=WINDOW_IOS, io_bytes=MAX_IO_BYTES, ordered=False):
         if capacity & (capacity - 1):
             raise ValueError("the window capacity must be a power of two")
         self.capacity = capacity
         self.mask = capacity - 1
         self.log_events = capacity + LOG_SPARE
-        layout = _layout(capacity)
+        self.ordered = ordered
+        layout = _layout(capacity, ordered)
         offsets, size = {}, 0
         for name, code, count in layout:
             offsets[name] = size
@@ -107,6 +125,8 @@ class Window:
         self.ptr[:] = array("Q", range(first, first + step * capacity, step))
         self.ptr_base = self.base + offsets["ptr"]
         self.control[END] = NOT_YET
+        if ordered:
+            self.fin[:] = array("q", (NO_IO,)) * capacity
         self.kinds = set()  # the parent's own: (target, op) of the IOs the feeder wrote
         # The IO buffers: address space reserved in the parent, untouched (no memory used); each worker
         # touches what its IOs need (Window.prefault), in its own copy.
@@ -141,7 +161,7 @@ class Window:
         return self.iocb[word::IOCB_WORDS]
 
     def close(self):
-        for name in ("iocb", "ptr", "due", "submit", "special", "target", "op", "control", "log"):
+        for name, _code, _count in _layout(self.capacity, self.ordered):
             view = getattr(self, name, None)
             if view is not None:
                 view.release()

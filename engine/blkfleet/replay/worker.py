@@ -28,13 +28,15 @@ from bisect import bisect_right
 from .ioengines import open_ioengine
 from .ioengines.base import EVENT
 from .realtime import Realtime
-from .window import END, FED, ISSUED, LEAD, NOT_YET, SPECIALS, STALL_NS, STALLS, LogWriter
+from .window import END, FED, ISSUED, LEAD, NOT_YET, PARENTS, SPECIALS, STALL_NS, STALLS, LogWriter
 
 WARM_NS = 1_000_000
 # As SCHED_FIFO a worker wakes on time, and spinning would starve the normal tasks queued on its CPU (a loop
 # device's kworker waited up to 26 ms behind a worker spinning between IOs 370 µs apart): spin less.
 WARM_FIFO_NS = 150_000
 PROBE_EVERY_NS = 100_000
+SPIN_NS = 100_000  # load and dependency modes: the last stretch before an IO's moment is spun, not slept
+LOOKAHEAD = 32  # dependency mode: IOs from the first not issued on that may go before it (independent streams)
 DRAIN_NS = 1_000_000_000  # after a stop: wait this long for IOs in flight
 STOP_POLL_NS = 100_000_000  # a worker looks at its stop flag at least this often, however long it waits
 DRY_POLL_NS = 200_000  # with an empty window, look for the feeder's IOs this often
@@ -80,9 +82,222 @@ class Replayer:
         ``stop()``: True once the replay must end (signal)."""
         rt = Realtime(self.opts.realtime)
         try:
+            if self.window.ordered:
+                return self._replay_ordered(start_ns, stop, rt)
             return self._replay(start_ns, stop, rt)
         finally:
             rt.stop()
+
+    def _replay_ordered(self, start_ns, stop, rt):
+        """The load and dependency modes: each IO once its condition holds.
+
+        load: in window order, each once fewer IOs of its device are in flight than were when it was recorded
+        (``limit``), at once.
+        dependency: once every completion parent completed (``fin`` of its slot has reached it; every IO below
+        ``need`` too), every issue parent went out, and its think time has passed since the latest parent's
+        completion; an IO without completion parents keeps its recorded distance from the IO before it (``due``
+        difference), counted from that one's issue. IOs up to LOOKAHEAD past the first one waiting may go before
+        it (``ahead``); an IO found waiting for parents is looked at again only once something completed or went
+        out (``epoch``), one waiting for its moment once that moment came (``moments``, ``soonest``).
+        The moment decided is written over ``due``, so lateness is the engine's delay against its own decision.
+        Per IO this takes a few Python steps (the parents, the completion times), unlike the timed loop."""
+        win, io, log, opts = self.window, self.ioengine, self.log, self.opts
+        mono = time.monotonic_ns
+        ctl, due, submit, special, target = win.control, win.due, win.submit, win.special, win.target
+        mask, depth = win.mask, opts.depth
+        dependency = opts.mode == "dependency"
+        parents, nparents, need, think, limit = win.parents, win.nparents, win.need, win.think, win.limit
+        fin, fin_time, depths = win.fin, win.fin_time, win.depth
+        i = first = self.next
+        n, end = ctl[FED], ctl[END]
+        s = self.specials
+        next_special = special[s & mask] if s < ctl[SPECIALS] else NOT_YET
+        busy = {}  # target -> IOs in flight
+        inflight = 0
+        done_below = i  # every IO below this one completed
+        ahead = set()  # IOs from ``i`` on that were issued (the dependency mode issues out of order)
+        was_due = {}  # index -> its recorded due time, of the IOs issued since ``i - 1``
+        moments = {}  # index -> the moment it may go (its parents are done), until it went
+        blocked = {}  # index -> the epoch at which it waited for parents (rechecked in a later epoch)
+        epoch, seen, soonest = 0, None, NOT_YET  # epoch: counts issues and completions (what unblocks an IO)
+        interrupted = False
+        while mono() < start_ns - WARM_NS and not stop():
+            time.sleep(min(max(start_ns - WARM_NS - mono(), 0), STOP_POLL_NS) / 1e9)
+        start_wall = time.time() + (start_ns - mono()) / 1e9
+        rt_check = rt.start() - start_ns
+        put = log.put
+
+        def took(events):
+            t = mono() - start_ns
+            put(t, events)
+            got = array("q")
+            got.frombytes(events)
+            for index in got[0::4]:
+                slot = index & mask
+                fin[slot] = index
+                fin_time[slot] = t
+                busy[target[slot]] -= 1
+            return len(got) // 4
+
+        def moment(k, slot, i):
+            """When IO ``k`` may go (ns after the start), or None while a parent is not done (``i``: the first IO
+            not issued)."""
+            nonlocal done_below
+            latest = -1
+            base = slot * PARENTS
+            for p in parents[base:base + nparents[slot]]:
+                if p < 0:  # an issue parent: it must have gone out
+                    q = -1 - p
+                    if q >= i and q not in ahead:
+                        return None
+                    continue
+                done = fin[p & mask]
+                if done < p:
+                    return None
+                if done == p and fin_time[p & mask] > latest:
+                    latest = fin_time[p & mask]
+            if need[slot] > done_below:
+                while done_below < k and fin[done_below & mask] >= done_below:
+                    done_below += 1
+                if need[slot] > done_below:
+                    return None
+            if latest >= 0:
+                return latest + think[slot]
+            before = k - 1  # no completion parent: its recorded distance from the IO before, from its issue
+            if before < first:
+                return due[slot]
+            if before >= i and before not in ahead:
+                return None
+            recorded = was_due.get(before)
+            return due[slot] if recorded is None else submit[before & mask] + due[slot] - recorded
+
+        def reap(least, timeout):
+            nonlocal epoch
+            events = io.reap(least, timeout)
+            if not events:
+                return 0
+            epoch += 1
+            return took(events)
+
+        while True:
+            now = mono() - start_ns
+            if stop():
+                interrupted = True
+                break
+            if now >= rt_check:
+                rt_check = rt.tick(now)
+            if i >= n:
+                n, end = ctl[FED], ctl[END]
+                if next_special == NOT_YET and s < ctl[SPECIALS]:
+                    next_special = special[s & mask]
+            if i >= end:
+                if not inflight:
+                    break
+                inflight -= reap(1, 10_000_000)
+                continue
+            wait = None  # ns until the next IO may go; None: until a completion
+            plan = []  # (index, slot, target, moment) of the IOs that may go now, in window order
+            if i < n and now >= 0 and ((epoch, n) != seen or now >= soonest):
+                seen, soonest = (epoch, n), NOT_YET
+                extra = {}  # IOs of this batch per target
+                k = i
+                stop_at = min(n, i + (LOOKAHEAD if dependency else depth))
+                while k < stop_at and inflight + len(plan) < depth:
+                    if k in ahead:
+                        k += 1
+                        continue
+                    if k == next_special and k != i:
+                        break  # a special IO goes at the head, alone (an ioctl)
+                    slot = k & mask
+                    tg = target[slot]
+                    if dependency:
+                        at = moments.get(k)
+                        if at is None:
+                            if blocked.get(k) == epoch:
+                                k += 1
+                                continue
+                            at = moment(k, slot, i)
+                            if at is None:
+                                blocked[k] = epoch
+                                k += 1
+                                continue
+                            moments[k] = at
+                        if at > now:
+                            soonest = min(soonest, at)
+                            k += 1
+                            continue
+                    else:
+                        if busy.get(tg, 0) + extra.get(tg, 0) >= limit[slot]:
+                            break  # load mode: in trace order
+                        at = now
+                    extra[tg] = extra.get(tg, 0) + 1
+                    plan.append((k, slot, tg, at))
+                    if k == next_special:
+                        break
+                    k += 1
+            if soonest < NOT_YET:
+                wait = max(soonest - now, 0)
+            if plan:
+                t = mono() - start_ns  # as in timed mode: the submit time is taken before the system call
+                done = []
+                if plan[0][0] == next_special:
+                    io.special(next_special)
+                    done = plan[:1]
+                    s += 1
+                    next_special = special[s & mask] if s < ctl[SPECIALS] else NOT_YET
+                else:
+                    run = 0
+                    while run < len(plan):  # contiguous runs of slots: one system call each
+                        end_run = run + 1
+                        while end_run < len(plan) and plan[end_run][0] == plan[end_run - 1][0] + 1:
+                            end_run += 1
+                        sent = io.submit(plan[run][0], plan[end_run - 1][0] + 1)
+                        done += plan[run:run + sent]
+                        if run + sent < end_run:
+                            break  # the kernel took fewer: the rest wait
+                        run = end_run
+                for k, slot, tg, at in done:
+                    busy[tg] = busy.get(tg, 0) + 1
+                    if dependency:
+                        was_due[k] = due[slot]
+                        moments.pop(k, None)
+                        blocked.pop(k, None)
+                    due[slot] = at
+                    submit[slot] = t
+                    depths[slot] = busy[tg]
+                    ahead.add(k)
+                while i in ahead:
+                    ahead.discard(i)
+                    was_due.pop(i - 1, None)
+                    i += 1
+                inflight += len(done)
+                ctl[ISSUED] = i
+                epoch += 1
+                if not done:
+                    inflight -= reap(1, 1_000_000)
+                continue
+            if log.pending:
+                log.flush()
+            if i >= n and i < end:  # waiting for the feeder
+                wait = DRY_POLL_NS
+            if now < 0:
+                wait = -now
+            if wait is not None and wait <= SPIN_NS:  # spin the last stretch (a sleep overshoots it)
+                if inflight:
+                    inflight -= reap(0, 0)
+                continue
+            if inflight:
+                inflight -= reap(1, min(wait - SPIN_NS if wait is not None else STOP_POLL_NS, STOP_POLL_NS))
+            else:
+                time.sleep(min(wait - SPIN_NS if wait is not None else DRY_POLL_NS, STOP_POLL_NS) / 1e9)
+        deadline = mono() + DRAIN_NS
+        while inflight and mono() < deadline:
+            inflight -= reap(1, 10_000_000)
+        while log.pending and not log.flush() and mono() < deadline + DRAIN_NS:
+            time.sleep(0.001)
+        self.next = i if interrupted else end
+        self.specials = s
+        return Outcome(i - first, inflight, interrupted, start_wall)
 
 
     def _replay(self, start_ns, stop, rt):

@@ -7,12 +7,15 @@ from .reader import IOChunk
 __all__ = ["IOChunk", "compat", "iter_ios", "native", "open_replay"]
 
 
-def open_replay(path):
-    """Open a replay file of either format, detected from its first bytes."""
+def open_replay(path, timing=False):
+    """Open a replay file of either format, detected from its first bytes. ``timing``: its chunks carry the IOs'
+    recorded timing, where the file has it (native version 2; decoding it costs about 1.5 µs per IO)."""
     with open(path, "rb") as f:
         head = f.read(8)
     if head == native.MAGIC:
-        return native.NativeReader(path)
+        reader = native.NativeReader(path)
+        reader.decode_timing = timing
+        return reader
     if len(head) == 8 and int.from_bytes(head, "little") == compat.VERSION:
         return compat.BtrecordReader(path)
     raise TraceFormatError(path, 0, "not a replay file (neither blkfleet native nor btrecord format)")

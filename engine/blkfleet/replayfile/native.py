@@ -1,7 +1,11 @@
-"""blkfleet's native replay file (``DEV.replay.CPU``, format version 1): see docs/formats.md.
+"""blkfleet's native replay file (``DEV.replay.CPU``, format versions 1 and 2): see docs/formats.md.
 
 It fixes btrecord's quirks: a magic and version, true counts, operations kept as such (read, write,
-discard, flush, write-zeroes with FUA/sync/meta/readahead/preflush flags) and a time for every IO.
+discard, flush, write-zeroes with FUA/sync/meta/readahead/preflush flags) and a time for every IO. Version 2
+(header flag ``TIMING``) adds to every bunch an extension after its packets: per IO a 32-byte timing record
+(its number in the device's time order, think time, latency, IOs in flight at issue, number of parents), then
+the parents of its IOs as u32 distances back (``reader.Timing``). A file without that flag is written as
+version 1, byte for byte what earlier engines wrote.
 """
 
 import struct
@@ -11,15 +15,34 @@ from operator import itemgetter, or_
 
 from ..errors import TraceFormatError
 from .ops import FLAG_NAMES, OP_NAMES
-from .reader import MAX_TIME, PACKET_SIZE, IOChunk, ReplayReader, check_extents, check_time, small_sectors, u32_lanes
+from .reader import (
+    DEP_DISTANCE,
+    LITTLE,
+    MAX_TIME,
+    PACKET_SIZE,
+    IOChunk,
+    ReplayReader,
+    Timing,
+    check_extents,
+    check_time,
+    small_sectors,
+    u32_lanes,
+)
 
 MAGIC = b"BFREPLAY"
-VERSION = 1
+VERSION = 2
+PLAIN_VERSION = 1  # a file without timing
 HEADER = struct.Struct("<8sHHIQQQQIIII")
-BUNCH = struct.Struct("<IIQ")
+BUNCH = struct.Struct("<IIQ")  # npkts, extension bytes (version 2; 0 in version 1), time
 HEAD = struct.Struct("<I4xQ")  # what a reader takes from a bunch header: npkts and time
 PACKET = struct.Struct("<QIIBBxxI")
 F_COMPLETE = 1
+F_TIMING = 2
+EXT = struct.Struct("<I")  # a version 2 bunch header's second field: bytes of extension after its packets
+TIMING = struct.Struct("<QQIIH6x")  # per IO: seq, think ns, latency ns, in flight, number of parents
+LATENCY_UNKNOWN = 0xFFFFFFFF  # the latency field of an IO whose completion was not recorded
+LATENCY_MAX = LATENCY_UNKNOWN - 1  # longer latencies are stored as this
+MAX_DEPS = 1024  # parents of one IO at most
 MAX_DT = 0xFFFFFFFF  # a packet's offset from its bunch time is a u32 of nanoseconds
 MAX_BUNCH = 1 << 16  # IOs in one bunch at most (record writes at most 4096): a bunch is read whole
 KNOWN_FLAGS = sum(bit for bit, _name in FLAG_NAMES)
@@ -27,9 +50,12 @@ _SECTOR, _NBYTES, _DT, _OP, _FLAGS, _PID = map(itemgetter, range(6))
 
 
 class NativeWriter:
-    """Write one native file: ``add_bunch(time, packets)`` per bunch, then ``close()``."""
+    """Write one native file: ``add_bunch(time, packets)`` per bunch, then ``close()``.
 
-    def __init__(self, path, device=0, cpu=0, max_pkts=0):
+    ``timing``: every bunch carries the timing extension (version 2, flag TIMING); ``add_bunch`` then takes it
+    as ``timings`` (see ``encode_timing``)."""
+
+    def __init__(self, path, device=0, cpu=0, max_pkts=0, timing=False):
         """``path``: a file name, or a binary file open for writing and seeking (``files.atomic_file``), which
         ``close`` and ``abort`` leave open for its owner."""
         self._i_opened_the_file = not hasattr(path, "write")
@@ -37,6 +63,7 @@ class NativeWriter:
         self.device = device
         self.cpu = cpu
         self.max_pkts = max_pkts
+        self.timing = timing
         self.genesis = 0
         self.last_time = 0
         self.ios = 0
@@ -47,15 +74,17 @@ class NativeWriter:
         self._f.seek(0)
         self._f.write(
             HEADER.pack(
-                MAGIC, VERSION, HEADER.size, flags, self.genesis, self.last_time, self.ios, self.bunches,
-                self.device, self.cpu, self.max_pkts, 0,
+                MAGIC, VERSION if self.timing else PLAIN_VERSION, HEADER.size, flags | (F_TIMING if self.timing else 0),
+                self.genesis, self.last_time, self.ios, self.bunches, self.device, self.cpu, self.max_pkts, 0,
             )
         )
         self._f.seek(0, 2)
 
-    def add_bunch(self, time, packets):
-        """Append a bunch of (sector, nbytes, dt, op, flags, pid) packets."""
-        data = BUNCH.pack(len(packets), 0, time) + b"".join(PACKET.pack(*p) for p in packets)
+    def add_bunch(self, time, packets, timings=None):
+        """Append a bunch of (sector, nbytes, dt, op, flags, pid) packets (with ``timing``: and the
+        (seq, think, latency, inflight, parents) of each, ``encode_timing``'s)."""
+        ext = encode_timing(timings) if self.timing else b""
+        data = BUNCH.pack(len(packets), len(ext), time) + b"".join(PACKET.pack(*p) for p in packets) + ext
         self.add_encoded_bunches(data, 1, len(packets), time, time + max(p[2] for p in packets))
 
     def add_encoded_bunches(self, data, bunches, ios, time, last_time):
@@ -77,11 +106,24 @@ class NativeWriter:
             self._f.close()
 
 
+def encode_timing(timings):
+    """A bunch's extension from (seq, think, latency or None, inflight, [dep, ...]) per IO (deps as stored:
+    distance back, bit 31 for an after-issue parent): the fixed records, then every IO's parents, padded to 8."""
+    fixed, deps = [], []
+    for seq, think, latency, inflight, parents in timings:
+        lat = LATENCY_UNKNOWN if latency is None or latency < 0 else min(latency, LATENCY_MAX)
+        fixed.append(TIMING.pack(seq, think, lat, inflight, len(parents)))
+        deps += parents
+    tail = struct.pack(f"<{len(deps)}I", *deps)
+    return b"".join(fixed) + tail + bytes(-len(tail) % 8)
+
+
 class NativeReader(ReplayReader):
     """Read a native file; ``bunches()`` yields (time, [(sector, nbytes, dt, op, flags, pid), ...]), ``chunks()``
     IOChunks (with pids)."""
 
     kind = "native"
+    decode_timing = False  # chunks carry the IOs' Timing (else the extensions are only checked for size)
     COUNT = "I"  # how a bunch header's first field, npkts, is stored
     HEAD, PACKET, MAX_PKTS = HEAD, PACKET, MAX_BUNCH
 
@@ -95,6 +137,8 @@ class NativeReader(ReplayReader):
             raise TraceFormatError(self.path, 0, "not a blkfleet replay file (bad magic)")
         if version > VERSION:
             raise TraceFormatError(self.path, 8, f"replay format version {version} is newer than this engine's")
+        if flags & F_TIMING and version < 2:
+            raise TraceFormatError(self.path, 12, f"version {version} file with the TIMING flag (version 2 on)")
         if hsize < HEADER.size:
             raise TraceFormatError(self.path, 10, f"bad header size {hsize}")
         if self.max_pkts > MAX_BUNCH:
@@ -102,6 +146,10 @@ class NativeReader(ReplayReader):
         if not flags & F_COMPLETE:
             raise TraceFormatError(self.path, 12, "incomplete replay file (its conversion did not finish)")
         self.version = version
+        self.timing = bool(flags & F_TIMING)
+        if self.timing:
+            self.EXT = EXT
+            self._last_seq = -1
         self._data = hsize
 
     def _checked_runs(self):
@@ -109,12 +157,74 @@ class NativeReader(ReplayReader):
         for run in super()._checked_runs():
             ios += sum(run.counts)
             bunches += len(run.counts)
+            if run.exts is not None and self.decode_timing:
+                run.timing = self._timing(run)
             yield run
         if ios != self.io_count or bunches != self.bunch_count:
             raise TraceFormatError(
                 self.path, self._end,
                 f"holds {ios} IOs in {bunches} bunches, its header says {self.io_count} in {self.bunch_count}",
             )
+
+    @staticmethod
+    def _ext_fits(npkts, extra):
+        """Whether a bunch of ``npkts`` IOs may have ``extra`` bytes of extension (before reading them)."""
+        return extra % 8 == 0 and TIMING.size * npkts <= extra <= (TIMING.size + 4 * MAX_DEPS) * npkts + 4
+
+    def _timing(self, run):
+        """The run's Timing, its every field checked: each extension's size, parents that come before their
+        child (and after the device's first IO), numbers that rise through the file."""
+        size = TIMING.size
+        fixed = b"".join(e[:size * n] for e, n in zip(run.exts, run.counts))
+        if LITTLE:
+            words, halves = memoryview(fixed).cast("Q"), memoryview(fixed).cast("I")
+            seqs, thinks, lats = array("q"), array("q"), u32_lanes(halves[4::8])
+            seqs.frombytes(words[0::4].tobytes())
+            thinks.frombytes(words[1::4].tobytes())
+            inflight = array("I")
+            inflight.frombytes(halves[5::8].tobytes())
+            ndeps = array("H")
+            ndeps.frombytes(memoryview(fixed).cast("H")[12::16].tobytes())
+        else:
+            rows = list(TIMING.iter_unpack(fixed))
+            seqs, thinks = array("q", [r[0] for r in rows]), array("q", [r[1] for r in rows])
+            lats, inflight, ndeps = (array("q", [r[2] for r in rows]), array("I", [r[3] for r in rows]),
+                                     array("H", [r[4] for r in rows]))
+        if LATENCY_UNKNOWN in lats:
+            lats = array("q", [-1 if v == LATENCY_UNKNOWN else v for v in lats])
+        parts, at = [], 0
+        for offset, n, ext in zip(run.offsets, run.counts, run.exts):
+            want = 4 * sum(ndeps[at:at + n])
+            if len(ext) != size * n + want + (-want % 8):
+                raise TraceFormatError(self.path, offset + 4, f"bunch extension of {len(ext)} bytes, its IOs "
+                                       f"need {size * n + want + (-want % 8)}")
+            parts.append(ext[size * n:size * n + want])
+            at += n
+        deps = array("I")
+        deps.frombytes(b"".join(parts))
+        if not LITTLE:
+            deps.byteswap()
+        problem = self._timing_problem(seqs, thinks, ndeps, deps)
+        if problem:
+            raise TraceFormatError(self.path, run.offsets[0], problem)
+        self._last_seq = seqs[-1]
+        return Timing(seqs, lats, inflight, thinks, ndeps, deps)
+
+    def _timing_problem(self, seqs, thinks, ndeps, deps):
+        """What no replay can hold in a run's timing, or None: numbers that do not rise, a parent at or after its
+        child or before the first IO, a negative think time."""
+        if seqs[0] <= self._last_seq or any(map(int.__le__, seqs[1:], seqs)):
+            return "IO numbers (seq) do not rise"
+        if min(seqs) < 0 or min(thinks) < 0:
+            return "a negative IO number or think time"
+        if deps:
+            distances = [d & DEP_DISTANCE for d in deps]
+            if not min(distances):
+                return "an IO depends on itself"
+            children = array("q", [seq for seq, n in zip(seqs, ndeps) for _ in range(n)])
+            if any(map(int.__gt__, distances, children)):
+                return "a parent before the device's first IO"
+        return None
 
     def _fast_ok(self, run):
         """Every IO of the run within the limits, tested on columns."""
@@ -144,7 +254,13 @@ class NativeReader(ReplayReader):
         times.frombytes(sums.to_bytes(8 * n, "little"))
         pids = array("I")
         pids.frombytes(run.words(5, "I").tobytes())
-        return IOChunk(times, run.sectors(), u32_lanes(run.words(2, "I")), run.column(16), run.column(17), pids)
+        return IOChunk(times, run.sectors(), u32_lanes(run.words(2, "I")), run.column(16), run.column(17), pids,
+                       run.timing)
+
+    def _columns_of_tuples(self, run):
+        chunk = super()._columns_of_tuples(run)
+        chunk.timing = run.timing
+        return chunk
 
     @staticmethod
     def _columns_from_tuples(packets, stamps):

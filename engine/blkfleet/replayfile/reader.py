@@ -30,6 +30,8 @@ MAX_NBYTES = 0xFFFFFFFF  # a traced IO's length is a u32 (btrecord stores it in 
 BLOCK = 256 << 10  # bytes read at a time (a bunch larger than this is read whole)
 LITTLE = sys.byteorder == "little"  # the columns are casts of the file's little-endian fields
 PACKET_SIZE = 24  # both formats
+DEP_AFTER_ISSUE = 1 << 31  # a parent that was in flight when its child was issued
+DEP_DISTANCE = DEP_AFTER_ISSUE - 1
 SMALL_BUNCH = 16  # up to this many packets per bunch, runs of equal bunches are unpacked by strided copies
 ZERO = bytes([0])  # as the deletion table of ``bytes.translate``: what is left of a column is not zero
 _SECTOR = itemgetter(0)
@@ -39,13 +41,14 @@ _NBYTES = itemgetter(1)
 class IOChunk:
     """Consecutive IOs of one replay file as columns of equal length: ``times``, ``sectors``, ``nbytes``
     (``array('q')``), ``ops`` and ``flags`` (``bytes``, one per IO), ``pids`` (``array('I')``, or None for
-    btrecord files, which have none). Iterating gives (time, sector, nbytes, op, flags) per IO."""
+    btrecord files, which have none), ``timing`` (a ``Timing``: what was recorded of each IO's completion and
+    dependencies, or None when the file holds none). Iterating gives (time, sector, nbytes, op, flags) per IO."""
 
-    __slots__ = ("times", "sectors", "nbytes", "ops", "flags", "pids")
+    __slots__ = ("times", "sectors", "nbytes", "ops", "flags", "pids", "timing")
 
-    def __init__(self, times, sectors, nbytes, ops, flags, pids=None):
+    def __init__(self, times, sectors, nbytes, ops, flags, pids=None, timing=None):
         self.times, self.sectors, self.nbytes = times, sectors, nbytes
-        self.ops, self.flags, self.pids = ops, flags, pids
+        self.ops, self.flags, self.pids, self.timing = ops, flags, pids, timing
 
     def __len__(self):
         return len(self.ops)
@@ -54,19 +57,56 @@ class IOChunk:
         return zip(self.times, self.sectors, self.nbytes, self.ops, self.flags)
 
 
+class Timing:
+    """The recorded timing of consecutive IOs (native format version 2, docs/formats.md), as columns:
+
+    @seqs: ``array('q')``, each IO's number among all IOs of its device in time order (0 = the first; the CPU
+    files of a device share the numbering);
+    @latencies: ``array('q')``, its recorded completion time less its issue time, ns (-1: no completion was
+    recorded);
+    @inflight: ``array('I')``, IOs of its device in flight when it was issued, itself included (0: not known);
+    @thinks: ``array('q')``, its issue time less the recorded completion of its latest completion parent, ns
+    (0 without one);
+    @ndeps: ``array('H')``, how many parents it has;
+    @deps: ``array('I')``, every IO's parents in turn (``ndeps`` of them each): bits 0..30 the distance back in
+    ``seqs`` (>= 1), bit 31 set for an IO that was still in flight when this one was issued (this one waits for
+    its issue, not its completion).
+    """
+
+    __slots__ = ("seqs", "latencies", "inflight", "thinks", "ndeps", "deps")
+
+    def __init__(self, seqs, latencies, inflight, thinks, ndeps, deps):
+        self.seqs, self.latencies, self.inflight, self.thinks = seqs, latencies, inflight, thinks
+        self.ndeps, self.deps = ndeps, deps
+
+    def __len__(self):
+        return len(self.seqs)
+
+    def parents(self):
+        """Per IO, its parents as a list of (seq, after_issue) pairs (reference: one Python list per IO)."""
+        out, at = [], 0
+        for seq, n in zip(self.seqs, self.ndeps):
+            out.append([(seq - (d & DEP_DISTANCE), bool(d & DEP_AFTER_ISSUE)) for d in self.deps[at:at + n]])
+            at += n
+        return out
+
+
 class Run:
     """Whole bunches read back to back: ``offsets`` (file offset of each), ``counts`` (its IOs), ``stamps``
-    (its time) and ``packets`` (the packets of all, without their bunch headers)."""
+    (its time), ``packets`` (the packets of all, without their bunch headers) and ``exts`` (each bunch's
+    extension, the bytes after its packets; None for files whose bunches have none)."""
 
-    __slots__ = ("offsets", "counts", "stamps", "packets")
+    __slots__ = ("offsets", "counts", "stamps", "packets", "exts", "timing")
 
-    def __init__(self, offsets, counts, stamps, packets):
-        self.offsets, self.counts, self.stamps, self.packets = offsets, counts, stamps, packets
+    def __init__(self, offsets, counts, stamps, packets, exts=None):
+        self.offsets, self.counts, self.stamps, self.packets, self.exts = offsets, counts, stamps, packets, exts
+        self.timing = None  # the Timing of its IOs, once decoded from ``exts``
 
     def head(self, bunches):
         """The run of the first ``bunches`` bunches."""
         end = PACKET_SIZE * sum(self.counts[:bunches])
-        return Run(self.offsets[:bunches], self.counts[:bunches], self.stamps[:bunches], self.packets[:end])
+        return Run(self.offsets[:bunches], self.counts[:bunches], self.stamps[:bunches], self.packets[:end],
+                   None if self.exts is None else self.exts[:bunches])
 
     def column(self, at, width=1):
         """Byte ``at`` of every packet (``width`` > 1: the bytes at..at+width-1, OR-ed together)."""
@@ -114,9 +154,12 @@ class ReplayReader:
     checked (``_fast_ok``, ``_check_bunch``) and turned into columns (``_columns``).
 
     Format, per subclass: ``HEAD`` (struct of a bunch header's npkts and time), ``COUNT`` (the array code that
-    npkts is stored as), ``PACKET`` (struct of a packet) and ``MAX_PKTS`` (the largest npkts)."""
+    npkts is stored as), ``PACKET`` (struct of a packet) and ``MAX_PKTS`` (the largest npkts); ``EXT``: None, or
+    (per file) the struct of the u32 at offset 4 of a bunch header that says how many bytes of extension follow
+    its packets, which ``_ext_fits`` bounds."""
 
     kind = "?"
+    EXT = None
 
     def __init__(self, path):
         self.path = str(path)
@@ -180,6 +223,7 @@ class ReplayReader:
         the problem of the header that ended the walk (a count of 0 or above MAX_PKTS, more bytes than the file
         has left, a truncated header), if any."""
         f, unpack, limit, hsize = self._f, self.HEAD.unpack_from, self.MAX_PKTS, self.HEAD.size
+        ext_of = self.EXT.unpack_from if self.EXT else None
         base = self._data  # the file offset of buf[0]
         f.seek(base)
         buf = b""
@@ -188,9 +232,9 @@ class ReplayReader:
             buf = buf + more if buf else more
             end = len(buf)
             room = self._size - base  # bytes of the file from buf[0] on
-            starts, counts, stamps = [], [], []
+            starts, counts, stamps, exts = [], [], [], [] if ext_of else None
             error = None
-            pos = self._regular(buf, room, starts, counts, stamps)
+            pos = 0 if ext_of else self._regular(buf, room, starts, counts, stamps)
             while True:
                 if end - pos < hsize:
                     if not more and end > pos:
@@ -202,15 +246,22 @@ class ReplayReader:
                     error = TraceFormatError(self.path, base + pos, f"bad bunch size {npkts} (1..{limit})")
                     break
                 stop = pos + hsize + PACKET_SIZE * npkts
+                if ext_of:
+                    extra = ext_of(buf, pos + 4)[0]
+                    if not self._ext_fits(npkts, extra):
+                        error = TraceFormatError(self.path, base + pos + 4,
+                                                 f"bad bunch extension size {extra} for {npkts} IOs")
+                        break
+                    stop += extra
                 if stop > room:
                     left = max(room - pos - hsize, 0)
                     error = TraceFormatError(self.path, base + pos + hsize,
-                                             f"truncated bunch ({left} of {PACKET_SIZE * npkts} bytes for {npkts} IOs)")
+                                             f"truncated bunch ({left} of {stop - pos - hsize} bytes for {npkts} IOs)")
                     break
                 if stop > end:
                     if not more:  # the file shrank since its size was taken
                         error = TraceFormatError(self.path, base + pos + hsize, f"truncated bunch "
-                                                 f"({end - pos - hsize} of {PACKET_SIZE * npkts} bytes)")
+                                                 f"({end - pos - hsize} of {stop - pos - hsize} bytes)")
                     elif not starts:  # a bunch larger than a block: read the rest of it
                         buf += f.read(stop - end)
                         end = len(buf)
@@ -219,10 +270,12 @@ class ReplayReader:
                 starts.append(pos)
                 counts.append(npkts)
                 stamps.append(stamp)
+                if ext_of:
+                    exts.append(bytes(buf[stop - extra:stop]))
                 pos = stop
             self._end = base + pos
-            packets = _packets(buf, hsize, starts, counts)
-            yield Run([base + a for a in starts], counts, stamps, packets), error
+            packets = _packets(buf, hsize, starts, counts, exts)
+            yield Run([base + a for a in starts], counts, stamps, packets, exts), error
             if error or not more and pos == end:
                 return
             buf = buf[pos:]
@@ -256,15 +309,16 @@ class ReplayReader:
         return self._columns_from_tuples(list(self.PACKET.iter_unpack(run.packets)), times)
 
 
-def _packets(buf, hsize, starts, counts):
-    """The packets of the bunches that start at ``starts`` in ``buf``, without their headers."""
+def _packets(buf, hsize, starts, counts, exts=None):
+    """The packets of the bunches that start at ``starts`` in ``buf``, without their headers (and extensions)."""
     if not starts:
         return b""
     view = memoryview(buf)
     npkts = counts[0]
     size = hsize + PACKET_SIZE * npkts
     many = len(starts)
-    if npkts <= SMALL_BUNCH and many > 2 * npkts and starts[-1] == size * (many - 1) and counts.count(npkts) == many:
+    if not exts and npkts <= SMALL_BUNCH and many > 2 * npkts and starts[-1] == size * (many - 1) \
+            and counts.count(npkts) == many:
         # all of one small size (btrecord's -M 8): one strided copy per packet word beats a slice per bunch
         out = bytearray(PACKET_SIZE * npkts * many)
         into = memoryview(out).cast("Q")

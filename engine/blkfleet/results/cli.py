@@ -71,6 +71,8 @@ def add_parser(sub):
     which.add_argument("--run", dest="runs", nargs="+", type=int, metavar="ID", help="these runs")
     which.add_argument("--last", type=positive_int, metavar="N", help="the last N runs of each host and device")
     _filters(bs)
+    bs.add_argument("--mode", choices=("timed", "no-stall", "load", "dependency"),
+                    help="only runs replayed in this mode (a baseline never mixes modes)")
     _db_arg(bs)
     bs.set_defaults(func=run_baseline_set)
     bl = bsub.add_parser("list", help="list baselines")
@@ -150,7 +152,7 @@ def run_export(args):
 def run_baseline_set(args):
     with Store(args.db, create=False) as store:
         rows = store.set_baseline(args.name, run_ids=args.runs, last=args.last, host=args.host,
-                                  device=args.device, tags=args.tag)
+                                  device=args.device, tags=args.tag, mode=args.mode)
     groups = {}
     for r in rows:
         groups.setdefault((r["host"], r["device"]), []).append(str(r["run_id"]))

@@ -140,7 +140,8 @@ def build(run, interrupted, stop_reason=None, failed=None):
         "depth": opts.depth,
         "batch_window_us": opts.batch_window_ns / 1000,
         "realtime": bool(opts.realtime),
-        "mode": "no-stall" if opts.no_stall else "timed",
+        "mode": "no-stall" if opts.no_stall else opts.mode,
+        "inflight": _inflight(run),
         "acc_factor": opts.acc,
         "iterations": opts.iterations,
         "write_enable": opts.write_enable,
@@ -172,6 +173,21 @@ def build(run, interrupted, stop_reason=None, failed=None):
     return doc
 
 
+def _inflight(run):
+    """The load and dependency modes' in-flight distributions per device, recorded and replayed; else None."""
+    if run.opts.mode == "timed":
+        return None
+    col, feeder = run.collector, run.feeder
+    return {t.recorded: {"recorded": {str(k): v for k, v in sorted(feeder.recorded_depths[i].items())},
+                         "replayed": {str(k): v for k, v in sorted(col.depths.get(i, {}).items())}}
+            for i, t in enumerate(run.targets)}
+
+
+def _mean(counts):
+    n = sum(counts.values())
+    return sum(int(k) * v for k, v in counts.items()) / n if n else 0.0
+
+
 def summary_lines(doc):
     """A human summary (stderr)."""
     t = doc["total"]
@@ -191,6 +207,11 @@ def summary_lines(doc):
             f"{d['lateness_us']['p50']} us p99 {d['lateness_us']['p99']} us, {d['late_ios']} late; "
             f"{d['errors']['count']} errors" + (f" (first: {d['errors']['first']})" if d["errors"]["first"] else "")
         )
+    for name, d in sorted((doc.get("inflight") or {}).items()):
+        rec, rep = d["recorded"], d["replayed"]
+        lines.append(f"  {name} in flight at issue: recorded mean {_mean(rec):.2f} max "
+                     f"{max(map(int, rec), default=0)}, replayed mean {_mean(rep):.2f} max "
+                     f"{max(map(int, rep), default=0)}")
     feeder = doc.get("feeder") or {}
     if feeder.get("behind"):
         lines.append(f"  the feeder fell behind: the workers' windows ran dry {feeder['stalls']} times "

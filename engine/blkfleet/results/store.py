@@ -38,6 +38,9 @@ from .document import SCHEMA, SCHEMA_V1, SCHEMAS
 DEFAULT_DB = os.path.join("results", "blkfleet.sqlite")
 SCHEMA_VERSION = 1
 
+# A run's replay mode (results before the modes: timed; a damaged document, rejected anyway: timed too).
+MODE_SQL = "COALESCE(CASE WHEN json_valid(u.doc) THEN json_extract(u.doc, '$.mode') END, 'timed')"
+
 _DDL = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
@@ -286,8 +289,10 @@ class Store:
             raise BlkfleetError(f"no run {run_id} in {self.path}", code="not_found")
         return Run(row, self._tags(run_id), self.rejected.get(run_id))
 
-    def rows(self, host=None, device=None, tags=(), bundle_id=None, run_ids=None):
-        """(run id, device, target, host, started) rows matching the filters, oldest first."""
+    def rows(self, host=None, device=None, tags=(), bundle_id=None, run_ids=None, mode=None):
+        """(run id, device, target, host, started, bundle id, engine version, mode) rows matching the filters,
+        oldest first. ``mode``: the replay's (``timed``, ``no-stall``, ``load``, ``dependency``), part of what a
+        run is: a baseline never mixes modes."""
         where, params = [], []
         if host:
             where.append("r.host = ?")
@@ -305,7 +310,11 @@ class Store:
             ids = [int(i) for i in run_ids]
             where.append(f"r.run_id IN ({', '.join('?' * len(ids)) or 'NULL'})")
             params += ids
-        sql = ("SELECT r.run_id, r.device, r.target, r.host, r.started, r.bundle_id, r.engine_version FROM results r"
+        if mode:
+            where.append(f"{MODE_SQL} = ?")
+            params.append(mode)
+        sql = ("SELECT r.run_id, r.device, r.target, r.host, r.started, r.bundle_id, r.engine_version, "
+               f"{MODE_SQL} AS mode FROM results r JOIN runs u ON u.id = r.run_id"
                + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY r.started, r.run_id, r.device")
         rows = [dict(row) for row in self.db.execute(sql, params)]
         self._left_out({r["run_id"] for r in rows if r["run_id"] in self.rejected})
@@ -358,9 +367,10 @@ class Store:
 
     # --- baselines ------------------------------------------------------------------------------------------
 
-    def set_baseline(self, name, run_ids=None, last=None, host=None, device=None, tags=()):
+    def set_baseline(self, name, run_ids=None, last=None, host=None, device=None, tags=(), mode=None):
         """Define (or redefine) a baseline: the (run, device) rows of ``run_ids``, or of the ``last`` N runs of
-        each (host, device) — both narrowed by ``host``/``device``/``tags``. Returns the member rows."""
+        each (host, device) — both narrowed by ``host``/``device``/``tags``/``mode``. Returns the member rows.
+        Rows of more than one replay mode are refused: a baseline never mixes modes."""
         if not name:
             raise BlkfleetError("a baseline needs a name")
         if (run_ids is None) == (last is None):
@@ -370,16 +380,21 @@ class Store:
             missing = [str(i) for i in run_ids if int(i) not in known]
             if missing:
                 raise BlkfleetError(f"no run {', '.join(missing)} in {self.path}", code="not_found")
-            rows = self.rows(run_ids=run_ids, host=host, device=device, tags=tags)
+            rows = self.rows(run_ids=run_ids, host=host, device=device, tags=tags, mode=mode)
         else:
             if last < 1:
                 raise BlkfleetError("--last must be at least 1")
             groups = {}
-            for row in self.rows(host=host, device=device, tags=tags):
+            for row in self.rows(host=host, device=device, tags=tags, mode=mode):
                 groups.setdefault((row["host"], row["device"]), []).append(row)
             rows = [r for g in groups.values() for r in g[-last:]]
         if not rows:
             raise BlkfleetError("baseline set: no stored results match")
+        modes = sorted({r["mode"] for r in rows})
+        if len(modes) > 1:
+            raise BlkfleetError("baseline set: a baseline never mixes replay modes, and these runs were replayed in "
+                                + ", ".join(f"{m} (run {min(r['run_id'] for r in rows if r['mode'] == m)})"
+                                            for m in modes) + ": choose one with --mode")
         with self.db:
             self.db.execute("DELETE FROM baselines WHERE name = ?", (name,))
             self.db.execute("DELETE FROM baseline_members WHERE name = ?", (name,))

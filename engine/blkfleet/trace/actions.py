@@ -35,6 +35,8 @@ C_WRITE = 1 << 17
 C_FLUSH = 1 << 18
 C_SYNC = 1 << 19
 C_QUEUE = 1 << 20
+C_COMPLETE = 1 << 23
+C_FS = 1 << 24
 C_NOTIFY = 1 << 26
 C_AHEAD = 1 << 27
 C_META = 1 << 28
@@ -67,6 +69,7 @@ ACTIONS = {
     19: ("zone_unplug", "-"),
 }
 A_QUEUE = 1
+A_COMPLETE = 8
 
 NOTIFIES = {0: "process", 1: "timestamp", 2: "message"}
 N_PROCESS, N_TIMESTAMP, N_MESSAGE = 0, 1, 2
@@ -89,3 +92,8 @@ def action_name(action):
 def is_queue(action):
     """True for a Q event as btrecord selects it: code 1 with the QUEUE category and no cgroup flag."""
     return action & 0xFFFF == A_QUEUE and bool(action & C_QUEUE)
+
+
+def is_complete(action):
+    """True for a C event: code 8, not a notify."""
+    return action & 0xFFFF == A_COMPLETE and not action & C_NOTIFY

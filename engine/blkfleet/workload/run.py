@@ -9,7 +9,8 @@ from ..streams import chunks as ch
 from ..streams import origin
 from ..streams.merge import merge
 from ..streams.sources import capture_chunks, open_source
-from .completions import Completions, completion_chunks, has_completions
+from ..trace.matching import has_completions
+from .completions import Completions, completion_chunks
 from .figures import DeviceFigures
 
 

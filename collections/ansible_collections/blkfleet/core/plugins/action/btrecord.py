@@ -28,6 +28,8 @@ def record(args, workdir):
         argv.append('--compat')
     if args['accept_missing']:
         argv.append('--accept-missing')
+    if args['timing']:
+        argv.append('--timing')
     if args['max_bunch_time'] is not None:
         argv += ['-m', args['max_bunch_time']]
     if args['max_pkts'] is not None:
@@ -72,6 +74,7 @@ class ActionModule(BlkfleetAction):
         source_host=dict(type='str'),
         compat=dict(type='bool', default=False),
         accept_missing=dict(type='bool', default=False),
+        timing=dict(type='bool', default=False),
         max_bunch_time=dict(type='int'),
         max_pkts=dict(type='int'),
     )

@@ -59,9 +59,22 @@ options:
     default: 1.0
   no_stall:
     description:
-      - Ignore the recorded times and issue the IOs in order as fast as the queue allows.
+      - Ignore the recorded times and issue the IOs in order as fast as the queue allows (timed mode only).
     type: bool
     default: false
+  mode:
+    description:
+      - How each IO's moment is chosen (C(blkfleet replay --mode)).
+      - V(timed) at its recorded time (divided by O(acc_factor); with O(no_stall) as fast as possible).
+      - V(load) in trace order, once fewer IOs of its device are in flight than when it was recorded.
+      - V(dependency) once the IOs it depended on (found at record time) completed, plus its recorded think
+        time divided by O(acc_factor); IOs without such parents keep their recorded distance from the IO before.
+      - V(load) and V(dependency) need a bundle of replay files recorded from a capture with completions
+        (native format version 2) and run one worker (O(cpus) 0 or 1). The results store keeps the mode as part
+        of the run, and a baseline never mixes modes.
+    type: str
+    choices: [timed, load, dependency]
+    default: timed
   iterations:
     description:
       - How many times to replay the whole trace (at least V(1)).
@@ -390,6 +403,7 @@ def main():
             device_map=dict(type='dict', default={}),
             acc_factor=dict(type='float', default=1.0),
             no_stall=dict(type='bool', default=False),
+            mode=dict(type='str', choices=['timed', 'load', 'dependency'], default='timed'),
             iterations=dict(type='int', default=1),
             write_enable=dict(type='bool', default=False),
             force=dict(type='bool', default=False),
@@ -413,6 +427,9 @@ def main():
     problem = _numbers_problem(p)
     if problem:
         module.fail_json(msg=problem)
+    if p['mode'] != 'timed' and (p['no_stall'] or p['cpus'] > 1):
+        module.fail_json(msg='mode %s sets its own pace on one worker: no_stall and cpus > 1 are for the timed mode'
+                         % p['mode'])
     for recorded, target in sorted(p['device_map'].items()):
         if not (MAP_WORD_RE.match(str(recorded)) and MAP_WORD_RE.match(str(target))):
             module.fail_json(msg='device_map: %r: %r: names and paths are one word each, without whitespace or "#"'
@@ -446,6 +463,8 @@ def main():
         args += ['-M', map_file]
     if p['no_stall']:
         args.append('-N')
+    if p['mode'] != 'timed':
+        args += ['--mode', p['mode']]
     if p['write_enable']:
         args.append('-W')
     if p['force']:

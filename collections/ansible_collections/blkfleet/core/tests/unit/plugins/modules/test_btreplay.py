@@ -54,6 +54,23 @@ def test_writes_are_a_change_and_a_start_in_the_past_is_late(run, randmix_bundle
     assert '-W' in res['cmd'] and res['replay_results']['write_enable'] is True
 
 
+def test_modes_reach_the_engine_and_its_results(run, randmix_bundle, engine_pyz, loop_device, tmp_path):
+    """The bundle's files were recorded from a capture with completions: dependency and load modes replay it."""
+    bundle, manifest = randmix_bundle
+    for mode in ('dependency', 'load'):
+        rc, res = run(btreplay.main, base(bundle, tmp_path, engine_pyz, device_map={'loop1': loop_device}, mode=mode,
+                                          devices=['loop1'], results_path=str(tmp_path / mode / 'r.json')))
+        assert rc == 0, res
+        argv = res['cmd']
+        assert argv[argv.index('--mode') + 1] == mode
+        doc = res['replay_results']
+        schema('results.schema.json').validate(doc)
+        assert doc['mode'] == mode and doc['total']['ios'] == 2000 and set(doc['inflight']) == {'loop1'}
+    rc, res = run(btreplay.main, base(bundle, tmp_path, engine_pyz, device_map={'loop1': loop_device}, mode='load',
+                                      no_stall=True))
+    assert rc == 1 and 'no_stall and cpus > 1 are for the timed mode' in res['msg'], res
+
+
 def test_refusals_are_the_engines(run, randmix_bundle, engine_pyz, loop_device, tmp_path):
     bundle, manifest = randmix_bundle
     subprocess.run(['mkfs.ext4', '-q', '-F', loop_device], check=True)

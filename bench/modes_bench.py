@@ -1,0 +1,434 @@
+#!/usr/bin/env python3
+"""Replay modes against ground truth: does a replay onto another device do what the application did there?
+
+For each workload (a synchronous fio job with think time; PostgreSQL's pgbench on ext4), on a device made of two
+loop devices, the upper one (traced, direct IO) over the lower one (over a tmpfs file):
+
+1. run it on the slow device (the lower loop device throttled to ``--slow-iops`` reads and as many writes per
+   second by the cgroup v1 blkio controller, for every cgroup) and on the fast one (the same, unthrottled),
+   capturing each with ``blkfleet capture``'s events mode (Q and C) and recording it (``blkfleet record``: native
+   version 2, with dependencies). The throttle sits below the traced device on purpose: throttled in the traced
+   device's own queue, an IO is held before its Q event (blk-throttle comes before the block_bio_queue
+   tracepoint), and the capture would show the device's slowness as the application's think time;
+2. replay the slow capture onto the fast device and the fast capture onto the slow one (a second such device,
+   throttled or not), in each mode: timed, ``-N``, load and dependency, capturing every replay the same way;
+3. compare each replay's capture with the capture of the workload itself on that device (the truth): run time
+   (first Q to last C), mean IOPS, IOPS per 100 ms (median, p90), Q2C latency (p50, p99) and IOs in flight at
+   each Q (mean, p90), and each one's error against the truth; every figure is the median of ``--rounds``
+   rounds (the machine's noise moves single runs by tens of per cent);
+4. measure the engine's own cost per IO at full speed in each mode (``engine_cost``).
+
+    sudo python3 bench/modes_bench.py [--workloads fio,pgbench] [--rounds 3] [--slow-iops 500] [--cost-ios N]
+                                      [--json FILE] [--markdown]
+
+Needs root, fio, losetup, and for pgbench the Debian packages postgresql (initdb, pg_ctl, pgbench as user
+postgres) and e2fsprogs.
+"""
+
+import argparse
+import contextlib
+import glob
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+from common import ROOT, captured, workdir
+
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+
+from blkfleet.percpu import find_per_cpu  # noqa: E402
+from blkfleet.replayfile import open_replay  # noqa: E402
+from blkfleet.trace.actions import is_complete, is_queue  # noqa: E402
+from blkfleet.trace.matching import Matcher  # noqa: E402
+from blkfleet.trace.reader import TraceReader  # noqa: E402
+from helpers.blkio import BLKIO, skip_reason  # noqa: E402
+
+MODES = {"timed": ["--mode", "timed"], "-N": ["--mode", "timed", "-N"], "load": ["--mode", "load"],
+         "dependency": ["--mode", "dependency"]}
+BUCKET_NS = 100_000_000
+PG_BIN = "/usr/lib/postgresql/15/bin"
+DISK = 512 << 20
+
+
+@contextlib.contextmanager
+def stacked(work, name):
+    """A slow-or-fast device: (upper loop device, lower loop device), detached afterwards."""
+    devices = []
+    try:
+        backing = os.path.join(work, f"{name}.img")
+        with open(backing, "wb") as f:
+            f.truncate(DISK)
+        for args in (["-f", backing], ["--direct-io=on", "-f", None]):
+            if args[-1] is None:
+                args[-1] = devices[-1]
+            devices.append(subprocess.run(["losetup", "--show", *args], capture_output=True, text=True,
+                                          check=True).stdout.strip())
+        yield devices[1], devices[0]
+    finally:
+        for dev in reversed(devices):
+            subprocess.run(["losetup", "-d", dev], capture_output=True)
+
+
+@contextlib.contextmanager
+def slow(lower, iops):
+    """The lower device throttled to ``iops`` reads and writes per second (root cgroup: every task's IO)."""
+    st = os.stat(lower)
+    spec = f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+    files = [os.path.join(BLKIO, f"blkio.throttle.{kind}_iops_device") for kind in ("read", "write")]
+    try:
+        for path in files:
+            with open(path, "w") as f:
+                f.write(f"{spec} {iops}\n")
+        yield
+    finally:
+        for path in files:
+            with open(path, "w") as f:
+                f.write(f"{spec} 0\n")
+
+
+def blkfleet(*args):
+    run = subprocess.run([sys.executable, "-m", "blkfleet", *map(str, args)], capture_output=True, text=True)
+    if run.returncode != 0:
+        raise RuntimeError(f"blkfleet {' '.join(map(str, args))}: {run.stderr.strip()}")
+    return run
+
+
+# ----------------------------------------------------------------------------------------------- figures
+
+
+def pct(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(p / 100 * len(values)))] if values else None
+
+
+def figures(capdir, name):
+    """What a capture says a device did: run time, IOPS, latency and in-flight figures (Qs with data, as btt)."""
+    rows = []
+    for path in find_per_cpu(capdir, name, "blktrace"):
+        with TraceReader(path) as reader:
+            rows += [(r.time, is_complete(r.action), r.sector, r.bytes) for r in reader
+                     if r.bytes and (is_queue(r.action) or is_complete(r.action))]
+    rows.sort()
+    matcher = Matcher()
+    latencies, depths, issues, completions = [], [], [], []
+    last_c = None
+    for t, is_c, sector, nbytes in rows:
+        if is_c:
+            done = matcher.completed(sector, nbytes)
+            for k in done:
+                latencies.append(t - issues[k])
+                completions[k] = t
+            if done:
+                last_c = t
+        else:
+            depths.append(matcher.in_flight + 1)
+            issues.append(t)
+            completions.append(None)
+            matcher.queued(sector, nbytes, len(issues) - 1)
+    first = issues[0]
+    run_ns = max(last_c or 0, issues[-1]) - first
+    buckets = [0] * (run_ns // BUCKET_NS + 1)
+    for t in issues:
+        buckets[(t - first) // BUCKET_NS] += 1
+    per_s = [b * 1e9 / BUCKET_NS for b in buckets]
+    return {"ios": len(issues), "run_s": run_ns / 1e9, "iops": len(issues) / (run_ns / 1e9),
+            "iops_100ms_p50": pct(per_s, 50), "iops_100ms_p90": pct(per_s, 90),
+            "lat_p50_us": pct(latencies, 50) / 1e3, "lat_p99_us": pct(latencies, 99) / 1e3,
+            "inflight_mean": statistics.mean(depths), "inflight_p90": pct(depths, 90),
+            "unmatched": matcher.unmatched, "_qc": list(zip(issues, completions))}
+
+
+def reaction(repdir, name, qc):
+    """Per dependent IO of a dependency-mode replay: its Q less its latest parent's C less its recorded think time
+    (µs; p50, p90, mean): what the engine adds to each link of a chain. The replay issues in trace order with
+    data only (-W), so its last Qs are the recorded IOs in order."""
+    ios = []
+    for path in find_per_cpu(repdir, name, "replay"):
+        for chunk in open_replay(path, timing=True).chunks():
+            t = chunk.timing
+            ios += [(seq, n, think, [p for p, after in ps if not after])
+                    for seq, n, think, ps in zip(t.seqs, chunk.nbytes, t.thinks, t.parents())]
+    ios.sort()
+    index = {}  # seq -> position among the IOs with data (the capture's Qs)
+    for seq, n, _think, _ps in ios:
+        if n:
+            index[seq] = len(index)
+    qc = qc[len(qc) - len(index):]
+    gaps = []
+    for seq, n, think, parents in ios:
+        done = [qc[index[p]][1] for p in parents if p in index and qc[index[p]][1] is not None]
+        if n and done and len(done) == len(parents):
+            gaps.append((qc[index[seq]][0] - max(done) - think) / 1e3)
+    return {"p50": round(pct(gaps, 50), 1), "p90": round(pct(gaps, 90), 1), "mean": round(statistics.mean(gaps), 1)}
+
+
+METRICS = ("run_s", "iops", "iops_100ms_p50", "iops_100ms_p90", "lat_p50_us", "lat_p99_us", "inflight_mean",
+           "inflight_p90")
+
+
+def errors(got, truth):
+    return {m: round(100 * (got[m] - truth[m]) / truth[m], 1) if truth[m] else None for m in METRICS}
+
+
+# ----------------------------------------------------------------------------------------------- workloads
+
+
+def run_fio(dev, args):
+    cmd = ["fio", "--name=sync", f"--filename={dev}", "--direct=1", "--ioengine=psync", "--rw=randrw", "--bs=4k",
+           "--numjobs=2", "--thinktime=100", f"--number_ios={args.fio_ios}", "--size=256m", "--randrepeat=0",
+           "--group_reporting", "--output-format=terse"]
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
+class Postgres:
+    """A PostgreSQL cluster on ext4 on the device, initialised with pgbench's tables before the capture."""
+
+    def __init__(self, dev, work, args):
+        self.dev, self.args = dev, args
+        self.mnt = os.path.join(work, "mnt")
+        self.data = os.path.join(self.mnt, "pg")
+        self.sock = os.path.join(work, "sock")
+
+    def as_pg(self, *cmd):
+        return ["runuser", "-u", "postgres", "--", *cmd]
+
+    def setup(self):
+        os.chmod(os.path.dirname(os.path.dirname(self.mnt)), 0o711)  # the work dir: postgres must reach its data
+        os.makedirs(self.mnt, exist_ok=True)
+        os.chmod(os.path.dirname(self.mnt), 0o711)
+        os.makedirs(self.sock, exist_ok=True)
+        shutil.chown(self.sock, "postgres", "postgres")
+        subprocess.run(["mkfs.ext4", "-q", "-F", self.dev], check=True)
+        subprocess.run(["mount", self.dev, self.mnt], check=True)
+        os.mkdir(self.data)
+        shutil.chown(self.data, "postgres", "postgres")
+        subprocess.run(self.as_pg(f"{PG_BIN}/initdb", "-D", self.data, "-A", "trust"), check=True,
+                       capture_output=True)
+
+    def start(self):
+        opts = f"-k {self.sock} -p 5499 -c listen_addresses='' -c shared_buffers=16MB"
+        subprocess.run(self.as_pg(f"{PG_BIN}/pg_ctl", "-D", self.data, "-o", opts, "-w", "-l",
+                                  os.path.join(self.sock, "log"), "start"), check=True, capture_output=True)
+        self.pgbench("-i", "-q", "-s", str(self.args.pg_scale))
+        subprocess.run(["sync"], check=True)
+
+    def pgbench(self, *args):
+        subprocess.run(self.as_pg(f"{PG_BIN}/pgbench", "-h", self.sock, "-p", "5499", *args, "postgres"),
+                       check=True, capture_output=True)
+
+    def stop(self):
+        subprocess.run(self.as_pg(f"{PG_BIN}/pg_ctl", "-D", self.data, "-m", "fast", "-w", "stop"),
+                       capture_output=True)
+        subprocess.run(["umount", self.mnt], capture_output=True)
+
+
+def capture_workload(kind, dev, work, args, tag):
+    """Run the workload on ``dev``, captured; the capture dir."""
+    out = os.path.join(work, f"cap-{kind}-{tag}")
+    os.mkdir(out)
+    if kind == "fio":
+        with captured([dev], out, mode="events"):
+            run_fio(dev, args)
+        return out
+    pg = Postgres(dev, os.path.join(work, f"pg-{tag}"), args)
+    try:  # stop() also unmounts what a failed setup mounted
+        pg.setup()
+        pg.start()
+        with captured([dev], out, mode="events"):
+            pg.pgbench("-n", "-c", "4", "-t", str(args.pg_transactions))
+    finally:
+        pg.stop()
+    return out
+
+
+def record(capdir, name, options=()):
+    rep = capdir + "-replay"
+    os.mkdir(rep)
+    blkfleet("record", "-q", "--timing", *options, "-d", capdir, "-D", rep, name)
+    return rep
+
+
+def replay(repdir, name, target, mode, work, tag):
+    """Replay ``repdir`` onto ``target`` in ``mode`` (writes as writes), captured; the replay's figures."""
+    out = os.path.join(work, f"rep-{tag}-{mode.strip('-')}")
+    os.mkdir(out)
+    mapping = os.path.join(work, f"map-{tag}")
+    with open(mapping, "w") as f:
+        f.write(f"{name} {target}\n")
+    cmd = [sys.executable, "-m", "blkfleet", "replay", "-d", repdir, "-M", mapping, "-W", *MODES[mode], name]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with captured([target], out, mode="events"):
+        run = subprocess.run(cmd, capture_output=True, text=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if run.returncode != 0:
+        raise RuntimeError(f"replay {mode}: {run.stderr.strip()}")
+    got = figures(out, os.path.basename(target))
+    qc = got.pop("_qc")
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    got["engine_cpu_us_per_io"] = round(cpu * 1e6 / got["ios"], 1)  # the whole replay command: parent and worker
+    if mode == "dependency":
+        got["reaction_us"] = reaction(repdir, name, qc)
+    return got
+
+
+def one_round(kind, args, work, devices, tag):
+    """One round: the truth on both devices, then the 4 modes in both directions; (truth, {(direction, mode):
+    figures})."""
+    dev, lower, scratch, lower2 = devices
+    name = os.path.basename(dev)
+    with slow(lower, args.slow_iops):
+        slow_cap = capture_workload(kind, dev, work, args, f"slow{tag}")
+    fast_cap = capture_workload(kind, dev, work, args, f"fast{tag}")
+    truth = {"slow": figures(slow_cap, name), "fast": figures(fast_cap, name)}
+    for t in truth.values():
+        del t["_qc"]
+    rule = args.record_options.split()
+    reps = {"slow": record(slow_cap, name, rule), "fast": record(fast_cap, name, rule)}
+    got = {}
+    for source, dest in (("slow", "fast"), ("fast", "slow")):
+        for mode in MODES:
+            with slow(lower2, args.slow_iops) if dest == "slow" else contextlib.nullcontext():
+                fig = replay(reps[source], name, scratch, mode, work, f"{source}2{dest}{tag}")
+            got[(f"{source} -> {dest}", mode)] = fig
+            print(f"  {kind}{tag} {source} -> {dest} {mode:10s} " + " ".join(
+                f"{m} {fig[m]:.4g} ({errors(fig, truth[dest])[m]:+}%)" for m in METRICS)
+                + (f" reaction {fig['reaction_us']}" if "reaction_us" in fig else ""), flush=True)
+    for p in glob.glob(os.path.join(work, "*")):
+        if os.path.isdir(p) and (p.endswith("-replay") or os.path.basename(p).startswith(("cap-", "rep-"))):
+            shutil.rmtree(p, ignore_errors=True)
+    return truth, got
+
+
+def median_of(figs):
+    """Per metric (and reaction), the median over the rounds."""
+    out = {m: statistics.median(f[m] for f in figs) for m in METRICS + ("engine_cpu_us_per_io",) if m in figs[0]}
+    if "reaction_us" in figs[0]:
+        out["reaction_us"] = {k: statistics.median(f["reaction_us"][k] for f in figs) for k in ("p50", "p90", "mean")}
+    return out
+
+
+def one_workload(kind, args):
+    """``args.rounds`` rounds; the truth and every replay as medians over them, errors against the median truth."""
+    with workdir(f"modes-{kind}-") as work, stacked(work, "a") as (dev, lower), stacked(work, "b") as (scratch,
+                                                                                                   lower2):
+        rounds = [one_round(kind, args, work, (dev, lower, scratch, lower2), f"-{r + 1}") for r in range(args.rounds)]
+    truth = {d: median_of([t[d] for t, _g in rounds]) for d in ("slow", "fast")}
+    for d in truth:
+        truth[d]["run_s_range"] = [min(t[d]["run_s"] for t, _g in rounds), max(t[d]["run_s"] for t, _g in rounds)]
+    rows = []
+    for key in rounds[0][1]:
+        direction, mode = key
+        runs = [g[key]["run_s"] for _t, g in rounds]
+        med = median_of([g[key] for _t, g in rounds])
+        rows.append({"workload": kind, "direction": direction, "mode": mode, **med,
+                     "run_s_range": [min(runs), max(runs)], "error_pct": errors(med, truth[direction.split()[-1]])})
+    return truth, rows
+
+
+def engine_cost(args):
+    """Engine CPU per IO at full speed: a 4 KiB random-read capture at depth 16 (as fast as the loop device
+    goes), replayed onto a second device in each mode (timed with ``-N``; load; dependency with ``-x 1000``, so
+    that think times vanish): IOPS and CPU µs per IO of the whole replay command (parent and worker)."""
+    with workdir("modes-cost-") as work, stacked(work, "a") as (dev, _l), stacked(work, "b") as (target, _l2):
+        name = os.path.basename(dev)
+        out = os.path.join(work, "cap")
+        os.mkdir(out)
+        with captured([dev], out, mode="events"):
+            subprocess.run(["fio", "--name=fast", f"--filename={dev}", "--direct=1", "--ioengine=libaio",
+                            "--iodepth=16", "--rw=randread", "--bs=4k", f"--number_ios={args.cost_ios}",
+                            f"--io_size={args.cost_ios * 4}k",
+                            "--size=256m", "--norandommap", "--randrepeat=0"], check=True, capture_output=True)
+        rep = record(out, name)
+        rows = {}
+        for mode, extra in (("timed -N", ["-N"]), ("load", ["--mode", "load"]),
+                            ("dependency -x 1000", ["--mode", "dependency", "-x", "1000"])):
+            mapping = os.path.join(work, "map")
+            with open(mapping, "w") as f:
+                f.write(f"{name} {target}\n")
+            res = os.path.join(work, "res.json")
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            blkfleet("replay", "-d", rep, "-M", mapping, "--json", res, *extra, name)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            with open(res) as f:
+                total = json.load(f)["total"]
+            cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+            rows[mode] = {"ios": total["ios"], "iops": round(total["iops"]),
+                          "cpu_us_per_io": round(cpu * 1e6 / total["ios"], 2)}
+            print(f"  cost {mode:20s} {rows[mode]}", flush=True)
+        return rows
+
+
+def markdown(results):
+    lines = []
+    for kind, (truth, rows) in results.items():
+        lines.append(
+            f"\n{kind}, the truth (median of the rounds; run time range): slow {truth['slow']['run_s']:.2f} s "
+            f"({truth['slow']['run_s_range'][0]:.2f}–{truth['slow']['run_s_range'][1]:.2f}), "
+            f"{truth['slow']['iops']:.0f} IOPS, latency p50 {truth['slow']['lat_p50_us']:.0f} µs, in flight "
+            f"{truth['slow']['inflight_mean']:.2f}; fast {truth['fast']['run_s']:.2f} s "
+            f"({truth['fast']['run_s_range'][0]:.2f}–{truth['fast']['run_s_range'][1]:.2f}), "
+            f"{truth['fast']['iops']:.0f} IOPS, latency p50 {truth['fast']['lat_p50_us']:.0f} µs, in flight "
+            f"{truth['fast']['inflight_mean']:.2f}\n")
+        lines.append("| direction | mode | run s (err %) | IOPS (err %) | IOPS/100 ms p50 / p90 (err %) | "
+                     "latency p50 / p99 µs (err %) | in flight mean / p90 (err %) | engine CPU µs/IO |")
+        lines.append("|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            e = r["error_pct"]
+            lines.append(
+                f"| {r['direction']} | {r['mode']} | {r['run_s']:.2f} ({e['run_s']:+}) | {r['iops']:.0f} "
+                f"({e['iops']:+}) | {r['iops_100ms_p50']:.0f} / {r['iops_100ms_p90']:.0f} ({e['iops_100ms_p50']:+} /"
+                f" {e['iops_100ms_p90']:+}) | {r['lat_p50_us']:.0f} / {r['lat_p99_us']:.0f} ({e['lat_p50_us']:+} / "
+                f"{e['lat_p99_us']:+}) | {r['inflight_mean']:.2f} / {r['inflight_p90']} ({e['inflight_mean']:+} / "
+                f"{e['inflight_p90']:+}) | {r['engine_cpu_us_per_io']} |")
+        for r in rows:
+            if "reaction_us" in r:
+                lines.append(f"\n{kind} {r['direction']} dependency: the engine's reaction per dependent IO (its Q "
+                             "less its latest parent's C less its think time) p50 "
+                             f"{r['reaction_us']['p50']} µs, p90 {r['reaction_us']['p90']} µs, mean "
+                             f"{r['reaction_us']['mean']} µs")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--workloads", default="fio,pgbench")
+    ap.add_argument("--slow-iops", type=int, default=500, help="the slow device's read and write IOPS limit")
+    ap.add_argument("--fio-ios", type=int, default=2000, help="IOs per fio job (2 jobs)")
+    ap.add_argument("--pg-scale", type=int, default=5)
+    ap.add_argument("--pg-transactions", type=int, default=300, help="per client (4 clients)")
+    ap.add_argument("--rounds", type=int, default=3, help="rounds (truth and replays), medians reported")
+    ap.add_argument("--record-options", default="", metavar="OPTIONS",
+                    help="blkfleet record options for the captures (the dependency rule: '--dep-window 500000')")
+    ap.add_argument("--cost-ios", type=int, default=200000, help="IOs of the engine-cost capture (0: skip it)")
+    ap.add_argument("--json", metavar="FILE")
+    ap.add_argument("--markdown", action="store_true", help="print the tables as markdown at the end")
+    args = ap.parse_args()
+    reason = skip_reason()
+    if reason:
+        sys.exit(f"modes_bench: {reason}")
+    results = {}
+    t0 = time.monotonic()
+    for kind in filter(None, args.workloads.split(",")):
+        print(f"{kind}:", flush=True)
+        results[kind] = one_workload(kind, args)
+    cost = engine_cost(args) if args.cost_ios else None
+    print(f"({time.monotonic() - t0:.0f} s)")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"workloads": {k: {"truth": t, "rows": r} for k, (t, r) in results.items()},
+                       "engine_cost": cost}, f, indent=1)
+    if args.markdown:
+        print(markdown(results))
+        if cost:
+            print("\n| mode | IOs | IOPS | engine CPU µs/IO |\n|---|---|---|---|")
+            for mode, r in cost.items():
+                print(f"| {mode} | {r['ios']} | {r['iops']} | {r['cpu_us_per_io']} |")
+
+
+if __name__ == "__main__":
+    main()
