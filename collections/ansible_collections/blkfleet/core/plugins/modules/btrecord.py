@@ -71,9 +71,9 @@ options:
   timing:
     description:
       - Write native files of format version 2 from a capture with completions (the default of
-        M(blkfleet.core.blktrace)'s events mode): each IO's recorded latency, in-flight count and parents, which
-        M(blkfleet.core.btreplay)'s O(blkfleet.core.btreplay#module:mode=load) and
-        O(blkfleet.core.btreplay#module:mode=dependency) need.
+        M(blkfleet.core.blktrace)'s events mode), holding each IO's recorded latency, in-flight count and
+        parents, which M(blkfleet.core.btreplay) needs for O(blkfleet.core.btreplay#module:mode=load) and
+        O(blkfleet.core.btreplay#module:mode=dependency).
       - The dependency analysis costs about 24 microseconds of CPU per IO, so it is off by default.
     type: bool
     default: false
