@@ -30,11 +30,11 @@ def engine_pyz(tmp_path_factory):
 
 @pytest.fixture(scope='session')
 def randmix_bundle(tmp_path_factory):
-    """A real bundle (tests/data/randmix: loop1, 2,000 IOs) and its manifest."""
+    """A real bundle (tests/data/randmix: loop1, 2,000 IOs, recorded with their timing) and its manifest."""
     work = tmp_path_factory.mktemp('bundle')
     replay = work / 'replay'
     replay.mkdir()
-    assert blkfleet('record', '-q', '-d', RANDMIX, '-D', replay, '-F').returncode == 0
+    assert blkfleet('record', '-q', '--timing', '-d', RANDMIX, '-D', replay, '-F').returncode == 0
     path = str(work / 'randmix.bundle')
     made = blkfleet('bundle', 'create', '-d', replay, '-o', path, '-F', '--trace-dir', RANDMIX, '--json', '-')
     assert made.returncode == 0, made.stderr

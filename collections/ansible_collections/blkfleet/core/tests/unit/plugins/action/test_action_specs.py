@@ -118,11 +118,12 @@ def test_the_controller_runner_on_the_real_engine(tmp_path):
 
 def test_record_and_bundle_through_the_runner(tmp_path):
     args = {'trace_dir': RANDMIX, 'compat': False, 'accept_missing': False, 'max_bunch_time': None, 'max_pkts': None,
-            'devices': ['loop1'], 'source_host': 'src'}
+            'devices': ['loop1'], 'source_host': 'src', 'timing': True}
     out = tmp_path / 'replay'
     out.mkdir()
     summary = btrecord_action.record(args, str(out))
     assert [f['device'] for f in summary['files']] == ['loop1', 'loop1']
+    assert all(f['timing']['device']['completed'] == 2000 for f in summary['files'])  # timing: version 2 files
     assert sum(f['ios'] for f in summary['files']) == 2000
     (out / 'record.json').write_text(json.dumps(summary))
     path, manifest = btrecord_action.bundle(args, str(out), str(out / 'record.json'), ['loop1'], str(tmp_path))

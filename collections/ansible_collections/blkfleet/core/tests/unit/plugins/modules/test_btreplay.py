@@ -55,7 +55,7 @@ def test_writes_are_a_change_and_a_start_in_the_past_is_late(run, randmix_bundle
 
 
 def test_modes_reach_the_engine_and_its_results(run, randmix_bundle, engine_pyz, loop_device, tmp_path):
-    """The bundle's files were recorded from a capture with completions: dependency and load modes replay it."""
+    """The bundle's files were recorded with --timing from a capture with completions: the modes replay it."""
     bundle, manifest = randmix_bundle
     for mode in ('dependency', 'load'):
         rc, res = run(btreplay.main, base(bundle, tmp_path, engine_pyz, device_map={'loop1': loop_device}, mode=mode,
