@@ -7,7 +7,8 @@ from ..cliargs import directory, positive_float
 from ..errors import BlkfleetError
 from ..files import atomic_write, read_json
 from ..jsonout import write_json
-from ..results.store import DEFAULT_DB, Store, load_document
+from ..results.store import Store, load_document
+from ..results.store_location import db_option, default_db, exists, shown
 from .build import from_store, render
 
 
@@ -22,8 +23,7 @@ def add_parser(sub):
         epilog=codes.epilog(codes.SUCCESS, codes.BAD_INPUT),
     )
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="the HTML file to write")
-    p.add_argument("--db", default=DEFAULT_DB, metavar="PATH",
-                   help=f"results store (default {DEFAULT_DB}; used when it exists)")
+    db_option(p, "; an SQLite file is used when it exists")
     p.add_argument("--results", nargs="+", default=[], metavar="FILE", help="results JSON files")
     p.add_argument("--baseline", metavar="NAME", help="baseline: its band on the trends and its verdict table")
     p.add_argument("--original", type=directory, metavar="CAPTURE_DIR",
@@ -48,11 +48,12 @@ def run(args):
         raise BlkfleetError("--replay-capture needs --original (the capture it is compared with)")
     files = [(path, load_document(path)) for path in args.results]
     runs, baseline_rows, verdict = [], [], None
-    have_db = os.path.exists(args.db)
+    db = args.db or default_db()
+    have_db = exists(db)
     if args.baseline and not have_db:
-        raise BlkfleetError(f"--baseline needs a results store: {args.db} does not exist")
+        raise BlkfleetError(f"--baseline needs a results store: {shown(db)} does not exist")
     if have_db:
-        with Store(args.db, create=False) as store:
+        with Store(db, create=False) as store:
             runs, baseline_rows, verdict = from_store(store, args.baseline, args.host, args.device, args.band_k)
     stored = {(r[4].get("host"), r[4].get("started")) for r in runs}
     for path, doc in files:
