@@ -148,10 +148,11 @@ def iops_plot(orig=None, replay=None, doc=None, acc=1.0, iolog=None):
     title = "IOPS over time: original vs replay" if orig is not None and replay is not None else "IOPS over time"
     where = (f"{width / 1e6:g} ms buckets" + (f", results: {bucket * 1000:g} ms" if ios else "") if caps
              else f"{bucket * 1000:g} ms buckets")
-    # the original a pale area under the others and the replay capture dashed over it: where they coincide,
-    # both still show
+    # where the lines coincide (a faithful replay), all still show: the original a pale area, the results'
+    # timeline a broad pale line, the replay capture dashed and the per-IO log dotted over them
     styles = ([("area", 0)] if orig is not None else []) + ([("dash", 1)] if replay is not None else [])
-    styles += [("line", 2 + i) for i in range(len(series) - len(styles))]
+    styles += [("wide", 2)] if ios else []
+    styles += [("dot", 3)] if len(series) > len(styles) else []
     return svg.line_chart("iops_over_time", title, series, "time since first IO (s)", f"IOPS ({where})", ymin=0,
                           styles=styles, zoom=True)
 
@@ -198,7 +199,7 @@ def in_flight_plot(doc):
 
 
 def lateness_time_plot(iolog):
-    title = "Lateness over time (per-IO log, iteration 1)"
+    title = "Lateness over time: submitted after the planned time (per-IO log, iteration 1)"
     if iolog is None or not iolog.counts:
         return svg.empty("lateness_over_time", "Lateness over time",
                          "needs the replay's per-IO log (blkfleet replay --io-log FILE; report --io-log FILE)")
@@ -208,7 +209,7 @@ def lateness_time_plot(iolog):
     peak = [m / 1000 if m is not None else None for m in iolog.late_max]
     return svg.line_chart("lateness_over_time", title, [("max", xs, peak), ("mean", xs, mean)],
                           "time since the iteration's start (s)",
-                          f"lateness: submitted after the planned time (µs, {iolog.width / 1e6:g} ms buckets)",
+                          f"lateness (µs, {iolog.width / 1e6:g} ms buckets)",
                           styles=[("area", 1), ("line", 0)], zoom=True)
 
 

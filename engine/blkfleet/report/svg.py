@@ -143,8 +143,9 @@ def _legend(entries, x, y):
             mark = (f'<rect x="{x}" y="{yy - 6}" width="22" height="7" fill="{colour}" fill-opacity="0.25"/>'
                     f'<line x1="{x}" x2="{x + 22}" y1="{yy - 6}" y2="{yy - 6}" stroke="{colour}" stroke-width="2"/>')
         else:
+            width, extra = _STROKE[kind]
             mark = (f'<line x1="{x}" x2="{x + 22}" y1="{yy - 4}" y2="{yy - 4}" stroke="{colour}" '
-                    f'stroke-width="{3 if kind != "dash" else 2}"{_DASH if kind == "dash" else ""}/>')
+                    f'stroke-width="{max(width, 2.5) if kind == "line" else width}"{extra}/>')
         out.append(f'<g class="legend-entry" data-kind="{kind}">{mark}<text x="{x + 27}" y="{yy}">'
                    f"{escape(name)}</text></g>")
     out.append("</g>")
@@ -152,13 +153,17 @@ def _legend(entries, x, y):
 
 
 _DASH = ' stroke-dasharray="7 4"'
+_DRAWN = ("area", "wide", "line", "dash", "dot")
+_STROKE = {"area": (1.6, ""), "wide": (6, ' stroke-opacity="0.35" stroke-linejoin="round"'), "line": (1.6, ""),
+           "dash": (2, _DASH), "dot": (2.2, ' stroke-dasharray="1.5 3" stroke-linecap="round"')}
 
 
 def line_chart(plot_id, title, series, xlabel, ylabel, xlog=False, bands=(), ymin=None, ymax=None, markers=False,
                xfmt=fmt_num, whiskers=(), ylog=False, styles=None, zoom=False, xticks=None, yfmt=fmt_num):
     """``series``: (name, xs, ys); ``bands``: (name, ylo, yhi, series index for the colour);
-    ``whiskers``: (series index, x, ylo, yhi); ``styles``: per series "line", "dash" (drawn over the others,
-    dashed) or "area" (filled below, pale, under the others), and a colour index when given as (style, index);
+    ``whiskers``: (series index, x, ylo, yhi); ``styles``: per series, in the order they are drawn: "area"
+    (filled below, pale), "wide" (a broad pale line), "line", "dash", "dot" (dotted, on top), so that series that
+    coincide all still show; and a colour index when given as (style, index);
     ``zoom``: the report's script may zoom the x axis (long timelines); ``xticks``: fixed (value, label) ticks."""
     pts = [(x, y) for _n, xs, ys in series for x, y in zip(xs, ys) if y is not None and (not ylog or y > 0)]
     if not pts:
@@ -189,7 +194,7 @@ def line_chart(plot_id, title, series, xlabel, ylabel, xlog=False, bands=(), ymi
     for index, x, wlo, whi in whiskers:
         body.append(f'<line x1="{_f(frame.x(x))}" x2="{_f(frame.x(x))}" y1="{_f(frame.y(wlo))}" '
                     f'y2="{_f(frame.y(whi))}" stroke="{colours[index]}" stroke-width="1"/>')
-    order = sorted(range(len(series)), key=lambda k: {"area": 0, "line": 1, "dash": 2}[styles[k][0]])
+    order = sorted(range(len(series)), key=lambda k: _DRAWN.index(styles[k][0]))
     for k in order:
         name, xs_, ys_ = series[k]
         c, style = colours[k], styles[k][0]
@@ -201,9 +206,10 @@ def line_chart(plot_id, title, series, xlabel, ylabel, xlog=False, bands=(), ymi
             first, last = coords[0].split(",")[0], coords[-1].split(",")[0]
             body.append(f'<polygon class="area" fill="{c}" fill-opacity="0.18" stroke="none" points="{first},'
                         f'{frame.y0} {" ".join(coords)} {last},{frame.y0}"/>')
+        width, extra = _STROKE[style]
         body.append(f'<polyline class="series" data-series="{escape(name)}" data-style="{style}" fill="none" '
-                    f'stroke="{c}" stroke-width="{2 if style == "dash" else 1.6}"{_DASH if style == "dash" else ""} '
-                    f'vector-effect="non-scaling-stroke" points="{" ".join(coords)}"/>')
+                    f'stroke="{c}" stroke-width="{width}"{extra} vector-effect="non-scaling-stroke" '
+                    f'points="{" ".join(coords)}"/>')
         if markers:
             body.append("".join(f'<circle cx="{p.split(",")[0]}" cy="{p.split(",")[1]}" r="3" fill="{c}"/>'
                                 for p in coords))
