@@ -8,6 +8,6 @@ cd "$(dirname "$0")"
 
 install_debs fio python3-venv util-linux
 mount_tracefs
-make_venv
+make_venv "[ansible]"
 .venv/bin/ansible-playbook playbooks/demo.yml "$@"
 echo "results: $(pwd)/results/demo/results.json"

@@ -60,7 +60,7 @@ def drops(summary):
 
 
 def gnu_time(cmd, **kwargs):
-    """Run under GNU time: (completed process, wall s, user+sys CPU s, peak RSS MB).
+    """Run under GNU time: (completed process, wall s, user+sys CPU s, peak RSS MiB).
 
     GNU time forks a tiny process, so the peak RSS is the command's own (a child forked from this Python
     process would report this process's RSS instead)."""

@@ -113,7 +113,7 @@ def main():
                                                   "peak_rss_mb": rss}
     load = os.getloadavg()[0]
     print(f"{args.ios:,} IOs, {args.rounds} rounds, load average {load:.1f}")
-    print(f"{'tool':28s} {'s per M IOs':>12s} {'CPU s per M':>12s} {'peak RSS MB':>12s}")
+    print(f"{'tool':28s} {'s per M IOs':>12s} {'CPU s per M':>12s} {'peak RSS MiB':>12s}")
     for name, row in rows.items():
         print(f"{name:28s} {row['s_per_M']:12.2f} {row['cpu_s_per_M']:12.2f} {row['peak_rss_mb']:12.1f}")
     if args.json:

@@ -156,7 +156,7 @@ def tools(trace, device, baseline):
 
 
 def timed(cmd, env=None):
-    """(wall seconds, peak RSS in MB, user + system CPU seconds) of a command that must succeed (the wall time
+    """(wall seconds, peak RSS in MiB, user + system CPU seconds) of a command that must succeed (the wall time
     taken here: GNU time gives hundredths only)."""
     start = time.perf_counter()
     proc, _wall, cpu, rss = gnu_time(cmd, stdout=subprocess.DEVNULL, env=env)
@@ -272,7 +272,7 @@ def show(result):
     print(f"\n{result['capture']}: {result['device']}, {result['ios']} IOs, {result['records']} records, "
           f"{result['bytes'] / 1e6:.1f} MB; {result['rounds']} rounds; load average "
           f"{result['load_average'][0]} -> {result['load_average'][1]}")
-    print(f"{'tool':<20}{'median s':>10}{'min':>8}{'max':>8}{'peak RSS MB':>13}{'btrecord / ours':>17}"
+    print(f"{'tool':<20}{'median s':>10}{'min':>8}{'max':>8}{'peak RSS MiB':>13}{'btrecord / ours':>17}"
           f"{'CPU s':>8}{'(CPU)':>7}")
     for r in result["rows"]:
         print(f"{r['tool']:<20}{r['median_s']:>10.3f}{r['min_s']:>8.3f}{r['max_s']:>8.3f}"

@@ -71,7 +71,7 @@ def _diskstats(name):
 
 
 def run(cmd, device, timeout):
-    """Run ``cmd``; (exit code, wall s, first IO s after the start or None, peak tree RSS MB, peak PSS MB)."""
+    """Run ``cmd``; (exit code, wall s, first IO s after the start or None, peak tree RSS MiB, peak PSS MiB)."""
     name = os.path.basename(device)
     before = _diskstats(name)[0]
     first = [None]
@@ -194,7 +194,7 @@ def main():
             json.dump(report, f, indent=2)
     print(f"\nload average before {' '.join(load)}, after {' '.join(report['load_average_after'])}; "
           f"medians of {args.rounds} round(s), -N")
-    print(f"{'IOs':>12} | {'peak RSS MB':>24} | {'peak PSS MB':>16} | {'first IO s':>22} | {'blkfleet own':>20}")
+    print(f"{'IOs':>12} | {'peak RSS MiB':>24} | {'peak PSS MiB':>16} | {'first IO s':>22} | {'blkfleet own':>20}")
     print(f"{'':>12} | {'blkfleet btreplay ratio':>24} | {'blkfleet btreplay':>16} | "
           f"{'blkfleet btreplay ratio':>22} | {'first IO  results':>20}")
     for row in report["rows"]:
@@ -216,7 +216,7 @@ def main():
             if pts:
                 series.append((f"{tool} (peak RSS of the process tree)", [p[0] for p in pts], [p[1] for p in pts]))
         text = svg.line_chart("rss_vs_ios", "Peak RSS against trace length (replay -N)", series,
-                              "trace length (million IOs)", "peak RSS (MB)", ymin=0, markers=True)
+                              "trace length (million IOs)", "peak RSS (MiB)", ymin=0, markers=True)
         with open(args.svg, "w") as f:
             f.write(text + "\n")
 

@@ -6,7 +6,7 @@ import importlib
 import sys
 import traceback
 
-from . import __version__, protocol
+from . import __version__, codes, progress, protocol
 from .errors import BlkfleetError
 
 # Subcommand -> the module that adds its parser (``add_parser(sub)``); only the one used is imported, so a
@@ -19,10 +19,20 @@ COMMANDS = {
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors and exit code 2 (each package adds its subcommand via ``add_parser``)."""
+    """argparse with one-line errors and exit code 2 (each package adds its subcommand via ``add_parser``): the
+    line is ``blkfleet: MESSAGE (see 'blkfleet COMMAND --help')``, one prefix like every other error, the command
+    named in the hint."""
 
     def error(self, message):
-        raise BlkfleetError(f"{self.prog}: {message}")
+        raise BlkfleetError(f"{message} (see '{self.prog} --help')")
+
+    def parse_args(self, args=None, namespace=None):
+        """As argparse's, but words left over are reported against the subcommand they were given to."""
+        parsed, extra = self.parse_known_args(args, namespace)
+        if extra:
+            command = " ".join([self.prog, protocol.command_of(parsed)]).strip()
+            raise BlkfleetError(f"unrecognized arguments: {' '.join(extra)} (see '{command} --help')")
+        return parsed
 
 
 def build_parser(argv=None):
@@ -35,7 +45,25 @@ def build_parser(argv=None):
     sub.required = True
     for name in names:
         importlib.import_module(f".{COMMANDS[name]}.cli", __package__).add_parser(sub)
+    _complete(parser, codes.epilog(*sorted(codes.EXITS)))
     return parser
+
+
+def subcommands(parser):
+    """(name, parser) of each direct subcommand of ``parser``."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            yield from action.choices.items()
+
+
+def _complete(parser, epilog):
+    """Every command and subcommand answers ``-V`` (as btrecord and btreplay do) and lists its exit codes in its
+    help: its own list, else the nearest enclosing command's."""
+    if "-V" not in parser._option_string_actions:
+        parser.add_argument("-V", "--version", action="version", version=f"blkfleet {__version__}")
+    parser.epilog = parser.epilog or epilog
+    for _, child in subcommands(parser):
+        _complete(child, parser.epilog)
 
 
 def main(argv=None):
@@ -52,7 +80,10 @@ def _dispatch(argv, session):
     try:
         args = build_parser(argv).parse_args(argv)
         session.command = protocol.command_of(args)
-        return args.func(args)
+        if not progress.wanted(args):
+            return args.func(args)
+        with progress.Line(f"blkfleet {session.command}", args.progress(args)):
+            return args.func(args)
     except BlkfleetError as e:
         print(f"blkfleet: {e}", file=sys.stderr)
         cause = e.__context__

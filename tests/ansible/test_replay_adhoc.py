@@ -103,6 +103,26 @@ def test_device_names_never_become_options(adhoc, pushed):
         assert digest(dev) == before
 
 
+@pytest.mark.parametrize("bad, message", [
+    ({"acc_factor": -1}, "acc_factor must be a number > 0"), ({"acc_factor": 0}, "acc_factor must be a number > 0"),
+    ({"acc_factor": "nan"}, "acc_factor must be a number > 0"), ({"iterations": 0}, "iterations must be >= 1"),
+    ({"cpus": -1}, "cpus must be 0 (one worker per recorded CPU) or 1.."),
+    ({"cpus": 4096}, "cpus must be 0 (one worker per recorded CPU) or 1.."),
+    ({"run_id": "r1", "lease": 0}, "lease must be a number > 0"),
+    ({"run_id": "r1", "arm": -5}, "arm must be a number > 0"),
+])
+def test_check_mode_refuses_what_the_engine_refuses(adhoc, pushed, bad, message):
+    """Check mode predicted success for acc_factor=-1, which the engine refuses: the module checks its numbers as
+    the engine does, in check mode and out of it, before anything runs."""
+    bundle_id = push(adhoc, pushed)
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as d, loop_on(d) as dev:
+        for check in (True, False):
+            rc, result, run = adhoc("blkfleet.core.btreplay", replay_args(pushed, bundle_id, device_map={"loop1": dev},
+                                                                          **bad), check=check)
+            assert rc != 0 and result["msg"].startswith(message), run.stdout
+            assert not os.path.exists(os.path.join(pushed["work"], "results.json"))
+
+
 def test_failure_after_writes_is_a_change(adhoc, pushed):
     """A target over a sparse file on a full tmpfs: the writes that need new pages fail (exit 3) after others landed."""
     bundle_id = push(adhoc, pushed)

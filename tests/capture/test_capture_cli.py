@@ -17,6 +17,7 @@ from blkfleet.process import process_start
 from blkfleet.replayfile import iter_ios, open_replay
 from helpers import ENV
 from helpers.capture_cli import blkfleet, fio, json_out, need
+from helpers.terminal import run_on_terminal
 
 pytestmark = pytest.mark.root
 
@@ -351,3 +352,23 @@ def test_full_disk_stops_with_error_and_keeps_data(loopdev, capture_dirs, tmp_pa
         assert os.path.getsize(out / "raw" / "cpu0") + os.path.getsize(out / "raw" / "cpu1") > 0
     finally:
         subprocess.run(["umount", "-l", str(small)])
+
+
+def test_stop_shows_progress_on_a_terminal_only(loopdev, capture_dirs, tmp_path):
+    """capture stop waits for the daemon to write the trace files: on a terminal it says how far that got."""
+    need("fio")
+    dev = loopdev(16 << 20)
+    for on_terminal in (True, False):
+        out = capture_dirs(f"cap-{on_terminal}")
+        start(dev, out, "--backend", "ftrace")
+        fio("--name=a", f"--filename={dev}", rw="randwrite", iodepth=4, size="8M", number_ios=300)
+        argv = [sys.executable, "-m", "blkfleet", "capture", "stop", "-D", str(out)]
+        if on_terminal:
+            rc, terminal, stdout = run_on_terminal(argv, tmp_path, env=ENV)
+            assert rc == 0, terminal
+            assert re.search(r"\r\x1b\[Kblkfleet capture stop: [0-9.]+ MiB of trace files, [0-9.]+ s", terminal)
+        else:
+            run = subprocess.run(argv, capture_output=True, text=True, env=ENV, timeout=120)
+            assert run.returncode == 0 and run.stderr == "", run.stderr
+            stdout = run.stdout
+        assert json.loads(stdout)["queued"] == 300

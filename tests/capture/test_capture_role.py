@@ -196,3 +196,33 @@ def test_module_on_a_dead_capture(adhoc, loopdev, capture_dirs):
     assert rc != 0 and "holds a finished capture" in result["msg"]  # as the real start
     rc, result, run = adhoc(f"devices={dev} output_dir={out} token=b")
     assert rc != 0 and "holds a finished capture" in result["msg"]
+
+
+def test_module_start_on_a_finished_capture_is_idempotent(adhoc, loopdev, capture_dirs):
+    """state=started again, without a token, on the directory of the capture it started and that finished: nothing
+    to do, as for a running one (it failed without force). Check mode predicts the same. Other devices, or
+    another run's token, still need force: the finished capture's files would be discarded."""
+    dev, other = loopdev(16 << 20), loopdev(16 << 20)
+    out = capture_dirs()
+    rc, result, run = adhoc(f"devices={dev} output_dir={out} backend=ftrace duration=0.3 busy_timeout=600")
+    assert rc == 0 and result["changed"] is True, run.stdout
+    deadline = time.monotonic() + 30
+    while control.inspect(out).kind == "running":
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert control.inspect(out).kind == "stopped"
+    for check in (True, False):
+        rc, result, run = adhoc(f"devices={dev} output_dir={out} backend=ftrace", check=check)
+        assert rc == 0 and result["changed"] is False and result["state"] == "stopped", run.stdout
+        assert result["capture"]["started"] is False
+    assert control.inspect(out).kind == "stopped"
+    for args in (f"devices={other}", f"devices={dev} token=next"):
+        for check in (True, False):
+            rc, result, run = adhoc(f"{args} output_dir={out} backend=ftrace", check=check)
+            assert rc != 0 and "holds a finished capture" in result["msg"], run.stdout
+    first = control.inspect(out).state["run_id"]
+    for check in (True, False):  # force still discards it and captures afresh
+        rc, result, run = adhoc(f"devices={dev} output_dir={out} backend=ftrace duration=0.3 force=true "
+                                "busy_timeout=600", check=check)
+        assert rc == 0 and result["changed"] is True and result["capture"]["started"] is True, run.stdout
+        assert (control.inspect(out).state["run_id"] == first) is check

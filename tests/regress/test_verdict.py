@@ -191,3 +191,21 @@ def test_cli_defaults_to_the_store_under_results(tmp_path, monkeypatch):
                                              make_doc(seed=701, started=_stamp(10), iops=8000.0))]) == 0
     assert main(["regress", "--baseline", "base", "-q", "--json", "v.json"]) == 10
     assert json.loads((tmp_path / "v.json").read_text())["groups"][0]["candidate_runs"] == [5]
+
+
+def test_runs_older_than_the_baseline_are_no_candidates(tmp_path, capsys):
+    """Five runs, the baseline the last four (runs 2-5): regress took run 1, older than the baseline, as the
+    candidate. Only runs after the baseline's newest are candidates; an older one only when named."""
+    db = str(tmp_path / "blkfleet.sqlite")
+    with Store(db) as s:
+        ids = [_add(s, make_doc(seed=300 + i, started=_stamp(1 + i))) for i in range(5)]
+    assert main(["results", "baseline", "set", "nightly", "--last", "4", "--db", db]) == 0
+    capsys.readouterr()
+    with Store(db) as s:
+        assert sorted(r["run_id"] for r in s.baseline("nightly")) == ids[1:]
+        result = evaluate(s, "nightly")
+        assert result["groups"] == [] and result["warnings"][0].startswith("no candidate runs")
+        assert evaluate(s, "nightly", last=3)["groups"] == []
+        assert evaluate(s, "nightly", run_ids=[ids[0]])["groups"][0]["candidate_runs"] == [ids[0]]
+        newer = _add(s, make_doc(seed=400, started=_stamp(9)))
+        assert evaluate(s, "nightly", last=3)["groups"][0]["candidate_runs"] == [newer]

@@ -1,6 +1,6 @@
 """``blkfleet capture start|stop|status|restore``: its command-line interface."""
 
-from .. import codes, protocol
+from .. import codes, progress, protocol
 from ..cliargs import positive_float, positive_int
 from ..jsonout import show, write_json
 from . import control, tracefs
@@ -10,7 +10,7 @@ from .ftrace import MODE_ALIASES, MODES
 def add_parser(sub):
     p = sub.add_parser(
         "capture",
-        help="start, stop and inspect a detached block-IO capture (blktrace or the ftrace blk tracer)",
+        help="start, stop and inspect a detached block-IO capture (blktrace, or ftrace: tracepoints or the blk tracer)",
         description="Capture the block IO of devices into DEV.blktrace.CPU files, as a background job that "
         "survives the shell (and SSH session) that started it.",
         epilog=codes.epilog(codes.SUCCESS, codes.EVENTS_DROPPED, codes.BAD_INPUT),
@@ -27,7 +27,7 @@ def add_parser(sub):
     s.add_argument("-a", "--act-mask", default="queue", metavar="MASK",
                    help="event categories: names joined by ',' (queue, complete, ...), 'all', or a number; "
                    "default queue (Q/G/P/U events, all btrecord needs)")
-    s.add_argument("-b", "--buffer-size", type=positive_int, default=512, metavar="KB",
+    s.add_argument("-b", "--buffer-size", type=positive_int, default=512, metavar="KIB",
                    help="blktrace: sub-buffer size in KiB (default 512); ftrace: per-CPU ring buffer is "
                    "buffer-size x buffer-count KiB")
     s.add_argument("-n", "--buffer-count", type=positive_int, default=8, metavar="N",
@@ -61,7 +61,7 @@ def add_parser(sub):
     protocol.json_option(t, "the summary (also printed on stdout)")
     t.add_argument("--token", metavar="TOKEN", help="stop only the capture of this run token (else exit 2)")
     t.add_argument("--check", action="store_true", help="change nothing: print what stop would do")
-    t.set_defaults(func=run_stop)
+    t.set_defaults(func=run_stop, progress=progress.writing("output_dir"))
 
     u = csub.add_parser("status", help="the state of the capture in DIR (JSON)")
     u.add_argument("-D", "--output-dir", required=True, metavar="DIR")

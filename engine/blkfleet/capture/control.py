@@ -14,7 +14,10 @@ it mounted it) and converts what it captured; ``start --force`` and ``restore -D
 
 Run tokens: ``start --token T`` records T. A start that finds a capture of the same token changes nothing
 (idempotent, even when that capture has finished); one that finds a running capture of another token (or
-none) fails unless ``--force``, which stops that capture, discards its files and starts afresh.
+none) fails unless ``--force``, which stops that capture, discards its files and starts afresh. Without a token,
+a start that finds a finished capture of the same devices without one changes nothing too (a play run again must
+not fail on what its first run left), unless ``--force``, which discards it and starts afresh; any other finished
+capture is discarded only with ``--force``, since its files may not have been collected yet.
 """
 
 import json
@@ -182,7 +185,12 @@ def _decide(opts, names, seen):
     if opts.token is not None and same_token:
         return dict(public(doc), action="start", started=False, state=kind,
                     message=f"the capture of run token {opts.token} in {where} already ran ({kind} at "
-                            f"{doc.get('stop_time')}): nothing started"), None
+                            f"{doc.get('stop_time')}): nothing started (another token with --force, or another "
+                            "directory, to capture again)"), None
+    if same_token and not opts.force and sorted(doc.get("devices") or []) == sorted(names):
+        return dict(public(doc), action="start", started=False, state=kind,
+                    message=f"the capture of {_devices(doc)} in {where} already ran ({kind} at "
+                            f"{doc.get('stop_time')}): nothing started (--force to discard it and capture again)"), None
     if not opts.force:
         raise BlkfleetError(f"{where} holds a finished capture ({kind} at {doc.get('stop_time')}); "
                             "use another directory or --force to overwrite it")

@@ -2,7 +2,7 @@
 
 import sys
 
-from .. import codes, protocol
+from .. import codes, progress, protocol
 from ..cliargs import add_acc_factor
 from ..errors import BlkfleetError
 from ..files import read_json
@@ -48,7 +48,7 @@ def add_parser(sub):
                    "(the target's signature probe) are left out; the capture must have been made on the replay's "
                    "host (its times are that host's CLOCK_MONOTONIC)")
     protocol.json_option(p, "the figures as JSON (with '-' they replace the table)")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, progress=progress.reading("original", "replay"))
 
 
 def run(args):

@@ -4,7 +4,7 @@ traces")."""
 import os
 import sys
 
-from .. import codes, protocol
+from .. import codes, progress, protocol
 from ..errors import BlkfleetError
 from ..jsonout import write_json
 from ..streams import origin
@@ -64,7 +64,7 @@ def _common(p):
     p.add_argument("--force", action="store_true", help="replace replay files and origin.json an earlier run left")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary lines on stderr")
     protocol.json_option(p, "the summary as JSON")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, progress=progress.reading("inputs"))
 
 
 def _pairs(items, what):

@@ -3,7 +3,7 @@
 import re
 import sys
 
-from .. import codes, protocol
+from .. import codes, progress, protocol
 from ..cliargs import directory
 from ..jsonout import write_json
 from .run import RecordOptions, record
@@ -39,7 +39,7 @@ def add_parser(sub):
                    "or missing files), and report the shortfall in the --json summary ('capture')")
     protocol.json_option(p, "the summary as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary lines on stderr")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, progress=progress.reading("input_directory"))
 
 
 def run(args):

@@ -40,7 +40,8 @@ def add_parser(sub):
     which = p.add_mutually_exclusive_group()
     which.add_argument("--runs", nargs="+", type=int, metavar="ID", help="candidate runs")
     which.add_argument("--last", type=positive_int, metavar="N",
-                       help="the last N runs of each baseline host and device not in the baseline (default 1)")
+                       help="the last N runs of each baseline host and device stored after the baseline's newest "
+                            "(default 1)")
     p.add_argument("--host", help="only this host")
     p.add_argument("--device", help="only this device (recorded name or target path)")
     p.add_argument("--metric", action="append", choices=tuple(METRICS), metavar="METRIC",

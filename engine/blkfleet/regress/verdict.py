@@ -156,7 +156,9 @@ def _group_rows(rows):
 
 def select_candidates(store, baseline_rows, run_ids=None, last=None, host=None, device=None):
     """Candidate (run, device) rows: ``run_ids``, or the ``last`` N (default 1) rows of each baseline (host,
-    device) that are not in the baseline."""
+    device) stored after the baseline's newest run there. A run older than the baseline (``baseline set --last``
+    leaves out the first runs) is a candidate only when named: judging the past against a later baseline answers
+    no question anyone asked."""
     if run_ids is not None:
         rows = store.rows(run_ids=run_ids, host=host, device=device)
         known = {r["run_id"] for r in store.rows(run_ids=run_ids)}
@@ -167,14 +169,19 @@ def select_candidates(store, baseline_rows, run_ids=None, last=None, host=None, 
     last = 1 if last is None else last
     if last < 1:
         raise BlkfleetError("--last must be at least 1")
-    in_base = {(r["run_id"], r["device"]) for r in baseline_rows}
     out = []
-    for (h, d) in _group_rows(baseline_rows):
+    for (h, d), members in _group_rows(baseline_rows).items():
         if (host and h != host) or (device and device != d):
             continue
-        rows = [r for r in store.rows(host=h, device=d) if r["device"] == d and (r["run_id"], d) not in in_base]
+        newest = max(_order(r) for r in members)
+        rows = [r for r in store.rows(host=h, device=d) if r["device"] == d and _order(r) > newest]
         out += rows[-last:]
     return out
+
+
+def _order(row):
+    """The store's order of runs (``Store.rows``: oldest first)."""
+    return (row["started"] or "", row["run_id"])
 
 
 def evaluate(store, baseline, run_ids=None, last=None, metrics=None, tolerances=None, abs_tolerances=None,

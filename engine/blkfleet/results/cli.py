@@ -5,6 +5,7 @@ import sys
 
 from .. import codes, protocol
 from ..cliargs import positive_int
+from ..errors import BlkfleetError
 from ..jsonout import show, write_json
 from ..numtext import number
 from .store import Store, load_document, parse_tag
@@ -58,6 +59,7 @@ def add_parser(sub):
     e = rsub.add_parser("export", help="export the store (JSON: full documents; CSV: one row per run and device)")
     e.add_argument("--format", choices=("json", "csv"), default="json")
     e.add_argument("-o", "--output", default="-", metavar="FILE", help="default stdout")
+    protocol.json_option(e, "{format, output, runs, rows} (with '-', give -o FILE: the export is not on stdout)")
     _db_arg(e)
     e.set_defaults(func=run_export)
 
@@ -132,13 +134,18 @@ def run_show(args):
 
 
 def run_export(args):
+    if "-" in args.json and args.output == "-":
+        raise BlkfleetError("--json - answers on stdout: write the export to a file (-o FILE)")
     with Store(args.db, create=False) as store:
         text = store.export_csv() if args.format == "csv" else json.dumps(store.export_json(), indent=2) + "\n"
+        stored = store.rows()
+    rows, runs = len(stored), len({row["run_id"] for row in stored})
     if args.output == "-":
         sys.stdout.write(text)
     else:
         with open(args.output, "w") as f:
             f.write(text)
+    write_json(args.json, {"format": args.format, "output": args.output, "runs": runs, "rows": rows})
     return 0
 
 

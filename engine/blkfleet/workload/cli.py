@@ -2,7 +2,7 @@
 
 import sys
 
-from .. import codes, protocol
+from .. import codes, progress, protocol
 from ..cliargs import positive_int
 from ..errors import BlkfleetError
 from ..foreign.formats import FORMATS
@@ -30,7 +30,7 @@ def add_parser(sub):
     p.add_argument("--phase", type=duration_ns, metavar="TIME", help="phases of this length instead")
     p.add_argument("--tolerance", type=duration_ns, default=0, metavar="TIME", help="with --format: as import's")
     protocol.json_option(p, "the figures as JSON")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, progress=progress.reading("inputs"))
 
 
 def run(args):

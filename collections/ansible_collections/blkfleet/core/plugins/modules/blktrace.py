@@ -9,7 +9,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 ---
 module: blktrace
-short_description: Start and stop a block IO capture (blktrace relay or the kernel's ftrace blk tracer)
+short_description: Start and stop a block IO capture (blktrace relay or the kernel's block tracepoints)
 version_added: 0.1.0
 description:
   - Starts or stops a capture of the block IO of O(devices) into C(DEV.blktrace.CPU) files in O(output_dir),
@@ -20,6 +20,10 @@ description:
   - O(state=started) when the same devices are already being captured into O(output_dir) with the same
     O(token) changes nothing. A capture of another O(token) running there makes the task fail, unless
     O(force), which stops and discards it and starts afresh.
+  - O(state=started) on a finished capture of the same O(token) (or of no token, with no O(token) given, of the
+    same devices) changes nothing either, in check mode too, so that a play run again does not fail on what its
+    first run left; O(force) discards that token-less capture and starts afresh. A finished capture of another
+    O(token) or of other devices is discarded only with O(force).
   - O(state=stopped) returns the capture summary (files, IOs, drops) and, for each trace file and
     C(capture.json), its size and SHA-256 as the engine reports them (RV(file_info), C(capture files)) to verify a
     copy against; stopping a capture that
@@ -61,7 +65,7 @@ options:
     type: str
   backend:
     description:
-      - V(auto) uses blktrace's relay files, and falls back to the ftrace C(blk) tracer when blktrace is missing
+      - V(auto) uses blktrace's relay files, and falls back to the ftrace backend (see O(mode)) when blktrace is missing
         or the kernel refuses relay files (kernel lockdown); the C(fallback_reason) of RV(capture) says why.
       - V(blktrace) or V(ftrace) insist on one backend.
     type: str
@@ -181,14 +185,23 @@ EXAMPLES = r'''
   ansible.builtin.debug:
     msg: "{{ capture.queued }} IOs in {{ capture.files | length }} files, {{ capture.drops }} events dropped"
 
-- name: Capture 30 s with the ftrace backend and large buffers, accepting drops
+- name: Capture 30 s with the ftrace backend and large buffers
   blkfleet.core.blktrace:
     devices: [sdb]
     output_dir: /var/lib/blkfleet/capture30
     backend: ftrace
     buffer_kb: 4096
     duration: 30
-    force: true
+
+- name: Wait for the 30 s capture to end
+  ansible.builtin.pause:
+    seconds: 31
+
+- name: Collect it, accepting drops (an incomplete trace)
+  blkfleet.core.blktrace:
+    output_dir: /var/lib/blkfleet/capture30
+    state: stopped
+    fail_on_drops: false
 '''
 
 RETURN = r'''

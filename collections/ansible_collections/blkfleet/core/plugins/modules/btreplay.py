@@ -54,7 +54,7 @@ options:
     default: {}
   acc_factor:
     description:
-      - Replay this many times faster (any positive number; V(0.5) replays twice slower).
+      - Replay this many times faster (any finite number > 0; V(0.5) replays twice slower).
     type: float
     default: 1.0
   no_stall:
@@ -64,7 +64,7 @@ options:
     default: false
   iterations:
     description:
-      - How many times to replay the whole trace.
+      - How many times to replay the whole trace (at least V(1)).
     type: int
     default: 1
   write_enable:
@@ -118,7 +118,7 @@ options:
   cpus:
     description:
       - Number of replay workers (recorded CPU streams are mapped onto them modulo this number). V(0) is one
-        per recorded CPU, at most the CPUs available.
+        per recorded CPU, at most the CPUs available; any other number must be at most the CPUs available.
     type: int
     default: 0
   results_path:
@@ -313,6 +313,7 @@ wall_end:
 '''
 
 import datetime
+import math
 import os
 import re
 import sys
@@ -351,6 +352,21 @@ def _late_start(results):
     if start.get('requested') is None or start.get('wall') is None:
         return None
     return round(max(start['wall'] - float(start['requested']), 0.0), 6)
+
+
+def _numbers_problem(p):
+    """What the engine's replay refuses among the numbers (its option checks and ``replay.run.validate``), or None.
+    Checked here too because check mode does not run the replay and must predict the same failure."""
+    positive = [('acc_factor', p['acc_factor'])] + [(k, p[k]) for k in ('lease', 'arm') if p[k] is not None]
+    for name, value in positive:
+        if not (math.isfinite(value) and value > 0):
+            return '%s must be a number > 0, not %r' % (name, value)
+    if p['iterations'] < 1:
+        return 'iterations must be >= 1, not %d' % p['iterations']
+    ncpus = len(os.sched_getaffinity(0))
+    if p['cpus'] and not 0 < p['cpus'] <= ncpus:
+        return 'cpus must be 0 (one worker per recorded CPU) or 1..%d (the CPUs available), not %d' % (ncpus, p['cpus'])
+    return None
 
 
 def _engine_of(module, p, bundle):
@@ -394,6 +410,9 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
+    problem = _numbers_problem(p)
+    if problem:
+        module.fail_json(msg=problem)
     for recorded, target in sorted(p['device_map'].items()):
         if not (MAP_WORD_RE.match(str(recorded)) and MAP_WORD_RE.match(str(target))):
             module.fail_json(msg='device_map: %r: %r: names and paths are one word each, without whitespace or "#"'

@@ -61,9 +61,9 @@ def engine_command(environ=None):
     program = shutil.which('blkfleet')
     if program:
         return [program], {}
-    raise AnsibleError('the blkfleet engine is not available on the controller: install the blkfleet package '
-                       "(pip install -e . from the repository) into ansible's Python, put a blkfleet program on "
-                       'PATH, or set BLKFLEET_ENGINE_PYTHON to a Python that can import blkfleet')
+    raise AnsibleError('the Python package blkfleet is missing on the controller (%s cannot import it, and there is '
+                       'no blkfleet program on PATH): pip install blkfleet into the Python that runs Ansible, or '
+                       'set BLKFLEET_ENGINE_PYTHON to a Python that can import blkfleet' % sys.executable)
 
 
 def run(args, timeout=None):

@@ -91,7 +91,7 @@ def test_engine_command_order(monkeypatch):
     monkeypatch.setattr(_controller.shutil, 'which', lambda name: '/usr/bin/blkfleet')
     assert _controller.engine_command({}) == (['/usr/bin/blkfleet'], {})
     monkeypatch.setattr(_controller.shutil, 'which', lambda name: None)
-    with pytest.raises(_controller.AnsibleError, match='not available on the controller'):
+    with pytest.raises(_controller.AnsibleError, match='the Python package blkfleet is missing on the controller'):
         _controller.engine_command({})
 
 
