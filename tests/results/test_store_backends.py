@@ -196,3 +196,16 @@ def test_postgresql_errors_are_one_line_without_the_password(postgres_server, tm
     assert "s3cret" not in run.stderr and "blkfleet:***@" in run.stderr and "nosuchdb" in run.stderr
     env_run = blkfleet("regress", "--baseline", "b", env={"BLKFLEET_DB": url}, check=False)
     assert env_run.returncode == 2 and "s3cret" not in env_run.stderr
+
+
+def test_a_server_gone_mid_command_is_one_line(postgres_db):
+    """The connection dies while a command uses the store: one error line naming the store, no traceback."""
+    import psycopg
+
+    with pytest.raises(BlkfleetError, match="results store failed") as caught, Store(postgres_db) as store:
+        store.add(make_doc(seed=1))
+        with psycopg.connect(postgres_db, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> pg_backend_pid() "
+                          "AND datname = current_database()")
+        store.rows()
+    assert "\n" not in str(caught.value) and postgres_db.split("?")[0] in str(caught.value)

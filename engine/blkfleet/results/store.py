@@ -184,8 +184,12 @@ class Store:
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, kind, error, _tb):
+        """Close the store; a database error inside the ``with`` (a server gone, a disk full) becomes one line."""
         self.close()
+        if isinstance(error, self.backend.Error):
+            detail = " ".join(str(error).split())[:300]
+            raise BlkfleetError(f"{self.shown}: results store failed: {detail}") from None
 
     # --- adding ---------------------------------------------------------------------------------------------
 
