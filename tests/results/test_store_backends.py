@@ -3,6 +3,7 @@ the same behaviour through the API and the CLI, --db or $BLKFLEET_DB, concurrent
 
 import copy
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -30,9 +31,9 @@ def location(request, tmp_path):
     return request.getfixturevalue("postgres_db")
 
 
-def blkfleet(*argv, env=None, check=True):
+def blkfleet(*argv, env=None, check=True, cwd=None):
     run = subprocess.run([sys.executable, "-m", "blkfleet", *map(str, argv)], capture_output=True, text=True,
-                         env={**ENV, **(env or {})}, timeout=300)
+                         env={**ENV, **(env or {})}, timeout=300, cwd=cwd)
     if check:
         assert run.returncode == 0, run.stderr
     return run
@@ -67,18 +68,20 @@ def test_the_cli_through_db_or_the_environment(location, tmp_path):
     """--db names the store; without it $BLKFLEET_DB does, for results, regress and report alike."""
     files = [write_doc(tmp_path / f"r{i}.json", make_doc(seed=i, started=f"2026-05-{i + 1:02d}T02:00:00+00:00",
                                                           iops=10000.0 if i < 5 else 8000.0)) for i in range(7)]
-    blkfleet("results", "add", "--db", location, *files[:3])
+    work = tmp_path / "cwd"  # where the default store (results/blkfleet.sqlite) would be made
+    work.mkdir()
+    blkfleet("results", "add", "--db", location, *files[:3], cwd=work)
     env = {"BLKFLEET_DB": location}
-    blkfleet("results", "add", *files[3:], env=env)
-    listed = json.loads(blkfleet("results", "list", "--json", env=env).stdout)
+    blkfleet("results", "add", *files[3:], env=env, cwd=work)
+    listed = json.loads(blkfleet("results", "list", "--json", env=env, cwd=work).stdout)
     assert [r["run"] for r in listed] == [1, 2, 3, 4, 5, 6, 7]
-    blkfleet("results", "baseline", "set", "nightly", "--run", 1, 2, 3, 4, 5, env=env)
-    verdict = blkfleet("regress", "--baseline", "nightly", "--runs", 6, 7, "-q", env=env, check=False)
+    blkfleet("results", "baseline", "set", "nightly", "--run", 1, 2, 3, 4, 5, env=env, cwd=work)
+    verdict = blkfleet("regress", "--baseline", "nightly", "--runs", 6, 7, "-q", env=env, check=False, cwd=work)
     assert verdict.returncode == 10, verdict.stderr  # 20 % fewer IOPS
     report = tmp_path / "report.html"
-    blkfleet("report", "-o", report, "--baseline", "nightly", env=env)
+    blkfleet("report", "-o", report, "--baseline", "nightly", env=env, cwd=work)
     assert "REGRESSION" in report.read_text()
-    assert not (tmp_path / "results").exists() or location.startswith(str(tmp_path / "results"))
+    assert os.listdir(work) == []  # every command used $BLKFLEET_DB, none the default file
 
 
 def _writer(location, index):
