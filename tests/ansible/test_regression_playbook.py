@@ -10,7 +10,8 @@ import tempfile
 
 import pytest
 
-from helpers import blkio
+from blkfleet.results.store import Store
+from helpers import blkio, postgres
 from helpers.adhoc import REPO, ansible_bin, ansible_env
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -41,7 +42,7 @@ def results_dir():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def playbook(results_dir, *extra, wrap=None):
+def playbook(results_dir, *extra, wrap=None, env=None):
     program = ansible_bin("ansible-playbook")
     assert program, "ansible-playbook is not installed"
     argv = [program, "playbooks/regression.yml", "-e", f"regression_results_dir={results_dir}",
@@ -49,7 +50,7 @@ def playbook(results_dir, *extra, wrap=None):
             "-e", f"regression_loop_dir={loop_dir(results_dir)}", *extra]
     if wrap:
         argv = wrap(argv)
-    return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=600, env=ansible_env())
+    return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=600, env=ansible_env(**(env or {})))
 
 
 def latest(results_dir, name):
@@ -98,3 +99,21 @@ def test_throttled_target_fails_the_play(results_dir, loopdev):
     assert by_metric["iops"]["candidate"]["mean"] < 0.5 * by_metric["iops"]["baseline"]["mean"]
     assert "REGRESSION" in latest(results_dir, "verdict.md")
     assert leftovers(results_dir) == []
+
+
+def test_blkfleet_db_names_the_roles_store():
+    """$BLKFLEET_DB on the controller is the role's store: here a PostgreSQL database; no SQLite file is made."""
+    path = tempfile.mkdtemp(prefix="blkfleet-regression-pg-", dir="/dev/shm")
+    try:
+        os.mkdir(loop_dir(path))
+        with postgres.cluster() as server:
+            url = postgres.fresh_database(server)
+            run = playbook(path, env={"BLKFLEET_DB": url})
+            assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
+            assert "Baseline randmix created" in latest(path, "verdict.md")
+            with Store(url, create=False) as store:
+                assert len(store.runs()) == 3 and len(store.baseline("randmix")) == 3
+        assert not os.path.exists(os.path.join(path, "blkfleet.sqlite"))
+        assert loops(path) == [] and leftovers(path) == []
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -103,7 +103,7 @@ def make_doc(seed=0, host="hostA", device="loop1", target="/dev/loop7", iteratio
         "distributions": {"latency": _hist(rng, lat_p50 * slowdown, 0.6, ios),
                           "lateness": _hist(rng, late_p99 * slowdown / 5, 0.8, ios),
                           "timeline": {"bucket_s": 0.1, "buckets": len(timeline),
-                                       "series": [{"device": device, "op": "read", "ios": timeline}]}},
+                                       "series": _timeline_series(seed, device, timeline, lat_p50 * slowdown)}},
     }
     if version == 1:
         doc.update(schema=SCHEMA_V1, engine=doc.pop("ioengine"),
@@ -112,6 +112,20 @@ def make_doc(seed=0, host="hostA", device="loop1", target="/dev/loop7", iteratio
                                   "lateness": _hist(rng, late_p99 * slowdown / 5, 0.8, ios, 1),
                                   "timeline": {"bucket_s": 0.1, "ios": timeline}})
     return doc
+
+
+def _timeline_series(seed, device, reads, lat_us):
+    """Read and write series of a version 2 timeline (IOs, bytes, mean latency, mean in flight), from their own
+    random numbers so that the other figures of a seed stay as they were."""
+    rng = random.Random(seed + 1_000_003)
+    writes = [n // 4 for n in reads]
+    out = []
+    for op, ios, scale in (("read", reads, 1.0), ("write", writes, 1.6)):
+        latency = [round(lat_us * scale * rng.lognormvariate(0, 0.15), 3) if n else None for n in ios]
+        out.append({"device": device, "op": op, "ios": ios, "bytes": [n * 4096 for n in ios],
+                    "latency_mean_us": latency,
+                    "in_flight": [round(n * (v or 0) / 1e5, 3) for n, v in zip(ios, latency)]})
+    return out
 
 
 def write_doc(path, doc):

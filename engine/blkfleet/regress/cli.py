@@ -6,7 +6,8 @@ from .. import codes, protocol
 from ..cliargs import fraction, positive_int
 from ..errors import BlkfleetError
 from ..jsonout import write_json
-from ..results.store import DEFAULT_DB, Store
+from ..results.store import Store
+from ..results.store_location import db_option
 from .significance import TESTS
 from .verdict import EXIT_INSUFFICIENT, EXIT_PASS, METRICS, evaluate, markdown
 
@@ -61,7 +62,7 @@ def add_parser(sub):
     protocol.json_option(p, "the result JSON")
     p.add_argument("--markdown", metavar="FILE", help="write the Markdown summary to FILE ('-' for stdout)")
     p.add_argument("-q", "--quiet", action="store_true", help="no summary on stdout")
-    p.add_argument("--db", default=DEFAULT_DB, metavar="PATH", help=f"results store (default {DEFAULT_DB})")
+    db_option(p)
     p.set_defaults(func=run)
 
 

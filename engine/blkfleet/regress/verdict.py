@@ -289,6 +289,16 @@ VERDICT_MARK = {"regression": "**REGRESSION**", "improvement": "improvement", "p
                 "insufficient": "insufficient"}
 
 
+def metric_label(m):
+    """A metric's name in tables, with its unit where the name does not say it."""
+    return m["label"] + (f" ({m['unit']})" if m["unit"] == "µs" else "")
+
+
+def tolerance_text(m):
+    """A metric's tolerance in tables: the relative one, and the absolute floor when there is one."""
+    return f"{m['tolerance_pct']:g} %" + (f", {m['abs_tolerance']:g} {m['unit']}" if m["abs_tolerance"] else "")
+
+
 def markdown(result):
     """A Markdown summary: headline and one table row per host, device and metric (for CI logs and mail)."""
     test = {"welch": "Welch's t-test", "mann-whitney": "Mann-Whitney U"}[result["test"]]
@@ -303,10 +313,10 @@ def markdown(result):
             b, c = dict(m["baseline"]), dict(m["candidate"])
             if centre == "median":
                 b["mean"], c["mean"] = b["median"], c["median"]
-            tol = f"{m['tolerance_pct']:g} %" + (f", {m['abs_tolerance']:g} {m['unit']}" if m["abs_tolerance"] else "")
+            tol = tolerance_text(m)
             change = "–" if m["change_pct"] is None else f"{m['change_pct']:+.1f} %"
             p = "–" if m["p"] is None else f"{m['p']:.2g}"
-            label = m["label"] + (f" ({m['unit']})" if m["unit"] == "µs" else "")
+            label = metric_label(m)
             lines.append(f"| {g['host']} | {g['device']} | {label} | {_side(b)} | {_side(c)} | "
                          f"{change} | {tol} | {p} | {VERDICT_MARK[m['verdict']]} |")
     if not result["groups"]:

@@ -1,18 +1,24 @@
-"""``blkfleet report``: one self-contained HTML file (inline CSS and SVG, no script, no network) with the plots of
-a replay and of the stored runs:
+"""``blkfleet report``: one self-contained HTML file (inline CSS, SVG and one inline script; a Content Security
+Policy forbids any request) with the plots of a replay and of the stored runs:
 
-- ``iops_over_time``: IOs per 100 ms as IOPS, original capture vs replay capture (from their Q events) when both
-  are given; the replay's own submission timeline (results JSON, all devices and ops), and its per-IO log
+- ``iops_over_time``: IOs per bucket as IOPS, original capture (pale area) vs replay capture (dashed, on top) when
+  both are given; the replay's own submission timeline (results JSON, all devices and ops), and its per-IO log
   (``--io-log``), otherwise or as well;
-- ``latency_cdf``: cumulative fraction of IOs by completion latency (log µs), from the results' histogram, or
-  from the per-IO log when given;
+- ``mb_s_over_time``, ``latency_over_time``, ``in_flight_over_time``: per device and op, from the results'
+  timeline (100 ms buckets: bytes, mean completion latency, mean IOs in flight);
+- ``lateness_over_time``: mean and max lateness per bucket, from the per-IO log;
+- ``latency_cdf``: completion latency against percentile on a nines scale (p50 … p99.99), from the fine
+  histograms: per device from the results (which hold no per-op histogram), per op (read, write...) from the
+  per-IO log when given; the baseline's runs merged, dashed, over it;
 - ``lateness_histogram``: IOs per lateness bucket (submitted later than planned; 1-2-5 µs buckets);
-- ``lba_heatmap``: the original capture's Q events in time x LBA bins, colour = IO count (log scale);
+- ``lba_heatmap``, ``lba_heatmap_replay``: the original and the replay capture side by side in time x LBA bins
+  (one LBA axis), colour = IO count (log scale);
 - ``trend_<metric>``: each metric per stored run (mean of its samples, whiskers min..max) per host and device,
   with the baseline band mean ± k·sd of the baseline's samples (k = 2 by default).
 
-With both captures, the fidelity figures of ``blkfleet compare`` are included; with a baseline and a store, the
-regression verdict table of ``blkfleet regress`` too.
+Every line chart has tooltips and the timelines zoom (interact.py); without the script they are the same static
+plots. With both captures, the fidelity figures of ``blkfleet compare`` are included; with a baseline and a
+store, the regression verdict table of ``blkfleet regress`` too.
 """
 
 import datetime
@@ -24,12 +30,14 @@ from .. import __version__
 from ..compare.fidelity import compare, load_capture, only_device
 from ..numtext import number
 from ..regress.significance import mean, variance
-from ..regress.verdict import METRICS, evaluate, samples
+from ..regress.verdict import METRICS, evaluate, metric_label, samples, tolerance_text
+from ..replayfile.ops import OP_NAMES
 from ..results.document import upgrade
 from ..results.histogram import LogHistogram
 from ..results.iolog import IOLog
 from ..workload.html import stats_html
 from . import svg
+from .interact import SCRIPT
 
 BUCKET_NS = 100_000_000
 HEAT_TIME_BINS = 120
@@ -42,6 +50,7 @@ h1{font-size:22px;margin-bottom:4px}h2{font-size:18px;margin-top:32px;border-bot
 td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}th{background:#f3f3f3}td.l,th.l{text-align:left}
 .regression{background:#fbdada;font-weight:bold}.improvement{background:#dff3df}.insufficient{background:#fff4cc}
 figure{margin:12px 0}svg.plot{max-width:100%;height:auto;border:1px solid #eee}
+.pair{display:flex;gap:8px}.pair figure{flex:1;min-width:0;margin:12px 0}svg.plot[data-zoom]{cursor:crosshair}
 .verdict-regression{color:#b00}.verdict-pass,.verdict-improvement{color:#070}.verdict-insufficient{color:#a70}
 """
 
@@ -79,7 +88,8 @@ def timeline_ios(doc):
 
 class IOLogFigures:
     """What the report shows of a per-IO log (one iteration), read in two passes in bounded memory: the IOs
-    submitted per bucket (``width_ns``, chosen from the span as for captures) and a latency histogram."""
+    submitted per bucket (``width_ns``, chosen from the span as for captures), the mean and max lateness per
+    bucket, and a latency histogram per op."""
 
     def __init__(self, path, iteration=1):
         self.path = path
@@ -89,15 +99,29 @@ class IOLogFigures:
                 if it == iteration and len(cols["submit_ns"]):
                     last = max(last, max(cols["submit_ns"]))
         self.width = _bucket_ns(max(last, 0))
-        self.counts = [0] * (last // self.width + 1 if last >= 0 else 0)
+        n = last // self.width + 1 if last >= 0 else 0
+        self.counts = [0] * n
+        self.late_sum = [0] * n
+        self.late_max = [None] * n
         self.latency = LogHistogram()
+        self.by_op = {}  # op name -> LogHistogram of its latencies
         with IOLog(path) as log:
             for it, _w, _start, cols in log.blocks():
                 if it != iteration:
                     continue
-                for t in cols["submit_ns"]:
-                    self.counts[t // self.width] += 1
-                self.latency.add_many(cols["latency_ns"].tolist())
+                for t, late in zip(cols["submit_ns"], cols["lateness_ns"]):
+                    b = t // self.width
+                    self.counts[b] += 1
+                    self.late_sum[b] += late
+                    if self.late_max[b] is None or late > self.late_max[b]:
+                        self.late_max[b] = late
+                latencies = cols["latency_ns"].tolist()
+                self.latency.add_many(latencies)
+                ops = cols["op"].tolist()
+                for op in set(ops):
+                    name = OP_NAMES[op] if op < len(OP_NAMES) else str(op)
+                    self.by_op.setdefault(name, LogHistogram()).add_many(
+                        [v for v, o in zip(latencies, ops) if o == op])
 
 
 def iops_plot(orig=None, replay=None, doc=None, acc=1.0, iolog=None):
@@ -124,7 +148,69 @@ def iops_plot(orig=None, replay=None, doc=None, acc=1.0, iolog=None):
     title = "IOPS over time: original vs replay" if orig is not None and replay is not None else "IOPS over time"
     where = (f"{width / 1e6:g} ms buckets" + (f", results: {bucket * 1000:g} ms" if ios else "") if caps
              else f"{bucket * 1000:g} ms buckets")
-    return svg.line_chart("iops_over_time", title, series, "time since first IO (s)", f"IOPS ({where})", ymin=0)
+    # where the lines coincide (a faithful replay), all still show: the original a pale area, the results'
+    # timeline a broad pale line, the replay capture dashed and the per-IO log dotted over them
+    styles = ([("area", 0)] if orig is not None else []) + ([("dash", 1)] if replay is not None else [])
+    styles += [("wide", 2)] if ios else []
+    styles += [("dot", 3)] if len(series) > len(styles) else []
+    return svg.line_chart("iops_over_time", title, series, "time since first IO (s)", f"IOPS ({where})", ymin=0,
+                          styles=styles, zoom=True)
+
+
+OP_COLOUR = {name: i for i, name in enumerate(("read", "write", "discard", "flush", "write_zeroes"))}
+
+
+def _timeline(doc):
+    tl = (upgrade(doc) or {}).get("distributions", {}).get("timeline") or {}
+    return tl.get("bucket_s") or 0.1, tl.get("series") or []
+
+
+def timeline_plot(doc, plot_id, title, ylabel, value, field):
+    """One series per device and op of the results' timeline: ``value(series, i, bucket_s)`` at bucket i;
+    ``field``: the timeline member it needs (absent from version 1 documents)."""
+    bucket, tl = _timeline(doc)
+    tl = [t for t in tl if t.get(field) is not None and t.get("op") != "*"]
+    if not tl:
+        return svg.empty(plot_id, title, f"no per-op {field} timeline in the results (results version 2 has it)")
+    several = len({t["device"] for t in tl}) > 1
+    series, styles = [], []
+    for t in tl:
+        values = t[field]
+        series.append((f"{t['device']} {t['op']}" if several else t["op"],
+                       [i * bucket for i in range(len(values))], [value(t, i, bucket) for i in range(len(values))]))
+        styles.append(("line", len(series) - 1 if several else OP_COLOUR.get(t["op"], 5)))
+    return svg.line_chart(plot_id, f"{title} ({bucket * 1000:g} ms buckets, results)", series,
+                          "time since the replay's start (s)", ylabel, ymin=0, styles=styles, zoom=True)
+
+
+def mb_s_plot(doc):
+    return timeline_plot(doc, "mb_s_over_time", "MB/s over time per op", "MB/s (10^6 bytes per second)",
+                         lambda t, i, b: t["bytes"][i] / b / 1e6, "bytes")
+
+
+def latency_time_plot(doc):
+    return timeline_plot(doc, "latency_over_time", "Mean completion latency over time per op", "latency (µs)",
+                         lambda t, i, b: t["latency_mean_us"][i], "latency_mean_us")
+
+
+def in_flight_plot(doc):
+    return timeline_plot(doc, "in_flight_over_time", "IOs in flight over time per op", "IOs in flight (mean)",
+                         lambda t, i, b: t["in_flight"][i], "in_flight")
+
+
+def lateness_time_plot(iolog):
+    title = "Lateness over time: submitted after the planned time (per-IO log, iteration 1)"
+    if iolog is None or not iolog.counts:
+        return svg.empty("lateness_over_time", "Lateness over time",
+                         "needs the replay's per-IO log (blkfleet replay --io-log FILE; report --io-log FILE)")
+    b_s = iolog.width / 1e9
+    xs = [i * b_s for i in range(len(iolog.counts))]
+    mean = [s / n / 1000 if n else None for s, n in zip(iolog.late_sum, iolog.counts)]
+    peak = [m / 1000 if m is not None else None for m in iolog.late_max]
+    return svg.line_chart("lateness_over_time", title, [("max", xs, peak), ("mean", xs, mean)],
+                          "time since the iteration's start (s)",
+                          f"lateness (µs, {iolog.width / 1e6:g} ms buckets)",
+                          styles=[("area", 1), ("line", 0)], zoom=True)
 
 
 def _histogram(doc, which):
@@ -136,36 +222,91 @@ def _histogram(doc, which):
     return [r[0] for r in rows if r[0] is not None], [r[1] for r in rows if r[0] is not None]
 
 
-CDF_POINTS = 300
+NINES = ((50, "p50"), (90, "p90"), (99, "p99"), (99.9, "p99.9"), (99.99, "p99.99"))
+CURVE_POINTS = 160
 
 
-def _cdf_points(uppers, counts):
-    """(x, cumulative fraction) at most CDF_POINTS of them (every bucket when fewer)."""
-    total = sum(counts)
-    step = max(1, -(-len(counts) // CDF_POINTS))
-    xs, ys, cum = [], [], 0
-    for i, (x, c) in enumerate(zip(uppers, counts)):
-        cum += c
-        if i % step == step - 1 or i == len(counts) - 1:
-            xs.append(x)
-            ys.append(cum / total)
+def _nines(p):
+    """The percentile axis: p50 at 0.3, p90 at 1, p99 at 2, p99.9 at 3, ..."""
+    return -math.log10(1 - p / 100)
+
+
+def _rows(h):
+    """(lower, upper, count) of a results histogram (either version), µs; an open end takes the other bound."""
+    return [(lo if lo is not None else hi, hi if hi is not None else lo, c)
+            for lo, hi, c in zip(h.get("lower") or [], h.get("upper") or [], h.get("counts") or [])
+            if c and (lo is not None or hi is not None)]
+
+
+def _merged(histograms):
+    """The rows of several histograms of one scheme added bucket by bucket."""
+    counts = {}
+    for h in histograms:
+        for lo, hi, c in _rows(h):
+            counts[(lo, hi)] = counts.get((lo, hi), 0) + c
+    return [(lo, hi, c) for (lo, hi), c in sorted(counts.items())]
+
+
+def percentile_curve(rows):
+    """(nines, latency) points from p50 up to the highest percentile the count resolves (p99.99 needs 10,000
+    IOs), interpolated within each bucket."""
+    total = sum(c for _lo, _hi, c in rows)
+    if not total:
+        return [], []
+    top = min(math.log10(total), _nines(NINES[-1][0]))
+    start = _nines(NINES[0][0])
+    if top <= start:
+        return [], []
+    xs, ys = [], []
+    i, before = 0, 0
+    for k in range(CURVE_POINTS + 1):
+        x = start + (top - start) * k / CURVE_POINTS
+        rank = (1 - 10 ** -x) * total
+        while i < len(rows) - 1 and before + rows[i][2] < rank:
+            before += rows[i][2]
+            i += 1
+        lo, hi, c = rows[i]
+        xs.append(x)
+        ys.append(lo + (hi - lo) * min(max((rank - before) / c, 0.0), 1.0))
     return xs, ys
 
 
-def latency_cdf_plot(doc, iolog=None):
+def _device_histograms(doc):
+    """{device: latency histogram} of a results document (version 1: its total, for its only device)."""
+    doc = upgrade(doc) or {}
+    dist = doc.get("distributions") or {}
+    per = {d: (v or {}).get("latency") for d, v in (dist.get("devices") or {}).items()}
+    if not per and len(doc.get("devices") or {}) == 1:
+        per = {next(iter(doc["devices"])): dist.get("latency")}
+    return {d: h for d, h in per.items() if h}
+
+
+def latency_cdf_plot(doc, iolog=None, baseline_docs=(), baseline_name=None):
+    series, styles = [], []
     if iolog is not None and iolog.latency.count:
-        rows = iolog.latency.buckets()
-        uppers, counts = [hi / 1000 for _lo, hi, _c in rows], [c for _lo, _hi, c in rows]
-        source = "per-IO log, iteration 1"
+        source = "per-IO log, iteration 1, by op"
+        for name, h in sorted(iolog.by_op.items(), key=lambda kv: OP_COLOUR.get(kv[0], 9)):
+            rows = [(lo / 1000, hi / 1000, c) for lo, hi, c in h.buckets()]
+            series.append((f"replay {name}", *percentile_curve(rows)))
+            styles.append(("line", OP_COLOUR.get(name, 5)))
     else:
-        uppers, counts = _histogram(doc, "latency")
-        source = "results"
-    if not sum(counts):
-        return svg.empty("latency_cdf", "Latency CDF", "no latency histogram in the results")
-    xs, ys = _cdf_points([max(x, 1e-3) for x in uppers], counts)
-    return svg.line_chart("latency_cdf", f"Latency CDF ({source})", [("fraction of IOs ≤ latency", xs, ys)],
-                          "completion latency (µs, log scale; bucket upper bounds)", "fraction of IOs", xlog=True,
-                          ymin=0, ymax=1, markers=len(xs) <= 40)
+        source = "results: all ops per device"
+        for i, (device, h) in enumerate(sorted(_device_histograms(doc).items())):
+            series.append((f"replay {device}", *percentile_curve(_rows(h))))
+            styles.append(("line", i))
+    devices = sorted(_device_histograms(doc)) if doc else []
+    for i, device in enumerate(devices):
+        hists = [h for d in baseline_docs for dev, h in _device_histograms(d).items() if dev == device]
+        if hists:
+            series.append((f"baseline {baseline_name} {device} ({len(hists)} runs, all ops)",
+                           *percentile_curve(_merged(hists))))
+            styles.append(("dash", 6 + i))
+    kept = [(s, st) for s, st in zip(series, styles) if s[1]]
+    if not kept:
+        return svg.empty("latency_cdf", "Latency by percentile", "no latency histogram in the results")
+    return svg.line_chart("latency_cdf", f"Latency by percentile ({source})", [k[0] for k in kept],
+                          "percentile (nines scale)", "completion latency (µs, log scale)", ylog=True,
+                          styles=[k[1] for k in kept], xticks=[(_nines(p), label) for p, label in NINES])
 
 
 LATENESS_BOUNDS_US = tuple(m * 10 ** e for e in range(0, 8) for m in (1, 2, 5))  # 1 µs .. 50 s
@@ -187,22 +328,37 @@ def lateness_plot(doc):
                          svg.PALETTE[4])
 
 
-def lba_heatmap_plot(orig):
-    if orig is None or not orig.times:
-        return svg.empty("lba_heatmap", "LBA over time", "no original capture given (--original)")
-    t0, t1 = orig.times[0], orig.times[-1]
-    s0 = min(orig.sectors)
-    s1 = max(s + max(n // 512, 1) for s, n in zip(orig.sectors, orig.nbytes))
+def _lba_range(caps):
+    """(first, end) sector over the captures, so that their maps share one LBA axis."""
+    s0 = min(min(c.sectors) for c in caps)
+    s1 = max(s + max(n // 512, 1) for c in caps for s, n in zip(c.sectors, c.nbytes))
+    return s0, max(s1, s0 + 1)
+
+
+def lba_heatmap_plot(cap, plot_id, what, lba_range, missing):
+    if cap is None or not cap.times:
+        return svg.empty(plot_id, f"LBA over time, {what}", missing)
+    t0, t1 = cap.times[0], cap.times[-1]
+    s0, s1 = lba_range
     span_t = max(t1 - t0, 1)
-    span_s = max(s1 - s0, 1)
+    span_s = s1 - s0
     grid = [[0] * HEAT_TIME_BINS for _ in range(HEAT_LBA_BINS)]
-    for t, s in zip(orig.times, orig.sectors):
+    for t, s in zip(cap.times, cap.sectors):
         c = min((t - t0) * HEAT_TIME_BINS // span_t, HEAT_TIME_BINS - 1)
         r = min((s - s0) * HEAT_LBA_BINS // span_s, HEAT_LBA_BINS - 1)
         grid[r][c] += 1
-    return svg.heatmap("lba_heatmap", f"LBA over time, original capture ({orig.device})", grid,
-                       (0.0, span_t / 1e9), (s0 / 2048, s1 / 2048), "time since first IO (s)",
-                       "LBA (MiB from device start)")
+    return svg.heatmap(plot_id, f"LBA over time, {what} ({cap.device})", grid, (0.0, span_t / 1e9),
+                       (s0 / 2048, s1 / 2048), "time since first IO (s)", "LBA (MiB from device start)")
+
+
+def lba_heatmaps(orig, replay):
+    """The original's and the replay's LBA maps, on one LBA axis."""
+    caps = [c for c in (orig, replay) if c is not None and c.times]
+    lba_range = _lba_range(caps) if caps else (0, 1)
+    return (lba_heatmap_plot(orig, "lba_heatmap", "original capture", lba_range,
+                             "no original capture given (--original)"),
+            lba_heatmap_plot(replay, "lba_heatmap_replay", "replay capture", lba_range,
+                             "no capture of the replay given (--replay-capture)"))
 
 
 def trend_plots(runs, baseline_rows=(), k=2.0):
@@ -275,17 +431,20 @@ def fidelity_html(fid):
 
 
 def verdict_html(result):
+    """The verdict table, with the same columns as regress's Markdown (centre, units, absolute floors)."""
+    centre = "median" if result["test"] == "mann-whitney" else "mean"
     rows, classes = [], []
     for g in result["groups"]:
         for m in g["metrics"]:
             b, c = m["baseline"], m["candidate"]
-            rows.append((g["host"], g["device"], m["label"], f"{_n(b['mean'])} ± {_n(b['sd'])} ({b['n']})",
-                         f"{_n(c['mean'])} ± {_n(c['sd'])} ({c['n']})",
+            rows.append((g["host"], g["device"], metric_label(m),
+                         f"{_n(b.get(centre))} ± {_n(b['sd'])} ({b['n']})",
+                         f"{_n(c.get(centre))} ± {_n(c['sd'])} ({c['n']})",
                          "–" if m["change_pct"] is None else f"{m['change_pct']:+.1f} %",
-                         f"{m['tolerance_pct']:g} %", "–" if m["p"] is None else f"{m['p']:.2g}", m["verdict"]))
+                         tolerance_text(m), "–" if m["p"] is None else f"{m['p']:.2g}", m["verdict"]))
             classes.append(m["verdict"] if m["verdict"] != "pass" else "")
-    head = ("host", "device", "metric", "baseline mean ± sd (n)", "candidate mean ± sd (n)", "change", "tolerance",
-            "p", "verdict")
+    head = ("host", "device", "metric", f"baseline {centre} ± sd (n)", f"candidate {centre} ± sd (n)", "change",
+            "tolerance", "p", "verdict")
     return (f'<h2 id="verdict">Regression verdict: <span class="verdict-{result["verdict"]}">'
             f'{escape(result["verdict"].upper())}</span></h2><p class="meta">baseline {escape(result["baseline"])}, '
             f'{escape(result["test"])} test, alpha {result["alpha"]:g}, exit code {result["exit_code"]}</p>'
@@ -310,10 +469,14 @@ def summary_html(doc, label):
             f"{doc.get('acc_factor')}, {len(doc.get('per_iteration', []))} iterations</p>" + _table(head, rows))
 
 
+CSP = "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
+
+
 def render(focus=None, focus_label="", runs=(), baseline_rows=(), baseline_name=None, verdict=None,
            original_dir=None, replay_dir=None, original_device=None, replay_device=None, band_k=2.0, io_log=None,
-           stats=None):
-    """The HTML text of the report (``stats``: a ``blkfleet stats`` document for the workload section)."""
+           stats=None, baseline_docs=()):
+    """The HTML text of the report (``stats``: a ``blkfleet stats`` document for the workload section;
+    ``baseline_docs``: the baseline runs' documents, for the latency percentiles)."""
     focus = upgrade(focus)
     iolog = IOLogFigures(io_log) if io_log else None
     orig = replay = None
@@ -328,11 +491,13 @@ def render(focus=None, focus_label="", runs=(), baseline_rows=(), baseline_name=
         fid = compare(orig, replay, acc, reads_for_writes)
     parts = [
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">",
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
         "<title>blkfleet report</title><style>" + CSS + "</style></head><body>",
         "<h1>blkfleet report</h1>",
         f'<p class="meta">generated {datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")} '
         f"by blkfleet {escape(__version__)}; {len(runs)} runs"
-        + (f", baseline {escape(baseline_name)}" if baseline_name else "") + "</p>",
+        + (f", baseline {escape(baseline_name)}" if baseline_name else "")
+        + "; hover a plot for its values, scroll on a timeline to zoom, drag to pan, double-click to reset</p>",
     ]
     if verdict is not None:
         parts.append(verdict_html(verdict))
@@ -342,20 +507,23 @@ def render(focus=None, focus_label="", runs=(), baseline_rows=(), baseline_name=
     if stats is not None:
         parts.append(stats_html(stats))
     parts.append('<h2 id="plots">Replay plots</h2>')
-    plots = [iops_plot(orig, replay, focus, acc, iolog), latency_cdf_plot(focus, iolog), lateness_plot(focus),
-             lba_heatmap_plot(orig)]
+    plots = [iops_plot(orig, replay, focus, acc, iolog), mb_s_plot(focus), latency_time_plot(focus),
+             in_flight_plot(focus), lateness_time_plot(iolog),
+             latency_cdf_plot(focus, iolog, baseline_docs, baseline_name), lateness_plot(focus)]
     parts += [f"<figure>{p}</figure>" for p in plots]
+    parts.append('<div class="pair">' + "".join(f"<figure>{p}</figure>" for p in lba_heatmaps(orig, replay))
+                 + "</div>")
     parts.append(f'<h2 id="trends">Trends across runs (baseline band: mean ± {band_k:g} sd)</h2>')
     if runs:
         parts.append(_table(("#", "run", "host", "device", "started"),
                             [(i + 1, r[0], r[2], r[3], r[4].get("started", "")) for i, r in enumerate(runs)]))
     parts += [f"<figure>{p}</figure>" for p in trend_plots(runs, baseline_rows, band_k)]
-    parts.append("</body></html>\n")
+    parts.append(f"<script>{SCRIPT}</script></body></html>\n")
     return "".join(parts)
 
 
 def from_store(store, baseline=None, host=None, device=None, band_k=2.0):
-    """(runs, baseline rows, verdict) from a results store, for ``render``."""
+    """(runs, baseline rows, verdict, baseline documents) from a results store, for ``render``."""
     rows = store.rows(host=host, device=device)
     docs = {}
     runs = []
@@ -363,8 +531,10 @@ def from_store(store, baseline=None, host=None, device=None, band_k=2.0):
         if r["run_id"] not in docs:
             docs[r["run_id"]] = store.get(r["run_id"]).doc
         runs.append((f"run {r['run_id']}", r["run_id"], r["host"], r["device"], docs[r["run_id"]]))
-    baseline_rows, verdict = [], None
+    baseline_rows, verdict, baseline_docs = [], None, []
     if baseline:
         baseline_rows = store.baseline(baseline)
         verdict = evaluate(store, baseline, host=host, device=device)
-    return runs, baseline_rows, verdict
+        ids = sorted({r["run_id"] for r in baseline_rows})
+        baseline_docs = [docs[i] if i in docs else store.get(i).doc for i in ids]
+    return runs, baseline_rows, verdict, baseline_docs

@@ -7,7 +7,8 @@ from ..cliargs import directory, positive_float
 from ..errors import BlkfleetError
 from ..files import atomic_write, read_json
 from ..jsonout import write_json
-from ..results.store import DEFAULT_DB, Store, load_document
+from ..results.store import Store, load_document
+from ..results.store_location import db_option, default_db, exists, shown
 from .build import from_store, render
 
 
@@ -16,14 +17,14 @@ def add_parser(sub):
         "report",
         help="write one self-contained HTML report with plots (IOPS over time, latency CDF, lateness, LBA heat "
         "map, trends with the baseline band, fidelity, verdict)",
-        description="Write one HTML file that needs no network to view: inline CSS and SVG plots. The replay "
+        description="Write one HTML file that needs no network to view: inline CSS, SVG plots and a small "
+        "script for tooltips and zoom. The replay "
         "shown is the last --results file, else the newest stored run; trends cover the stored runs (and the "
         "--results files not stored). With --original and --replay-capture the fidelity figures are included.",
         epilog=codes.epilog(codes.SUCCESS, codes.BAD_INPUT),
     )
     p.add_argument("-o", "--output", required=True, metavar="FILE", help="the HTML file to write")
-    p.add_argument("--db", default=DEFAULT_DB, metavar="PATH",
-                   help=f"results store (default {DEFAULT_DB}; used when it exists)")
+    db_option(p, "; an SQLite file is used when it exists")
     p.add_argument("--results", nargs="+", default=[], metavar="FILE", help="results JSON files")
     p.add_argument("--baseline", metavar="NAME", help="baseline: its band on the trends and its verdict table")
     p.add_argument("--original", type=directory, metavar="CAPTURE_DIR",
@@ -47,13 +48,15 @@ def run(args):
     if args.replay_capture and not args.original:
         raise BlkfleetError("--replay-capture needs --original (the capture it is compared with)")
     files = [(path, load_document(path)) for path in args.results]
-    runs, baseline_rows, verdict = [], [], None
-    have_db = os.path.exists(args.db)
+    runs, baseline_rows, verdict, baseline_docs = [], [], None, []
+    db = args.db or default_db()
+    have_db = exists(db)
     if args.baseline and not have_db:
-        raise BlkfleetError(f"--baseline needs a results store: {args.db} does not exist")
+        raise BlkfleetError(f"--baseline needs a results store: {shown(db)} does not exist")
     if have_db:
-        with Store(args.db, create=False) as store:
-            runs, baseline_rows, verdict = from_store(store, args.baseline, args.host, args.device, args.band_k)
+        with Store(db, create=False) as store:
+            runs, baseline_rows, verdict, baseline_docs = from_store(store, args.baseline, args.host, args.device,
+                                                                     args.band_k)
     stored = {(r[4].get("host"), r[4].get("started")) for r in runs}
     for path, doc in files:
         if (doc.get("host"), doc.get("started")) not in stored:
@@ -68,7 +71,8 @@ def run(args):
     if focus is None and not args.original and stats is None:
         raise BlkfleetError("nothing to report: no --results, no stored runs, no --original capture and no --stats")
     html = render(focus, focus_label, runs, baseline_rows, args.baseline, verdict, args.original,
-                  args.replay_capture, args.original_device, args.replay_device, args.band_k, args.io_log, stats)
+                  args.replay_capture, args.original_device, args.replay_device, args.band_k, args.io_log, stats,
+                  baseline_docs)
     parent = os.path.dirname(os.path.abspath(args.output))
     os.makedirs(parent, exist_ok=True)
     atomic_write(args.output, html)

@@ -53,14 +53,17 @@ def log_ticks(lo, hi):
 class Frame:
     """The plot area and its scales."""
 
-    def __init__(self, xlo, xhi, ylo, yhi, xlog=False, width=WIDTH, height=HEIGHT):
-        self.xlog = xlog
+    def __init__(self, xlo, xhi, ylo, yhi, xlog=False, width=WIDTH, height=HEIGHT, ylog=False):
+        self.xlog, self.ylog = xlog, ylog
         self.width, self.height = width, height
         if xlog:
             self.xticks, self.xlo, self.xhi = log_ticks(max(xlo, 1e-12), max(xhi, xlo * 10, 1e-11))
         else:
             self.xticks, self.xlo, self.xhi = nice_ticks(xlo, xhi, 7)
-        self.yticks, self.ylo, self.yhi = nice_ticks(ylo, yhi, 6)
+        if ylog:
+            self.yticks, self.ylo, self.yhi = log_ticks(max(ylo, 1e-12), max(yhi, ylo * 10, 1e-11))
+        else:
+            self.yticks, self.ylo, self.yhi = nice_ticks(ylo, yhi, 6)
         self.x0, self.x1 = LEFT, width - RIGHT
         self.y0, self.y1 = height - BOTTOM, TOP
 
@@ -73,21 +76,33 @@ class Frame:
         return self.x0 + t * (self.x1 - self.x0)
 
     def y(self, v):
-        return self.y0 - (v - self.ylo) / (self.yhi - self.ylo) * (self.y0 - self.y1)
+        if self.ylog:
+            v = max(v, self.ylo)
+            t = (math.log10(v) - math.log10(self.ylo)) / (math.log10(self.yhi) - math.log10(self.ylo))
+        else:
+            t = (v - self.ylo) / (self.yhi - self.ylo)
+        return self.y0 - t * (self.y0 - self.y1)
+
+    def attributes(self):
+        """The scales, for the report's script (tooltips read values back from the points, zoom redraws the x
+        ticks)."""
+        return (f' data-frame="{self.x0} {self.x1} {self.y0} {self.y1}" data-x="{self.xlo!r} {self.xhi!r} '
+                f'{int(self.xlog)}" data-y="{self.ylo!r} {self.yhi!r} {int(self.ylog)}"')
 
     def axes(self, xlabel, ylabel, xfmt=fmt_num, yfmt=fmt_num):
         out = ['<g class="grid" stroke="#e3e3e3" stroke-width="1">']
         for t in self.yticks:
             out.append(f'<line x1="{self.x0}" x2="{self.x1}" y1="{_f(self.y(t))}" y2="{_f(self.y(t))}"/>')
         for t in self.xticks:
-            out.append(f'<line x1="{_f(self.x(t))}" x2="{_f(self.x(t))}" y1="{self.y1}" y2="{self.y0}"/>')
+            out.append(f'<line class="gx" x1="{_f(self.x(t))}" x2="{_f(self.x(t))}" y1="{self.y1}" y2="{self.y0}"/>')
         out.append("</g>")
         out.append(f'<g class="axes" stroke="#333" stroke-width="1.2"><line x1="{self.x0}" x2="{self.x1}" '
                    f'y1="{self.y0}" y2="{self.y0}"/><line x1="{self.x0}" x2="{self.x0}" y1="{self.y0}" '
                    f'y2="{self.y1}"/></g>')
-        out.append('<g class="ticks" font-size="11" fill="#333">')
+        out.append('<g class="ticks xticks" font-size="11" fill="#333">')
         for t in self.xticks:
             out.append(f'<text x="{_f(self.x(t))}" y="{self.y0 + 16}" text-anchor="middle">{escape(xfmt(t))}</text>')
+        out.append('</g><g class="ticks yticks" font-size="11" fill="#333">')
         for t in self.yticks:
             out.append(f'<text x="{self.x0 - 6}" y="{_f(self.y(t) + 4)}" text-anchor="end">{escape(yfmt(t))}</text>')
         out.append("</g>")
@@ -99,6 +114,7 @@ class Frame:
 
 
 def _svg(plot_id, title, body, width=WIDTH, height=HEIGHT, extra=""):
+    """``extra``: more attributes of the ``<svg>`` element."""
     return (f'<svg xmlns="http://www.w3.org/2000/svg" id="plot-{escape(plot_id)}" data-plot="{escape(plot_id)}" '
             f'class="plot" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
             f'aria-label="{escape(title)}" font-family="sans-serif"{extra}><title>{escape(title)}</title>'
@@ -114,21 +130,42 @@ def empty(plot_id, title, message):
     return _svg(plot_id, title, body, extra=' data-empty="true"')
 
 
-def _legend(names, colours, x, y):
+def _legend(entries, x, y):
+    """``entries``: (name, colour, kind): a series ("line", "dash" or "area") drawn as a short line of its style,
+    a band ("band") as a pale dashed box, so that a series and its band never look alike."""
     out = ['<g class="legend" font-size="12">']
-    for i, (name, colour) in enumerate(zip(names, colours)):
+    for i, (name, colour, kind) in enumerate(entries):
         yy = y + i * 16
-        out.append(f'<rect x="{x}" y="{yy - 9}" width="14" height="10" fill="{colour}"/>'
-                   f'<text x="{x + 19}" y="{yy}">{escape(name)}</text>')
+        if kind == "band":
+            mark = (f'<rect x="{x}" y="{yy - 10}" width="22" height="12" fill="{colour}" fill-opacity="0.15" '
+                    f'stroke="{colour}" stroke-dasharray="3 2"/>')
+        elif kind == "area":
+            mark = (f'<rect x="{x}" y="{yy - 6}" width="22" height="7" fill="{colour}" fill-opacity="0.25"/>'
+                    f'<line x1="{x}" x2="{x + 22}" y1="{yy - 6}" y2="{yy - 6}" stroke="{colour}" stroke-width="2"/>')
+        else:
+            width, extra = _STROKE[kind]
+            mark = (f'<line x1="{x}" x2="{x + 22}" y1="{yy - 4}" y2="{yy - 4}" stroke="{colour}" '
+                    f'stroke-width="{max(width, 2.5) if kind == "line" else width}"{extra}/>')
+        out.append(f'<g class="legend-entry" data-kind="{kind}">{mark}<text x="{x + 27}" y="{yy}">'
+                   f"{escape(name)}</text></g>")
     out.append("</g>")
     return "".join(out)
 
 
+_DASH = ' stroke-dasharray="7 4"'
+_DRAWN = ("area", "wide", "line", "dash", "dot")
+_STROKE = {"area": (1.6, ""), "wide": (6, ' stroke-opacity="0.35" stroke-linejoin="round"'), "line": (1.6, ""),
+           "dash": (2, _DASH), "dot": (2.2, ' stroke-dasharray="1.5 3" stroke-linecap="round"')}
+
+
 def line_chart(plot_id, title, series, xlabel, ylabel, xlog=False, bands=(), ymin=None, ymax=None, markers=False,
-               xfmt=fmt_num, whiskers=()):
+               xfmt=fmt_num, whiskers=(), ylog=False, styles=None, zoom=False, xticks=None, yfmt=fmt_num):
     """``series``: (name, xs, ys); ``bands``: (name, ylo, yhi, series index for the colour);
-    ``whiskers``: (series index, x, ylo, yhi)."""
-    pts = [(x, y) for _n, xs, ys in series for x, y in zip(xs, ys) if y is not None]
+    ``whiskers``: (series index, x, ylo, yhi); ``styles``: per series, in the order they are drawn: "area"
+    (filled below, pale), "wide" (a broad pale line), "line", "dash", "dot" (dotted, on top), so that series that
+    coincide all still show; and a colour index when given as (style, index);
+    ``zoom``: the report's script may zoom the x axis (long timelines); ``xticks``: fixed (value, label) ticks."""
+    pts = [(x, y) for _n, xs, ys in series for x, y in zip(xs, ys) if y is not None and (not ylog or y > 0)]
     if not pts:
         return empty(plot_id, title, "no data")
     xs = [p[0] for p in pts]
@@ -137,32 +174,50 @@ def line_chart(plot_id, title, series, xlabel, ylabel, xlog=False, bands=(), ymi
     hi = max(ys) if ymax is None else ymax
     if xlog:
         xs = [x for x in xs if x > 0] or [1.0]
-    frame = Frame(min(xs), max(xs), lo, hi, xlog=xlog)
-    body = [frame.axes(xlabel, ylabel, xfmt=xfmt)]
-    colours = [PALETTE[i % len(PALETTE)] for i in range(len(series))]
+    frame = Frame(min(xs), max(xs), lo, hi, xlog=xlog, ylog=ylog)
+    if xticks is not None:
+        frame.xticks = [v for v, _label in xticks]
+        frame.xlo, frame.xhi = min(frame.xlo, *frame.xticks), max(frame.xhi, *frame.xticks)
+        labels = dict(xticks)
+        xfmt = labels.get
+    body = [frame.axes(xlabel, ylabel, xfmt=xfmt, yfmt=yfmt)]
+    styles = [(st, i) if isinstance(st, str) else st for i, st in enumerate(styles or ["line"] * len(series))]
+    colours = [PALETTE[ci % len(PALETTE)] for _st, ci in styles]
+    clip = f"clip-{escape(plot_id)}"
+    body.append(f'<clipPath id="{clip}"><rect x="{frame.x0}" y="{frame.y1 - 4}" width="{frame.x1 - frame.x0}" '
+                f'height="{frame.y0 - frame.y1 + 8}"/></clipPath><g clip-path="url(#{clip})"><g class="data">')
     for name, blo, bhi, index in bands:
         c = colours[index]
         body.append(f'<rect class="band" data-band="{escape(name)}" x="{frame.x0}" width="{frame.x1 - frame.x0}" '
                     f'y="{_f(frame.y(bhi))}" height="{_f(max(frame.y(blo) - frame.y(bhi), 0.5))}" fill="{c}" '
-                    f'fill-opacity="0.15" stroke="{c}" stroke-opacity="0.5" stroke-dasharray="4 3"/>')
+                    f'fill-opacity="0.12" stroke="{c}" stroke-opacity="0.6" stroke-dasharray="3 2"/>')
     for index, x, wlo, whi in whiskers:
         body.append(f'<line x1="{_f(frame.x(x))}" x2="{_f(frame.x(x))}" y1="{_f(frame.y(wlo))}" '
                     f'y2="{_f(frame.y(whi))}" stroke="{colours[index]}" stroke-width="1"/>')
-    for k, ((name, xs_, ys_), c) in enumerate(zip(series, colours)):
-        stroke = 1.6 + 1.4 * (len(series) - 1 - k)  # earlier series wider: a perfect overlap still shows both
+    order = sorted(range(len(series)), key=lambda k: _DRAWN.index(styles[k][0]))
+    for k in order:
+        name, xs_, ys_ = series[k]
+        c, style = colours[k], styles[k][0]
         coords = [f"{_f(frame.x(x))},{_f(frame.y(y))}" for x, y in zip(xs_, ys_)
-                  if y is not None and (not xlog or x > 0)]
+                  if y is not None and (not xlog or x > 0) and (not ylog or y > 0)]
         if not coords:
             continue
-        body.append(f'<polyline class="series" data-series="{escape(name)}" fill="none" stroke="{c}" '
-                    f'stroke-width="{_f(stroke)}" stroke-opacity="0.85" points="{" ".join(coords)}"/>')
+        if style == "area":
+            first, last = coords[0].split(",")[0], coords[-1].split(",")[0]
+            body.append(f'<polygon class="area" fill="{c}" fill-opacity="0.18" stroke="none" points="{first},'
+                        f'{frame.y0} {" ".join(coords)} {last},{frame.y0}"/>')
+        width, extra = _STROKE[style]
+        body.append(f'<polyline class="series" data-series="{escape(name)}" data-style="{style}" fill="none" '
+                    f'stroke="{c}" stroke-width="{width}"{extra} vector-effect="non-scaling-stroke" '
+                    f'points="{" ".join(coords)}"/>')
         if markers:
             body.append("".join(f'<circle cx="{p.split(",")[0]}" cy="{p.split(",")[1]}" r="3" fill="{c}"/>'
                                 for p in coords))
-    names = [s[0] for s in series] + [b[0] for b in bands]
-    legend_colours = colours + [colours[b[3]] for b in bands]
-    body.append(_legend(names, legend_colours, frame.x0 + 10, frame.y1 + 14))
-    return _svg(plot_id, title, "".join(body))
+    body.append("</g></g>")
+    entries = [(n, c, st[0]) for (n, _x, _y), c, st in zip(series, colours, styles)]
+    entries += [(b[0], colours[b[3]], "band") for b in bands]
+    body.append(_legend(entries, frame.x0 + 10, frame.y1 + 14))
+    return _svg(plot_id, title, "".join(body), extra=frame.attributes() + (' data-zoom="x"' if zoom else ""))
 
 
 def bar_chart(plot_id, title, labels, values, xlabel, ylabel, colour=PALETTE[0]):
@@ -192,8 +247,9 @@ def colour(t):
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
-def heatmap(plot_id, title, grid, xrange, yrange, xlabel, ylabel, yfmt=fmt_num):
-    """``grid[row][col]`` counts, row 0 at the bottom (low y); colour on a log scale of the count."""
+def heatmap(plot_id, title, grid, xrange, yrange, xlabel, ylabel, yfmt=fmt_num, units=("s", "MiB")):
+    """``grid[row][col]`` counts, row 0 at the bottom (low y); colour on a log scale of the count; each cell's
+    tooltip gives its ranges (``units``: of x and y) and count."""
     peak = max((v for row in grid for v in row), default=0)
     if not peak:
         return empty(plot_id, title, "no data")
@@ -211,11 +267,15 @@ def heatmap(plot_id, title, grid, xrange, yrange, xlabel, ylabel, yfmt=fmt_num):
             f'height="{_f(frame.y0 - frame.y1)}" fill="{colour(0)}" fill-opacity="0.08"/>']
     scale = math.log1p(peak)
     cells = []
+    xstep, ystep = (xrange[1] - xrange[0]) / cols, (yrange[1] - yrange[0]) / rows
     for r, row in enumerate(grid):
         for c, v in enumerate(row):
             if v:
+                tip = (f"{fmt_num(xrange[0] + c * xstep)}–{fmt_num(xrange[0] + (c + 1) * xstep)} {units[0]}, "
+                       f"{fmt_num(yrange[0] + r * ystep)}–{fmt_num(yrange[0] + (r + 1) * ystep)} {units[1]}: {v} IOs")
                 cells.append(f'<rect x="{_f(frame.x0 + c * cw)}" y="{_f(frame.y0 - (r + 1) * ch)}" '
-                             f'width="{_f(cw + 0.3)}" height="{_f(ch + 0.3)}" fill="{colour(math.log1p(v) / scale)}"/>')
+                             f'width="{_f(cw + 0.3)}" height="{_f(ch + 0.3)}" fill="{colour(math.log1p(v) / scale)}">'
+                             f"<title>{escape(tip)}</title></rect>")
     body.append(f'<g class="cells" data-cells="{len(cells)}">' + "".join(cells) + "</g>")
     body.append(frame.axes(xlabel, ylabel, yfmt=yfmt).replace('stroke="#e3e3e3"', 'stroke="none"'))
     bx = frame.x1 + 24

@@ -8,11 +8,12 @@ from ..cliargs import positive_int
 from ..errors import BlkfleetError
 from ..jsonout import show, write_json
 from ..numtext import number
-from .store import DEFAULT_DB, Store, load_document, parse_tag
+from .store import Store, load_document, parse_tag
+from .store_location import db_option
 
 
 def _db_arg(p):
-    p.add_argument("--db", default=DEFAULT_DB, metavar="PATH", help=f"results store (default {DEFAULT_DB})")
+    db_option(p)
 
 
 def _filters(p):
@@ -23,8 +24,9 @@ def _filters(p):
 
 def add_parser(sub):
     p = sub.add_parser("results", help="the results store: add, list, show, export runs; baselines",
-                       description="Keep every replay's results JSON in an SQLite store (one row per run and "
-                       "device, with host, device, target, bundle id, engine version, time and tags).",
+                       description="Keep every replay's results JSON in a store, an SQLite file or a PostgreSQL "
+                       "database (one row per run and device, with host, device, target, bundle id, engine version, "
+                       "time and tags).",
                        epilog=codes.epilog(codes.SUCCESS, codes.BAD_INPUT))
     rsub = p.add_subparsers(dest="results_command", metavar="ACTION", parser_class=type(p))
     rsub.required = True

@@ -1,32 +1,24 @@
-"""The results store on the controller: an SQLite file holding every replay's results JSON.
+"""The results store on the controller: every replay's results JSON, in an SQLite file (the default) or a
+PostgreSQL database shared by many controllers (store_location: which; store_sqlite, store_postgresql: the
+backends; store_schema: the tables and their migrations).
 
-Tables (``SCHEMA_VERSION`` 1):
-
-- ``runs``: one row per results document: its full JSON (``doc``), a sha256 of its canonical JSON (adding the same
-  document again returns the stored run: fetching results twice is harmless), host, start/finish time, engine
-  version, kernel, bundle id, source file and when it was added.
-- ``results``: one row per (run, device): the recorded device name, its target, and the run's indexed columns
-  repeated (host, bundle id, engine version, started) so that listing and selection need no JSON.
-- ``tags``: (run, key, value), several per run.
-- ``baselines`` / ``baseline_members``: a named baseline is a set of (run, device) rows.
-- ``rejected``: stored runs whose document is not a valid results document, with the reason. Every document is
-  checked against schemas/results.schema.json before it is stored; documents stored by earlier versions, which
-  did not check (``"total": null`` was stored and then broke every report), are checked once when the store is
-  opened (``meta.checked_through``: the last run id checked). A rejected run is left out of listings,
-  baselines, ``regress`` and ``report``, with one warning line; ``results show`` still prints it.
+Every document is checked against schemas/results.schema.json before it is stored; documents stored by earlier
+versions, which did not check (``"total": null`` was stored and then broke every report), are checked once when
+the store is opened (``meta.checked_through``: the last run id checked). A rejected run is left out of
+listings, baselines, ``regress`` and ``report``, with one warning line; ``results show`` still prints it.
 
 Documents of both versions are stored as written (``blkfleet-results/1`` against its own schema); whoever
 needs the version 2 shape reads them through ``document.upgrade``.
 
-Times are the documents' own ISO 8601 strings (UTC from the engine), which sort as text.
+Adding is safe from many processes at once: each run is one transaction, and a document is stored once however
+many add it (its sha256 is unique). Times are the documents' own ISO 8601 strings (UTC from the engine), which
+sort as text.
 """
 
 import csv
 import hashlib
 import io
 import json
-import os
-import sqlite3
 import sys
 
 from ..bundle.schema import load_schema
@@ -34,64 +26,16 @@ from ..bundle.schema import problem as schema_problem
 from ..errors import BlkfleetError
 from ..files import loads_json, read_json
 from .document import SCHEMA, SCHEMA_V1, SCHEMAS
+from .store_location import DEFAULT_DB, default_db, is_postgresql, shown
+from .store_schema import SCHEMA_VERSION, migrate
+from .store_sqlite import SQLiteBackend
 
-DEFAULT_DB = os.path.join("results", "blkfleet.sqlite")
-SCHEMA_VERSION = 1
+__all__ = ["DEFAULT_DB", "SCHEMA_VERSION", "Run", "Store", "check_document", "default_db", "document_problem",
+           "load_document", "parse_tag"]
 
-# A run's replay mode (results before the modes: timed; a damaged document, rejected anyway: timed too).
-MODE_SQL = "COALESCE(CASE WHEN json_valid(u.doc) THEN json_extract(u.doc, '$.mode') END, 'timed')"
+_UPSERT_META = ("INSERT INTO meta (key, value) VALUES ('checked_through', ?) ON CONFLICT (key) DO UPDATE "
+                "SET value = excluded.value")
 
-_DDL = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    sha256 TEXT NOT NULL UNIQUE,
-    host TEXT NOT NULL,
-    started TEXT NOT NULL,
-    finished TEXT,
-    engine_version TEXT,
-    kernel TEXT,
-    bundle_id TEXT,
-    source TEXT,
-    added TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
-    doc TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS results (
-    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    device TEXT NOT NULL,
-    target TEXT,
-    host TEXT NOT NULL,
-    bundle_id TEXT,
-    engine_version TEXT,
-    started TEXT NOT NULL,
-    PRIMARY KEY (run_id, device)
-);
-CREATE INDEX IF NOT EXISTS results_host_device ON results (host, device, started);
-CREATE INDEX IF NOT EXISTS results_bundle ON results (bundle_id);
-CREATE INDEX IF NOT EXISTS results_started ON results (started);
-CREATE TABLE IF NOT EXISTS tags (
-    run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
-    key TEXT NOT NULL,
-    value TEXT NOT NULL,
-    PRIMARY KEY (run_id, key)
-);
-CREATE INDEX IF NOT EXISTS tags_key_value ON tags (key, value);
-CREATE TABLE IF NOT EXISTS rejected (
-    run_id INTEGER PRIMARY KEY REFERENCES runs(id) ON DELETE CASCADE,
-    reason TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS baselines (
-    name TEXT PRIMARY KEY,
-    created TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
-);
-CREATE TABLE IF NOT EXISTS baseline_members (
-    name TEXT NOT NULL REFERENCES baselines(name) ON DELETE CASCADE,
-    run_id INTEGER NOT NULL,
-    device TEXT NOT NULL,
-    PRIMARY KEY (name, run_id, device),
-    FOREIGN KEY (run_id, device) REFERENCES results(run_id, device) ON DELETE CASCADE
-);
-"""
 
 def document_problem(doc):
     """Why ``doc`` is not a results document that matches the schema of its version (results.schema.json, or
@@ -162,32 +106,37 @@ class Run:
 
 
 class Store:
-    """The results store (an SQLite file, created with its directory on first use)."""
+    """The results store at ``location`` (default: ``$BLKFLEET_DB``, else results/blkfleet.sqlite): an SQLite
+    file, created with its directory on first use, or a ``postgresql://`` URL. ``path``: the location as given;
+    ``shown``: as messages show it (without a password)."""
 
-    def __init__(self, path=DEFAULT_DB, create=True, warn=None):
-        self.path = path
+    def __init__(self, location=None, create=True, warn=None):
+        self.path = location or default_db()
+        self.shown = shown(self.path)
         self.warn = warn or (lambda line: print(f"blkfleet: warning: {line}", file=sys.stderr))
         self._warned = False
-        if not create and not os.path.exists(path):
-            raise BlkfleetError(f"{path}: no results store (add results first: blkfleet results add)",
-                                code="not_found")
-        parent = os.path.dirname(os.path.abspath(path))
-        os.makedirs(parent, exist_ok=True)
+        if is_postgresql(self.path):
+            from .store_postgresql import PostgreSQLBackend
+
+            self.backend = PostgreSQLBackend(self.path, create)
+        else:
+            self.backend = SQLiteBackend(self.path, create)
+        self.db = self.backend
         try:
-            self.db = sqlite3.connect(path)
-            self.db.row_factory = sqlite3.Row
-            self.db.execute("PRAGMA foreign_keys = ON")
-            self.db.executescript(_DDL)
-            got = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-            if got is None:
-                self.db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-                self.db.commit()
-            elif got[0] != str(SCHEMA_VERSION):
-                raise BlkfleetError(f"{path}: results store version {got[0]!r:.40}, this blkfleet reads "
-                                    f"{SCHEMA_VERSION}")
+            if not create and not self.backend.has_table("meta") and is_postgresql(self.path):
+                raise BlkfleetError(f"{self.shown}: no results store (add results first: blkfleet results add)",
+                                    code="not_found")
+            trouble = migrate(self.backend, self.shown)
+            if trouble:
+                raise BlkfleetError(trouble)
             self.rejected = self._screen()
-        except sqlite3.DatabaseError as e:
-            raise BlkfleetError(f"{path}: not a usable results store: {e}") from None
+        except self.backend.Error as e:
+            self.backend.close()
+            detail = " ".join(str(e).split())[:300]
+            raise BlkfleetError(f"{self.shown}: not a usable results store: {detail}") from None
+        except BaseException:
+            self.backend.close()
+            raise
 
     def _screen(self):
         """{run id: reason} of the stored documents that are not valid results documents; the runs stored since
@@ -207,13 +156,16 @@ class Store:
             if trouble:
                 found[run_id] = trouble
         if last != through:
+            def keep():
+                self.db.executemany("INSERT INTO rejected (run_id, reason) VALUES (?, ?) ON CONFLICT (run_id) "
+                                    "DO UPDATE SET reason = excluded.reason", sorted(found.items()))
+                self.db.execute(_UPSERT_META, (str(last),))
+
             try:
-                with self.db:
-                    self.db.executemany("INSERT OR REPLACE INTO rejected (run_id, reason) VALUES (?, ?)",
-                                        sorted(found.items()))
-                    self.db.execute("INSERT OR REPLACE INTO meta VALUES ('checked_through', ?)", (str(last),))
-            except sqlite3.OperationalError:
-                pass  # a read-only store: checked again next time
+                self.backend.transaction(keep)
+            except self.backend.Error as e:
+                if not self.backend.readonly(e):
+                    raise  # a read-only store is checked again next time
         rejected.update(found)
         self._checked_through = last
         return rejected
@@ -223,17 +175,21 @@ class Store:
         if run_ids and not self._warned:
             self._warned = True
             shown = "; ".join(f"run {i}: {self.rejected[i]}" for i in sorted(run_ids)[:3])
-            self.warn(f"{self.path}: {len(run_ids)} stored run(s) left out, not valid results documents ({shown}"
+            self.warn(f"{self.shown}: {len(run_ids)} stored run(s) left out, not valid results documents ({shown}"
                       + ("; ..." if len(run_ids) > 3 else "") + ")")
 
     def close(self):
-        self.db.close()
+        self.backend.close()
 
     def __enter__(self):
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, kind, error, _tb):
+        """Close the store; a database error inside the ``with`` (a server gone, a disk full) becomes one line."""
         self.close()
+        if isinstance(error, self.backend.Error):
+            detail = " ".join(str(error).split())[:300]
+            raise BlkfleetError(f"{self.shown}: results store failed: {detail}") from None
 
     # --- adding ---------------------------------------------------------------------------------------------
 
@@ -248,33 +204,38 @@ class Store:
         canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), allow_nan=False)
         digest = hashlib.sha256(canonical.encode()).hexdigest()
         bundle_id = bundle_id or doc.get("bundle_id")
-        with self.db:
-            row = self.db.execute("SELECT id FROM runs WHERE sha256 = ?", (digest,)).fetchone()
-            new = row is None
-            if new:
-                cur = self.db.execute(
-                    "INSERT INTO runs (sha256, host, started, finished, engine_version, kernel, bundle_id, source, "
-                    "doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (digest, doc["host"], doc["started"], doc.get("finished"), doc.get("engine_version"),
-                     doc.get("kernel"), bundle_id, source, canonical))
-                run_id = cur.lastrowid
-                self.db.executemany(
-                    "INSERT INTO results (run_id, device, target, host, bundle_id, engine_version, started) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [(run_id, name, dev.get("target"), doc["host"], bundle_id, doc.get("engine_version"),
-                      doc["started"]) for name, dev in sorted(doc["devices"].items())])
-                if self._checked_through == run_id - 1:  # checked above: no need to screen it when next opened
-                    self.db.execute("INSERT OR REPLACE INTO meta VALUES ('checked_through', ?)", (str(run_id),))
-                    self._checked_through = run_id
-            else:
-                run_id = row[0]
-                if bundle_id:
-                    self.db.execute("UPDATE runs SET bundle_id = ? WHERE id = ? AND bundle_id IS NULL",
-                                    (bundle_id, run_id))
-                    self.db.execute("UPDATE results SET bundle_id = ? WHERE run_id = ? AND bundle_id IS NULL",
-                                    (bundle_id, run_id))
-            self.db.executemany("INSERT OR REPLACE INTO tags (run_id, key, value) VALUES (?, ?, ?)",
-                                [(run_id, k, v) for k, v in tags])
+        return self.backend.transaction(lambda: self._add(doc, canonical, digest, tags, bundle_id, source))
+
+    def _add(self, doc, canonical, digest, tags, bundle_id, source):
+        row = self.db.execute("SELECT id FROM runs WHERE sha256 = ?", (digest,)).fetchone()
+        run_id = None
+        if row is None:  # a concurrent writer may store the same document first: then it is not new here
+            run_id = self.backend.insert_new(
+                "INSERT INTO runs (sha256, host, started, finished, engine_version, kernel, bundle_id, source, "
+                "doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING",
+                (digest, doc["host"], doc["started"], doc.get("finished"), doc.get("engine_version"),
+                 doc.get("kernel"), bundle_id, source, canonical))
+            if run_id is None:
+                row = self.db.execute("SELECT id FROM runs WHERE sha256 = ?", (digest,)).fetchone()
+        new = run_id is not None
+        if new:
+            self.db.executemany(
+                "INSERT INTO results (run_id, device, target, host, bundle_id, engine_version, started, mode) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(run_id, name, dev.get("target"), doc["host"], bundle_id, doc.get("engine_version"),
+                  doc["started"], doc.get("mode") or "timed") for name, dev in sorted(doc["devices"].items())])
+            if self._checked_through == run_id - 1:  # checked above: no need to screen it when next opened
+                self.db.execute(_UPSERT_META, (str(run_id),))
+                self._checked_through = run_id
+        else:
+            run_id = row[0]
+            if bundle_id:
+                self.db.execute("UPDATE runs SET bundle_id = ? WHERE id = ? AND bundle_id IS NULL",
+                                (bundle_id, run_id))
+                self.db.execute("UPDATE results SET bundle_id = ? WHERE run_id = ? AND bundle_id IS NULL",
+                                (bundle_id, run_id))
+        self.db.executemany("INSERT INTO tags (run_id, key, value) VALUES (?, ?, ?) ON CONFLICT (run_id, key) "
+                            "DO UPDATE SET value = excluded.value", [(run_id, k, v) for k, v in tags])
         return run_id, new
 
     # --- reading --------------------------------------------------------------------------------------------
@@ -286,7 +247,7 @@ class Store:
     def get(self, run_id):
         row = self.db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         if row is None:
-            raise BlkfleetError(f"no run {run_id} in {self.path}", code="not_found")
+            raise BlkfleetError(f"no run {run_id} in {self.shown}", code="not_found")
         return Run(row, self._tags(run_id), self.rejected.get(run_id))
 
     def rows(self, host=None, device=None, tags=(), bundle_id=None, run_ids=None, mode=None):
@@ -311,10 +272,10 @@ class Store:
             where.append(f"r.run_id IN ({', '.join('?' * len(ids)) or 'NULL'})")
             params += ids
         if mode:
-            where.append(f"{MODE_SQL} = ?")
+            where.append("r.mode = ?")
             params.append(mode)
         sql = ("SELECT r.run_id, r.device, r.target, r.host, r.started, r.bundle_id, r.engine_version, "
-               f"{MODE_SQL} AS mode FROM results r JOIN runs u ON u.id = r.run_id"
+               "r.mode FROM results r"
                + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY r.started, r.run_id, r.device")
         rows = [dict(row) for row in self.db.execute(sql, params)]
         self._left_out({r["run_id"] for r in rows if r["run_id"] in self.rejected})
@@ -379,7 +340,7 @@ class Store:
             known = {r["run_id"] for r in self.rows(run_ids=run_ids)}
             missing = [str(i) for i in run_ids if int(i) not in known]
             if missing:
-                raise BlkfleetError(f"no run {', '.join(missing)} in {self.path}", code="not_found")
+                raise BlkfleetError(f"no run {', '.join(missing)} in {self.shown}", code="not_found")
             rows = self.rows(run_ids=run_ids, host=host, device=device, tags=tags, mode=mode)
         else:
             if last < 1:
@@ -395,18 +356,21 @@ class Store:
             raise BlkfleetError("baseline set: a baseline never mixes replay modes, and these runs were replayed in "
                                 + ", ".join(f"{m} (run {min(r['run_id'] for r in rows if r['mode'] == m)})"
                                             for m in modes) + ": choose one with --mode")
-        with self.db:
+
+        def define():
             self.db.execute("DELETE FROM baselines WHERE name = ?", (name,))
             self.db.execute("DELETE FROM baseline_members WHERE name = ?", (name,))
             self.db.execute("INSERT INTO baselines (name) VALUES (?)", (name,))
             self.db.executemany("INSERT INTO baseline_members (name, run_id, device) VALUES (?, ?, ?)",
                                 [(name, r["run_id"], r["device"]) for r in rows])
+
+        self.backend.transaction(define)
         return rows
 
     def baseline(self, name):
         """Member rows of a baseline (as ``rows``), oldest first; BlkfleetError if unknown."""
         if self.db.execute("SELECT 1 FROM baselines WHERE name = ?", (name,)).fetchone() is None:
-            raise BlkfleetError(f"no baseline {name!r} in {self.path} (blkfleet results baseline set)",
+            raise BlkfleetError(f"no baseline {name!r} in {self.shown} (blkfleet results baseline set)",
                                 code="not_found")
         members = {(r[0], r[1]) for r in
                    self.db.execute("SELECT run_id, device FROM baseline_members WHERE name = ?", (name,))}
