@@ -15,8 +15,8 @@ VERDICTS = ('regression', 'insufficient_samples')  # error codes of a verdict, w
 
 def argv_of(args):
     """``blkfleet regress`` with the task's options."""
-    argv = ['regress', '--baseline', args['baseline'], '--db', args['db'], '-q', '--alpha', repr(args['alpha']),
-            '--test', args['test'], '--min-samples', str(args['min_samples'])]
+    argv = ['regress', '--baseline', args['baseline']] + _controller.store_option(args['db']) + [
+        '-q', '--alpha', repr(args['alpha']), '--test', args['test'], '--min-samples', str(args['min_samples'])]
     if args['runs']:
         argv += ['--runs'] + [str(r) for r in args['runs']]
     argv += ['--metric=%s' % m for m in args['metrics']]
@@ -34,7 +34,7 @@ class ActionModule(BlkfleetAction):
     _requires_connection = False
     _supports_check_mode = False
     ARGUMENT_SPEC = dict(
-        db=dict(type='path', required=True),
+        db=dict(type='str'),
         baseline=dict(type='str', required=True),
         runs=dict(type='list', elements='int', default=[]),
         metrics=dict(type='list', elements='str', default=[]),

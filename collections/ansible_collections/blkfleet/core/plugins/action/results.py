@@ -16,7 +16,7 @@ from ansible_collections.blkfleet.core.plugins.plugin_utils._action import Blkfl
 def add(args):
     if not args['files']:
         raise AnsibleActionFail('action=add needs files')
-    argv = ['results', 'add', '--db', args['db']]
+    argv = ['results', 'add'] + _controller.store_option(args['db'])
     if args['bundle_id']:
         argv += ['--bundle-id', args['bundle_id']]
     for key, value in sorted(args['tags'].items()):
@@ -27,7 +27,7 @@ def add(args):
 
 def baselines(args):
     try:
-        listed = _controller.run(['results', 'baseline', 'list', '--db', args['db']])['result']
+        listed = _controller.run(['results', 'baseline', 'list'] + _controller.store_option(args['db']))['result']
     except _controller.EngineFailed as e:
         if e.code != 'not_found':
             raise
@@ -38,14 +38,15 @@ def baselines(args):
 def baseline(args):
     if not args['name'] or not args['runs']:
         raise AnsibleActionFail('action=baseline needs name and runs')
-    argv = ['results', 'baseline', 'set', '--db', args['db'], '--run'] + [str(r) for r in args['runs']]
+    argv = (['results', 'baseline', 'set'] + _controller.store_option(args['db'])
+            + ['--run'] + [str(r) for r in args['runs']])
     return dict(changed=True, baseline=_controller.run(argv + ['--', args['name']])['result'])
 
 
 def report(args):
     if not args['report']:
         raise AnsibleActionFail('action=report needs report, the HTML file to write')
-    argv = ['report', '-o', args['report'], '--db', args['db']]
+    argv = ['report', '-o', args['report']] + _controller.store_option(args['db'])
     if args['name']:
         argv += ['--baseline', args['name']]
     return dict(changed=True, report=_controller.run(argv)['result'])
@@ -58,7 +59,7 @@ class ActionModule(BlkfleetAction):
     _supports_check_mode = False
     ARGUMENT_SPEC = dict(
         action=dict(type='str', required=True, choices=['add', 'baselines', 'baseline', 'report']),
-        db=dict(type='path', required=True),
+        db=dict(type='str'),
         files=dict(type='list', elements='path', default=[]),
         tags=dict(type='dict', default={}),
         bundle_id=dict(type='str'),

@@ -24,9 +24,10 @@ author:
 options:
   db:
     description:
-      - Path on the controller of the results store.
-    type: path
-    required: true
+      - The results store on the controller, a SQLite file or a PostgreSQL URL (C(postgresql://...)).
+      - Without it, C(BLKFLEET_DB) in the controller's environment, else C(results/blkfleet.sqlite) under the
+        current directory.
+    type: str
   baseline:
     description:
       - The baseline (M(blkfleet.core.results) O(blkfleet.core.results#module:action=baseline)).

@@ -32,9 +32,10 @@ options:
     required: true
   db:
     description:
-      - Path on the controller of the results store.
-    type: path
-    required: true
+      - The results store on the controller, a SQLite file or a PostgreSQL URL (C(postgresql://...)).
+      - Without it, C(BLKFLEET_DB) in the controller's environment, else C(results/blkfleet.sqlite) under the
+        current directory.
+    type: str
   files:
     description:
       - With O(action=add), the results files to store.

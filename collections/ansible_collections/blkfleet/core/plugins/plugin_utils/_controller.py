@@ -85,6 +85,12 @@ def run(args, timeout=None):
         raise EngineFailed(e) from None
 
 
+def store_option(db):
+    """``--db DB`` for the results commands, or nothing: then the engine takes ``$BLKFLEET_DB`` of the controller,
+    else ``results/blkfleet.sqlite`` under the current directory."""
+    return ['--db', db] if db else []
+
+
 def same_content(a, b):
     """Whether files ``a`` and ``b`` both exist and hold the same bytes."""
     try:

@@ -150,3 +150,14 @@ def test_trace_import_argv():
         trace_import_action._flags({'warp': 1}, trace_import_action.TRANSFORM_OPTIONS, 'transform')
     with pytest.raises(_controller.AnsibleError, match='for format csv only'):
         trace_import_action.import_argv(dict(args, format='msr'), '/w')
+
+
+def test_results_and_regress_without_db_take_the_controllers_blkfleet_db(monkeypatch):
+    """``db`` left out: no ``--db``, so the engine takes ``$BLKFLEET_DB`` (here a PostgreSQL URL it then tries)."""
+    args = {'baseline': 'nightly', 'db': None, 'alpha': 0.05, 'test': 'welch', 'min_samples': 3, 'runs': [],
+            'metrics': [], 'tolerances': {}, 'abs_tolerances': {}, 'json': None, 'markdown': None}
+    assert '--db' not in regress_action.argv_of(args)
+    assert regress_action.argv_of(dict(args, db='/srv/r.sqlite'))[3:5] == ['--db', '/srv/r.sqlite']
+    monkeypatch.setenv('BLKFLEET_DB', 'postgresql://nobody@/blkfleet?host=/nonexistent-socket-dir')
+    with pytest.raises(_controller.EngineFailed, match='postgresql'):
+        results_action.baselines({'db': None})
