@@ -179,17 +179,18 @@ def test_checker_needs_the_last_newline():
     assert "no newline" in load_checker().check("30 2 * * * root /bin/true")[0]
 
 
-# A checkout of a user's own: a playbook that touches a marker file. The wrapper is run the way cron runs it.
+# A checkout of a user's own: a playbook that leaves a marker file (holding $BLKFLEET_DB). The wrapper is run the way cron runs it.
 MARKER_PLAYBOOK = """---
 - name: Leave a marker
   hosts: localhost
   connection: local
   gather_facts: false
   tasks:
-    - name: Touch the marker
-      ansible.builtin.command:
-        argv: [touch, "{{ marker }}"]
-      changed_when: true
+    - name: Leave the marker, holding the results store the run was given
+      ansible.builtin.copy:
+        content: "{{ lookup('ansible.builtin.env', 'BLKFLEET_DB') }}"
+        dest: "{{ marker }}"
+        mode: "0600"
 """
 
 
@@ -303,3 +304,22 @@ def test_checkout_others_can_change_is_refused(dirs):
     shutil.rmtree(dirs["bin"])
     install = install_for(dirs, project, marker)
     assert install.returncode != 0 and not os.path.exists(dirs["bin"])
+
+
+def test_the_runs_get_the_results_store(dirs):
+    """regression_schedule_db reaches the scheduled run as BLKFLEET_DB; a URL with a password is refused."""
+    os.chmod(dirs["root"], 0o755)
+    project = make_project(dirs["root"], "proj")
+    marker = os.path.join(dirs["root"], "marker")
+    url = "postgresql://blkfleet@/results?host=/run/postgresql"
+    install = install_for(dirs, project, marker, "-e", json.dumps({"regression_schedule_db": url}))
+    assert install.returncode == 0, install.stdout[-4000:] + install.stderr[-2000:]
+    run = run_like_cron(dirs, dirs["root"])
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    with open(marker) as f:
+        assert f.read() == url
+    refused = install_for(dirs, project, marker, "-e",
+                          json.dumps({"regression_schedule_db": "postgresql://blkfleet:s3cret@db/results"}))
+    assert refused.returncode != 0 and "holds a password" in refused.stdout
+    with open(os.path.join(dirs["bin"], "blkfleet-regression")) as f:
+        assert "s3cret" not in f.read()
