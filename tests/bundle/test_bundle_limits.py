@@ -72,7 +72,7 @@ def gnu_tar_bundle(bundle_file, tmp_path, grow_to):
 @pytest.mark.skipif(not shutil.which("tar"), reason="needs GNU tar")
 def test_sparse_member_is_refused(bundle_file, tmp_path, capsys):
     bad = gnu_tar_bundle(bundle_file, tmp_path, 64 << 20)
-    assert bad.stat().st_size < 1 << 20  # the archive stays small; the member would extract to 64 MiB
+    assert bad.stat().st_size < 8 << 20  # the archive (engine included) stays small; the member would extract to 64 MiB
     with tarfile.open(bad) as tar:
         assert tar.getmember("replay/loop1.replay.0").sparse is not None
     err = refused(capsys, bad, tmp_path, "member 'replay/loop1.replay.0' is a sparse file")

@@ -183,6 +183,8 @@ def _decide(opts, names, seen):
             raise BlkfleetError(f"the capture in {where} died (pid {doc.get('pid')} is gone); run 'capture stop' "
                                 "to collect what it wrote, or start with --force to discard it")
         return None, "recover"
+    if doc.get("output_dir") != where:  # not the state this directory's capture wrote: nothing in it is reported
+        same_token = False
     if opts.token is not None and same_token:
         return dict(public(doc), action="start", started=False, state=kind,
                     message=f"the capture of run token {opts.token} in {where} already ran ({kind} at "
