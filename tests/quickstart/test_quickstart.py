@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,7 @@ SET, SUBNET = "qs", "10.231.9.0/24"
 HOST_CAPTURE = "/var/lib/blkfleet/capture"  # the capture role's default output directory on the source
 HOST_RESULTS = "/var/lib/blkfleet/results/target1-replay.json"  # the replay role's default results path
 JOBS = "/run/blkfleet/replay"
+NETWORK = re.compile(r"PIP_\w+|(?i:https?_proxy|no_proxy|all_proxy)|SSL_CERT_\w+|REQUESTS_CA_BUNDLE")
 PLOTS = ("iops_over_time", "mb_s_over_time", "latency_over_time", "in_flight_over_time", "latency_cdf",
          "lba_heatmap")
 
@@ -52,6 +54,24 @@ def netns_hosts(*args):
                          timeout=120)
     assert run.returncode == 0, run.stderr
     return run.stdout
+
+
+def walk_through(commands, cwd, env, timeout=900):
+    """Run the commands in bash, in a session of their own: on a timeout or an interrupt, ansible-playbook and
+    everything else they started is killed with them. Returns (exit code, the output)."""
+    proc = subprocess.Popen(["bash", "-c", commands], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        return None, f"{out}\n(killed after {timeout} s)"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return proc.returncode, out
 
 
 @pytest.fixture
@@ -100,17 +120,18 @@ def test_quickstart_runs_as_written(machine):
     source, target = (host["address"] for host in info["hosts"])
     settings = {"VENV": venv, "SOURCE": source, "SOURCE_DEV": os.path.basename(machine["source_dev"]),
                 "TARGET": target, "TARGET_DEV": machine["target_dev"], "BLKFLEET_DB": f"'{machine['db']}'"}
-    # the user's environment: a login of its own, SSH as root with the hosts' key (what ~/.ssh/config would say)
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": home, "LANG": "C.UTF-8",
-           "PIP_CACHE_DIR": os.path.expanduser("~/.cache/pip"), "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-           "ANSIBLE_REMOTE_USER": "root", "ANSIBLE_PRIVATE_KEY_FILE": info["client_key"],
-           "ANSIBLE_HOST_KEY_CHECKING": "False", "ANSIBLE_SSH_CONTROL_PATH_DIR": info["control_path_dir"],
-           "ANSIBLE_NOCOLOR": "1"}
-    run = subprocess.run(["bash", "-c", script(settings)], cwd=project, env=env, capture_output=True, text=True,
-                         timeout=900)
+    # the user's environment: a home of its own, this machine's network settings for pip (proxy, index, cache), SSH
+    # as root with the hosts' key (what the user's ~/.ssh/config would say)
+    env = {name: value for name, value in os.environ.items() if NETWORK.match(name)}
+    env.update({"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": home, "LANG": "C.UTF-8",
+                "PIP_CACHE_DIR": os.path.expanduser("~/.cache/pip"), "PIP_DISABLE_PIP_VERSION_CHECK": "1",
+                "ANSIBLE_REMOTE_USER": "root", "ANSIBLE_PRIVATE_KEY_FILE": info["client_key"],
+                "ANSIBLE_HOST_KEY_CHECKING": "False", "ANSIBLE_SSH_CONTROL_PATH_DIR": info["control_path_dir"],
+                "ANSIBLE_NOCOLOR": "1"})
+    rc, out = walk_through(script(settings), project, env)
     ended = time.monotonic()
     print(f"\nbuild {built - started:.1f} s, walk-through {ended - built:.1f} s")
-    assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-6000:]
+    assert rc == 0, out[-12000:]
     assert {os.path.basename(p) for p in dist.values()} <= set(os.listdir(project))
 
     # blkfleet and the collection came from the files, not from this checkout
