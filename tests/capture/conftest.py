@@ -1,15 +1,13 @@
 """Fixtures for CLI captures: tracer serialisation, cleanup of captures a test leaves, debugfs as on a fresh host."""
 
 import os
-import signal
 import subprocess
-import time
 
 import pytest
 
-from blkfleet.capture import blktrace, control, tracefs
+from blkfleet.capture import blktrace, tracefs
 from blkfleet.errors import BlkfleetError
-from helpers.capture_cli import blkfleet
+from helpers.capture_cli import restore_tracer, stop_left
 
 
 @pytest.fixture
@@ -38,28 +36,8 @@ def capture_dirs(tmp_path):
         yield make
     finally:
         for path in made:
-            _stop_left(path)
-        lock = tracefs.TracerLock().acquire(timeout=60)
-        try:
-            tracefs.recover_tracer(lock=lock)
-        finally:
-            lock.release()
-
-
-def _stop_left(path):
-    """Stop (and recover) a capture a test left running or dead in ``path``; SIGKILL if stop does not."""
-    try:
-        seen = control.inspect(path)
-    except (BlkfleetError, OSError):
-        return
-    if seen.kind not in ("running", "dead"):
-        return
-    blkfleet("capture", "stop", "-D", path, "--timeout", 30)
-    seen = control.inspect(path)
-    if seen.kind == "running" and seen.pid:
-        os.kill(seen.pid, signal.SIGKILL)
-        time.sleep(0.2)
-        blkfleet("capture", "stop", "-D", path, "--timeout", 30)
+            stop_left(path)
+        restore_tracer()
 
 
 def _umount(path):

@@ -1,12 +1,18 @@
-"""Helpers for CLI capture tests: the ``blkfleet`` command in a subprocess, fio, tool checks."""
+"""Helpers for CLI capture tests: the ``blkfleet`` command in a subprocess, fio, tool checks, the cleanup of a
+capture a test left and of the tracer."""
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
+from blkfleet.capture import control, tracefs
+from blkfleet.errors import BlkfleetError
 from helpers import ENV
 
 
@@ -40,3 +46,28 @@ def need(*tools):
     for tool in tools:
         if not shutil.which(tool):
             pytest.skip(f"needs {tool}")
+
+
+def stop_left(path):
+    """Stop (and recover) a capture a test left running or dead in ``path``; SIGKILL if stop does not."""
+    try:
+        seen = control.inspect(path)
+    except (BlkfleetError, OSError):
+        return
+    if seen.kind not in ("running", "dead"):
+        return
+    blkfleet("capture", "stop", "-D", path, "--timeout", 30)
+    seen = control.inspect(path)
+    if seen.kind == "running" and seen.pid:
+        os.kill(seen.pid, signal.SIGKILL)
+        time.sleep(0.2)
+        blkfleet("capture", "stop", "-D", path, "--timeout", 30)
+
+
+def restore_tracer():
+    """Put back whatever tracer state a capture left, under the tracer's lock (waits up to 60 s for it)."""
+    lock = tracefs.TracerLock().acquire(timeout=60)
+    try:
+        tracefs.recover_tracer(lock=lock)
+    finally:
+        lock.release()

@@ -14,17 +14,12 @@ import pytest
 import yaml
 
 from helpers import REPO
+from helpers.adhoc import ansible_bin
+from helpers.distributions import COLLECTION, build
 
 pytestmark = [pytest.mark.slow]
 
-COLLECTION = os.path.join(REPO, "collections", "ansible_collections", "blkfleet", "core")
 RANDMIX = os.path.join(REPO, "tests", "data", "randmix")
-VENV_BIN = os.path.dirname(sys.executable)
-
-
-def tool(name):
-    path = os.path.join(VENV_BIN, name)
-    return path if os.access(path, os.X_OK) else shutil.which(name)
 
 
 def license_text():
@@ -35,16 +30,7 @@ def license_text():
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory):
     """The sdist, the wheel and the collection tarball, built from this checkout."""
-    out = tmp_path_factory.mktemp("dist")
-    run = subprocess.run([sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", str(out), REPO],
-                         capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    run = subprocess.run([tool("ansible-galaxy"), "collection", "build", "--output-path", str(out), COLLECTION],
-                         capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stdout + run.stderr
-    names = os.listdir(out)
-    ends = {"wheel": ".whl", "sdist": "blkfleet-0.1.0.tar.gz", "collection": "core-0.1.0.tar.gz"}
-    return {kind: os.path.join(out, next(n for n in names if n.endswith(end))) for kind, end in ends.items()}
+    return build(tmp_path_factory.mktemp("dist"))
 
 
 def test_wheel_ships_the_licence_man_pages_and_completion(dist):
@@ -161,7 +147,7 @@ def test_action_plugins_name_the_missing_package(outside):
 def test_execution_environment_build_context(dist, tmp_path):
     """``ansible-builder create`` makes the build context of execution-environment.yml: the wheel and the collection
     in it, installed by its last steps (building the image itself needs podman or docker and a registry)."""
-    builder = tool("ansible-builder")
+    builder = ansible_bin("ansible-builder")
     assert builder, "ansible-builder is not installed (the dev extra has it)"
     shutil.copy(os.path.join(REPO, "execution-environment.yml"), tmp_path)
     (tmp_path / "dist").mkdir()

@@ -11,10 +11,9 @@ import subprocess
 import zlib
 from pathlib import Path
 
-import pytest
-
 from blkfleet.cli import main
 from blkfleet.trace import TraceRecord, TraceWriter
+from helpers.browser import CHROMIUM_FLAGS, chromium
 from helpers.synth_results import make_doc, write_doc
 
 Q_READ = 0x00190001
@@ -24,17 +23,6 @@ PLOTS = ("iops_over_time", "mb_s_over_time", "latency_over_time", "in_flight_ove
          "trend_latency_p50", "trend_latency_p99", "trend_lateness_p99")
 NEED_CAPTURES = {"lba_heatmap", "lba_heatmap_replay"}
 NEED_IO_LOG = {"lateness_over_time"}
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
-                  "--disable-default-apps", "--mute-audio")
-
-
-def chromium():
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name) or (f"/usr/bin/{name}" if os.path.exists(f"/usr/bin/{name}") else None)
-        if path:
-            return path
-    pytest.skip("headless Chromium not installed (Debian: apt-get install -y chromium)")
 
 
 def write_capture(directory, ios, device="loop1"):
