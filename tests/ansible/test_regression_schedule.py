@@ -179,7 +179,8 @@ def test_checker_needs_the_last_newline():
     assert "no newline" in load_checker().check("30 2 * * * root /bin/true")[0]
 
 
-# A checkout of a user's own: a playbook that leaves a marker file (holding $BLKFLEET_DB). The wrapper is run the way cron runs it.
+# A checkout of a user's own: a playbook that leaves a marker file (holding $BLKFLEET_DB). The wrapper is run the
+# way cron runs it.
 MARKER_PLAYBOOK = """---
 - name: Leave a marker
   hosts: localhost
