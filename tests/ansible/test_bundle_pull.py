@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from helpers.adhoc import REPO, ansible_bin, ansible_env
+from helpers.adhoc import REPO, ansible_bin, ansible_env, netns_inventory_head
 from netns.web_server import Nginx, available
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -76,11 +76,7 @@ def fleet():
             for name, host, loop in zip(("t1", "t2"), info["hosts"], loops))
         inventory = os.path.join(work, "hosts.yml")
         with open(inventory, "w") as f:
-            f.write("all:\n  vars:\n    ansible_user: root\n    ansible_python_interpreter: /usr/bin/python3\n"
-                    f"    ansible_ssh_private_key_file: {info['client_key']}\n"
-                    "    ansible_ssh_common_args: -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no\n"
-                    f"    ansible_control_path_dir: {info['control_path_dir']}\n"
-                    "  children:\n    targets:\n      hosts:\n" + hosts)
+            f.write(netns_inventory_head(info) + "  children:\n    targets:\n      hosts:\n" + hosts)
         www = os.path.join(work, "www")
         os.mkdir(www)
         web = Nginx(www, SERVER, PORT, os.path.join(work, "nginx")).start()

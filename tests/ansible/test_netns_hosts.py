@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from helpers.adhoc import netns_inventory_head
+
 pytestmark = pytest.mark.root
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -35,11 +37,7 @@ def hosts(tmp_path):
         info = json.loads(up.stdout)
         inventory = tmp_path / "hosts.yml"
         inventory.write_text(
-            "all:\n  vars:\n    ansible_user: root\n    ansible_python_interpreter: /usr/bin/python3\n"
-            f"    ansible_ssh_private_key_file: {info['client_key']}\n"
-            "    ansible_ssh_common_args: -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no\n"
-            f"    ansible_control_path_dir: {info['control_path_dir']}\n"
-            "    ansible_host_key_checking: false\n"
+            netns_inventory_head(info) + "    ansible_host_key_checking: false\n"
             "  hosts:\n"
             f"    h1: {{ansible_host: {info['hosts'][0]['address']}}}\n"
             f"    h2: {{ansible_host: {info['hosts'][1]['address']}, ansible_connection: paramiko}}\n"

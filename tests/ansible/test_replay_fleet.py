@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from helpers.adhoc import REPO, ansible_bin, ansible_env
+from helpers.adhoc import REPO, ansible_bin, ansible_env, netns_inventory_head
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -79,11 +79,7 @@ def fleet():
             for name, host, loop in zip(("t1", "t2"), info["hosts"], loops))
         inventory = os.path.join(work, "hosts.yml")
         with open(inventory, "w") as f:
-            f.write("all:\n  vars:\n    ansible_user: root\n    ansible_python_interpreter: /usr/bin/python3\n"
-                    f"    ansible_ssh_private_key_file: {info['client_key']}\n"
-                    "    ansible_ssh_common_args: -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no\n"
-                    f"    ansible_control_path_dir: {info['control_path_dir']}\n"
-                    "  children:\n    targets:\n      hosts:\n" + hosts)
+            f.write(netns_inventory_head(info) + "  children:\n    targets:\n      hosts:\n" + hosts)
         yield {"work": work, "info": info, "inventory": inventory, "bundle": bundle, "loops": loops}
     finally:
         down = helper("down")

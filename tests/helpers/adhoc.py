@@ -52,3 +52,12 @@ def run_adhoc(module, args="", host="localhost", check=False, inventory=None, ti
         raise AssertionError(f"no result for {host} (rc {run.returncode}):\n{run.stdout}\n{run.stderr}")
     result, _ = json.JSONDecoder().raw_decode(run.stdout[arrow + 4:])
     return run.returncode, result, run
+
+
+def netns_inventory_head(info):
+    """The ``all:`` group's variables of an inventory of ``netns_hosts.py up`` hosts (its key, its control sockets;
+    the hosts' Python named), up to and including ``  vars:``'s last line."""
+    return ("all:\n  vars:\n    ansible_user: root\n    ansible_python_interpreter: /usr/bin/python3\n"
+            f"    ansible_ssh_private_key_file: {info['client_key']}\n"
+            "    ansible_ssh_common_args: -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no\n"
+            f"    ansible_control_path_dir: {info['control_path_dir']}\n")
