@@ -69,7 +69,12 @@ class PostgreSQLBackend:
                 cur.executemany(sql.replace("?", "%s"), rows)
 
     def has_table(self, name):
-        return self.execute("SELECT to_regclass(?) IS NOT NULL", (name,)).fetchone()[0]
+        """Whether the table exists, read from the catalog in the statement's own snapshot: to_regclass looks in
+        the session's catalog cache, which can still miss a table another controller created while this one
+        waited for the schema lock (it then created the tables again, and the migration failed)."""
+        return self.execute("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+                            "ON n.oid = c.relnamespace WHERE c.relname = ? AND n.nspname = current_schema())",
+                            (name,)).fetchone()[0]
 
     def insert_new(self, sql, params):
         row = self.execute(sql + " RETURNING id", params).fetchone()
