@@ -328,9 +328,9 @@ class Feeder:
                 break
             bound = None if until_due is None else self.genesis + int(until_due * self.acc)
             got = self._take(lane, bound, min(free, budget - written))
-            if got is None:  # every source is at its end
-                ctl[LEAD] = NOT_YET
+            if got is None:  # every source is at its end (END first: a worker that sees the new lead sees it)
                 ctl[END] = lane.next
+                ctl[LEAD] = NOT_YET
                 lane.ended = True
                 break
             if not got:

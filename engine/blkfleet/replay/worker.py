@@ -394,8 +394,11 @@ class Replayer:
                 wait = (0 if no_stall else due[i & mask]) - now
                 sleep = wait - warm
             else:  # an empty window: poll for the feeder (dry), or until its lead is near
+                lead = ctl[LEAD]
+                if ctl[FED] != n or ctl[END] != end:
+                    continue  # the feeder wrote more since ``n`` was read: the lead read may be beyond them
                 wait = sleep = DRY_POLL_NS if dry_since is not None or no_stall else min(
-                    max(ctl[LEAD] - now, DRY_POLL_NS), STOP_POLL_NS)
+                    max(lead - now, DRY_POLL_NS), STOP_POLL_NS)
             if wait <= 0:
                 continue
             if sleep > 0:  # in the completion wait if IOs are in flight
