@@ -111,7 +111,6 @@ def make_doc(seed=0, host="hostA", device="loop1", target="/dev/loop7", iteratio
     if per_op and version == 2:
         by_op = _by_op(seed, ios, lat_p50 * slowdown, late_p99 * slowdown / 5)
         dist = doc["distributions"]
-        dist["by_op"] = by_op
         dist["devices"] = {device: {"latency": dist["latency"], "lateness": dist["lateness"], "by_op": by_op}}
     if version == 1:
         doc.update(schema=SCHEMA_V1, engine=doc.pop("ioengine"),
