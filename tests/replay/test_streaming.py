@@ -5,6 +5,7 @@ and what the results say about start-up, finish and the worker count."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from collections import Counter
 
 import pytest
 
+from blkfleet.cli import main
 from blkfleet.compare.fidelity import compare, load_capture, load_iolog
 from blkfleet.replayfile import native
 from blkfleet.replayfile.ops import OP_NAMES, READ, WRITE
@@ -124,7 +126,8 @@ def test_latency_per_op_and_lateness_over_time_against_the_per_io_log(tmp_path, 
     """A mixed trace (a third writes, -W), replayed twice: the results' latency and lateness histograms per op
     hold each op's IOs, and each percentile lies in the bucket of its exact value (the per-IO log of the same
     run), min and max exact; the timeline's mean and max lateness per 100 ms bucket (from the first iteration's
-    start) are the log's, per op."""
+    start) are the log's, per op. The report of the run, without its per-IO log, draws the latency percentiles
+    per op and the lateness over time."""
     even_trace(tmp_path, 1.5, 4500, cpus=2, writes_every=3)
     target = loopdev(64 << 20)
     res, log = tmp_path / "res.json", tmp_path / "io.log"
@@ -176,6 +179,13 @@ def test_latency_per_op_and_lateness_over_time_against_the_per_io_log(tmp_path, 
             assert series["lateness_max_us"][b] == pytest.approx(max(lates) / 1000, abs=1e-9), (series["op"], b)
             assert series["lateness_mean_us"][b] == pytest.approx(sum(lates) / len(lates) / 1000, abs=0.0006)
     assert len(per) > 20  # two iterations of 1.5 s: the buckets of both
+    html = tmp_path / "report.html"
+    assert main(["report", "--db", str(tmp_path / "none.sqlite"), "--results", str(res), "-o", str(html)]) == 0
+    html = html.read_text()
+    cdf = re.search(r'<svg[^>]*id="plot-latency_cdf".*?</svg>', html, re.S).group(0)
+    assert "(results, by op)" in cdf and 'data-series="replay read"' in cdf and 'data-series="replay write"' in cdf
+    late = re.search(r'<svg[^>]*id="plot-lateness_over_time".*?</svg>', html, re.S).group(0)
+    assert 'data-empty="true"' not in late and "(results)" in late and 'data-series="mean"' in late
 
 
 @pytest.mark.parametrize("workload", ["randmix", "fs"])

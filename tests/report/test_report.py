@@ -1,6 +1,7 @@
 """``blkfleet report``: one self-contained HTML file; rendered in headless Chromium, every plot is in the DOM and the
 screenshot is not blank."""
 
+import copy
 import json
 import os
 import random
@@ -361,3 +362,30 @@ def test_report_of_a_version_2_document_without_figures_per_op(tmp_path, monkeyp
     cdf = plot_of((tmp_path / "b.html").read_text(), "latency_cdf")
     assert 'data-series="replay read"' in cdf and 'data-series="replay write"' in cdf
     assert re.search(r'data-series="baseline old loop1 \(3 runs, all ops\)" data-style="dash"', cdf)
+
+
+def test_latency_percentiles_per_device_and_op(tmp_path):
+    """With two devices, a line per device and op, each in its own colour, and the baseline's dashed line per
+    device and op in the colour of the replay's."""
+    from blkfleet.report.build import latency_cdf_plot
+
+    def two_devices(doc):
+        doc = copy.deepcopy(doc)
+        doc["devices"]["loop2"] = copy.deepcopy(doc["devices"]["loop1"])
+        dist = doc["distributions"]["devices"]
+        dist["loop2"] = copy.deepcopy(dist["loop1"])
+        del dist["loop2"]["by_op"]["write"]  # loop2 only read
+        return doc
+
+    focus = two_devices(make_doc(seed=7))
+    validate(focus)
+    cdf = latency_cdf_plot(focus, baseline_docs=[two_devices(make_doc(seed=s)) for s in (8, 9)],
+                           baseline_name="nightly")
+    colours = {}
+    for name in ("loop1 read", "loop1 write", "loop2 read"):
+        line = re.search(rf'<polyline[^>]*data-series="replay {name}"[^>]*>', cdf).group(0)
+        base = re.search(rf'<polyline[^>]*data-series="baseline nightly {name} \(2 runs\)" data-style="dash"[^>]*>',
+                         cdf).group(0)
+        colours[name] = re.search(r'stroke="(#\w+)"', line).group(1)
+        assert re.search(r'stroke="(#\w+)"', base).group(1) == colours[name]
+    assert len(set(colours.values())) == 3 and "loop2 write" not in cdf
