@@ -48,10 +48,12 @@ def _hist(rng, median_us, spread, n, version=2):
 
 def make_doc(seed=0, host="hostA", device="loop1", target="/dev/loop7", iterations=3, iops=10000.0,
              lat_p50=80.0, lat_p99=400.0, late_p99=60.0, noise=0.02, slowdown=1.0, started=None, ios=3000,
-             timeline_s=3.0, version=2):
+             timeline_s=3.0, version=2, per_op=True):
     """A results document of a single-device replay; every iteration's figures get ``noise`` (relative sd).
 
-    ``slowdown`` > 1 divides IOPS/MB/s by it and multiplies latency and lateness by it.
+    ``slowdown`` > 1 divides IOPS/MB/s by it and multiplies latency and lateness by it. Without ``per_op``, a
+    version 2 document as engines before the histograms per op wrote it: no ``by_op`` histograms, no lateness
+    in the timeline.
     """
     rng = random.Random(seed)
     mb_per_io = 4096 / 1e6
@@ -103,8 +105,13 @@ def make_doc(seed=0, host="hostA", device="loop1", target="/dev/loop7", iteratio
         "distributions": {"latency": _hist(rng, lat_p50 * slowdown, 0.6, ios),
                           "lateness": _hist(rng, late_p99 * slowdown / 5, 0.8, ios),
                           "timeline": {"bucket_s": 0.1, "buckets": len(timeline),
-                                       "series": _timeline_series(seed, device, timeline, lat_p50 * slowdown)}},
+                                       "series": _timeline_series(seed, device, timeline, lat_p50 * slowdown,
+                                                                  late_p99 * slowdown / 5 if per_op else None)}},
     }
+    if per_op and version == 2:
+        by_op = _by_op(seed, ios, lat_p50 * slowdown, late_p99 * slowdown / 5)
+        dist = doc["distributions"]
+        dist["devices"] = {device: {"latency": dist["latency"], "lateness": dist["lateness"], "by_op": by_op}}
     if version == 1:
         doc.update(schema=SCHEMA_V1, engine=doc.pop("ioengine"),
                    workers=[{"cpu": 0, "streams": [f"{device}.replay.0"], "ios": ios}],
@@ -114,9 +121,10 @@ def make_doc(seed=0, host="hostA", device="loop1", target="/dev/loop7", iteratio
     return doc
 
 
-def _timeline_series(seed, device, reads, lat_us):
-    """Read and write series of a version 2 timeline (IOs, bytes, mean latency, mean in flight), from their own
-    random numbers so that the other figures of a seed stay as they were."""
+def _timeline_series(seed, device, reads, lat_us, late_us=None):
+    """Read and write series of a version 2 timeline (IOs, bytes, mean latency, mean in flight; with
+    ``late_us``, mean and max lateness), from their own random numbers so that the other figures of a seed stay
+    as they were."""
     rng = random.Random(seed + 1_000_003)
     writes = [n // 4 for n in reads]
     out = []
@@ -125,7 +133,21 @@ def _timeline_series(seed, device, reads, lat_us):
         out.append({"device": device, "op": op, "ios": ios, "bytes": [n * 4096 for n in ios],
                     "latency_mean_us": latency,
                     "in_flight": [round(n * (v or 0) / 1e5, 3) for n, v in zip(ios, latency)]})
+    if late_us is not None:
+        late = random.Random(seed + 2_000_003)
+        for series in out:
+            mean = [round(late_us * late.lognormvariate(0, 0.3), 3) if n else None for n in series["ios"]]
+            series["lateness_mean_us"] = mean
+            series["lateness_max_us"] = [round(m * late.uniform(2, 6), 3) if m is not None else None for m in mean]
     return out
+
+
+def _by_op(seed, ios, lat_us, late_us):
+    """Latency and lateness histograms of reads (``ios``) and writes (a quarter as many, 1.6 times slower), from
+    their own random numbers."""
+    rng = random.Random(seed + 3_000_003)
+    return {op: {"latency": _hist(rng, lat_us * scale, 0.6, n), "lateness": _hist(rng, late_us, 0.8, n)}
+            for op, n, scale in (("read", ios, 1.0), ("write", ios // 4, 1.6))}
 
 
 def write_doc(path, doc):

@@ -5,6 +5,7 @@ and what the results say about start-up, finish and the worker count."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,9 +14,10 @@ from collections import Counter
 
 import pytest
 
+from blkfleet.cli import main
 from blkfleet.compare.fidelity import compare, load_capture, load_iolog
 from blkfleet.replayfile import native
-from blkfleet.replayfile.ops import READ
+from blkfleet.replayfile.ops import OP_NAMES, READ, WRITE
 from blkfleet.results.iolog import IOLog
 from blkfleet.stats import percentiles
 from helpers import DATA, ENV
@@ -25,9 +27,10 @@ from helpers.tracing import traced
 pytestmark = pytest.mark.root
 
 
-def even_trace(directory, seconds, ios, device="loop1", cpus=1, disk=64 << 20, bad_at=None):
+def even_trace(directory, seconds, ios, device="loop1", cpus=1, disk=64 << 20, bad_at=None, writes_every=None):
     """Native replay files: ``ios`` 4 KiB reads spread evenly over ``seconds`` (CPU k: every k-th), each within
-    ``disk``; with ``bad_at`` (an index), that IO lies beyond it."""
+    ``disk``; with ``bad_at`` (an index), that IO lies beyond it; with ``writes_every`` (n), every n-th IO is a
+    write instead."""
     step = int(seconds * 1e9 / ios)
     for cpu in range(cpus):
         w = native.NativeWriter(directory / f"{device}.replay.{cpu}")
@@ -36,7 +39,8 @@ def even_trace(directory, seconds, ios, device="loop1", cpus=1, disk=64 << 20, b
             part = mine[a:a + 16]
             t0 = 1_000_000_000 + part[0] * step
             w.add_bunch(t0, [((disk // 512 if k == bad_at else (k * 8) % (disk // 512 - 8)), 4096,
-                              (k - part[0]) * step, READ, 0, 1) for k in part])
+                              (k - part[0]) * step, WRITE if writes_every and k % writes_every == 0 else READ,
+                              0, 1) for k in part])
         w.close()
 
 
@@ -80,6 +84,108 @@ def test_histograms_are_within_one_percent_of_exact_percentiles(tmp_path, loopde
     hist = doc["distributions"]["latency"]
     assert hist["count"] == 12000 and sum(hist["counts"]) == 12000
     assert hist["min"] == pytest.approx(min(r[2] for r in log_rows(log, 1) + log_rows(log, 2)) / 1000, abs=1e-3)
+
+
+def log_blocks(path):
+    """Every IO of a per-IO log with its iteration's start: (iteration, iteration start, submit, lateness,
+    latency, op)."""
+    with IOLog(path) as log:
+        return [(it, start, *row) for it, _w, start, c in log.blocks()
+                for row in zip(c["submit_ns"], c["lateness_ns"], c["latency_ns"], c["op"])]
+
+
+def in_bucket(value_us, hist, rank):
+    """Whether ``value_us`` lies in the bucket of the histogram holding the 0-based ``rank``."""
+    seen = 0
+    for lo, hi, count in zip(hist["lower"], hist["upper"], hist["counts"]):
+        if rank < seen + count:
+            return lo <= value_us < hi
+        seen += count
+    return False
+
+
+def hist_percentile(hist, p):
+    """A percentile (µs) of a results histogram as histogram.py works it out: linear between ranks, each ranked
+    value its bucket's midpoint, within the exact min and max."""
+    n = hist["count"]
+    h = (n - 1) * p / 100
+
+    def at(rank):
+        seen = 0
+        for lo, hi, count in zip(hist["lower"], hist["upper"], hist["counts"]):
+            seen += count
+            if rank < seen:
+                return min(max((lo + hi - 0.001) / 2, hist["min"]), hist["max"])
+        return hist["max"]
+
+    k = int(h)
+    return at(k) + (h - k) * (at(k + 1) - at(k)) if k + 1 < n else at(k)
+
+
+def test_latency_per_op_and_lateness_over_time_against_the_per_io_log(tmp_path, loopdev):
+    """A mixed trace (a third writes, -W), replayed twice: the results' latency and lateness histograms per op
+    hold each op's IOs, and each percentile lies in the bucket of its exact value (the per-IO log of the same
+    run), min and max exact; the timeline's mean and max lateness per 100 ms bucket (from the first iteration's
+    start) are the log's, per op. The report of the run, without its per-IO log, draws the latency percentiles
+    per op and the lateness over time."""
+    even_trace(tmp_path, 1.5, 4500, cpus=2, writes_every=3)
+    target = loopdev(64 << 20)
+    res, log = tmp_path / "res.json", tmp_path / "io.log"
+    code, doc, err = replay("-d", tmp_path, "-M", map_file(tmp_path, target), "-W", "-I", "2", "--json", res,
+                            "--io-log", log, "loop1")
+    assert code == 0, err
+    validate(doc)
+    rows = log_blocks(log)
+    assert len(rows) == doc["total"]["ios"] == 9000
+    dist = doc["distributions"]
+    by_op = dist["devices"]["loop1"]["by_op"]
+    assert set(by_op) == {"read", "write"}
+    for op in (READ, WRITE):
+        name = OP_NAMES[op]
+        mine = [r for r in rows if r[5] == op]
+        assert len(mine) == doc["devices"]["loop1"]["by_op"][name]["ios"] == (6000 if op == READ else 3000)
+        for kind, column in (("latency", 4), ("lateness", 3)):
+            hist = by_op[name][kind]
+            values = sorted(r[column] for r in mine)
+            assert hist["count"] == sum(hist["counts"]) == len(mine), (name, kind)
+            assert hist["min"] == pytest.approx(values[0] / 1000, abs=1e-9)
+            assert hist["max"] == pytest.approx(values[-1] / 1000, abs=1e-9)
+            for p in (50, 90, 99, 99.9):
+                rank = int((len(values) - 1) * p / 100)
+                assert in_bucket(values[rank] / 1000, hist, rank), (name, kind, p)
+                (exact,) = percentiles([v / 1000 for v in values], [p])
+                assert close(hist_percentile(hist, p), exact), (name, kind, p, exact)
+    for kind in ("latency", "lateness"):  # the histograms of all ops hold both ops' counts, bucket by bucket
+        counts = {}
+        for op in ("read", "write"):
+            for lo, c in zip(by_op[op][kind]["lower"], by_op[op][kind]["counts"]):
+                counts[lo] = counts.get(lo, 0) + c
+        assert dict(zip(dist[kind]["lower"], dist[kind]["counts"])) == counts
+    first = min(start for it, start, *_r in rows if it == 1)
+    width = int(dist["timeline"]["bucket_s"] * 1e9)
+    for series in dist["timeline"]["series"]:
+        op = OP_NAMES.index(series["op"])
+        per = {}
+        for _it, start, submit, late, _lat, o in rows:
+            if o == op:
+                per.setdefault((start - first + submit) // width, []).append(late)
+        assert len(series["lateness_mean_us"]) == len(series["lateness_max_us"]) == len(series["ios"])
+        for b, ios in enumerate(series["ios"]):
+            lates = per.get(b, [])
+            assert ios == len(lates), (series["op"], b)
+            if not lates:
+                assert series["lateness_mean_us"][b] is None and series["lateness_max_us"][b] is None
+                continue
+            assert series["lateness_max_us"][b] == pytest.approx(max(lates) / 1000, abs=1e-9), (series["op"], b)
+            assert series["lateness_mean_us"][b] == pytest.approx(sum(lates) / len(lates) / 1000, abs=0.0006)
+    assert len(per) > 20  # two iterations of 1.5 s: the buckets of both
+    html = tmp_path / "report.html"
+    assert main(["report", "--db", str(tmp_path / "none.sqlite"), "--results", str(res), "-o", str(html)]) == 0
+    html = html.read_text()
+    cdf = re.search(r'<svg[^>]*id="plot-latency_cdf".*?</svg>', html, re.S).group(0)
+    assert "(results, by op)" in cdf and 'data-series="replay read"' in cdf and 'data-series="replay write"' in cdf
+    late = re.search(r'<svg[^>]*id="plot-lateness_over_time".*?</svg>', html, re.S).group(0)
+    assert 'data-empty="true"' not in late and "(results)" in late and 'data-series="mean"' in late
 
 
 @pytest.mark.parametrize("workload", ["randmix", "fs"])

@@ -1,6 +1,7 @@
 """``blkfleet report``: one self-contained HTML file; rendered in headless Chromium, every plot is in the DOM and the
 screenshot is not blank."""
 
+import copy
 import json
 import os
 import random
@@ -14,7 +15,7 @@ from pathlib import Path
 from blkfleet.cli import main
 from blkfleet.trace import TraceRecord, TraceWriter
 from helpers.browser import CHROMIUM_FLAGS, chromium
-from helpers.synth_results import make_doc, write_doc
+from helpers.synth_results import make_doc, validate, write_doc
 
 Q_READ = 0x00190001
 Q_WRITE = 0x001A0001
@@ -22,7 +23,6 @@ PLOTS = ("iops_over_time", "mb_s_over_time", "latency_over_time", "in_flight_ove
          "latency_cdf", "lateness_histogram", "lba_heatmap", "lba_heatmap_replay", "trend_iops", "trend_mb_s",
          "trend_latency_p50", "trend_latency_p99", "trend_lateness_p99")
 NEED_CAPTURES = {"lba_heatmap", "lba_heatmap_replay"}
-NEED_IO_LOG = {"lateness_over_time"}
 
 
 def write_capture(directory, ios, device="loop1"):
@@ -192,12 +192,18 @@ def test_timelines_per_op_and_percentile_latency(tmp_path):
     cdf = plot_of(html, "latency_cdf")
     for label in ("p50", "p90", "p99", "p99.9"):
         assert f">{label}</text>" in cdf
-    # the per-IO log splits reads from writes; the baseline's 5 runs (3 x 3000 IOs each) are merged, dashed
+    # the results' histograms per op split reads from writes (every iteration: they hold more than the per-IO
+    # log's first); the baseline's 5 runs are merged per op, dashed in the colour of the replay's line
+    assert "Latency by percentile (results, by op)" in cdf
     assert 'data-series="replay read"' in cdf and 'data-series="replay write"' in cdf
-    assert re.search(r'data-series="baseline nightly loop1 \(5 runs, all ops\)" data-style="dash"', cdf)
+    for op in ("read", "write"):
+        line = re.search(rf'<polyline[^>]*data-series="replay {op}"[^>]*>', cdf).group(0)
+        base = re.search(rf'<polyline[^>]*data-series="baseline nightly loop1 {op} \(5 runs\)" data-style="dash"[^>]*>',
+                         cdf).group(0)
+        assert re.search(r'stroke="(#\w+)"', line).group(1) == re.search(r'stroke="(#\w+)"', base).group(1)
     assert ">p99.99</text>" in cdf
-    late = plot_of(html, "lateness_over_time")
-    assert 'data-series="max"' in late and 'data-series="mean"' in late
+    late = plot_of(html, "lateness_over_time")  # the per-IO log's 50 ms buckets are finer than the results'
+    assert 'data-series="max"' in late and 'data-series="mean"' in late and "(per-IO log, iteration 1)" in late
 
 
 def test_percentile_curve_from_histogram_rows():
@@ -219,9 +225,13 @@ def test_report_from_results_files_only(tmp_path, monkeypatch):
     html = (tmp_path / "r.html").read_text()
     for plot in PLOTS:
         assert f'data-plot="{plot}"' in html
-        assert ('data-empty="true"' in plot_of(html, plot)) == (plot in NEED_CAPTURES | NEED_IO_LOG), plot
+        assert ('data-empty="true"' in plot_of(html, plot)) == (plot in NEED_CAPTURES), plot
     assert "replay submissions (results)" in html
-    assert "blkfleet replay --io-log FILE" in plot_of(html, "lateness_over_time")
+    # without a per-IO log: the latency percentiles by op and the lateness over time from the results alone
+    cdf = plot_of(html, "latency_cdf")
+    assert "(results, by op)" in cdf and 'data-series="replay read"' in cdf and 'data-series="replay write"' in cdf
+    late = plot_of(html, "lateness_over_time")
+    assert "(results)" in late and 'data-series="max"' in late and 'data-series="mean"' in late
     assert not (tmp_path / "results").exists()  # the report creates no store
     assert main(["report", "-o", "x.html"]) == 2  # nothing to report
     assert main(["report", "--results", f, "--baseline", "b", "-o", "x.html"]) == 2  # a baseline needs a store
@@ -317,9 +327,65 @@ def test_report_with_a_per_io_log(tmp_path, monkeypatch):
     """--io-log adds the log's submissions to the IOPS plot, splits the latency percentiles by op and gives the
     lateness over time."""
     monkeypatch.chdir(tmp_path)
-    f = write_doc(tmp_path / "one.json", make_doc(seed=5))
+    f = write_doc(tmp_path / "one.json", make_doc(seed=5, per_op=False))
     log = write_io_log(tmp_path / "io.log")
     assert main(["report", "--results", f, "--io-log", log, "-o", "r.html"]) == 0
     html = (tmp_path / "r.html").read_text()
     assert "replay submissions (per-IO log, iteration 1)" in html and "Latency by percentile (per-IO log" in html
     assert 'data-empty="true"' not in plot_of(html, "lateness_over_time")
+
+
+def test_report_of_a_version_2_document_without_figures_per_op(tmp_path, monkeypatch):
+    """A version 2 document written before the histograms per op and the timeline's lateness: valid, stored,
+    and reported with the latency percentiles per device (all ops); the lateness over time says what gives it.
+    A baseline of such runs is overlaid on a new run's curves per device, all ops."""
+    monkeypatch.chdir(tmp_path)
+    old = make_doc(seed=6, per_op=False)
+    validate(old)
+    assert "by_op" not in old["distributions"] and "lateness_mean_us" not in old["distributions"]["timeline"][
+        "series"][0]
+    f = write_doc(tmp_path / "old.json", old)
+    assert main(["results", "check", f]) == 0
+    assert main(["report", "--results", f, "-o", "r.html"]) == 0
+    html = (tmp_path / "r.html").read_text()
+    cdf = plot_of(html, "latency_cdf")
+    assert "(results: all ops per device)" in cdf and 'data-series="replay loop1"' in cdf
+    late = plot_of(html, "lateness_over_time")
+    assert 'data-empty="true"' in late and "blkfleet replay --io-log FILE" in late
+    db = str(tmp_path / "db.sqlite")
+    files = [write_doc(tmp_path / f"r{i}.json", make_doc(seed=i, per_op=i == 3,
+                                                         started=f"2026-05-{i + 1:02d}T02:00:00+00:00"))
+             for i in range(4)]
+    assert main(["results", "add", "--db", db, *files]) == 0
+    assert main(["results", "baseline", "set", "old", "--db", db, "--run", "1", "2", "3"]) == 0
+    assert main(["report", "--db", db, "--baseline", "old", "--results", files[3], "-o", "b.html"]) == 0
+    cdf = plot_of((tmp_path / "b.html").read_text(), "latency_cdf")
+    assert 'data-series="replay read"' in cdf and 'data-series="replay write"' in cdf
+    assert re.search(r'data-series="baseline old loop1 \(3 runs, all ops\)" data-style="dash"', cdf)
+
+
+def test_latency_percentiles_per_device_and_op(tmp_path):
+    """With two devices, a line per device and op, each in its own colour, and the baseline's dashed line per
+    device and op in the colour of the replay's."""
+    from blkfleet.report.build import latency_cdf_plot
+
+    def two_devices(doc):
+        doc = copy.deepcopy(doc)
+        doc["devices"]["loop2"] = copy.deepcopy(doc["devices"]["loop1"])
+        dist = doc["distributions"]["devices"]
+        dist["loop2"] = copy.deepcopy(dist["loop1"])
+        del dist["loop2"]["by_op"]["write"]  # loop2 only read
+        return doc
+
+    focus = two_devices(make_doc(seed=7))
+    validate(focus)
+    cdf = latency_cdf_plot(focus, baseline_docs=[two_devices(make_doc(seed=s)) for s in (8, 9)],
+                           baseline_name="nightly")
+    colours = {}
+    for name in ("loop1 read", "loop1 write", "loop2 read"):
+        line = re.search(rf'<polyline[^>]*data-series="replay {name}"[^>]*>', cdf).group(0)
+        base = re.search(rf'<polyline[^>]*data-series="baseline nightly {name} \(2 runs\)" data-style="dash"[^>]*>',
+                         cdf).group(0)
+        colours[name] = re.search(r'stroke="(#\w+)"', line).group(1)
+        assert re.search(r'stroke="(#\w+)"', base).group(1) == colours[name]
+    assert len(set(colours.values())) == 3 and "loop2 write" not in cdf

@@ -3,13 +3,14 @@ frees its window slot for the feeder.
 
 It runs in the parent, between the checks of its supervision loop, in two passes per window. Submissions: the
 IOs the worker has submitted since the last look (``ISSUED``) are a contiguous range of slots, so their due and
-submit times, sizes and operations are slices of the window's columns: lateness (submit - due), late IOs, IOs
-and bytes per op and device, and the timeline's IOs and bytes per bucket are worked out on whole slices (64-bit
-lanes; ``lanes.py``). Completions: the completion log's events since the last look (each stamped by the worker with
-its completion time) give each IO's result; its submit time and size are gathered from its slot,
-then latency (completion - submit) and errors (a result other than the size; 0 for flushes, discards and
-write-zeroes) on whole lists. About 0.5 µs per IO in all; IOs of several devices or ops, or in flight across a
-timeline bucket's edge, take a Python step each.
+submit times, sizes and operations are slices of the window's columns: lateness (submit - due; a histogram per
+device and op), late IOs, IOs and bytes per op and device, and the timeline's IOs, bytes and lateness (sum and
+maximum) per bucket are worked out on whole slices (64-bit lanes; ``lanes.py``). Completions: the completion
+log's events since the last look (each stamped by the worker with its completion time) give each IO's result;
+its submit time and size are gathered from its slot, then latency (completion - submit; a histogram per device
+and op) and errors (a result other than the size; 0 for flushes, discards and write-zeroes) on whole lists.
+About 0.5 µs per IO in all; IOs of several devices or ops, or in flight across a timeline bucket's edge, take a
+Python step each (they are folded one device and op at a time, so the histograms per op cost nothing more).
 """
 
 import os
@@ -146,7 +147,7 @@ class Collector:
                 list(compress(subs, pick)), list(compress(lates, pick)), list(compress(nbs, pick)))
             self.summary(it, target).submitted(it, op, len(g_subs), sum(g_nbs), g_lates, g_subs[0],
                                                sum(map(thr.__lt__, g_lates)))
-            self.timeline.submitted((target, op), offset, g_subs, g_nbs)
+            self.timeline.submitted((target, op), offset, g_subs, g_nbs, g_lates)
 
     def _completed(self, slot, win, st, events):
         """Fold completion ``events`` (4 words each: index, completion time, result, 0) of one window at once."""
@@ -185,7 +186,7 @@ class Collector:
             self._errors(win, rs, res, expect, tgts, ops, nbs)
         offset = start - self.first_start
         if len(tgts) == 1 or min(tgts) == max(tgts) and min(ops) == max(ops):
-            self.summary(it, tgts[0]).completed(it, lats, last)
+            self.summary(it, tgts[0]).completed(it, ops[0], lats, last)
             self.timeline.completed((tgts[0], ops[0]), offset, subs, lats)
         else:
             groups = {}
@@ -193,7 +194,7 @@ class Collector:
                 groups.setdefault(key, []).append(x)
             for (target, op), xs in groups.items():
                 g_subs, g_lats = [subs[x] for x in xs], [lats[x] for x in xs]
-                self.summary(it, target).completed(it, g_lats, max(ends[x] for x in xs))
+                self.summary(it, target).completed(it, op, g_lats, max(ends[x] for x in xs))
                 self.timeline.completed((target, op), offset, g_subs, g_lats)
         if self.iolog is not None:
             offsets = list(map(win.field(W_OFFSET).__getitem__, rs))

@@ -6,10 +6,12 @@ Policy forbids any request) with the plots of a replay and of the stored runs:
   (``--io-log``), otherwise or as well;
 - ``mb_s_over_time``, ``latency_over_time``, ``in_flight_over_time``: per device and op, from the results'
   timeline (100 ms buckets: bytes, mean completion latency, mean IOs in flight);
-- ``lateness_over_time``: mean and max lateness per bucket, from the per-IO log;
+- ``lateness_over_time``: mean and max lateness per bucket, from the results' timeline (every iteration), or from
+  the per-IO log when it is given and its buckets are finer (or the results, by an earlier engine, have none);
 - ``latency_cdf``: completion latency against percentile on a nines scale (p50 … p99.99), from the fine
-  histograms: per device from the results (which hold no per-op histogram), per op (read, write...) from the
-  per-IO log when given; the baseline's runs merged, dashed, over it;
+  histograms: per device and op (read, write...) from the results; from the per-IO log (per op) or per device
+  (all ops) where results written by an earlier engine hold no histogram per op; the baseline's runs merged per
+  op, dashed, over it;
 - ``lateness_histogram``: IOs per lateness bucket (submitted later than planned; 1-2-5 µs buckets);
 - ``lba_heatmap``, ``lba_heatmap_replay``: the original and the replay capture side by side in time x LBA bins
   (one LBA axis), colour = IO count (log scale);
@@ -198,19 +200,45 @@ def in_flight_plot(doc):
                          lambda t, i, b: t["in_flight"][i], "in_flight")
 
 
-def lateness_time_plot(iolog):
-    title = "Lateness over time: submitted after the planned time (per-IO log, iteration 1)"
-    if iolog is None or not iolog.counts:
+def timeline_lateness(doc):
+    """(bucket seconds, mean lateness µs, max lateness µs per bucket) over every series of the results'
+    timeline (None where no IO was submitted), or None when the results have no lateness timeline."""
+    bucket, tl = _timeline(doc)
+    tl = [t for t in tl if t.get("lateness_mean_us") is not None and t.get("lateness_max_us") is not None]
+    if not tl:
+        return None
+    n = max(len(t["ios"]) for t in tl)
+    ios, total, peak = [0] * n, [0.0] * n, [None] * n
+    for t in tl:
+        for i, (c, m, top) in enumerate(zip(t["ios"], t["lateness_mean_us"], t["lateness_max_us"])):
+            if c and m is not None:
+                ios[i] += c
+                total[i] += m * c
+                peak[i] = top if peak[i] is None or top > peak[i] else peak[i]
+    return bucket, [s / c if c else None for s, c in zip(total, ios)], peak
+
+
+def lateness_time_plot(doc=None, iolog=None):
+    """From the results' timeline (every iteration, all devices and ops, 100 ms buckets); from the per-IO log
+    (iteration 1) when it is given and its buckets are finer, or the results have no lateness timeline."""
+    results = timeline_lateness(doc) if doc else None
+    if iolog is not None and iolog.counts and (results is None or iolog.width < results[0] * 1e9):
+        b_s = iolog.width / 1e9
+        xs = [i * b_s for i in range(len(iolog.counts))]
+        mean = [s / n / 1000 if n else None for s, n in zip(iolog.late_sum, iolog.counts)]
+        peak = [m / 1000 if m is not None else None for m in iolog.late_max]
+        source, start = "per-IO log, iteration 1", "the iteration's start"
+    elif results is not None:
+        b_s, mean, peak = results
+        xs = [i * b_s for i in range(len(mean))]
+        source, start = "results", "the replay's start"
+    else:
         return svg.empty("lateness_over_time", "Lateness over time",
-                         "needs the replay's per-IO log (blkfleet replay --io-log FILE; report --io-log FILE)")
-    b_s = iolog.width / 1e9
-    xs = [i * b_s for i in range(len(iolog.counts))]
-    mean = [s / n / 1000 if n else None for s, n in zip(iolog.late_sum, iolog.counts)]
-    peak = [m / 1000 if m is not None else None for m in iolog.late_max]
-    return svg.line_chart("lateness_over_time", title, [("max", xs, peak), ("mean", xs, mean)],
-                          "time since the iteration's start (s)",
-                          f"lateness (µs, {iolog.width / 1e6:g} ms buckets)",
-                          styles=[("area", 1), ("line", 0)], zoom=True)
+                         "no lateness timeline in the results (a replay by an earlier engine): give its per-IO "
+                         "log (blkfleet replay --io-log FILE; report --io-log FILE)")
+    return svg.line_chart("lateness_over_time", f"Lateness over time: submitted after the planned time ({source})",
+                          [("max", xs, peak), ("mean", xs, mean)], f"time since {start} (s)",
+                          f"lateness (µs, {b_s * 1000:g} ms buckets)", styles=[("area", 1), ("line", 0)], zoom=True)
 
 
 def _histogram(doc, which):
@@ -281,11 +309,45 @@ def _device_histograms(doc):
     return {d: h for d, h in per.items() if h}
 
 
+def _op_histograms(doc):
+    """{device: {op: latency histogram}} of a results document; {} where it has no histograms per op (written
+    by an earlier engine)."""
+    devices = ((upgrade(doc) or {}).get("distributions") or {}).get("devices") or {}
+    out = {}
+    for device, d in devices.items():
+        per = {op: (h or {}).get("latency") for op, h in ((d or {}).get("by_op") or {}).items()}
+        per = {op: h for op, h in per.items() if h and h.get("count")}
+        if per:
+            out[device] = per
+    return out
+
+
+def _op_order(op):
+    return OP_COLOUR.get(op, 9), op
+
+
 def latency_cdf_plot(doc, iolog=None, baseline_docs=(), baseline_name=None):
+    """Per device and op from the results' histograms (every iteration); from the per-IO log (iteration 1) by op
+    when the results have none per op; else per device, all ops. The baseline's runs are merged per device and
+    op (all ops where they have none per op), dashed in the colour of the replay's line."""
     series, styles = [], []
-    if iolog is not None and iolog.latency.count:
+    by_op = _op_histograms(doc) if doc else {}
+    devices = sorted(_device_histograms(doc)) if doc else []
+    several = len(devices) > 1
+    pairs = {}  # several devices: a colour per (device, op), the baseline's dashed line in its replay's
+
+    def colour(device, op):
+        return pairs.setdefault((device, op), len(pairs)) if several else OP_COLOUR.get(op, 5)
+
+    if by_op:
+        source = "results, by op"
+        for device in sorted(by_op):
+            for op, h in sorted(by_op[device].items(), key=lambda kv: _op_order(kv[0])):
+                series.append((f"replay {device} {op}" if several else f"replay {op}", *percentile_curve(_rows(h))))
+                styles.append(("line", colour(device, op)))
+    elif iolog is not None and iolog.latency.count:
         source = "per-IO log, iteration 1, by op"
-        for name, h in sorted(iolog.by_op.items(), key=lambda kv: OP_COLOUR.get(kv[0], 9)):
+        for name, h in sorted(iolog.by_op.items(), key=lambda kv: _op_order(kv[0])):
             rows = [(lo / 1000, hi / 1000, c) for lo, hi, c in h.buckets()]
             series.append((f"replay {name}", *percentile_curve(rows)))
             styles.append(("line", OP_COLOUR.get(name, 5)))
@@ -294,13 +356,21 @@ def latency_cdf_plot(doc, iolog=None, baseline_docs=(), baseline_name=None):
         for i, (device, h) in enumerate(sorted(_device_histograms(doc).items())):
             series.append((f"replay {device}", *percentile_curve(_rows(h))))
             styles.append(("line", i))
-    devices = sorted(_device_histograms(doc)) if doc else []
-    for i, device in enumerate(devices):
+    base_ops = [_op_histograms(d) for d in baseline_docs]
+    for device in devices:
+        per_op = [b[device] for b in base_ops if device in b]
+        if per_op:
+            for op in sorted({op for ops in per_op for op in ops}, key=_op_order):
+                hists = [ops[op] for ops in per_op if op in ops]
+                series.append((f"baseline {baseline_name} {device} {op} ({len(hists)} runs)",
+                               *percentile_curve(_merged(hists))))
+                styles.append(("dash", colour(device, op)))
+            continue
         hists = [h for d in baseline_docs for dev, h in _device_histograms(d).items() if dev == device]
         if hists:
             series.append((f"baseline {baseline_name} {device} ({len(hists)} runs, all ops)",
                            *percentile_curve(_merged(hists))))
-            styles.append(("dash", 6 + i))
+            styles.append(("dash", 6 + devices.index(device)))
     kept = [(s, st) for s, st in zip(series, styles) if s[1]]
     if not kept:
         return svg.empty("latency_cdf", "Latency by percentile", "no latency histogram in the results")
@@ -508,7 +578,7 @@ def render(focus=None, focus_label="", runs=(), baseline_rows=(), baseline_name=
         parts.append(stats_html(stats))
     parts.append('<h2 id="plots">Replay plots</h2>')
     plots = [iops_plot(orig, replay, focus, acc, iolog), mb_s_plot(focus), latency_time_plot(focus),
-             in_flight_plot(focus), lateness_time_plot(iolog),
+             in_flight_plot(focus), lateness_time_plot(focus, iolog),
              latency_cdf_plot(focus, iolog, baseline_docs, baseline_name), lateness_plot(focus)]
     parts += [f"<figure>{p}</figure>" for p in plots]
     parts.append('<div class="pair">' + "".join(f"<figure>{p}</figure>" for p in lba_heatmaps(orig, replay))

@@ -3,12 +3,14 @@ the streaming summaries; and documents of the first version (``blkfleet-results/
 
 Version 2 (docs/replay.md, "Results"): latency and lateness percentiles come from log-linear histograms
 (``histogram.py``: at most 0.4 % off an exact percentile; min and max exact), which are in the document too,
-per device and in total (``distributions``); the timeline has one series per device and op per 100 ms (IOs,
-bytes, mean latency, mean in flight) over the whole replay; ``ioengine`` names the IO engine (``engine`` in
-version 1); and the document says how many workers were chosen and why (``worker_count``), what the
-look-ahead window holds (``window``), how the feeder kept up (``feeder``), the start-up and finish times
-(``timing``) and the per-IO log (``io_log``). Durations over several iterations are the sum of each
-iteration's first submission to last completion. The IOs a worker completed before it died are counted.
+in total, per device and per device and op (``distributions``, its ``devices`` and their ``by_op``); the
+timeline has one series per device and op per 100 ms (IOs, bytes, mean latency, mean in flight, mean and max
+lateness) over the whole replay; ``ioengine`` names the IO engine (``engine`` in version 1); and the document
+says how many workers were chosen and why (``worker_count``), what the look-ahead window holds (``window``), how
+the feeder kept up (``feeder``), the start-up and finish times (``timing``) and the per-IO log (``io_log``). The
+histograms per op and the timeline's lateness came later within version 2: optional in the schema, absent from
+older documents. Durations over several iterations are the sum of each iteration's first submission to last
+completion. The IOs a worker completed before it died are counted.
 
 ``upgrade(doc)`` reads a version 1 document as version 2 (see its docstring); documents are stored as written.
 """
@@ -165,12 +167,18 @@ def build(run, interrupted, stop_reason=None, failed=None):
         "per_iteration": [_iteration(it, col.merged(iteration=it)) for it in iterations],
         "distributions": {
             "latency": total.latency.to_json(), "lateness": total.lateness.to_json(),
-            "devices": {t.recorded: {"latency": s.latency.to_json(), "lateness": s.lateness.to_json()}
-                        for t, s in ((t, col.merged(target=i)) for i, t in enumerate(targets))},
+            "devices": {t.recorded: _histograms(col.merged(target=i)) for i, t in enumerate(targets)},
             "timeline": col.timeline.to_json(names, OP_NAMES),
         },
     }
     return doc
+
+
+def _histograms(summary):
+    """The latency and lateness histograms of a device's Summary, of all ops and per op (``by_op``)."""
+    return {"latency": summary.latency.to_json(), "lateness": summary.lateness.to_json(),
+            "by_op": {OP_NAMES[op]: {"latency": latency.to_json(), "lateness": lateness.to_json()}
+                      for op, (latency, lateness) in sorted(summary.histograms.items())}}
 
 
 def _inflight(run):

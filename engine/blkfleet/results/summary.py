@@ -1,8 +1,8 @@
 """Streaming summaries of a replay: what the results JSON reports, folded IO by IO while the replay runs.
 
 Memory does not grow with the number of IOs: a ``Summary`` (one per iteration and device) holds counts, two
-log-linear histograms and per-iteration time spans; a ``Timeline`` holds four numbers per 100 ms bucket per
-(device, op), so it grows with the replay's duration (32 bytes per bucket: 1.1 MiB per hour per device and op),
+log-linear histograms per op and per-iteration time spans; a ``Timeline`` holds six numbers per 100 ms bucket per
+(device, op), so it grows with the replay's duration (48 bytes per bucket: 1.7 MiB per hour per device and op),
 never with its IO count.
 """
 
@@ -14,24 +14,32 @@ from operator import add, and_, floordiv, gt, mul, not_
 from .histogram import LogHistogram
 
 BUCKET_NS = 100_000_000
+NO_MAX = -(1 << 63)  # the lateness maximum of a bucket no IO was submitted in
 
 
 class Summary:
     """Figures of a set of IOs: @by_op (op number -> [IOs submitted, their bytes]), @skipped (op number ->
-    count: not replayed without -W), @lateness (LogHistogram of the IOs submitted, ns), @latency (of those that
-    completed), @late (IOs later than the threshold), @spans (iteration -> [first submit, last completion], ns
-    after that iteration's start), @errors ([count, first message])."""
+    count: not replayed without -W), @histograms (op number -> [LogHistogram of the latencies of the IOs that
+    completed, LogHistogram of the lateness of those submitted], ns), @late (IOs later than the threshold),
+    @spans (iteration -> [first submit, last completion], ns after that iteration's start), @errors ([count,
+    first message]). The collector folds IOs one op at a time already, so keeping the histograms per op costs
+    nothing per IO; ``latency`` and ``lateness`` merge them (all ops)."""
 
-    __slots__ = ("by_op", "skipped", "latency", "lateness", "late", "spans", "errors")
+    __slots__ = ("by_op", "skipped", "histograms", "late", "spans", "errors")
 
     def __init__(self):
         self.by_op = {}
         self.skipped = {}
-        self.latency = LogHistogram()
-        self.lateness = LogHistogram()
+        self.histograms = {}
         self.late = 0
         self.spans = {}
         self.errors = [0, None]
+
+    def _histograms(self, op):
+        got = self.histograms.get(op)
+        if got is None:
+            got = self.histograms[op] = [LogHistogram(), LogHistogram()]
+        return got
 
     def submitted(self, iteration, op, count, nbytes_total, latenesses, first_submit, late):
         """Fold ``count`` IOs of one op as they were submitted: their bytes, lateness list (ns), the earliest
@@ -41,7 +49,7 @@ class Summary:
             entry = self.by_op[op] = [0, 0]
         entry[0] += count
         entry[1] += nbytes_total
-        self.lateness.add_many(latenesses)
+        self._histograms(op)[1].add_many(latenesses)
         self.late += late
         span = self.spans.get(iteration)
         if span is None:
@@ -49,9 +57,9 @@ class Summary:
         elif first_submit < span[0]:
             span[0] = first_submit
 
-    def completed(self, iteration, latencies, last_end):
-        """Fold the latencies (ns) of IOs that completed, the last at ``last_end``."""
-        self.latency.add_many(latencies)
+    def completed(self, iteration, op, latencies, last_end):
+        """Fold the latencies (ns) of IOs of one op that completed, the last at ``last_end``."""
+        self._histograms(op)[0].add_many(latencies)
         span = self.spans.get(iteration)
         if span is None:
             self.spans[iteration] = [last_end, last_end]
@@ -73,8 +81,10 @@ class Summary:
             entry[1] += nbytes
         for op, count in other.skipped.items():
             self.skip(op, count)
-        self.latency.merge(other.latency)
-        self.lateness.merge(other.lateness)
+        for op, (latency, lateness) in other.histograms.items():
+            mine = self._histograms(op)
+            mine[0].merge(latency)
+            mine[1].merge(lateness)
         self.late += other.late
         for it, (a, b) in other.spans.items():
             span = self.spans.get(it)
@@ -85,6 +95,22 @@ class Summary:
         if other.errors[0]:
             self.fail(other.errors[0], other.errors[1])
         return self
+
+    @property
+    def latency(self):
+        """The latencies of every op (a new LogHistogram)."""
+        out = LogHistogram()
+        for latency, _lateness in self.histograms.values():
+            out.merge(latency)
+        return out
+
+    @property
+    def lateness(self):
+        """The lateness of every op (a new LogHistogram)."""
+        out = LogHistogram()
+        for _latency, lateness in self.histograms.values():
+            out.merge(lateness)
+        return out
 
     @property
     def ios(self):
@@ -102,37 +128,46 @@ class Summary:
 
 class Timeline:
     """Per 100 ms bucket (from the first iteration's start) and per (target, op): IOs submitted, their bytes,
-    the sum of their latencies, and the time IOs of that kind spent in flight within the bucket (ns; divided by
-    the bucket's width, the mean number in flight)."""
+    the sum of their latencies, the time IOs of that kind spent in flight within the bucket (ns; divided by
+    the bucket's width, the mean number in flight), and the sum and maximum of the lateness of the IOs
+    submitted in it (ns; NO_MAX while none was)."""
 
     def __init__(self, width_ns=BUCKET_NS):
         self.width = width_ns
-        self.series = {}  # (target, op) -> [ios, bytes, latency sum, busy ns] lists
+        self.series = {}  # (target, op) -> [ios, bytes, latency sum, busy ns, lateness sum, lateness max]
 
     def _lists(self, key, upto):
         lists = self.series.get(key)
         if lists is None:
-            lists = self.series[key] = [array("q") for _ in range(4)]
-        if len(lists[0]) <= upto:
-            grow = array("q", bytes(8 * (upto + 1 - len(lists[0]))))
-            for values in lists:
+            lists = self.series[key] = [array("q") for _ in range(6)]
+        have = len(lists[0])
+        if have <= upto:
+            grow = array("q", bytes(8 * (upto + 1 - have)))
+            for values in lists[:5]:
                 values.extend(grow)
+            lists[5].extend(array("q", (NO_MAX,)) * (upto + 1 - have))
         return lists
 
-    def submitted(self, key, offset, submits, nbytes):
-        """IOs of one (target, op) submitted at ``offset + submits[i]`` (ns from the first start; ascending)."""
+    def submitted(self, key, offset, submits, nbytes, latenesses):
+        """IOs of one (target, op) submitted at ``offset + submits[i]`` (ns from the first start; ascending),
+        ``latenesses[i]`` after they were due."""
         w = self.width
         first, last = (offset + submits[0]) // w, (offset + submits[-1]) // w
-        ios, byts, _lat, _busy = self._lists(key, last)
+        ios, byts, _lat, _busy, late_sum, late_max = self._lists(key, last)
         if first == last:
             ios[first] += len(submits)
             byts[first] += sum(nbytes)
+            late_sum[first] += sum(latenesses)
+            late_max[first] = max(late_max[first], max(latenesses))
             return
         a = 0
         for b in range(first, last + 1):  # the submits are ascending: each bucket is a slice
             z = bisect_left(submits, (b + 1) * w - offset, a)
-            ios[b] += z - a
-            byts[b] += sum(nbytes[a:z])
+            if z > a:
+                ios[b] += z - a
+                byts[b] += sum(nbytes[a:z])
+                late_sum[b] += sum(latenesses[a:z])
+                late_max[b] = max(late_max[b], max(latenesses[a:z]))
             a = z
 
     def completed(self, key, offset, submits, latencies):
@@ -145,7 +180,7 @@ class Timeline:
         ends = list(map(add, starts, latencies))
         first = min(starts) // w
         last = max((max(ends) - 1) // w, first)
-        _ios, _byts, lat, busy = self._lists(key, last)
+        lat, busy = self._lists(key, last)[2:4]
         if first == last:  # all in one bucket
             total = sum(latencies)
             lat[first] += total
@@ -173,10 +208,12 @@ class Timeline:
         out = []
         for (target, op), columns in sorted(self.series.items(), key=lambda kv: (names[kv[0][0]], kv[0][1])):
             pad = [0] * (length - len(columns[0]))
-            ios, byts, lat, busy = (c.tolist() for c in columns)
+            ios, byts, lat, busy, late_sum, late_max = (c.tolist() + pad for c in columns)
             out.append({
-                "device": names[target], "op": op_names[op], "ios": ios + pad, "bytes": byts + pad,
-                "latency_mean_us": [round(s / n / 1000, 3) if n else None for s, n in zip(lat + pad, ios + pad)],
-                "in_flight": [round(b / self.width, 3) for b in busy + pad],
+                "device": names[target], "op": op_names[op], "ios": ios, "bytes": byts,
+                "latency_mean_us": [round(s / n / 1000, 3) if n else None for s, n in zip(lat, ios)],
+                "in_flight": [round(b / self.width, 3) for b in busy],
+                "lateness_mean_us": [round(s / n / 1000, 3) if n else None for s, n in zip(late_sum, ios)],
+                "lateness_max_us": [round(m / 1000, 3) if n else None for m, n in zip(late_max, ios)],
             })
         return {"bucket_s": self.width / 1e9, "buckets": length, "series": out}
