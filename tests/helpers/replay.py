@@ -92,13 +92,16 @@ def cmdline(pid):
 
 
 def workers_of(proc, count, timeout=20):
-    """The replay's worker processes: forked children, so with the parent's command line (not a blkid probe)."""
+    """The replay's worker processes: forked children, so with the parent's command line, the same twice 0.2 s
+    apart (a blkid probe has the parent's command line too, between its fork and its exec)."""
     deadline = time.monotonic() + timeout
+    seen = None
     while time.monotonic() < deadline:
         kids = [k for k in children(proc.pid) if cmdline(k) == cmdline(proc.pid)]
-        if len(kids) == count:
+        if len(kids) == count and kids == seen:
             return kids
-        time.sleep(0.05)
+        seen = kids
+        time.sleep(0.2)
     proc.kill()
     pytest.fail(f"expected {count} workers, found {children(proc.pid)}")
 
