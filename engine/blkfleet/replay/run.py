@@ -9,7 +9,8 @@ into the results as they come (``collect.py``): memory and start-up time do not 
 Phases: prepare (files opened, targets checked, worker count chosen, windows filled with the first IOs,
 workers forked and pinned) -> every worker reports "ready" -> one start instant -> "go at T" to each, then per
 iteration "done" back with its outcome. While they run, the parent loops every ``TICK_S``: signals, lease and
-workers first, then the feeder and the collector. SIGINT/SIGTERM (or an expired lease) stop every worker within
+workers first, then the feeder and the collector (in timed mode, their work waits for a pause in the trace
+while the windows can afford it: ``pauses.py``). SIGINT/SIGTERM (or an expired lease) stop every worker within
 a second; partial results are still written. A worker that dies or fails makes the parent stop the others at
 once (it keeps reading every pipe meanwhile, so none blocks on a full one); the results are marked failed.
 Workers die with the parent (PR_SET_PDEATHSIG): none issues an IO once it is gone.
@@ -42,6 +43,7 @@ from . import realtime, sizing, worker
 from .collect import Collector
 from .feed import Feeder, Lane, genesis_of, open_sources
 from .ioengines import open_ioengine
+from .pauses import Pauses
 from .target import Target, device_path, parse_map
 from .window import ISSUED, LOG_FULL, MAX_WINDOW_IOS, MIN_WINDOW_IOS, STALL_NS, STALLS, WINDOW_IOS, WINDOW_NS, Window
 
@@ -734,9 +736,13 @@ def _wait_iteration(sup, feeder, collector, start_ns):
     on a terminal."""
     tty = sys.stderr.isatty()
     shown = [time.monotonic()]
+    pauses = Pauses(feeder.lanes, timed=not feeder.no_stall and feeder.mode == "timed")
 
     def tick():
-        feeder.pump(time.monotonic_ns() - start_ns)
+        now = time.monotonic_ns() - start_ns
+        if pauses.defer(now):
+            return
+        feeder.pump(now)
         collector.poll()
         if tty and time.monotonic() - shown[0] >= 0.5:
             shown[0] = time.monotonic()
