@@ -96,21 +96,22 @@ class Summary:
             self.fail(other.errors[0], other.errors[1])
         return self
 
+    def _all_ops(self, which):
+        """A new LogHistogram merging every op's histogram ``which`` (0: latency, 1: lateness)."""
+        out = LogHistogram()
+        for pair in self.histograms.values():
+            out.merge(pair[which])
+        return out
+
     @property
     def latency(self):
         """The latencies of every op (a new LogHistogram)."""
-        out = LogHistogram()
-        for latency, _lateness in self.histograms.values():
-            out.merge(latency)
-        return out
+        return self._all_ops(0)
 
     @property
     def lateness(self):
         """The lateness of every op (a new LogHistogram)."""
-        out = LogHistogram()
-        for _latency, lateness in self.histograms.values():
-            out.merge(lateness)
-        return out
+        return self._all_ops(1)
 
     @property
     def ios(self):
