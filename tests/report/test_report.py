@@ -148,6 +148,25 @@ def test_report_is_self_contained_and_has_every_plot(tmp_path):
     assert re.search(r'data-frame="[\d. ]+"', plot_of(html, "iops_over_time"))
 
 
+def test_the_two_lba_maps_share_their_scales(tmp_path):
+    """A replay that ran twice as long and crowded one small region: both maps span the longer time and one LBA
+    range, and one colour scale whose top is the hotter map's busiest cell, so equal colours mean equal counts."""
+    orig = [(k * 1_000_000, (k * 7919 % 4096) * 8, 4096, Q_READ) for k in range(1000)]
+    replay = [(k * 2_000_000, (k % 16) * 8, 4096, Q_READ) for k in range(1000)]
+    out = tmp_path / "report.html"
+    assert main(["report", "--original", write_capture(tmp_path / "orig", orig), "--replay-capture",
+                 write_capture(tmp_path / "replaycap", replay), "-o", str(out)]) == 0
+    html = out.read_text()
+    maps = [plot_of(html, plot) for plot in ("lba_heatmap", "lba_heatmap_replay")]
+    counts = [[int(c) for c in re.findall(r": (\d+) IOs</title>", m)] for m in maps]
+    peaks = [int(re.search(r'class="colourbar" data-peak="(\d+)"', m).group(1)) for m in maps]
+    assert peaks[0] == peaks[1] == max(counts[1]) > 4 * max(counts[0])
+    spans = [re.findall(r"<title>[\d.]+–([\d.]+) s, ", m) for m in maps]
+    assert spans[0][0] == spans[1][0] == "0.0167"  # both cut 1.998 s into 120 columns
+    assert max(map(float, spans[0])) < 1.1 < 1.99 < max(map(float, spans[1]))
+    assert sum(counts[0]) == sum(counts[1]) == 1000
+
+
 def test_original_and_replay_lines_both_show(tmp_path):
     """The replay capture follows the original closely: the original is a pale area, the replay a dashed line over
     it (drawn after it), so neither hides the other."""

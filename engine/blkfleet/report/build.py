@@ -14,7 +14,7 @@ Policy forbids any request) with the plots of a replay and of the stored runs:
   op, dashed, over it;
 - ``lateness_histogram``: IOs per lateness bucket (submitted later than planned; 1-2-5 µs buckets);
 - ``lba_heatmap``, ``lba_heatmap_replay``: the original and the replay capture side by side in time x LBA bins
-  (one LBA axis), colour = IO count (log scale);
+  (one LBA axis, one time axis and one colour scale for both), colour = IO count (log scale);
 - ``trend_<metric>``: each metric per stored run (mean of its samples, whiskers min..max) per host and device,
   with the baseline band mean ± k·sd of the baseline's samples (k = 2 by default).
 
@@ -405,30 +405,35 @@ def _lba_range(caps):
     return s0, max(s1, s0 + 1)
 
 
-def lba_heatmap_plot(cap, plot_id, what, lba_range, missing):
-    if cap is None or not cap.times:
-        return svg.empty(plot_id, f"LBA over time, {what}", missing)
-    t0, t1 = cap.times[0], cap.times[-1]
+def _lba_grid(cap, span_t, lba_range):
+    """IO counts of one capture in HEAT_LBA_BINS x HEAT_TIME_BINS cells of ``span_t`` ns x ``lba_range``."""
+    t0 = cap.times[0]
     s0, s1 = lba_range
-    span_t = max(t1 - t0, 1)
-    span_s = s1 - s0
     grid = [[0] * HEAT_TIME_BINS for _ in range(HEAT_LBA_BINS)]
     for t, s in zip(cap.times, cap.sectors):
         c = min((t - t0) * HEAT_TIME_BINS // span_t, HEAT_TIME_BINS - 1)
-        r = min((s - s0) * HEAT_LBA_BINS // span_s, HEAT_LBA_BINS - 1)
+        r = min((s - s0) * HEAT_LBA_BINS // (s1 - s0), HEAT_LBA_BINS - 1)
         grid[r][c] += 1
-    return svg.heatmap(plot_id, f"LBA over time, {what} ({cap.device})", grid, (0.0, span_t / 1e9),
-                       (s0 / 2048, s1 / 2048), "time since first IO (s)", "LBA (MiB from device start)")
+    return grid
+
+
+LBA_MAPS = (("lba_heatmap", "original capture", "no original capture given (--original)"),
+            ("lba_heatmap_replay", "replay capture", "no capture of the replay given (--replay-capture)"))
 
 
 def lba_heatmaps(orig, replay):
-    """The original's and the replay's LBA maps, on one LBA axis."""
+    """The original's and the replay's LBA maps on one LBA axis, one time axis (the longer capture's) and one
+    colour scale, so that a cell of either map means the same IO count over the same extent."""
     caps = [c for c in (orig, replay) if c is not None and c.times]
     lba_range = _lba_range(caps) if caps else (0, 1)
-    return (lba_heatmap_plot(orig, "lba_heatmap", "original capture", lba_range,
-                             "no original capture given (--original)"),
-            lba_heatmap_plot(replay, "lba_heatmap_replay", "replay capture", lba_range,
-                             "no capture of the replay given (--replay-capture)"))
+    span_t = max([c.times[-1] - c.times[0] for c in caps] + [1])
+    grids = [_lba_grid(c, span_t, lba_range) if c in caps else None for c in (orig, replay)]
+    peak = max([v for grid in grids if grid for row in grid for v in row] + [0])
+    return tuple(svg.empty(plot_id, f"LBA over time, {what}", missing) if grid is None else
+                 svg.heatmap(plot_id, f"LBA over time, {what} ({cap.device})", grid, (0.0, span_t / 1e9),
+                             (lba_range[0] / 2048, lba_range[1] / 2048), "time since first IO (s)",
+                             "LBA (MiB from device start)", peak=peak)
+                 for cap, grid, (plot_id, what, missing) in zip((orig, replay), grids, LBA_MAPS))
 
 
 def trend_plots(runs, baseline_rows=(), k=2.0):

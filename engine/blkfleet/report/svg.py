@@ -247,11 +247,13 @@ def colour(t):
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
-def heatmap(plot_id, title, grid, xrange, yrange, xlabel, ylabel, yfmt=fmt_num, units=("s", "MiB")):
-    """``grid[row][col]`` counts, row 0 at the bottom (low y); colour on a log scale of the count; each cell's
-    tooltip gives its ranges (``units``: of x and y) and count."""
-    peak = max((v for row in grid for v in row), default=0)
-    if not peak:
+def heatmap(plot_id, title, grid, xrange, yrange, xlabel, ylabel, yfmt=fmt_num, units=("s", "MiB"), peak=None):
+    """``grid[row][col]`` counts, row 0 at the bottom (low y); colour on a log scale of the count up to ``peak``
+    (default: the grid's own; give one to put several maps on one scale); each cell's tooltip gives its ranges
+    (``units``: of x and y) and count."""
+    own = max((v for row in grid for v in row), default=0)
+    peak = max(peak or 0, own)
+    if not own:
         return empty(plot_id, title, "no data")
     width = WIDTH + 70  # room for the colour bar
     frame = Frame(xrange[0], xrange[1], yrange[0], yrange[1], width=width)
@@ -281,7 +283,7 @@ def heatmap(plot_id, title, grid, xrange, yrange, xlabel, ylabel, yfmt=fmt_num, 
     bx = frame.x1 + 24
     steps = 40
     bh = (frame.y0 - frame.y1) / steps
-    body.append('<g class="colourbar">' + "".join(
+    body.append(f'<g class="colourbar" data-peak="{peak}">' + "".join(
         f'<rect x="{bx}" y="{_f(frame.y0 - (i + 1) * bh)}" width="16" height="{_f(bh + 0.3)}" '
         f'fill="{colour(i / (steps - 1))}"/>' for i in range(steps)))
     body.append(f'<text x="{bx + 20}" y="{frame.y0}" font-size="11">1</text>'
