@@ -188,6 +188,8 @@ def test_tolerance_puts_ios_back_in_order(tmp_path):
 @pytest.mark.parametrize("fmt, text, line, problem", [
     ("msr", "128166372000000000,h,0,Read,0,4096,1\n128166372000000001,h,0,Read,0,4096\n", 2,
      "6 fields, expected 7"),
+    ("msr", "128166372000000000,h,0,Read,0,4096,1\n128166372000000001,h,0,Read,0,4096\n"
+     "128166372000000002,h,0,Read,0,4096,1,1\n", 2, "6 fields, expected 7"),  # the block's delimiters add up
     ("msr", "128166372000000000,h,0,Read,x12,4096,1\n", 1, "offset 'x12' is not a whole number"),
     ("msr", "128166372000000000,h,0,Readd,0,4096,1\n", 1, "operation 'Readd' is not one of 'Read', 'Write'"),
     ("msr", "128166372000000000,h,0,Read,-512,4096,1\n", 1, "offset '-512' is not a whole number"),

@@ -91,14 +91,14 @@ class Importer:
 
     def _input(self, name, stream):
         self.fmt.begin(name)
-        lines = ios = 0
+        ios = 0
+        text, first = b"", 1
         for text, first in blocks(name, stream):
-            lines = first - 1 + text.count(b"\n")  # the block's last line
             rows = self.fmt.parse(name, text, first)
             if len(rows):
                 ios += len(rows)
                 self._rows(name, rows)
-        self.inputs.append({"name": name, "lines": lines, "ios": ios})
+        self.inputs.append({"name": name, "lines": first - 1 + text.count(b"\n"), "ios": ios})
 
     def _rows(self, name, rows):
         if self.time_base is None:
