@@ -204,6 +204,8 @@ def test_tolerance_puts_ios_back_in_order(tmp_path):
     ("fio-iolog", "fio version 3 iolog\n0 /dev/a add\n5 /dev/a frobnicate 0 1\n", 3, "action 'frobnicate' is not "
      "read, write, trim, sync, datasync, sync_file_range or wait"),
     ("fio-iolog", "fio version 3 iolog\n0 /dev/a read 0\n", 2, "4 fields, expected 3 (file action) or 5 (IO)"),
+    ("fio-iolog", "fio version 3 iolog\n0 /dev/a read 0 4096\n1 /dev/a read 0\n2 /dev/a read 0 4096 7\n", 3,
+     "4 fields, expected 3 (file action) or 5 (IO)"),  # the block's blanks add up
     ("blkparse", "not an event\n  8,0 3 1 0.000000000 697 Q W 223490 + 8 [a]\n", 1,
      "not an event line of blkparse's default output"),
     ("blkparse", "  8,0 3 1 0.000000000 697 Q W 2x3490 + 8 [a]\n", 1,

@@ -44,6 +44,31 @@ class Rows:
                     bytes(compress(self.flags, mask)), self.dev_t)
 
 
+def uniform_lines(text, width, sep=None):
+    """The number of lines of ``text`` (whole lines) when every one has ``width`` fields apart by one ``sep``
+    (None: one space, and no other blank anywhere), else None: then the caller looks line by line. One
+    ``translate`` leaves the block's skeleton (its separators and newlines), compared at once with what it must be."""
+    if sep is None:
+        if text[:1] == b" " or any(blank in text for blank in _OTHER_BLANKS):
+            return None
+        sep = b" "
+    skeleton = text.translate(None, _not_structure(sep))
+    n = skeleton.count(b"\n")
+    return n if skeleton == (sep * (width - 1) + b"\n") * n else None
+
+
+_OTHER_BLANKS = (b"\t", b"\r", b"\x0b", b"\x0c", b"  ", b" \n", b"\n ")
+_NOT_STRUCTURE = {}
+
+
+def _not_structure(sep):
+    """Every byte but ``sep`` and the newline (what a skeleton drops)."""
+    drop = _NOT_STRUCTURE.get(sep)
+    if drop is None:
+        drop = _NOT_STRUCTURE[sep] = bytes(b for b in range(256) if b not in sep + b"\n")
+    return drop
+
+
 def line_numbers(first, count):
     """The lines of ``count`` IOs one per line from ``first`` on (a range: nothing stored per IO)."""
     return range(first, first + count)

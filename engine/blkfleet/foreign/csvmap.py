@@ -2,10 +2,10 @@
 in which units. The public CSV traces (MSR Cambridge, Alibaba, Tencent CBS: formats.py) are mappings too, and
 ``blkfleet import csv`` takes one from the command line.
 
-When every line of a block has ``fields`` fields (the block's skeleton, its delimiters and newlines alone, is
-one ``translate``, compared at once with what it must be), the block is split at once (the newlines made
-delimiters, one ``split``) and every column is a strided slice of it; otherwise it is walked line by line to
-skip empty lines and name the first line with another number of fields.
+When every line of a block has ``fields`` fields (``columns.uniform_lines``: one ``translate`` and one compare),
+the block is split at once (the newlines made delimiters, one ``split``) and every column is a strided slice of
+it; otherwise it is walked line by line to skip empty lines and name the first line with another number of
+fields.
 """
 
 from array import array
@@ -13,7 +13,7 @@ from itertools import repeat
 from operator import mul
 
 from ..replayfile.ops import OP_NAMES
-from .columns import Rows, check_extents, line_numbers, plain_text, scaled, whole
+from .columns import Rows, check_extents, line_numbers, plain_text, scaled, uniform_lines, whole
 from .inputs import InputError
 
 TIME_UNITS = {"ns": (1, 1), "us": (1000, 1), "ms": (1_000_000, 1), "s": (1_000_000_000, 1),
@@ -38,8 +38,6 @@ class CsvLayout:
         self.time_unit, self.offset_unit, self.size_unit = time_unit, offset_unit, size_unit
         self.op, self.op_values, self.default_op = op, dict(op_values or {}), default_op
         self.device, self.delimiter = tuple(device), delimiter
-        if delimiter is not None:  # every byte but the delimiter and the newline: what a line's skeleton drops
-            self._not_structure = bytes(b for b in range(256) if b not in delimiter + b"\n")
         self.headers, self.skip_lines = frozenset(headers), skip_lines
         self.default_name = device_name
 
@@ -61,14 +59,14 @@ class CsvLayout:
             if text[:end].strip().lower().replace(b" ", b"") in self.headers:
                 text, first = text[end + 1:], 2
         sep, width = self.delimiter, self.fields
-        if sep is None:  # fields apart by blanks
-            n = text.count(b"\n")
-            whole_block = list(map(len, map(bytes.split, text.split(b"\n")[:-1]))).count(width) == n
+        n = uniform_lines(text, width, sep)
+        whole_block = n is not None
+        if sep is None:  # fields apart by blanks (runs of them, too)
+            if not whole_block:
+                n = text.count(b"\n")
+                whole_block = list(map(len, map(bytes.split, text.split(b"\n")[:-1]))).count(width) == n
             flat = text.split() if whole_block else None
         else:
-            skeleton = text.translate(None, self._not_structure)
-            n = skeleton.count(b"\n")
-            whole_block = skeleton == (sep * (width - 1) + b"\n") * n
             flat = text.replace(b"\n", sep).split(sep) if whole_block else None
         if whole_block and n:
             columns = [flat[i:n * width:width] for i in range(width)]

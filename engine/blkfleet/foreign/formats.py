@@ -19,7 +19,7 @@ from itertools import compress, count, repeat
 from operator import methodcaller, mul, sub
 
 from ..replayfile.ops import DISCARD, F_AHEAD, F_FUA, F_META, F_PREFLUSH, F_SYNC, FLUSH, READ, WRITE
-from .columns import Rows, check_extents, line_numbers, scaled, whole
+from .columns import Rows, check_extents, line_numbers, scaled, uniform_lines, whole
 from .csvmap import TIME_UNITS, CsvLayout
 from .inputs import InputError
 
@@ -80,9 +80,12 @@ class FioIolog:
                 raise InputError(name, 1, "not a fio iolog: the first line is not 'fio version 2 iolog' or "
                                  "'fio version 3 iolog'")
             text, first = text[end + 1:], 2
-        each = text.split(b"\n")[:-1]
-        n = len(each)
-        if self.version == 3 and n and list(map(len, map(bytes.split, each))).count(5) == n:
+        each = None
+        n = uniform_lines(text, 5) if self.version == 3 else None
+        if n is None and self.version == 3:  # blanks other than single spaces, or other lines
+            each = text.split(b"\n")[:-1]
+            n = len(each) if list(map(len, map(bytes.split, each))).count(5) == len(each) else None
+        if n:
             flat = text.split()
             actions = flat[2::5]
             if actions.count(b"read") + actions.count(b"write") == n:
@@ -90,7 +93,7 @@ class FioIolog:
                 times = scaled(name, flat[0::5], lines, "time", 1000)
                 ops = bytes(map(FIO_IO.__getitem__, actions))
                 return self._rows(name, times, flat[3::5], flat[4::5], ops, flat[1::5], lines)
-        return self._walk(name, each, first)
+        return self._walk(name, text.split(b"\n")[:-1] if each is None else each, first)
 
     def _walk(self, name, each, first):
         times, offsets, sizes, ops, files, lines = [], [], [], bytearray(), [], array("q")
