@@ -1,5 +1,6 @@
 """SCHED_FIFO replay workers: ``realtime`` in the results, what happens without the right to use SCHED_FIFO,
-and a worker busy all along leaving SCHED_FIFO (clear of the kernel's real-time throttling)."""
+a worker busy all along leaving SCHED_FIFO (clear of the kernel's real-time throttling), and one the device
+holds back (at its depth limit) leaving it too."""
 
 import json
 import os
@@ -81,8 +82,9 @@ def dense_trace(directory, seconds=3.0, step_ns=20_000, device="loop1"):
     return n
 
 
-def policies(pid, stop):
-    """The scheduling policies the children of ``pid`` go through, in order, until ``stop`` is set."""
+def policies(pid, stop, when=None):
+    """The scheduling policies the children of ``pid`` go through, in order, until ``stop`` is set; ``when``: a
+    list that gets the monotonic time each was first seen."""
     seen = []
     while not stop.is_set():
         try:
@@ -92,10 +94,24 @@ def policies(pid, stop):
                 policy = os.sched_getscheduler(child)
                 if not seen or seen[-1] != policy:
                     seen.append(policy)
+                    if when is not None:
+                        when.append(time.monotonic())
         except OSError:
             pass
         time.sleep(0.002)
     return seen
+
+
+def burst_trace(directory, seconds=2.0, every_ns=5_000_000, burst=64, device="loop1"):
+    """Bursts of ``burst`` 4 KiB reads due at one instant, every ``every_ns``: the worker sleeps most of the
+    time, and in every burst finds its IOs in flight at a small depth limit."""
+    rng = random.Random(5)
+    w = native.NativeWriter(directory / f"{device}.replay.0")
+    bursts = int(seconds * 1e9 / every_ns)
+    for b in range(bursts):
+        w.add_bunch(1_000_000_000 + b * every_ns, [(8 * rng.randrange(16384), 4096, 0, READ, 0, 1)] * burst)
+    w.close()
+    return bursts * burst
 
 
 @root
@@ -124,6 +140,37 @@ def test_a_worker_busy_all_along_leaves_sched_fifo(tmp_path, loopdev):
     assert [os.SCHED_FIFO, os.SCHED_OTHER] in [seen[k:k + 2] for k in range(len(seen))], seen
 
 
+@root
+def test_a_worker_the_device_holds_back_leaves_sched_fifo(tmp_path, loopdev):
+    """Bursts of 64 reads every 5 ms with at most 4 in flight: the worker sleeps most of the time (not busy), but
+    every burst finds its depth limit reached, so the device, not the trace, sets its pace: it runs as a normal
+    task from its first look at the scheduling (100 ms) until the replay ends, not as SCHED_FIFO, which would
+    keep the kernel threads finishing its IOs off its CPU."""
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("realtime auto needs a CPU left to the kernel (2 CPUs or more)")
+    n = burst_trace(tmp_path)
+    res = tmp_path / "res.json"
+    proc = subprocess.Popen([sys.executable, "-m", "blkfleet", "replay", "-d", str(tmp_path), "-M",
+                             str(map_file(tmp_path, loopdev(64 << 20))), "--depth", "4", "--json", str(res),
+                             "loop1"], env=ENV, stderr=subprocess.PIPE, text=True)
+    stop, seen, when = threading.Event(), [], []
+    poller = threading.Thread(target=lambda: seen.extend(policies(proc.pid, stop, when)))
+    poller.start()
+    try:
+        _out, err = proc.communicate(timeout=60)
+        ended = time.monotonic()
+    finally:
+        stop.set()
+        poller.join()
+    assert proc.returncode == 0, err
+    doc = json.loads(res.read_text())
+    assert doc["realtime"] is True and doc["total"]["ios"] == n and doc["depth"] == 4
+    fifo = [t for policy, t in zip(seen, when) if policy == os.SCHED_FIFO]
+    other = [t for policy, t in zip(seen, when) if policy == os.SCHED_OTHER and fifo and t > fifo[0]]
+    assert len(fifo) == 1 and other, (seen, when)  # never SCHED_FIFO again once it left
+    assert other[0] - fifo[0] < 0.5 and ended - other[0] > 1.0, (fifo, other, ended)
+
+
 def test_tick_follows_how_busy_the_worker_was(monkeypatch):
     clock, cpu, calls = [0], [0], []
     monkeypatch.setattr(realtime, "time", SimpleNamespace(thread_time_ns=lambda: cpu[0], monotonic_ns=lambda: clock[0]))
@@ -148,6 +195,20 @@ def test_tick_follows_how_busy_the_worker_was(monkeypatch):
     assert calls == [fifo, other, fifo]
     rt.stop()
     assert calls == [fifo, other, fifo, other]
+
+    calls.clear()
+    rt = realtime.Realtime(True)
+    rt.start()
+    rt.tick(clock[0] + window, held=True)  # the depth limit reached: a normal task, however idle
+    assert calls == [fifo, other]
+    for _ in range(realtime.HOLD_WINDOWS - 1):
+        window_at(0.1)
+        assert calls == [fifo, other]  # until HOLD_WINDOWS windows passed after the last one held back
+    window_at(0.1)
+    assert calls == [fifo, other, fifo]
+    rt.tick(clock[0] + window, held=True)
+    assert calls == [fifo, other, fifo, other]
+    rt.stop()
 
     calls.clear()
     off = realtime.Realtime(False)

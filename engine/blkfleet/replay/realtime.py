@@ -9,6 +9,11 @@ and the kernel stops real-time tasks that use more than ``sched_rt_runtime_us`` 
 ~40 ms hole; measured). So every ``WINDOW_NS`` the worker looks at its CPU use over the window: above ``HIGH``
 it runs as a normal task, below ``LOW`` as SCHED_FIFO again (any second then holds at most ~900 ms of
 real-time use).
+
+Nor does it pay while the device holds the worker back: when, in a window, the worker found as many IOs in
+flight as it may have (the depth limit), the device's side of the IO is what the replay waits for, and a
+real-time worker spinning between submissions takes CPU time from the kernel threads that finish the IOs. The
+worker then runs as a normal task for at least ``HOLD_WINDOWS`` windows after the last such window.
 """
 
 import os
@@ -16,6 +21,7 @@ import time
 
 WINDOW_NS = 100_000_000
 HIGH, LOW = 0.90, 0.80
+HOLD_WINDOWS = 10
 PRIORITY = 1
 
 
@@ -27,6 +33,7 @@ class Realtime:
         self.wanted = wanted
         self.fifo = False
         self._wall = self._cpu = 0
+        self._hold = 0  # windows left as a normal task after the device held the worker back
 
     def start(self):
         """Switch to SCHED_FIFO; raises OSError if not allowed. Returns the first instant to ``tick``."""
@@ -36,13 +43,19 @@ class Realtime:
         self._wall, self._cpu = time.monotonic_ns(), time.thread_time_ns()
         return self._wall + WINDOW_NS
 
-    def tick(self, now):
+    def tick(self, now, held=False):
+        """``held``: in the window that ended, the worker found the depth limit reached (the device, not the
+        trace's times, held it back)."""
         wall, cpu = time.monotonic_ns(), time.thread_time_ns()
         busy = (cpu - self._cpu) / max(wall - self._wall, 1)
         self._wall, self._cpu = wall, cpu
-        if self.fifo and busy > HIGH:
+        if held:
+            self._hold = HOLD_WINDOWS
+        elif self._hold:
+            self._hold -= 1
+        if self.fifo and (busy > HIGH or self._hold):
             self._set(False)
-        elif not self.fifo and busy < LOW:
+        elif not self.fifo and busy < LOW and not self._hold:
             self._set(True)
         return now + WINDOW_NS
 

@@ -314,6 +314,7 @@ class Replayer:
         interrupted = False
         dry_since = None  # when the window ran dry before the iteration's end (the feeder fell behind)
         last_probe = -WARM_NS
+        held = False  # the depth limit was reached since the last look at the scheduling (Realtime.tick)
         while mono() < start_ns - WARM_NS and not stop():
             time.sleep(min(max(start_ns - WARM_NS - mono(), 0), STOP_POLL_NS) / 1e9)
         start_wall = time.time() + (start_ns - mono()) / 1e9
@@ -332,7 +333,8 @@ class Replayer:
                 interrupted = True
                 break
             if now >= rt_check:
-                rt_check = rt.tick(now)
+                rt_check = rt.tick(now, held)
+                held = False
                 warm = WARM_FIFO_NS if rt.fifo else WARM_NS
             if i >= n:  # everything fed is sent: look for more
                 n, end = ctl[FED], ctl[END]
@@ -385,6 +387,7 @@ class Replayer:
                     inflight -= took(events)
                 continue
             if inflight >= depth:
+                held = True
                 events = io.reap(1, 10_000_000)
                 if events:
                     inflight -= took(events)
