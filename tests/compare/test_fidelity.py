@@ -338,3 +338,20 @@ def test_a_constant_shift_is_told_apart_from_jitter(tmp_path):
     assert r["issue_time_error_us"]["p50"] == 300.0
     assert r["issue_time_offset_us"] == -300.0
     assert r["issue_time_error_around_offset_us"]["p50"] == 0.0
+
+
+def test_a_wild_time_stamp_costs_no_memory(tmp_path):
+    """One IO 3 years after the others (a damaged or foreign time stamp): compare and report still finish at once
+    in bounded memory (per-100-ms buckets of the whole span would be 10^9 of them)."""
+    ios = [(k * MS, 8 * k, 4096, Q_READ) for k in range(1000)] + [(10**17, 8, 4096, Q_READ)]
+    orig, rep = write_capture(tmp_path / "o", ios), write_capture(tmp_path / "r", ios)
+    env = {**os.environ, "PYTHONPATH": str(ENGINE)}
+    limit = "import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)); " \
+            "sys.argv = ['blkfleet'] + sys.argv[1:]; runpy.run_module('blkfleet', run_name='__main__')"
+    for args in (["compare", orig, rep, "--json", str(tmp_path / "c.json")],
+                 ["report", "--original", orig, "--replay-capture", rep, "-o", str(tmp_path / "r.html")]):
+        proc = subprocess.run([sys.executable, "-c", limit, *args], env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert proc.returncode == 0, proc.stderr
+    doc = json.loads((tmp_path / "c.json").read_text())
+    assert doc["matched"] == 1001 and doc["iops"]["mape_pct"] == 0.0

@@ -42,6 +42,7 @@ from . import svg
 from .interact import SCRIPT
 
 BUCKET_NS = 100_000_000
+MAX_BUCKETS = 100_000  # of a timeline plot, whatever the span
 HEAT_TIME_BINS = 120
 HEAT_LBA_BINS = 64
 
@@ -58,11 +59,15 @@ figure{margin:12px 0}svg.plot{max-width:100%;height:auto;border:1px solid #eee}
 
 
 def _bucket_ns(span_ns):
-    """A 1-2-5 bucket width giving at least ~60 buckets over the span, between 1 ms and 100 ms (compare's)."""
+    """A 1-2-5 bucket width giving at least ~60 buckets over the span, between 1 ms and 100 ms (compare's); wider
+    (1-2-5 steps) only where 100 ms would make more than MAX_BUCKETS (a span of days, or a wild time stamp)."""
     for width in (1, 2, 5, 10, 20, 50):
         if span_ns / (width * 1_000_000) <= 60:
             return width * 1_000_000
-    return BUCKET_NS
+    width = BUCKET_NS
+    while span_ns / width > MAX_BUCKETS:
+        width = width * 5 // 2 if str(width)[0] == "2" else width * 2  # 1, 2, 5, 10, ...
+    return width
 
 
 def _ios_per_bucket(times, width):
