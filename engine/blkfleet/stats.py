@@ -18,17 +18,20 @@ METHODS = ("linear", "nearest")
 
 
 def mean(xs):
-    """The arithmetic mean of a non-empty sequence."""
-    return sum(xs) / len(xs)
+    """The arithmetic mean of a non-empty sequence; exactly the value when all are equal (a sum of n copies
+    divided by n may differ from it in the last bit, which made equal samples look different)."""
+    if min(xs) == max(xs):
+        return float(xs[0])
+    return math.fsum(xs) / len(xs)
 
 
 def variance(xs):
-    """Sample variance (n - 1 denominator); 0 for fewer than two values."""
+    """Sample variance (n - 1 denominator); 0 for fewer than two values or equal ones."""
     n = len(xs)
     if n < 2:
         return 0.0
     m = mean(xs)
-    return sum((x - m) ** 2 for x in xs) / (n - 1)
+    return math.fsum((x - m) ** 2 for x in xs) / (n - 1)
 
 
 def median(xs):

@@ -111,3 +111,14 @@ def test_against_scipy_when_available():
         assert welch(a, b).p == pytest.approx(ref.pvalue, rel=1e-8)
         assert mann_whitney(a, b).p == pytest.approx(stats.mannwhitneyu(b, a, method="asymptotic").pvalue,
                                                      rel=1e-9)
+
+
+@pytest.mark.parametrize("value", [1902.9, 0.1, 7.79, 1e-7])
+def test_equal_samples_are_equal(value):
+    """Samples of one value, of different sizes: p 1 and no spread (the sum of n copies over n used to differ
+    from the value in its last bit: p 0.083 for two identical samples of 1902.9)."""
+    from blkfleet.stats import mean, variance
+
+    a, b = [value] * 9, [value] * 3
+    assert mean(a) == mean(b) == value and variance(a) == variance(b) == 0.0
+    assert welch(a, b).p == 1.0
