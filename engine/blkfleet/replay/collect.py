@@ -25,7 +25,6 @@ from ..results.summary import Summary, Timeline
 from . import lanes
 from .window import FREED, ISSUED, LOG_TAIL, W_NBYTES, W_OFFSET, read_log
 
-
 _PICK = [bytes(int(b == op) for b in range(256)) for op in range(256)]  # op -> a byte table: 1 for it, else 0
 
 
