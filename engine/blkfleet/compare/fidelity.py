@@ -273,20 +273,22 @@ def _side(cap, span_ns):
 def _iops_mape(otimes, rtimes, o0, r0, ospan, acc):
     """(MAPE in percent or None, number of buckets) of the per-100-ms IO counts (times sorted, in ns).
 
-    Only the buckets holding original IOs count (MAPE skips the others), so only those are looked at: memory and
-    time follow the IOs, not the span (a capture with one wild time stamp would otherwise ask for a list as long
-    as the span is in 100 ms steps)."""
+    Only the buckets holding original IOs count (MAPE skips the others), so only those are looked at, found by
+    jumping from one original IO to the next bucket's: memory and time follow the IOs' buckets, not the span (a
+    capture with one wild time stamp would otherwise ask for a list as long as the span is in 100 ms steps)."""
     n = int(ospan / acc // BUCKET_NS) + 1
     width = BUCKET_NS * acc  # a bucket of the replay's timeline, in original ns
-    # Bucket b holds the IOs at or after its start and before the next start: differences of bisections. The
-    # candidates (each IO's bucket and its neighbours, against rounding) include every bucket with an IO.
-    candidates = set()
-    for b in {int((t - o0) // width) for t in otimes}:
-        candidates.update((b - 1, b, b + 1))
+    # Bucket b holds the IOs at or after its start and before the next start: differences of bisections.
     ocount, rcount = [], []
-    for b in sorted(c for c in candidates if 0 <= c < n):
-        ocount.append(bisect_left(otimes, o0 + (b + 1) * width) - bisect_left(otimes, o0 + b * width))
-        rcount.append(bisect_left(rtimes, r0 + (b + 1) * BUCKET_NS) - bisect_left(rtimes, r0 + b * BUCKET_NS))
+    b = k = 0  # the next bucket to look at; the first original IO not counted yet
+    while k < len(otimes) and b < n:
+        b = max(b, int((otimes[k] - o0) // width) - 1)  # the buckets before IO k's are empty (one spare: rounding)
+        lo, hi = (bisect_left(otimes, o0 + x * width) for x in (b, b + 1))
+        if hi > lo and b < n:
+            ocount.append(hi - lo)
+            rcount.append(bisect_left(rtimes, r0 + (b + 1) * BUCKET_NS) - bisect_left(rtimes, r0 + b * BUCKET_NS))
+        k = max(k, hi)
+        b += 1
     return mape(ocount, rcount), n
 
 

@@ -25,7 +25,10 @@ from ..results.summary import Summary, Timeline
 from . import lanes
 from .window import FREED, ISSUED, LOG_TAIL, W_NBYTES, W_OFFSET, read_log
 
-_PICK = [bytes(int(b == op) for b in range(256)) for op in range(256)]  # op -> a byte table: 1 for it, else 0
+
+def _pick(op):
+    """A ``translate`` table: 1 for ``op``, 0 for every other byte."""
+    return bytes(op) + b"\1" + bytes(255 - op)
 
 
 class _Slots:
@@ -142,7 +145,7 @@ class Collector:
             ops, tgts = win.op[a:b].tobytes(), win.target[a:b].tolist()
             if min(tgts) == max(tgts):
                 kinds = set(ops)
-                groups = [(tgts[0], op, ops.translate(_PICK[op]) if len(kinds) > 1 else None) for op in kinds]
+                groups = [(tgts[0], op, ops.translate(_pick(op)) if len(kinds) > 1 else None) for op in kinds]
             else:
                 keys = list(zip(tgts, ops))
                 groups = [(t, op, [k == (t, op) for k in keys]) for t, op in set(keys)]
@@ -195,7 +198,7 @@ class Collector:
         elif min(tgts) == max(tgts):  # one target, several ops (reads and writes): a mask per op, at C speed
             kinds = bytes(ops)
             for op in set(kinds):
-                pick = kinds.translate(_PICK[op])
+                pick = kinds.translate(_pick(op))
                 g_lats = list(compress(lats, pick))
                 self.summary(it, tgts[0]).completed(it, op, g_lats, max(compress(ends, pick)))
                 self.timeline.completed((tgts[0], op), offset, list(compress(subs, pick)), g_lats)

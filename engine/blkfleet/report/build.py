@@ -432,7 +432,7 @@ def lba_heatmaps(orig, replay):
     caps = [c for c in (orig, replay) if c is not None and c.times]
     lba_range = _lba_range(caps) if caps else (0, 1)
     span_t = max([c.times[-1] - c.times[0] for c in caps] + [1])
-    grids = [_lba_grid(c, span_t, lba_range) if c in caps else None for c in (orig, replay)]
+    grids = [_lba_grid(c, span_t, lba_range) if c is not None and c.times else None for c in (orig, replay)]
     peak = max([v for grid in grids if grid for row in grid for v in row] + [0])
     return tuple(svg.empty(plot_id, f"LBA over time, {what}", missing) if grid is None else
                  svg.heatmap(plot_id, f"LBA over time, {what} ({cap.device})", grid, (0.0, span_t / 1e9),
