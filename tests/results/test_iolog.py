@@ -66,3 +66,13 @@ def test_damage_is_one_error(tmp_path):
     w.close()
     with pytest.raises(BlkfleetError, match="device index beyond"), IOLog(str(dev)) as log:
         list(log.blocks())
+    for column, value, message in ((7, 9, "operation code 9 unknown"), (0, -1, "negative submit time"),
+                                   (2, -3, "negative submit time or latency"), (4, 1 << 63, "offset beyond")):
+        cols = columns(10)
+        cols[column] = [value] * 10
+        path = tmp_path / f"col{column}.log"
+        w = IOLogWriter(str(path), [("sda", "/dev/loop3"), ("sdb", "/dev/loop4")], 0, 0)
+        w.write_block(1, 0, 0, cols)
+        w.close()
+        with pytest.raises(BlkfleetError, match=message), IOLog(str(path)) as log:
+            list(log.blocks())

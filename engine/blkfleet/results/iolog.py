@@ -35,6 +35,7 @@ from array import array
 
 from ..errors import BlkfleetError, TraceFormatError
 from ..files import open_new
+from ..replayfile.ops import OP_NAMES
 
 MAGIC = b"BFIOLOG\0"
 VERSION = 1
@@ -188,8 +189,15 @@ class IOLog:
                 col.frombytes(f.read(n)[:col.itemsize * count])
                 cols[name] = col
             ndev = len(self.devices)
-            if count and max(cols["device"]) >= ndev:
-                raise TraceFormatError(self.path, offset, f"device index beyond the {ndev}-entry device table")
+            if count:
+                if max(cols["device"]) >= ndev:
+                    raise TraceFormatError(self.path, offset, f"device index beyond the {ndev}-entry device table")
+                if max(cols["op"]) >= len(OP_NAMES):
+                    raise TraceFormatError(self.path, offset, f"operation code {max(cols['op'])} unknown")
+                if min(cols["submit_ns"]) < 0 or min(cols["latency_ns"]) < 0:
+                    raise TraceFormatError(self.path, offset, "a negative submit time or latency")
+                if max(cols["offset"]) >= 1 << 63:
+                    raise TraceFormatError(self.path, offset, "an offset beyond 2^63 bytes")
             yield iteration, worker, it_start, cols
             records += count
             blocks += 1
