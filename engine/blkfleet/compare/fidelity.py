@@ -82,14 +82,12 @@ def load_capture(directory, device, since_ns=None):
     """Read, merge by time and classify the Q events of every CPU file of ``device`` in ``directory``;
     ``since_ns``: leave out the events before that instant (a replay's start: the probes made before it)."""
     times, sectors, nbytes, actions = [], [], [], []
-    runs = 0
     for path in find_per_cpu(directory, device, "blktrace"):
         for batch in queued_batches(path):
             times += batch.times
             sectors += batch.sectors
             nbytes += batch.nbytes
             actions += batch.actions
-            runs += 1
     left_out = 0
     if since_ns is not None:
         keep = [i for i, t in enumerate(times) if t >= since_ns]
@@ -102,8 +100,9 @@ def load_capture(directory, device, since_ns=None):
     if not times:
         raise BlkfleetError(f"{directory}: no queued IOs (Q events) for device {device}"
                             + (f" after the replay's start ({left_out} before it)" if since_ns is not None else ""))
-    if runs > 1 and any(a > b for a, b in zip(times, times[1:])):
-        # Timsort merges the per-CPU (already sorted) runs: in effect a k-way merge; stable for ties.
+    if any(a > b for a, b in zip(times, times[1:])):
+        # Timsort merges the per-CPU runs (each in time order, unless its clock stepped back): in effect a k-way
+        # merge; stable for ties.
         order = sorted(range(len(times)), key=times.__getitem__)
         times = [times[i] for i in order]
         sectors = [sectors[i] for i in order]

@@ -51,7 +51,7 @@ class Plan:
         """The chunk of one input stream (``first``, ``offset``, ``rate``: its time map) transformed."""
         c = self.counts
         c["ios_in"] += len(chunk)
-        chunk = self._time_map(chunk, first, offset, rate)
+        chunk = self._time_map(chunk, first, offset, rate, where)
         chunk = self._window(chunk)
         if self.skip and set(chunk.ops) & self.skip:
             keep = bytes(0 if o in self.skip else 1 for o in chunk.ops)
@@ -61,18 +61,18 @@ class Plan:
             chunk = self._lba(chunk, where)
         if len(chunk) and self.time_scale != 1:
             t0, f = self.t0, self.time_scale
-            chunk = ch.with_columns(chunk, times=_q([t0 + round((t - t0) * f) for t in chunk.times]))
+            chunk = ch.with_columns(chunk, times=_q([t0 + round((t - t0) * f) for t in chunk.times], where, TIMES))
         c["ios_out"] += len(chunk)
         return chunk
 
-    def _time_map(self, chunk, first, offset, rate):
+    def _time_map(self, chunk, first, offset, rate, where):
         base = self.t0 + offset
         if rate == 1:
             if base == first:
                 return chunk
             delta = base - first
-            return ch.with_columns(chunk, times=_q(map(add, chunk.times, repeat(delta))))
-        return ch.with_columns(chunk, times=_q([base + round((t - first) / rate) for t in chunk.times]))
+            return ch.with_columns(chunk, times=_q(map(add, chunk.times, repeat(delta)), where, TIMES))
+        return ch.with_columns(chunk, times=_q([base + round((t - first) / rate) for t in chunk.times], where, TIMES))
 
     def _window(self, chunk):
         lo, hi = self.window
@@ -103,7 +103,8 @@ class Plan:
             offsets, sizes = self._aligned(offsets, sizes, data)
         if max(sizes) > 0xFFFFFFFF:
             raise BlkfleetError(f"{where}: an IO grew beyond 2^32 - 1 bytes")
-        return ch.with_columns(chunk, sectors=_q([o // SECTOR for o in offsets]), nbytes=_q(sizes))
+        return ch.with_columns(chunk, sectors=_q([o // SECTOR for o in offsets], where, "an offset"),
+                               nbytes=_q(sizes, where, "a size"))
 
     def _wrapped(self, offsets, sizes, data, where):
         size, unit = self.wrap, self.unit
@@ -149,5 +150,12 @@ class Plan:
         return new_offsets, new_sizes
 
 
-def _q(values):
-    return array("q", values)
+TIMES = "a time stamp"
+
+
+def _q(values, where, what):
+    """``values`` as an int64 column; one error naming the input if one of them does not fit."""
+    try:
+        return array("q", values)
+    except OverflowError:
+        raise BlkfleetError(f"{where}: {what} beyond the 64-bit range after the transform") from None

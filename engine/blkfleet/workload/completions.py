@@ -10,6 +10,7 @@ of unmatched Qs and Cs says how well the two matched.
 from array import array
 from collections import Counter
 
+from ..errors import BlkfleetError
 from ..replayfile.reader import IOChunk
 from ..results.histogram import LogHistogram
 from ..trace.actions import is_complete
@@ -28,16 +29,19 @@ def completion_chunks(path):
             if is_complete(rec.action):
                 rows.append(rec)
                 if len(rows) >= ROWS:
-                    yield _chunk(rows)
+                    yield _chunk(rows, path)
                     rows = []
     if rows:
-        yield _chunk(rows)
+        yield _chunk(rows, path)
 
 
-def _chunk(rows):
+def _chunk(rows, path):
     n = len(rows)
-    return IOChunk(array("q", (r.time for r in rows)), array("q", (r.sector for r in rows)),
-                   array("q", (r.bytes for r in rows)), bytes(n), bytes(n))
+    try:
+        return IOChunk(array("q", (r.time for r in rows)), array("q", (r.sector for r in rows)),
+                       array("q", (r.bytes for r in rows)), bytes(n), bytes(n))
+    except OverflowError:
+        raise BlkfleetError(f"{path}: a completion's time stamp or sector is 2^63 or more") from None
 
 
 class Completions:
