@@ -43,6 +43,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 from blkfleet.percpu import find_per_cpu  # noqa: E402
 from blkfleet.replayfile import open_replay  # noqa: E402
+from blkfleet.results.iolog import IOLog  # noqa: E402
 from blkfleet.trace.actions import is_complete, is_queue  # noqa: E402
 from blkfleet.trace.matching import Matcher  # noqa: E402
 from blkfleet.trace.reader import TraceReader  # noqa: E402
@@ -106,14 +107,21 @@ def pct(values, p):
     return values[min(len(values) - 1, int(p / 100 * len(values)))] if values else None
 
 
-def figures(capdir, name):
-    """What a capture says a device did: run time, IOPS, latency and in-flight figures (Qs with data, as btt)."""
+def figures(capdir, name, last=None):
+    """What a capture says a device did: run time, IOPS, latency and in-flight figures (Qs with data, as btt).
+    ``last``: only the last so many Qs (and the events from the first of them on): a replay's own IOs, without
+    the reads of the target check before its start."""
     rows = []
     for path in find_per_cpu(capdir, name, "blktrace"):
         with TraceReader(path) as reader:
             rows += [(r.time, is_complete(r.action), r.sector, r.bytes) for r in reader
                      if r.bytes and (is_queue(r.action) or is_complete(r.action))]
     rows.sort()
+    if last is not None:
+        queued = [t for t, is_c, _s, _n in rows if not is_c]
+        if len(queued) > last:
+            cut = queued[len(queued) - last]
+            rows = [r for r in rows if r[0] >= cut]
     matcher = Matcher()
     latencies, depths, issues, completions = [], [], [], []
     last_c = None
@@ -143,6 +151,12 @@ def figures(capdir, name):
             "unmatched": matcher.unmatched, "_qc": list(zip(issues, completions))}
 
 
+def recorded_ios(repdir, name):
+    """IOs with data in a directory of replay files: what a replay of it (-W) queues on its target."""
+    return sum(len(chunk.nbytes) - chunk.nbytes.count(0) for path in find_per_cpu(repdir, name, "replay")
+               for chunk in open_replay(path).chunks())
+
+
 def reaction(repdir, name, qc):
     """Per dependent IO of a dependency-mode replay: its Q less its latest parent's C less its recorded think time
     (µs; p50, p90, mean): what the engine adds to each link of a chain. The replay issues in trace order with
@@ -164,7 +178,52 @@ def reaction(repdir, name, qc):
         done = [qc[index[p]][1] for p in parents if p in index and qc[index[p]][1] is not None]
         if n and done and len(done) == len(parents):
             gaps.append((qc[index[seq]][0] - max(done) - think) / 1e3)
+    if not gaps:  # no dependent IO whose parents all showed in the capture
+        return {"p50": None, "p90": None, "mean": None}
     return {"p50": round(pct(gaps, 50), 1), "p90": round(pct(gaps, 90), 1), "mean": round(statistics.mean(gaps), 1)}
+
+
+def reaction_parts(iolog, capdir, name):
+    """Where a dependent IO's reaction goes (µs, p50): ``submit_to_q``, from the engine's submit instant (its per-IO
+    log) to the IO's Q event (the kernel's submission path); ``c_to_seen``, from a completion's C event to the
+    engine's taking it (the kernel's completion path, and waking the worker); ``late``, the engine's own delay
+    past the moment it decided. IOs are paired with the capture's Qs and Cs by sector, the n-th with the n-th (the
+    capture's clock is CLOCK_MONOTONIC, as the log's)."""
+    logged = {}
+    with IOLog(iolog) as log:
+        for _it, _w, start, cols in log.blocks():
+            for sub, late, lat, off, n in zip(cols["submit_ns"], cols["lateness_ns"], cols["latency_ns"],
+                                              cols["offset"], cols["nbytes"]):
+                if n:
+                    logged.setdefault(off // 512, []).append((start + sub, start + sub + lat, late))
+    for ios in logged.values():
+        ios.sort()
+    events = []
+    for path in find_per_cpu(capdir, name, "blktrace"):
+        with TraceReader(path) as reader:
+            events += [(r.time, is_complete(r.action), r.sector) for r in reader
+                       if r.bytes and (is_queue(r.action) or is_complete(r.action))]
+    events.sort()
+    queued, to_q, to_seen = {}, [], []
+    for t, is_c, sector in events:
+        ios = logged.get(sector)
+        if ios is None:
+            continue
+        if not is_c:
+            k = len(queued.setdefault(sector, []))
+            queued[sector].append(t)
+            if k < len(ios):
+                to_q.append(t - ios[k][0])
+        else:
+            k = len(queued.get(sector, ())) - 1
+            if 0 <= k < len(ios):
+                to_seen.append(ios[k][1] - t)
+    late = [io[2] for ios in logged.values() for io in ios]
+    def us(values, p):
+        return round(pct(values, p) / 1e3, 1) if values else None
+
+    return {"submit_to_q": us(to_q, 50), "c_to_seen": us(to_seen, 50), "c_to_seen_p90": us(to_seen, 90),
+            "late": us(late, 50)}
 
 
 METRICS = ("run_s", "iops", "iops_100ms_p50", "iops_100ms_p90", "lat_p50_us", "lat_p99_us", "inflight_mean",
@@ -260,19 +319,23 @@ def replay(repdir, name, target, mode, work, tag):
     mapping = os.path.join(work, f"map-{tag}")
     with open(mapping, "w") as f:
         f.write(f"{name} {target}\n")
-    cmd = [sys.executable, "-m", "blkfleet", "replay", "-d", repdir, "-M", mapping, "-W", *MODES[mode], name]
+    iolog = os.path.join(work, f"iolog-{tag}-{mode.strip('-')}") if mode == "dependency" else None
+    cmd = [sys.executable, "-m", "blkfleet", "replay", "-d", repdir, "-M", mapping, "-W", *MODES[mode], name,
+           *(["--io-log", iolog] if iolog else [])]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     with captured([target], out, mode="events"):
         run = subprocess.run(cmd, capture_output=True, text=True)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if run.returncode != 0:
         raise RuntimeError(f"replay {mode}: {run.stderr.strip()}")
-    got = figures(out, os.path.basename(target))
+    got = figures(out, os.path.basename(target), last=recorded_ios(repdir, name))
     qc = got.pop("_qc")
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     got["engine_cpu_us_per_io"] = round(cpu * 1e6 / got["ios"], 1)  # the whole replay command: parent and worker
     if mode == "dependency":
         got["reaction_us"] = reaction(repdir, name, qc)
+        got["reaction_parts_us"] = reaction_parts(iolog, out, os.path.basename(target))
+        os.unlink(iolog)
     return got
 
 
@@ -297,18 +360,26 @@ def one_round(kind, args, work, devices, tag):
             got[(f"{source} -> {dest}", mode)] = fig
             print(f"  {kind}{tag} {source} -> {dest} {mode:10s} " + " ".join(
                 f"{m} {fig[m]:.4g} ({errors(fig, truth[dest])[m]:+}%)" for m in METRICS)
-                + (f" reaction {fig['reaction_us']}" if "reaction_us" in fig else ""), flush=True)
+                + (f" reaction {fig['reaction_us']} {fig['reaction_parts_us']}" if "reaction_us" in fig else ""),
+                flush=True)
     for p in glob.glob(os.path.join(work, "*")):
         if os.path.isdir(p) and (p.endswith("-replay") or os.path.basename(p).startswith(("cap-", "rep-"))):
             shutil.rmtree(p, ignore_errors=True)
     return truth, got
 
 
+def _median(values):
+    values = [v for v in values if v is not None]
+    return round(statistics.median(values), 1) if values else None
+
+
 def median_of(figs):
     """Per metric (and reaction), the median over the rounds."""
     out = {m: statistics.median(f[m] for f in figs) for m in METRICS + ("engine_cpu_us_per_io",) if m in figs[0]}
     if "reaction_us" in figs[0]:
-        out["reaction_us"] = {k: statistics.median(f["reaction_us"][k] for f in figs) for k in ("p50", "p90", "mean")}
+        out["reaction_us"] = {k: _median(f["reaction_us"][k] for f in figs) for k in ("p50", "p90", "mean")}
+        out["reaction_parts_us"] = {k: _median(f["reaction_parts_us"][k] for f in figs)
+                                    for k in figs[0]["reaction_parts_us"]}
     return out
 
 
@@ -390,7 +461,11 @@ def markdown(results):
                 lines.append(f"\n{kind} {r['direction']} dependency: the engine's reaction per dependent IO (its Q "
                              "less its latest parent's C less its think time) p50 "
                              f"{r['reaction_us']['p50']} µs, p90 {r['reaction_us']['p90']} µs, mean "
-                             f"{r['reaction_us']['mean']} µs")
+                             f"{r['reaction_us']['mean']} µs; of which, at the median, the kernel's submission "
+                             f"path {r['reaction_parts_us']['submit_to_q']} µs, its completion path and the worker's "
+                             f"wake-up {r['reaction_parts_us']['c_to_seen']} µs (p90 "
+                             f"{r['reaction_parts_us']['c_to_seen_p90']}), the engine's delay past its decided "
+                             f"moment {r['reaction_parts_us']['late']} µs")
     return "\n".join(lines)
 
 

@@ -45,7 +45,18 @@ from .feed import Feeder, Lane, genesis_of, open_sources
 from .ioengines import open_ioengine
 from .pauses import Pauses
 from .target import Target, device_path, parse_map
-from .window import ISSUED, LOG_FULL, MAX_WINDOW_IOS, MIN_WINDOW_IOS, STALL_NS, STALLS, WINDOW_IOS, WINDOW_NS, Window
+from .window import (
+    ISSUED,
+    LOG_FULL,
+    MAX_WINDOW_IOS,
+    MIN_WINDOW_IOS,
+    STALL_NS,
+    STALLS,
+    THINK_OFFSET,
+    WINDOW_IOS,
+    WINDOW_NS,
+    Window,
+)
 
 START_DELAY_NS = 50_000_000
 STOP_GRACE_S = 2.0  # after a stop, a worker has this long (its IOs in flight: at most 1 s) to report
@@ -664,8 +675,8 @@ def _run_lanes(opts, lease, lanes, targets, genesis, sizing_info, armed):
     interrupted = bool(sup.stop_reason) or any(o is None or o.interrupted for outs in outcomes
                                                for o in outs.values())
     run = results.Run(collector=collector, targets=targets, lanes=lanes, outcomes=outcomes, opts=opts,
-                      started=started, sizing=sizing_info, workers=worker_figures(workers), feeder=feeder,
-                      window=_window_info(lanes), iolog=iolog)
+                      started=started, sizing=sizing_info, workers=worker_figures(workers, opts.mode == "dependency"),
+                      feeder=feeder, window=_window_info(lanes), iolog=iolog)
     doc = results.build(run, interrupted, sup.stop_reason, _failed(sup))
     return doc, exit_code(doc)
 
@@ -699,13 +710,16 @@ def _window_info(lanes):
     return {"ios": lanes[0].window.capacity, "seconds": WINDOW_NS / 1e9, "bytes": lanes[0].window.size_bytes}
 
 
-def worker_figures(workers):
-    """Per worker: slot, CPU, streams, IOs submitted, and what its window counted."""
+def worker_figures(workers, dependency=False):
+    """Per worker: slot, CPU, streams, IOs submitted, and what its window counted (in dependency mode also what
+    it took off each think time)."""
     out = []
     for w in workers:
         ctl = w.lane.window.control
         out.append({"slot": w.lane.slot, "cpu": w.lane.cpu, "streams": w.lane.streams, "ios": ctl[ISSUED],
                     "stalls": ctl[STALLS], "stall_s": round(ctl[STALL_NS] / 1e9, 6), "log_full": ctl[LOG_FULL]})
+        if dependency:
+            out[-1]["think_offset_us"] = round(ctl[THINK_OFFSET] / 1e3, 3)
     return out
 
 

@@ -28,7 +28,7 @@ from bisect import bisect_right
 from .ioengines import open_ioengine
 from .ioengines.base import EVENT
 from .realtime import Realtime
-from .window import END, FED, ISSUED, LEAD, NOT_YET, PARENTS, SPECIALS, STALL_NS, STALLS, LogWriter
+from .window import END, FED, ISSUED, LEAD, NOT_YET, PARENTS, SPECIALS, STALL_NS, STALLS, THINK_OFFSET, LogWriter
 
 WARM_NS = 1_000_000
 # As SCHED_FIFO a worker wakes on time, and spinning would starve the normal tasks queued on its CPU (a loop
@@ -37,6 +37,10 @@ WARM_FIFO_NS = 150_000
 PROBE_EVERY_NS = 100_000
 SPIN_NS = 100_000  # load and dependency modes: the last stretch before an IO's moment is spun, not slept
 LOOKAHEAD = 32  # dependency mode: IOs from the first not issued on that may go before it (independent streams)
+WAKE_PROBES = 24  # dependency mode: short sleeps timed before the start (wake_cost_ns)
+WAKE_SLEEP_NS = 50_000
+LATE_SHIFT = 4  # dependency mode: the running mean of the engine's lateness moves 1/16 towards each new value
+LATE_CAP_NS = 1_000_000  # a hiccup counts at most this much in it
 DRAIN_NS = 1_000_000_000  # after a stop: wait this long for IOs in flight
 STOP_POLL_NS = 100_000_000  # a worker looks at its stop flag at least this often, however long it waits
 DRY_POLL_NS = 200_000  # with an empty window, look for the feeder's IOs this often
@@ -50,6 +54,18 @@ def set_timer_slack(ns=1):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_TIMERSLACK, ctypes.c_ulong(ns), 0, 0, 0)
     except (OSError, AttributeError):
         pass
+
+
+def wake_cost_ns():
+    """The median overshoot of short sleeps: what this worker pays to wake up (timer, idle exit, scheduling), about
+    what it pays to notice a completion it waited for asleep."""
+    mono = time.monotonic_ns
+    over = []
+    for _ in range(WAKE_PROBES):
+        t = mono()
+        time.sleep(WAKE_SLEEP_NS / 1e9)
+        over.append(mono() - t - WAKE_SLEEP_NS)
+    return max(sorted(over)[WAKE_PROBES // 2], 0)
 
 
 class Outcome:
@@ -73,6 +89,7 @@ class Replayer:
         self.log = LogWriter(window)
         self.next = 0  # absolute index of the next IO
         self.specials = 0  # special-IO entries used
+        self.wake_ns = wake_cost_ns() if window.ordered and opts.mode == "dependency" else 0
 
     def close(self):
         self.ioengine.close()
@@ -120,6 +137,8 @@ class Replayer:
         moments = {}  # index -> the moment it may go (its parents are done), until it went
         blocked = {}  # index -> the epoch at which it waited for parents (rechecked in a later epoch)
         epoch, seen, soonest = 0, None, NOT_YET  # epoch: counts issues and completions (what unblocks an IO)
+        late_mean = 0  # dependency mode: the running mean of the engine's lateness against its decided moments
+        offset = self.wake_ns  # ... plus the wake-up cost: what it takes off each recorded think time
         interrupted = False
         while mono() < start_ns - WARM_NS and not stop():
             time.sleep(min(max(start_ns - WARM_NS - mono(), 0), STOP_POLL_NS) / 1e9)
@@ -161,8 +180,8 @@ class Replayer:
                     done_below += 1
                 if need[slot] > done_below:
                     return None
-            if latest >= 0:
-                return latest + think[slot]
+            if latest >= 0:  # the recorded think time holds the application's wake-up and submission: not twice
+                return latest + max(think[slot] - offset, 0)
             before = k - 1  # no completion parent: its recorded distance from the IO before, from its issue
             if before < first:
                 return due[slot]
@@ -262,6 +281,8 @@ class Replayer:
                         was_due[k] = due[slot]
                         moments.pop(k, None)
                         blocked.pop(k, None)
+                        late_mean += (min(max(t - at, 0), LATE_CAP_NS) - late_mean) >> LATE_SHIFT
+                        offset = self.wake_ns + late_mean
                     due[slot] = at
                     submit[slot] = t
                     depths[slot] = busy[tg]
@@ -297,6 +318,8 @@ class Replayer:
             time.sleep(0.001)
         self.next = i if interrupted else end
         self.specials = s
+        if dependency:
+            ctl[THINK_OFFSET] = offset
         return Outcome(i - first, inflight, interrupted, start_wall)
 
 
