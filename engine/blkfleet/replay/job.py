@@ -328,16 +328,12 @@ def prune(now=None):
         return
     for name in names:
         if name_problem(name) is None:
-            try:
+            try:  # the age first: a start-up reads only the runs old enough to go, not every run of the day
+                if now - os.lstat(os.path.join(RUN_ROOT, name, RUN_NAME)).st_mtime <= PRUNE_AFTER_S:
+                    continue
                 path, state = _load(name)
-            except BlkfleetError:
+            except (OSError, BlkfleetError):
                 continue
-            if state is None:
-                continue
-            try:
-                age = now - os.lstat(os.path.join(path, RUN_NAME)).st_mtime
-            except OSError:
-                continue
-            if age > PRUNE_AFTER_S and (state["state"] == "finished" or engine_alive(state)):
+            if state is not None and (state["state"] == "finished" or engine_alive(state)):
                 shutil.rmtree(path, ignore_errors=True)
 

@@ -137,7 +137,8 @@ class Replayer:
         moments = {}  # index -> the moment it may go (its parents are done), until it went
         blocked = {}  # index -> the epoch at which it waited for parents (rechecked in a later epoch)
         epoch, seen, soonest = 0, None, NOT_YET  # epoch: counts issues and completions (what unblocks an IO)
-        late_mean = 0  # dependency mode: the running mean of the engine's lateness against its decided moments
+        waited = set()  # IOs whose moment was still ahead when decided: their lateness is the engine's own
+        late_mean = 0  # dependency mode: the running mean of that lateness
         offset = self.wake_ns  # ... plus the wake-up cost: what it takes off each recorded think time
         interrupted = False
         while mono() < start_ns - WARM_NS and not stop():
@@ -243,6 +244,7 @@ class Replayer:
                             moments[k] = at
                         if at > now:
                             soonest = min(soonest, at)
+                            waited.add(k)
                             k += 1
                             continue
                     else:
@@ -281,8 +283,10 @@ class Replayer:
                         was_due[k] = due[slot]
                         moments.pop(k, None)
                         blocked.pop(k, None)
-                        late_mean += (min(max(t - at, 0), LATE_CAP_NS) - late_mean) >> LATE_SHIFT
-                        offset = self.wake_ns + late_mean
+                        if k in waited:  # not one held back by its parents or the depth limit past its moment
+                            waited.discard(k)
+                            late_mean += (min(max(t - at, 0), LATE_CAP_NS) - late_mean) >> LATE_SHIFT
+                            offset = self.wake_ns + late_mean
                     due[slot] = at
                     submit[slot] = t
                     depths[slot] = busy[tg]
