@@ -56,7 +56,7 @@ def recorded_ios(rep, name):
             for k, parents in enumerate(t.parents()):
                 ios[t.seqs[k]] = {"time": chunk.times[k], "sector": chunk.sectors[k], "nbytes": chunk.nbytes[k],
                                   "op": chunk.ops[k], "latency": t.latencies[k], "inflight": t.inflight[k],
-                                  "think": t.thinks[k], "parents": parents}
+                                  "parents": parents}
     assert sorted(ios) == list(range(len(ios))) and len(ios) >= 700
     return ios
 
@@ -150,16 +150,6 @@ def test_dependency_mode_waits_for_parents_and_keeps_conflicts_in_order(tracer, 
     assert pairs > 1000
     offsets = [w["think_offset_us"] for w in doc["workers"]]
     assert all(0 < o < 1000 for o in offsets), offsets
-    # The recorded think time already holds the application's wake-up and submission: the engine takes its own off
-    # (without that, a dependent IO's Q came a median 30-38 us after its latest parent's C plus its think time).
-    reactions = []
-    for seq, io in ios.items():
-        done = [p for p, after_issue in io["parents"] if not after_issue]
-        if seq in q and done and all(p in q for p in done):
-            reactions.append(q[seq][0] - max(q[p][3] for p in done) - io["think"])
-    reactions.sort()
-    assert len(reactions) > 0.1 * len(ios), (len(reactions), len(ios))
-    assert reactions[len(reactions) // 2] < 15_000, reactions[len(reactions) // 2]
 
 
 @pytest.mark.root
