@@ -1,11 +1,9 @@
 """Fuzz: damaged captures as ``compare`` and ``report`` read them (an original, a capture of a replay, or both);
 10,000 cases in this process, and a sample as real processes."""
 
-import random
-
 from test_fuzz_record_inputs import trace_seeds
 
-from helpers.fuzz import CASES, SUBPROCESS_CASES, Fuzz, clear, mutate_bytes, scratch, subprocess_cases
+from helpers.fuzz import CASES, clear, mutate_bytes, process_cases, run_cases
 
 DEVICE = "fz"
 
@@ -31,28 +29,14 @@ def make_case(rng, seeds, work):
 
 
 def test_fuzz_captures(tmp_path):
-    work = scratch("fuzz-captures-")
-    try:
-        seeds = trace_seeds()
-        fuzz = Fuzz("captures", tmp_path / "failures")
-        for case in range(CASES):
-            fuzz.case(case, make_case(random.Random(f"captures-{case}"), seeds, work), [work])
-        assert fuzz.count == CASES
-        assert fuzz.outcomes[0] > CASES // 10 and fuzz.outcomes[2] > CASES // 3, fuzz.outcomes  # both paths
-    finally:
-        clear(work)
-        work.rmdir()
+    seeds = trace_seeds()
+    outcomes = run_cases("captures", lambda rng, work: make_case(rng, seeds, work), tmp_path / "failures")
+    assert outcomes[0] > CASES // 10 and outcomes[2] > CASES // 3, outcomes  # both paths
 
 
 def test_fuzz_captures_as_processes(tmp_path):
     seeds = trace_seeds()
-    cases = []
-    for case in range(SUBPROCESS_CASES):
-        work = tmp_path / f"c{case}"
-        work.mkdir()
-        cases.append((f"captures process case {case}", make_case(random.Random(f"captures-process-{case}"), seeds,
-                                                                 work)))
-    assert subprocess_cases(cases) == []
+    assert process_cases("captures", lambda rng, work: make_case(rng, seeds, work), tmp_path) == []
 
 
 def test_a_cpu_file_whose_clock_steps_back(tmp_path):

@@ -1,11 +1,9 @@
 """Fuzz: per-IO logs (``replay --io-log``) as ``compare`` and ``report`` read them, from the log of a
 two-device, two-iteration replay; 10,000 cases in this process, and a sample as real processes."""
 
-import random
-
 from blkfleet.results.iolog import IOLogWriter
 from helpers import DATA
-from helpers.fuzz import CASES, SUBPROCESS_CASES, Fuzz, clear, mutate_bytes, scratch, subprocess_cases
+from helpers.fuzz import CASES, mutate_bytes, process_cases, run_cases
 
 ORIGINAL = DATA / "seqlarge"  # a small capture of loop1
 
@@ -44,24 +42,11 @@ def make_case(rng, seed, work):
 
 
 def test_fuzz_iologs(tmp_path):
-    work = scratch("fuzz-iolog-")
-    try:
-        seed = seed_log(work / "seed.log")
-        fuzz = Fuzz("iolog", tmp_path / "failures")
-        for case in range(CASES):
-            fuzz.case(case, make_case(random.Random(f"iolog-{case}"), seed, work), [work / "io.log"])
-        assert fuzz.count == CASES
-        assert fuzz.outcomes[0] > CASES // 50 and fuzz.outcomes[2] > CASES // 2, fuzz.outcomes  # both paths
-    finally:
-        clear(work)
-        work.rmdir()
+    seed = seed_log(tmp_path / "seed.log")
+    outcomes = run_cases("iolog", lambda rng, work: make_case(rng, seed, work), tmp_path / "failures")
+    assert outcomes[0] > CASES // 50 and outcomes[2] > CASES // 2, outcomes  # both paths
 
 
 def test_fuzz_iologs_as_processes(tmp_path):
-    cases = []
-    for case in range(SUBPROCESS_CASES):
-        work = tmp_path / f"c{case}"
-        work.mkdir()
-        seed = seed_log(work / "seed.log")
-        cases.append((f"iolog process case {case}", make_case(random.Random(f"iolog-process-{case}"), seed, work)))
-    assert subprocess_cases(cases) == []
+    seed = seed_log(tmp_path / "seed.log")
+    assert process_cases("iolog", lambda rng, work: make_case(rng, seed, work), tmp_path) == []

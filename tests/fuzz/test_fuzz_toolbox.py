@@ -2,12 +2,10 @@
 replay files (native versions 1 and 2, btrecord's) and damaged captures. 10,000 cases in this process, and a
 sample as real processes."""
 
-import random
-
 from test_fuzz_record_inputs import trace_seeds
 from test_fuzz_replay_files import FORMATS
 
-from helpers.fuzz import CASES, SUBPROCESS_CASES, Fuzz, clear, mutate_bytes, scratch, subprocess_cases
+from helpers.fuzz import CASES, clear, mutate_bytes, process_cases, run_cases
 
 DEVICE = "fz"
 
@@ -39,28 +37,14 @@ def make_case(rng, all_seeds, work):
 
 
 def test_fuzz_toolbox(tmp_path):
-    work = scratch("fuzz-toolbox-")
-    try:
-        all_seeds = seeds(tmp_path)
-        fuzz = Fuzz("toolbox", tmp_path / "failures")
-        for case in range(CASES):
-            fuzz.case(case, make_case(random.Random(f"toolbox-{case}"), all_seeds, work), [work / "in"])
-        assert fuzz.count == CASES
-        assert fuzz.outcomes[0] > CASES // 10 and fuzz.outcomes[2] > CASES // 3, fuzz.outcomes  # both paths
-    finally:
-        clear(work)
-        work.rmdir()
+    all_seeds = seeds(tmp_path)
+    outcomes = run_cases("toolbox", lambda rng, work: make_case(rng, all_seeds, work), tmp_path / "failures")
+    assert outcomes[0] > CASES // 10 and outcomes[2] > CASES // 3, outcomes  # both paths
 
 
 def test_fuzz_toolbox_as_processes(tmp_path):
-    cases = []
     all_seeds = seeds(tmp_path)
-    for case in range(SUBPROCESS_CASES):
-        work = tmp_path / f"c{case}"
-        work.mkdir()
-        cases.append((f"toolbox process case {case}", make_case(random.Random(f"toolbox-process-{case}"), all_seeds,
-                                                                work)))
-    assert subprocess_cases(cases) == []
+    assert process_cases("toolbox", lambda rng, work: make_case(rng, all_seeds, work), tmp_path) == []
 
 
 def test_values_beyond_64_bits_are_one_error(tmp_path):

@@ -12,6 +12,7 @@ import io
 import json
 import math
 import os
+import random
 import shutil
 import signal
 import struct
@@ -143,6 +144,32 @@ def subprocess_cases(cases, timeout=60):
 
     with ThreadPoolExecutor(2) as pool:
         return [p for p in pool.map(one, cases) if p]
+
+
+def run_cases(kind, make, failures_dir):
+    """CASES cases of ``kind`` in this process: ``make(rng, work)`` writes one into a scratch directory and returns
+    its argv (a failing case keeps that directory). Returns the outcome counts, {0: n, 2: n}."""
+    work = scratch(f"fuzz-{kind}-")
+    try:
+        fuzz = Fuzz(kind, failures_dir)
+        for case in range(CASES):
+            fuzz.case(case, make(random.Random(f"{kind}-{case}"), work), [work])
+        assert fuzz.count == CASES
+        return fuzz.outcomes
+    finally:
+        clear(work)
+        work.rmdir()
+
+
+def process_cases(kind, make, base):
+    """SUBPROCESS_CASES cases of ``kind`` as real processes, each made by ``make(rng, work)`` in its own directory
+    under ``base``; the problems found."""
+    cases = []
+    for case in range(SUBPROCESS_CASES):
+        work = base / f"c{case}"
+        work.mkdir()
+        cases.append((f"{kind} process case {case}", make(random.Random(f"{kind}-process-{case}"), work)))
+    return subprocess_cases(cases)
 
 
 # --------------------------------------------------------------------------------------------- mutators
