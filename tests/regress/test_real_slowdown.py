@@ -14,8 +14,9 @@ Why these settings, on a shared 2-vCPU machine:
   the tmpfs loop device's CPU-bound throughput, which follows the load of the other jobs;
 - x0.05: at x1 an iteration lasts 37 ms (54k IOPS), too short to measure and mostly lateness;
 - latency and lateness on tmpfs are tens of microseconds to a few milliseconds and move by 30-40 % between runs
-  with the machine's load (measured), so their regression needs the engine's relative tolerance AND an absolute
-  floor (p50 200 us, p99 and lateness 5 ms) far above that noise and far below the throttled latency (about 0.5 s).
+  with the machine's load (measured), and a busy neighbour once lifted a whole re-run's latency p50 from 79 to
+  507 us; so their regression needs the engine's relative tolerance AND an absolute floor (p50 2 ms, p99 and
+  lateness 5 ms) far above that noise and far below the throttled latency (about 0.5 s).
 Set BLKFLEET_KEEP_VERDICTS=DIR to keep the verdicts (Markdown, JSON) and the store.
 """
 
@@ -42,7 +43,7 @@ BASE_RUNS = 3
 RERUNS = 5
 SLOW_ITERATIONS = 3
 THROTTLE_IOPS = 1000
-FLOORS = ["--abs-tolerance", "latency_p50=200", "--abs-tolerance", "latency_p99=5000",
+FLOORS = ["--abs-tolerance", "latency_p50=2000", "--abs-tolerance", "latency_p99=5000",
           "--abs-tolerance", "lateness_p99=5000"]
 
 
