@@ -16,7 +16,7 @@ Why these settings, on a shared 2-vCPU machine:
 - latency and lateness on tmpfs are tens of microseconds to a few milliseconds and move by 30-40 % between runs
   with the machine's load (measured), and a busy neighbour once lifted a whole re-run's latency p50 from 79 to
   507 us; so their regression needs the engine's relative tolerance AND an absolute floor (p50 2 ms, p99 and
-  lateness 5 ms) far above that noise and far below the throttled latency (about 0.5 s).
+  lateness 5 ms) far above that noise and far below the throttled latency (0.1-0.5 s).
 Set BLKFLEET_KEEP_VERDICTS=DIR to keep the verdicts (Markdown, JSON) and the store.
 """
 
