@@ -151,6 +151,10 @@ def test_quickstart_runs_as_written(machine):
     assert doc["total"]["ios"] == queued and doc["total"]["errors"]["count"] == 0 and not doc["interrupted"]
     assert list(doc["devices"]) == [settings["SOURCE_DEV"]]
     assert doc["devices"][settings["SOURCE_DEV"]]["target"] == machine["target_dev"]
+    # the collection's own playbook ran (its fleet report), with the project directory the one it ran in
+    with open(os.path.join(results, "replays", "report.json")) as f:
+        fleet = json.load(f)
+    assert fleet["targets"]["target1"]["outcome"] == "ok" and fleet["failed_targets"] == {}, fleet
 
     # the run is in PostgreSQL
     listing = subprocess.run([sys.executable, "-m", "blkfleet", "results", "list", "--db", machine["db"],
