@@ -1,9 +1,8 @@
 """Fuzz: damaged captures as ``compare`` and ``report`` read them (an original, a capture of a replay, or both);
 10,000 cases in this process, and a sample as real processes."""
 
-from test_fuzz_record_inputs import trace_seeds
-
 from helpers.fuzz import CASES, clear, mutate_bytes, process_cases, run_cases
+from helpers.fuzz_seeds import trace_seeds
 
 DEVICE = "fz"
 

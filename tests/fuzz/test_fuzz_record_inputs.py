@@ -6,31 +6,14 @@ import json
 import os
 import random
 import shutil
-from pathlib import Path
 
 import pytest
 
 from helpers.fuzz import CASES, SUBPROCESS_CASES, Fuzz, clear, mutate_bytes, mutate_json, scratch, subprocess_cases
-from helpers.synth import encode, offsets, rec, typical_records
+from helpers.fuzz_seeds import trace_seeds
+from helpers.synth import encode, typical_records
 
-DATA = Path(__file__).resolve().parents[1] / "data"
 DEVICE = "fz"
-V7_FIELDS = ((0, 4), (4, 4), (8, 8), (16, 8), (24, 4), (28, 4), (32, 4), (36, 4), (40, 4), (44, 2), (46, 2))
-
-
-def trace_seeds():
-    """(bytes, fields) of small traces: the usual record mix, both byte orders, protocol 8, and a slice of a
-    real capture (tests/data/randmix)."""
-    seeds = []
-    recs = typical_records(5)
-    fields = [(o + f, w) for o in offsets(recs)[:8] for f, w in V7_FIELDS]
-    seeds.append((encode(recs), fields))
-    seeds.append((encode(recs, byteorder=">"), fields))
-    seeds.append((encode(recs, version=8), []))
-    seeds.append((encode([rec(1000 + i * 7, 8 * i, 512 * (i % 9)) for i in range(40)]), fields))
-    real = (DATA / "randmix" / "loop1.blktrace.1").read_bytes()[:4800]
-    seeds.append((real, [(o + f, w) for o in range(0, 480, 48) for f, w in V7_FIELDS]))
-    return seeds
 
 
 def trace_case(rng, seeds, src, out):

@@ -2,10 +2,8 @@
 replay files (native versions 1 and 2, btrecord's) and damaged captures. 10,000 cases in this process, and a
 sample as real processes."""
 
-from test_fuzz_record_inputs import trace_seeds
-from test_fuzz_replay_files import FORMATS
-
 from helpers.fuzz import CASES, clear, mutate_bytes, process_cases, run_cases
+from helpers.fuzz_seeds import FORMATS, trace_seeds
 
 DEVICE = "fz"
 
