@@ -14,7 +14,7 @@ from .errors import BlkfleetError
 COMMANDS = {
     "capture": "capture", "record": "record", "bundle": "bundle", "compare": "compare", "replay": "replay",
     "results": "results", "regress": "regress", "report": "report", "job": "job", "device": "device",
-    "import": "foreign", "export": "export", "stats": "workload", "transform": "transform",
+    "import": "foreign", "export": "export", "stats": "workload", "transform": "transform", "workdir": "workdir",
 }
 
 

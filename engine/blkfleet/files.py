@@ -22,11 +22,13 @@ def _owner_ok(st):
     return st.st_uid in (0, os.geteuid())
 
 
-def _writable_by_others(st):
-    """Whether someone else than the owner may add, remove or rename entries (sticky: only their own)."""
-    if st.st_mode & stat.S_IWOTH and not st.st_mode & stat.S_ISVTX:
+def _writable_by_others(st, sticky_counts=True):
+    """Whether someone else than the owner may add, remove or rename entries (sticky: only their own, which counts
+    unless ``sticky_counts`` is false)."""
+    sticky = sticky_counts and st.st_mode & stat.S_ISVTX
+    if st.st_mode & stat.S_IWOTH and not sticky:
         return True
-    return bool(st.st_mode & stat.S_IWGRP) and st.st_gid not in (0, os.getegid()) and not st.st_mode & stat.S_ISVTX
+    return bool(st.st_mode & stat.S_IWGRP) and st.st_gid not in (0, os.getegid()) and not sticky
 
 
 def untrusted_reason(path):
@@ -80,6 +82,64 @@ def trusted_dir(path, what="directory", mode=0o755, create=True):
     if reason:
         raise BlkfleetError(f"{path}: refusing this {what}: {reason} (use a directory only root can write to)")
     return path
+
+
+def work_dir(path, what="output directory", create=True):
+    """The real path of a directory for outputs a user named (results, replay files, reports), made with its
+    missing parents when ``create``; BlkfleetError (exit 2) when anyone but root or us could change what it holds.
+
+    The path is walked from / one name at a time: every directory on the way must be ours or root's and not
+    writable by others (sticky ones such as /tmp count above it); a symbolic link on the way (results/ on a larger
+    disk) is followed only when it is ours or root's, so that nobody else can point it elsewhere. Without
+    ``create``, a missing directory is judged by the part of its path that exists.
+    """
+    names = os.path.abspath(path).split("/")[1:]
+    current, hops = "/", 0
+    while names:
+        name = names.pop(0)
+        if name in ("", "."):
+            continue
+        if name == "..":
+            current = os.path.dirname(current)
+            continue
+        here = os.path.join(current, name)
+        try:
+            st = os.lstat(here)
+        except FileNotFoundError:
+            if not create:
+                return os.path.join(here, *names)
+            try:
+                os.mkdir(here, 0o755)
+            except FileExistsError:
+                pass  # made meanwhile: checked below like any other
+            except OSError as e:
+                raise BlkfleetError(f"{here}: cannot create the {what}: {e.strerror}") from None
+            st = os.lstat(here)
+        except OSError as e:
+            raise BlkfleetError(f"{here}: cannot inspect the {what}: {e.strerror}") from None
+        if stat.S_ISLNK(st.st_mode):
+            hops += 1
+            if not _owner_ok(st) or hops > 40:
+                why = "too many links" if hops > 40 else f"the link {here} is owned by uid {st.st_uid}"
+                raise BlkfleetError(f"{path}: refusing this {what}: {why} (use a directory only root or you can "
+                                    "write to)")
+            target = os.readlink(here)
+            names = [n for n in target.split("/") if n] + names
+            current = "/" if target.startswith("/") else current
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            reason = "it is not a directory" if not names else f"{here} is not a directory"
+        elif not _owner_ok(st):
+            reason = f"{here} is owned by uid {st.st_uid}"
+        elif _writable_by_others(st) or not names and _writable_by_others(st, sticky_counts=False):
+            reason = f"others can write to {here} (mode {stat.S_IMODE(st.st_mode):04o})"
+        else:
+            reason = None
+        if reason:
+            raise BlkfleetError(f"{path}: refusing this {what}: {reason} (use a directory only root or you can "
+                                "write to)")
+        current = here
+    return current
 
 
 def private_dir(path, what="directory"):

@@ -142,3 +142,59 @@ def test_device_names_refused(name):
 
     with pytest.raises(BlkfleetError, match="invalid device name"):
         check_name(name)
+
+
+def test_work_dir_makes_the_path_and_follows_only_our_links(tmp_path):
+    made = files.work_dir(tmp_path / "project" / "results" / "traces")
+    assert os.path.isdir(made) and made == str(tmp_path / "project" / "results" / "traces")
+    elsewhere = tmp_path / "big"
+    elsewhere.mkdir()
+    (tmp_path / "project" / "linked").symlink_to(elsewhere)
+    assert files.work_dir(tmp_path / "project" / "linked" / "r") == str(elsewhere / "r")
+    assert os.path.isdir(elsewhere / "r")
+
+
+def test_work_dir_refuses_a_planted_link_and_makes_nothing_through_it(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)  # like /tmp
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    planted = shared / "results"
+    planted.symlink_to(victim)
+    os.lchown(planted, NOBODY, NOBODY)
+    with pytest.raises(BlkfleetError, match=f"the link {planted} is owned by uid {NOBODY}"):
+        files.work_dir(planted / "traces")
+    with pytest.raises(BlkfleetError, match="owned by uid"):
+        files.work_dir(planted / "traces", create=False)
+    assert os.listdir(victim) == []
+
+
+@pytest.mark.parametrize("case, problem", [
+    ("sticky", "others can write to"), ("theirs", f"owned by uid {NOBODY}"), ("group", "others can write to"),
+    ("file", "is not a directory")])
+def test_work_dir_refusals(tmp_path, case, problem):
+    here = tmp_path / case
+    if case == "file":
+        here.write_text("")
+    else:
+        here.mkdir()
+    if case == "sticky":
+        os.chmod(here, 0o1777)  # above a directory of ours it counts, as the directory itself it does not
+        assert files.work_dir(here / "mine")
+        with pytest.raises(BlkfleetError, match=problem):
+            files.work_dir(here)
+        return
+    if case == "theirs":
+        os.chown(here, NOBODY, NOBODY)
+    if case == "group":
+        os.chown(here, 0, NOBODY)
+        os.chmod(here, 0o775)
+    with pytest.raises(BlkfleetError, match=problem):
+        files.work_dir(here / "results")
+    assert not os.path.lexists(here / "results")
+
+
+def test_work_dir_check_mode_makes_nothing(tmp_path):
+    assert files.work_dir(tmp_path / "a" / "b", create=False) == str(tmp_path / "a" / "b")
+    assert not os.path.exists(tmp_path / "a")

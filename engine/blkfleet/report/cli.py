@@ -5,7 +5,7 @@ import os
 from .. import codes, protocol
 from ..cliargs import directory, positive_float
 from ..errors import BlkfleetError
-from ..files import atomic_write, read_json
+from ..files import atomic_write, read_json, work_dir
 from ..jsonout import write_json
 from ..results.store import Store, load_document
 from ..results.store_location import db_option, default_db, exists, shown
@@ -73,8 +73,7 @@ def run(args):
     html = render(focus, focus_label, runs, baseline_rows, args.baseline, verdict, args.original,
                   args.replay_capture, args.original_device, args.replay_device, args.band_k, args.io_log, stats,
                   baseline_docs)
-    parent = os.path.dirname(os.path.abspath(args.output))
-    os.makedirs(parent, exist_ok=True)
+    work_dir(os.path.dirname(os.path.abspath(args.output)), "report's directory")
     atomic_write(args.output, html)
     print(f"blkfleet report: {args.output} ({len(html) // 1024} KiB, {len(runs)} runs"
           + (f", verdict {verdict['verdict']}" if verdict else "") + ")")

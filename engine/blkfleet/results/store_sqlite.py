@@ -7,6 +7,7 @@ import sqlite3
 import time
 
 from ..errors import BlkfleetError
+from ..files import work_dir
 
 BUSY_TIMEOUT_S = 30
 RETRY_FOR_S = 300
@@ -22,7 +23,8 @@ class SQLiteBackend:
         if not create and not os.path.exists(path):
             raise BlkfleetError(f"{path}: no results store (add results first: blkfleet results add)",
                                 code="not_found")
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        if create:
+            work_dir(os.path.dirname(os.path.abspath(path)), "results store's directory")
         try:
             self.db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
             self.db.row_factory = sqlite3.Row

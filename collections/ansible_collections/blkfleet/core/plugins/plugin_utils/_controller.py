@@ -29,8 +29,8 @@ import sys
 
 from ansible.errors import AnsibleError
 
+from ansible_collections.blkfleet.core.plugins.module_utils._install import describe
 from ansible_collections.blkfleet.core.plugins.module_utils._protocol import EngineError, document, with_json
-from ansible_collections.blkfleet.core.plugins.plugin_utils._files import describe
 
 # plugin_utils/_controller.py -> core -> blkfleet -> ansible_collections -> collections -> repository
 _CHECKOUT_ENGINE = os.path.abspath(os.path.join(os.path.dirname(__file__), *(['..'] * 6), 'engine'))
@@ -83,6 +83,12 @@ def run(args, timeout=None):
                         proc.stderr.decode('utf-8', 'replace'), argv)
     except EngineError as e:
         raise EngineFailed(e) from None
+
+
+def work_dir(path, check=False):
+    """``blkfleet workdir``: make the controller directory ``path`` (or, with ``check``, only judge it); its
+    document ``{path, real_path, created, exists}``. Raises :class:`EngineFailed` when others could change it."""
+    return run(['workdir'] + (['--check'] if check else []) + ['--', path])['result']
 
 
 def store_option(db):

@@ -9,7 +9,8 @@ Every file the action plugins put on the controller is first written under a tem
 destination (``.NAME.XXXXXXXX.partial``, created with O_EXCL), checked, flushed to disk, and only then renamed
 over the destination. A full disk (ENOSPC), a transfer cut short or a check that fails leaves the destination as
 it was and no temporary file behind. Files are described (size, SHA-256) by module_utils/_install.describe, the
-collection's one file hash.
+collection's one file hash. The destination's directory is made, or refused when anyone but root or the user
+running Ansible could change what it holds, by the engine (``blkfleet workdir``, _controller.work_dir).
 """
 
 from __future__ import annotations
@@ -19,14 +20,17 @@ import shutil
 import tempfile
 
 from ansible_collections.blkfleet.core.plugins.module_utils._install import describe
+from ansible_collections.blkfleet.core.plugins.plugin_utils import _controller
 
 __all__ = ['commit', 'describe', 'discard', 'replace_all', 'temp_beside']
 
 
-def temp_beside(dest):
-    """A new, empty temporary file in ``dest``'s directory (made with its parents); returns its path."""
+def temp_beside(dest, checked=()):
+    """A new, empty temporary file in ``dest``'s directory (made with its parents, refused when others could change
+    it; not asked again when it is in ``checked``); returns its path."""
     directory = os.path.dirname(os.path.abspath(dest))
-    os.makedirs(directory, exist_ok=True)
+    if directory not in checked:
+        directory = _controller.work_dir(directory)['real_path']
     fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(dest), suffix='.partial', dir=directory)
     os.close(fd)
     return tmp
@@ -57,9 +61,11 @@ def replace_all(pairs, mode=0o644):
     On a failure (ENOSPC included) every temporary file is removed and no destination has changed.
     """
     staged = []
+    checked = set()
     try:
         for src, dest in pairs:
-            tmp = temp_beside(dest)
+            tmp = temp_beside(dest, checked)
+            checked.add(os.path.dirname(os.path.abspath(dest)))
             staged.append((tmp, dest))
             shutil.copyfile(src, tmp)
             fd = os.open(tmp, os.O_RDONLY | os.O_NOFOLLOW)

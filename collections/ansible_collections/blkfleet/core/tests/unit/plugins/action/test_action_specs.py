@@ -22,6 +22,7 @@ from ansible_collections.blkfleet.core.plugins.action import replay_bundle as re
 from ansible_collections.blkfleet.core.plugins.action import replay_job as replay_job_action
 from ansible_collections.blkfleet.core.plugins.action import results as results_action
 from ansible_collections.blkfleet.core.plugins.action import trace_import as trace_import_action
+from ansible_collections.blkfleet.core.plugins.action import work_dir as work_dir_action
 from ansible_collections.blkfleet.core.plugins.modules import (
     btrecord,
     bundle_publish,
@@ -31,6 +32,7 @@ from ansible_collections.blkfleet.core.plugins.modules import (
     replay_job,
     results,
     trace_import,
+    work_dir,
 )
 from ansible_collections.blkfleet.core.plugins.plugin_utils import _controller, _files
 from ansible_collections.blkfleet.core.tests.unit.engine_checkout import RANDMIX, check_document
@@ -39,7 +41,7 @@ from ansible_collections.blkfleet.core.tests.unit.engine_checkout import RANDMIX
 @pytest.mark.parametrize('action, module', [
     (btrecord_action, btrecord), (bundle_publish_action, bundle_publish), (engine_action, engine),
     (replay_bundle_action, replay_bundle), (replay_job_action, replay_job), (results_action, results),
-    (regress_action, regress), (trace_import_action, trace_import)])
+    (regress_action, regress), (trace_import_action, trace_import), (work_dir_action, work_dir)])
 def test_action_spec_matches_documentation(action, module):
     options = yaml.safe_load(module.DOCUMENTATION)['options']
     spec = action.ActionModule.ARGUMENT_SPEC

@@ -1,0 +1,1 @@
+"""``blkfleet workdir``: make or check a directory for outputs, refusing one that others could change."""
