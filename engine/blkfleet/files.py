@@ -84,14 +84,15 @@ def trusted_dir(path, what="directory", mode=0o755, create=True):
     return path
 
 
-def work_dir(path, what="output directory", create=True):
+def work_dir(path, what="output directory", create=True, sticky_ok=False):
     """The real path of a directory for outputs a user named (results, replay files, reports), made with its
     missing parents when ``create``; BlkfleetError (exit 2) when anyone but root or us could change what it holds.
 
     The path is walked from / one name at a time: every directory on the way must be ours or root's and not
     writable by others (sticky ones such as /tmp count above it); a symbolic link on the way (results/ on a larger
     disk) is followed only when it is ours or root's, so that nobody else can point it elsewhere. Without
-    ``create``, a missing directory is judged by the part of its path that exists.
+    ``create``, a missing directory is judged by the part of its path that exists. ``sticky_ok``: the directory
+    itself may be a sticky one such as /tmp (for files created under new names and renamed into place).
     """
     names = os.path.abspath(path).split("/")[1:]
     current, hops = "/", 0
@@ -131,7 +132,7 @@ def work_dir(path, what="output directory", create=True):
             reason = "it is not a directory" if not names else f"{here} is not a directory"
         elif not _owner_ok(st):
             reason = f"{here} is owned by uid {st.st_uid}"
-        elif _writable_by_others(st) or not names and _writable_by_others(st, sticky_counts=False):
+        elif _writable_by_others(st) or not names and not sticky_ok and _writable_by_others(st, sticky_counts=False):
             reason = f"others can write to {here} (mode {stat.S_IMODE(st.st_mode):04o})"
         else:
             reason = None

@@ -16,6 +16,11 @@ in this order:
 3. an installed ``blkfleet`` console script;
 4. ``python -m blkfleet`` with the module's interpreter, when the package is importable.
 
+An engine zipapp runs as root, so it is run only from a place nobody else can change: the file and every directory
+above it (links followed) owned by root or the module's user and not writable by others (a sticky directory such
+as /tmp counts above it). This check runs before any engine does, so it is the collection's own, the same rule as
+the engine's trusted directories (blkfleet.files).
+
 Each command gets ``--json -`` and answers with one protocol document (module_utils/_protocol.py); a failure
 fails the module with the engine's one-line message and its error object (``error.code``), unless the caller
 handles that error itself (:func:`call`).
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import sys
 
 from ansible_collections.blkfleet.core.plugins.module_utils._protocol import EngineError, document, with_json
@@ -36,6 +42,36 @@ SHA256_RE = re.compile(r'^[0-9a-f]{64}$')
 
 class EngineNotFound(Exception):
     pass
+
+
+def untrusted(path):
+    """Why the engine file ``path`` must not run as root (another user could change it or a directory above it),
+    or None."""
+    here = path
+    while True:
+        try:
+            st = os.lstat(here)
+        except OSError as e:
+            return 'cannot inspect %s: %s' % (here, e.strerror)
+        if st.st_uid not in (0, os.geteuid()):
+            return '%s is owned by uid %d' % (here, st.st_uid)
+        sticky = here != path and st.st_mode & stat.S_ISVTX
+        if (st.st_mode & stat.S_IWOTH or st.st_mode & stat.S_IWGRP and st.st_gid not in (0, os.getegid())) \
+                and not sticky:
+            return 'others can write to %s (mode %04o)' % (here, stat.S_IMODE(st.st_mode))
+        if here == '/':
+            return None
+        here = os.path.dirname(here)
+
+
+def _runnable(python, path):
+    """``[python, path]`` with ``path`` resolved, once nobody else can change it."""
+    path = os.path.realpath(path)
+    why = untrusted(path)
+    if why:
+        raise EngineNotFound('refusing to run the blkfleet engine %s as root: %s (install it under a directory only '
+                             'root can write to, such as %s)' % (path, why, ENGINE_ROOT))
+    return [python, path]
 
 
 def installed_engines(root=ENGINE_ROOT):
@@ -64,17 +100,17 @@ def engine_command(engine=None, sha256=None, root=ENGINE_ROOT, python=None, whic
         path = os.path.join(engine, ENGINE_NAME) if os.path.isdir(engine) else engine
         if not os.path.isfile(path):
             raise EngineNotFound('blkfleet engine not found at %s' % path)
-        return [python, path]
+        return _runnable(python, path)
     if sha256:
         if not SHA256_RE.match(sha256):
             raise EngineNotFound('not a SHA-256 hex digest: %r' % (sha256,))
         path = os.path.join(root, sha256, ENGINE_NAME)
         if not os.path.isfile(path):
             raise EngineNotFound('blkfleet engine %s is not installed (no %s)' % (sha256, path))
-        return [python, path]
+        return _runnable(python, path)
     installed = installed_engines(root)
     if installed:
-        return [python, installed[0][2]]
+        return _runnable(python, installed[0][2])
     script = which('blkfleet') if which else None
     if script:
         return [script]

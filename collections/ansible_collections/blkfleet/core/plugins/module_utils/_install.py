@@ -25,7 +25,12 @@ import stat
 import tarfile
 import tempfile
 
-from ansible_collections.blkfleet.core.plugins.module_utils._engine import ENGINE_NAME, ENGINE_ROOT, SHA256_RE
+from ansible_collections.blkfleet.core.plugins.module_utils._engine import (
+    ENGINE_NAME,
+    ENGINE_ROOT,
+    SHA256_RE,
+    untrusted,
+)
 
 BUNDLE_DIR = '/var/lib/blkfleet/bundles'
 MANIFEST = 'manifest.json'
@@ -77,9 +82,13 @@ def has_content(path, sha256):
 
 def install_stream(reader, dest, sha256, mode=0o644, limit=None):
     """Copy ``reader`` to ``dest`` through a temporary file, checking its SHA-256 before the rename; more than
-    ``limit`` bytes is an error."""
+    ``limit`` bytes is an error. An executable (an engine, run as root) goes only where nobody else can change it."""
     directory = os.path.dirname(dest)
     os.makedirs(directory, mode=0o755, exist_ok=True)
+    why = untrusted(os.path.realpath(directory)) if mode & 0o111 else None
+    if why:
+        raise InstallError('refusing to install %s: %s (use a directory only root can write to, such as %s)'
+                           % (dest, why, ENGINE_ROOT))
     fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(dest), suffix='.partial', dir=directory)
     done = False
     try:

@@ -138,6 +138,8 @@ options:
     description:
       - Where to write the results JSON on the host. The default is
         C(/var/lib/blkfleet/results/<first 12 digits of the bundle id>-<UTC time>-<pid>.json).
+      - The engine makes its directory, and refuses one on a path that anyone but root could change or redirect
+        (a sticky directory such as C(/var/tmp) may hold it).
     type: path
   engine:
     description:
@@ -485,12 +487,6 @@ def main():
         result['changed'] = bool(p['write_enable'])
         module.exit_json(**result)
 
-    directory = os.path.dirname(results_path)
-    if directory:
-        try:
-            os.makedirs(directory, exist_ok=True)
-        except OSError as e:
-            module.fail_json(msg='cannot create %s: %s' % (directory, e.strerror), **result)
     _remove(results_path)
     wall_start = time.time()
     summary = []

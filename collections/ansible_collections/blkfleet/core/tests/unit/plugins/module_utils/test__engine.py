@@ -69,6 +69,35 @@ def test_engine_command_order(tmp_path, engine_pyz):
     assert [e[1] for e in _engine.installed_engines(root)] == [new, old]
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason='handing a file to another user needs root')
+def test_an_engine_others_could_change_is_never_run(tmp_path):
+    nobody = 65534
+    shared = tmp_path / 'shared'
+    (shared / 'e').mkdir(parents=True)
+    engine = shared / 'e' / 'engine.pyz'
+    engine.write_bytes(b'x')
+    os.chmod(shared, 0o1777)  # sticky above the engine (like /tmp): accepted
+    assert _engine.engine_command(engine=str(engine), python='py') == ['py', str(engine)]
+    link = shared / 'link.pyz'  # a link is run by the path it resolves to
+    link.symlink_to(engine)
+    assert _engine.engine_command(engine=str(link), python='py') == ['py', str(engine)]
+    os.chmod(shared / 'e', 0o777)
+    with pytest.raises(_engine.EngineNotFound, match='others can write to .*/e \\(mode 0777\\)'):
+        _engine.engine_command(engine=str(engine), python='py')
+    os.chmod(shared / 'e', 0o755)
+    os.chown(engine, nobody, nobody)
+    with pytest.raises(_engine.EngineNotFound, match='refusing to run .* owned by uid 65534'):
+        _engine.engine_command(engine=str(engine), python='py')
+    os.chown(engine, 0, 0)
+    os.chown(shared / 'e', nobody, nobody)  # its owner could swap the file: refused too, installed or by SHA-256
+    sha = 'e' * 64
+    os.rename(shared / 'e', shared / sha)
+    with pytest.raises(_engine.EngineNotFound, match='owned by uid 65534'):
+        _engine.engine_command(sha256=sha, root=str(shared), python='py')
+    with pytest.raises(_engine.EngineNotFound, match='owned by uid 65534'):
+        _engine.engine_command(root=str(shared), python='py', which=lambda name: None)
+
+
 def test_call_returns_the_document(module, engine_pyz):
     doc = _engine.call(module, [sys.executable, engine_pyz], ['job', 'status', '--', 'unit-no-such-run'])
     assert check_document(doc)['command'] == 'job status' and doc['result']['state'] == 'none'

@@ -1,0 +1,54 @@
+"""Commands run as root refuse to write through a directory another user could redirect: ``blkfleet workdir``,
+``replay --json/--io-log``, ``report -o`` and a new results store (exit 2, one line, nothing written)."""
+
+import json
+import os
+
+import pytest
+
+from helpers.synth import run_cli
+from helpers.synth_results import make_doc, write_doc
+
+NOBODY = 65534
+
+
+@pytest.fixture
+def planted(tmp_path):
+    """A sticky world-writable directory (like /tmp) where uid 65534 made ``out`` a link to a directory of root's;
+    returns (the link, the directory it points to)."""
+    shared, victim = tmp_path / "shared", tmp_path / "victim"
+    shared.mkdir()
+    victim.mkdir()
+    os.chmod(shared, 0o1777)
+    (shared / "out").symlink_to(victim)
+    os.lchown(shared / "out", NOBODY, NOBODY)
+    return shared / "out", victim
+
+
+@pytest.mark.parametrize("argv", [
+    ["workdir", "{out}/results"],
+    ["workdir", "--check", "{out}/results"],
+    ["replay", "-d", "{empty}", "--json", "{out}/r.json", "sda"],
+    ["replay", "-d", "{empty}", "--io-log", "{out}/r.iolog", "sda"],
+    ["report", "-o", "{out}/report.html", "--results", "{doc}"],
+    ["results", "add", "--db", "{out}/store.sqlite", "{doc}"],
+])
+def test_a_planted_link_is_refused_with_one_line(planted, tmp_path, argv):
+    link, victim = planted
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    doc = tmp_path / "results.json"
+    write_doc(doc, make_doc())
+    proc = run_cli(*[a.format(out=link, empty=empty, doc=doc) for a in argv])
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"the link {link} is owned by uid {NOBODY}" in lines[0], proc.stderr
+    assert os.listdir(victim) == []
+
+
+def test_workdir_makes_our_directory_and_says_so(tmp_path):
+    proc = run_cli("workdir", "--json", "-", "--", str(tmp_path / "a" / "b"))
+    doc = json.loads(proc.stdout)
+    assert proc.returncode == 0 and doc["result"]["created"] is True and doc["result"]["real_path"] == str(
+        tmp_path / "a" / "b")
+    assert os.path.isdir(tmp_path / "a" / "b")
