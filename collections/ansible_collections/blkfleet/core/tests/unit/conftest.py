@@ -176,12 +176,17 @@ def fake_capture_engine(tmp_path, monkeypatch):
 
 
 def run_module(module_main, capsys, args, check_mode=False):
-    """Run a module's main() with ``args``; returns (exit code, result dict)."""
+    """Run a module's main() with ``args``; returns (exit code, result dict). The module's temporary directory is
+    this call's own and is removed after it (the module's own clean-up runs only when the test process exits)."""
     from ansible.module_utils.testing import patch_module_args
     if check_mode:
         args = dict(args, _ansible_check_mode=True)
-    with patch_module_args(args), pytest.raises(SystemExit) as exc:
-        module_main()
+    scratch = tempfile.mkdtemp(prefix='blkfleet-unit-module-')
+    try:
+        with patch_module_args(dict(args, _ansible_tmpdir=scratch)), pytest.raises(SystemExit) as exc:
+            module_main()
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return exc.value.code, json.loads(capsys.readouterr().out)
 
 
