@@ -59,3 +59,16 @@ def test_capture_playbook_refuses_a_planted_results_link_before_capturing(tmp_pa
     assert f"the link {project}/results is owned by uid {NOBODY}" in out, out
     assert "UNREACHABLE" not in out, out  # refused before the source host was contacted
     assert os.listdir(victim) == []
+
+
+def test_shipped_playbook_without_a_project_directory_says_so(tmp_path):
+    """Run from cron (no PWD), a shipped playbook stops with one clear error instead of writing under /results."""
+    inventory = tmp_path / "inventory.yml"
+    inventory.write_text("sources:\n  hosts:\n    ghost:\n      ansible_host: 192.0.2.1\n")
+    env = ansible_env(ANSIBLE_COLLECTIONS_PATH=os.path.join(REPO, "collections"))
+    env.pop("PWD", None)
+    run = subprocess.run([ansible_bin("ansible-playbook"), "-i", str(inventory), "blkfleet.core.record"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
+    out = run.stdout + run.stderr
+    assert run.returncode != 0 and "no project directory: PWD is unset" in out, out
+    assert not os.path.exists("/results")
