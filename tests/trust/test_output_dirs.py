@@ -52,3 +52,16 @@ def test_workdir_makes_our_directory_and_says_so(tmp_path):
     assert proc.returncode == 0 and doc["result"]["created"] is True and doc["result"]["real_path"] == str(
         tmp_path / "a" / "b")
     assert os.path.isdir(tmp_path / "a" / "b")
+
+
+def test_a_report_may_go_into_a_sticky_directory(tmp_path):
+    """Like /tmp: the report is a new file renamed into place, so a directory others can add to but not rename in
+    is fine for it (the directories above it and any link on the way are still checked)."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    doc = tmp_path / "results.json"
+    write_doc(doc, make_doc())
+    proc = run_cli("report", "-o", shared / "report.html", "--results", doc)
+    assert proc.returncode == 0, proc.stderr
+    assert (shared / "report.html").stat().st_size > 0

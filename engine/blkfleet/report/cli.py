@@ -73,7 +73,7 @@ def run(args):
     html = render(focus, focus_label, runs, baseline_rows, args.baseline, verdict, args.original,
                   args.replay_capture, args.original_device, args.replay_device, args.band_k, args.io_log, stats,
                   baseline_docs)
-    work_dir(os.path.dirname(os.path.abspath(args.output)), "report's directory")
+    work_dir(os.path.dirname(os.path.abspath(args.output)), "report's directory", sticky_ok=True)
     atomic_write(args.output, html)
     print(f"blkfleet report: {args.output} ({len(html) // 1024} KiB, {len(runs)} runs"
           + (f", verdict {verdict['verdict']}" if verdict else "") + ")")
