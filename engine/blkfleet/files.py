@@ -132,7 +132,7 @@ def work_dir(path, what="output directory", create=True, sticky_ok=False):
             reason = "it is not a directory" if not names else f"{here} is not a directory"
         elif not _owner_ok(st):
             reason = f"{here} is owned by uid {st.st_uid}"
-        elif _writable_by_others(st) or not names and not sticky_ok and _writable_by_others(st, sticky_counts=False):
+        elif _writable_by_others(st, sticky_counts=bool(names) or sticky_ok):
             reason = f"others can write to {here} (mode {stat.S_IMODE(st.st_mode):04o})"
         else:
             reason = None

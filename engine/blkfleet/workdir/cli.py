@@ -14,7 +14,7 @@ def add_parser(sub):
         description="Make DIR and its missing parents (mode 0755), or check it: every directory on its path must be "
         "owned by root or by you and not writable by others (a sticky directory such as /tmp only above it), and "
         "a symbolic link on the way is followed only when it is root's or yours. Otherwise nothing is made and "
-        "the command exits 2 with the reason. Prints {path, real_path, created}.",
+        "the command exits 2 with the reason. Prints {path, real_path, created, exists}.",
         epilog=codes.epilog(codes.SUCCESS, codes.BAD_INPUT),
     )
     p.add_argument("directory", metavar="DIR")
