@@ -1,6 +1,7 @@
 """SCHED_FIFO replay workers: ``realtime`` in the results, what happens without the right to use SCHED_FIFO,
-a worker busy all along leaving SCHED_FIFO (clear of the kernel's real-time throttling), and one the device
-holds back (at its depth limit) leaving it too."""
+a worker busy all along leaving SCHED_FIFO (clear of the kernel's real-time throttling), one with dense IOs
+never using it (clear of its CPU's softirq thread), one the device holds back (at its depth limit) leaving it,
+and the count of IOs due in a window."""
 
 import json
 import os
@@ -11,11 +12,12 @@ import subprocess
 import sys
 import threading
 import time
+from array import array
 from types import SimpleNamespace
 
 import pytest
 
-from blkfleet.replay import realtime
+from blkfleet.replay import realtime, worker
 from blkfleet.replayfile import native
 from blkfleet.replayfile.ops import READ
 from helpers import ENV
@@ -114,6 +116,40 @@ def burst_trace(directory, seconds=2.0, every_ns=5_000_000, burst=64, device="lo
     return bursts * burst
 
 
+def dense_then_sparse_trace(directory, device="loop1"):
+    """0.5 s of reads every 5 us, then 2.5 s of reads every 2 ms."""
+    rng = random.Random(9)
+    w = native.NativeWriter(directory / f"{device}.replay.0")
+    dense = 100_000
+    for b in range(0, dense, 100):
+        w.add_bunch(1_000_000_000 + b * 5_000, [(8 * rng.randrange(16384), 4096, k * 5_000, READ, 0, 1)
+                                                for k in range(100)])
+    sparse = 1250
+    for k in range(sparse):
+        w.add_bunch(1_500_000_000 + k * 2_000_000, [(8 * rng.randrange(16384), 4096, 0, READ, 0, 1)])
+    w.close()
+    return dense + sparse
+
+
+def replay_watched(directory, mapping, *extra):
+    """Replay ``directory`` (device loop1) while watching the worker's scheduling policy; returns (results,
+    policies seen in order, when each was first seen, when the replay ended)."""
+    res = directory / "res.json"
+    proc = subprocess.Popen([sys.executable, "-m", "blkfleet", "replay", "-d", str(directory), "-M", str(mapping),
+                             "--json", str(res), *extra, "loop1"], env=ENV, stderr=subprocess.PIPE, text=True)
+    stop, seen, when = threading.Event(), [], []
+    poller = threading.Thread(target=lambda: seen.extend(policies(proc.pid, stop, when)))
+    poller.start()
+    try:
+        _out, err = proc.communicate(timeout=60)
+        ended = time.monotonic()
+    finally:
+        stop.set()
+        poller.join()
+    assert proc.returncode == 0, err
+    return json.loads(res.read_text()), seen, when, ended
+
+
 @root
 def test_a_worker_busy_all_along_leaves_sched_fifo(tmp_path, loopdev):
     """3 s of reads every 20 us keep the worker busy (it spins between IOs): after its first window it runs
@@ -121,23 +157,38 @@ def test_a_worker_busy_all_along_leaves_sched_fifo(tmp_path, loopdev):
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("realtime auto needs a CPU left to the kernel (2 CPUs or more)")
     n = dense_trace(tmp_path)
-    res = tmp_path / "res.json"
-    proc = subprocess.Popen([sys.executable, "-m", "blkfleet", "replay", "-d", str(tmp_path), "-M",
-                             str(map_file(tmp_path, loopdev(64 << 20))), "--json", str(res), "loop1"],
-                            env=ENV, stderr=subprocess.PIPE, text=True)
-    stop, seen = threading.Event(), []
-    poller = threading.Thread(target=lambda: seen.extend(policies(proc.pid, stop)))
-    poller.start()
-    try:
-        _out, err = proc.communicate(timeout=60)
-    finally:
-        stop.set()
-        poller.join()
-    assert proc.returncode == 0, err
-    doc = json.loads(res.read_text())
+    doc, seen, _when, _ended = replay_watched(tmp_path, map_file(tmp_path, loopdev(64 << 20)))
     assert doc["realtime"] is True and doc["total"]["ios"] == n
     assert doc["total"]["lateness_us"]["max"] < 20_000, doc["total"]["lateness_us"]
     assert [os.SCHED_FIFO, os.SCHED_OTHER] in [seen[k:k + 2] for k in range(len(seen))], seen
+
+
+@root
+def test_a_worker_with_dense_ios_never_runs_as_sched_fifo(tmp_path, loopdev):
+    """1 s of reads every 5 us (200 k IOPS): the worker spends most of its CPU submitting them, so it runs as a
+    normal task from the start (as SCHED_FIFO it would keep its CPU's softirq thread, which finishes block
+    completions, waiting)."""
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("realtime auto needs a CPU left to the kernel (2 CPUs or more)")
+    n = dense_trace(tmp_path, seconds=1.0, step_ns=5_000)
+    doc, seen, _when, _ended = replay_watched(tmp_path, map_file(tmp_path, loopdev(64 << 20)))
+    assert doc["realtime"] is True and doc["total"]["ios"] == n
+    assert seen and os.SCHED_FIFO not in seen, seen
+
+
+@root
+def test_a_worker_turns_sched_fifo_once_its_ios_thin_out(tmp_path, loopdev):
+    """0.5 s of reads every 5 us, then 2.5 s of reads every 2 ms: a normal task while they are dense,
+    SCHED_FIFO once they are sparse (at most a second later, when the device held it back in the dense part)."""
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("realtime auto needs a CPU left to the kernel (2 CPUs or more)")
+    n = dense_then_sparse_trace(tmp_path)
+    doc, seen, when, ended = replay_watched(tmp_path, map_file(tmp_path, loopdev(64 << 20)))
+    assert doc["realtime"] is True and doc["total"]["ios"] == n
+    assert seen[:2] == [os.SCHED_OTHER, os.SCHED_FIFO], seen
+    last = doc["timing"]["last_completion_monotonic_ns"] / 1e9
+    started = last - 3.0  # the trace's span, ended by its last IO
+    assert 0.4 < when[1] - started < 1.9, (when, started)
 
 
 @root
@@ -149,21 +200,7 @@ def test_a_worker_the_device_holds_back_leaves_sched_fifo(tmp_path, loopdev):
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("realtime auto needs a CPU left to the kernel (2 CPUs or more)")
     n = burst_trace(tmp_path)
-    res = tmp_path / "res.json"
-    proc = subprocess.Popen([sys.executable, "-m", "blkfleet", "replay", "-d", str(tmp_path), "-M",
-                             str(map_file(tmp_path, loopdev(64 << 20))), "--depth", "4", "--json", str(res),
-                             "loop1"], env=ENV, stderr=subprocess.PIPE, text=True)
-    stop, seen, when = threading.Event(), [], []
-    poller = threading.Thread(target=lambda: seen.extend(policies(proc.pid, stop, when)))
-    poller.start()
-    try:
-        _out, err = proc.communicate(timeout=60)
-        ended = time.monotonic()
-    finally:
-        stop.set()
-        poller.join()
-    assert proc.returncode == 0, err
-    doc = json.loads(res.read_text())
+    doc, seen, when, ended = replay_watched(tmp_path, map_file(tmp_path, loopdev(64 << 20)), "--depth", "4")
     assert doc["realtime"] is True and doc["total"]["ios"] == n and doc["depth"] == 4
     fifo = [t for policy, t in zip(seen, when) if policy == os.SCHED_FIFO]
     other = [t for policy, t in zip(seen, when) if policy == os.SCHED_OTHER and fifo and t > fifo[0]]
@@ -211,7 +248,41 @@ def test_tick_follows_how_busy_the_worker_was(monkeypatch):
     rt.stop()
 
     calls.clear()
+    rt = realtime.Realtime(True)
+    dense = realtime.DENSE_IOS + 1
+    rt.start(dense)  # IOs less than DENSE_GAP_NS apart in the first window: a normal task from the start
+    assert calls == [other]
+
+    def window_coming(coming):  # an idle worker (no CPU time used), ``coming`` IOs due in the next window
+        clock[0] += window
+        return rt.tick(clock[0], coming=coming)
+
+    window_coming(dense)
+    assert calls == [other]
+    window_coming(dense - 1)  # no longer dense
+    assert calls == [other, fifo]
+    window_coming(dense)
+    assert calls == [other, fifo, other]
+    rt.stop()
+
+    calls.clear()
     off = realtime.Realtime(False)
     assert off.start() == float("inf")
     off.stop()
     assert calls == []
+
+
+def test_due_by_counts_across_the_rings_end():
+    cap = 16
+    due = array("q", [0] * cap)
+    times = [-5, 10, 20, 20, 30, 45, 70, 95]
+    first = 12  # the IOs wrap round the ring's end
+    for k, t in enumerate(times):
+        due[(first + k) % cap] = t
+    n = first + len(times)
+    assert worker.due_by(due, first, n, cap - 1, cap, 20) == 4  # within the first part of the ring
+    assert worker.due_by(due, first, n, cap - 1, cap, 50) == 6  # across its end
+    assert worker.due_by(due, first, n, cap - 1, cap, 1000) == 8
+    assert worker.due_by(due, first + 2, n, cap - 1, cap, 50) == 4
+    assert worker.due_by(due, first, first, cap - 1, cap, 1000) == 0  # nothing fed
+    assert worker.due_by(due, first, n, cap - 1, cap, -10) == 0

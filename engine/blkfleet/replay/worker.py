@@ -27,7 +27,7 @@ from bisect import bisect_right
 
 from .ioengines import open_ioengine
 from .ioengines.base import EVENT
-from .realtime import Realtime
+from .realtime import WINDOW_NS, Realtime
 from .window import END, FED, ISSUED, LEAD, NOT_YET, PARENTS, SPECIALS, STALL_NS, STALLS, THINK_OFFSET, LogWriter
 
 WARM_NS = 1_000_000
@@ -66,6 +66,16 @@ def wake_cost_ns():
         time.sleep(WAKE_SLEEP_NS / 1e9)
         over.append(mono() - t - WAKE_SLEEP_NS)
     return max(sorted(over)[WAKE_PROBES // 2], 0)
+
+
+def due_by(due, i, n, mask, cap, horizon):
+    """How many of IOs ``i`` to ``n - 1`` (in due order, in the ring ``due``) are due by ``horizon``."""
+    r = i & mask
+    first = min(n - i, cap - r)
+    k = bisect_right(due, horizon, r, r + first) - r
+    if k < first or first == n - i:
+        return k
+    return first + bisect_right(due, horizon, 0, n - i - first)
 
 
 class Outcome:
@@ -345,7 +355,7 @@ class Replayer:
         while mono() < start_ns - WARM_NS and not stop():
             time.sleep(min(max(start_ns - WARM_NS - mono(), 0), STOP_POLL_NS) / 1e9)
         start_wall = time.time() + (start_ns - mono()) / 1e9
-        rt_check = rt.start() - start_ns
+        rt_check = rt.start(due_by(due, i, ctl[FED], mask, cap, WINDOW_NS)) - start_ns
         warm = WARM_FIFO_NS if rt.fifo else WARM_NS
 
         put, submit_ios, reap = log.put, io.submit, io.reap
@@ -360,7 +370,7 @@ class Replayer:
                 interrupted = True
                 break
             if now >= rt_check:
-                rt_check = rt.tick(now, held)
+                rt_check = rt.tick(now, held, due_by(due, i, n, mask, cap, now + WINDOW_NS))
                 held = False
                 warm = WARM_FIFO_NS if rt.fifo else WARM_NS
             if i >= n:  # everything fed is sent: look for more
