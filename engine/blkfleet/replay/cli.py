@@ -72,9 +72,9 @@ def add_parser(sub):
                    help="IOs due within this window of the one being submitted go out with it, at most this early "
                    "(default 0: each IO at its time)")
     p.add_argument("--realtime", choices=("auto", "on", "off"), default="auto",
-                   help="run workers as SCHED_FIFO while they are not busy all the time, so kernel threads "
-                   "finishing IO do not preempt them (default auto: in timed mode, when allowed and a CPU is left "
-                   "to the kernel)")
+                   help="run workers as SCHED_FIFO while they are not busy all the time (nor their IOs due "
+                   "less than 10 us apart), so kernel threads finishing IO do not preempt them (default auto: "
+                   "in timed mode, when allowed and a CPU is left to the kernel)")
     p.add_argument("--probe", choices=METHODS, default="auto",
                    help="how a write target is probed for filesystems and other signatures (-W): blkid -p when "
                    "installed, else blkfleet's own table read with O_DIRECT (default auto)")
