@@ -30,6 +30,7 @@ import contextlib
 import glob
 import json
 import os
+import random
 import resource
 import shutil
 import statistics
@@ -148,7 +149,7 @@ def figures(capdir, name, last=None):
             "iops_100ms_p50": pct(per_s, 50), "iops_100ms_p90": pct(per_s, 90),
             "lat_p50_us": pct(latencies, 50) / 1e3, "lat_p99_us": pct(latencies, 99) / 1e3,
             "inflight_mean": statistics.mean(depths), "inflight_p90": pct(depths, 90),
-            "unmatched": matcher.unmatched, "_qc": list(zip(issues, completions))}
+            "unmatched": matcher.unmatched, "_qc": list(zip(issues, completions)), "_lat": latencies}
 
 
 def recorded_ios(repdir, name):
@@ -181,6 +182,35 @@ def reaction(repdir, name, qc):
     if not gaps:  # no dependent IO whose parents all showed in the capture
         return {"p50": None, "p90": None, "mean": None}
     return {"p50": round(pct(gaps, 50), 1), "p90": round(pct(gaps, 90), 1), "mean": round(statistics.mean(gaps), 1)}
+
+
+def model_run(repdir, name, latencies, seed=1):
+    """Run time (s) of a dependency replay of ``repdir`` by an engine that costs nothing: each IO goes once its
+    latest completion parent completed plus its recorded think time (without one: its recorded distance after the
+    IO before it), and not before its issue parents; its latency is drawn from ``latencies`` (ns, of a capture of
+    the destination). Nothing queues, so this holds for a destination the replay does not saturate: what the
+    dependency rule itself gives, apart from the engine."""
+    ios = []
+    for path in find_per_cpu(repdir, name, "replay"):
+        for chunk in open_replay(path, timing=True).chunks():
+            t = chunk.timing
+            ios += zip(t.seqs, chunk.times, t.thinks, t.parents())
+    ios.sort()
+    draw = random.Random(seed).choice
+    issued, completed = {}, {}
+    before = None
+    for seq, due, think, parents in ios:
+        done = [completed[p] for p, after in parents if not after and p in completed]
+        if done:
+            at = max(done) + think
+        elif before is not None:
+            at = issued[before[0]] + due - before[1]
+        else:
+            at = 0
+        at = max([at] + [issued[p] for p, after in parents if after and p in issued])
+        issued[seq], completed[seq] = at, at + draw(latencies)
+        before = (seq, due)
+    return (max(completed.values()) - min(issued.values())) / 1e9
 
 
 def reaction_parts(iolog, capdir, name):
@@ -305,8 +335,8 @@ def capture_workload(kind, dev, work, args, tag):
     return out
 
 
-def record(capdir, name, options=()):
-    rep = capdir + "-replay"
+def record(capdir, name, options=(), suffix=""):
+    rep = capdir + suffix + "-replay"
     os.mkdir(rep)
     blkfleet("record", "-q", "--timing", *options, "-d", capdir, "-D", rep, name)
     return rep
@@ -330,6 +360,7 @@ def replay(repdir, name, target, mode, work, tag):
         raise RuntimeError(f"replay {mode}: {run.stderr.strip()}")
     got = figures(out, os.path.basename(target), last=recorded_ios(repdir, name))
     qc = got.pop("_qc")
+    del got["_lat"]
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     got["engine_cpu_us_per_io"] = round(cpu * 1e6 / got["ios"], 1)  # the whole replay command: parent and worker
     if mode == "dependency":
@@ -348,10 +379,19 @@ def one_round(kind, args, work, devices, tag):
         slow_cap = capture_workload(kind, dev, work, args, f"slow{tag}")
     fast_cap = capture_workload(kind, dev, work, args, f"fast{tag}")
     truth = {"slow": figures(slow_cap, name), "fast": figures(fast_cap, name)}
+    fast_latencies = truth["fast"]["_lat"]
     for t in truth.values():
-        del t["_qc"]
+        del t["_qc"], t["_lat"]
     rule = args.record_options.split()
     reps = {"slow": record(slow_cap, name, rule), "fast": record(fast_cap, name, rule)}
+    model = {}
+    if args.model:  # the rule alone, onto the fast device, as given and with parents of the same task only
+        for scope, options in (("as recorded", None), ("--dep-scope task", rule + ["--dep-scope", "task"])):
+            for source in ("slow", "fast"):
+                rep = reps[source] if options is None else record(slow_cap if source == "slow" else fast_cap, name,
+                                                                  options, suffix="-task")
+                model[(scope, f"{source} -> fast")] = model_run(rep, name, fast_latencies)
+        print(f"  {kind}{tag} model " + "; ".join(f"{k[0]} {k[1]} {v:.3f} s" for k, v in model.items()), flush=True)
     got = {}
     for source, dest in (("slow", "fast"), ("fast", "slow")):
         for mode in MODES:
@@ -365,7 +405,7 @@ def one_round(kind, args, work, devices, tag):
     for p in glob.glob(os.path.join(work, "*")):
         if os.path.isdir(p) and (p.endswith("-replay") or os.path.basename(p).startswith(("cap-", "rep-"))):
             shutil.rmtree(p, ignore_errors=True)
-    return truth, got
+    return truth, got, model
 
 
 def _median(values):
@@ -388,17 +428,23 @@ def one_workload(kind, args):
     with workdir(f"modes-{kind}-") as work, stacked(work, "a") as (dev, lower), stacked(work, "b") as (scratch,
                                                                                                    lower2):
         rounds = [one_round(kind, args, work, (dev, lower, scratch, lower2), f"-{r + 1}") for r in range(args.rounds)]
-    truth = {d: median_of([t[d] for t, _g in rounds]) for d in ("slow", "fast")}
+    truth = {d: median_of([t[d] for t, _g, _m in rounds]) for d in ("slow", "fast")}
     for d in truth:
-        truth[d]["run_s_range"] = [min(t[d]["run_s"] for t, _g in rounds), max(t[d]["run_s"] for t, _g in rounds)]
+        truth[d]["run_s_range"] = [min(t[d]["run_s"] for t, _g, _m in rounds),
+                                   max(t[d]["run_s"] for t, _g, _m in rounds)]
     rows = []
     for key in rounds[0][1]:
         direction, mode = key
-        runs = [g[key]["run_s"] for _t, g in rounds]
-        med = median_of([g[key] for _t, g in rounds])
+        runs = [g[key]["run_s"] for _t, g, _m in rounds]
+        med = median_of([g[key] for _t, g, _m in rounds])
         rows.append({"workload": kind, "direction": direction, "mode": mode, **med,
                      "run_s_range": [min(runs), max(runs)], "error_pct": errors(med, truth[direction.split()[-1]])})
-    return truth, rows
+    models = [{"rule": rule, "direction": direction, "run_s": round(statistics.median(m[(rule, direction)]
+                                                                                  for _t, _g, m in rounds), 3),
+               "error_pct": round(100 * (statistics.median(m[(rule, direction)] for _t, _g, m in rounds)
+                                         - truth["fast"]["run_s"]) / truth["fast"]["run_s"], 1)}
+              for rule, direction in rounds[0][2]]
+    return truth, rows, models
 
 
 def engine_cost(args):
@@ -431,12 +477,58 @@ def engine_cost(args):
             rows[mode] = {"ios": total["ios"], "iops": round(total["iops"]),
                           "cpu_us_per_io": round(cpu * 1e6 / total["ios"], 2)}
             print(f"  cost {mode:20s} {rows[mode]}", flush=True)
+        rows["chain"] = chain_cost(args, work, dev, target)
+        print(f"  cost chain {rows['chain']}", flush=True)
         return rows
+
+
+def chain_cost(args, work, dev, target):
+    """What one link of a chain costs: a capture of reads one at a time (fio libaio, depth 1, no think time), each
+    issued once the one before completed, replayed in dependency mode onto a second device; the gap from each
+    C to the next Q (µs, p50 and mean) in the application's capture and in the replay's."""
+    name = os.path.basename(dev)
+    app, rep_cap = os.path.join(work, "chain"), os.path.join(work, "chain-replayed")
+    os.mkdir(app)
+    os.mkdir(rep_cap)
+    with captured([dev], app, mode="events"):
+        subprocess.run(["fio", "--name=chain", f"--filename={dev}", "--direct=1", "--ioengine=libaio", "--iodepth=1",
+                        "--rw=randread", "--bs=4k", f"--number_ios={args.chain_ios}", "--size=256m",
+                        "--randrepeat=0"], check=True, capture_output=True)
+    rep = record(app, name, ["--dep-scope", "task"])
+    mapping = os.path.join(work, "map")
+    with open(mapping, "w") as f:
+        f.write(f"{name} {target}\n")
+    with captured([target], rep_cap, mode="events"):
+        blkfleet("replay", "-d", rep, "-M", mapping, "--mode", "dependency", name)
+    return {"application": link_gaps(app, name), "replay": link_gaps(rep_cap, os.path.basename(target),
+                                                                      last=args.chain_ios)}
+
+
+def link_gaps(capdir, name, last=None):
+    """The gap from each completion to the next issue (µs; p50, mean) in a capture of one IO at a time (``last``:
+    only the last so many IOs)."""
+    events = []
+    for path in find_per_cpu(capdir, name, "blktrace"):
+        with TraceReader(path) as reader:
+            events += [(r.time, is_complete(r.action)) for r in reader
+                       if r.bytes and (is_queue(r.action) or is_complete(r.action))]
+    events.sort()
+    if last is not None:
+        queued = [t for t, is_c in events if not is_c]
+        events = [e for e in events if e[0] >= queued[max(len(queued) - last, 0)]]
+    gaps, completed = [], None
+    for t, is_c in events:
+        if is_c:
+            completed = t
+        elif completed is not None:
+            gaps.append((t - completed) / 1e3)
+            completed = None
+    return {"p50": round(pct(gaps, 50), 1), "mean": round(statistics.mean(gaps), 1)}
 
 
 def markdown(results):
     lines = []
-    for kind, (truth, rows) in results.items():
+    for kind, (truth, rows, models) in results.items():
         lines.append(
             f"\n{kind}, the truth (median of the rounds; run time range): slow {truth['slow']['run_s']:.2f} s "
             f"({truth['slow']['run_s_range'][0]:.2f}–{truth['slow']['run_s_range'][1]:.2f}), "
@@ -466,6 +558,11 @@ def markdown(results):
                              f"wake-up {r['reaction_parts_us']['c_to_seen']} µs (p90 "
                              f"{r['reaction_parts_us']['c_to_seen_p90']}), the engine's delay past its decided "
                              f"moment {r['reaction_parts_us']['late']} µs")
+        if models:
+            lines.append(f"\n{kind}, the dependency rule alone (model_run: an engine that costs nothing, latencies "
+                         "drawn from the fast truth's; median of the rounds):\n")
+            lines.append("| rule | direction | run s | error against the fast truth % |\n|---|---|---|---|")
+            lines += [f"| {m['rule']} | {m['direction']} | {m['run_s']:.3f} | {m['error_pct']:+} |" for m in models]
     return "\n".join(lines)
 
 
@@ -480,6 +577,10 @@ def main():
     ap.add_argument("--record-options", default="", metavar="OPTIONS",
                     help="blkfleet record options for the captures (the dependency rule: '--dep-window 500000')")
     ap.add_argument("--cost-ios", type=int, default=200000, help="IOs of the engine-cost capture (0: skip it)")
+    ap.add_argument("--chain-ios", type=int, default=2000, help="IOs of the engine-cost chain (one at a time)")
+    ap.add_argument("--model", action="store_true",
+                    help="also what the dependency rule gives onto the fast device with an engine that costs nothing "
+                    "(model_run), as recorded and with --dep-scope task")
     ap.add_argument("--json", metavar="FILE")
     ap.add_argument("--markdown", action="store_true", help="print the tables as markdown at the end")
     args = ap.parse_args()
@@ -495,14 +596,19 @@ def main():
     print(f"({time.monotonic() - t0:.0f} s)")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"workloads": {k: {"truth": t, "rows": r} for k, (t, r) in results.items()},
+            json.dump({"workloads": {k: {"truth": t, "rows": r, "model": m} for k, (t, r, m) in results.items()},
                        "engine_cost": cost}, f, indent=1)
     if args.markdown:
         print(markdown(results))
         if cost:
             print("\n| mode | IOs | IOPS | engine CPU µs/IO |\n|---|---|---|---|")
             for mode, r in cost.items():
-                print(f"| {mode} | {r['ios']} | {r['iops']} | {r['cpu_us_per_io']} |")
+                if mode != "chain":
+                    print(f"| {mode} | {r['ios']} | {r['iops']} | {r['cpu_us_per_io']} |")
+            app, rep = cost["chain"]["application"], cost["chain"]["replay"]
+            print(f"\nA chain of {args.chain_ios} reads one at a time, from each completion to the next issue: the "
+                  f"application (fio, libaio) p50 {app['p50']} µs, mean {app['mean']} µs; its dependency replay "
+                  f"p50 {rep['p50']} µs, mean {rep['mean']} µs")
 
 
 if __name__ == "__main__":

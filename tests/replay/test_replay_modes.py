@@ -13,8 +13,8 @@ import pytest
 from blkfleet.cli import main
 from blkfleet.percpu import find_per_cpu
 from blkfleet.replayfile import open_replay
-from blkfleet.replayfile.ops import READ
-from blkfleet.trace.actions import C_WRITE, is_complete, is_queue
+from blkfleet.replayfile.ops import DISCARD, READ, WRITE
+from blkfleet.trace.actions import C_DISCARD, C_WRITE, is_complete, is_queue
 from blkfleet.trace.matching import Matcher
 from blkfleet.trace.reader import TraceReader
 from helpers import DATA
@@ -49,6 +49,13 @@ def recorded(tracer, loopdev, tmp_path):
 
 
 def recorded_ios(rep, name):
+    ios = recorded_ios_of(rep, name)
+    assert len(ios) >= 700
+    return ios
+
+
+def recorded_ios_of(rep, name):
+    """{seq: IO} of a version 2 replay dir, every seq from 0 on."""
     ios = {}
     for path in find_per_cpu(str(rep), name, "replay"):
         for chunk in open_replay(path, timing=True).chunks():
@@ -57,13 +64,13 @@ def recorded_ios(rep, name):
                 ios[t.seqs[k]] = {"time": chunk.times[k], "sector": chunk.sectors[k], "nbytes": chunk.nbytes[k],
                                   "op": chunk.ops[k], "latency": t.latencies[k], "inflight": t.inflight[k],
                                   "parents": parents}
-    assert sorted(ios) == list(range(len(ios))) and len(ios) >= 700
+    assert sorted(ios) == list(range(len(ios)))
     return ios
 
 
 def replay_captured(tracer, target, tmp_path, rep, name, *options):
     """Replay onto ``target`` (-W) while it is captured: (results, [(Q time, sector, bytes, C time, in flight at
-    the Q)] in Q order)."""
+    the Q, writes, discards)] in Q order)."""
     out = tmp_path / "replay-cap"
     out.mkdir()
     res = tmp_path / "res.json"
@@ -74,17 +81,17 @@ def replay_captured(tracer, target, tmp_path, rep, name, *options):
     rows = []
     for path in find_per_cpu(str(out), os.path.basename(target), "blktrace"):
         with TraceReader(path) as reader:
-            rows += [(r.time, is_complete(r.action), r.sector, r.bytes, bool(r.action & C_WRITE)) for r in reader
-                     if is_queue(r.action) or is_complete(r.action)]
+            rows += [(r.time, is_complete(r.action), r.sector, r.bytes, bool(r.action & C_WRITE),
+                      bool(r.action & C_DISCARD)) for r in reader if is_queue(r.action) or is_complete(r.action)]
     rows.sort()
     matcher = Matcher(empty=True)
     qs = []
-    for t, is_c, sector, nbytes, writes in rows:
+    for t, is_c, sector, nbytes, writes, discards in rows:
         if is_c:
             for k in matcher.completed(sector, nbytes):
                 qs[k][3] = t
         else:
-            qs.append([t, sector, nbytes, None, matcher.in_flight + 1, writes])
+            qs.append([t, sector, nbytes, None, matcher.in_flight + 1, writes, discards])
             matcher.queued(sector, nbytes, len(qs) - 1)
     return doc, qs
 
@@ -150,6 +157,35 @@ def test_dependency_mode_waits_for_parents_and_keeps_conflicts_in_order(tracer, 
     assert pairs > 1000
     offsets = [w["think_offset_us"] for w in doc["workers"]]
     assert all(0 < o < 1000 for o in offsets), offsets
+
+
+@pytest.mark.root
+def test_dependency_mode_keeps_discards_and_writes_of_a_block_in_order(tracer, loopdev, tmp_path):
+    """Discards go as ioctls, one at a time at the head of the worker's range: each 4 KiB block trimmed then written,
+    twice over (fio trimwrite), keeps that order in a dependency replay, and every IO goes."""
+    src = loopdev()
+    cap = tmp_path / "cap"
+    cap.mkdir()
+    with traced([src], cap, lock=tracer, mode="events"):
+        subprocess.run(["fio", "--name=trimwrite", f"--filename={src}", "--direct=1", "--ioengine=psync",
+                        "--rw=trimwrite", "--bs=4k", "--size=192k", "--loops=2", "--output-format=terse"],
+                       check=True, capture_output=True)
+    name = os.path.basename(src)
+    rep = tmp_path / "rep"
+    rep.mkdir()
+    assert main(["record", "-q", "--timing", "-d", str(cap), "-D", str(rep), name]) == 0
+    ios = recorded_ios_of(rep, name)
+    recorded = {}
+    for _seq, io in sorted(ios.items()):
+        recorded.setdefault(io["sector"], []).append(io["op"])
+    assert sum(ops.count(DISCARD) for ops in recorded.values()) == 96 and len(recorded) == 48
+    doc, qs = replay_captured(tracer, loopdev(), tmp_path, rep, name, "--mode", "dependency")
+    assert doc["total"]["ios"] == len(ios) and doc["total"]["errors"]["count"] == 0, doc["total"]
+    replayed = {}
+    for _t, sector, nbytes, _c, _depth, writes, discards in qs[len(qs) - len(ios):]:
+        if nbytes:
+            replayed.setdefault(sector, []).append(DISCARD if discards else WRITE if writes else READ)
+    assert replayed == recorded
 
 
 @pytest.mark.root

@@ -177,7 +177,9 @@ class LogWriter:
     """The worker's end of the completion log: ``put(time, events)`` appends events (bytes of struct io_event) and
     stamps each with the completion time in its ``obj`` field. The log holds ``log_events`` events, more than
     the window's IOs: an event is only read once, and its slot only written again after it was, so the log
-    cannot fill. (Should it ever, events would wait here, in @pending, counted in LOG_FULL.)"""
+    cannot fill. (Should it ever, events would wait here, in @pending, counted in LOG_FULL.) The load and
+    dependency modes append their completions to @pending themselves and ``flush`` before they wait (or once a
+    few dozen are held), so that a completion's dependent IO goes out first."""
 
     def __init__(self, window):
         self.w = window

@@ -36,6 +36,7 @@ WARM_NS = 1_000_000
 WARM_FIFO_NS = 150_000
 PROBE_EVERY_NS = 100_000
 SPIN_NS = 100_000  # load and dependency modes: the last stretch before an IO's moment is spun, not slept
+DEFER = 64  # load and dependency modes: completions held before they are written to the log
 LOOKAHEAD = 32  # dependency mode: IOs from the first not issued on that may go before it (independent streams)
 WAKE_PROBES = 24  # dependency mode: short sleeps timed before the start (wake_cost_ns)
 WAKE_SLEEP_NS = 50_000
@@ -124,8 +125,10 @@ class Replayer:
         ``need`` too), every issue parent went out, and its think time has passed since the latest parent's
         completion; an IO without completion parents keeps its recorded distance from the IO before it (``due``
         difference), counted from that one's issue. IOs up to LOOKAHEAD past the first one waiting may go before
-        it (``ahead``); an IO found waiting for parents is looked at again only once something completed or went
-        out (``epoch``), one waiting for its moment once that moment came (``moments``, ``soonest``).
+        it (``ahead``). Each IO's moment is worked out when it enters that range, and again only once what it
+        waited for happened (``waiters``: the completion or the issue of one IO), so a completion costs the few IOs
+        that waited for it, not a scan of the range; one waiting for its moment goes once that moment came
+        (``moments``, ``soonest``).
         The moment decided is written over ``due``, so lateness is the engine's delay against its own decision.
         Per IO this takes a few Python steps (the parents, the completion times), unlike the timed loop."""
         win, io, log, opts = self.window, self.ioengine, self.log, self.opts
@@ -145,7 +148,10 @@ class Replayer:
         ahead = set()  # IOs from ``i`` on that were issued (the dependency mode issues out of order)
         was_due = {}  # index -> its recorded due time, of the IOs issued since ``i - 1``
         moments = {}  # index -> the moment it may go (its parents are done), until it went
-        blocked = {}  # index -> the epoch at which it waited for parents (rechecked in a later epoch)
+        waiters = {}  # p >= 0: the IOs waiting for the completion of IO p; p < 0: for the issue of IO -1 - p
+        woken = []  # IOs whose wait ended: their moment is worked out again
+        waiting = None  # what moment() found an IO waiting for (a key of ``waiters``)
+        scanned = i  # every IO from ``i`` up to this one has a moment or waits
         epoch, seen, soonest = 0, None, NOT_YET  # epoch: counts issues and completions (what unblocks an IO)
         waited = set()  # IOs whose moment was still ahead when decided: their lateness is the engine's own
         late_mean = 0  # dependency mode: the running mean of that lateness
@@ -155,11 +161,13 @@ class Replayer:
             time.sleep(min(max(start_ns - WARM_NS - mono(), 0), STOP_POLL_NS) / 1e9)
         start_wall = time.time() + (start_ns - mono()) / 1e9
         rt_check = rt.start() - start_ns
-        put = log.put
+        pending = log.pending
 
         def took(events):
             t = mono() - start_ns
-            put(t, events)
+            pending.append((t, events))  # written to the log before the worker waits (or once DEFER are held)
+            if len(pending) >= DEFER:
+                log.flush()
             got = array("q")
             got.frombytes(events)
             for index in got[0::4]:
@@ -167,22 +175,26 @@ class Replayer:
                 fin[slot] = index
                 fin_time[slot] = t
                 busy[target[slot]] -= 1
+                if index in waiters:
+                    woken.extend(waiters.pop(index))
             return len(got) // 4
 
         def moment(k, slot, i):
-            """When IO ``k`` may go (ns after the start), or None while a parent is not done (``i``: the first IO
-            not issued)."""
-            nonlocal done_below
+            """When IO ``k`` may go (ns after the start), or None while it waits, and then ``waiting`` says for what
+            (``i``: the first IO not issued)."""
+            nonlocal done_below, waiting
             latest = -1
             base = slot * PARENTS
             for p in parents[base:base + nparents[slot]]:
                 if p < 0:  # an issue parent: it must have gone out
                     q = -1 - p
                     if q >= i and q not in ahead:
+                        waiting = p
                         return None
                     continue
                 done = fin[p & mask]
                 if done < p:
+                    waiting = p
                     return None
                 if done == p and fin_time[p & mask] > latest:
                     latest = fin_time[p & mask]
@@ -190,6 +202,7 @@ class Replayer:
                 while done_below < k and fin[done_below & mask] >= done_below:
                     done_below += 1
                 if need[slot] > done_below:
+                    waiting = done_below
                     return None
             if latest >= 0:  # the recorded think time holds the application's wake-up and submission: not twice
                 return latest + max(think[slot] - offset, 0)
@@ -197,6 +210,7 @@ class Replayer:
             if before < first:
                 return due[slot]
             if before >= i and before not in ahead:
+                waiting = -1 - before
                 return None
             recorded = was_due.get(before)
             return due[slot] if recorded is None else submit[before & mask] + due[slot] - recorded
@@ -229,43 +243,60 @@ class Replayer:
             plan = []  # (index, slot, target, moment) of the IOs that may go now, in window order
             if i < n and now >= 0 and ((epoch, n) != seen or now >= soonest):
                 seen, soonest = (epoch, n), NOT_YET
-                extra = {}  # IOs of this batch per target
-                k = i
-                stop_at = min(n, i + (LOOKAHEAD if dependency else depth))
-                while k < stop_at and inflight + len(plan) < depth:
-                    if k in ahead:
-                        k += 1
-                        continue
-                    if k == next_special and k != i:
-                        break  # a special IO goes at the head, alone (an ioctl)
-                    slot = k & mask
-                    tg = target[slot]
-                    if dependency:
-                        at = moments.get(k)
+                if dependency:
+                    hi = min(n, i + LOOKAHEAD)
+                    if i <= next_special < hi:  # a special IO goes at the head, alone (an ioctl)
+                        hi = i + 1 if next_special == i else next_special
+                    scanned = max(scanned, i)
+                    while scanned < hi or woken:
+                        if woken:
+                            k = woken.pop()
+                            if k < i or k in ahead or k >= scanned:
+                                continue
+                        else:
+                            k = scanned
+                            scanned += 1
+                            if k in ahead:
+                                continue
+                        at = moment(k, k & mask, i)
                         if at is None:
-                            if blocked.get(k) == epoch:
-                                k += 1
-                                continue
-                            at = moment(k, slot, i)
-                            if at is None:
-                                blocked[k] = epoch
-                                k += 1
-                                continue
+                            waiters.setdefault(waiting, []).append(k)
+                        else:
                             moments[k] = at
-                        if at > now:
-                            soonest = min(soonest, at)
-                            waited.add(k)
+                            if at > now:
+                                waited.add(k)
+                    due_now = []
+                    for k, at in moments.items():
+                        if k < hi:
+                            if at <= now:
+                                due_now.append(k)
+                            elif at < soonest:
+                                soonest = at
+                    if due_now:
+                        due_now.sort()
+                        if next_special == i:
+                            due_now = due_now[:1]
+                        for k in due_now[:max(depth - inflight, 0)]:
+                            plan.append((k, k & mask, target[k & mask], moments[k]))
+                else:
+                    extra = {}  # IOs of this batch per target
+                    k = i
+                    stop_at = min(n, i + depth)
+                    while k < stop_at and inflight + len(plan) < depth:
+                        if k in ahead:
                             k += 1
                             continue
-                    else:
+                        if k == next_special and k != i:
+                            break  # a special IO goes at the head, alone (an ioctl)
+                        slot = k & mask
+                        tg = target[slot]
                         if busy.get(tg, 0) + extra.get(tg, 0) >= limit[slot]:
                             break  # load mode: in trace order
-                        at = now
-                    extra[tg] = extra.get(tg, 0) + 1
-                    plan.append((k, slot, tg, at))
-                    if k == next_special:
-                        break
-                    k += 1
+                        extra[tg] = extra.get(tg, 0) + 1
+                        plan.append((k, slot, tg, now))
+                        if k == next_special:
+                            break
+                        k += 1
             if soonest < NOT_YET:
                 wait = max(soonest - now, 0)
             if plan:
@@ -292,7 +323,8 @@ class Replayer:
                     if dependency:
                         was_due[k] = due[slot]
                         moments.pop(k, None)
-                        blocked.pop(k, None)
+                        if -1 - k in waiters:
+                            woken.extend(waiters.pop(-1 - k))
                         if k in waited:  # not one held back by its parents or the depth limit past its moment
                             waited.discard(k)
                             late_mean += (min(max(t - at, 0), LATE_CAP_NS) - late_mean) >> LATE_SHIFT
