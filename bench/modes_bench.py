@@ -124,7 +124,7 @@ def figures(capdir, name, last=None):
             cut = queued[len(queued) - last]
             rows = [r for r in rows if r[0] >= cut]
     matcher = Matcher()
-    latencies, depths, issues, completions = [], [], [], []
+    latencies, depths, issues, completions, sectors = [], [], [], [], []
     last_c = None
     for t, is_c, sector, nbytes in rows:
         if is_c:
@@ -138,6 +138,7 @@ def figures(capdir, name, last=None):
             depths.append(matcher.in_flight + 1)
             issues.append(t)
             completions.append(None)
+            sectors.append(sector)
             matcher.queued(sector, nbytes, len(issues) - 1)
     first = issues[0]
     run_ns = max(last_c or 0, issues[-1]) - first
@@ -149,7 +150,8 @@ def figures(capdir, name, last=None):
             "iops_100ms_p50": pct(per_s, 50), "iops_100ms_p90": pct(per_s, 90),
             "lat_p50_us": pct(latencies, 50) / 1e3, "lat_p99_us": pct(latencies, 99) / 1e3,
             "inflight_mean": statistics.mean(depths), "inflight_p90": pct(depths, 90),
-            "unmatched": matcher.unmatched, "_qc": list(zip(issues, completions)), "_lat": latencies}
+            "unmatched": matcher.unmatched, "_qc": list(zip(issues, completions, sectors)),
+            "_lat": latencies}
 
 
 def recorded_ios(repdir, name):
@@ -160,25 +162,29 @@ def recorded_ios(repdir, name):
 
 def reaction(repdir, name, qc):
     """Per dependent IO of a dependency-mode replay: its Q less its latest parent's C less its recorded think time
-    (µs; p50, p90, mean): what the engine adds to each link of a chain. The replay issues in trace order with
-    data only (-W), so its last Qs are the recorded IOs in order."""
+    (µs; p50, p90, mean): what the engine adds to each link of a chain. The replay's last Qs are its IOs with data
+    (-W), but not in trace order (an IO may go before earlier ones that wait): each recorded IO is paired with a Q
+    of its sector, the n-th with the n-th."""
     ios = []
     for path in find_per_cpu(repdir, name, "replay"):
         for chunk in open_replay(path, timing=True).chunks():
             t = chunk.timing
-            ios += [(seq, n, think, [p for p, after in ps if not after])
-                    for seq, n, think, ps in zip(t.seqs, chunk.nbytes, t.thinks, t.parents())]
+            ios += [(seq, n, think, [p for p, after in ps if not after], sector)
+                    for seq, n, think, ps, sector in zip(t.seqs, chunk.nbytes, t.thinks, t.parents(), chunk.sectors)]
     ios.sort()
-    index = {}  # seq -> position among the IOs with data (the capture's Qs)
-    for seq, n, _think, _ps in ios:
-        if n:
-            index[seq] = len(index)
-    qc = qc[len(qc) - len(index):]
+    with_data = sum(1 for io in ios if io[1])
+    by_sector = {}
+    for q, c, sector in qc[len(qc) - with_data:]:
+        by_sector.setdefault(sector, []).append((q, c))
+    replayed = {}  # seq -> (Q, C) in the replay
+    for seq, n, _think, _ps, sector in ios:
+        if n and by_sector.get(sector):
+            replayed[seq] = by_sector[sector].pop(0)
     gaps = []
-    for seq, n, think, parents in ios:
-        done = [qc[index[p]][1] for p in parents if p in index and qc[index[p]][1] is not None]
-        if n and done and len(done) == len(parents):
-            gaps.append((qc[index[seq]][0] - max(done) - think) / 1e3)
+    for seq, _n, think, parents, _sector in ios:
+        done = [replayed[p][1] for p in parents if p in replayed and replayed[p][1] is not None]
+        if seq in replayed and done and len(done) == len(parents):
+            gaps.append((replayed[seq][0] - max(done) - think) / 1e3)
     if not gaps:  # no dependent IO whose parents all showed in the capture
         return {"p50": None, "p90": None, "mean": None}
     return {"p50": round(pct(gaps, 50), 1), "p90": round(pct(gaps, 90), 1), "mean": round(statistics.mean(gaps), 1)}
