@@ -109,34 +109,45 @@ def pct(values, p):
 
 
 def figures(capdir, name, last=None):
-    """What a capture says a device did: run time, IOPS, latency and in-flight figures (Qs with data, as btt).
-    ``last``: only the last so many Qs (and the events from the first of them on): a replay's own IOs, without
-    the reads of the target check before its start."""
+    """What a capture says a device did: run time, IOPS, latency and in-flight figures (Qs with data, as btt), and
+    each task's gap from the completion of its latest IO to its next Q (``gap_*``: what the dependency rule takes
+    as think time, with ``--dep-scope task``; ``gap_after_*``: the p50 after an IO that took under 64 µs or over
+    512 µs). ``last``: only the last so many Qs (and the events from the first
+    of them on): a replay's own IOs, without the reads of the target check before its start."""
     rows = []
     for path in find_per_cpu(capdir, name, "blktrace"):
         with TraceReader(path) as reader:
-            rows += [(r.time, is_complete(r.action), r.sector, r.bytes) for r in reader
+            rows += [(r.time, is_complete(r.action), r.sector, r.bytes, r.pid) for r in reader
                      if r.bytes and (is_queue(r.action) or is_complete(r.action))]
     rows.sort()
     if last is not None:
-        queued = [t for t, is_c, _s, _n in rows if not is_c]
+        queued = [t for t, is_c, _s, _n, _p in rows if not is_c]
         if len(queued) > last:
             cut = queued[len(queued) - last]
             rows = [r for r in rows if r[0] >= cut]
     matcher = Matcher()
-    latencies, depths, issues, completions, sectors = [], [], [], [], []
+    latencies, depths, issues, completions, sectors, tasks, gaps = [], [], [], [], [], [], []
+    after = {"short": [], "long": []}
     last_c = None
-    for t, is_c, sector, nbytes in rows:
+    waited = {}  # task -> (completion time, latency) of its latest IO, until its next Q
+    for t, is_c, sector, nbytes, pid in rows:
         if is_c:
             done = matcher.completed(sector, nbytes)
             for k in done:
                 latencies.append(t - issues[k])
                 completions[k] = t
+                waited[tasks[k]] = (t, t - issues[k])
             if done:
                 last_c = t
         else:
             depths.append(matcher.in_flight + 1)
+            if pid in waited:
+                c, latency = waited.pop(pid)
+                gaps.append(t - c)
+                if latency < 64_000 or latency > 512_000:
+                    after["short" if latency < 64_000 else "long"].append(t - c)
             issues.append(t)
+            tasks.append(pid)
             completions.append(None)
             sectors.append(sector)
             matcher.queued(sector, nbytes, len(issues) - 1)
@@ -150,7 +161,11 @@ def figures(capdir, name, last=None):
             "iops_100ms_p50": pct(per_s, 50), "iops_100ms_p90": pct(per_s, 90),
             "lat_p50_us": pct(latencies, 50) / 1e3, "lat_p99_us": pct(latencies, 99) / 1e3,
             "inflight_mean": statistics.mean(depths), "inflight_p90": pct(depths, 90),
-            "unmatched": matcher.unmatched, "_qc": list(zip(issues, completions, sectors)),
+            "gap_p50_us": pct(gaps, 50) / 1e3 if gaps else None,
+            "gap_mean_us": statistics.mean(gaps) / 1e3 if gaps else None,
+            **{f"gap_after_{k}_p50_us": pct(v, 50) / 1e3 if v else None for k, v in after.items()},
+            "unmatched": matcher.unmatched,
+            "_qc": list(zip(issues, completions, sectors)),
             "_lat": latencies}
 
 
@@ -422,6 +437,8 @@ def _median(values):
 def median_of(figs):
     """Per metric (and reaction), the median over the rounds."""
     out = {m: statistics.median(f[m] for f in figs) for m in METRICS + ("engine_cpu_us_per_io",) if m in figs[0]}
+    out.update({m: _median(f[m] for f in figs) for m in ("ios", "gap_p50_us", "gap_mean_us", "gap_after_short_p50_us",
+                                                             "gap_after_long_p50_us") if m in figs[0]})
     if "reaction_us" in figs[0]:
         out["reaction_us"] = {k: _median(f["reaction_us"][k] for f in figs) for k in ("p50", "p90", "mean")}
         out["reaction_parts_us"] = {k: _median(f["reaction_parts_us"][k] for f in figs)
@@ -532,17 +549,23 @@ def link_gaps(capdir, name, last=None):
     return {"p50": round(pct(gaps, 50), 1), "mean": round(statistics.mean(gaps), 1)}
 
 
+def _truth_text(t):
+    return (f"{t['run_s']:.2f} s ({t['run_s_range'][0]:.2f}–{t['run_s_range'][1]:.2f}), {t['ios']:.0f} IOs, "
+            f"{t['iops']:.0f} IOPS, latency p50 {t['lat_p50_us']:.0f} µs, in flight {t['inflight_mean']:.2f}")
+
+
 def markdown(results):
     lines = []
     for kind, (truth, rows, models) in results.items():
         lines.append(
-            f"\n{kind}, the truth (median of the rounds; run time range): slow {truth['slow']['run_s']:.2f} s "
-            f"({truth['slow']['run_s_range'][0]:.2f}–{truth['slow']['run_s_range'][1]:.2f}), "
-            f"{truth['slow']['iops']:.0f} IOPS, latency p50 {truth['slow']['lat_p50_us']:.0f} µs, in flight "
-            f"{truth['slow']['inflight_mean']:.2f}; fast {truth['fast']['run_s']:.2f} s "
-            f"({truth['fast']['run_s_range'][0]:.2f}–{truth['fast']['run_s_range'][1]:.2f}), "
-            f"{truth['fast']['iops']:.0f} IOPS, latency p50 {truth['fast']['lat_p50_us']:.0f} µs, in flight "
-            f"{truth['fast']['inflight_mean']:.2f}\n")
+            f"\n{kind}, the truth (median of the rounds; run time range): slow {_truth_text(truth['slow'])}; fast "
+            f"{_truth_text(truth['fast'])}\n\n"
+            f"{kind}, each task's gap from the completion of its latest IO to its next Q (the think time the "
+            f"dependency rule records): slow p50 {truth['slow']['gap_p50_us']} µs, mean {truth['slow']['gap_mean_us']}"
+            f" µs; fast p50 {truth['fast']['gap_p50_us']} µs, mean {truth['fast']['gap_mean_us']} µs; p50 after an IO "
+            f"under 64 µs / over 512 µs: slow {truth['slow']['gap_after_short_p50_us']} / "
+            f"{truth['slow']['gap_after_long_p50_us']} µs, fast {truth['fast']['gap_after_short_p50_us']} / "
+            f"{truth['fast']['gap_after_long_p50_us']} µs\n")
         lines.append("| direction | mode | run s (err %) | IOPS (err %) | IOPS/100 ms p50 / p90 (err %) | "
                      "latency p50 / p99 µs (err %) | in flight mean / p90 (err %) | engine CPU µs/IO |")
         lines.append("|---|---|---|---|---|---|---|---|")
@@ -553,7 +576,7 @@ def markdown(results):
                 f"({e['iops']:+}) | {r['iops_100ms_p50']:.0f} / {r['iops_100ms_p90']:.0f} ({e['iops_100ms_p50']:+} /"
                 f" {e['iops_100ms_p90']:+}) | {r['lat_p50_us']:.0f} / {r['lat_p99_us']:.0f} ({e['lat_p50_us']:+} / "
                 f"{e['lat_p99_us']:+}) | {r['inflight_mean']:.2f} / {r['inflight_p90']} ({e['inflight_mean']:+} / "
-                f"{e['inflight_p90']:+}) | {r['engine_cpu_us_per_io']} |")
+                f"{e['inflight_p90']:+}) | {r['engine_cpu_us_per_io']:.1f} |")
         for r in rows:
             if "reaction_us" in r:
                 lines.append(f"\n{kind} {r['direction']} dependency: the engine's reaction per dependent IO (its Q "

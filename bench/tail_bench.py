@@ -8,7 +8,8 @@ is traced; each replay capture is compared with the original (``blkfleet compare
 round and the medians: issue-time error p50/p99, IOs matched, and ratios. A blkfleet round also says how many
 workers it chose and why.
 
-    sudo python3 bench/tail_bench.py [--seconds 5] [--rounds 3] [--rw randrw] [--json FILE]
+    sudo python3 bench/tail_bench.py [--seconds 5] [--rounds 3] [--rw randrw] [--extra ARG] [--json FILE]
+                                     [--baseline-engine DIR] [--baseline-extra ARG]
 """
 
 import argparse
@@ -31,10 +32,15 @@ def main():
                     help="one more blkfleet replay argument (repeat: --extra=-c --extra=1)")
     ap.add_argument("--baseline-engine", metavar="DIR",
                     help="also replay with the blkfleet engine in DIR (its engine/ directory) every round")
+    ap.add_argument("--baseline-extra", action="append", metavar="ARG",
+                    help="also replay with this blkfleet and these replay arguments instead of --extra every round "
+                    "(repeat; with --baseline-engine, that engine's)")
     ap.add_argument("--json")
     args = ap.parse_args()
     if os.geteuid():
         raise SystemExit("tail_bench.py needs root (loop devices, tracefs)")
+    baseline = args.baseline_engine or args.baseline_extra is not None
+    baseline_extra = args.extra if args.baseline_extra is None else args.baseline_extra
     with open("/proc/loadavg") as f:
         load_before = f.read().split()[:3]
     report = {"load_average_before": load_before, "rounds": []}
@@ -60,8 +66,8 @@ def main():
             cap, info = replay_btreplay(c_files, dev_b, os.path.join(rdir, "bt"), timeout=args.seconds * 3 + 20)
             theirs = {**figures(compare(orig, cap, a, os.path.basename(dev_b))), **info}
             report["rounds"].append({"blkfleet": ours, "btreplay": theirs})
-            if args.baseline_engine:
-                cap, info = replay_blkfleet(native, dev_a, dev_b, rdir, "baseline", args.extra,
+            if baseline:
+                cap, info = replay_blkfleet(native, dev_a, dev_b, rdir, "baseline", baseline_extra,
                                             engine=args.baseline_engine)
                 report["rounds"][-1]["baseline"] = {**figures(compare(orig, cap, a, os.path.basename(dev_b))),
                                                     "ios": info["ios"], "cpu_s": info["cpu_s"]}
@@ -72,7 +78,7 @@ def main():
     with open("/proc/loadavg") as f:
         report["load_average_after"] = f.read().split()[:3]
     med = {}
-    tools = ("blkfleet", "btreplay") + (("baseline",) if args.baseline_engine else ())
+    tools = ("blkfleet", "btreplay") + (("baseline",) if baseline else ())
     for tool in tools:
         rows = [r[tool] for r in report["rounds"] if r[tool].get("issue_p99_us") is not None]
         med[tool] = {k: statistics.median(row[k] for row in rows) for k in
