@@ -11,11 +11,14 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
 from blkfleet.cli import main
+from blkfleet.errors import BlkfleetError
+from blkfleet.replay import target
 from blkfleet.replayfile import native
 from blkfleet.replayfile.ops import READ, WRITE
 from helpers import ENV
@@ -266,3 +269,32 @@ def test_two_recorded_devices_onto_one_target_share_it(tmp_path, loopdev):
     assert code == 0, err
     assert {d: doc["devices"][d]["ios"] for d in ("loop1", "loop2")} == {"loop1": 200, "loop2": 200}
     assert [p["device"] for p in doc["probes"]] == ["loop1", "loop2"]
+
+
+def test_a_fifo_swapped_in_after_the_check_does_not_hang_the_open(tmp_path, loopdev, monkeypatch):
+    """The path is stat'ed, then opened: one swapped for a FIFO in between (faked here: the stat sees the block
+    device) is refused at once, for reading and for writing; the real device still opens blocking."""
+    dev = loopdev()
+    real = target.Target("loop1", dev)
+    assert os.get_blocking(real.fd) and real.size > 0
+    real.close()
+    fifo = str(tmp_path / "fifo")
+    os.mkfifo(fifo)
+    device = os.stat(dev)
+    monkeypatch.setattr(target.os, "stat", lambda path, *a, **k: device if path == fifo else os.lstat(path))
+    for write in (False, True):
+        outcome = []
+
+        def run(write, outcome):
+            try:
+                target.Target("loop1", fifo, write=write)
+            except BlkfleetError as e:
+                outcome.append(str(e))
+
+        opener = threading.Thread(target=run, args=(write, outcome), daemon=True)
+        opener.start()
+        opener.join(10)
+        if opener.is_alive():  # unstick the blocked open before failing
+            os.close(os.open(fifo, os.O_RDWR | os.O_NONBLOCK))
+        assert not opener.is_alive() and outcome, f"open of a FIFO (write={write}) hung or passed"
+        assert "changed while it was being opened" in outcome[0] or "cannot open" in outcome[0], outcome

@@ -113,6 +113,7 @@ class Target:
             fst = os.fstat(self.fd)
             if not stat.S_ISBLK(fst.st_mode) or fst.st_rdev != self.rdev:
                 raise BlkfleetError(f"{path}: changed while it was being opened ({what})")
+            fcntl.fcntl(self.fd, fcntl.F_SETFL, fcntl.fcntl(self.fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
             self.size = _ioctl_u64(self.fd, BLKGETSIZE64)
             self.block_size = _ioctl_int(self.fd, BLKSSZGET)
             self.read_only = bool(_ioctl_int(self.fd, BLKROGET))
@@ -124,7 +125,9 @@ class Target:
         self.queue_depth = _nr_requests(self.rdev)
 
     def _open(self, write):
-        flags = os.O_DIRECT | os.O_CLOEXEC | getattr(os, "O_NOATIME", 0)
+        """The path opened, O_NONBLOCK until fstat has checked it: a FIFO swapped in after the stat must not hang
+        the open."""
+        flags = os.O_DIRECT | os.O_CLOEXEC | os.O_NONBLOCK | getattr(os, "O_NOATIME", 0)
         flags |= os.O_RDWR | os.O_EXCL if write else os.O_RDONLY
         try:
             return os.open(self.path, flags)
