@@ -18,7 +18,7 @@ import pytest
 
 from blkfleet.cli import main
 from blkfleet.errors import BlkfleetError
-from blkfleet.replay import target
+from blkfleet.replay.target import Target
 from blkfleet.replayfile import native
 from blkfleet.replayfile.ops import READ, WRITE
 from helpers import ENV
@@ -275,19 +275,19 @@ def test_a_fifo_swapped_in_after_the_check_does_not_hang_the_open(tmp_path, loop
     """The path is stat'ed, then opened: one swapped for a FIFO in between (faked here: the stat sees the block
     device) is refused at once, for reading and for writing; the real device still opens blocking."""
     dev = loopdev()
-    real = target.Target("loop1", dev)
+    real = Target("loop1", dev)
     assert os.get_blocking(real.fd) and real.size > 0
     real.close()
     fifo = str(tmp_path / "fifo")
     os.mkfifo(fifo)
     device = os.stat(dev)
-    monkeypatch.setattr(target.os, "stat", lambda path, *a, **k: device if path == fifo else os.lstat(path))
+    monkeypatch.setattr(os, "stat", lambda path, *a, **k: device if path == fifo else os.lstat(path))
     for write in (False, True):
         outcome = []
 
         def run(write, outcome):
             try:
-                target.Target("loop1", fifo, write=write)
+                Target("loop1", fifo, write=write)
             except BlkfleetError as e:
                 outcome.append(str(e))
 
