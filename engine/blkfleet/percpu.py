@@ -4,6 +4,7 @@ import os
 import re
 
 from .errors import BlkfleetError
+from .names import name_problem
 
 
 def per_cpu_path(directory, device, kind, cpu):
@@ -36,10 +37,19 @@ def find_per_cpu(directory, device, kind):
 
 
 def find_devices(directory, kind):
-    """Device names having ``DEV.KIND.N`` files in a directory, in sorted order (``-F``)."""
+    """Device names having ``DEV.KIND.N`` files in a directory, in sorted order (``-F``); a name that could not
+    be a device's (names.name_problem: a leading '-', a control character...) is refused, naming its file."""
     marker = f".{kind}."
     try:
         names = os.listdir(directory)
     except OSError as e:
         raise BlkfleetError(f"{directory}: cannot read directory: {e.strerror}") from None
-    return sorted({n.split(".", 1)[0] for n in names if marker in n})
+    found = {}
+    for n in names:
+        if marker in n:
+            found.setdefault(n.split(".", 1)[0], n)
+    for device, example in found.items():
+        problem = name_problem(device)
+        if problem:
+            raise BlkfleetError(f"{os.path.join(directory, example)!r}: invalid device name {device!r}: {problem}")
+    return sorted(found)

@@ -284,6 +284,17 @@ def test_find_traces_in_an_empty_directory(dirs):
     fails(run_cli("record", "-F", "-d", src, "-D", out), "device")
 
 
+@pytest.mark.parametrize("name", ["-W", "--force", "a\nb", "sd a", "\x7f", "é"])
+def test_find_traces_refuses_a_file_name_that_is_no_device_name(dirs, name):
+    """-F takes device names from file names: one that could be read as an option or holds a control character
+    never becomes an argument or a path; nothing is written."""
+    src, out = dirs
+    good(src / "sda.blktrace.0")
+    good(src / f"{name}.blktrace.0")
+    fails(run_cli("record", "-F", "-d", src, "-D", out), "invalid device name")
+    assert not os.listdir(out)
+
+
 @pytest.mark.parametrize("args", [["record", "--no-such-flag"], ["record", "-M"], [], ["no-such-command"]])
 def test_bad_command_lines(args, tmp_path):
     fails(run_cli(*args, cwd=tmp_path))
