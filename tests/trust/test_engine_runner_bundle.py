@@ -1,7 +1,9 @@
-"""btreplay runs a bundle's own installed engine only from a place nobody else can change, like any engine: in an
-engine root others may add to (sticky, like /tmp), an engine.pyz another user put under the id of a bundle's engine
-ran as root."""
+"""btreplay and replay_bundle run a bundle's installed engine only from a place nobody else can change, like any
+engine: in an engine root others may add to (sticky, like /tmp), an engine.pyz another user put under the id of a
+bundle's engine ran as root (btreplay: whatever it held; replay_bundle: once its content had been found right, so
+that swapping it right after that check won the race)."""
 
+import hashlib
 import json
 import os
 import subprocess
@@ -64,3 +66,29 @@ def test_a_bundle_engine_another_user_installed_never_runs(tmp_path):
     for path in (theirs, theirs.parent):
         os.chown(path, 0, 0)
     assert _engine_of(root, bundle) == {"command": [sys.executable, str(theirs)]}
+
+
+def test_replay_bundle_refuses_an_engine_another_user_installed(tmp_path):
+    root, dest = tmp_path / "engines", tmp_path / "bundles"
+    root.mkdir()
+    os.chmod(root, 0o1777)
+    ran = tmp_path / "ran"
+    engine = f"open({str(ran)!r}, 'w').close()\n".encode()
+    bundle = tmp_path / "b.tar"
+    manifest = pack.create(str(bundle), str(record(DATA / "randmix", tmp_path / "replay")), ("loop1",), engine=engine)
+    theirs = root / manifest["engine"]["sha256"] / "engine.pyz"  # the right content, but theirs to change
+    theirs.parent.mkdir()
+    theirs.write_bytes(engine)
+    for path in (theirs, theirs.parent):
+        os.chown(path, NOBODY, NOBODY)
+    args = {"src": str(bundle), "dest": str(dest), "engine_root": str(root), "bundle_id": manifest["bundle_id"],
+            "checksum": hashlib.sha256(bundle.read_bytes()).hexdigest(), "engine_member": "engine.pyz",
+            "engine_size": len(engine), "engine_sha256": manifest["engine"]["sha256"]}
+    (tmp_path / "args.json").write_text(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+    module = REPO / "collections" / "ansible_collections" / "blkfleet" / "core" / "plugins" / "modules"
+    proc = subprocess.run([sys.executable, str(module / "replay_bundle.py"), str(tmp_path / "args.json")],
+                          env={**os.environ, "PYTHONPATH": str(REPO / "collections")}, cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    result = json.loads(proc.stdout)
+    assert result.get("failed") and f"{theirs} is owned by uid {NOBODY}" in result["msg"], result
+    assert not ran.exists()
