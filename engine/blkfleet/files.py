@@ -31,14 +31,49 @@ def _writable_by_others(st, sticky_counts=True):
     return bool(st.st_mode & stat.S_IWGRP) and st.st_gid not in (0, os.getegid()) and not sticky
 
 
+def _foreign_link(path):
+    """The first symbolic link on the way to the absolute ``path`` that is neither root's nor ours, as
+    ``(link, uid)``, or None; links are followed as the kernel would, a missing part ends the walk."""
+    names = path.split("/")[1:]
+    current, hops = "/", 0
+    while names:
+        name = names.pop(0)
+        if name in ("", "."):
+            continue
+        if name == "..":
+            current = os.path.dirname(current)
+            continue
+        here = os.path.join(current, name)
+        try:
+            st = os.lstat(here)
+        except OSError:
+            return None
+        if stat.S_ISLNK(st.st_mode):
+            hops += 1
+            if not _owner_ok(st):
+                return here, st.st_uid
+            if hops > 40:
+                return None
+            target = os.readlink(here)
+            names = [n for n in target.split("/") if n] + names
+            current = "/" if target.startswith("/") else current
+            continue
+        current = here
+    return None
+
+
 def untrusted_reason(path):
     """Why the existing directory ``path`` cannot be trusted, or None. Symbolic links above it are followed
-    (their own place must be trusted too); ``path`` itself must be a real directory."""
+    when they are root's or ours (their own place must be trusted too); ``path`` itself must be a real
+    directory."""
     path = os.path.abspath(path)
     try:
         st = os.lstat(path)
     except OSError as e:
         return f"cannot inspect it: {e.strerror}"
+    link = _foreign_link(os.path.dirname(path))
+    if link:
+        return f"the link {link[0]} above it is owned by uid {link[1]}"
     if stat.S_ISLNK(st.st_mode):
         return "it is a symbolic link"
     if not stat.S_ISDIR(st.st_mode):
@@ -72,6 +107,10 @@ def trusted_dir(path, what="directory", mode=0o755, create=True):
         parent = os.path.dirname(path)
         if parent != path and not os.path.lexists(parent):
             trusted_dir(parent, what=f"{what}'s parent", mode=0o755)
+        link = _foreign_link(parent)
+        if link:
+            raise BlkfleetError(f"{path}: refusing this {what}: the link {link[0]} above it is owned by uid "
+                                f"{link[1]} (use a directory only root can write to)")
         try:
             os.mkdir(path, mode)
         except FileExistsError:

@@ -4,11 +4,13 @@ import json
 import sys
 
 from . import protocol
+from .files import atomic_write
 
 
 def write_json(dest, doc):
     """Write ``doc`` to each destination: a file; ``-``, the protocol's result (blkfleet.protocol); ``""`` (the
-    bare ``--json`` flag of a listing), the document alone on stdout. ``dest`` is one of them or a list."""
+    bare ``--json`` flag of a listing), the document alone on stdout. ``dest`` is one of them or a list. A file is
+    replaced atomically (``files.atomic_write``): a link planted at its path is replaced, never written through."""
     for one in [dest] if isinstance(dest, str) else dest:
         if one == "-" and protocol.put_result(doc):
             continue
@@ -16,8 +18,7 @@ def write_json(dest, doc):
         if one in ("-", ""):
             sys.stdout.write(text)
         else:
-            with open(one, "w") as f:
-                f.write(text)
+            atomic_write(one, text)
 
 
 def show(doc, indent=2):

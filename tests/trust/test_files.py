@@ -198,3 +198,23 @@ def test_work_dir_refusals(tmp_path, case, problem):
 def test_work_dir_check_mode_makes_nothing(tmp_path):
     assert files.work_dir(tmp_path / "a" / "b", create=False) == str(tmp_path / "a" / "b")
     assert not os.path.exists(tmp_path / "a")
+
+
+def test_trusted_dir_refuses_a_planted_link_above_it_and_makes_nothing_through_it(tmp_path):
+    """A capture, extraction or publication directory named under /tmp: a link another user made on the way is
+    refused (followed once checked, it could be pointed into their own directory), and nothing is made through
+    it; a link of root's is followed."""
+    shared, victim = tmp_path / "shared", tmp_path / "victim"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    (victim / "old").mkdir(parents=True)
+    planted = shared / "out"
+    planted.symlink_to(victim)
+    os.lchown(planted, NOBODY, NOBODY)
+    for path in (planted / "new", planted / "new" / "deeper", planted / "old"):
+        with pytest.raises(BlkfleetError, match=f"the link {planted} above it is owned by uid {NOBODY}"):
+            files.trusted_dir(path)
+    assert files.untrusted_reason(planted / "old") == f"the link {planted} above it is owned by uid {NOBODY}"
+    assert os.listdir(victim) == ["old"]
+    os.lchown(planted, 0, 0)
+    assert files.trusted_dir(planted / "new") == str(planted / "new") and (victim / "new").is_dir()

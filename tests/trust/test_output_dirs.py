@@ -6,6 +6,9 @@ import os
 
 import pytest
 
+from blkfleet.bundle import pack
+from helpers import DATA
+from helpers.bundles import record
 from helpers.synth import run_cli
 from helpers.synth_results import make_doc, write_doc
 
@@ -65,3 +68,17 @@ def test_a_report_may_go_into_a_sticky_directory(tmp_path):
     proc = run_cli("report", "-o", shared / "report.html", "--results", doc)
     assert proc.returncode == 0, proc.stderr
     assert (shared / "report.html").stat().st_size > 0
+
+
+@pytest.mark.parametrize("argv", [["bundle", "extract", "{bundle}", "{out}/x"],
+                                  ["bundle", "publish", "--to", "{out}/pub", "{bundle}"]])
+def test_a_bundle_is_not_put_through_a_planted_link(planted, tmp_path, argv):
+    """Extraction and publication directories are made and checked through the links on the way: one of
+    another user's is refused, nothing made where it points."""
+    link, victim = planted
+    bundle = tmp_path / "b.tar"
+    pack.create(str(bundle), str(record(DATA / "randmix", tmp_path / "replay")), ("loop1",), engine=b"engine")
+    proc = run_cli(*[a.format(out=link, bundle=bundle) for a in argv])
+    assert proc.returncode == 2, proc.stderr
+    assert f"the link {link} above it is owned by uid {NOBODY}" in proc.stderr
+    assert os.listdir(victim) == []

@@ -1,5 +1,6 @@
 """``blkfleet record``: find trace files, convert each per-CPU file, report."""
 
+import io
 import os
 from collections import namedtuple
 
@@ -165,12 +166,13 @@ def _compat_file(path, target, dev, cpu, max_time, max_pkts, verbose, out, verif
 
 
 class _VerboseLog:
-    """btrecord's -v ``.rec`` file and -vv per-IO lines."""
+    """btrecord's -v ``.rec`` file (put in place at ``close``, like the replay file) and -vv per-IO lines."""
 
     DASHES = "-" * 18 + "\n"
 
     def __init__(self, target, cpu, level, out):
-        self.rec = open(target + ".rec", "w")
+        self._atomic = atomic_file(target + ".rec", sync=False)
+        self.rec = io.TextIOWrapper(self._atomic.__enter__())
         self.cpu = cpu
         self.level = level
         self.out = out
@@ -206,4 +208,5 @@ class _VerboseLog:
         )
 
     def close(self):
-        self.rec.close()
+        self.rec.flush()
+        self._atomic.__exit__(None, None, None)

@@ -5,6 +5,7 @@ import sys
 from .. import codes, protocol
 from ..cliargs import fraction, positive_int
 from ..errors import BlkfleetError
+from ..files import atomic_write
 from ..jsonout import write_json
 from ..results.store import Store
 from ..results.store_location import db_option
@@ -78,8 +79,7 @@ def run(args):
     if args.markdown == "-":
         sys.stdout.write(text)
     elif args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(text)
+        atomic_write(args.markdown, text)
     if not args.quiet and args.markdown != "-" and "-" not in args.json:
         sys.stdout.write(text)
     if result["exit_code"] == codes.REGRESSION:

@@ -10,6 +10,7 @@ import struct
 from array import array
 
 from ..errors import TraceFormatError
+from ..files import atomic_file
 from .ops import READ, WRITE
 from .reader import MAX_TIME, ZERO, IOChunk, ReplayReader, check_extents, check_time, small_sectors
 
@@ -21,11 +22,14 @@ MAX_PKTS = 512
 
 
 class BtrecordWriter:
-    """Write one btrecord file; call ``add_bunch`` per closed bunch and ``close`` at the end."""
+    """Write one btrecord file; call ``add_bunch`` per closed bunch and ``close`` at the end. It is written under a
+    new name beside ``path`` and renamed over it at ``close`` (``files.atomic_file``): a link there is replaced,
+    never written through."""
 
     def __init__(self, path):
         self.path = str(path)
-        self._f = open(path, "wb")
+        self._atomic = atomic_file(path, sync=False)
+        self._f = self._atomic.__enter__()
         self.genesis = 0
         self.bunches = 0
         self.packets = 0
@@ -68,7 +72,7 @@ class BtrecordWriter:
             return
         if finalize:
             self.write_header()
-        self._f.close()
+        self._atomic.__exit__(None, None, None)
 
 
 class BtrecordReader(ReplayReader):

@@ -6,6 +6,7 @@ import sys
 from .. import codes, protocol
 from ..cliargs import positive_int
 from ..errors import BlkfleetError
+from ..files import atomic_write
 from ..jsonout import show, write_json
 from ..numtext import number
 from .store import Store, load_document, parse_tag
@@ -145,8 +146,7 @@ def run_export(args):
     if args.output == "-":
         sys.stdout.write(text)
     else:
-        with open(args.output, "w") as f:
-            f.write(text)
+        atomic_write(args.output, text)
     write_json(args.json, {"format": args.format, "output": args.output, "runs": runs, "rows": rows})
     return 0
 

@@ -14,7 +14,8 @@ in this order:
 2. a zipapp installed under ``ENGINE_ROOT/<sha256>/engine.pyz`` (by the engine or replay_bundle module), chosen
    by its SHA-256 when given, else the most recently installed one;
 3. an installed ``blkfleet`` console script;
-4. ``python -m blkfleet`` with the module's interpreter, when the package is importable.
+4. the package run as ``python -m blkfleet`` would (without the current directory on ``sys.path``) with the
+   module's interpreter, when it is importable.
 
 An engine zipapp runs as root, so it is run only from a place nobody else can change: the file and every directory
 above it (links followed) owned by root or the module's user and not writable by others (a sticky directory such
@@ -38,6 +39,10 @@ from ansible_collections.blkfleet.core.plugins.module_utils._protocol import Eng
 ENGINE_ROOT = '/var/lib/blkfleet/engine'
 ENGINE_NAME = 'engine.pyz'
 SHA256_RE = re.compile(r'^[0-9a-f]{64}$')
+# ``python -m blkfleet`` would import from the current directory first: a blkfleet/ another user put there would run
+# as root. This runs the package as -m does, without that directory on sys.path.
+RUN_PACKAGE = ("import runpy, sys; sys.path[:1] == [''] and sys.path.pop(0); "
+               "runpy.run_module('blkfleet', run_name='__main__', alter_sys=True)")
 
 
 class EngineNotFound(Exception):
@@ -117,7 +122,7 @@ def engine_command(engine=None, sha256=None, root=ENGINE_ROOT, python=None, whic
     if importable is None:
         importable = _importable(python)
     if importable:
-        return [python, '-m', 'blkfleet']
+        return [python, '-c', RUN_PACKAGE]
     raise EngineNotFound('blkfleet engine not found: no %s/<sha256>/%s, no blkfleet program on PATH and no '
                          'blkfleet package for %s (install it with blkfleet.core.engine)' % (root, ENGINE_NAME, python))
 

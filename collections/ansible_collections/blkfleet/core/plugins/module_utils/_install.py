@@ -101,9 +101,9 @@ def install_stream(reader, dest, sha256, mode=0o644, limit=None):
                     raise InstallError('%s: content larger than %d bytes' % (dest, limit))
             out.flush()
             os.fsync(out.fileno())
+            os.fchmod(out.fileno(), mode)  # not by its name: in a directory others can write it may be a link by now
         if digest.hexdigest() != sha256:
             raise InstallError('%s: content has sha256 %s, expected %s' % (dest, digest.hexdigest(), sha256))
-        os.chmod(tmp, mode)
         os.rename(tmp, dest)
         done = True
     finally:

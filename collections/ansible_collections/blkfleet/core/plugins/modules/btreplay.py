@@ -331,7 +331,6 @@ import datetime
 import math
 import os
 import re
-import sys
 import time
 
 from ansible.module_utils.basic import AnsibleModule
@@ -385,14 +384,17 @@ def _numbers_problem(p):
 
 
 def _engine_of(module, p, bundle):
-    """(argv prefix of the engine to run, the bundle's manifest): the bundle's own engine when it is installed."""
+    """(argv prefix of the engine to run, the bundle's manifest): the bundle's own engine when it is installed (and,
+    like any engine, only from a place nobody else can change)."""
     if p['engine']:
         command = _engine.find_engine(module, engine=p['engine'])
         return command, _engine.run(module, command, ['bundle', 'info', '--', bundle])['result']
     command = _engine.find_engine(module, root=p['engine_root'])
     manifest = _engine.run(module, command, ['bundle', 'info', '--', bundle])['result']
-    own = os.path.join(p['engine_root'], manifest['engine']['sha256'], _engine.ENGINE_NAME)
-    return ([sys.executable, own] if os.path.isfile(own) else command), manifest
+    sha256 = manifest['engine']['sha256']
+    if os.path.isfile(os.path.join(p['engine_root'], sha256, _engine.ENGINE_NAME)):
+        command = _engine.find_engine(module, sha256=sha256, root=p['engine_root'])
+    return command, manifest
 
 
 def main():

@@ -468,8 +468,8 @@ def main():
     if installed and module.check_mode:
         result.update(installed=True, changed=not _install.has_content(engine, engine_sha))
         if not result['changed']:
-            _described(_engine.run(module, [sys.executable, engine], ['bundle', 'info', '--', path],
-                                   **result)['result'], result)
+            command = _engine.find_engine(module, sha256=engine_sha, root=p['engine_root'])
+            _described(_engine.run(module, command, ['bundle', 'info', '--', path], **result)['result'], result)
         module.exit_json(**result)
     bundle = path if installed else src
     try:
@@ -479,7 +479,7 @@ def main():
                                                                         engine_sha, p['engine_root'])
     except (_install.InstallError, OSError) as e:
         module.fail_json(msg='cannot install the engine of the bundle: %s' % e, **result)
-    command = [sys.executable, engine]
+    command = _engine.find_engine(module, sha256=engine_sha, root=p['engine_root'])
     if installed:
         manifest = _engine.run(module, command, ['bundle', 'info', '--', path], **result)['result']
     else:

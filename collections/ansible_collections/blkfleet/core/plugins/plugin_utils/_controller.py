@@ -29,6 +29,7 @@ import sys
 
 from ansible.errors import AnsibleError
 
+from ansible_collections.blkfleet.core.plugins.module_utils._engine import RUN_PACKAGE
 from ansible_collections.blkfleet.core.plugins.module_utils._install import describe
 from ansible_collections.blkfleet.core.plugins.module_utils._protocol import EngineError, document, with_json
 
@@ -51,12 +52,12 @@ def engine_command(environ=None):
     environ = os.environ if environ is None else environ
     python = environ.get('BLKFLEET_ENGINE_PYTHON')
     if python:
-        return [python, '-m', 'blkfleet'], {}
+        return [python, '-c', RUN_PACKAGE], {}
     if importlib.util.find_spec('blkfleet') is not None:
-        return [sys.executable, '-m', 'blkfleet'], {}
+        return [sys.executable, '-c', RUN_PACKAGE], {}
     if os.path.isfile(os.path.join(_CHECKOUT_ENGINE, 'blkfleet', 'cli.py')):
         path = environ.get('PYTHONPATH')
-        return [sys.executable, '-m', 'blkfleet'], {
+        return [sys.executable, '-c', RUN_PACKAGE], {
             'PYTHONPATH': _CHECKOUT_ENGINE + (os.pathsep + path if path else '')}
     program = shutil.which('blkfleet')
     if program:

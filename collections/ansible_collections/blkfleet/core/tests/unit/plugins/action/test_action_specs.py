@@ -23,6 +23,7 @@ from ansible_collections.blkfleet.core.plugins.action import replay_job as repla
 from ansible_collections.blkfleet.core.plugins.action import results as results_action
 from ansible_collections.blkfleet.core.plugins.action import trace_import as trace_import_action
 from ansible_collections.blkfleet.core.plugins.action import work_dir as work_dir_action
+from ansible_collections.blkfleet.core.plugins.module_utils._engine import RUN_PACKAGE
 from ansible_collections.blkfleet.core.plugins.modules import (
     btrecord,
     bundle_publish,
@@ -87,7 +88,7 @@ def test_replace_all_is_all_or_nothing(tmp_path):
 
 
 def test_engine_command_order(monkeypatch):
-    assert _controller.engine_command({'BLKFLEET_ENGINE_PYTHON': '/opt/py'}) == (['/opt/py', '-m', 'blkfleet'], {})
+    assert _controller.engine_command({'BLKFLEET_ENGINE_PYTHON': '/opt/py'}) == (['/opt/py', '-c', RUN_PACKAGE], {})
     monkeypatch.setattr(_controller.importlib.util, 'find_spec', lambda name: None)
     monkeypatch.setattr(_controller, '_CHECKOUT_ENGINE', '/nonexistent')
     monkeypatch.setattr(_controller.shutil, 'which', lambda name: '/usr/bin/blkfleet')
@@ -103,7 +104,7 @@ def test_checkout_engine(monkeypatch, tmp_path):
     monkeypatch.setattr(_controller.importlib.util, 'find_spec', lambda name: None)
     monkeypatch.setattr(_controller, '_CHECKOUT_ENGINE', str(tmp_path))
     argv, env = _controller.engine_command({'PYTHONPATH': '/x'})
-    assert argv == [sys.executable, '-m', 'blkfleet'] and env == {'PYTHONPATH': str(tmp_path) + os.pathsep + '/x'}
+    assert argv == [sys.executable, '-c', RUN_PACKAGE] and env == {'PYTHONPATH': str(tmp_path) + os.pathsep + '/x'}
 
 
 def test_the_controller_runner_on_the_real_engine(tmp_path):

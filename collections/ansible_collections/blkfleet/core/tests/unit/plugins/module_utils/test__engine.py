@@ -49,7 +49,7 @@ def test_engine_command_order(tmp_path, engine_pyz):
     # nothing installed: console script, then python -m
     assert _engine.engine_command(root=root, which=lambda name: '/usr/bin/' + name) == ['/usr/bin/blkfleet']
     assert _engine.engine_command(root=root, python='py', which=lambda name: None,
-                                  importable=True) == ['py', '-m', 'blkfleet']
+                                  importable=True) == ['py', '-c', _engine.RUN_PACKAGE]
     with pytest.raises(_engine.EngineNotFound, match='install it with blkfleet.core.engine'):
         _engine.engine_command(root=root, python='py', which=lambda name: None, importable=False)
     # installed zipapps win over the console script; newest first; by SHA-256 when given
