@@ -34,7 +34,7 @@ import struct
 from array import array
 
 from ..errors import BlkfleetError, TraceFormatError
-from ..files import open_new
+from ..files import open_file, open_new
 from ..replayfile.ops import OP_NAMES
 
 MAGIC = b"BFIOLOG\0"
@@ -117,7 +117,7 @@ class IOLog:
     def __init__(self, path):
         self.path = str(path)
         try:
-            self._f = open(path, "rb")
+            self._f = open_file(path)
         except OSError as e:
             raise BlkfleetError(f"{path}: cannot read the IO log: {e.strerror}") from None
         try:
@@ -210,7 +210,7 @@ class IOLog:
 def is_iolog(path):
     """Whether ``path`` is a regular file starting with the IO log's magic."""
     try:
-        with open(path, "rb") as f:
+        with open_file(path) as f:
             return f.read(len(MAGIC)) == MAGIC
     except OSError:
         return False
