@@ -22,7 +22,12 @@ def find_per_cpu(directory, device, kind):
         names = os.listdir(directory)
     except OSError as e:
         raise BlkfleetError(f"{directory}: cannot read directory: {e.strerror}") from None
-    cpus = sorted(int(m.group(1)) for m in map(pattern.match, names) if m)
+    numbers = [m.group(1) for m in map(pattern.match, names) if m]
+    odd = next((n for n in numbers if n != str(int(n))), None)
+    if odd is not None:  # blktrace writes 1, never 01 or other digits: a copy gone wrong
+        raise BlkfleetError(f"{per_cpu_path(directory, device, kind, odd)}: not a CPU number as {device}.{kind}.N "
+                            f"files are named (write it as {int(odd)})")
+    cpus = sorted(map(int, numbers))
     if not cpus:
         raise BlkfleetError(f"{directory}: no {device}.{kind}.N files found for device {device}")
     for expected, cpu in enumerate(cpus):
