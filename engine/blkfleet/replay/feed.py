@@ -52,6 +52,7 @@ from .window import (
 )
 
 SKIP = 0xFF  # issued op of an IO that is not replayed (without -W: discard, flush, write-zeroes)
+NO_LIMIT = 0xFFFFFFFF  # load mode's limit of an IO whose recorded in-flight count is 0 (not known): none
 PUMP_IOS = 16384  # IOs one pump writes into one window at most (bounds the time a pump takes: ~20 ms)
 PUMP_GROW = 2048  # IOs a pump writes beyond what the worker took since the last one (the window fills up)
 _CMD = {READ: CMD_PREAD, WRITE: CMD_PWRITE, FLUSH: CMD_FDSYNC, DISCARD: CMD_SPECIAL, WRITE_ZEROES: CMD_SPECIAL}
@@ -474,7 +475,7 @@ class Feeder:
         issue parent (it was in flight when this one was issued) as -1 - its index (those of skipped IOs, and
         those that left the window long ago, are not waited for), the watermark for parents beyond PARENTS (all
         IOs below it completed: more than an issue parent asks), its think time (÷ -x) and its recorded
-        in-flight count."""
+        in-flight count (none when not known)."""
         mask, acc = win.mask, self.acc
         keep = 4 * win.capacity  # seqs remembered per target
         parents, nparents, need, think, limit = win.parents, win.nparents, win.need, win.think, win.limit
@@ -489,7 +490,7 @@ class Feeder:
             nparents[slot] = len(near)
             need[slot] = max((p for p, _issue in found[PARENTS:]), default=-1) + 1
             think[slot] = pause if acc == 1 else int(pause / acc)
-            limit[slot] = inflight
+            limit[slot] = inflight or NO_LIMIT  # 0 would hold it back for ever (busy >= 0)
             self.recorded_depths[t][inflight] += 1
             index[seq] = at
             order.append(seq)
