@@ -173,15 +173,15 @@ class IOLog:
             head = f.read(BLOCK.size)
             if not head:
                 break
-            count = BLOCK.unpack(head)[1] if len(head) == BLOCK.size else 0
-            size = block_size(count)
-            if len(head) < BLOCK.size or offset + size > self._size:
+            if len(head) == BLOCK.size:  # a whole header is checked before its size is trusted
+                magic, count, iteration, worker, it_start = BLOCK.unpack(head)
+                if magic != BLOCK_MAGIC or count > MAX_BLOCK:
+                    raise TraceFormatError(self.path, offset, "bad block header")
+            if len(head) < BLOCK.size or offset + block_size(count) > self._size:
                 if self.complete:
                     raise TraceFormatError(self.path, offset, "truncated block")
                 break  # the writer was killed: its last block was cut off
-            magic, count, iteration, worker, it_start = BLOCK.unpack(head)
-            if magic != BLOCK_MAGIC or count > MAX_BLOCK:
-                raise TraceFormatError(self.path, offset, "bad block header")
+            size = block_size(count)
             cols = {}
             for name, code in COLUMNS:
                 col = array(code)
