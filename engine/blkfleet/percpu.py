@@ -37,7 +37,22 @@ def find_per_cpu(directory, device, kind):
                 f"{missing}: missing, but {device}.{kind}.{cpu} exists (a hole in the CPU numbers; "
                 "btrecord would silently drop every file after it)"
             )
-    return [per_cpu_path(directory, device, kind, cpu) for cpu in cpus]
+    paths = [per_cpu_path(directory, device, kind, cpu) for cpu in cpus]
+    _check_distinct(paths)
+    return paths
+
+
+def _check_distinct(paths):
+    """Refuse two names of one non-empty file (a link): its IOs would be read twice, as two CPUs' IOs."""
+    seen = {}
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue  # reading it says what is wrong
+        if st.st_size and seen.setdefault((st.st_dev, st.st_ino), path) != path:
+            raise BlkfleetError(f"{path}: the same file as {seen[(st.st_dev, st.st_ino)]} (a link): its IOs would "
+                                "be read twice")
 
 
 def find_devices(directory, kind):

@@ -211,6 +211,17 @@ def test_cpu_number_spelt_otherwise(dirs, stray):
     assert not list(out.iterdir())
 
 
+@pytest.mark.parametrize("link", [os.symlink, os.link])
+def test_cpu_file_that_is_another_cpus_file(dirs, link):
+    """sda.blktrace.1 a link to sda.blktrace.0 was read as a second CPU's trace: every IO converted twice."""
+    src, out = dirs
+    good(src / "sda.blktrace.0")
+    link("sda.blktrace.0" if link is os.symlink else src / "sda.blktrace.0", src / "sda.blktrace.1")
+    line = fails(record(src, out), src / "sda.blktrace.1", "the same file as", "sda.blktrace.0")
+    assert "read twice" in line
+    assert not list(out.iterdir())
+
+
 def test_missing_output_directory(dirs):
     src, out = dirs
     good(src / "sda.blktrace.0")
