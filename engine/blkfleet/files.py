@@ -8,6 +8,7 @@ us and are not writable by others (a world-writable directory counts only with t
 link or file placed in advance makes the creation fail instead of redirecting it.
 """
 
+import errno
 import json
 import os
 import stat
@@ -274,6 +275,22 @@ def write_json_file(path, doc, mode=0o644):
     atomic_write(path, json.dumps(doc, indent=1, sort_keys=True) + "\n", mode)
 
 
+def open_file(path):
+    """``open(path, "rb")`` for an input, refusing anything but a regular file with an OSError naming it; a FIFO is
+    opened without waiting for a writer, so it is refused instead of hanging the reader."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            code = errno.EISDIR if stat.S_ISDIR(mode) else errno.EINVAL
+            raise OSError(code, os.strerror(code) if stat.S_ISDIR(mode) else "not a regular file", str(path))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def loads_json(data, where, what="JSON"):
     """Parse JSON text or bytes; any problem (encoding, syntax, nesting) is one BlkfleetError naming ``where``."""
     try:
@@ -291,15 +308,16 @@ def loads_json(data, where, what="JSON"):
 def read_json(path, what="JSON", max_bytes=JSON_MAX_BYTES, nofollow=False):
     """Read and parse a JSON file of at most ``max_bytes``; one-line BlkfleetError on any problem.
     ``nofollow``: refuse a symbolic link (files in directories blkfleet keeps)."""
-    flags = os.O_RDONLY | os.O_CLOEXEC | (os.O_NOFOLLOW if nofollow else 0)
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (os.O_NOFOLLOW if nofollow else 0)
     try:
         fd = os.open(path, flags)
     except OSError as e:
         raise BlkfleetError(f"{path}: cannot read {what}: {e.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise BlkfleetError(f"{path}: {what} is not a regular file")
+    os.set_blocking(fd, True)
     with os.fdopen(fd, "rb") as f:
-        st = os.fstat(f.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise BlkfleetError(f"{path}: {what} is not a regular file")
         data = f.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise BlkfleetError(f"{path}: {what} is larger than {max_bytes} bytes")

@@ -23,7 +23,12 @@ def find_per_cpu(directory, device, kind):
         names = os.listdir(directory)
     except OSError as e:
         raise BlkfleetError(f"{directory}: cannot read directory: {e.strerror}") from None
-    cpus = sorted(int(m.group(1)) for m in map(pattern.match, names) if m)
+    numbers = [m.group(1) for m in map(pattern.match, names) if m]
+    odd = next((n for n in numbers if n != str(int(n))), None)
+    if odd is not None:  # blktrace writes 1, never 01 or other digits: a copy gone wrong
+        raise BlkfleetError(f"{per_cpu_path(directory, device, kind, odd)}: not a CPU number as {device}.{kind}.N "
+                            f"files are named (write it as {int(odd)})")
+    cpus = sorted(map(int, numbers))
     if not cpus:
         raise BlkfleetError(f"{directory}: no {device}.{kind}.N files found for device {device}")
     for expected, cpu in enumerate(cpus):
@@ -33,7 +38,22 @@ def find_per_cpu(directory, device, kind):
                 f"{missing}: missing, but {device}.{kind}.{cpu} exists (a hole in the CPU numbers; "
                 "btrecord would silently drop every file after it)"
             )
-    return [per_cpu_path(directory, device, kind, cpu) for cpu in cpus]
+    paths = [per_cpu_path(directory, device, kind, cpu) for cpu in cpus]
+    _check_distinct(paths)
+    return paths
+
+
+def _check_distinct(paths):
+    """Refuse two names of one non-empty file (a link): its IOs would be read twice, as two CPUs' IOs."""
+    seen = {}
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue  # reading it says what is wrong
+        if st.st_size and seen.setdefault((st.st_dev, st.st_ino), path) != path:
+            raise BlkfleetError(f"{path}: the same file as {seen[(st.st_dev, st.st_ino)]} (a link): its IOs would "
+                                "be read twice")
 
 
 def find_devices(directory, kind):

@@ -49,3 +49,26 @@ def test_a_failure_is_one_document(tmp_path):
     assert proc.stderr == f"blkfleet: {bad}: line 1: 6 fields, expected 7\n"
     doc, proc = run("stats", tmp_path / "nothing-here")
     assert doc["error"]["code"] == "invalid_input" and proc.returncode == 2
+
+
+def test_report_refuses_a_stats_document_it_cannot_show(tmp_path):
+    """report --stats took any JSON: a document whose fields had other types or values than stats writes (devices
+    a list, a timeline's counts text, a bucket of 0 s, a working set of -1 bytes) ended in a traceback."""
+    doc, _ = run("stats", DATA / "randmix")
+    good = doc["result"]
+    dev = ["devices", "loop1"]
+    for path, value in ([["devices"], []], [[*dev, "timeline", "ios", "read"], "x"],
+                        [[*dev, "timeline", "bucket_s"], 0], [[*dev, "working_set", "bytes"], -1],
+                        [[*dev, "hot_extents", "touched"], None], [[*dev, "all", "seek", "mean_sectors"], "x"],
+                        [[*dev, "completions", "in_flight", "max"], 0.5]):
+        bad = json.loads(json.dumps(good))
+        node = bad
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+        (tmp_path / "stats.json").write_text(json.dumps(bad))
+        doc, proc = run("report", "-o", tmp_path / "r.html", "--stats", tmp_path / "stats.json", "--db",
+                        tmp_path / "no.db")
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, (path, proc.stderr)
+        assert proc.stderr.startswith(f"blkfleet: {tmp_path / 'stats.json'}: not a blkfleet stats document: $.")
+        assert len(proc.stderr.splitlines()) == 1

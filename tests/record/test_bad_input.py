@@ -199,6 +199,29 @@ def test_hole_in_cpu_numbers(dirs, mode):
     assert not list(out.iterdir()), "nothing is converted when the file set is incomplete"
 
 
+@pytest.mark.parametrize("stray", ["sda.blktrace.01", "sda.blktrace.00", "sda.blktrace.\u0661"])
+def test_cpu_number_spelt_otherwise(dirs, stray):
+    """A second file of a CPU (01 beside 1, 00 beside 0, an Arabic-Indic 1) is named as such: it was read as
+    the CPU's number, then reported as a hole or as the canonical file missing."""
+    src, out = dirs
+    good(src / "sda.blktrace.0")
+    good(src / stray)
+    line = fails(record(src, out), src / stray)
+    assert "not a CPU number" in line and "missing" not in line and "No such file" not in line, line
+    assert not list(out.iterdir())
+
+
+@pytest.mark.parametrize("link", [os.symlink, os.link])
+def test_cpu_file_that_is_another_cpus_file(dirs, link):
+    """sda.blktrace.1 a link to sda.blktrace.0 was read as a second CPU's trace: every IO converted twice."""
+    src, out = dirs
+    good(src / "sda.blktrace.0")
+    link("sda.blktrace.0" if link is os.symlink else src / "sda.blktrace.0", src / "sda.blktrace.1")
+    line = fails(record(src, out), src / "sda.blktrace.1", "the same file as", "sda.blktrace.0")
+    assert "read twice" in line
+    assert not list(out.iterdir())
+
+
 def test_missing_output_directory(dirs):
     src, out = dirs
     good(src / "sda.blktrace.0")

@@ -101,3 +101,25 @@ def test_native_max_pkts_beyond_the_format(tmp_path):
     w.close()
     fails(run_cli("bundle", "create", "-d", tmp_path, "-o", tmp_path / "b", "sda"), "offset 56:",
                    "bad max_pkts")
+
+
+@pytest.mark.parametrize("command", ["bundle", "stats"])
+def test_btrecord_file_cut_at_a_bunch_boundary(tmp_path, command):
+    """A btrecord file that lost its last bunches whole was read as complete (its IOs silently missing): its header
+    counts every bunch but the last, so holding fewer is refused. The last bunch alone cannot be told missing."""
+    path = tmp_path / "sda.replay.0"
+    w = compat.BtrecordWriter(str(path))
+    for b in range(4):
+        w.add_bunch(1000 + b, [(8 * k, 4096, 1) for k in range(3)])
+    w.close()
+    data = path.read_bytes()
+    bunch = compat.BUNCH.size + 3 * compat.PACKET.size
+    path.write_bytes(data[:-2 * bunch])
+    if command == "bundle":
+        result = run_cli("bundle", "create", "-d", tmp_path, "-o", tmp_path / "b.bundle", "sda")
+    else:
+        result = run_cli("stats", tmp_path)
+    fails(result, path, f"offset {32 + 2 * bunch}:", "holds 6 IOs in 2 bunches, fewer than its header's 9 in 3")
+    path.write_bytes(data[:-bunch])
+    with open_replay(path) as r:
+        assert len(list(iter_ios(r))) == 9

@@ -67,6 +67,11 @@ def obvious_ios(path):
         at += 16 + size
     if data[:8] == native.MAGIC and (len(ios), bunches) != (count, nbunches):
         return ios, (at, f"holds {len(ios)} IOs in {bunches} bunches, its header says {count} in {nbunches}")
+    if data[:8] != native.MAGIC:
+        _version, _genesis, nbunches, count = compat.HEADER.unpack_from(data)
+        if bunches < nbunches or len(ios) < count:
+            return ios, (at, f"holds {len(ios)} IOs in {bunches} bunches, fewer than its header's {count} in "
+                             f"{nbunches}: cut short")
     return ios, None
 
 

@@ -230,3 +230,38 @@ def test_lanes_arithmetic_matches_per_item():
     assert list(lanes.column(lanes.lanes(values) << 9, n)) == [v << 9 for v in values]
     assert list(lanes.column(lanes.lanes(values) + lanes.indexes(n), n)) == [v + i for i, v in enumerate(values)]
     assert list(lanes.column(lanes.lanes(values) & lanes.repeat(0xFFFF, n), n)) == [v & 0xFFFF for v in values]
+
+
+def test_an_unknown_recorded_depth_sets_no_load_limit(tmp_path):
+    """A version 2 IO whose recorded in-flight count is 0 (not known) got a load-mode limit of 0, which the worker
+    never passes (``busy >= limit``): the replay waited for ever. It now has none; known counts are kept."""
+    w = native.NativeWriter(tmp_path / "sda.replay.0", timing=True)
+    w.add_bunch(1000, [(8 * k, 4096, k, READ, 0, 1) for k in range(3)],
+                [(0, 0, 500, 0, []), (1, 0, 500, 2, []), (2, 0, 500, 0, [1])])
+    w.close()
+    sources = open_sources(str(tmp_path), ["sda"], timing=True)
+    sources[0].target = 0
+    lane = Lane(0, sources, Window(64, ordered=True))
+    feeder = Feeder([lane], genesis_of(sources), 1.0, [Target("sda")], False, False, mode="load")
+    feeder.start_iteration(first=True)
+    feeder.pump(0)
+    assert lane.window.control[FED] == 3
+    assert list(lane.window.limit[:3]) == [0xFFFFFFFF, 2, 0xFFFFFFFF]
+
+
+@pytest.mark.parametrize("mode", ["load", "dependency"])
+def test_a_slowed_replay_of_a_very_long_trace(tmp_path, mode):
+    """With -x below 1 an IO 2^62 ns after the first (and its think time) was due beyond 2^63 ns: writing it into
+    the window raised OverflowError (a traceback mid-replay). It is now due at the latest time, never reached."""
+    w = native.NativeWriter(tmp_path / "sda.replay.0", timing=True)
+    w.add_bunch(1000, [(0, 4096, 0, READ, 0, 1)], [(0, 0, 500, 1, [])])
+    w.add_bunch(1 << 62, [(8, 4096, 0, READ, 0, 1)], [(1, 1 << 62, 500, 1, [1])])
+    w.close()
+    sources = open_sources(str(tmp_path), ["sda"], timing=True)
+    sources[0].target = 0
+    lane = Lane(0, sources, Window(64, ordered=True))
+    feeder = Feeder([lane], genesis_of(sources), 0.1, [Target("sda")], False, False, mode=mode)
+    feeder.start_iteration(first=True)
+    feeder.pump(0)
+    win = lane.window
+    assert win.control[FED] == 2 and list(win.due[:2]) == [0, NOT_YET - 1] and win.think[1] == NOT_YET - 1

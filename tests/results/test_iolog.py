@@ -46,6 +46,24 @@ def test_a_killed_writer_leaves_its_whole_blocks(tmp_path):
         assert [list(c["submit_ns"]) for *_x, c in log.blocks()] == [list(range(10))]
 
 
+@pytest.mark.parametrize("header", [b"IOBK" + (1 << 24).to_bytes(4, "little"), b"XXXX" + (10).to_bytes(4, "little")])
+def test_a_killed_writers_damaged_block_header_is_an_error(tmp_path, header):
+    """In a log whose writer was killed, a whole block header with a count above 2^20 was taken for a cut-off last
+    block: the reader stopped there and every later block was dropped without a word."""
+    path = str(tmp_path / "io.log")
+    w = IOLogWriter(path, [("sda", "/dev/loop3"), ("sdb", "/dev/loop4")], 0, 0)
+    for b in range(3):
+        w.write_block(1, 0, 0, columns(10, 10 * b))
+    w._f.flush()  # no final header: COMPLETE clear
+    second = w.header_size + block_size(10)
+    with open(path, "r+b") as f:
+        f.seek(second)
+        f.write(header)
+    with pytest.raises(BlkfleetError, match=f"offset {second}: bad block header"), IOLog(path) as log:
+        assert not log.complete
+        list(log.blocks())
+
+
 def test_damage_is_one_error(tmp_path):
     path = str(tmp_path / "io.log")
     w = IOLogWriter(path, [("sda", "/dev/loop3"), ("sdb", "/dev/loop4")], 0, 0)

@@ -18,7 +18,7 @@ import re
 
 from .. import __version__
 from ..errors import BlkfleetError
-from ..files import read_json
+from ..files import open_file, read_json
 from ..names import name_problem
 from ..percpu import find_devices, find_per_cpu
 from ..replayfile import iter_ios, open_replay
@@ -173,7 +173,7 @@ def sha256_file(path):
     """(hex sha256, size) of a file."""
     digest = hashlib.sha256()
     size = 0
-    with open(path, "rb") as f:
+    with open_file(path) as f:
         while True:
             block = f.read(CHUNK)
             if not block:

@@ -21,7 +21,7 @@ import tarfile
 import tempfile
 
 from ..errors import BlkfleetError
-from ..files import atomic_file, loads_json, read_json, trusted_dir
+from ..files import atomic_file, loads_json, open_file, read_json, trusted_dir
 from . import manifest as mf
 from .zipapp import engine_bytes
 
@@ -112,7 +112,7 @@ class Bundle:
     def __init__(self, path):
         self.path = str(path)
         try:
-            self._f = open(self.path, "rb")
+            self._f = open_file(self.path)
         except OSError as e:
             raise BlkfleetError(f"{self.path}: cannot open bundle: {e.strerror}") from None
         try:

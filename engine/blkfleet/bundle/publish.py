@@ -33,7 +33,7 @@ import urllib.parse
 import urllib.request
 
 from ..errors import BlkfleetError
-from ..files import atomic_write, create_new, trusted_dir
+from ..files import atomic_write, create_new, open_file, trusted_dir
 from . import pack
 
 CHUNK = 1 << 20
@@ -98,9 +98,7 @@ def describe(path):
     """``(size, sha256)`` of a regular file, read once."""
     digest = hashlib.sha256()
     size = 0
-    with open(path, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-            raise BlkfleetError(f"{path}: not a regular file")
+    with open_file(path) as f:
         for block in iter(lambda: f.read(CHUNK), b""):
             size += len(block)
             digest.update(block)

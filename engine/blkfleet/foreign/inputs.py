@@ -13,6 +13,7 @@ import tarfile
 import zlib
 
 from ..errors import BlkfleetError
+from ..files import open_file
 
 BLOCK = 1 << 20
 MAGICS = ((b"\x1f\x8b", "gzip"), (b"\xfd7zXZ\x00", "xz"), (b"BZh", "bzip2"), (b"\x28\xb5\x2f\xfd", "zstandard"))
@@ -70,7 +71,7 @@ def members(path):
     """Yield (name, binary stream) for every input of ``path``: the file itself, or each member of a tar
     archive. The streams are decompressed; read them before asking for the next one."""
     name = str(path)
-    with open(path, "rb") as raw:
+    with open_file(path) as raw:
         kind = compression(raw.read(8))
         raw.seek(0)
         try:

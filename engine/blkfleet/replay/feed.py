@@ -52,6 +52,8 @@ from .window import (
 )
 
 SKIP = 0xFF  # issued op of an IO that is not replayed (without -W: discard, flush, write-zeroes)
+NO_LIMIT = 0xFFFFFFFF  # load mode's limit of an IO whose recorded in-flight count is 0 (not known): none
+LATEST = NOT_YET - 1  # a due or think time that -x below 1 stretches beyond 2^63 ns is this (never reached)
 PUMP_IOS = 16384  # IOs one pump writes into one window at most (bounds the time a pump takes: ~20 ms)
 PUMP_GROW = 2048  # IOs a pump writes beyond what the worker took since the last one (the window fills up)
 _CMD = {READ: CMD_PREAD, WRITE: CMD_PWRITE, FLUSH: CMD_FDSYNC, DISCARD: CMD_SPECIAL, WRITE_ZEROES: CMD_SPECIAL}
@@ -351,7 +353,7 @@ class Feeder:
         return due - 1 if until_due is None else min(due - 1, until_due)
 
     def _due_of(self, t):
-        return t - self.genesis if self.acc == 1 else int((t - self.genesis) / self.acc)
+        return t - self.genesis if self.acc == 1 else min(int((t - self.genesis) / self.acc), LATEST)
 
     def _take(self, lane, bound, most):
         """Write up to ``most`` IOs with times up to ``bound`` (None: any); the count written (0: none due
@@ -408,7 +410,8 @@ class Feeder:
             due = lanes.column(lanes.lanes(times) - lanes.repeat(self.genesis, n), n)  # times >= genesis
         else:
             g, acc = self.genesis, self.acc
-            due = array("q", [int((t - g) / acc) for t in times])
+            due = [int((t - g) / acc) for t in times]
+            due = array("q", due if max(due, default=0) <= LATEST else [min(d, LATEST) for d in due])
         offsets = lanes.column(lanes.lanes(sectors) << 9, n)  # sectors are below 2^54 (the readers check it)
         self._check(tgt, offsets, nbytes, issued)
         win = lane.window
@@ -474,7 +477,7 @@ class Feeder:
         issue parent (it was in flight when this one was issued) as -1 - its index (those of skipped IOs, and
         those that left the window long ago, are not waited for), the watermark for parents beyond PARENTS (all
         IOs below it completed: more than an issue parent asks), its think time (÷ -x) and its recorded
-        in-flight count."""
+        in-flight count (none when not known)."""
         mask, acc = win.mask, self.acc
         keep = 4 * win.capacity  # seqs remembered per target
         parents, nparents, need, think, limit = win.parents, win.nparents, win.need, win.think, win.limit
@@ -488,8 +491,8 @@ class Feeder:
             parents[slot * PARENTS:slot * PARENTS + len(near)] = array("q", near)
             nparents[slot] = len(near)
             need[slot] = max((p for p, _issue in found[PARENTS:]), default=-1) + 1
-            think[slot] = pause if acc == 1 else int(pause / acc)
-            limit[slot] = inflight
+            think[slot] = pause if acc == 1 else min(int(pause / acc), LATEST)
+            limit[slot] = inflight or NO_LIMIT  # 0 would hold it back for ever (busy >= 0)
             self.recorded_depths[t][inflight] += 1
             index[seq] = at
             order.append(seq)

@@ -1,6 +1,7 @@
 """Replay files: btrecord's format (``compat``) and blkfleet's native format, one reader interface."""
 
 from ..errors import TraceFormatError
+from ..files import open_file
 from . import compat, native
 from .reader import IOChunk
 
@@ -10,7 +11,7 @@ __all__ = ["IOChunk", "compat", "iter_ios", "native", "open_replay"]
 def open_replay(path, timing=False):
     """Open a replay file of either format, detected from its first bytes. ``timing``: its chunks carry the IOs'
     recorded timing, where the file has it (native version 2; decoding it costs about 1.5 µs per IO)."""
-    with open(path, "rb") as f:
+    with open_file(path) as f:
         head = f.read(8)
     if head == native.MAGIC:
         reader = native.NativeReader(path)

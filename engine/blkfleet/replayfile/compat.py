@@ -92,6 +92,18 @@ class BtrecordReader(ReplayReader):
             raise TraceFormatError(self.path, 0, f"not a btrecord replay file (version 0x{self.version:x})")
         self._data = HEADER.size
 
+    def _checked_runs(self):
+        """ReplayReader's; then a file that holds fewer bunches or IOs than its header counts (btrecord's counts
+        leave out the last bunch, a provisional header has none) is refused as cut short."""
+        ios = bunches = 0
+        for run in super()._checked_runs():
+            ios += sum(run.counts)
+            bunches += len(run.counts)
+            yield run
+        if bunches < self.nbunches or ios < self.total_pkts:
+            raise TraceFormatError(self.path, self._end, f"holds {ios} IOs in {bunches} bunches, fewer than its "
+                                   f"header's {self.total_pkts} in {self.nbunches}: cut short")
+
     def _fast_ok(self, run):
         """Every IO of the run within the limits, tested on columns: times, lengths (u32) and extents."""
         return (max(run.stamps) <= MAX_TIME and not run.column(12, 4).translate(None, ZERO)

@@ -22,6 +22,7 @@ from itertools import repeat
 from operator import itemgetter
 
 from ..errors import TraceFormatError
+from ..files import open_file
 
 MAX_TIME = (1 << 63) - 1  # ns: times live in signed 64-bit arrays
 MAX_END = (1 << 63) - 1  # bytes: sector * 512 + nbytes is a signed 64-bit file offset
@@ -163,7 +164,7 @@ class ReplayReader:
 
     def __init__(self, path):
         self.path = str(path)
-        self._f = open(path, "rb")
+        self._f = open_file(path)
         try:
             self._size = os.fstat(self._f.fileno()).st_size
             self._read_header()

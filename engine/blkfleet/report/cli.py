@@ -3,6 +3,7 @@
 import os
 
 from .. import codes, protocol
+from ..bundle.schema import load_schema, problem
 from ..cliargs import directory, positive_float
 from ..errors import BlkfleetError
 from ..files import atomic_write, read_json, work_dir
@@ -68,6 +69,9 @@ def run(args):
     else:
         focus_label, focus = "", None
     stats = read_json(args.stats, "stats document") if args.stats else None
+    trouble = stats is not None and problem(stats, load_schema("stats.schema.json"))
+    if trouble:
+        raise BlkfleetError(f"{args.stats}: not a blkfleet stats document: {trouble}")
     if focus is None and not args.original and stats is None:
         raise BlkfleetError("nothing to report: no --results, no stored runs, no --original capture and no --stats")
     html = render(focus, focus_label, runs, baseline_rows, args.baseline, verdict, args.original,

@@ -34,7 +34,7 @@ import struct
 from array import array
 
 from ..errors import BlkfleetError, TraceFormatError
-from ..files import open_new
+from ..files import open_file, open_new
 from ..replayfile.ops import OP_NAMES
 
 MAGIC = b"BFIOLOG\0"
@@ -117,7 +117,7 @@ class IOLog:
     def __init__(self, path):
         self.path = str(path)
         try:
-            self._f = open(path, "rb")
+            self._f = open_file(path)
         except OSError as e:
             raise BlkfleetError(f"{path}: cannot read the IO log: {e.strerror}") from None
         try:
@@ -173,15 +173,15 @@ class IOLog:
             head = f.read(BLOCK.size)
             if not head:
                 break
-            count = BLOCK.unpack(head)[1] if len(head) == BLOCK.size else 0
-            size = block_size(count)
-            if len(head) < BLOCK.size or offset + size > self._size:
+            if len(head) == BLOCK.size:  # a whole header is checked before its size is trusted
+                magic, count, iteration, worker, it_start = BLOCK.unpack(head)
+                if magic != BLOCK_MAGIC or count > MAX_BLOCK:
+                    raise TraceFormatError(self.path, offset, "bad block header")
+            if len(head) < BLOCK.size or offset + block_size(count) > self._size:
                 if self.complete:
                     raise TraceFormatError(self.path, offset, "truncated block")
                 break  # the writer was killed: its last block was cut off
-            magic, count, iteration, worker, it_start = BLOCK.unpack(head)
-            if magic != BLOCK_MAGIC or count > MAX_BLOCK:
-                raise TraceFormatError(self.path, offset, "bad block header")
+            size = block_size(count)
             cols = {}
             for name, code in COLUMNS:
                 col = array(code)
@@ -210,7 +210,7 @@ class IOLog:
 def is_iolog(path):
     """Whether ``path`` is a regular file starting with the IO log's magic."""
     try:
-        with open(path, "rb") as f:
+        with open_file(path) as f:
             return f.read(len(MAGIC)) == MAGIC
     except OSError:
         return False

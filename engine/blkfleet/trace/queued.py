@@ -22,6 +22,7 @@ from collections import namedtuple
 from operator import itemgetter
 
 from ..errors import TraceFormatError
+from ..files import open_file
 from .actions import C_QUEUE, is_queue
 from .reader import TraceReader, detect
 from .record import FIELDS, HEADER_SIZE, MAGIC, layout
@@ -101,7 +102,7 @@ class QueuedChunk:
 def queued_chunks(path):
     """Yield a QueuedChunk per run of Q events of a trace file, in file order; a format error is raised after
     the chunks of every Q event before it."""
-    with open(path, "rb") as f:
+    with open_file(path) as f:
         head = f.read(64)
         if not head:
             return

@@ -3,6 +3,7 @@
 import struct
 
 from ..errors import TraceFormatError
+from ..files import open_file
 from .record import HEADER_SIZE, MAGIC, MAGIC_MASK, SUPPORTED_VERSIONS, TraceRecord, layout
 
 CHUNK = 1 << 20
@@ -36,7 +37,7 @@ class TraceReader:
     def __init__(self, path, fileobj=None):
         self.path = str(path)
         self._own = fileobj is None
-        self._f = open(path, "rb") if fileobj is None else fileobj
+        self._f = open_file(path) if fileobj is None else fileobj
         self.byteorder = None
         self.version = None
         self.offset = 0
