@@ -231,7 +231,10 @@ class atomic_file:
         self.file = None
 
     def __enter__(self):
-        fd = create_new(self.tmp, self.mode)
+        try:
+            fd = create_new(self.tmp, self.mode)
+        except OSError as e:  # named as the output the user gave, not the new file beside it
+            raise OSError(e.errno, e.strerror, str(self.path)) from None
         self.file = os.fdopen(fd, "wb")
         os.fchmod(fd, self.mode)
         return self.file

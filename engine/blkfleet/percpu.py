@@ -57,17 +57,19 @@ def _check_distinct(paths):
 
 
 def find_devices(directory, kind):
-    """Device names having ``DEV.KIND.N`` files in a directory, in sorted order (``-F``); a name that could not
-    be a device's (names.name_problem: a leading '-', a control character...) is refused, naming its file."""
-    marker = f".{kind}."
+    """Device names having ``DEV.KIND.N`` files in a directory, in sorted order (``-F``); other files are left
+    alone (``notes.replay.txt``), but a name that could not be a device's (names.name_problem: a leading '-', a
+    control character...) is refused, naming its file."""
+    pattern = re.compile(r"([^.]*)" + re.escape(f".{kind}.") + r"\d+\Z")
     try:
         names = os.listdir(directory)
     except OSError as e:
         raise BlkfleetError(f"{directory}: cannot read directory: {e.strerror}") from None
     found = {}
     for n in names:
-        if marker in n:
-            found.setdefault(n.split(".", 1)[0], n)
+        m = pattern.match(n)
+        if m:
+            found.setdefault(m.group(1), n)
     for device, example in found.items():
         problem = name_problem(device)
         if problem:

@@ -318,6 +318,16 @@ def test_find_traces_refuses_a_file_name_that_is_no_device_name(dirs, name):
     assert not os.listdir(out)
 
 
+def test_find_traces_leaves_other_files_alone(dirs):
+    src, out = dirs
+    good(src / "sda.blktrace.0")
+    for stray in ("notes.blktrace.txt", "sdb.blktrace.0.orig", "-x.blktrace.old"):
+        (src / stray).write_text("not a trace\n")
+    result = run_cli("record", "-F", "-d", src, "-D", out)
+    assert result.returncode == 0, result.stderr
+    assert sorted(os.listdir(out)) == ["sda.replay.0"]
+
+
 @pytest.mark.parametrize("args", [["record", "--no-such-flag"], ["record", "-M"], [], ["no-such-command"]])
 def test_bad_command_lines(args, tmp_path):
     fails(run_cli(*args, cwd=tmp_path))
