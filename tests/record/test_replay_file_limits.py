@@ -59,12 +59,33 @@ def test_huge_bunch_count_in_a_tiny_native_file(tmp_path):
     """npkts 0xFFFFFFFF after the header: a 96 GiB read was asked for (MemoryError). Now bounded by the file."""
     head = native_file(tmp_path / "x", [OK]).read_bytes()[:native.HEADER.size]
     path = tmp_path / "sda.replay.0"
-    path.write_bytes(head + struct.pack("<IIQ", 0xFFFFFFFF, 0, 0))
+    path.write_bytes(head + struct.pack("<IIQ", 0xFFFFFFFF, 0, 0) + bytes(24))  # as long as its header's one IO
     (tmp_path / "x").unlink()
     fails(run_cli("bundle", "create", "-d", tmp_path, "-o", tmp_path / "b", "sda"),
                    "offset 64:", "bad bunch size 4294967295")
     path.write_bytes(head + struct.pack("<IIQ", 1000, 0, 0) + bytes(24 * 3))
     fails(run_cli("replay", "-d", tmp_path, "sda"), "offset 80:", "truncated bunch (72 of 24000 bytes")
+
+
+@pytest.mark.parametrize("kind", ["native", "btrecord"])
+def test_a_file_shorter_than_its_header_counts_is_refused_before_any_io(tmp_path, kind):
+    """Cut short at any point before its counted IOs end: refused on opening, before a replay sends anything
+    (reading to the end found it only after the file's IOs were sent)."""
+    path = tmp_path / "sda.replay.0"
+    w = native.NativeWriter(str(path), 0x700001, 0, 64) if kind == "native" else compat.BtrecordWriter(str(path))
+    for b in range(6):
+        w.add_bunch(1000 + b, [(8 * k, 4096, 0, 0, 0, 1) if kind == "native" else (8 * k, 4096, 1)
+                               for k in range(4)])
+    w.close()
+    data = path.read_bytes()
+    counted = 6 if kind == "native" else 5  # btrecord's header leaves out the last bunch
+    least = len(data) - (6 - counted) * (len(data) - 32) // 6 if kind == "btrecord" else len(data)
+    for cut in (least - 1, least - 24, 70, 100):
+        path.write_bytes(data[:cut])
+        with pytest.raises(Exception, match="cut short") as caught:
+            open_replay(str(path))
+        assert f"offset {cut}" in str(caught.value)
+        fails(run_cli("replay", "-d", tmp_path, "sda"), "cut short", f"offset {cut}:")
 
 
 def test_huge_bunch_count_in_a_40_byte_btrecord_file(tmp_path):
@@ -119,7 +140,16 @@ def test_btrecord_file_cut_at_a_bunch_boundary(tmp_path, command):
         result = run_cli("bundle", "create", "-d", tmp_path, "-o", tmp_path / "b.bundle", "sda")
     else:
         result = run_cli("stats", tmp_path)
-    fails(result, path, f"offset {32 + 2 * bunch}:", "holds 6 IOs in 2 bunches, fewer than its header's 9 in 3")
+    fails(result, path, f"offset {32 + 2 * bunch}:", f"{32 + 2 * bunch} bytes, fewer than the {32 + 3 * bunch} its "
+          "header's 9 IOs in 3 bunches take: cut short")
     path.write_bytes(data[:-bunch])
     with open_replay(path) as r:
         assert len(list(iter_ios(r))) == 9
+
+
+def test_native_version_0_is_refused(tmp_path):
+    path = native_file(tmp_path / "sda.replay.0", [OK])
+    data = bytearray(path.read_bytes())
+    data[8:10] = b"\0\0"
+    path.write_bytes(bytes(data))
+    fails(run_cli("replay", "-d", tmp_path, "sda"), "offset 8:", "bad replay format version 0")

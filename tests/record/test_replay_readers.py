@@ -31,6 +31,11 @@ def obvious_ios(path):
         bunch, packet, limit = struct.Struct("<I4xQ"), native.PACKET, native.MAX_BUNCH
     else:
         hsize, bunch, packet, limit = compat.HEADER.size, compat.BUNCH, compat.PACKET, compat.MAX_PKTS
+        _version, _genesis, nbunches, count = compat.HEADER.unpack_from(data)
+    least = hsize + 16 * nbunches + 24 * count
+    if len(data) < least:
+        return ios, (len(data), f"{len(data)} bytes, fewer than the {least} its header's {count} IOs in {nbunches} "
+                                "bunches take: cut short")
     at = hsize
     bunches = 0
     while at < len(data):
@@ -67,11 +72,9 @@ def obvious_ios(path):
         at += 16 + size
     if data[:8] == native.MAGIC and (len(ios), bunches) != (count, nbunches):
         return ios, (at, f"holds {len(ios)} IOs in {bunches} bunches, its header says {count} in {nbunches}")
-    if data[:8] != native.MAGIC:
-        _version, _genesis, nbunches, count = compat.HEADER.unpack_from(data)
-        if bunches < nbunches or len(ios) < count:
-            return ios, (at, f"holds {len(ios)} IOs in {bunches} bunches, fewer than its header's {count} in "
-                             f"{nbunches}: cut short")
+    if data[:8] != native.MAGIC and (bunches < nbunches or len(ios) < count):
+        return ios, (at, f"holds {len(ios)} IOs in {bunches} bunches, fewer than its header's {count} in "
+                         f"{nbunches}: cut short")
     return ios, None
 
 

@@ -94,3 +94,15 @@ def test_damage_is_one_error(tmp_path):
         w.close()
         with pytest.raises(BlkfleetError, match=message), IOLog(str(path)) as log:
             list(log.blocks())
+
+
+def test_version_0_is_refused(tmp_path):
+    path = tmp_path / "io.log"
+    w = IOLogWriter(str(path), [("sda", "/dev/loop3")], 0, 0)
+    w.write_block(1, 0, 0, columns(4))
+    w.close()
+    data = bytearray(path.read_bytes())
+    data[8:10] = b"\0\0"
+    path.write_bytes(bytes(data))
+    with pytest.raises(BlkfleetError, match="offset 8.*bad IO log version 0"):
+        IOLog(str(path))

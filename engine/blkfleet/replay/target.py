@@ -221,7 +221,7 @@ def _holder(fd):
         holder = json.loads(os.pread(fd, 4096, 0).decode("utf-8"))
         text = f"pid {int(holder['pid'])}, started {holder['started']}"
         return text + (f", run {holder['run_id']}" if holder.get("run_id") else "")
-    except (OSError, ValueError, TypeError, KeyError):
+    except (OSError, ValueError, TypeError, KeyError, OverflowError):
         return "a replay whose pid is not known yet"
 
 

@@ -91,6 +91,7 @@ class BtrecordReader(ReplayReader):
         if self.version != VERSION:
             raise TraceFormatError(self.path, 0, f"not a btrecord replay file (version 0x{self.version:x})")
         self._data = HEADER.size
+        self._counted = (self.nbunches, self.total_pkts)
 
     def _checked_runs(self):
         """ReplayReader's; then a file that holds fewer bunches or IOs than its header counts (btrecord's counts

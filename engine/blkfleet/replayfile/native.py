@@ -137,6 +137,8 @@ class NativeReader(ReplayReader):
             raise TraceFormatError(self.path, 0, "not a blkfleet replay file (bad magic)")
         if version > VERSION:
             raise TraceFormatError(self.path, 8, f"replay format version {version} is newer than this engine's")
+        if version < 1:
+            raise TraceFormatError(self.path, 8, f"bad replay format version {version} (versions start at 1)")
         if flags & F_TIMING and version < 2:
             raise TraceFormatError(self.path, 12, f"version {version} file with the TIMING flag (version 2 on)")
         if hsize < HEADER.size:
@@ -151,6 +153,7 @@ class NativeReader(ReplayReader):
             self.EXT = EXT
             self._last_seq = -1
         self._data = hsize
+        self._counted = (self.bunch_count, self.io_count)
 
     def _checked_runs(self):
         ios = bunches = 0

@@ -168,11 +168,17 @@ class ReplayReader:
         try:
             self._size = os.fstat(self._f.fileno()).st_size
             self._read_header()
+            least = self._data + self._counted[0] * self.HEAD.size + self._counted[1] * self.PACKET.size
+            if self._size < least:  # known before any IO is used (a replay would find it only at the end)
+                raise TraceFormatError(self.path, self._size, f"{self._size} bytes, fewer than the {least} its "
+                                       f"header's {self._counted[1]} IOs in {self._counted[0]} bunches take: cut short")
         except BaseException:
             self._f.close()
             raise
 
     def _read_header(self):
+        """Read the header: sets ``_data`` (where bunches begin) and ``_counted`` (the bunches and IOs it counts
+        at least)."""
         raise NotImplementedError
 
     def __enter__(self):

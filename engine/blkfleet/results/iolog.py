@@ -135,6 +135,8 @@ class IOLog:
          ndev) = HEADER.unpack(head)
         if version > VERSION:
             raise TraceFormatError(self.path, 8, f"IO log version {version} is newer than this engine's")
+        if version < 1:
+            raise TraceFormatError(self.path, 8, f"bad IO log version {version} (versions start at 1)")
         if hsize < HEADER.size or hsize % 8 or hsize > self._size:
             raise TraceFormatError(self.path, 10, f"bad header size {hsize}")
         table = self._f.read(hsize - HEADER.size)
