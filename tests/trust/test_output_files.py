@@ -6,6 +6,7 @@ import os
 
 import pytest
 
+from blkfleet import clidocs
 from blkfleet.results.store import Store
 from helpers.synth import run_cli, typical_records, write_trace
 from helpers.synth_results import make_doc
@@ -49,3 +50,16 @@ def test_a_link_planted_at_an_output_is_replaced_not_followed(tmp_path, argv, ou
     for name in outputs:
         st = os.lstat(shared / name)
         assert not os.path.islink(shared / name) and st.st_uid == os.geteuid() and st.st_size > 0, name
+
+
+def test_generated_docs_replace_a_planted_link(tmp_path):
+    """``clidocs.write_all`` (the package build's man pages and completions) into a tree another user could add to:
+    their link at a page's path is replaced, its target left as it was."""
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    man = tmp_path / "root" / clidocs.MAN_DIR
+    man.mkdir(parents=True)
+    link = _plant(man, "blkfleet.1", victim)
+    clidocs.write_all(str(tmp_path / "root"))
+    assert victim.read_text() == "keep"
+    assert not os.path.islink(link) and link.read_text().startswith(".TH BLKFLEET 1")
