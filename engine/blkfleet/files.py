@@ -241,7 +241,10 @@ class atomic_file:
         self.file = None
 
     def __enter__(self):
-        fd = create_new(self.tmp, self.mode)
+        try:
+            fd = create_new(self.tmp, self.mode)
+        except OSError as e:  # named by the path asked for, not the temporary name
+            raise OSError(e.errno, e.strerror, self.path) from None
         self.file = os.fdopen(fd, "wb")
         os.fchmod(fd, self.mode)
         return self.file
