@@ -16,6 +16,7 @@ import sys
 
 from . import __version__
 from .cli import build_parser, subcommands
+from .files import atomic_write
 
 MAN_DIR = "share/man/man1"
 BASH_DIR = "share/bash-completion/completions"
@@ -242,7 +243,8 @@ def zsh_completion(parser=None):
 
 def write_all(root):
     """Write the man pages and completions under ``root`` (MAN_DIR, BASH_DIR, ZSH_DIR); returns
-    ``{directory relative to the prefix: [paths written]}``."""
+    ``{directory relative to the prefix: [paths written]}``. Each file is a new one renamed into place
+    (``files.atomic_write``): a link planted at its path is replaced, never written through."""
     parser = build_parser()
     files = {os.path.join(MAN_DIR, name): text for name, text in manpages(parser).items()}
     files[os.path.join(BASH_DIR, "blkfleet")] = bash_completion(parser)
@@ -251,8 +253,7 @@ def write_all(root):
     for relative, text in sorted(files.items()):
         path = os.path.join(root, relative)
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
+        atomic_write(path, text)
         written.setdefault(os.path.dirname(relative), []).append(path)
     return written
 

@@ -19,6 +19,16 @@ JSON_MAX_BYTES = 64 << 20
 _NEW = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
+def absolute(path):
+    """``path`` made absolute from the current directory (trailing slashes dropped), its ``..`` left in place: the
+    kernel takes a ``..`` after a symbolic link from where the link points, not by text as os.path.abspath does, so
+    what is checked and what is used must both be resolved the kernel's way (the walks here follow links, then go
+    up)."""
+    path = os.fspath(path)
+    path = path if os.path.isabs(path) else os.path.join(os.getcwd(), path)
+    return path.rstrip("/") or "/"
+
+
 def _owner_ok(st):
     return st.st_uid in (0, os.geteuid())
 
@@ -67,7 +77,7 @@ def untrusted_reason(path):
     """Why the existing directory ``path`` cannot be trusted, or None. Symbolic links above it are followed
     when they are root's or ours (their own place must be trusted too); ``path`` itself must be a real
     directory."""
-    path = os.path.abspath(path)
+    path = absolute(path)
     try:
         st = os.lstat(path)
     except OSError as e:
@@ -101,9 +111,10 @@ def untrusted_reason(path):
 def trusted_dir(path, what="directory", mode=0o755, create=True):
     """The absolute path of a trusted directory, created (with its missing parents) when ``create``.
 
-    Raises BlkfleetError (one line, exit 2) when it exists but others could change what it holds.
+    Raises BlkfleetError (one line, exit 2) when it exists but others could change what it holds. A ``..`` in
+    ``path`` is left to the kernel (``absolute``).
     """
-    path = os.path.abspath(path)
+    path = absolute(path)
     if create and not os.path.lexists(path):
         parent = os.path.dirname(path)
         if parent != path and not os.path.lexists(parent):
@@ -134,7 +145,7 @@ def work_dir(path, what="output directory", create=True, sticky_ok=False):
     ``create``, a missing directory is judged by the part of its path that exists. ``sticky_ok``: the directory
     itself may be a sticky one such as /tmp (for files created under new names and renamed into place).
     """
-    names = os.path.abspath(path).split("/")[1:]
+    names = absolute(path).split("/")[1:]
     current, hops = "/", 0
     while names:
         name = names.pop(0)
@@ -223,7 +234,7 @@ class atomic_file:
     """
 
     def __init__(self, path, mode=0o644, sync=True):
-        directory, base = os.path.split(os.path.abspath(path))
+        directory, base = os.path.split(absolute(path))
         self.path = path
         self.tmp = os.path.join(directory, f".{base}.{os.urandom(6).hex()}.tmp")
         self.mode = mode

@@ -218,3 +218,50 @@ def test_trusted_dir_refuses_a_planted_link_above_it_and_makes_nothing_through_i
     assert os.listdir(victim) == ["old"]
     os.lchown(planted, 0, 0)
     assert files.trusted_dir(planted / "new") == str(planted / "new") and (victim / "new").is_dir()
+
+
+@pytest.fixture
+def dotdot(tmp_path):
+    """``shared/link/../out``: by text ``shared/out``, a directory of root's; for the kernel, which follows the link
+    uid 65534 planted in the sticky ``shared`` first, ``theirs/out``, in a directory of theirs."""
+    shared, theirs = tmp_path / "shared", tmp_path / "theirs"
+    for d in (shared / "out", theirs / "sub", theirs / "out"):
+        d.mkdir(parents=True)
+    os.chmod(shared, 0o1777)
+    os.chown(theirs, NOBODY, NOBODY)
+    (shared / "link").symlink_to(theirs / "sub")
+    os.lchown(shared / "link", NOBODY, NOBODY)
+    return f"{shared}/link/../out", theirs / "out", shared
+
+
+@pytest.mark.parametrize("check", [lambda p: files.trusted_dir(p, create=False), files.trusted_dir,
+                                   files.work_dir, lambda p: files.work_dir(p, create=False)])
+def test_a_dotdot_after_their_link_is_judged_where_the_kernel_goes(dotdot, check):
+    path, theirs, shared = dotdot
+    with pytest.raises(BlkfleetError, match=f"the link {shared}/link .*owned by uid {NOBODY}"):
+        check(path)
+    assert files.untrusted_reason(path) and os.listdir(theirs) == []
+    assert files.untrusted_reason(shared / "out") is None  # where the text says: trusted
+
+
+def test_an_atomic_file_is_made_beside_where_the_kernel_puts_it(dotdot):
+    """No check here (callers check its directory first): its new file goes beside the path, so that the rename
+    cannot move it elsewhere."""
+    path, theirs, shared = dotdot
+    os.rmdir(shared / "out")  # where the text points: the new file must not be made there
+    files.atomic_write(f"{path}/f.json", "{}")
+    assert os.listdir(theirs) == ["f.json"] and not os.path.exists(shared / "out")
+
+
+def test_a_dotdot_through_our_own_directories_is_fine(tmp_path, monkeypatch):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "a" / "b")
+    assert os.path.isdir(files.trusted_dir("../new"))
+    assert files.work_dir("../../made") == str(tmp_path / "made")
+    assert files.untrusted_reason("..") is None
+
+
+def test_atomic_file_that_cannot_be_made_names_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError) as raised:
+        files.atomic_write(tmp_path / "nope" / "f.json", "{}")
+    assert raised.value.filename == tmp_path / "nope" / "f.json"

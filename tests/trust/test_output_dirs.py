@@ -82,3 +82,48 @@ def test_a_bundle_is_not_put_through_a_planted_link(planted, tmp_path, argv):
     assert proc.returncode == 2, proc.stderr
     assert f"the link {link} above it is owned by uid {NOBODY}" in proc.stderr
     assert os.listdir(victim) == []
+
+
+@pytest.mark.parametrize("argv", [
+    ["record", "-q", "-d", "{data}", "-D", "{out}", "loop1"],
+    ["transform", "-q", "{replay}", "-D", "{out}"],
+    ["import", "fio-iolog", "-q", "{iolog}", "-D", "{out}"],
+])
+@pytest.mark.parametrize("whose", ["theirs", "sticky", "through their link"])
+def test_replay_files_go_only_where_nobody_else_can_change_them(tmp_path, argv, whose):
+    """Replay files a later replay (-W) trusts: record, transform and import refuse an output directory another user
+    owns, one others can add to (sticky), or one reached through their link, with one line, writing nothing."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    out = {"theirs": shared / "out", "sticky": shared, "through their link": shared / "link" / "out"}[whose]
+    if whose == "theirs":
+        out.mkdir()
+        os.chown(out, NOBODY, NOBODY)
+    if whose == "through their link":
+        (tmp_path / "victim" / "out").mkdir(parents=True)  # root's: they may point the link elsewhere later
+        (shared / "link").symlink_to(tmp_path / "victim")
+        os.lchown(shared / "link", NOBODY, NOBODY)
+    before = {p: sorted(os.listdir(p)) for p in (shared, tmp_path)}
+    replay = record(DATA / "randmix", tmp_path / "replay")
+    proc = run_cli(*[a.format(data=DATA / "randmix", replay=replay, iolog=DATA / "foreign" / "fio_v3.iolog", out=out)
+                     for a in argv])
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{out}: refusing this output directory" in lines[0], proc.stderr
+    assert sorted(os.listdir(shared)) == before[shared]
+    if whose != "sticky":
+        assert os.listdir(out) == []
+
+
+@pytest.mark.parametrize("argv", [["transform", "-q", "{replay}", "-D", "{out}"],
+                                  ["import", "fio-iolog", "-q", "{iolog}", "-D", "{out}"]])
+def test_a_new_output_directory_is_made_under_a_sticky_one(tmp_path, argv):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    replay = record(DATA / "randmix", tmp_path / "replay")
+    out = shared / "new" / "out"
+    proc = run_cli(*[a.format(replay=replay, iolog=DATA / "foreign" / "fio_v3.iolog", out=out) for a in argv])
+    assert proc.returncode == 0, proc.stderr
+    assert "origin.json" in os.listdir(out) and os.stat(shared / "new").st_mode & 0o777 == 0o755

@@ -1,11 +1,13 @@
 """Output files a user named are replaced, never written through: a link that uid 65534 planted at the path in a
-sticky directory like /tmp (``--json FILE``, ``results export -o``, ``regress --markdown``, ``record --compat``'s
-replay and ``-v`` .rec files) is replaced by the new file and what it pointed to stays as it was."""
+sticky directory like /tmp (``--json FILE``, ``results export -o``, ``regress --markdown``), or at ``record
+--compat``'s replay and ``-v`` .rec files in its output directory (one of root's: a sticky one is refused), is
+replaced by the new file and what it pointed to stays as it was."""
 
 import os
 
 import pytest
 
+from blkfleet import clidocs
 from blkfleet.results.store import Store
 from helpers.synth import run_cli, typical_records, write_trace
 from helpers.synth_results import make_doc
@@ -34,6 +36,9 @@ def test_a_link_planted_at_an_output_is_replaced_not_followed(tmp_path, argv, ou
     shared, victim = tmp_path / "shared", tmp_path / "victim"
     shared.mkdir()
     os.chmod(shared, 0o1777)
+    if argv[0] == "record":  # a directory of root's: record refuses a sticky one
+        shared = tmp_path / "own"
+        shared.mkdir()
     victim.write_text("keep")
     (tmp_path / "in").mkdir()
     write_trace(tmp_path / "in" / "sda.blktrace.0", typical_records())
@@ -49,3 +54,16 @@ def test_a_link_planted_at_an_output_is_replaced_not_followed(tmp_path, argv, ou
     for name in outputs:
         st = os.lstat(shared / name)
         assert not os.path.islink(shared / name) and st.st_uid == os.geteuid() and st.st_size > 0, name
+
+
+def test_generated_docs_replace_a_planted_link(tmp_path):
+    """``clidocs.write_all`` (the package build's man pages and completions) into a tree another user could add to:
+    their link at a page's path is replaced, its target left as it was."""
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    man = tmp_path / "root" / clidocs.MAN_DIR
+    man.mkdir(parents=True)
+    link = _plant(man, "blkfleet.1", victim)
+    clidocs.write_all(str(tmp_path / "root"))
+    assert victim.read_text() == "keep"
+    assert not os.path.islink(link) and link.read_text().startswith(".TH BLKFLEET 1")

@@ -19,6 +19,7 @@ from itertools import repeat
 from operator import and_, rshift, sub
 
 from ..errors import BlkfleetError
+from ..files import trusted_dir
 from ..names import name_problem
 from ..replayfile.reader import MAX_TIME, IOChunk
 from ..streams import origin
@@ -188,12 +189,9 @@ class Importer:
 
 def prepare_output(directory, base, force):
     """The output directory (created when missing): it must not hold replay files of ``base`` or an origin.json
-    unless ``force``, which removes them (before the new files are put in place)."""
-    if not os.path.isdir(directory):
-        try:
-            os.mkdir(directory)
-        except OSError as e:
-            raise BlkfleetError(f"{directory}: cannot make the output directory: {e.strerror}") from None
+    unless ``force``, which removes them (before the new files are put in place). It must be one nobody but root
+    (or us) can change (``files.trusted_dir``): a later replay trusts what it holds."""
+    trusted_dir(directory, "output directory")
     pattern = re.compile(r"[^.]+\." + re.escape(base) + r"\.\d+(\.partial)?\Z")
     old = sorted(n for n in os.listdir(directory) if pattern.match(n) or n == origin.FILE)
     if old and not force:

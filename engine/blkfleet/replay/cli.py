@@ -7,7 +7,7 @@ import tempfile
 from .. import codes, protocol
 from ..cliargs import add_acc_factor, positive_float
 from ..errors import BlkfleetError
-from ..files import work_dir
+from ..files import absolute, work_dir
 from ..jsonout import files, write_json
 from ..results.document import stamp, summary_lines
 from .ioengines import IOENGINES
@@ -141,7 +141,7 @@ def _run_input(args, job):
 def _run(args, job, bundle_id, source):
     """Replay; with a job (``--run-id``) returns (exit code, results path or None, stop reason), else the code."""
     for output in files(args.json) + ([args.io_log] if args.io_log else []):
-        work_dir(os.path.dirname(os.path.abspath(output)), "results directory", sticky_ok=True)
+        work_dir(os.path.dirname(absolute(output)), "results directory", sticky_ok=True)
     opts = ReplayOptions(
         input_dir=args.input_directory, devices=tuple(args.devices), find=args.find_records,
         base=args.input_base, cpus=args.cpus, iterations=args.iterations, map_files=tuple(args.map_devs),

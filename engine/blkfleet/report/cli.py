@@ -6,7 +6,7 @@ from .. import codes, protocol
 from ..bundle.schema import load_schema, problem
 from ..cliargs import directory, positive_float
 from ..errors import BlkfleetError
-from ..files import atomic_write, read_json, work_dir
+from ..files import absolute, atomic_write, read_json, work_dir
 from ..jsonout import write_json
 from ..results.store import Store, load_document
 from ..results.store_location import db_option, default_db, exists, shown
@@ -77,7 +77,7 @@ def run(args):
     html = render(focus, focus_label, runs, baseline_rows, args.baseline, verdict, args.original,
                   args.replay_capture, args.original_device, args.replay_device, args.band_k, args.io_log, stats,
                   baseline_docs)
-    work_dir(os.path.dirname(os.path.abspath(args.output)), "report's directory", sticky_ok=True)
+    work_dir(os.path.dirname(absolute(args.output)), "report's directory", sticky_ok=True)
     atomic_write(args.output, html)
     print(f"blkfleet report: {args.output} ({len(html) // 1024} KiB, {len(runs)} runs"
           + (f", verdict {verdict['verdict']}" if verdict else "") + ")")

@@ -7,7 +7,7 @@ import sqlite3
 import time
 
 from ..errors import BlkfleetError
-from ..files import work_dir
+from ..files import absolute, work_dir
 
 BUSY_TIMEOUT_S = 30
 RETRY_FOR_S = 300
@@ -24,7 +24,7 @@ class SQLiteBackend:
             raise BlkfleetError(f"{path}: no results store (add results first: blkfleet results add)",
                                 code="not_found")
         if create:
-            work_dir(os.path.dirname(os.path.abspath(path)), "results store's directory")
+            work_dir(os.path.dirname(absolute(path)), "results store's directory")
         try:
             self.db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
             self.db.row_factory = sqlite3.Row

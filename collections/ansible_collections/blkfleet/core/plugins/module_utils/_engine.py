@@ -49,9 +49,9 @@ class EngineNotFound(Exception):
     pass
 
 
-def untrusted(path):
+def untrusted(path, sticky_ok=False):
     """Why the engine file ``path`` must not run as root (another user could change it or a directory above it),
-    or None."""
+    or None. ``sticky_ok``: ``path`` may itself be a sticky directory such as /tmp (to make a directory in)."""
     here = path
     while True:
         try:
@@ -60,7 +60,7 @@ def untrusted(path):
             return 'cannot inspect %s: %s' % (here, e.strerror)
         if st.st_uid not in (0, os.geteuid()):
             return '%s is owned by uid %d' % (here, st.st_uid)
-        sticky = here != path and st.st_mode & stat.S_ISVTX
+        sticky = (here != path or sticky_ok) and st.st_mode & stat.S_ISVTX
         if (st.st_mode & stat.S_IWOTH or st.st_mode & stat.S_IWGRP and st.st_gid not in (0, os.getegid())) \
                 and not sticky:
             return 'others can write to %s (mode %04o)' % (here, stat.S_IMODE(st.st_mode))

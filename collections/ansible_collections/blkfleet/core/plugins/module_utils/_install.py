@@ -80,15 +80,67 @@ def has_content(path, sha256):
         return False
 
 
+def _foreign_link(path):
+    """The first symbolic link on the way to the absolute ``path`` that is neither root's nor ours, as
+    ``(link, uid)``, or None; links are followed as the kernel would (the engine's blkfleet.files does the same)."""
+    names = path.split('/')
+    current, hops = '/', 0
+    while names:
+        name = names.pop(0)
+        if name in ('', '.'):
+            continue
+        if name == '..':
+            current = os.path.dirname(current)
+            continue
+        here = os.path.join(current, name)
+        try:
+            st = os.lstat(here)
+        except OSError:
+            return None
+        if not stat.S_ISLNK(st.st_mode):
+            current = here
+            continue
+        hops += 1
+        if st.st_uid not in (0, os.geteuid()):
+            return here, st.st_uid
+        if hops > 40:
+            return None
+        target = os.readlink(here)
+        names = target.split('/') + names
+        current = '/' if target.startswith('/') else current
+    return None
+
+
+def trusted_dir(path, create=True):
+    """The real path of the directory ``path`` (links resolved), made with its missing parents when ``create``, once
+    nobody but root can change it or a directory above it (``untrusted``), nor a link on the way to it (nothing is
+    made under a directory that fails this). What is installed there, root trusts later. InstallError otherwise."""
+    link = _foreign_link(os.path.join(os.getcwd(), path))
+    real = os.path.realpath(path)
+    here = real
+    while not os.path.lexists(here):
+        here = os.path.dirname(here)
+    why = 'the link %s on the way to it is owned by uid %d' % link if link else untrusted(here, sticky_ok=here != real)
+    if not why and here != real and create:
+        try:
+            os.makedirs(real, mode=0o755, exist_ok=True)
+        except OSError as e:
+            raise InstallError('cannot make the directory %s: %s' % (path, e.strerror)) from None
+        why = untrusted(real)
+    if not why and os.path.lexists(real) and not os.path.isdir(real):
+        why = '%s is not a directory' % real
+    if why:
+        raise InstallError('refusing the directory %s: %s (use a directory only root can write to, such as one '
+                           'under /var/lib/blkfleet)' % (path, why))
+    return real
+
+
 def install_stream(reader, dest, sha256, mode=0o644, limit=None):
     """Copy ``reader`` to ``dest`` through a temporary file, checking its SHA-256 before the rename; more than
-    ``limit`` bytes is an error. An executable (an engine, run as root) goes only where nobody else can change it."""
-    directory = os.path.dirname(dest)
-    os.makedirs(directory, mode=0o755, exist_ok=True)
-    why = untrusted(os.path.realpath(directory)) if mode & 0o111 else None
-    if why:
-        raise InstallError('refusing to install %s: %s (use a directory only root can write to, such as %s)'
-                           % (dest, why, ENGINE_ROOT))
+    ``limit`` bytes is an error. Only into a directory nobody else can change (``trusted_dir``): an engine runs as
+    root, and a bundle another user could replace after the install would be replayed."""
+    directory = trusted_dir(os.path.dirname(dest))
+    dest = os.path.join(directory, os.path.basename(dest))
     fd, tmp = tempfile.mkstemp(prefix='.%s.' % os.path.basename(dest), suffix='.partial', dir=directory)
     done = False
     try:

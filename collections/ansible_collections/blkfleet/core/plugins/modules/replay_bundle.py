@@ -115,7 +115,10 @@ options:
     type: path
   dest:
     description:
-      - Directory on the host for pushed bundles.
+      - Directory on the host for pushed and pulled bundles, made if missing.
+      - It must be one nobody but root can change, links resolved. It and every directory above it must be owned by
+        root and not writable by others (a sticky directory such as C(/tmp) counts only above it). Otherwise the task
+        fails and nothing is installed (another user could replace or redirect a bundle after it was checked).
     type: path
     default: /var/lib/blkfleet/bundles
   engine_root:
@@ -220,7 +223,7 @@ bundle_id:
   type: str
   sample: 3b9c1c0e5f0e4d7a9c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d
 path:
-  description: Path of the bundle on the host.
+  description: Path of the bundle on the host (in O(dest) with its links resolved).
   returned: success
   type: str
   sample: /var/lib/blkfleet/bundles/3b9c1c0e5f0e4d7a9c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d.tar
@@ -446,6 +449,10 @@ def main():
     if p['replay_dir']:
         module.fail_json(msg='replay_dir is handled on the controller: use the action plugin '
                              '(blkfleet.core.replay_bundle, by its full name)')
+    try:  # nobody else may change what is installed there, nor where it points
+        p['dest'] = _install.trusted_dir(p['dest'], create=bool(p['src'] or p['url']) and not module.check_mode)
+    except _install.InstallError as e:
+        module.fail_json(msg=str(e))
     if p['url']:
         pull(module, p)
     if not all(p[key] for key in ('bundle_id', 'checksum', 'engine_member', 'engine_size', 'engine_sha256')):
