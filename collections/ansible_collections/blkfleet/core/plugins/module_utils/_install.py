@@ -111,6 +111,18 @@ def _foreign_link(path):
     return None
 
 
+def trusted_file(path):
+    """The real path of the existing file ``path`` once nobody but root can change it, a directory above it (a
+    sticky one may hold it) or a link on the way to it: root replays what it holds. InstallError otherwise."""
+    link = _foreign_link(os.path.join(os.getcwd(), path))
+    real = os.path.realpath(path)
+    why = 'the link %s on the way to it is owned by uid %d' % link if link else untrusted(real)
+    if why:
+        raise InstallError('refusing %s: %s (keep it where only root can write to, such as under %s)'
+                           % (path, why, BUNDLE_DIR))
+    return real
+
+
 def trusted_dir(path, create=True):
     """The real path of the directory ``path`` (links resolved), made with its missing parents when ``create``, once
     nobody but root can change it or a directory above it (``untrusted``), nor a link on the way to it (nothing is

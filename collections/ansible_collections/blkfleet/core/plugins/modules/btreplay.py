@@ -28,6 +28,9 @@ options:
     description:
       - Path on the host of the bundle file.
       - Mutually exclusive with O(bundle_id); one of them is required.
+      - The bundle, as the one O(bundle_id) names, must be a file nobody but root can change, in directories nobody
+        else can change (a sticky one such as C(/tmp) may hold it) and not reached through another user's link.
+        The module refuses any other, since what it holds is replayed as root.
     type: path
   bundle_id:
     description:
@@ -341,6 +344,7 @@ from ansible_collections.blkfleet.core.plugins.module_utils._install import (
     InstallError,
     bundle_path,
     check_sha256,
+    trusted_file,
 )
 from ansible_collections.blkfleet.core.plugins.module_utils._protocol import EngineError
 
@@ -440,6 +444,8 @@ def main():
                              % (recorded, target))
     try:
         bundle = p['bundle'] or bundle_path(check_sha256(p['bundle_id'], 'bundle_id'), p['bundle_dir'])
+        if os.path.lexists(bundle):  # what it holds is replayed as root (with write_enable, written)
+            bundle = trusted_file(bundle)
     except InstallError as e:
         module.fail_json(msg=str(e))
     command, manifest = _engine_of(module, p, bundle)
