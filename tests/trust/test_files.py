@@ -264,4 +264,4 @@ def test_a_dotdot_through_our_own_directories_is_fine(tmp_path, monkeypatch):
 def test_atomic_file_that_cannot_be_made_names_the_path(tmp_path):
     with pytest.raises(FileNotFoundError) as raised:
         files.atomic_write(tmp_path / "nope" / "f.json", "{}")
-    assert raised.value.filename == tmp_path / "nope" / "f.json"
+    assert raised.value.filename == str(tmp_path / "nope" / "f.json")
