@@ -41,6 +41,7 @@ def simulate(kind, ios, iops, reaps, seed=1):
     else:
         ops, tgts = [READ] * per_look, [k % 2 for k in range(per_look)]
     win.kinds = set(zip(tgts, ops))
+    win.one_size = 4096  # as the feeder says: every IO written is of this size
     col = Collector([win], [None, None], 1_000_000)
     col.begin(1, 0)
     log = LogWriter(win)

@@ -10,12 +10,12 @@ W = 100
 
 def test_time_in_flight_spread_over_buckets():
     rng = random.Random(3)
-    for trial in range(300):
+    for trial in range(3000):
         t = Timeline(W)
         n, off = rng.randint(1, 40), rng.randint(0, 500)
         subs = [rng.randint(0, 400) for _ in range(n)]
         lats = [rng.choice([0, 1, 5, 50, 99, 100, 101, 250, 700]) for _ in range(n)]
-        t.completed((0, 0), off, subs, lats)
+        t.completed((0, 0), off, subs, lats, [s + d for s, d in zip(subs, lats)])
         lat, busy = [0] * 30, [0] * 30
         for s, d in zip(subs, lats):
             start = off + s
@@ -48,7 +48,7 @@ def test_lateness_per_bucket_against_each_io():
     so that a bucket's maximum below zero shows), against the obvious per-IO sums; a bucket none of a series'
     IOs went in is null, also where another series made the timeline longer."""
     rng = random.Random(5)
-    for trial in range(300):
+    for trial in range(3000):
         t = Timeline(W)
         want = {}
         for _look in range(rng.randint(1, 5)):

@@ -7,9 +7,11 @@ submit times, sizes and operations are slices of the window's columns: lateness 
 device and op), late IOs, IOs and bytes per op and device, and the timeline's IOs, bytes and lateness (sum and
 maximum) per bucket are worked out on whole slices (64-bit lanes; ``lanes.py``). Completions: the completion
 log's events since the last look (each stamped by the worker with its completion time) give each IO's result;
-its submit time and size are gathered from its slot, then latency (completion - submit; a histogram per device
-and op) and errors (a result other than the size; 0 for flushes, discards and write-zeroes) on whole lists.
-About 0.5 µs per IO in all. The IOs of one device are folded one op at a time, picked by a byte mask per op
+its submit time is gathered from its slot (one ``itemgetter`` over the slots, reused for every column), then
+latency (completion - submit; a histogram per device and op) and errors (a result other than the size; 0 for
+flushes, discards and write-zeroes) on whole columns. When every IO the feeder wrote into a window is a read or
+write of one size (``Window.one_size``), the results are checked by one count, without gathering the sizes.
+About 1 µs per IO in all (``bench/collect_bench.py``), most of it the two histograms' bucket counts. The IOs of one device are folded one op at a time, picked by a byte mask per op
 (one ``translate`` of the ops), so the histograms per op cost nothing more; IOs of several devices, or in flight
 across a timeline bucket's edge, take a Python step each.
 """
@@ -18,7 +20,7 @@ import os
 from array import array
 from collections import Counter
 from itertools import compress
-from operator import sub
+from operator import itemgetter, sub
 
 from ..replayfile.ops import OP_NAMES, WRITE
 from ..results.summary import Summary, Timeline
@@ -128,13 +130,17 @@ class Collector:
             for key, count in Counter(zip(win.target[a:b], win.depth[a:b])).items():
                 self.depths.setdefault(key[0], Counter())[key[1]] += count
         subs = win.submit[a:b]
+        it, thr = self.iteration, self.late_threshold
+        late = None  # IOs later than the threshold, when counted on the lanes (one group, none sent early)
         if self.never_early:
-            lates = lanes.column(lanes.lanes(subs) - lanes.lanes(win.due[a:b]), n).tolist()
+            late_lanes = lanes.lanes(subs) - lanes.lanes(win.due[a:b])
+            lates = lanes.column(late_lanes, n).tolist()
+            if len(win.kinds) == 1 and thr >= 0:
+                late = lanes.above(late_lanes, thr, n)
         else:
             lates = list(map(sub, subs, win.due[a:b]))
         subs = subs.tolist()
         nbs = win.field(W_NBYTES)[a:b]
-        it, thr = self.iteration, self.late_threshold
         offset = self.start_ns - self.first_start
         if self.first_submit is None or it == 1 and self.start_ns + subs[0] < self.first_submit:
             self.first_submit = self.start_ns + subs[0]
@@ -153,28 +159,28 @@ class Collector:
             g_subs, g_lates, g_nbs = (subs, lates, nbs) if pick is None else (
                 list(compress(subs, pick)), list(compress(lates, pick)), list(compress(nbs, pick)))
             self.summary(it, target).submitted(it, op, len(g_subs), sum(g_nbs), g_lates, g_subs[0],
-                                               sum(map(thr.__lt__, g_lates)))
+                                               sum(map(thr.__lt__, g_lates)) if late is None else late)
             self.timeline.submitted((target, op), offset, g_subs, g_nbs, g_lates)
 
     def _completed(self, slot, win, st, events):
         """Fold completion ``events`` (4 words each: index, completion time, result, 0) of one window at once."""
         ks, ends, res = events[0::4], events[1::4], events[2::4]
-        if min(ks) < 0:  # a probe's event (data 2^64 - 1): not an IO
+        if lanes.negative(ks):  # a probe's event (data 2^64 - 1): not an IO
             keep = [x for x, k in enumerate(ks) if k >= 0]
             ks, res, ends = (array("q", map(c.__getitem__, keep)) for c in (ks, res, ends))
             if not ks:
                 return 0
         n = len(ks)
         rs = lanes.column(lanes.lanes(ks) & lanes.repeat(win.mask, n), n)  # slots: indexes are >= 0
-        subs = list(map(win.submit.__getitem__, rs))
-        nbs = list(map(win.field(W_NBYTES).__getitem__, rs))
+        gather = itemgetter(*rs) if n > 1 else lambda column: (column[rs[0]],)
+        subs = array("q", gather(win.submit))
         if len(win.kinds) == 1:
             ((tgt, op),) = win.kinds
             tgts, ops = [tgt], [op]
         else:
-            tgts = list(map(win.target.__getitem__, rs))
-            ops = list(map(win.op.__getitem__, rs))
-        lats = list(map(sub, ends, subs))
+            tgts = list(gather(win.target))
+            ops = list(gather(win.op))
+        lats = lanes.column(lanes.lanes(ends) - lanes.lanes(subs), n)  # a completion is stamped after its submit
         flags = st.flags
         for r in rs:
             flags[r] = 1
@@ -183,36 +189,45 @@ class Collector:
         if self.last_completion is None or start + last > self.last_completion:
             self.last_completion = start + last
         # reads and writes return their size; flushes, discards and write-zeroes 0
-        if max(ops) <= WRITE:
-            expect = nbs
-        elif len(ops) == 1:
-            expect = [0] * n
+        nbs = None
+        if win.one_size and max(ops) <= WRITE:  # every IO of the window is of one size: no gather to check them
+            if res.count(win.one_size) != n:
+                nbs = [win.one_size] * n
+                self._errors(win, rs, res, nbs, tgts, ops, nbs)
         else:
-            expect = [b if op <= WRITE else 0 for b, op in zip(nbs, ops)]
-        if res.tolist() != expect:
-            self._errors(win, rs, res, expect, tgts, ops, nbs)
+            nbs = list(gather(win.field(W_NBYTES)))
+            if max(ops) <= WRITE:
+                expect = nbs
+            elif len(ops) == 1:
+                expect = [0] * n
+            else:
+                expect = [b if op <= WRITE else 0 for b, op in zip(nbs, ops)]
+            if res.tolist() != expect:
+                self._errors(win, rs, res, expect, tgts, ops, nbs)
         offset = start - self.first_start
         if len(tgts) == 1 or min(tgts) == max(tgts) and min(ops) == max(ops):
             self.summary(it, tgts[0]).completed(it, ops[0], lats, last)
-            self.timeline.completed((tgts[0], ops[0]), offset, subs, lats)
+            self.timeline.completed((tgts[0], ops[0]), offset, subs, lats, ends, last)
         elif min(tgts) == max(tgts):  # one target, several ops (reads and writes): a mask per op, at C speed
             kinds = bytes(ops)
             for op in set(kinds):
                 pick = kinds.translate(_pick(op))
-                g_lats = list(compress(lats, pick))
-                self.summary(it, tgts[0]).completed(it, op, g_lats, max(compress(ends, pick)))
-                self.timeline.completed((tgts[0], op), offset, list(compress(subs, pick)), g_lats)
+                g_lats, g_ends = list(compress(lats, pick)), list(compress(ends, pick))
+                self.summary(it, tgts[0]).completed(it, op, g_lats, max(g_ends))
+                self.timeline.completed((tgts[0], op), offset, list(compress(subs, pick)), g_lats, g_ends)
         else:
             groups = {}
             for x, key in enumerate(zip(tgts, ops)):
                 groups.setdefault(key, []).append(x)
             for (target, op), xs in groups.items():
-                g_subs, g_lats = [subs[x] for x in xs], [lats[x] for x in xs]
-                self.summary(it, target).completed(it, op, g_lats, max(ends[x] for x in xs))
-                self.timeline.completed((target, op), offset, g_subs, g_lats)
+                g_subs, g_lats, g_ends = [subs[x] for x in xs], [lats[x] for x in xs], [ends[x] for x in xs]
+                self.summary(it, target).completed(it, op, g_lats, max(g_ends))
+                self.timeline.completed((target, op), offset, g_subs, g_lats, g_ends)
         if self.iolog is not None:
-            offsets = list(map(win.field(W_OFFSET).__getitem__, rs))
-            lates = list(map(sub, subs, map(win.due.__getitem__, rs)))
+            if nbs is None:
+                nbs = list(gather(win.field(W_NBYTES)))
+            offsets = list(gather(win.field(W_OFFSET)))
+            lates = list(map(sub, subs, gather(win.due)))
             if len(tgts) == 1 < n:
                 tgts, ops = tgts * n, ops * n
             self.iolog.write_block(it, slot, start, [subs, lates, lats, res, offsets, nbs, tgts, ops])

@@ -8,8 +8,9 @@ after its iteration's start, ``genesis`` being the earliest first IO of all file
 
 The feeder runs in the parent, between the checks of its supervision loop: ``pump`` writes, per window, the IOs
 due up to ``WINDOW_NS`` ahead of the worker's time, as far as the free slots go (the collector frees them),
-a bounded amount of work per call. Per chunk of IOs it does column work only (translate tables, bulk maps,
-one sort to merge streams), about 1 µs per IO. Every IO is checked against its target (aligned to its logical
+a bounded amount of work per call. Per chunk of IOs it does column work only (translate tables, 64-bit lanes,
+one sort to merge streams and one ``itemgetter`` to gather every column in that order), about 0.65 µs per IO
+with two streams merged into one window. Every IO is checked against its target (aligned to its logical
 block size, within its size) before it enters a window; with -W a write-type IO needs a target that passed the
 write checks. Discards, flushes and write-zeroes without -W are counted as skipped and never enter a window.
 """
@@ -19,7 +20,7 @@ from bisect import bisect_left, bisect_right
 from collections import Counter, deque
 from functools import reduce
 from itertools import accumulate, chain, repeat
-from operator import add, lshift, or_, sub
+from operator import add, itemgetter, lshift, or_, sub
 
 from ..errors import BlkfleetError, TraceFormatError
 from ..names import check_name
@@ -107,8 +108,7 @@ class Source:
             self.close()
             return False
         times = chunk.times
-        if len(times) and (self._latest is not None and times[0] < self._latest
-                           or not all(map(int.__le__, times, times[1:]))):
+        if len(times) and (self._latest is not None and times[0] < self._latest or not lanes.ascending(times)):
             if self.format == "native":
                 raise TraceFormatError(self.path, 0, "IO times go backwards")
             first = times[0] if self._latest is None else self._latest
@@ -202,8 +202,8 @@ def merge(sources, counts, most, with_flags=False):
             rows += s.rows[a:b]
         starts.append(len(times))
     n = len(times)
-    base = min(times)
-    span_ok = max(times) - base < 1 << (63 - _KEY_BITS)
+    base = min(s.times[s.pos] for s in sources)  # each source's IOs are in ascending order
+    span_ok = max(s.times[s.pos + c - 1] for s, c in zip(sources, counts)) - base < 1 << (63 - _KEY_BITS)
     # keys: (time - base) << 22 | position, each below 2^63 while the times span less than 2^41 ns (36 min)
     if span_ok:
         keys = lanes.column(((lanes.lanes(times) - lanes.repeat(base, n)) << _KEY_BITS) + lanes.indexes(n), n)
@@ -225,6 +225,7 @@ def merge(sources, counts, most, with_flags=False):
     else:
         for s, c in zip(sources, counts):
             s.pos += c
+    pick = itemgetter(*order) if m > 1 else lambda column: (column[order[0]],)  # one gather, every column
     targets = {s.target for s in sources}
     if len(targets) == 1:
         target = targets.pop()
@@ -232,11 +233,9 @@ def merge(sources, counts, most, with_flags=False):
         per = array("H")
         for s, a, b in zip(sources, starts, starts[1:]):
             per += array("H", [s.target]) * (b - a)
-        target = array("H", map(per.__getitem__, order))
-    return (merged, array("q", map(sectors.__getitem__, order)),
-            array("q", map(nbytes.__getitem__, order)), bytes(map(ops.__getitem__, order)),
-            bytes(map(flags.__getitem__, order)) if with_flags else None, target,
-            None if rows is None else list(map(rows.__getitem__, order)))
+        target = array("H", pick(per))
+    return (merged, array("q", pick(sectors)), array("q", pick(nbytes)), bytes(pick(ops)),
+            bytes(pick(flags)) if with_flags else None, target, None if rows is None else list(pick(rows)))
 
 
 class Lane:
@@ -432,8 +431,13 @@ class Feeder:
         if flags is not None and WRITE in issued and any(f & (F_FUA | F_PREFLUSH) for f in flags):
             rw_flags = array("q", [RWF_DSYNC << 32 if op == WRITE and f & (F_FUA | F_PREFLUSH) else 0
                                    for op, f in zip(issued, flags)])
-        big = max(nbytes) if max(issued) <= WRITE else max(
-            (b for b, op in zip(nbytes, issued) if op <= WRITE), default=0)  # reads and writes use the buffers
+        if max(issued) <= WRITE:
+            big = max(nbytes)  # reads and writes use the buffers
+            size = big if nbytes.count(big) == n else 0
+        else:
+            big = max((b for b, op in zip(nbytes, issued) if op <= WRITE), default=0)
+            size = 0
+        win.one_size = size if win.one_size in (None, size) else 0
         if WRITE in issued:
             lane.largest_write = max(lane.largest_write, max(b for b, op in zip(nbytes, issued) if op == WRITE))
             lane.largest_read = max(lane.largest_read, max((b for b, op in zip(nbytes, issued) if op == READ),
@@ -513,7 +517,12 @@ class Feeder:
                     continue
                 offs, sizes = [offs[i] for i in keep], [sizes[i] for i in keep]
             lbs, size = target.block_size, target.size
-            if (reduce(or_, offs) | reduce(or_, sizes)) % lbs == 0 and (
+            if lbs & (lbs - 1) == 0 and isinstance(offs, array):  # whole columns (lanes: every IO ends below 2^63)
+                n, offs_lanes, sizes_lanes = len(offs), lanes.lanes(offs), lanes.lanes(sizes)
+                if not (offs_lanes | sizes_lanes) & lanes.repeat(lbs - 1, n) and not lanes.above(
+                        offs_lanes + sizes_lanes, size, n):
+                    continue
+            elif (reduce(or_, offs) | reduce(or_, sizes)) % lbs == 0 and (
                     max(offs) + max(sizes) <= size or max(map(add, offs, sizes)) <= size):
                 continue
             first = next((o, n) for o, n in zip(offs, sizes) if o % lbs or n % lbs or o + n > size)

@@ -9,6 +9,7 @@ the next lane. Each caller says why its lanes do.
 from array import array
 
 _INDEXES = array("q", range(1 << 16))
+_TOP_BIT = bytes(7) + b"\x80"  # a lane with only its bit 63 set
 
 
 def lanes(column):
@@ -26,6 +27,29 @@ def column(value, n):
 def repeat(value, n):
     """``n`` lanes of ``value``."""
     return lanes(array("q", (value,)) * n)
+
+
+def ascending(column):
+    """Whether the values never go down (each in 0 .. 2^63 - 1). The lane-wise differences of neighbours, taken as
+    one subtraction: a negative one borrows, which sets the top bit of its lane (or, in the last lane, makes
+    the whole result negative); without one, every lane is its difference, below 2^63."""
+    n = len(column) - 1
+    if n < 1:
+        return True
+    diffs = lanes(column[1:]) - lanes(column[:-1])
+    return diffs >= 0 and not diffs & int.from_bytes(_TOP_BIT * n, "little")
+
+
+def negative(column):
+    """Whether any value of the column is below 0 (its lane's top bit is set)."""
+    return bool(lanes(column) & int.from_bytes(_TOP_BIT * len(column), "little"))
+
+
+def above(value, threshold, n):
+    """How many of the ``n`` lanes of ``value`` exceed ``threshold`` (both in 0 .. 2^63 - 1): adding
+    2^63 - 1 - threshold to every lane sets its top bit exactly where it does, and no lane overflows."""
+    hits = (value + repeat((1 << 63) - 1 - threshold, n)) & int.from_bytes(_TOP_BIT * n, "little")
+    return column(hits >> 63, n).count(1)
 
 
 def indexes(n):

@@ -129,6 +129,7 @@ class Window:
         if ordered:
             self.fin[:] = array("q", (NO_IO,)) * capacity
         self.kinds = set()  # the parent's own: (target, op) of the IOs the feeder wrote
+        self.one_size = None  # and the size of every one of them when they are all reads and writes of one (else 0)
         # The IO buffers: address space reserved in the parent, untouched (no memory used); each worker
         # touches what its IOs need (Window.prefault), in its own copy.
         try:
