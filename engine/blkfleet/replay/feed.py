@@ -281,7 +281,6 @@ class Feeder:
             for op in (DISCARD, FLUSH, WRITE_ZEROES):
                 table[op] = SKIP
         self.op_table = bytes(table)
-        self.work_ns = 0  # CPU the feeder spent (thread time), for the results
 
     # -- iterations ---------------------------------------------------------------------------------------------
 

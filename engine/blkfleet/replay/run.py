@@ -616,7 +616,7 @@ def _run_lanes(opts, lease, lanes, targets, genesis, sizing_info, armed):
     workers = []
     sup = _Supervisor(workers, lease)
     outcomes = []  # per iteration: {slot: worker.Outcome}
-    iolog = collector = None
+    iolog = collector = cpu_start = parent_cpu_s = None
     try:
         # Workers first (forked from a parent that holds little: their memory is its memory), setting up
         # while the parent fills their windows with the first IOs (checked: bad input ends here, nothing
@@ -637,6 +637,7 @@ def _run_lanes(opts, lease, lanes, targets, genesis, sizing_info, armed):
         if armed is not None:  # two-phase start: report armed, wait for the instant the controller picks
             opts.start_at = armed(lambda: _stop)
         _keep_off_workers(lanes)
+        cpu_start = time.process_time()
         for it in range(opts.iterations):
             if lease is not None and lease():
                 sup.stop_reason = sup.stop_reason or "lease expired"
@@ -668,6 +669,7 @@ def _run_lanes(opts, lease, lanes, targets, genesis, sizing_info, armed):
         sup.finish()
         if collector is not None:
             collector.poll()
+            parent_cpu_s = time.process_time() - cpu_start if cpu_start is not None else None
         if iolog is not None:
             iolog.close()
     if _stop is not None and sup.stop_reason is None:
@@ -676,7 +678,7 @@ def _run_lanes(opts, lease, lanes, targets, genesis, sizing_info, armed):
                                                for o in outs.values())
     run = results.Run(collector=collector, targets=targets, lanes=lanes, outcomes=outcomes, opts=opts,
                       started=started, sizing=sizing_info, workers=worker_figures(workers, opts.mode == "dependency"),
-                      feeder=feeder, window=_window_info(lanes), iolog=iolog)
+                      feeder=feeder, window=_window_info(lanes), iolog=iolog, parent_cpu_s=parent_cpu_s)
     doc = results.build(run, interrupted, sup.stop_reason, _failed(sup))
     return doc, exit_code(doc)
 

@@ -72,6 +72,16 @@ class Run:
         self.__dict__.update(fields)
 
 
+def _feeder(run, stalls):
+    out = {"stalls": stalls, "stall_s": round(sum(w["stall_s"] for w in run.workers), 6), "behind": bool(stalls)}
+    cpu = getattr(run, "parent_cpu_s", None)
+    ios = sum(w["ios"] for w in run.workers)
+    if cpu is not None:
+        out["parent_cpu_s"] = round(cpu, 3)
+        out["parent_cpu_us_per_io"] = round(cpu / ios * 1e6, 3) if ios else None
+    return out
+
+
 def _process_start_monotonic_ns():
     """CLOCK_MONOTONIC of this process's start (from /proc/self/stat: clock ticks since boot, 10 ms steps)."""
     try:
@@ -151,8 +161,7 @@ def build(run, interrupted, stop_reason=None, failed=None):
         "workers": run.workers,
         "worker_count": run.sizing,
         "window": run.window,
-        "feeder": {"stalls": feeder_stalls, "stall_s": round(sum(w["stall_s"] for w in run.workers), 6),
-                   "behind": bool(feeder_stalls)},
+        "feeder": _feeder(run, feeder_stalls),
         "late_threshold_us": opts.late_threshold_ns / 1000,
         "start": _start(run),
         "timing": _timing(run),
