@@ -21,6 +21,7 @@ import types
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "engine"))
 
 import synth_trace  # noqa: E402
+
 from blkfleet.replay.feed import Feeder, Lane, genesis_of, open_sources  # noqa: E402
 from blkfleet.replay.window import FED, FREED, ISSUED, Window  # noqa: E402
 
