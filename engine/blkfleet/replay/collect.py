@@ -11,9 +11,10 @@ its submit time is gathered from its slot (one ``itemgetter`` over the slots, re
 latency (completion - submit; a histogram per device and op) and errors (a result other than the size; 0 for
 flushes, discards and write-zeroes) on whole columns. When every IO the feeder wrote into a window is a read or
 write of one size (``Window.one_size``), the results are checked by one count, without gathering the sizes.
-About 1 µs per IO in all (``bench/collect_bench.py``), most of it the two histograms' bucket counts. The IOs of one device are folded one op at a time, picked by a byte mask per op
-(one ``translate`` of the ops), so the histograms per op cost nothing more; IOs of several devices, or in flight
-across a timeline bucket's edge, take a Python step each.
+About 1 µs per IO in all (``bench/collect_bench.py``), most of it the two histograms' bucket counts. The IOs of
+one device are folded one op at a time, picked by a byte mask per op (one ``translate`` of the ops), so the
+histograms per op cost nothing more; IOs of several devices take a Python step each. The timeline's time in
+flight per bucket comes from the sorted submit and completion times (``Timeline.completed``).
 """
 
 import os
