@@ -187,3 +187,21 @@ def test_the_parents_limit_is_each_ios(tmp_path):
         list(r.chunks())
     fails(run_cli("replay", "-d", tmp_path, "--mode", "dependency", "sda"), path, "offset 184:",
           "an IO with 1025 parents (at most 1024)")
+
+
+@pytest.mark.parametrize("timing", [True, False], ids=["with extensions", "without"])
+@pytest.mark.parametrize("command", ["bundle", "replay"])
+def test_native_version_2_without_the_timing_flag_is_refused(tmp_path, timing, command):
+    """Version 2 is a file with the TIMING flag (docs/formats.md; record writes a file without timing as version
+    1): without it such a file was read as version 1, its bunches' extension sizes taken for reserved zeros (then
+    the first extension for a bunch header)."""
+    path = parents_file(tmp_path / "sda.replay.0", 1) if timing else native_file(tmp_path / "sda.replay.0", [OK])
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<HHI", data, 8, 2, native.HEADER.size, native.F_COMPLETE)
+    path.write_bytes(bytes(data))
+    if command == "bundle":
+        result = run_cli("bundle", "create", "-d", tmp_path, "-o", tmp_path / "b.bundle", "sda")
+    else:
+        result = run_cli("replay", "-d", tmp_path, "sda")
+    fails(result, path, "offset 12:", "version 2 file without the TIMING flag (a file without timing is version 1)")
+    assert not (tmp_path / "b.bundle").exists()

@@ -143,6 +143,9 @@ class NativeReader(ReplayReader):
             raise TraceFormatError(self.path, 8, f"bad replay format version {version} (versions start at 1)")
         if flags & F_TIMING and version < 2:
             raise TraceFormatError(self.path, 12, f"version {version} file with the TIMING flag (version 2 on)")
+        if version >= 2 and not flags & F_TIMING:  # its bunches' extension sizes would be taken for reserved zeros
+            raise TraceFormatError(self.path, 12, f"version {version} file without the TIMING flag (a file without "
+                                   "timing is version 1)")
         if hsize < HEADER.size:
             raise TraceFormatError(self.path, 10, f"bad header size {hsize}")
         if self.max_pkts > MAX_BUNCH:
