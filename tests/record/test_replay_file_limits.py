@@ -9,6 +9,7 @@ import struct
 
 import pytest
 
+from blkfleet.errors import BlkfleetError, TraceFormatError
 from blkfleet.replayfile import compat, iter_ios, native, open_replay
 from helpers.synth import fails, run_cli
 
@@ -153,3 +154,54 @@ def test_native_version_0_is_refused(tmp_path):
     data[8:10] = b"\0\0"
     path.write_bytes(bytes(data))
     fails(run_cli("replay", "-d", tmp_path, "sda"), "offset 8:", "bad replay format version 0")
+
+
+def parents_file(path, parents):
+    """A version 2 file of one bunch: an IO without parents, then IO 2000 with ``parents`` parents (1, 2, ...
+    back), its ndeps at offset 64 + 16 + 2 * 24 + 32 + 24 = 184; more than MAX_DEPS are put in by hand."""
+    w = native.NativeWriter(str(path), 0x700001, 0, 64, timing=True)
+    w.add_bunch(1000, [OK, (16, 4096, 10, 0, 0, 1)],
+                [(0, 0, 500, 1, []), (2000, 0, 500, 1, list(range(1, min(parents, native.MAX_DEPS) + 1)))])
+    w.close()
+    if parents > native.MAX_DEPS:
+        data = bytearray(path.read_bytes())
+        extra = struct.pack(f"<{parents - native.MAX_DEPS}I", *range(native.MAX_DEPS + 1, parents + 1))
+        extra += bytes(-len(extra) % 8)
+        struct.pack_into("<I", data, 68, struct.unpack_from("<I", data, 68)[0] + len(extra))
+        struct.pack_into("<H", data, 184, parents)
+        path.write_bytes(bytes(data) + extra)
+    return path
+
+
+def test_the_parents_limit_is_each_ios(tmp_path):
+    """At most MAX_DEPS (1024) parents per IO, as docs/formats.md says, on writing and reading: the reader bounded
+    only a bunch's extension (1024 per IO on average), so an IO of a bunch could hold up to 65535."""
+    path = parents_file(tmp_path / "sda.replay.0", native.MAX_DEPS)
+    with open_replay(path, timing=True) as r:
+        assert [list(c.timing.ndeps) for c in r.chunks()] == [[0, native.MAX_DEPS]]
+    with pytest.raises(BlkfleetError, match="IO 2000: 1025 parents, a replay file holds at most 1024 per IO"):
+        native.encode_timing([(2000, 0, 500, 1, list(range(1, 1026)))])
+    parents_file(path, native.MAX_DEPS + 1)
+    too_many = r"offset 184: an IO with 1025 parents \(at most 1024\)"
+    with open_replay(path, timing=True) as r, pytest.raises(TraceFormatError, match=too_many):
+        list(r.chunks())
+    fails(run_cli("replay", "-d", tmp_path, "--mode", "dependency", "sda"), path, "offset 184:",
+          "an IO with 1025 parents (at most 1024)")
+
+
+@pytest.mark.parametrize("timing", [True, False], ids=["with extensions", "without"])
+@pytest.mark.parametrize("command", ["bundle", "replay"])
+def test_native_version_2_without_the_timing_flag_is_refused(tmp_path, timing, command):
+    """Version 2 is a file with the TIMING flag (docs/formats.md; record writes a file without timing as version
+    1): without it such a file was read as version 1, its bunches' extension sizes taken for reserved zeros (then
+    the first extension for a bunch header)."""
+    path = parents_file(tmp_path / "sda.replay.0", 1) if timing else native_file(tmp_path / "sda.replay.0", [OK])
+    data = bytearray(path.read_bytes())
+    struct.pack_into("<HHI", data, 8, 2, native.HEADER.size, native.F_COMPLETE)
+    path.write_bytes(bytes(data))
+    if command == "bundle":
+        result = run_cli("bundle", "create", "-d", tmp_path, "-o", tmp_path / "b.bundle", "sda")
+    else:
+        result = run_cli("replay", "-d", tmp_path, "sda")
+    fails(result, path, "offset 12:", "version 2 file without the TIMING flag (a file without timing is version 1)")
+    assert not (tmp_path / "b.bundle").exists()

@@ -216,7 +216,8 @@ def test_a_server_gone_mid_command_is_one_line(postgres_db):
 
 def test_a_version_1_store_gets_each_runs_mode(location):
     """A store made before runs had a mode column (schema version 1, as blkfleet stores were before the replay
-    modes) is migrated when opened: every (run, device) row takes its document's mode."""
+    modes) is migrated when opened, even by a command that only reads: every (run, device) row takes its
+    document's mode."""
     from blkfleet.results import store_schema
 
     no_stall, timed = make_doc(seed=11), make_doc(seed=12)
@@ -238,7 +239,7 @@ def test_a_version_1_store_gets_each_runs_mode(location):
                 store.backend.execute("INSERT INTO results (run_id, device, host, started) VALUES (?, ?, ?, ?)",
                                       (n, "loop1", doc["host"], doc["started"]))
         store.backend.transaction(version_1)
-    with Store(location, create=False) as store:
+    with Store(location, read_only=True) as store:
         assert sorted((r["run_id"], r["mode"]) for r in store.rows()) == [(1, "no-stall"), (2, "timed")]
         assert [r["run_id"] for r in store.rows(mode="no-stall")] == [1]
         assert store.backend.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == \

@@ -8,8 +8,10 @@ import tempfile
 from .. import codes, protocol
 from ..cliargs import directory, nonnegative_float, nonnegative_int, positive_float
 from ..errors import BlkfleetError
+from ..files import trusted_dir
 from ..jsonout import show, write_json
 from ..transform import cli as transform_cli
+from ..transform.run import check_inputs
 from . import pack
 from .zipapp import build_engine_pyz
 
@@ -94,7 +96,10 @@ def run_create(args):
     if transform_cli.given(args):  # bundle what the transforms make of the replay files (origin in the manifest)
         if args.record_json:
             raise BlkfleetError("--record-json describes the replay files before the transforms: not both")
+        check_inputs([args.input_directory])
         with tempfile.TemporaryDirectory(prefix=".transform.", dir=os.path.dirname(os.path.abspath(args.output))) as d:
+            # made 0700 by us, but the owner of -o's directory could rename it and put their own files in its place
+            trusted_dir(d, "directory of the transformed replay files (beside -o)", create=False)
             transform_cli.transform_into([args.input_directory], d, args.input_base, args.input_base, args)
             return _create(args, d)
     return _create(args, args.input_directory)

@@ -74,8 +74,14 @@ def create(out, replay_dir, devices=(), find=False, base="replay", trace_dir=Non
            record_json=None, engine=None):
     """Write a bundle to ``out`` (atomically); return its manifest.
 
-    ``engine`` is the engine.pyz bytes to include (default: built from the running blkfleet package).
+    ``engine`` is the engine.pyz bytes to include (default: built from the running blkfleet package). The replay
+    files' directory and ``trace_dir`` must be ones nobody but root (or us) can change (``files.trusted_dir``), as
+    ``record``'s: the hosts replay the files with -W, and the manifest holds what capture.json says of the devices;
+    another user who could swap them, or a link on the way, would choose what is packed under the bundle's id.
     """
+    for directory, what in ((replay_dir, "input directory"), (trace_dir, "trace directory")):
+        if directory is not None:
+            trusted_dir(directory, what, create=False)
     data = engine_bytes() if engine is None else engine
     manifest, members = mf.build(
         replay_dir, devices, find, base, trace_dir, source_host, record_json, engine_entry(data)

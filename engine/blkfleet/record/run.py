@@ -65,12 +65,14 @@ def record(opts, out=None):
     object or None when the input directory holds no capture.json).
 
     With capture.json, every file is checked against it (see capture_check): sizes before anything is written,
-    queued IOs and bytes before each replay file is put in place. The output directory must be one nobody but
-    root (or us) can change (``files.trusted_dir``): a later replay trusts what it holds.
+    queued IOs and bytes before each replay file is put in place. Both directories must be ones nobody but root
+    (or us) can change (``files.trusted_dir``): another user could swap the traces read, and a later replay
+    trusts what the output directory holds.
     """
     max_time, max_pkts = opts.resolved()
     if not os.access(opts.input_dir, os.R_OK | os.X_OK):  # that both exist, the command line checked
         raise BlkfleetError(f"{opts.input_dir}: input directory is not readable")
+    trusted_dir(opts.input_dir, "input directory", create=False)
     trusted_dir(opts.output_dir, "output directory", create=False)
     if not os.access(opts.output_dir, os.W_OK | os.X_OK):
         raise BlkfleetError(f"{opts.output_dir}: output directory is not writable")

@@ -68,7 +68,7 @@ def add_parser(sub):
 
 
 def run(args):
-    with Store(args.db, create=False) as store:
+    with Store(args.db, read_only=True) as store:
         result = evaluate(store, args.baseline, run_ids=args.runs, last=args.last, metrics=args.metric,
                           tolerances=dict(args.tolerance), abs_tolerances=dict(args.abs_tolerance), test=args.test,
                           alpha=args.alpha, min_samples=args.min_samples, host=args.host, device=args.device)

@@ -33,7 +33,9 @@ def add_parser(sub):
                    help="map the recorded CPU streams onto N workers (default: one per recorded CPU, up to the "
                    "CPUs available less one, left to the kernel's IO work; more, up to every CPU, when the "
                    "trace's peak rate needs them)")
-    p.add_argument("-d", "--input-directory", default=".", metavar="DIR")
+    p.add_argument("-d", "--input-directory", default=".", metavar="DIR",
+                   help="directory of the replay files (default .): one nobody but root can change, nor a directory "
+                   "above it or a link on the way (a sticky one such as /tmp itself is refused)")
     p.add_argument("-F", "--find-records", action="store_true", help="replay every device found in -d")
     p.add_argument("-i", "--input-base", default="replay", metavar="BASE")
     p.add_argument("-I", "--iterations", type=int, default=1, metavar="N")

@@ -35,6 +35,7 @@ from ..codes import IO_ERRORS as EXIT_IO_ERRORS
 from ..codes import SUCCESS as EXIT_OK
 from ..codes import WORKER_FAILED as EXIT_FAILED
 from ..errors import BlkfleetError
+from ..files import trusted_dir
 from ..names import check_name
 from ..replayfile.ops import DISCARD, FLUSH, WRITE, WRITE_ZEROES
 from ..results import document as results
@@ -139,6 +140,17 @@ def validate(opts):
         if opts.cpus > 1:
             raise BlkfleetError(f"--mode {opts.mode} runs one worker (-c 1): the IOs of all recorded CPUs wait "
                                 "on one another")
+
+
+def check_input_dir(directory):
+    """The replay files' directory (-d, or a bundle's extraction) must be one nobody but root (or us) can change
+    (``files.trusted_dir``), as the one ``record`` writes them into: another user who could swap a file in it, or a
+    link on the way, would choose what -W writes. Checked before any file is opened or any target touched."""
+    try:
+        os.listdir(directory)  # a missing or unreadable directory is named as such, not as untrusted
+    except OSError as e:
+        raise BlkfleetError(f"{directory}: cannot read directory: {e.strerror}") from None
+    trusted_dir(directory, "input directory", create=False)
 
 
 def read_maps(map_files):
@@ -544,6 +556,7 @@ def replay(opts, lease=None, armed=None):
 
 def _replay(opts, lease, armed):
     validate(opts)
+    check_input_dir(opts.input_dir)
     mapping = read_maps(opts.map_files)
     sources = open_sources(opts.input_dir, opts.devices, opts.base, opts.find, timing=opts.mode != "timed")
     try:

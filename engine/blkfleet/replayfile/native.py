@@ -13,7 +13,7 @@ from array import array
 from functools import reduce
 from operator import itemgetter, or_
 
-from ..errors import TraceFormatError
+from ..errors import BlkfleetError, TraceFormatError
 from .ops import FLAG_NAMES, OP_NAMES
 from .reader import (
     DEP_DISTANCE,
@@ -111,6 +111,8 @@ def encode_timing(timings):
     distance back, bit 31 for an after-issue parent): the fixed records, then every IO's parents, padded to 8."""
     fixed, deps = [], []
     for seq, think, latency, inflight, parents in timings:
+        if len(parents) > MAX_DEPS:
+            raise BlkfleetError(f"IO {seq}: {len(parents)} parents, a replay file holds at most {MAX_DEPS} per IO")
         lat = LATENCY_UNKNOWN if latency is None or latency < 0 else min(latency, LATENCY_MAX)
         fixed.append(TIMING.pack(seq, think, lat, inflight, len(parents)))
         deps += parents
@@ -141,6 +143,9 @@ class NativeReader(ReplayReader):
             raise TraceFormatError(self.path, 8, f"bad replay format version {version} (versions start at 1)")
         if flags & F_TIMING and version < 2:
             raise TraceFormatError(self.path, 12, f"version {version} file with the TIMING flag (version 2 on)")
+        if version >= 2 and not flags & F_TIMING:  # its bunches' extension sizes would be taken for reserved zeros
+            raise TraceFormatError(self.path, 12, f"version {version} file without the TIMING flag (a file without "
+                                   "timing is version 1)")
         if hsize < HEADER.size:
             raise TraceFormatError(self.path, 10, f"bad header size {hsize}")
         if self.max_pkts > MAX_BUNCH:
@@ -171,7 +176,8 @@ class NativeReader(ReplayReader):
 
     @staticmethod
     def _ext_fits(npkts, extra):
-        """Whether a bunch of ``npkts`` IOs may have ``extra`` bytes of extension (before reading them)."""
+        """Whether a bunch of ``npkts`` IOs may have ``extra`` bytes of extension (before reading them): a bound,
+        the limit of MAX_DEPS parents being each IO's (``_timing`` checks it IO by IO)."""
         return extra % 8 == 0 and TIMING.size * npkts <= extra <= (TIMING.size + 4 * MAX_DEPS) * npkts + 4
 
     def _timing(self, run):
@@ -195,6 +201,8 @@ class NativeReader(ReplayReader):
                                      array("H", [r[4] for r in rows]))
         if LATENCY_UNKNOWN in lats:
             lats = array("q", [-1 if v == LATENCY_UNKNOWN else v for v in lats])
+        if max(ndeps) > MAX_DEPS:
+            raise self._too_many_parents(run, ndeps)
         parts, at = [], 0
         for offset, n, ext in zip(run.offsets, run.counts, run.exts):
             want = 4 * sum(ndeps[at:at + n])
@@ -212,6 +220,17 @@ class NativeReader(ReplayReader):
             raise TraceFormatError(self.path, run.offsets[0], problem)
         self._last_seq = seqs[-1]
         return Timing(seqs, lats, inflight, thinks, ndeps, deps)
+
+    def _too_many_parents(self, run, ndeps):
+        """The error of the run's first IO with more than MAX_DEPS parents, naming its timing record's ndeps."""
+        at = 0
+        for offset, n in zip(run.offsets, run.counts):
+            for k in range(n):
+                if ndeps[at + k] > MAX_DEPS:
+                    return TraceFormatError(self.path, offset + BUNCH.size + PACKET.size * n + TIMING.size * k + 24,
+                                            f"an IO with {ndeps[at + k]} parents (at most {MAX_DEPS})")
+            at += n
+        return None
 
     def _timing_problem(self, seqs, thinks, ndeps, deps):
         """What no replay can hold in a run's timing, or None: numbers that do not rise, a parent at or after its

@@ -55,7 +55,7 @@ def run(args):
     if args.baseline and not have_db:
         raise BlkfleetError(f"--baseline needs a results store: {shown(db)} does not exist")
     if have_db:
-        with Store(db, create=False) as store:
+        with Store(db, read_only=True) as store:
             runs, baseline_rows, verdict, baseline_docs = from_store(store, args.baseline, args.host, args.device,
                                                                      args.band_k)
     stored = {(r[4].get("host"), r[4].get("started")) for r in runs}

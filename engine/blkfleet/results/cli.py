@@ -109,7 +109,7 @@ def run_check(args):
 
 
 def run_list(args):
-    with Store(args.db, create=False) as store:
+    with Store(args.db, read_only=True) as store:
         rows = store.listing(host=args.host, device=args.device, tags=args.tag)
     if args.json:
         write_json(args.json, rows)
@@ -127,7 +127,7 @@ def run_list(args):
 
 
 def run_show(args):
-    with Store(args.db, create=False) as store:
+    with Store(args.db, read_only=True) as store:
         run = store.get(args.run_id)
     doc = {**run.summary(), "document": run.doc}
     write_json(args.json, doc)
@@ -139,7 +139,7 @@ def run_show(args):
 def run_export(args):
     if "-" in args.json and args.output == "-":
         raise BlkfleetError("--json - answers on stdout: write the export to a file (-o FILE)")
-    with Store(args.db, create=False) as store:
+    with Store(args.db, read_only=True) as store:
         text = store.export_csv() if args.format == "csv" else json.dumps(store.export_json(), indent=2) + "\n"
         stored = store.rows()
     rows, runs = len(stored), len({row["run_id"] for row in stored})
@@ -166,7 +166,7 @@ def run_baseline_set(args):
 
 
 def run_baseline_list(args):
-    with Store(args.db, create=False) as store:
+    with Store(args.db, read_only=True) as store:
         baselines = store.baselines()
     if args.json:
         write_json(args.json, baselines)

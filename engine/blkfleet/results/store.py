@@ -3,9 +3,10 @@ PostgreSQL database shared by many controllers (store_location: which; store_sql
 backends; store_schema: the tables and their migrations).
 
 Every document is checked against schemas/results.schema.json before it is stored; documents stored by earlier
-versions, which did not check (``"total": null`` was stored and then broke every report), are checked once when
-the store is opened (``meta.checked_through``: the last run id checked). A rejected run is left out of
-listings, baselines, ``regress`` and ``report``, with one warning line; ``results show`` still prints it.
+versions, which did not check (``"total": null`` was stored and then broke every report), are checked when the
+store is opened, the outcome kept unless it was opened read-only (``meta.checked_through``: the last run id
+checked). A rejected run is left out of listings, baselines, ``regress`` and ``report``, with one warning line;
+``results show`` still prints it.
 
 Documents of both versions are stored as written (``blkfleet-results/1`` against its own schema); whoever
 needs the version 2 shape reads them through ``document.upgrade``.
@@ -27,7 +28,7 @@ from ..errors import BlkfleetError
 from ..files import loads_json, read_json
 from .document import SCHEMA, SCHEMA_V1, SCHEMAS
 from .store_location import DEFAULT_DB, default_db, is_postgresql, shown
-from .store_schema import SCHEMA_VERSION, migrate
+from .store_schema import SCHEMA_VERSION, migrate, version
 from .store_sqlite import SQLiteBackend
 
 __all__ = ["DEFAULT_DB", "SCHEMA_VERSION", "Run", "Store", "check_document", "default_db", "document_problem",
@@ -108,24 +109,32 @@ class Run:
 class Store:
     """The results store at ``location`` (default: ``$BLKFLEET_DB``, else results/blkfleet.sqlite): an SQLite
     file, created with its directory on first use, or a ``postgresql://`` URL. ``path``: the location as given;
-    ``shown``: as messages show it (without a password)."""
+    ``shown``: as messages show it (without a password).
 
-    def __init__(self, location=None, create=True, warn=None):
+    ``create`` False: the store must exist (a location without its tables, an empty file included, is refused and
+    left as it is). ``read_only`` (commands that only read; implies not ``create``): an SQLite file is opened
+    read-only, and reopened to write only to bring a store of an older schema up to date (store_schema)."""
+
+    def __init__(self, location=None, create=True, warn=None, read_only=False):
         self.path = location or default_db()
         self.shown = shown(self.path)
         self.warn = warn or (lambda line: print(f"blkfleet: warning: {line}", file=sys.stderr))
         self._warned = False
+        create = create and not read_only
         if is_postgresql(self.path):
             from .store_postgresql import PostgreSQLBackend
 
             self.backend = PostgreSQLBackend(self.path, create)
         else:
-            self.backend = SQLiteBackend(self.path, create)
+            self.backend = SQLiteBackend(self.path, create, writable=not read_only)
         self.db = self.backend
         try:
-            if not create and not self.backend.has_table("meta") and is_postgresql(self.path):
-                raise BlkfleetError(f"{self.shown}: no results store (add results first: blkfleet results add)",
-                                    code="not_found")
+            found = version(self.backend)
+            if not create and not found:
+                raise self._no_store()
+            if 0 < found < SCHEMA_VERSION and not self.backend.writable:  # upgraded once, by whoever opens it
+                self.backend.close()
+                self.backend = self.db = SQLiteBackend(self.path, False)
             trouble = migrate(self.backend, self.shown)
             if trouble:
                 raise BlkfleetError(trouble)
@@ -138,9 +147,20 @@ class Store:
             self.backend.close()
             raise
 
+    def _no_store(self):
+        """The error of a command that needs a store where there are no blkfleet tables."""
+        if is_postgresql(self.path):
+            return BlkfleetError(f"{self.shown}: no results store (add results first: blkfleet results add)",
+                                 code="not_found")
+        if self.backend.empty():
+            return BlkfleetError(f"{self.shown}: no results store: an empty database (add results first: blkfleet "
+                                 "results add)", code="not_found")
+        return BlkfleetError(f"{self.shown}: not a results store (an SQLite database without blkfleet's tables)")
+
     def _screen(self):
         """{run id: reason} of the stored documents that are not valid results documents; the runs stored since
-        the last screening are checked now (and the outcome kept, when the store is writable)."""
+        the last screening are checked now (and the outcome kept, unless the store was opened read-only or cannot be
+        written)."""
         rejected = {r[0]: r[1] for r in self.db.execute("SELECT run_id, reason FROM rejected")}
         got = self.db.execute("SELECT value FROM meta WHERE key = 'checked_through'").fetchone()
         through = int(got[0]) if got and got[0].isdigit() else 0
@@ -155,7 +175,7 @@ class Store:
                 trouble = str(e)
             if trouble:
                 found[run_id] = trouble
-        if last != through:
+        if last != through and self.backend.writable:
             def keep():
                 self.db.executemany("INSERT INTO rejected (run_id, reason) VALUES (?, ?) ON CONFLICT (run_id) "
                                     "DO UPDATE SET reason = excluded.reason", sorted(found.items()))

@@ -12,7 +12,7 @@ from ..jsonout import write_json
 from ..replayfile.ops import OP_NAMES
 from ..streams import origin
 from ..streams.quantities import duration_ns, positive_size, seconds, signed_duration_ns, signed_size_bytes
-from .run import Input, record_origin, transform
+from .run import Input, check_inputs, record_origin, transform
 from .steps import SECTOR, Plan
 
 OPS = {name: op for op, name in enumerate(OP_NAMES)}
@@ -132,8 +132,9 @@ def plan_of(args, count=1):
 
 
 def transform_into(directories, output_dir, in_base, out_base, args):
-    """Run the transforms of ``args`` from ``directories`` into ``output_dir`` (prepared by the caller); returns
-    (file summaries, origin document). The files are in place only when this returns."""
+    """Run the transforms of ``args`` from ``directories`` (checked by the caller: ``check_inputs``) into
+    ``output_dir`` (prepared by the caller); returns (file summaries, origin document). The files are in place only
+    when this returns."""
     plan, renames, offsets, rates, recorded = plan_of(args, len(directories))
     inputs = [Input(d, in_base, offsets.get(k, 0), rates.get(k, 1.0)) for k, d in enumerate(directories)]
     written = transform(inputs, output_dir, out_base, plan, renames)
@@ -152,6 +153,7 @@ def run(args):
     for d in args.inputs:
         if os.path.abspath(d) == os.path.abspath(args.output_directory):
             raise BlkfleetError(f"{d}: the output directory cannot be an input")
+    check_inputs(args.inputs)
     old = prepare_output(args.output_directory, args.output_base, args.force)
     files, doc = transform_into(args.inputs, args.output_directory, args.input_base, args.output_base, args)
     remove_old(args.output_directory, old, {os.path.basename(f.output) for f in files} | {origin.FILE})

@@ -10,11 +10,23 @@ so memory does not grow with the traces; all are put in place at the end, or non
 import os
 
 from ..errors import BlkfleetError
+from ..files import trusted_dir
 from ..names import name_problem
 from ..streams import origin
 from ..streams.merge import merge
 from ..streams.nativeout import NativeFile
 from ..streams.sources import open_source
+
+
+def check_inputs(directories):
+    """Each input directory must be one nobody but root (or us) can change (``files.trusted_dir``), as ``record``'s
+    -d: what is read becomes replay files that a later replay with -W writes (or a bundle's), so another user who
+    could swap an input's files, or a link on the way, would choose those IOs. The callers check before they make
+    or write anything (``transform``'s output directory, ``bundle create``'s)."""
+    for directory in directories:
+        if not os.path.isdir(directory):
+            raise BlkfleetError(f"{directory}: not a directory")
+        trusted_dir(directory, "input directory", create=False)
 
 
 class Input:

@@ -29,6 +29,9 @@ options:
     description:
       - Directory on the controller holding the trace files (and C(capture.json), which gives the manifest the
         devices' sizes and the source host).
+      - It must be one nobody but root (or the user running Ansible) can change, nor a directory above it, nor a
+        link on the way; a sticky directory such as C(/tmp) itself is refused, a directory of root's under it is
+        fine. Otherwise the task fails and nothing is written.
     type: path
     required: true
   replay_dir:

@@ -45,6 +45,9 @@ options:
       - Build the bundle on the controller from the replay files (C(DEV.replay.CPU)) in this controller
         directory, then push it. Each run builds it again (deterministically); to push one bundle to many
         hosts, build it once with M(blkfleet.core.btrecord) and push it with O(src).
+      - It must be one nobody but root (or the user running Ansible) can change, nor a directory above it, nor a
+        link on the way; a sticky directory such as C(/tmp) itself is refused, a directory of root's under it is
+        fine. Otherwise the task fails and nothing is pushed.
     type: path
   url:
     description:
@@ -104,6 +107,7 @@ options:
     description:
       - With O(replay_dir), the capture directory on the controller (C(capture.json), trace files). It gives device
         sizes, logical block sizes and source host for the manifest.
+      - It is held to the rule of O(replay_dir).
     type: path
   source_host:
     description:
