@@ -108,6 +108,33 @@ def untrusted_reason(path):
         parent = os.path.dirname(parent)
 
 
+def untrusted_file_reason(path, st):
+    """Why the file ``path``, opened and found to be ``st`` (its fstat), cannot be trusted, or None: it must be
+    root's or ours and only its owner may write it, no link on the way to it may be another user's, and no
+    directory above it may let others replace it (a sticky one may: only the file's owner could)."""
+    path = absolute(path)
+    link = _foreign_link(path)
+    if link:
+        return f"the link {link[0]} on the way to it is owned by uid {link[1]}"
+    if not _owner_ok(st):
+        return f"it is owned by uid {st.st_uid}, not by root"
+    if st.st_mode & stat.S_IWOTH or st.st_mode & stat.S_IWGRP and st.st_gid not in (0, os.getegid()):
+        return f"others can write to it (mode {stat.S_IMODE(st.st_mode):04o})"
+    parent = os.path.dirname(os.path.realpath(path))
+    while True:
+        try:
+            pst = os.stat(parent)
+        except OSError as e:
+            return f"cannot inspect {parent}: {e.strerror}"
+        if not _owner_ok(pst):
+            return f"{parent} above it is owned by uid {pst.st_uid}"
+        if _writable_by_others(pst):
+            return f"others can replace it in {parent} (mode {stat.S_IMODE(pst.st_mode):04o})"
+        if parent == "/":
+            return None
+        parent = os.path.dirname(parent)
+
+
 def trusted_dir(path, what="directory", mode=0o755, create=True):
     """The absolute path of a trusted directory, created (with its missing parents) when ``create``.
 

@@ -159,3 +159,46 @@ def test_bundles_and_transforms_read_a_directory_of_roots_under_a_sticky_one(tmp
     }[command]
     proc = run_cli(*argv)
     assert proc.returncode == 0, proc.stderr
+
+
+MAP_CASES = ["theirs", "writable by all", "in a directory writable by all", "through their link", "their link"]
+
+
+@pytest.mark.parametrize("whose", MAP_CASES)
+def test_the_device_map_is_read_only_from_a_file_nobody_else_can_change(tmp_path, loopdev, whose):
+    """The map decides which device ``-W`` writes: one another user owns, may write, may replace (in a directory
+    they can write, not sticky) or redirect (their link on the way) is refused with one line, no write done."""
+    inputs = root_dir_under_a_sticky_one(tmp_path, lambda d: spread_trace(d, seconds=0.01, ios=20, cpus=1, op=1,
+                                                                           device="sda"))
+    target = loopdev(64 << 20)
+    ours = map_file(tmp_path, target, "sda")
+    shared = tmp_path / "shared"
+    path = {"theirs": ours, "writable by all": ours, "in a directory writable by all": tmp_path / "open" / "map",
+            "through their link": shared / "link" / "map", "their link": shared / "map-link"}[whose]
+    if whose == "theirs":
+        os.chown(ours, NOBODY, NOBODY)
+    if whose == "writable by all":
+        os.chmod(ours, 0o666)
+    if whose == "in a directory writable by all":
+        path.parent.mkdir()
+        os.chmod(path.parent, 0o777)
+        path.write_bytes(ours.read_bytes())
+    if whose == "through their link":
+        (shared / "link").symlink_to(tmp_path)
+        os.lchown(shared / "link", NOBODY, NOBODY)
+    if whose == "their link":
+        path.symlink_to(ours)
+        os.lchown(path, NOBODY, NOBODY)
+    before = writes_to(target)
+    fails(run_cli("replay", "-W", "-d", inputs, "-M", path, "sda"), f"{path}: refusing this device map")
+    assert writes_to(target) == before
+
+
+def test_a_device_map_of_roots_in_a_sticky_directory_is_read(tmp_path, loopdev):
+    """In a sticky directory (as /tmp) only the file's owner may replace it: root's map there is used."""
+    inputs = root_dir_under_a_sticky_one(tmp_path, replay_files)
+    target = loopdev(64 << 20)
+    path = tmp_path / "shared" / "map"
+    path.write_bytes(map_file(tmp_path, target, "sda").read_bytes())
+    proc = run_cli("replay", "-d", inputs, "-M", path, "sda")
+    assert proc.returncode == 0, proc.stderr

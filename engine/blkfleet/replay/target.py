@@ -11,7 +11,7 @@ import struct
 
 from ..device import mounts
 from ..errors import BlkfleetError
-from ..files import private_dir
+from ..files import private_dir, untrusted_file_reason
 from ..names import check_name, name_problem
 from . import signatures
 
@@ -34,9 +34,14 @@ def parse_map(path):
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as e:
         raise BlkfleetError(f"{path}: cannot read device map: {e.strerror}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         raise BlkfleetError(f"{path}: device map is not a regular file")
+    reason = untrusted_file_reason(path, st)  # it decides which devices -W writes
+    if reason:
+        os.close(fd)
+        raise BlkfleetError(f"{path}: refusing this device map: {reason} (use a file only root can change)")
     with os.fdopen(fd, "rb") as f:
         data = f.read(MAP_MAX_BYTES + 1)
     if len(data) > MAP_MAX_BYTES:
