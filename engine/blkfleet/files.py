@@ -73,6 +73,24 @@ def _foreign_link(path):
     return None
 
 
+def _above_reason(path, writable):
+    """Why a directory above the real ``path`` lets others change it (``writable``: the message, naming
+    ``{parent}``), or None: each must be root's or ours, and writable by nobody else unless sticky."""
+    parent = os.path.dirname(os.path.realpath(path))
+    while True:
+        try:
+            pst = os.stat(parent)
+        except OSError as e:
+            return f"cannot inspect {parent}: {e.strerror}"
+        if not _owner_ok(pst):
+            return f"{parent} above it is owned by uid {pst.st_uid}"
+        if _writable_by_others(pst):
+            return writable.format(parent=parent) + f" (mode {stat.S_IMODE(pst.st_mode):04o})"
+        if parent == "/":
+            return None
+        parent = os.path.dirname(parent)
+
+
 def untrusted_reason(path):
     """Why the existing directory ``path`` cannot be trusted, or None. Symbolic links above it are followed
     when they are root's or ours (their own place must be trusted too); ``path`` itself must be a real
@@ -93,19 +111,7 @@ def untrusted_reason(path):
         return f"it is owned by uid {st.st_uid}, not by root"
     if st.st_mode & stat.S_IWOTH or st.st_mode & stat.S_IWGRP and st.st_gid not in (0, os.getegid()):
         return f"others can write to it (mode {stat.S_IMODE(st.st_mode):04o})"
-    parent = os.path.dirname(os.path.realpath(path))
-    while True:
-        try:
-            pst = os.stat(parent)
-        except OSError as e:
-            return f"cannot inspect {parent}: {e.strerror}"
-        if not _owner_ok(pst):
-            return f"{parent} above it is owned by uid {pst.st_uid}"
-        if _writable_by_others(pst):
-            return f"others can write to {parent} above it (mode {stat.S_IMODE(pst.st_mode):04o})"
-        if parent == "/":
-            return None
-        parent = os.path.dirname(parent)
+    return _above_reason(path, "others can write to {parent} above it")
 
 
 def untrusted_file_reason(path, st):
@@ -120,19 +126,7 @@ def untrusted_file_reason(path, st):
         return f"it is owned by uid {st.st_uid}, not by root"
     if st.st_mode & stat.S_IWOTH or st.st_mode & stat.S_IWGRP and st.st_gid not in (0, os.getegid()):
         return f"others can write to it (mode {stat.S_IMODE(st.st_mode):04o})"
-    parent = os.path.dirname(os.path.realpath(path))
-    while True:
-        try:
-            pst = os.stat(parent)
-        except OSError as e:
-            return f"cannot inspect {parent}: {e.strerror}"
-        if not _owner_ok(pst):
-            return f"{parent} above it is owned by uid {pst.st_uid}"
-        if _writable_by_others(pst):
-            return f"others can replace it in {parent} (mode {stat.S_IMODE(pst.st_mode):04o})"
-        if parent == "/":
-            return None
-        parent = os.path.dirname(parent)
+    return _above_reason(path, "others can replace it in {parent}")
 
 
 def trusted_dir(path, what="directory", mode=0o755, create=True):
