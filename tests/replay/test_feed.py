@@ -222,6 +222,32 @@ def test_native_times_going_backwards_are_refused(tmp_path):
         feeder.pump(0)
 
 
+def test_the_window_says_when_all_its_ios_are_of_one_size(tmp_path):
+    """The collector checks such a window's results with one count: a second size, or an IO other than a read
+    or write, must turn it off for good."""
+    write_native(tmp_path / "sda.replay.0", [(1000 * k, 8 * k, 4096, READ) for k in range(1, 9)])
+    feeder, lane = feeder_for(tmp_path, ["sda"])
+    feeder.pump(0)
+    assert lane.window.one_size == 4096
+    for ios, write_enable in (([(1000, 0, 4096, READ), (2000, 8, 8192, READ), (3000, 16, 4096, READ)], False),
+                              ([(1000, 0, 4096, READ), (2000, 0, 0, FLUSH), (3000, 16, 4096, READ)], True)):
+        write_native(tmp_path / "sda.replay.0", ios)
+        feeder, lane = feeder_for(tmp_path, ["sda"], write_enable=write_enable)
+        feeder.pump(0)
+        assert lane.window.one_size == 0
+
+
+def test_misaligned_ios_are_refused(tmp_path):
+    write_native(tmp_path / "sda.replay.0", [(1000, 8, 4096, READ), (2000, 9, 4096, READ)])
+    feeder, _lane = feeder_for(tmp_path, ["sda"], targets=[Target("sda", block_size=4096)])
+    with pytest.raises(BlkfleetError, match=r"logical block size 4096\); first: offset 4608 \+ 4096"):
+        feeder.pump(0)
+    write_native(tmp_path / "sda.replay.0", [(1000, 8, 4096, READ), (2000, (1 << 21) - 8, 4096, READ)])
+    feeder, lane = feeder_for(tmp_path, ["sda"], targets=[Target("sda", size=1 << 30, block_size=4096)])
+    feeder.pump(0)  # the last IO ends at the target's end: it fits
+    assert len(drain(lane)) == 2
+
+
 def test_lanes_arithmetic_matches_per_item():
     from blkfleet.replay import lanes
 
