@@ -48,7 +48,7 @@ def write_native(path, cpu, ios, step_ns, offset_ns, blocks, bs=4096, seed=1):
             bunches += 1
             last = t0 + (n - 1) * step_ns
         f.seek(0)
-        f.write(native.HEADER.pack(native.MAGIC, native.VERSION, native.HEADER.size, native.F_COMPLETE,
+        f.write(native.HEADER.pack(native.MAGIC, native.PLAIN_VERSION, native.HEADER.size, native.F_COMPLETE,
                                    GENESIS + offset_ns, last, ios, bunches, 0, cpu, NATIVE_BUNCH, 0))
 
 
