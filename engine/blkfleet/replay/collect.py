@@ -21,7 +21,7 @@ import os
 from array import array
 from collections import Counter
 from itertools import compress
-from operator import itemgetter, sub
+from operator import sub
 
 from ..replayfile.ops import OP_NAMES, WRITE
 from ..results.summary import Summary, Timeline
@@ -173,7 +173,7 @@ class Collector:
                 return 0
         n = len(ks)
         rs = lanes.column(lanes.lanes(ks) & lanes.repeat(win.mask, n), n)  # slots: indexes are >= 0
-        gather = itemgetter(*rs) if n > 1 else lambda column: (column[rs[0]],)
+        gather = lanes.gather(rs)
         subs = array("q", gather(win.submit))
         if len(win.kinds) == 1:
             ((tgt, op),) = win.kinds

@@ -21,7 +21,7 @@ from bisect import bisect_left, bisect_right
 from collections import Counter, deque
 from functools import reduce
 from itertools import accumulate, chain, repeat
-from operator import add, itemgetter, lshift, or_, sub
+from operator import add, lshift, or_, sub
 
 from ..errors import BlkfleetError, TraceFormatError
 from ..names import check_name
@@ -226,7 +226,7 @@ def merge(sources, counts, most, with_flags=False):
     else:
         for s, c in zip(sources, counts):
             s.pos += c
-    pick = itemgetter(*order) if m > 1 else lambda column: (column[order[0]],)  # one gather, every column
+    pick = lanes.gather(order)
     targets = {s.target for s in sources}
     if len(targets) == 1:
         target = targets.pop()
