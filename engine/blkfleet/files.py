@@ -129,6 +129,14 @@ def untrusted_file_reason(path, st):
     return _above_reason(path, "others can replace it in {parent}")
 
 
+def refuse_untrusted_file(path, st, what):
+    """Raise BlkfleetError (one line) when the opened file ``path`` (``st``: its fstat) is one others could change
+    (``untrusted_file_reason``): for inputs whose content decides what a replay writes."""
+    reason = untrusted_file_reason(path, st)
+    if reason:
+        raise BlkfleetError(f"{path}: refusing this {what}: {reason} (use a file only root can change)")
+
+
 def trusted_dir(path, what="directory", mode=0o755, create=True):
     """The absolute path of a trusted directory, created (with its missing parents) when ``create``.
 
@@ -340,17 +348,25 @@ def loads_json(data, where, what="JSON"):
         raise BlkfleetError(f"{where}: {what} is not valid JSON: {e}") from None
 
 
-def read_json(path, what="JSON", max_bytes=JSON_MAX_BYTES, nofollow=False):
+def read_json(path, what="JSON", max_bytes=JSON_MAX_BYTES, nofollow=False, trusted=False):
     """Read and parse a JSON file of at most ``max_bytes``; one-line BlkfleetError on any problem.
-    ``nofollow``: refuse a symbolic link (files in directories blkfleet keeps)."""
+    ``nofollow``: refuse a symbolic link (files in directories blkfleet keeps); ``trusted``: refuse a file others
+    could change (``refuse_untrusted_file``)."""
     flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | (os.O_NOFOLLOW if nofollow else 0)
     try:
         fd = os.open(path, flags)
     except OSError as e:
         raise BlkfleetError(f"{path}: cannot read {what}: {e.strerror}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         raise BlkfleetError(f"{path}: {what} is not a regular file")
+    if trusted:
+        try:
+            refuse_untrusted_file(path, st, what)
+        except BlkfleetError:
+            os.close(fd)
+            raise
     os.set_blocking(fd, True)
     with os.fdopen(fd, "rb") as f:
         data = f.read(max_bytes + 1)

@@ -7,13 +7,14 @@ named ``ARCHIVE:MEMBER``. Every problem is an InputError naming the input and th
 """
 
 import bz2
+import os
 import gzip
 import lzma
 import tarfile
 import zlib
 
 from ..errors import BlkfleetError
-from ..files import open_file
+from ..files import open_file, refuse_untrusted_file
 
 BLOCK = 1 << 20
 MAGICS = ((b"\x1f\x8b", "gzip"), (b"\xfd7zXZ\x00", "xz"), (b"BZh", "bzip2"), (b"\x28\xb5\x2f\xfd", "zstandard"))
@@ -72,6 +73,7 @@ def members(path):
     archive. The streams are decompressed; read them before asking for the next one."""
     name = str(path)
     with open_file(path) as raw:
+        refuse_untrusted_file(name, os.fstat(raw.fileno()), "import input")  # it decides what a replay writes
         kind = compression(raw.read(8))
         raw.seek(0)
         try:

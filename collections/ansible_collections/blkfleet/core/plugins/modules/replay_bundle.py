@@ -116,6 +116,8 @@ options:
   record_json:
     description:
       - With O(replay_dir), the C(blkfleet record --json) summary, cross-checked against the files.
+      - It must be a file of root's that nobody else can write or replace (in a sticky directory such as C(/tmp) only
+        its owner can), reached through no other user's link; otherwise the task fails and no bundle is made.
     type: path
   dest:
     description:
