@@ -20,6 +20,7 @@ import pytest
 from blkfleet.replay import realtime, worker
 from blkfleet.replayfile import native
 from blkfleet.replayfile.ops import READ
+from blkfleet.results.iolog import IOLog
 from helpers import ENV
 from helpers.replay import map_file, replay, slow_trace, validate
 
@@ -286,3 +287,44 @@ def test_due_by_counts_across_the_rings_end():
     assert worker.due_by(due, first + 2, n, cap - 1, cap, 50) == 4
     assert worker.due_by(due, first, first, cap - 1, cap, 1000) == 0  # nothing fed
     assert worker.due_by(due, first, n, cap - 1, cap, -10) == 0
+
+
+def lateness_by_due(log_path):
+    """[(due ns after the start, lateness ns)] of every IO in a per-IO log."""
+    with IOLog(log_path) as log:
+        return sorted((s - late, late) for _it, _w, _start, c in log.blocks()
+                      for s, late in zip(c["submit_ns"], c["lateness_ns"]))
+
+
+@root
+def test_dense_ios_go_out_in_batches_and_sparse_ones_at_their_time(tmp_path, loopdev):
+    """Without --batch-window-us, a worker whose next 100 ms hold IOs less than 10 us apart on average sends those
+    due within 40 us together (one system call, as btreplay's bunches): never more than 40 us early. Sparse IOs
+    still go at their time, never early."""
+    n = dense_then_sparse_trace(tmp_path)
+    code, doc, err = replay("-d", tmp_path, "-M", map_file(tmp_path, loopdev(64 << 20)), "--io-log",
+                            tmp_path / "io.log", "--json", tmp_path / "res.json", "loop1")
+    assert code == 0, err
+    validate(doc)
+    assert doc["total"]["ios"] == n and doc["batch_window_auto"] is True
+    assert doc["batch_window_us"] == realtime.AUTO_BATCH_NS / 1000
+    assert 3 <= doc["workers"][0]["batched_windows"] <= 8, doc["workers"]  # the 0.5 s of dense IOs
+    rows = lateness_by_due(tmp_path / "io.log")
+    assert len(rows) == n
+    dense = [late for due, late in rows if due < 500_000_000]
+    sparse = [late for due, late in rows if due >= 700_000_000]
+    assert min(dense) >= -realtime.AUTO_BATCH_NS
+    assert min(dense) < 0, "no dense IO went with an earlier one"  # (a worker behind sends them late anyway)
+    assert len(sparse) == 1250 - 100 and min(sparse) >= 0
+
+
+@root
+def test_a_batch_window_of_0_sends_every_io_at_its_time(tmp_path, loopdev):
+    n = dense_then_sparse_trace(tmp_path)
+    code, doc, err = replay("-d", tmp_path, "-M", map_file(tmp_path, loopdev(64 << 20)), "--io-log",
+                            tmp_path / "io.log", "--batch-window-us", "0", "--json", tmp_path / "res.json", "loop1")
+    assert code == 0, err
+    validate(doc)
+    assert doc["total"]["ios"] == n and doc["batch_window_auto"] is False and doc["batch_window_us"] == 0
+    assert "batched_windows" not in doc["workers"][0]
+    assert min(late for _due, late in lateness_by_due(tmp_path / "io.log")) >= 0

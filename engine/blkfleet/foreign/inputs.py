@@ -7,9 +7,9 @@ named ``ARCHIVE:MEMBER``. Every problem is an InputError naming the input and th
 """
 
 import bz2
-import os
 import gzip
 import lzma
+import os
 import tarfile
 import zlib
 

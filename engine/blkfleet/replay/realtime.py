@@ -30,6 +30,7 @@ HIGH, LOW = 0.90, 0.80
 HOLD_WINDOWS = 10
 DENSE_GAP_NS = 10_000
 DENSE_IOS = WINDOW_NS // DENSE_GAP_NS
+AUTO_BATCH_NS = 40_000  # a dense window's IOs due within this go out together, unless a batch window is given
 PRIORITY = 1
 
 

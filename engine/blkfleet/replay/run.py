@@ -47,6 +47,7 @@ from .ioengines import open_ioengine
 from .pauses import Pauses
 from .target import Target, device_path, parse_map
 from .window import (
+    BATCHED,
     ISSUED,
     LOG_FULL,
     MAX_WINDOW_IOS,
@@ -80,7 +81,8 @@ class ReplayOptions:
         "start_at": None,  # wall-clock seconds since the epoch
         "ioengine": "aio",
         "depth": 0,  # 0: the targets' request queue size (at most 512)
-        "force": False, "late_threshold_ns": 1_000_000, "batch_window_ns": 0,
+        "force": False, "late_threshold_ns": 1_000_000,
+        "batch_window_ns": None,  # None: chosen per 100 ms from the IOs' density (realtime.AUTO_BATCH_NS); 0: off
         "realtime": "auto",  # "auto", "on", "off"; resolved to a bool before the workers start
         "bundle_id": None,
         "source": None,  # what to name as the input in the results (the bundle file, else input_dir)
@@ -114,7 +116,7 @@ def validate(opts):
         raise BlkfleetError(f"invalid number of cpus {opts.cpus} (-c must be 1..{ncpus})")
     if opts.realtime not in ("auto", "on", "off", True, False):
         raise BlkfleetError(f"invalid --realtime {opts.realtime!r} (auto, on or off)")
-    if opts.batch_window_ns < 0:
+    if opts.batch_window_ns is not None and opts.batch_window_ns < 0:
         raise BlkfleetError("invalid batch window (--batch-window-us must be >= 0)")
     if not 0 <= opts.depth <= 65535:
         raise BlkfleetError(f"invalid queue depth {opts.depth} (1..65535)")
@@ -643,7 +645,7 @@ def _run_lanes(opts, lease, lanes, targets, genesis, sizing_info, armed):
         if opts.io_log:
             iolog = IOLogWriter(opts.io_log, [(t.recorded, t.path) for t in targets], 0, 0)
         collector = Collector([lane.window for lane in lanes], targets, opts.late_threshold_ns, iolog,
-                              never_early=not opts.batch_window_ns and not opts.no_stall)
+                              never_early=not opts.no_stall and (opts.batch_window_ns == 0 or opts.mode != "timed"))
         sup.collect("ready", READY_TIMEOUT_S)
         if sup.failure:
             raise BlkfleetError(sup.failure)
@@ -690,7 +692,9 @@ def _run_lanes(opts, lease, lanes, targets, genesis, sizing_info, armed):
     interrupted = bool(sup.stop_reason) or any(o is None or o.interrupted for outs in outcomes
                                                for o in outs.values())
     run = results.Run(collector=collector, targets=targets, lanes=lanes, outcomes=outcomes, opts=opts,
-                      started=started, sizing=sizing_info, workers=worker_figures(workers, opts.mode == "dependency"),
+                      started=started, sizing=sizing_info, workers=worker_figures(
+                          workers, opts.mode == "dependency", opts.batch_window_ns is None and opts.mode == "timed"
+                          and not opts.no_stall),
                       feeder=feeder, window=_window_info(lanes), iolog=iolog, parent_cpu_s=parent_cpu_s)
     doc = results.build(run, interrupted, sup.stop_reason, _failed(sup))
     return doc, exit_code(doc)
@@ -725,9 +729,9 @@ def _window_info(lanes):
     return {"ios": lanes[0].window.capacity, "seconds": WINDOW_NS / 1e9, "bytes": lanes[0].window.size_bytes}
 
 
-def worker_figures(workers, dependency=False):
+def worker_figures(workers, dependency=False, batched=False):
     """Per worker: slot, CPU, streams, IOs submitted, and what its window counted (in dependency mode also what
-    it took off each think time)."""
+    it took off each think time; with the automatic batch window, the windows it batched in)."""
     out = []
     for w in workers:
         ctl = w.lane.window.control
@@ -735,6 +739,8 @@ def worker_figures(workers, dependency=False):
                     "stalls": ctl[STALLS], "stall_s": round(ctl[STALL_NS] / 1e9, 6), "log_full": ctl[LOG_FULL]})
         if dependency:
             out[-1]["think_offset_us"] = round(ctl[THINK_OFFSET] / 1e3, 3)
+        elif batched:
+            out[-1]["batched_windows"] = ctl[BATCHED]
     return out
 
 

@@ -58,6 +58,7 @@ STALL_NS = 8  # worker: time spent so
 LOG_FULL = 9  # worker: times the completion log had no room (events kept until it had; see LogWriter)
 LEAD = 10  # feeder: every IO due up to this time (ns after the iteration's start) is in the window
 THINK_OFFSET = 11  # worker, dependency mode: ns it takes off each recorded think time (its own overhead)
+BATCHED = 12  # worker, timed mode with the automatic batch window: 100 ms windows it batched in
 CONTROL_WORDS = 16
 NOT_YET = (1 << 63) - 1
 

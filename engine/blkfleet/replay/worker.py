@@ -2,8 +2,11 @@
 
 Pacing: one start instant shared by all workers (CLOCK_MONOTONIC). Before an IO is due the worker sleeps,
 inside the IO engine's completion wait so completions are still taken on time, until ``WARM_NS`` before,
-then spins; every IO due by then goes out in one submission (one system call however many there are). A
-late IO is issued at once (no catching-up compression); its lateness is worked out by the collector.
+then spins (as a normal task, giving its CPU to whatever else is ready there at each turn: the kernel threads
+that finish its IOs); every IO due by then goes out in one submission (one system call however many there
+are). A late IO is issued at once (no catching-up compression); its lateness is worked out by the collector.
+Where the IOs come denser than one per ``DENSE_GAP_NS`` on average (counted per 100 ms window), the IOs due
+within ``AUTO_BATCH_NS`` go out together, at most that early, unless a batch window was given (``--batch-window-us``).
 
 Per IO the worker does no Python work at all: the feeder wrote the iocbs, one ``io_submit`` sends a slot
 range, one slice assignment stamps their submit time, and each reap copies the kernel's completion events,
@@ -24,17 +27,32 @@ import ctypes
 import time
 from array import array
 from bisect import bisect_right
+from os import sched_yield
 
 from .ioengines import open_ioengine
 from .ioengines.base import EVENT
-from .realtime import WINDOW_NS, Realtime
-from .window import END, FED, ISSUED, LEAD, NOT_YET, PARENTS, SPECIALS, STALL_NS, STALLS, THINK_OFFSET, LogWriter
+from .realtime import AUTO_BATCH_NS, DENSE_IOS, WINDOW_NS, Realtime
+from .window import (
+    BATCHED,
+    END,
+    FED,
+    ISSUED,
+    LEAD,
+    NOT_YET,
+    PARENTS,
+    SPECIALS,
+    STALL_NS,
+    STALLS,
+    THINK_OFFSET,
+    LogWriter,
+)
 
 WARM_NS = 1_000_000
 # As SCHED_FIFO a worker wakes on time, and spinning would starve the normal tasks queued on its CPU (a loop
 # device's kworker waited up to 26 ms behind a worker spinning between IOs 370 µs apart): spin less.
 WARM_FIFO_NS = 150_000
 PROBE_EVERY_NS = 100_000
+YIELD_NS = 2_000  # a normal task spinning gives up its turn while its next IO is further away than this
 SPIN_NS = 100_000  # load and dependency modes: the last stretch before an IO's moment is spun, not slept
 DEFER = 64  # load and dependency modes: completions held before they are written to the log
 LOOKAHEAD = 32  # dependency mode: IOs from the first not issued on that may go before it (independent streams)
@@ -374,7 +392,9 @@ class Replayer:
         mono = time.monotonic_ns
         ctl, due, submit, special = win.control, win.due, win.submit, win.special
         mask, cap = win.mask, win.capacity
-        no_stall, depth, ahead = opts.no_stall, opts.depth, opts.batch_window_ns
+        no_stall, depth, ahead = opts.no_stall, opts.depth, opts.batch_window_ns or 0
+        auto = opts.batch_window_ns is None and not no_stall  # the batch window follows the IOs' density
+        batch_check = -WARM_NS - WINDOW_NS  # when to count the coming IOs again (auto)
         i = first = self.next
         n, end = ctl[FED], ctl[END]
         s = self.specials
@@ -405,6 +425,11 @@ class Replayer:
                 rt_check = rt.tick(now, held, due_by(due, i, n, mask, cap, now + WINDOW_NS))
                 held = False
                 warm = WARM_FIFO_NS if rt.fifo else WARM_NS
+            if auto and now >= batch_check:
+                ahead = AUTO_BATCH_NS if due_by(due, i, n, mask, cap, now + WINDOW_NS) > DENSE_IOS else 0
+                batch_check = now + WINDOW_NS
+                if ahead:
+                    ctl[BATCHED] += 1
             if i >= n:  # everything fed is sent: look for more
                 n, end = ctl[FED], ctl[END]
                 if next_special == NOT_YET and s < ctl[SPECIALS]:
@@ -483,6 +508,8 @@ class Replayer:
             elif not inflight and now - last_probe >= PROBE_EVERY_NS and wait > PROBE_EVERY_NS // 2:
                 io.probe()
                 last_probe = now
+            elif not rt.fifo and wait > YIELD_NS:
+                sched_yield()
         if dry_since is not None:
             ctl[STALL_NS] += mono() - start_ns - dry_since
         deadline = mono() + DRAIN_NS

@@ -22,6 +22,7 @@ import socket
 import time
 
 from .. import __version__
+from ..replay.realtime import AUTO_BATCH_NS
 from ..replayfile.ops import OP_NAMES
 
 SCHEMA = "blkfleet-results/2"
@@ -150,7 +151,8 @@ def build(run, interrupted, stop_reason=None, failed=None):
         "device_map": {t.recorded: t.path for t in targets},
         "ioengine": opts.ioengine,
         "depth": opts.depth,
-        "batch_window_us": opts.batch_window_ns / 1000,
+        "batch_window_us": (AUTO_BATCH_NS if opts.batch_window_ns is None else opts.batch_window_ns) / 1000,
+        "batch_window_auto": opts.batch_window_ns is None and opts.mode == "timed" and not opts.no_stall,
         "realtime": bool(opts.realtime),
         "mode": "no-stall" if opts.no_stall else opts.mode,
         "inflight": _inflight(run),
