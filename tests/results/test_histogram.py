@@ -2,6 +2,7 @@
 exact ones (``blkfleet.stats``) over wide random distributions, negative values, merging, and the JSON form."""
 
 import random
+from collections import Counter
 
 import pytest
 
@@ -65,3 +66,14 @@ def test_json_form():
     assert j["min"] == -3.0 and j["max"] == 2000.0 and sum(j["counts"]) == 4
     assert all(lo < hi for lo, hi in zip(j["lower"], j["upper"]))
     assert LogHistogram().percentiles([50]) == [None]
+
+
+def test_a_column_of_both_signs_lands_in_the_buckets_of_each_value():
+    """One pass keeps each double's sign bit above its bucket; the counts match binning every value alone."""
+    rng = random.Random(11)
+    values = [rng.choice((-1, 1)) * int(10 ** rng.uniform(0, 11)) for _ in range(5000)] + [0, -1, 1, -(2 ** 62)]
+    h = LogHistogram()
+    h.add_many(values)
+    assert h.pos == Counter(index(v) for v in values if v >= 0)
+    assert h.neg == Counter(index(-v) for v in values if v < 0)
+    assert (h.min, h.max, h.count) == (min(values), max(values), len(values))

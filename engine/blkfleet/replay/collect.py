@@ -28,7 +28,6 @@ from ..results.summary import Summary, Timeline
 from . import lanes
 from .window import FREED, ISSUED, LOG_TAIL, W_NBYTES, W_OFFSET, read_log
 
-
 _BIAS = 1 << 62  # added to the lateness lanes of IOs that may have been sent early (below 2^62 ns either way)
 
 
@@ -136,20 +135,18 @@ class Collector:
         subs = win.submit[a:b]
         it, thr = self.iteration, self.late_threshold
         late = None  # IOs later than the threshold, when counted on the lanes (one group, none sent early)
+        bias = 0
         if self.never_early:
             late_lanes = lanes.lanes(subs) - lanes.lanes(win.due[a:b])
         else:  # biased by 2^62, every lane stays in 0 .. 2^63 - 1: those below the bias were sent early
-            late_lanes = lanes.lanes(subs) + lanes.repeat(_BIAS, n) - lanes.lanes(win.due[a:b])
-            if lanes.above(late_lanes, _BIAS - 1, n) == n:
-                late_lanes -= lanes.repeat(_BIAS, n)
-            else:
-                late_lanes = None
-        if late_lanes is None:
-            lates = list(map(sub, subs, win.due[a:b]))
-        else:
-            lates = lanes.column(late_lanes, n).tolist()
-            if len(win.kinds) == 1 and thr >= 0:
-                late = lanes.above(late_lanes, thr, n)
+            bias = _BIAS
+            late_lanes = lanes.lanes(subs) + lanes.repeat(bias, n) - lanes.lanes(win.due[a:b])
+            if lanes.above(late_lanes, bias - 1, n) == n:
+                late_lanes -= lanes.repeat(bias, n)
+                bias = 0
+        lates = list(map(sub, subs, win.due[a:b])) if bias else lanes.column(late_lanes, n).tolist()
+        if len(win.kinds) == 1 and thr >= 0:
+            late = lanes.above(late_lanes, thr + bias, n)
         subs = subs.tolist()
         nbs = win.field(W_NBYTES)[a:b]
         offset = self.start_ns - self.first_start

@@ -25,6 +25,8 @@ from collections import Counter
 SUB_BUCKETS = 128
 SHIFT = 45  # 52 mantissa bits, of which the first 7 name the sub-bucket
 MASK = (1 << 18) - 1  # exponent (11 bits) and 7 mantissa bits of a positive double
+NEGATIVE = 1 << 18  # the sign bit, where ``indexes`` with SIGNED keeps it
+SIGNED = MASK | NEGATIVE
 SCHEME = "log-linear"
 _DOUBLE = struct.Struct("<d")
 _BITS = struct.Struct("<q")
@@ -45,11 +47,12 @@ def bounds(i):
     return (_edge(i), 1) if i == 0 else (_edge(i), _edge(i + 1))
 
 
-def indexes(values):
-    """The buckets of many values >= 0, as an ``array('q')`` (C speed: see the module docstring)."""
+def indexes(values, mask=MASK):
+    """The buckets of many values >= 0, as an ``array('q')`` (C speed: see the module docstring). With
+    ``mask=SIGNED`` values may be negative: those are the buckets of -v, plus NEGATIVE."""
     n = len(values)
     doubles = array("d", values)
-    lanes = (int.from_bytes(doubles, "little") >> SHIFT) & int.from_bytes(array("q", (MASK,)) * n, "little")
+    lanes = (int.from_bytes(doubles, "little") >> SHIFT) & int.from_bytes(array("q", (mask,)) * n, "little")
     out = array("q")
     out.frombytes(lanes.to_bytes(8 * n, "little"))
     return out
@@ -82,9 +85,13 @@ class LogHistogram:
         lo, hi = min(values), max(values)
         if lo >= 0:
             self.pos.update(indexes(values))
-        else:
-            self.pos.update(indexes([v for v in values if v >= 0]))
-            self.neg.update(indexes([-v for v in values if v < 0]))
+        else:  # the double's sign bit kept above the bucket: one count, split per bucket afterwards
+            pos, neg = self.pos, self.neg
+            for i, count in Counter(indexes(values, SIGNED)).items():
+                if i & NEGATIVE:
+                    neg[i ^ NEGATIVE] += count
+                else:
+                    pos[i] += count
         self.count += len(values)
         self.min = lo if self.min is None or lo < self.min else self.min
         self.max = hi if self.max is None or hi > self.max else self.max
