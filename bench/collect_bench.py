@@ -9,6 +9,7 @@ Kinds: ``read`` (one op, one device: the common case, folded column-wise), ``mix
 on one device, interleaved: a Python step per IO) and ``two`` (reads on two devices, interleaved).
 
     python3 bench/collect_bench.py [--ios 2000000] [--iops 200000] [--rounds 3] [--kinds read mixed two]
+                                   [--early-us 0]
 """
 
 import argparse
@@ -28,8 +29,9 @@ from blkfleet.replayfile.ops import READ, WRITE  # noqa: E402
 LOOK_NS = 10_000_000  # the parent's supervision loop looks every 10 ms
 
 
-def simulate(kind, ios, iops, reaps, seed=1):
-    """CPU seconds ``Collector.poll`` took to fold ``ios`` IOs of ``kind``."""
+def simulate(kind, ios, iops, reaps, seed=1, early=0):
+    """CPU seconds ``Collector.poll`` took to fold ``ios`` IOs of ``kind`` (``early``: submitted up to that many ns
+    before their time, as in batches)."""
     rng = random.Random(seed)
     win = Window(1 << 16, io_bytes=1 << 20)
     step = int(1e9 / iops)
@@ -42,10 +44,10 @@ def simulate(kind, ios, iops, reaps, seed=1):
         ops, tgts = [READ] * per_look, [k % 2 for k in range(per_look)]
     win.kinds = set(zip(tgts, ops))
     win.one_size = 4096  # as the feeder says: every IO written is of this size
-    col = Collector([win], [None, None], 1_000_000)
+    col = Collector([win], [None, None], 1_000_000, never_early=not early)
     col.begin(1, 0)
     log = LogWriter(win)
-    late = array("q", [rng.randrange(2_000, 30_000) for _ in range(per_look)])
+    late = array("q", [rng.randrange(2_000 - early, 30_000) for _ in range(per_look)])
     op_col, tgt_col = array("B", ops), array("H", tgts)
     nb_col = array("q", [4096] * per_look)
     event = array("q", [0, 0, 4096, 0] * per_look)
@@ -92,11 +94,15 @@ def main():
     ap.add_argument("--reaps", type=int, default=16, help="completion reaps per look (default 16)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--kinds", nargs="+", default=["read", "mixed", "two"], choices=["read", "mixed", "two"])
+    ap.add_argument("--early-us", type=float, default=0,
+                    help="IOs submitted up to this early (batched: the collector folds negative lateness)")
     args = ap.parse_args()
-    print(f"{args.ios} IOs at {args.iops} IOPS, a look every 10 ms, {args.reaps} reaps per look; "
+    print(f"{args.ios} IOs at {args.iops} IOPS, a look every 10 ms, {args.reaps} reaps per look, up to "
+          f"{args.early_us:g} µs early; "
           "collector CPU per IO (µs), each round and the median")
     for kind in args.kinds:
-        rounds = [simulate(kind, args.ios, args.iops, args.reaps, seed=r) / args.ios * 1e6
+        early = int(args.early_us * 1000)
+        rounds = [simulate(kind, args.ios, args.iops, args.reaps, seed=r, early=early) / args.ios * 1e6
                   for r in range(args.rounds)]
         print(f"{kind:6} " + " ".join(f"{v:.3f}" for v in rounds) + f"  median {statistics.median(rounds):.3f}")
 

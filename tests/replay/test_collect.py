@@ -10,6 +10,7 @@ from blkfleet.replay import lanes
 from blkfleet.replay.collect import Collector
 from blkfleet.replay.window import ISSUED, W_NBYTES, LogWriter, Window
 from blkfleet.replayfile.ops import READ, WRITE
+from blkfleet.results.histogram import NEGATIVE
 
 PROBE = -1  # a probe's event data (2^64 - 1)
 
@@ -73,7 +74,7 @@ def test_lateness_of_ios_sent_early_is_exact():
         total = col.merged()
         assert (total.lateness.min, total.lateness.max) == (min(lates), max(lates))
         assert total.lateness.count == 300 and total.late == sum(late > 20_000 for late in lates)
-        assert sum(total.lateness.neg.values()) == sum(late < 0 for late in lates)
+        assert sum(c for i, c in total.lateness.counts.items() if i & NEGATIVE) == sum(late < 0 for late in lates)
     col, subs, dues, _ends = run([(READ, 4096)] * 300, one_size=4096, seed=3, early=0)
     assert col.merged().lateness.min == min(s - d for s, d in zip(subs, dues)) >= 0
 

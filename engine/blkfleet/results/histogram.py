@@ -8,8 +8,9 @@ lets a whole column of values be binned at once (``array('d')`` and one big-inte
 about 0.1 µs per value.
 
 A bucket's value is its midpoint, within 0.5/128 = 0.39 % of every value in it, from 1 µs to 100 s and beyond
-(exact up to 2^53 ns). Negative values (lateness of an IO sent early) count in a mirrored set of buckets. The
-exact minimum and maximum are kept: a percentile at either end is exact, and no estimate leaves [min, max].
+(exact up to 2^53 ns). Negative values (lateness of an IO sent early, in a batch) count in a mirrored set of
+buckets: the bucket of -v with the double's sign bit kept above it (``NEGATIVE``), so that a column of both signs
+is binned in the same one pass. The exact minimum and maximum are kept: a percentile at either end is exact, and no estimate leaves [min, max].
 
 Percentiles follow ``blkfleet.stats`` ("linear", numpy's default): rank h = (n - 1) p / 100, the values at
 ranks floor(h) and floor(h) + 1 interpolated; each ranked value is its bucket's midpoint. Memory is one dict
@@ -64,14 +65,13 @@ def _midpoint(i):
 
 
 class LogHistogram:
-    """Counts per bucket (``pos``: values >= 0; ``neg``: buckets of -v for values < 0), ``count``, exact
-    ``min``/``max`` (None while empty)."""
+    """Counts per bucket (``counts``: a value v >= 0 under its bucket, a value v < 0 under the bucket of -v plus
+    NEGATIVE), ``count``, exact ``min``/``max`` (None while empty)."""
 
-    __slots__ = ("pos", "neg", "count", "min", "max")
+    __slots__ = ("counts", "count", "min", "max")
 
     def __init__(self):
-        self.pos = Counter()
-        self.neg = Counter()
+        self.counts = Counter()
         self.count = 0
         self.min = self.max = None
 
@@ -83,15 +83,7 @@ class LogHistogram:
         if not values:
             return
         lo, hi = min(values), max(values)
-        if lo >= 0:
-            self.pos.update(indexes(values))
-        else:  # the double's sign bit kept above the bucket: one count, split per bucket afterwards
-            pos, neg = self.pos, self.neg
-            for i, count in Counter(indexes(values, SIGNED)).items():
-                if i & NEGATIVE:
-                    neg[i ^ NEGATIVE] += count
-                else:
-                    pos[i] += count
+        self.counts.update(indexes(values) if lo >= 0 else indexes(values, SIGNED))
         self.count += len(values)
         self.min = lo if self.min is None or lo < self.min else self.min
         self.max = hi if self.max is None or hi > self.max else self.max
@@ -100,35 +92,33 @@ class LogHistogram:
         """Add another histogram's counts to this one."""
         if not other.count:
             return self
-        self.pos.update(other.pos)
-        self.neg.update(other.neg)
+        self.counts.update(other.counts)
         self.count += other.count
         self.min = other.min if self.min is None or other.min < self.min else self.min
         self.max = other.max if self.max is None or other.max > self.max else self.max
         return self
 
+    def _ordered(self):
+        """[(bucket of |v|, negative, count)] in ascending order of value."""
+        neg = sorted(((i ^ NEGATIVE, c) for i, c in self.counts.items() if i & NEGATIVE), reverse=True)
+        pos = sorted((i, c) for i, c in self.counts.items() if not i & NEGATIVE)
+        return [(i, True, c) for i, c in neg] + [(i, False, c) for i, c in pos]
+
     def buckets(self):
         """[(lower, upper, count)] in ascending order of value (ns; negative buckets mirrored)."""
         out = []
-        for i in sorted(self.neg, reverse=True):
+        for i, negative, c in self._ordered():
             lo, hi = bounds(i)
-            out.append((-hi + 1, -lo + 1, self.neg[i]))
-        for i in sorted(self.pos):
-            lo, hi = bounds(i)
-            out.append((lo, hi, self.pos[i]))
+            out.append((-hi + 1, -lo + 1, c) if negative else (lo, hi, c))
         return out
 
     def _ranked(self):
         """([cumulative count after each bucket], [its value]) in ascending order of value."""
         cum, values, total = [], [], 0
-        for i in sorted(self.neg, reverse=True):
-            total += self.neg[i]
+        for i, negative, c in self._ordered():
+            total += c
             cum.append(total)
-            values.append(-_midpoint(i))
-        for i in sorted(self.pos):
-            total += self.pos[i]
-            cum.append(total)
-            values.append(_midpoint(i))
+            values.append(-_midpoint(i) if negative else _midpoint(i))
         return cum, values
 
     def percentiles(self, ps):
