@@ -10,7 +10,8 @@ about 0.1 µs per value.
 A bucket's value is its midpoint, within 0.5/128 = 0.39 % of every value in it, from 1 µs to 100 s and beyond
 (exact up to 2^53 ns). Negative values (lateness of an IO sent early, in a batch) count in a mirrored set of
 buckets: the bucket of -v with the double's sign bit kept above it (``NEGATIVE``), so that a column of both signs
-is binned in the same one pass. The exact minimum and maximum are kept: a percentile at either end is exact, and no estimate leaves [min, max].
+is binned in the same one pass. The exact minimum and maximum are kept: a percentile at either end is exact, and
+no estimate leaves [min, max].
 
 Percentiles follow ``blkfleet.stats`` ("linear", numpy's default): rank h = (n - 1) p / 100, the values at
 ranks floor(h) and floor(h) + 1 interpolated; each ranked value is its bucket's midpoint. Memory is one dict
