@@ -308,7 +308,8 @@ def test_dense_ios_go_out_in_batches_and_sparse_ones_at_their_time(tmp_path, loo
     validate(doc)
     assert doc["total"]["ios"] == n and doc["batch_window_auto"] is True
     assert doc["batch_window_us"] == realtime.AUTO_BATCH_NS / 1000
-    assert 3 <= doc["workers"][0]["batched_windows"] <= 8, doc["workers"]  # the 0.5 s of dense IOs
+    # the 0.5 s of dense IOs (more if the worker fell behind), not the 2.5 s of sparse ones
+    assert 3 <= doc["workers"][0]["batched_windows"] <= 15, doc["workers"]
     rows = lateness_by_due(tmp_path / "io.log")
     assert len(rows) == n
     dense = [late for due, late in rows if due < 500_000_000]
