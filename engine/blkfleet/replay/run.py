@@ -101,6 +101,11 @@ class ReplayOptions:
             raise TypeError(f"unknown replay options: {', '.join(sorted(unknown))}")
         self.__dict__.update(self.DEFAULTS, formats=set(), **options)
 
+    @property
+    def batch_auto(self):
+        """Whether the workers choose the batch window from the IOs' density (timed mode, no window given)."""
+        return self.batch_window_ns is None and self.mode == "timed" and not self.no_stall
+
 
 def _cpus():
     return sorted(os.sched_getaffinity(0))
@@ -693,8 +698,7 @@ def _run_lanes(opts, lease, lanes, targets, genesis, sizing_info, armed):
                                                for o in outs.values())
     run = results.Run(collector=collector, targets=targets, lanes=lanes, outcomes=outcomes, opts=opts,
                       started=started, sizing=sizing_info, workers=worker_figures(
-                          workers, opts.mode == "dependency", opts.batch_window_ns is None and opts.mode == "timed"
-                          and not opts.no_stall),
+                          workers, opts.mode == "dependency", opts.batch_auto),
                       feeder=feeder, window=_window_info(lanes), iolog=iolog, parent_cpu_s=parent_cpu_s)
     doc = results.build(run, interrupted, sup.stop_reason, _failed(sup))
     return doc, exit_code(doc)

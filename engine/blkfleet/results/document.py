@@ -152,7 +152,7 @@ def build(run, interrupted, stop_reason=None, failed=None):
         "ioengine": opts.ioengine,
         "depth": opts.depth,
         "batch_window_us": (AUTO_BATCH_NS if opts.batch_window_ns is None else opts.batch_window_ns) / 1000,
-        "batch_window_auto": opts.batch_window_ns is None and opts.mode == "timed" and not opts.no_stall,
+        "batch_window_auto": opts.batch_auto,
         "realtime": bool(opts.realtime),
         "mode": "no-stall" if opts.no_stall else opts.mode,
         "inflight": _inflight(run),

@@ -84,7 +84,7 @@ class LogHistogram:
         if not values:
             return
         lo, hi = min(values), max(values)
-        self.counts.update(indexes(values) if lo >= 0 else indexes(values, SIGNED))
+        self.counts.update(indexes(values, SIGNED))
         self.count += len(values)
         self.min = lo if self.min is None or lo < self.min else self.min
         self.max = hi if self.max is None or hi > self.max else self.max
