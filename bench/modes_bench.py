@@ -16,7 +16,12 @@ loop devices, the upper one (traced, direct IO) over the lower one (over a tmpfs
    (first Q to last C), mean IOPS, IOPS per 100 ms (median, p90), Q2C latency (p50, p99) and IOs in flight at
    each Q (mean, p90), and each one's error against the truth; every figure is the median of ``--rounds``
    rounds (the machine's noise moves single runs by tens of per cent);
-4. measure the engine's own cost per IO at full speed in each mode (``engine_cost``).
+4. for each dependency replay, split its error three ways: ``--model`` replays the recorded graph with an engine
+   that costs nothing and the truth's latencies (the rule's own error); ``model_own_s`` does the same with the
+   latencies the replay itself met (what the device did differently under the engine; shown onto the fast device
+   only: drawn at random, the slow device's throttle queueing would land on every chain); the rest, up to the
+   replay's run time, is what the engine added per link (``reaction``);
+5. measure the engine's own cost per IO at full speed in each mode (``engine_cost``).
 
     sudo python3 bench/modes_bench.py [--workloads fio,pgbench] [--rounds 3] [--slow-iops 500] [--cost-ios N]
                                       [--json FILE] [--markdown]
@@ -26,6 +31,7 @@ postgres) and e2fsprogs.
 """
 
 import argparse
+import bisect
 import contextlib
 import glob
 import json
@@ -126,7 +132,7 @@ def figures(capdir, name, last=None):
             cut = queued[len(queued) - last]
             rows = [r for r in rows if r[0] >= cut]
     matcher = Matcher()
-    latencies, depths, issues, completions, sectors, tasks, gaps = [], [], [], [], [], [], []
+    latencies, depths, issues, tasks, gaps = [], [], [], [], []
     after = {"short": [], "long": []}
     last_c = None
     waited = {}  # task -> (completion time, latency) of its latest IO, until its next Q
@@ -135,7 +141,6 @@ def figures(capdir, name, last=None):
             done = matcher.completed(sector, nbytes)
             for k in done:
                 latencies.append(t - issues[k])
-                completions[k] = t
                 waited[tasks[k]] = (t, t - issues[k])
             if done:
                 last_c = t
@@ -148,8 +153,6 @@ def figures(capdir, name, last=None):
                     after["short" if latency < 64_000 else "long"].append(t - c)
             issues.append(t)
             tasks.append(pid)
-            completions.append(None)
-            sectors.append(sector)
             matcher.queued(sector, nbytes, len(issues) - 1)
     first = issues[0]
     run_ns = max(last_c or 0, issues[-1]) - first
@@ -165,7 +168,6 @@ def figures(capdir, name, last=None):
             "gap_mean_us": statistics.mean(gaps) / 1e3 if gaps else None,
             **{f"gap_after_{k}_p50_us": pct(v, 50) / 1e3 if v else None for k, v in after.items()},
             "unmatched": matcher.unmatched,
-            "_qc": list(zip(issues, completions, sectors)),
             "_lat": latencies}
 
 
@@ -175,11 +177,14 @@ def recorded_ios(repdir, name):
                for chunk in open_replay(path).chunks())
 
 
-def reaction(repdir, name, qc):
-    """Per dependent IO of a dependency-mode replay: its Q less its latest parent's C less its recorded think time
-    (µs; p50, p90, mean): what the engine adds to each link of a chain. The replay's last Qs are its IOs with data
-    (-W), but not in trace order (an IO may go before earlier ones that wait): each recorded IO is paired with a Q
-    of its sector, the n-th with the n-th."""
+def reaction(repdir, name, iolog, capdir, target):
+    """Per dependent IO of a dependency-mode replay, what the engine added to its link of a chain (µs; p50, p90,
+    mean): its Q less its latest parent's C less its recorded think time, from the replay's capture; and
+    ``engine_*``, the same by the engine's own clock (its submit less its taking the parent's completion less the
+    think time), which leaves out the kernel's paths and includes the engine's offset (docs/replay.md). Each
+    recorded IO is paired with the engine's log entry of its offset and size (the n-th with the n-th, in submit
+    order), then with the first Q of its sector at or after that submit and the C that completed that IO. Only IOs
+    whose parents all carry data count (``ios``, ``engine_ios``): a flush has no Q with data to be paired with."""
     ios = []
     for path in find_per_cpu(repdir, name, "replay"):
         for chunk in open_replay(path, timing=True).chunks():
@@ -187,22 +192,53 @@ def reaction(repdir, name, qc):
             ios += [(seq, n, think, [p for p, after in ps if not after], sector)
                     for seq, n, think, ps, sector in zip(t.seqs, chunk.nbytes, t.thinks, t.parents(), chunk.sectors)]
     ios.sort()
-    with_data = sum(1 for io in ios if io[1])
-    by_sector = {}
-    for q, c, sector in qc[len(qc) - with_data:]:
-        by_sector.setdefault(sector, []).append((q, c))
-    replayed = {}  # seq -> (Q, C) in the replay
+    logged = {}
+    with IOLog(iolog) as log:
+        for _it, _w, start, cols in log.blocks():
+            for sub, lat, off, n in zip(cols["submit_ns"], cols["latency_ns"], cols["offset"], cols["nbytes"]):
+                logged.setdefault((off // 512, n), []).append((start + sub, start + sub + lat))
+    for entries in logged.values():
+        entries.sort(reverse=True)
+    rows = []
+    for path in find_per_cpu(capdir, target, "blktrace"):
+        with TraceReader(path) as reader:
+            rows += [(r.time, is_complete(r.action), r.sector, r.bytes) for r in reader
+                     if r.bytes and (is_queue(r.action) or is_complete(r.action))]
+    rows.sort()
+    queued, done = {}, {}  # sector -> Q times; Q time -> the C that completed the whole IO (split ones too)
+    matcher = Matcher()
+    for t, is_c, sector, nbytes in rows:
+        if is_c:
+            for q in matcher.completed(sector, nbytes):
+                done[q] = t
+        else:
+            queued.setdefault(sector, []).append(t)
+            matcher.queued(sector, nbytes, t)
+    replayed = {}  # seq -> (submit, taken, Q, C)
     for seq, n, _think, _ps, sector in ios:
-        if n and by_sector.get(sector):
-            replayed[seq] = by_sector[sector].pop(0)
-    gaps = []
+        entries = logged.get((sector, n)) if n else None  # a flush has no Q with data to pair with
+        if not entries:
+            continue
+        submit, taken = entries.pop()
+        qs = queued.get(sector, ())
+        k = bisect.bisect_left(qs, submit)
+        q = qs[k] if k < len(qs) else None
+        replayed[seq] = (submit, taken, q, done.get(q))
+    device, engine = [], []
     for seq, _n, think, parents, _sector in ios:
-        done = [replayed[p][1] for p in parents if p in replayed and replayed[p][1] is not None]
-        if seq in replayed and done and len(done) == len(parents):
-            gaps.append((replayed[seq][0] - max(done) - think) / 1e3)
-    if not gaps:  # no dependent IO whose parents all showed in the capture
-        return {"p50": None, "p90": None, "mean": None}
-    return {"p50": round(pct(gaps, 50), 1), "p90": round(pct(gaps, 90), 1), "mean": round(statistics.mean(gaps), 1)}
+        if seq not in replayed or not parents or not all(p in replayed for p in parents):
+            continue
+        engine.append((replayed[seq][0] - max(replayed[p][1] for p in parents) - think) / 1e3)
+        done = [replayed[p][3] for p in parents]
+        if replayed[seq][2] is not None and None not in done:
+            device.append((replayed[seq][2] - max(done) - think) / 1e3)
+    def us(values, p=None):
+        if not values:  # no dependent IO whose parents all showed (a flush parent has no Q with data)
+            return None
+        return round(statistics.mean(values) if p is None else pct(values, p), 1)
+
+    return {"ios": len(device), "p50": us(device, 50), "p90": us(device, 90), "mean": us(device),
+            "engine_ios": len(engine), "engine_p50": us(engine, 50), "engine_mean": us(engine)}
 
 
 def model_run(repdir, name, latencies, seed=1):
@@ -380,13 +416,13 @@ def replay(repdir, name, target, mode, work, tag):
     if run.returncode != 0:
         raise RuntimeError(f"replay {mode}: {run.stderr.strip()}")
     got = figures(out, os.path.basename(target), last=recorded_ios(repdir, name))
-    qc = got.pop("_qc")
-    del got["_lat"]
+    latencies = got.pop("_lat")
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     got["engine_cpu_us_per_io"] = round(cpu * 1e6 / got["ios"], 1)  # the whole replay command: parent and worker
     if mode == "dependency":
-        got["reaction_us"] = reaction(repdir, name, qc)
+        got["reaction_us"] = reaction(repdir, name, iolog, out, os.path.basename(target))
         got["reaction_parts_us"] = reaction_parts(iolog, out, os.path.basename(target))
+        got["model_own_s"] = round(model_run(repdir, name, latencies), 4)
         os.unlink(iolog)
     return got
 
@@ -402,7 +438,7 @@ def one_round(kind, args, work, devices, tag):
     truth = {"slow": figures(slow_cap, name), "fast": figures(fast_cap, name)}
     fast_latencies = truth["fast"]["_lat"]
     for t in truth.values():
-        del t["_qc"], t["_lat"]
+        del t["_lat"]
     rule = args.record_options.split()
     reps = {"slow": record(slow_cap, name, rule), "fast": record(fast_cap, name, rule)}
     model = {}
@@ -421,7 +457,8 @@ def one_round(kind, args, work, devices, tag):
             got[(f"{source} -> {dest}", mode)] = fig
             print(f"  {kind}{tag} {source} -> {dest} {mode:10s} " + " ".join(
                 f"{m} {fig[m]:.4g} ({errors(fig, truth[dest])[m]:+}%)" for m in METRICS)
-                + (f" reaction {fig['reaction_us']} {fig['reaction_parts_us']}" if "reaction_us" in fig else ""),
+                + (f" reaction {fig['reaction_us']} {fig['reaction_parts_us']} model with its own latencies "
+                   f"{fig['model_own_s']} s" if "reaction_us" in fig else ""),
                 flush=True)
     for p in glob.glob(os.path.join(work, "*")):
         if os.path.isdir(p) and (p.endswith("-replay") or os.path.basename(p).startswith(("cap-", "rep-"))):
@@ -440,7 +477,8 @@ def median_of(figs):
     out.update({m: _median(f[m] for f in figs) for m in ("ios", "gap_p50_us", "gap_mean_us", "gap_after_short_p50_us",
                                                              "gap_after_long_p50_us") if m in figs[0]})
     if "reaction_us" in figs[0]:
-        out["reaction_us"] = {k: _median(f["reaction_us"][k] for f in figs) for k in ("p50", "p90", "mean")}
+        out["model_own_s"] = round(statistics.median(f["model_own_s"] for f in figs), 4)
+        out["reaction_us"] = {k: _median(f["reaction_us"][k] for f in figs) for k in figs[0]["reaction_us"]}
         out["reaction_parts_us"] = {k: _median(f["reaction_parts_us"][k] for f in figs)
                                     for k in figs[0]["reaction_parts_us"]}
     return out
@@ -549,6 +587,10 @@ def link_gaps(capdir, name, last=None):
     return {"p50": round(pct(gaps, 50), 1), "mean": round(statistics.mean(gaps), 1)}
 
 
+def _err(value, truth):
+    return round(100 * (value - truth) / truth, 1)
+
+
 def _truth_text(t):
     return (f"{t['run_s']:.2f} s ({t['run_s_range'][0]:.2f}–{t['run_s_range'][1]:.2f}), {t['ios']:.0f} IOs, "
             f"{t['iops']:.0f} IOPS, latency p50 {t['lat_p50_us']:.0f} µs, in flight {t['inflight_mean']:.2f}")
@@ -580,13 +622,19 @@ def markdown(results):
         for r in rows:
             if "reaction_us" in r:
                 lines.append(f"\n{kind} {r['direction']} dependency: the engine's reaction per dependent IO (its Q "
-                             "less its latest parent's C less its think time) p50 "
+                             "less its latest parent's C less its think time; over "
+                             f"{r['reaction_us']['ios']} IOs whose parents all carry data) p50 "
                              f"{r['reaction_us']['p50']} µs, p90 {r['reaction_us']['p90']} µs, mean "
-                             f"{r['reaction_us']['mean']} µs; of which, at the median, the kernel's submission "
+                             f"{r['reaction_us']['mean']} µs (by the engine's own clock, its offset taken off: "
+                             f"p50 {r['reaction_us']['engine_p50']} µs, mean {r['reaction_us']['engine_mean']} µs); "
+                             "of which, at the median, the kernel's submission "
                              f"path {r['reaction_parts_us']['submit_to_q']} µs, its completion path and the worker's "
                              f"wake-up {r['reaction_parts_us']['c_to_seen']} µs (p90 "
                              f"{r['reaction_parts_us']['c_to_seen_p90']}), the engine's delay past its decided "
-                             f"moment {r['reaction_parts_us']['late']} µs")
+                             f"moment {r['reaction_parts_us']['late']} µs"
+                             + (f". The rule with the replay's own latencies (model_run): {r['model_own_s']:.3f} s, "
+                                f"{_err(r['model_own_s'], truth['fast']['run_s']):+} % against the truth"
+                                if r["direction"].endswith("fast") else ""))
         if models:
             lines.append(f"\n{kind}, the dependency rule alone (model_run: an engine that costs nothing, latencies "
                          "drawn from the fast truth's; median of the rounds):\n")
