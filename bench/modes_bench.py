@@ -17,7 +17,7 @@ loop devices, the upper one (traced, direct IO) over the lower one (over a tmpfs
    each Q (mean, p90), and each one's error against the truth; every figure is the median of ``--rounds``
    rounds (the machine's noise moves single runs by tens of per cent);
 4. for each dependency replay, split its error three ways: ``--model`` replays the recorded graph with an engine
-   that costs nothing and the truth's latencies (the rule's own error); ``model_own_s`` does the same with the
+   that costs nothing and the truth's latencies, per operation and size (the rule's own error); ``model_own_s`` does the same with the
    latencies the replay itself met (what the device did differently under the engine; shown onto the fast device
    only: drawn at random, the slow device's throttle queueing would land on every chain); the rest, up to the
    replay's run time, is what the engine added per link (``reaction``);
@@ -50,6 +50,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests"))
 
 from blkfleet.percpu import find_per_cpu  # noqa: E402
 from blkfleet.replayfile import open_replay  # noqa: E402
+from blkfleet.replayfile.ops import classify  # noqa: E402
 from blkfleet.results.iolog import IOLog  # noqa: E402
 from blkfleet.trace.actions import is_complete, is_queue  # noqa: E402
 from blkfleet.trace.matching import Matcher  # noqa: E402
@@ -123,24 +124,26 @@ def figures(capdir, name, last=None):
     rows = []
     for path in find_per_cpu(capdir, name, "blktrace"):
         with TraceReader(path) as reader:
-            rows += [(r.time, is_complete(r.action), r.sector, r.bytes, r.pid) for r in reader
-                     if r.bytes and (is_queue(r.action) or is_complete(r.action))]
+            rows += [(r.time, is_complete(r.action), r.sector, r.bytes, r.pid, classify(r.action, r.bytes)[0])
+                     for r in reader if r.bytes and (is_queue(r.action) or is_complete(r.action))]
     rows.sort()
     if last is not None:
-        queued = [t for t, is_c, _s, _n, _p in rows if not is_c]
+        queued = [t for t, is_c, _s, _n, _p, _op in rows if not is_c]
         if len(queued) > last:
             cut = queued[len(queued) - last]
             rows = [r for r in rows if r[0] >= cut]
     matcher = Matcher()
-    latencies, depths, issues, tasks, gaps = [], [], [], [], []
+    latencies, depths, issues, tasks, kinds, gaps = [], [], [], [], [], []
+    by_kind = {}  # (op, bytes.bit_length()) -> latencies
     after = {"short": [], "long": []}
     last_c = None
     waited = {}  # task -> (completion time, latency) of its latest IO, until its next Q
-    for t, is_c, sector, nbytes, pid in rows:
+    for t, is_c, sector, nbytes, pid, op in rows:
         if is_c:
             done = matcher.completed(sector, nbytes)
             for k in done:
                 latencies.append(t - issues[k])
+                by_kind.setdefault(kinds[k], []).append(t - issues[k])
                 waited[tasks[k]] = (t, t - issues[k])
             if done:
                 last_c = t
@@ -153,6 +156,7 @@ def figures(capdir, name, last=None):
                     after["short" if latency < 64_000 else "long"].append(t - c)
             issues.append(t)
             tasks.append(pid)
+            kinds.append((op, nbytes.bit_length()))
             matcher.queued(sector, nbytes, len(issues) - 1)
     first = issues[0]
     run_ns = max(last_c or 0, issues[-1]) - first
@@ -168,7 +172,7 @@ def figures(capdir, name, last=None):
             "gap_mean_us": statistics.mean(gaps) / 1e3 if gaps else None,
             **{f"gap_after_{k}_p50_us": pct(v, 50) / 1e3 if v else None for k, v in after.items()},
             "unmatched": matcher.unmatched,
-            "_lat": latencies}
+            "_lat": latencies, "_lat_by": by_kind}
 
 
 def recorded_ios(repdir, name):
@@ -241,22 +245,25 @@ def reaction(repdir, name, iolog, capdir, target):
             "engine_ios": len(engine), "engine_p50": us(engine, 50), "engine_mean": us(engine)}
 
 
-def model_run(repdir, name, latencies, seed=1):
+def model_run(repdir, name, latencies, by_kind, seed=1):
     """Run time (s) of a dependency replay of ``repdir`` by an engine that costs nothing: each IO goes once its
     latest completion parent completed plus its recorded think time (without one: its recorded distance after the
-    IO before it), and not before its issue parents; its latency is drawn from ``latencies`` (ns, of a capture of
-    the destination). Nothing queues, so this holds for a destination the replay does not saturate: what the
-    dependency rule itself gives, apart from the engine."""
+    IO before it), and not before its issue parents; its latency is drawn from those of a capture of the
+    destination (ns): ``by_kind``, per (op, size class: bytes' bit length), those of IOs of its kind when there
+    are at least 20, else ``latencies``, all of them (a flush: no latency of its own in the capture's figures).
+    Nothing queues, so this holds for a destination the replay does not saturate: what the dependency rule itself
+    gives, apart from the engine."""
     ios = []
     for path in find_per_cpu(repdir, name, "replay"):
         for chunk in open_replay(path, timing=True).chunks():
             t = chunk.timing
-            ios += zip(t.seqs, chunk.times, t.thinks, t.parents())
+            ios += zip(t.seqs, chunk.times, t.thinks, t.parents(), chunk.ops, chunk.nbytes)
     ios.sort()
     draw = random.Random(seed).choice
+    pools = {kind: values for kind, values in by_kind.items() if len(values) >= 20}
     issued, completed = {}, {}
     before = None
-    for seq, due, think, parents in ios:
+    for seq, due, think, parents, op, nbytes in ios:
         done = [completed[p] for p, after in parents if not after and p in completed]
         if done:
             at = max(done) + think
@@ -265,7 +272,7 @@ def model_run(repdir, name, latencies, seed=1):
         else:
             at = 0
         at = max([at] + [issued[p] for p, after in parents if after and p in issued])
-        issued[seq], completed[seq] = at, at + draw(latencies)
+        issued[seq], completed[seq] = at, at + draw(pools.get((op, nbytes.bit_length()), latencies))
         before = (seq, due)
     return (max(completed.values()) - min(issued.values())) / 1e9
 
@@ -416,13 +423,13 @@ def replay(repdir, name, target, mode, work, tag):
     if run.returncode != 0:
         raise RuntimeError(f"replay {mode}: {run.stderr.strip()}")
     got = figures(out, os.path.basename(target), last=recorded_ios(repdir, name))
-    latencies = got.pop("_lat")
+    latencies, by_kind = got.pop("_lat"), got.pop("_lat_by")
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     got["engine_cpu_us_per_io"] = round(cpu * 1e6 / got["ios"], 1)  # the whole replay command: parent and worker
     if mode == "dependency":
         got["reaction_us"] = reaction(repdir, name, iolog, out, os.path.basename(target))
         got["reaction_parts_us"] = reaction_parts(iolog, out, os.path.basename(target))
-        got["model_own_s"] = round(model_run(repdir, name, latencies), 4)
+        got["model_own_s"] = round(model_run(repdir, name, latencies, by_kind), 4)
         os.unlink(iolog)
     return got
 
@@ -436,9 +443,9 @@ def one_round(kind, args, work, devices, tag):
         slow_cap = capture_workload(kind, dev, work, args, f"slow{tag}")
     fast_cap = capture_workload(kind, dev, work, args, f"fast{tag}")
     truth = {"slow": figures(slow_cap, name), "fast": figures(fast_cap, name)}
-    fast_latencies = truth["fast"]["_lat"]
+    fast_latencies = truth["fast"]["_lat"], truth["fast"]["_lat_by"]
     for t in truth.values():
-        del t["_lat"]
+        del t["_lat"], t["_lat_by"]
     rule = args.record_options.split()
     reps = {"slow": record(slow_cap, name, rule), "fast": record(fast_cap, name, rule)}
     model = {}
@@ -447,7 +454,7 @@ def one_round(kind, args, work, devices, tag):
             for source in ("slow", "fast"):
                 rep = reps[source] if options is None else record(slow_cap if source == "slow" else fast_cap, name,
                                                                   options, suffix="-task")
-                model[(scope, f"{source} -> fast")] = model_run(rep, name, fast_latencies)
+                model[(scope, f"{source} -> fast")] = model_run(rep, name, *fast_latencies)
         print(f"  {kind}{tag} model " + "; ".join(f"{k[0]} {k[1]} {v:.3f} s" for k, v in model.items()), flush=True)
     got = {}
     for source, dest in (("slow", "fast"), ("fast", "slow")):
@@ -637,7 +644,7 @@ def markdown(results):
                                 if r["direction"].endswith("fast") else ""))
         if models:
             lines.append(f"\n{kind}, the dependency rule alone (model_run: an engine that costs nothing, latencies "
-                         "drawn from the fast truth's; median of the rounds):\n")
+                         "drawn from the fast truth's IOs of the same operation and size class; median of the rounds):\n")
             lines.append("| rule | direction | run s | error against the fast truth % |\n|---|---|---|---|")
             lines += [f"| {m['rule']} | {m['direction']} | {m['run_s']:.3f} | {m['error_pct']:+} |" for m in models]
     return "\n".join(lines)
