@@ -17,10 +17,10 @@ loop devices, the upper one (traced, direct IO) over the lower one (over a tmpfs
    each Q (mean, p90), and each one's error against the truth; every figure is the median of ``--rounds``
    rounds (the machine's noise moves single runs by tens of per cent);
 4. for each dependency replay, split its error three ways: ``--model`` replays the recorded graph with an engine
-   that costs nothing and the truth's latencies, per operation and size (the rule's own error); ``model_own_s`` does the same with the
-   latencies the replay itself met (what the device did differently under the engine; shown onto the fast device
-   only: drawn at random, the slow device's throttle queueing would land on every chain); the rest, up to the
-   replay's run time, is what the engine added per link (``reaction``);
+   that costs nothing and the truth's latencies, per operation and size (the rule's own error); ``model_own_s``
+   does the same with the latencies the replay itself met (what the device did differently under the engine;
+   shown onto the fast device only: drawn at random, the slow device's throttle queueing would land on every
+   chain); the rest, up to the replay's run time, is what the engine added per link (``reaction``);
 5. measure the engine's own cost per IO at full speed in each mode (``engine_cost``).
 
     sudo python3 bench/modes_bench.py [--workloads fio,pgbench] [--rounds 3] [--slow-iops 500] [--cost-ios N]
@@ -644,7 +644,8 @@ def markdown(results):
                                 if r["direction"].endswith("fast") else ""))
         if models:
             lines.append(f"\n{kind}, the dependency rule alone (model_run: an engine that costs nothing, latencies "
-                         "drawn from the fast truth's IOs of the same operation and size class; median of the rounds):\n")
+                         "drawn from the fast truth's IOs of the same operation and size class; median of the "
+                         "rounds):\n")
             lines.append("| rule | direction | run s | error against the fast truth % |\n|---|---|---|---|")
             lines += [f"| {m['rule']} | {m['direction']} | {m['run_s']:.3f} | {m['error_pct']:+} |" for m in models]
     return "\n".join(lines)
