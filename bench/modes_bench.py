@@ -545,8 +545,9 @@ def engine_cost(args):
             rows[mode] = {"ios": total["ios"], "iops": round(total["iops"]),
                           "cpu_us_per_io": round(cpu * 1e6 / total["ios"], 2)}
             print(f"  cost {mode:20s} {rows[mode]}", flush=True)
-        rows["chain"] = chain_cost(args, work, dev, target)
-        print(f"  cost chain {rows['chain']}", flush=True)
+        if args.chain_ios:
+            rows["chain"] = chain_cost(args, work, dev, target)
+            print(f"  cost chain {rows['chain']}", flush=True)
         return rows
 
 
@@ -662,7 +663,8 @@ def main():
     ap.add_argument("--record-options", default="", metavar="OPTIONS",
                     help="blkfleet record options for the captures (the dependency rule: '--dep-window 500000')")
     ap.add_argument("--cost-ios", type=int, default=200000, help="IOs of the engine-cost capture (0: skip it)")
-    ap.add_argument("--chain-ios", type=int, default=2000, help="IOs of the engine-cost chain (one at a time)")
+    ap.add_argument("--chain-ios", type=int, default=2000,
+                    help="IOs of the engine-cost chain (one at a time; 0: skip it)")
     ap.add_argument("--model", action="store_true",
                     help="also what the dependency rule gives onto the fast device with an engine that costs nothing "
                     "(model_run), as recorded and with --dep-scope task")
@@ -690,6 +692,8 @@ def main():
             for mode, r in cost.items():
                 if mode != "chain":
                     print(f"| {mode} | {r['ios']} | {r['iops']} | {r['cpu_us_per_io']} |")
+            if "chain" not in cost:
+                return
             app, rep = cost["chain"]["application"], cost["chain"]["replay"]
             print(f"\nA chain of {args.chain_ios} reads one at a time, from each completion to the next issue: the "
                   f"application (fio, libaio) p50 {app['p50']} µs, mean {app['mean']} µs; its dependency replay "
