@@ -28,6 +28,7 @@ from ..names import check_name
 from ..percpu import find_devices, find_per_cpu
 from ..replayfile import open_replay
 from ..replayfile.ops import DISCARD, F_FUA, F_PREFLUSH, FLUSH, READ, WRITE, WRITE_ZEROES
+from ..replayfile.reader import DEP_AFTER_ISSUE, DEP_DISTANCE
 from . import lanes
 from .ioengines.base import RWF_DSYNC
 from .window import (
@@ -74,7 +75,7 @@ class Source:
         self.format = None
         self.reader = None
         self.timing = timing  # keep each IO's recorded timing (the load and dependency modes)
-        self.timed = False  # @rows: (seq, in flight, think, [(parent seq, issue parent), ...] nearest first) per IO
+        self.timed = False  # @rows: (seq, in flight, think, its parents as stored, nearest first) per IO
         self.rewind()
 
     def rewind(self):
@@ -129,7 +130,7 @@ class Source:
         self.flags += chunk.flags
         if self.rows is not None:
             t = chunk.timing
-            self.rows += zip(t.seqs, t.inflight, t.thinks, t.parents())
+            self.rows += zip(t.seqs, t.inflight, t.thinks, t.stored_parents())
         return True
 
     def first_time(self):
@@ -485,16 +486,20 @@ class Feeder:
         mask, acc = win.mask, self.acc
         keep = 4 * win.capacity  # seqs remembered per target
         parents, nparents, need, think, limit = win.parents, win.nparents, win.need, win.think, win.limit
-        for k, (seq, inflight, pause, pseqs) in enumerate(rows):
+        for k, (seq, inflight, pause, stored) in enumerate(rows):
             t = tgt if isinstance(tgt, int) else tgt[k]
             index, order = self.index_of[t], self.indexed[t]
             at = first + k
             slot = at & mask
-            found = [(p, issue) for p, issue in ((index.get(q), issue) for q, issue in pseqs) if p is not None]
-            near = [-1 - p if issue else p for p, issue in found[:PARENTS]]
+            found = []  # window indexes, an issue parent's as -1 - it
+            for d in stored:
+                p = index.get(seq - (d & DEP_DISTANCE))
+                if p is not None:
+                    found.append(~p if d & DEP_AFTER_ISSUE else p)
+            near = found[:PARENTS]
             parents[slot * PARENTS:slot * PARENTS + len(near)] = array("q", near)
             nparents[slot] = len(near)
-            need[slot] = max((p for p, _issue in found[PARENTS:]), default=-1) + 1
+            need[slot] = max((p if p >= 0 else ~p for p in found[PARENTS:]), default=-1) + 1
             think[slot] = pause if acc == 1 else min(int(pause / acc), LATEST)
             limit[slot] = inflight or NO_LIMIT  # 0 would hold it back for ever (busy >= 0)
             self.recorded_depths[t][inflight] += 1

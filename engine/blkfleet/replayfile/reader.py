@@ -18,7 +18,7 @@ per IO.
 import os
 import sys
 from array import array
-from itertools import repeat
+from itertools import accumulate, repeat
 from operator import itemgetter
 
 from ..errors import TraceFormatError
@@ -82,6 +82,13 @@ class Timing:
 
     def __len__(self):
         return len(self.seqs)
+
+    def stored_parents(self):
+        """Per IO, its parents as stored (``deps`` entries: distance back, bit 31 for an issue parent), one
+        ``array('I')`` slice each: what the replay's feeder decodes, without a Python object per parent."""
+        ends = list(accumulate(self.ndeps))
+        deps = self.deps
+        return [deps[a:b] for a, b in zip([0, *ends], ends)]
 
     def parents(self):
         """Per IO, its parents as a list of (seq, after_issue) pairs (reference: one Python list per IO)."""
