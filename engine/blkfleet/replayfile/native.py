@@ -11,6 +11,7 @@ version 1, byte for byte what earlier engines wrote.
 import struct
 from array import array
 from functools import reduce
+from itertools import chain, repeat
 from operator import itemgetter, or_
 
 from ..errors import BlkfleetError, TraceFormatError
@@ -240,10 +241,10 @@ class NativeReader(ReplayReader):
         if min(seqs) < 0 or min(thinks) < 0:
             return "a negative IO number or think time"
         if deps:
-            distances = [d & DEP_DISTANCE for d in deps]
+            distances = list(map(DEP_DISTANCE.__and__, deps))
             if not min(distances):
                 return "an IO depends on itself"
-            children = array("q", [seq for seq, n in zip(seqs, ndeps) for _ in range(n)])
+            children = chain.from_iterable(map(repeat, seqs, ndeps))
             if any(map(int.__gt__, distances, children)):
                 return "a parent before the device's first IO"
         return None
