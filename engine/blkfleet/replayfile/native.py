@@ -17,7 +17,6 @@ from operator import itemgetter, or_
 from ..errors import BlkfleetError, TraceFormatError
 from .ops import FLAG_NAMES, OP_NAMES
 from .reader import (
-    DEP_DISTANCE,
     LITTLE,
     MAX_TIME,
     PACKET_SIZE,
@@ -47,6 +46,8 @@ MAX_DEPS = 1024  # parents of one IO at most
 MAX_DT = 0xFFFFFFFF  # a packet's offset from its bunch time is a u32 of nanoseconds
 MAX_BUNCH = 1 << 16  # IOs in one bunch at most (record writes at most 4096): a bunch is read whole
 KNOWN_FLAGS = sum(bit for bit, _name in FLAG_NAMES)
+_TOP = 3 if LITTLE else 0  # the byte of a native u32 that holds its top bit
+_LOW7 = bytes(b & 0x7F for b in range(256))
 _SECTOR, _NBYTES, _DT, _OP, _FLAGS, _PID = map(itemgetter, range(6))
 
 
@@ -241,12 +242,16 @@ class NativeReader(ReplayReader):
         if min(seqs) < 0 or min(thinks) < 0:
             return "a negative IO number or think time"
         if deps:
-            distances = list(map(DEP_DISTANCE.__and__, deps))
+            raw = bytearray(deps.tobytes())  # the distances: each u32 with its top bit (the issue flag) cleared
+            raw[_TOP::4] = raw[_TOP::4].translate(_LOW7)
+            distances = array("I")
+            distances.frombytes(raw)
             if not min(distances):
                 return "an IO depends on itself"
-            children = chain.from_iterable(map(repeat, seqs, ndeps))
-            if any(map(int.__gt__, distances, children)):
-                return "a parent before the device's first IO"
+            if max(distances) > seqs[0]:  # seqs rise: only then may some parent reach before the first IO
+                children = chain.from_iterable(map(repeat, seqs, ndeps))
+                if any(map(int.__gt__, distances, children)):
+                    return "a parent before the device's first IO"
         return None
 
     def _fast_ok(self, run):
