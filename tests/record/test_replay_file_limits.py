@@ -5,6 +5,7 @@ The readers refuse an op the format does not define, unknown flag bits, a time o
 ending beyond 2^63 - 1 bytes, and a bunch whose packet count is more than the file holds (never allocated).
 """
 
+import re
 import struct
 
 import pytest
@@ -205,3 +206,37 @@ def test_native_version_2_without_the_timing_flag_is_refused(tmp_path, timing, c
         result = run_cli("replay", "-d", tmp_path, "sda")
     fails(result, path, "offset 12:", "version 2 file without the TIMING flag (a file without timing is version 1)")
     assert not (tmp_path / "b.bundle").exists()
+
+
+AFTER_ISSUE = 1 << 31
+BAD_TIMING = {  # the timing of two IOs of one bunch: (seq, think, parents as stored) each
+    "parent-before-first": ([(3, 0, []), (4, 0, [5])], "a parent before the device's first IO"),
+    "issue-parent-before-first": ([(3, 0, []), (4, 0, [AFTER_ISSUE | 5])], "a parent before the device's first IO"),
+    "far-in-a-long-run": ([(10, 0, [1, 2]), (11, 0, [1, 12])], "a parent before the device's first IO"),
+    "itself": ([(3, 0, []), (4, 0, [1, 0])], "an IO depends on itself"),
+    "itself-after-issue": ([(3, 0, []), (4, 0, [AFTER_ISSUE])], "an IO depends on itself"),
+    "seq-falls": ([(4, 0, []), (4, 0, [])], "IO numbers (seq) do not rise"),
+    "think-negative": ([(3, 0, []), (4, 1 << 63, [1])], "a negative IO number or think time"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_TIMING)
+def test_timing_no_replay_can_hold_is_refused(tmp_path, case):
+    """A version 2 run whose IO numbers do not rise, with a negative think time, an IO its own parent, or a parent
+    (completion or issue) before the device's first IO, is refused with one line naming the run's offset; the
+    same IOs with parents within reach read."""
+    ios, message = BAD_TIMING[case]
+    path = tmp_path / "sda.replay.0"
+    w = native.NativeWriter(str(path), 0x700001, 0, 64, timing=True)
+    w.add_bunch(1000, [OK, (16, 4096, 10, 0, 0, 1)], [(seq, think, 500, 1, deps) for seq, think, deps in ios])
+    w.close()
+    refused = pytest.raises(TraceFormatError, match=re.escape(f"offset 64: {message}"))
+    with open_replay(str(path), timing=True) as r, refused:
+        list(r.chunks())
+    fails(run_cli("replay", "-d", tmp_path, "--mode", "dependency", "sda"), path, "offset 64:", message)
+    good = [(3, 0, 500, 1, []), (4, 0, 500, 1, [1, AFTER_ISSUE | 4])]
+    w = native.NativeWriter(str(path), 0x700001, 0, 64, timing=True)
+    w.add_bunch(1000, [OK, (16, 4096, 10, 0, 0, 1)], good)
+    w.close()
+    with open_replay(str(path), timing=True) as r:
+        assert [list(c.timing.seqs) for c in r.chunks()] == [[3, 4]]
