@@ -133,7 +133,7 @@ def figures(capdir, name, last=None):
             cut = queued[len(queued) - last]
             rows = [r for r in rows if r[0] >= cut]
     matcher = Matcher()
-    latencies, depths, issues, tasks, kinds, gaps = [], [], [], [], [], []
+    latencies, depths, issues, completions, sectors, tasks, kinds, gaps = [], [], [], [], [], [], [], []
     by_kind = {}  # (op, bytes.bit_length()) -> latencies
     after = {"short": [], "long": []}
     last_c = None
@@ -143,6 +143,7 @@ def figures(capdir, name, last=None):
             done = matcher.completed(sector, nbytes)
             for k in done:
                 latencies.append(t - issues[k])
+                completions[k] = t
                 by_kind.setdefault(kinds[k], []).append(t - issues[k])
                 waited[tasks[k]] = (t, t - issues[k])
             if done:
@@ -156,6 +157,8 @@ def figures(capdir, name, last=None):
                     after["short" if latency < 64_000 else "long"].append(t - c)
             issues.append(t)
             tasks.append(pid)
+            completions.append(None)
+            sectors.append(sector)
             kinds.append((op, nbytes.bit_length()))
             matcher.queued(sector, nbytes, len(issues) - 1)
     first = issues[0]
@@ -172,7 +175,7 @@ def figures(capdir, name, last=None):
             "gap_mean_us": statistics.mean(gaps) / 1e3 if gaps else None,
             **{f"gap_after_{k}_p50_us": pct(v, 50) / 1e3 if v else None for k, v in after.items()},
             "unmatched": matcher.unmatched,
-            "_lat": latencies, "_lat_by": by_kind}
+            "_qc": list(zip(issues, completions, sectors)), "_lat": latencies, "_lat_by": by_kind}
 
 
 def recorded_ios(repdir, name):
@@ -181,13 +184,14 @@ def recorded_ios(repdir, name):
                for chunk in open_replay(path).chunks())
 
 
-def reaction(repdir, name, iolog, capdir, target):
+def reaction(repdir, name, iolog, qc):
     """Per dependent IO of a dependency-mode replay, what the engine added to its link of a chain (µs; p50, p90,
     mean): its Q less its latest parent's C less its recorded think time, from the replay's capture; and
     ``engine_*``, the same by the engine's own clock (its submit less its taking the parent's completion less the
     think time), which leaves out the kernel's paths and includes the engine's offset (docs/replay.md). Each
     recorded IO is paired with the engine's log entry of its offset and size (the n-th with the n-th, in submit
-    order), then with the first Q of its sector at or after that submit and the C that completed that IO. Only IOs
+    order), then with the first Q of its sector at or after that submit and the C that completed that IO (``qc``:
+    (Q, C of the whole IO, sector) per Q of the replay's capture, ``figures``). Only IOs
     whose parents all carry data count (``ios``, ``engine_ios``): a flush has no Q with data to be paired with."""
     ios = []
     for path in find_per_cpu(repdir, name, "replay"):
@@ -203,21 +207,10 @@ def reaction(repdir, name, iolog, capdir, target):
                 logged.setdefault((off // 512, n), []).append((start + sub, start + sub + lat))
     for entries in logged.values():
         entries.sort(reverse=True)
-    rows = []
-    for path in find_per_cpu(capdir, target, "blktrace"):
-        with TraceReader(path) as reader:
-            rows += [(r.time, is_complete(r.action), r.sector, r.bytes) for r in reader
-                     if r.bytes and (is_queue(r.action) or is_complete(r.action))]
-    rows.sort()
-    queued, done = {}, {}  # sector -> Q times; Q time -> the C that completed the whole IO (split ones too)
-    matcher = Matcher()
-    for t, is_c, sector, nbytes in rows:
-        if is_c:
-            for q in matcher.completed(sector, nbytes):
-                done[q] = t
-        else:
-            queued.setdefault(sector, []).append(t)
-            matcher.queued(sector, nbytes, t)
+    queued, done = {}, {}  # sector -> Q times (in order); Q time -> the C that completed the whole IO
+    for q, c, sector in qc:
+        queued.setdefault(sector, []).append(q)
+        done[q] = c
     replayed = {}  # seq -> (submit, taken, Q, C)
     for seq, n, _think, _ps, sector in ios:
         entries = logged.get((sector, n)) if n else None  # a flush has no Q with data to pair with
@@ -236,6 +229,7 @@ def reaction(repdir, name, iolog, capdir, target):
         done = [replayed[p][3] for p in parents]
         if replayed[seq][2] is not None and None not in done:
             device.append((replayed[seq][2] - max(done) - think) / 1e3)
+
     def us(values, p=None):
         if not values:  # no dependent IO whose parents all showed (a flush parent has no Q with data)
             return None
@@ -423,11 +417,11 @@ def replay(repdir, name, target, mode, work, tag):
     if run.returncode != 0:
         raise RuntimeError(f"replay {mode}: {run.stderr.strip()}")
     got = figures(out, os.path.basename(target), last=recorded_ios(repdir, name))
-    latencies, by_kind = got.pop("_lat"), got.pop("_lat_by")
+    qc, latencies, by_kind = got.pop("_qc"), got.pop("_lat"), got.pop("_lat_by")
     cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     got["engine_cpu_us_per_io"] = round(cpu * 1e6 / got["ios"], 1)  # the whole replay command: parent and worker
     if mode == "dependency":
-        got["reaction_us"] = reaction(repdir, name, iolog, out, os.path.basename(target))
+        got["reaction_us"] = reaction(repdir, name, iolog, qc)
         got["reaction_parts_us"] = reaction_parts(iolog, out, os.path.basename(target))
         got["model_own_s"] = round(model_run(repdir, name, latencies, by_kind), 4)
         os.unlink(iolog)
@@ -445,7 +439,7 @@ def one_round(kind, args, work, devices, tag):
     truth = {"slow": figures(slow_cap, name), "fast": figures(fast_cap, name)}
     fast_latencies = truth["fast"]["_lat"], truth["fast"]["_lat_by"]
     for t in truth.values():
-        del t["_lat"], t["_lat_by"]
+        del t["_qc"], t["_lat"], t["_lat_by"]
     rule = args.record_options.split()
     reps = {"slow": record(slow_cap, name, rule), "fast": record(fast_cap, name, rule)}
     model = {}

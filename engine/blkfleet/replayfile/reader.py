@@ -92,11 +92,8 @@ class Timing:
 
     def parents(self):
         """Per IO, its parents as a list of (seq, after_issue) pairs (reference: one Python list per IO)."""
-        out, at = [], 0
-        for seq, n in zip(self.seqs, self.ndeps):
-            out.append([(seq - (d & DEP_DISTANCE), bool(d & DEP_AFTER_ISSUE)) for d in self.deps[at:at + n]])
-            at += n
-        return out
+        return [[(seq - (d & DEP_DISTANCE), bool(d & DEP_AFTER_ISSUE)) for d in stored]
+                for seq, stored in zip(self.seqs, self.stored_parents())]
 
 
 class Run:
