@@ -15,10 +15,10 @@ from blkfleet.results.histogram import NEGATIVE
 PROBE = -1  # a probe's event data (2^64 - 1)
 
 
-def run(ios, results=None, one_size=None, probes=0, seed=1, threshold=20_000, early=0):
+def run(ios, results=None, one_size=None, probes=0, seed=1, threshold=20_000, early=0, most=None):
     """Fold ``ios`` [(op, nbytes)] due 10 µs apart, submitted up to ``early`` ns before and 40 µs after, completed
     in a shuffled order (a few reaps); returns the collector and the (submit, due, end) of every IO. ``results``:
-    {index: result} overriding the size."""
+    {index: result} overriding the size. ``most``: fold that many completion events per poll."""
     rng = random.Random(seed)
     n = len(ios)
     win = Window(1 << 10, io_bytes=1 << 20)
@@ -48,7 +48,10 @@ def run(ios, results=None, one_size=None, probes=0, seed=1, threshold=20_000, ea
         if c < probes:
             events += array("q", [PROBE, 0, 4096, 0])
         log.put(end, events.tobytes())
-    assert col.poll() == n
+    folded = col.poll(most)
+    while col.backlog():
+        folded += col.poll(most)
+    assert folded == n
     return col, subs, dues, ends
 
 
@@ -114,3 +117,18 @@ def test_column_helpers_match_per_item():
         assert lanes.above(lanes.lanes(column), threshold, n) == sum(v > threshold for v in values)
         signed = array("q", [v - rng.choice([0, 0, v + 1]) for v in values])
         assert lanes.negative(signed) == any(v < 0 for v in signed)
+
+
+def test_folding_a_piece_at_a_time_gives_the_same_results():
+    """The parent folds completions SHARE_IOS at a time (offering its CPU between pieces): pieces of any size,
+    probes and errors among them, give exactly what one poll gives."""
+    ios = [(READ if k % 3 else WRITE, 4096 << (k % 3)) for k in range(500)]
+    whole, *_ = run(ios, results={40: 512}, one_size=0, probes=5, early=30_000)
+    want = whole.merged()
+    for most in (1, 3, 7, 64, 499):
+        col, *_ = run(ios, results={40: 512}, one_size=0, probes=5, early=30_000, most=most)
+        got = col.merged()
+        assert col.backlog() == 0
+        assert (got.ios, got.late, got.errors[0]) == (want.ios, want.late, want.errors[0]) == (500, got.late, 1)
+        assert got.latency.counts == want.latency.counts and got.lateness.counts == want.lateness.counts
+        assert col.timeline.series == whole.timeline.series

@@ -9,7 +9,8 @@ from array import array
 import pytest
 
 from blkfleet.errors import BlkfleetError
-from blkfleet.replay.feed import PUMP_GROW, Feeder, Lane, genesis_of, open_sources
+from blkfleet.replay import feed
+from blkfleet.replay.feed import PUMP_GROW, SHARE_IOS, SHARE_LEAD_NS, Feeder, Lane, genesis_of, open_sources
 from blkfleet.replay.window import (
     END,
     FED,
@@ -291,3 +292,26 @@ def test_a_slowed_replay_of_a_very_long_trace(tmp_path, mode):
     feeder.pump(0)
     win = lane.window
     assert win.control[FED] == 2 and list(win.due[:2]) == [0, NOT_YET - 1] and win.think[1] == NOT_YET - 1
+
+
+@pytest.mark.parametrize("no_stall", [False, True])
+def test_a_pump_well_ahead_offers_the_cpu_between_pieces(tmp_path, monkeypatch, no_stall):
+    """A timed pump whose window is more than SHARE_LEAD_NS ahead of its worker writes SHARE_IOS IOs at a time and
+    offers the CPU (sched_yield) between them; with less lead, or with -N (no lead to keep), in one go. The
+    window holds the same IOs either way."""
+    write_native(tmp_path / "sda.replay.0", [(10_000 * k, 8 * k, 4096, READ) for k in range(60_000)], bunch=64)
+    yields = []
+    monkeypatch.setattr(feed.os, "sched_yield", lambda: yields.append(1))
+    feeder, lane = feeder_for(tmp_path, ["sda"], no_stall=no_stall)
+    ctl = lane.window.control
+    feeder.pump(0, budget=5_000)
+    feeder.pump(0, budget=15_000)  # it began 50 ms ahead: not far enough to share
+    assert not yields and ctl[FED] == 20_000
+    if not no_stall:
+        assert ctl[LEAD] > SHARE_LEAD_NS
+    feeder.pump(0, budget=4 * SHARE_IOS + 10)
+    assert len(yields) == (0 if no_stall else 4)
+    feeder.pump(0, budget=1 << 20)
+    assert ctl[END] == ctl[FED] == 60_000
+    got = drain(lane)
+    assert [(g[1], g[2], g[3], g[4]) for g in got] == reference(tmp_path, ["sda"])

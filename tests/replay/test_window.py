@@ -55,3 +55,21 @@ def test_size():
     assert size_of(1 << 16) == Window(1 << 16).size_bytes
     assert size_of(1 << 16) / (1 << 16) < 135  # bytes per IO: iocb 64, 5 words, target, op, 32 of log
     assert EVENT.size == EVENT_BYTES
+
+
+def test_the_log_is_read_a_piece_at_a_time():
+    """``read_log(window, tail, most)``: the events in order, never more than ``most`` per read."""
+    w = Window(MIN_WINDOW_IOS)
+    log = LogWriter(w)
+    for t in range(50):
+        log.put(t, EVENT.pack(t, 0, 4096, 0))
+    tail, got = 0, []
+    while True:
+        events, tail = read_log(w, tail, 7)
+        if not events:
+            break
+        assert len(events) <= 4 * 7
+        got += events[1::4].tolist()
+        w.control[LOG_TAIL] = tail
+    assert got == list(range(50)) and tail == 50
+    w.close()

@@ -26,7 +26,7 @@ from operator import sub
 from ..replayfile.ops import OP_NAMES, WRITE
 from ..results.summary import Summary, Timeline
 from . import lanes
-from .window import FREED, ISSUED, LOG_TAIL, W_NBYTES, W_OFFSET, read_log
+from .window import FREED, ISSUED, LOG_HEAD, LOG_TAIL, W_NBYTES, W_OFFSET, read_log
 
 _BIAS = 1 << 62  # added to the lateness lanes of IOs that may have been sent early (below 2^62 ns either way)
 
@@ -92,11 +92,12 @@ class Collector:
             self.lost[0] += count
             self.lost[1] = self.lost[1] or f"{count} IOs still in flight after the stop"
 
-    def poll(self):
-        """Fold every submission and completion logged so far; returns the IOs completed."""
+    def poll(self, most=None):
+        """Fold every submission and completion logged so far (at most ``most`` completion events per window);
+        returns the IOs completed."""
         done = 0
         for slot, (win, st) in enumerate(zip(self.windows, self.state)):
-            events, tail = read_log(win, st.tail)  # first: every IO they hold is below ISSUED, read next
+            events, tail = read_log(win, st.tail, most)  # first: every IO they hold is below ISSUED, read next
             issued = win.control[ISSUED]
             if issued > st.submitted:
                 for a, b, _k in win.slots(st.submitted, issued):
@@ -109,6 +110,10 @@ class Collector:
                 self._free(win, st)
         self.folded += done
         return done
+
+    def backlog(self):
+        """Completion events logged and not folded yet (all windows)."""
+        return sum(win.control[LOG_HEAD] - st.tail for win, st in zip(self.windows, self.state))
 
     def _free(self, win, st):
         """Advance FREED over the completed slots."""

@@ -14,8 +14,16 @@ from one stream, 0.7 µs with two merged into one window (``bench/feed_bench.py`
 its target (aligned to its logical block size, within its size) before it enters a window; with -W a write-type
 IO needs a target that passed the write checks. Discards, flushes and write-zeroes without -W are counted as
 skipped and never enter a window.
+
+The parent shares its CPU with the kernel threads that finish the workers' IOs (a loop device's, the softirq
+thread). Once one of them is preempted there, the scheduler may hand the CPU back to the parent and keep it
+waiting until the next tick (4 ms at HZ=250): the device then completes nothing while the worker waits for it.
+So a timed pump whose window is more than ``SHARE_LEAD_NS`` ahead writes ``SHARE_IOS`` IOs at a time and offers
+its CPU (``sched_yield``: a no-op when nothing else is ready there) between them; with less lead it does not
+(the window must not run dry). The collector folds completions the same way (``run``).
 """
 
+import os
 from array import array
 from bisect import bisect_left, bisect_right
 from collections import Counter, deque
@@ -59,6 +67,8 @@ NO_LIMIT = 0xFFFFFFFF  # load mode's limit of an IO whose recorded in-flight cou
 LATEST = NOT_YET - 1  # a due or think time that -x below 1 stretches beyond 2^63 ns is this (never reached)
 PUMP_IOS = 16384  # IOs one pump writes into one window at most (bounds the time a pump takes: ~20 ms)
 PUMP_GROW = 2048  # IOs a pump writes beyond what the worker took since the last one (the window fills up)
+SHARE_IOS = 256  # IOs the parent feeds or folds between offers of its CPU (about 0.2-0.4 ms of work)
+SHARE_LEAD_NS = 100_000_000  # a window this far ahead of its worker can wait while the CPU is offered
 _CMD = {READ: CMD_PREAD, WRITE: CMD_PWRITE, FLUSH: CMD_FDSYNC, DISCARD: CMD_SPECIAL, WRITE_ZEROES: CMD_SPECIAL}
 _KEY_BITS = 22  # merge keys: time offset << 22 | position among the IOs being merged
 
@@ -315,21 +325,26 @@ class Feeder:
                 # -N, load and dependency modes: the replay may run ahead of the recorded times, so the window
                 # is filled as far as its slots go, whatever the IOs' times
                 ahead = self.no_stall or self.mode != "timed"
-                written += self._fill(lane, None if ahead else now_ns + WINDOW_NS, most)
+                share = not ahead and lane.window.control[LEAD] - now_ns > SHARE_LEAD_NS
+                written += self._fill(lane, None if ahead else now_ns + WINDOW_NS, most, share)
         return written
 
     # -- one window -----------------------------------------------------------------------------------------------
 
-    def _fill(self, lane, until_due, budget):
+    def _fill(self, lane, until_due, budget, share=False):
+        """``share``: write SHARE_IOS IOs at a time and offer the CPU between them."""
         win = lane.window
         ctl = win.control
         written = 0
+        step = SHARE_IOS if share else budget
         while written < budget:
             free = win.capacity - (lane.next - ctl[FREED])
             if free <= 0:
                 break
+            if written and share:
+                os.sched_yield()
             bound = None if until_due is None else self.genesis + int(until_due * self.acc)
-            got = self._take(lane, bound, min(free, budget - written))
+            got = self._take(lane, bound, min(free, budget - written, step))
             if got is None:  # every source is at its end (END first: a worker that sees the new lead sees it)
                 ctl[END] = lane.next
                 ctl[LEAD] = NOT_YET

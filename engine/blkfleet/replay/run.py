@@ -42,7 +42,7 @@ from ..results import document as results
 from ..results.iolog import IOLogWriter
 from . import realtime, sizing, worker
 from .collect import Collector
-from .feed import Feeder, Lane, genesis_of, open_sources
+from .feed import SHARE_IOS, Feeder, Lane, genesis_of, open_sources
 from .ioengines import open_ioengine
 from .pauses import Pauses
 from .target import Target, device_path, parse_map
@@ -66,6 +66,7 @@ READY_TIMEOUT_S = 60.0
 POLL_S = 0.1  # the parent looks at signals, its lease and its workers at least this often
 TICK_S = 0.01  # while workers run: and feeds their windows and collects their completions this often
 PRIME_IOS = 65536  # IOs written into each window before the start (the rest while the replay runs)
+SHARE_ROUNDS = 64  # a tick folds at most this many more pieces of SHARE_IOS completions per window
 PR_SET_PDEATHSIG = 1
 MODES = ("timed", "load", "dependency")  # load and dependency: the IOs' moments come from completions (ordered)
 
@@ -782,7 +783,12 @@ def _wait_iteration(sup, feeder, collector, start_ns):
         if pauses.defer(now):
             return
         feeder.pump(now)
-        collector.poll()
+        collector.poll(SHARE_IOS)
+        for _ in range(SHARE_ROUNDS):  # the rest a piece at a time, offering the CPU between them (feed.py)
+            if not collector.backlog():
+                break
+            os.sched_yield()
+            collector.poll(SHARE_IOS)
         if tty and time.monotonic() - shown[0] >= 0.5:
             shown[0] = time.monotonic()
             sys.stderr.write(f"\rreplaying: {collector.folded} IOs done")

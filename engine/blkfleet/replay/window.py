@@ -220,12 +220,14 @@ class LogWriter:
         return True
 
 
-def read_log(window, tail):
-    """The collector's end: the events from ``tail`` (an absolute count) to the worker's head, as one
-    ``array('q')`` of 4 words per event (data: the IO's index; obj: its completion time; res; res2), and the
-    new tail (to publish in LOG_TAIL once the events are used)."""
+def read_log(window, tail, most=None):
+    """The collector's end: the events from ``tail`` (an absolute count) to the worker's head (at most ``most``
+    of them), as one ``array('q')`` of 4 words per event (data: the IO's index; obj: its completion time; res;
+    res2), and the new tail (to publish in LOG_TAIL once the events are used)."""
     size = window.log_events
     head = window.control[LOG_HEAD]
+    if most is not None:
+        head = min(head, tail + most)
     out = array("q")
     if head > tail:
         pos, n = tail % size, head - tail
