@@ -613,3 +613,26 @@ def test_repeated_patterns_equal_the_reader(tmp_path, order):
             finally:
                 queued_mod._periodic = real
     assert periodic[0] > 100, periodic[0]  # the columns path did the work in many windows
+
+
+@pytest.mark.parametrize("order", "<>")
+def test_bare_q_and_c_headers_in_any_order(tmp_path, order):
+    """What ``blkfleet capture``'s events mode writes: Q and C records without payload, interleaved in runs and
+    one by one (a cgroup-flagged Q and a Q-coded record of another category among them): ``queued_ios`` gives
+    exactly the Q events TraceReader gives, whatever the window size."""
+    rng = random.Random(7)
+    recs, t = [], 0
+    kinds = (0x00110001, 0x00810008, 0x00110101, 0x00090001)  # Q, C, Q with the cgroup flag, code 1 not QUEUE
+    while len(recs) < 3000:
+        kind = rng.choice(kinds[:2]) if rng.random() < 0.97 else rng.choice(kinds[2:])
+        for _ in range(rng.choice((1, 1, 2, 8, 32))):
+            t += rng.randrange(1, 5000)
+            recs.append(TraceRecord(t, rng.randrange(1 << 20) * 8, 4096, kind, 1, 2, 0))
+    path = tmp_path / "sda.blktrace.0"
+    path.write_bytes(encode(recs, 7, order))
+    with TraceReader(path) as r:
+        want = [x.time for x in r if is_queue(x.action)]
+    assert 1000 < len(want) < 2000
+    for window in (MIN_TEST_WINDOW, 4096, queued_mod.WINDOW):
+        with chunks({"queued.WINDOW": window, "queued.MIN_WINDOW": min(window, queued_mod.MIN_WINDOW)}):
+            assert [q[0] for q in queued_ios(path)] == want

@@ -243,6 +243,33 @@ def _periodic(buf, pos, end, order):
     return bytes(heads), pos + len(block)
 
 
+_Q_RUNS = re.compile(b"\x01+").finditer
+
+
+def _bare_headers(buf, pos, end, order):
+    """(Q headers, end) of the whole records of ``buf[pos:end]`` when every one is a bare header (no payload),
+    in any order of kinds, or None.
+
+    ``blkfleet capture``'s events mode writes such windows: its Q and C records, interleaved as the IOs were queued
+    and completed. As in ``_periodic``, every record is tested at once per field as strided byte columns (magic,
+    payload length 0); a byte per record then says which are Q records (the same test), and the Q records are
+    taken as the runs they form (an application queues and completes IOs in runs), a slice per run."""
+    count = (end - pos) // _SIZE
+    if count < 2:
+        return None
+    block = bytes(buf[pos : pos + count * _SIZE])
+    magic = struct.pack(order + "I", MAGIC | 7)
+    zeros = bytes(count)
+    if not (all(block[k::_SIZE] == magic[k : k + 1] * count for k in range(4))
+            and block[_PDU_LEN_AT::_SIZE] == zeros and block[_PDU_LEN_AT + 1 :: _SIZE] == zeros):
+        return None
+    lsb = 0 if order == "<" else 3
+    a0, a1, a2 = (block[_ACTION_AT + abs(lsb - k) :: _SIZE] for k in range(3))
+    queued = (int.from_bytes(a0.translate(_IS_ONE), "little") & int.from_bytes(a1.translate(_IS_ZERO), "little")
+              & int.from_bytes(a2.translate(_QUEUE_BIT), "little")).to_bytes(count, "little")
+    return b"".join([block[a * _SIZE : b * _SIZE] for a, b in (m.span() for m in _Q_RUNS(queued))]), pos + len(block)
+
+
 def _native_heads(heads, order, version=7):
     """Headers in the host's byte order."""
     if order == NATIVE:
@@ -278,6 +305,8 @@ def _scan_v7(path, f, order):
             return
         end = min(n, pos + window)
         found = _periodic(buf, pos, end, order)
+        if found is None:
+            found = _bare_headers(buf, pos, end, order)
         if found is not None:  # whole repetitions: what is left of the window starts the next one
             heads, state.pos = found
             yield QueuedChunk(_native_heads(heads, order))
