@@ -255,8 +255,8 @@ def _bare_headers(buf, pos, end, order):
     payload length 0); a byte per record then says which are Q records (the same test), and the Q records are
     taken as the runs they form (an application queues and completes IOs in runs), a slice per run."""
     count = (end - pos) // _SIZE
-    if count < 2:
-        return None
+    if count < 2 or buf[pos + _PDU_LEN_AT : pos + _PDU_LEN_AT + 2] != b"\0\0":
+        return None  # (the first record has a payload: no copy of the window to find that out)
     block = bytes(buf[pos : pos + count * _SIZE])
     magic = struct.pack(order + "I", MAGIC | 7)
     zeros = bytes(count)
@@ -307,7 +307,7 @@ def _scan_v7(path, f, order):
         found = _periodic(buf, pos, end, order)
         if found is None:
             found = _bare_headers(buf, pos, end, order)
-        if found is not None:  # whole repetitions: what is left of the window starts the next one
+        if found is not None:  # whole records: what is left of the window starts the next one
             heads, state.pos = found
             yield QueuedChunk(_native_heads(heads, order))
             window = min(window * 2, MAX_WINDOW)
