@@ -11,12 +11,14 @@ link or file placed in advance makes the creation fail instead of redirecting it
 import errno
 import json
 import os
+import signal
 import stat
 
 from .errors import BlkfleetError
 
 JSON_MAX_BYTES = 64 << 20
 _NEW = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_STOPS = (signal.SIGINT, signal.SIGTERM)  # signals whose Python handlers may raise
 
 
 def absolute(path):
@@ -271,12 +273,28 @@ class atomic_file:
         self.file = None
 
     def __enter__(self):
+        # A signal's exception (^C, or SIGTERM where a handler raises one) must not come between the file's
+        # creation and this object owning it: __exit__ would not run to remove it.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
         try:
             fd = create_new(self.tmp, self.mode)
         except OSError as e:  # named as the output the user gave, not the new file beside it
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             raise OSError(e.errno, e.strerror, str(self.path)) from None
-        self.file = os.fdopen(fd, "wb")
-        os.fchmod(fd, self.mode)
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            raise
+        try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+            self.file = os.fdopen(fd, "wb")
+            os.fchmod(fd, self.mode)
+        except BaseException:
+            os.unlink(self.tmp)
+            try:  # (closed already if fdopen made a file object of it before the exception)
+                os.close(fd) if self.file is None else self.file.close()
+            except OSError:
+                pass
+            raise
         return self.file
 
     def __exit__(self, kind, value, tb):

@@ -48,15 +48,39 @@ def total_size(paths):
 
 
 def bytes_read():
-    """Bytes this process has read through read(2) and friends so far, or None without /proc."""
+    """Bytes read through read(2) and friends so far by this process and its children (``record`` converts in
+    child processes; the kernel adds a child's count to its parent's when it is reaped), or None without /proc."""
+    total = _rchar("/proc/self/io")
+    if total is None:
+        return None
+    return total + sum(_rchar(f"/proc/{pid}/io") or 0 for pid in _children())
+
+
+def _rchar(path):
     try:
-        with open("/proc/self/io") as f:
+        with open(path) as f:
             for line in f:
                 if line.startswith("rchar:"):
                     return int(line.split()[1])
     except (OSError, ValueError):
         return None
     return None
+
+
+def _children():
+    """Pids of the live children of this process's threads."""
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return []
+    pids = []
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/children") as f:
+                pids += f.read().split()
+        except OSError:
+            pass
+    return [int(p) for p in pids if p.isdigit()]
 
 
 class Reading:

@@ -101,3 +101,20 @@ def fails(result, *mentions, offset=None):
     if offset is not None:
         assert re.search(rf"\boffset {offset}\b", line), (offset, line)
     return line
+
+
+def capture_state(files, where="summary"):
+    """capture.json as 'capture stop' leaves it (control.finish_summary), per-file counters ``files``."""
+    devices = {}
+    for name, (queued, nbytes, size) in files.items():
+        entry = devices.setdefault(name.split(".")[0], {"files": {}, "queued": 0})
+        entry["files"][name] = {"records": queued, "queued": queued, "bytes": nbytes, "file_bytes": size,
+                                "drops": 0, "drop_reports": 0}
+    doc = {"state": "stopped", "devices": list(devices)}
+    if where == "summary":
+        doc["summary"] = {"devices": devices, "queued": sum(v[0] for v in files.values())}
+    elif where == "top":  # a writer that moved the counters to the top level
+        doc["devices"] = devices
+    else:  # or gave them as one object by file name
+        doc["summary"] = {"files": {n: e for d in devices.values() for n, e in d["files"].items()}}
+    return doc

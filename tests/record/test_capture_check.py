@@ -14,7 +14,7 @@ from blkfleet.bundle import pack
 from blkfleet.capture import tracefs
 from blkfleet.trace import TraceReader
 from blkfleet.trace.actions import is_queue
-from helpers.synth import Q_READ, Q_WRITE, fails, rec, run_cli, typical_records, write_trace
+from helpers.synth import Q_READ, Q_WRITE, capture_state, fails, rec, run_cli, typical_records, write_trace
 
 MODES = {"native": [], "compat": ["--compat"]}
 
@@ -164,23 +164,6 @@ def test_an_empty_capture_json_is_refused(real_capture, tmp_path):
 
 # -------------------------------------------------------------------------------- synthetic capture.json
 
-def state(files, where="summary"):
-    """capture.json as 'capture stop' leaves it (control.finish_summary), per-file counters ``files``."""
-    devices = {}
-    for name, (queued, nbytes, size) in files.items():
-        entry = devices.setdefault(name.split(".")[0], {"files": {}, "queued": 0})
-        entry["files"][name] = {"records": queued, "queued": queued, "bytes": nbytes, "file_bytes": size,
-                                "drops": 0, "drop_reports": 0}
-    doc = {"state": "stopped", "devices": list(devices)}
-    if where == "summary":
-        doc["summary"] = {"devices": devices, "queued": sum(v[0] for v in files.values())}
-    elif where == "top":  # a writer that moved the counters to the top level
-        doc["devices"] = devices
-    else:  # or gave them as one object by file name
-        doc["summary"] = {"files": {n: e for d in devices.values() for n, e in d["files"].items()}}
-    return doc
-
-
 @pytest.fixture
 def trace(tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
@@ -195,7 +178,7 @@ def trace(tmp_path):
 @pytest.mark.parametrize("where", ["summary", "top", "flat"])
 def test_matching_counters_pass_wherever_they_are(trace, where):
     src, out, files = trace
-    (src / "capture.json").write_text(json.dumps(state(files, where)))
+    (src / "capture.json").write_text(json.dumps(capture_state(files, where)))
     result = run_cli("record", "-q", "-d", src, "-D", out, "--json", "-", "sda")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["result"]["capture"]["complete"] is True
@@ -214,7 +197,7 @@ def test_same_size_other_content_is_refused_after_conversion(trace, mode):
     recs = typical_records(4, cpu=1)
     recs[6] = recs[6]._replace(action=0x00190004)  # the second Q becomes a G: same size, one IO fewer
     write_trace(src / "sda.blktrace.1", recs)
-    (src / "capture.json").write_text(json.dumps(state(files)))
+    (src / "capture.json").write_text(json.dumps(capture_state(files)))
     fails(run_cli("record", *MODES[mode], "-d", src, "-D", out, "sda"), "sda.blktrace.1", "3 queued IOs",
              "capture.json says 4")
     assert sorted(os.listdir(out)) == ["sda.replay.0"]  # the good file before it stays, the bad one is not written
@@ -223,7 +206,7 @@ def test_same_size_other_content_is_refused_after_conversion(trace, mode):
 def test_a_missing_file_is_refused(trace):
     src, out, files = trace
     files["sda.blktrace.2"] = (4, 4 * 4096, 1000)
-    (src / "capture.json").write_text(json.dumps(state(files)))
+    (src / "capture.json").write_text(json.dumps(capture_state(files)))
     fails(run_cli("record", "-d", src, "-D", out, "sda"), "sda.blktrace.2: missing, capture.json says the capture "
              "wrote 1000 bytes (4 queued IOs)")
     result = run_cli("record", "-q", "--accept-missing", "-d", src, "-D", out, "--json", "-", "sda")
@@ -236,7 +219,7 @@ def test_a_missing_file_is_refused(trace):
 def test_a_file_capture_json_does_not_list_is_refused(trace):
     src, out, files = trace
     del files["sda.blktrace.1"]
-    (src / "capture.json").write_text(json.dumps(state(files)))
+    (src / "capture.json").write_text(json.dumps(capture_state(files)))
     fails(run_cli("record", "-d", src, "-D", out, "sda"), "sda.blktrace.1", "capture.json does not list this file")
     (src / "sda.blktrace.1").write_bytes(b"")  # an idle CPU's empty file is fine
     assert run_cli("record", "-q", "-d", src, "-D", out, "sda").returncode == 0
@@ -270,7 +253,7 @@ def test_bad_capture_json(trace, content, message):
 
 def test_capture_json_is_not_followed_through_a_link(trace, tmp_path):
     src, out, files = trace
-    (tmp_path / "elsewhere.json").write_text(json.dumps(state(files)))
+    (tmp_path / "elsewhere.json").write_text(json.dumps(capture_state(files)))
     (src / "capture.json").symlink_to(tmp_path / "elsewhere.json")
     fails(run_cli("record", "-d", src, "-D", out, "sda"), "capture.json", "cannot be checked")
 
@@ -279,7 +262,7 @@ def test_other_devices_of_the_capture_do_not_count(trace):
     src, out, files = trace
     write_trace(src / "sdb.blktrace.0", [rec(1000, 8, action=Q_WRITE), rec(2000, 16, action=Q_READ)])
     files["sdb.blktrace.0"] = (99, 0, 5)  # wrong, but sdb is not recorded
-    (src / "capture.json").write_text(json.dumps(state(files)))
+    (src / "capture.json").write_text(json.dumps(capture_state(files)))
     result = run_cli("record", "-q", "-d", src, "-D", out, "--json", "-", "sda")
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["result"]["capture"]["expected"] == {"ios": 8, "bytes": 8 * 4096}

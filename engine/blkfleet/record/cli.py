@@ -6,6 +6,7 @@ import sys
 from .. import codes, progress, protocol
 from ..cliargs import directory, nonnegative_int, positive_int
 from ..jsonout import write_json
+from . import workers
 from .deps import DepOptions
 from .run import RecordOptions, record
 
@@ -34,6 +35,9 @@ def add_parser(sub):
                    help="IOs per bunch (default 8 with --compat, 64 native)")
     p.add_argument("-o", "--output-base", default="replay", metavar="BASE")
     p.add_argument("-v", "--verbose", action="count", default=0)
+    p.add_argument("-j", "--jobs", type=positive_int, default=workers.usable_cpus(), metavar="N",
+                   help="trace files converted at a time, each by its own process (default: the CPUs this command "
+                   "may use; one at a time with -v or --timing)")
     p.add_argument("--compat", action="store_true", help="write btrecord 1.2.0's format, byte for byte")
     p.add_argument("--accept-missing", action="store_true",
                    help="convert trace files that differ from what capture.json says the capture wrote (truncated "
@@ -66,6 +70,7 @@ def run(args):
         input_dir=args.input_directory, output_dir=args.output_directory, devices=tuple(args.devices),
         find=args.find_traces, max_time=args.max_bunch_time, max_pkts=args.max_pkts, base=args.output_base,
         verbose=args.verbose, compat=args.compat, accept_missing=args.accept_missing, timing=args.timing,
+        jobs=args.jobs,
         deps=DepOptions(args.dep_window, args.dep_min_gap, args.dep_max_parents, args.conflict_window,
                         args.dep_scope).checked(),
     )

@@ -3,6 +3,7 @@
 import io
 import os
 from collections import namedtuple
+from functools import partial
 
 from ..errors import BlkfleetError
 from ..files import atomic_file, trusted_dir
@@ -12,6 +13,7 @@ from ..trace.actions import is_queue
 from ..trace.matching import has_completions
 from ..trace.queued import ROWS, QueuedChunk, queued_chunks
 from ..trace.reader import TraceReader
+from . import workers
 from .capture_check import CaptureCheck
 from .convert import CompatConverter, NativeConverter
 from .deps import DepOptions, analyse
@@ -24,14 +26,15 @@ MAX_NATIVE_PKTS = 4096
 
 # Start-up counts in the converter's speed (measured against btrecord, which starts in 1 ms): no dataclasses
 # (6 ms to import).
-_FIELDS = "input_dir output_dir devices find max_time max_pkts base verbose compat accept_missing timing deps"
+_FIELDS = "input_dir output_dir devices find max_time max_pkts base verbose compat accept_missing timing deps jobs"
 
 
 class RecordOptions(namedtuple("RecordOptions", _FIELDS, defaults=(".", ".", (), False, None, None, "replay", 0,
-                                                                    False, False, True, DepOptions()))):
+                                                                    False, False, True, DepOptions(), 1))):
     """What to convert and how: the command line's options. ``timing``: native files of a capture with
     completions carry each IO's recorded timing and dependencies (version 2), found with the rule ``deps``
-    (record.deps.DepOptions)."""
+    (record.deps.DepOptions). ``jobs``: trace files converted at a time, each in its own process (only without
+    ``timing`` and ``verbose``, whose work spans the files)."""
 
     __slots__ = ()
 
@@ -82,6 +85,17 @@ def record(opts, out=None):
     verify = check.after if check else None
     if check:
         check.before(plan)
+    if opts.jobs > 1 and not opts.verbose and not opts.timing:
+        summaries = _side_by_side(opts, plan, max_time, max_pkts, verify)
+    else:
+        summaries = _one_by_one(opts, plan, max_time, max_pkts, verify, out)
+    if check and out and check.warning(devices):
+        out.write(f"blkfleet: warning: {check.warning(devices)}\n")
+    return summaries, (check.result(devices) if check else None)
+
+
+def _one_by_one(opts, plan, max_time, max_pkts, verify, out):
+    """The files converted in this process, in order."""
     summaries = []
     for dev, paths in plan:
         if opts.compat:
@@ -106,15 +120,67 @@ def record(opts, out=None):
             for cpu, path in enumerate(paths):
                 target = f"{opts.output_dir}/{dev}.{opts.base}.{cpu}"
                 summaries.append(_native_file(path, target, dev, cpu, max_time, max_pkts, verify))
-    if check and out and check.warning(devices):
-        out.write(f"blkfleet: warning: {check.warning(devices)}\n")
-    return summaries, (check.result(devices) if check else None)
+    return summaries
 
 
-def _native_file(path, target, dev, cpu, max_time, max_pkts, verify=None, timing=None):
+def _side_by_side(opts, plan, max_time, max_pkts, verify):
+    """The files converted ``opts.jobs`` at a time in child processes (record.workers), each written under a new
+    name beside its target; here, in file order, each is checked against capture.json and put in place. A failure
+    leaves the output directory as converting the files in order would: the files before it in place, a partial
+    btrecord file for a conversion error in --compat (as btrecord leaves one), nothing of the files after it."""
+    files = [(dev, cpu, path, f"{opts.output_dir}/{dev}.{opts.base}.{cpu}")
+             for dev, paths in plan for cpu, path in enumerate(paths)]
+    staged = [os.path.join(opts.output_dir, f".{os.path.basename(target)}.{os.urandom(6).hex()}.part")
+              for _dev, _cpu, _path, target in files]
+    if opts.compat:
+        calls = [partial(_compat_file, path, target, dev, cpu, max_time, max_pkts, 0, None, write_to=stage)
+                 for (dev, cpu, path, target), stage in zip(files, staged)]
+    else:
+        calls = [partial(_native_file, path, target, dev, cpu, max_time, max_pkts, write_to=stage)
+                 for (dev, cpu, path, target), stage in zip(files, staged)]
+    summaries = []
+    outcomes = workers.ordered(calls, min(opts.jobs, len(calls)))
+    try:
+        for (_dev, _cpu, path, target), stage, (ok, value) in zip(files, staged, outcomes):
+            if not ok:
+                if opts.compat and os.path.lexists(stage):  # btrecord's partial file
+                    _put_in_place(stage, target)
+                raise value
+            if verify:
+                try:
+                    verify(path, value)
+                except BlkfleetError:
+                    if opts.compat:  # as _compat_file: no replay file is left
+                        _unlink(target)
+                    raise
+            _put_in_place(stage, target)
+            summaries.append(value)
+    finally:
+        outcomes.close()
+        for stage in staged:
+            _unlink(stage)
+    return summaries
+
+
+def _put_in_place(stage, target):
+    try:
+        os.replace(stage, target)
+    except OSError as e:
+        raise BlkfleetError(f"{target}: cannot put the new file in place: {e.strerror}") from None
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _native_file(path, target, dev, cpu, max_time, max_pkts, verify=None, timing=None, write_to=None):
+    """Convert one trace file into ``target`` (written at ``write_to`` instead when given)."""
     summary = FileSummary(dev, cpu, path, target, "native")
     device = _first_device(path)
-    with atomic_file(target, sync=False) as f:
+    with atomic_file(write_to or target, sync=False) as f:
         writer = native.NativeWriter(f, device, cpu, max_pkts, timing=timing is not None)
         NativeConverter(writer, summary, max_time, max_pkts, path, timing=timing).run(queued_chunks(path))
         if timing:
@@ -133,9 +199,10 @@ def _first_device(path):
     return 0
 
 
-def _compat_file(path, target, dev, cpu, max_time, max_pkts, verbose, out, verify=None):
+def _compat_file(path, target, dev, cpu, max_time, max_pkts, verbose, out, verify=None, write_to=None):
+    """The same in btrecord's format."""
     summary = FileSummary(dev, cpu, path, target, "btrecord")
-    writer = compat.BtrecordWriter(target)
+    writer = compat.BtrecordWriter(write_to or target)
     log = None
     if verbose:
         out.write(f"\t{target}: 10000 0 0 0\n")
