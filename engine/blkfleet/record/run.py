@@ -85,7 +85,7 @@ def record(opts, out=None):
     verify = check.after if check else None
     if check:
         check.before(plan)
-    if opts.jobs > 1 and not opts.verbose and not opts.timing:
+    if opts.jobs > 1 and not opts.verbose and not opts.timing and sum(len(paths) for _dev, paths in plan) > 1:
         summaries = _side_by_side(opts, plan, max_time, max_pkts, verify)
     else:
         summaries = _one_by_one(opts, plan, max_time, max_pkts, verify, out)
