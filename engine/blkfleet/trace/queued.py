@@ -188,6 +188,30 @@ def _compiled(order):
     return _PATTERNS[order]
 
 
+def _framed(block, at, stride, size, order):
+    """Whether the records at ``at`` in every ``stride`` bytes of ``block`` have the magic and the payload length
+    of ``size``-byte v7 records: strided byte columns, each compared at once."""
+    count = len(block) // stride
+    magic = struct.pack(order + "I", MAGIC | 7)
+    pdu = struct.pack(order + "H", size - _SIZE)
+    return (all(block[at + k :: stride] == magic[k : k + 1] * count for k in range(4))
+            and all(block[at + _PDU_LEN_AT + k :: stride] == pdu[k : k + 1] * count for k in range(2)))
+
+
+def _action_columns(block, at, stride, order):
+    """The three low bytes of the action word (least significant first) of those records, as byte columns."""
+    lsb = 0 if order == "<" else 3  # where the low byte of a little-endian u32 is, per byte order
+    return [block[at + _ACTION_AT + abs(lsb - k) :: stride] for k in range(3)]
+
+
+def _queue_mask(action):
+    """An integer with byte 1 for each of those records that is a Q (action code 1, no cgroup flag, QUEUE
+    category), else 0."""
+    a0, a1, a2 = action
+    return (int.from_bytes(a0.translate(_IS_ONE), "little") & int.from_bytes(a1.translate(_IS_ZERO), "little")
+            & int.from_bytes(a2.translate(_QUEUE_BIT), "little"))
+
+
 def _periodic(buf, pos, end, order):
     """(Q headers, end) of the whole repetitions of one pattern of records that ``buf[pos:end]`` starts with,
     or None when it does not start that way.
@@ -214,28 +238,19 @@ def _periodic(buf, pos, end, order):
     if not count or not any(q for _size, q in slots) or any(size % 8 for size, _q in slots):
         return None
     block = bytes(buf[pos : pos + count * length])
-    lsb = 0 if order == "<" else 3  # where the low byte of a little-endian u32 is, per byte order
-    magic = struct.pack(order + "I", MAGIC | 7)
+    offsets = [sum(size for size, _q in slots[:i]) for i in range(period)]
+    if not all(_framed(block, at, length, size, order) for at, (size, _q) in zip(offsets, slots)):
+        return None
     zeros, ones = bytes(count), b"\x01" * count
-    offset = 0
-    for size, _q in slots:
-        pdu = struct.pack(order + "H", size - _SIZE)
-        if not (all(block[offset + k :: length] == magic[k : k + 1] * count for k in range(4))
-                and all(block[offset + _PDU_LEN_AT + k :: length] == pdu[k : k + 1] * count for k in range(2))):
-            return None
-        offset += size
-    offset = 0
     queued = []
-    for size, q in slots:
-        action = [block[offset + _ACTION_AT + abs(lsb - k) :: length] for k in range(3)]
+    for at, (_size, q) in zip(offsets, slots):
+        action = _action_columns(block, at, length, order)
         if q:
             if not (action[0] == ones and action[1] == zeros and action[2].translate(_QUEUE_BIT) == ones):
                 return _bare_found(block, pos, order) if length == _SIZE * period else None
-            queued.append(offset)
-        elif b"\x01" in action[0] and int.from_bytes(action[0].translate(_IS_ONE), "little") & int.from_bytes(
-                action[1].translate(_IS_ZERO), "little") & int.from_bytes(action[2].translate(_QUEUE_BIT), "little"):
+            queued.append(at)
+        elif b"\x01" in action[0] and _queue_mask(action):
             return _bare_found(block, pos, order) if length == _SIZE * period else None  # a Q record out of place
-        offset += size
     if slots == [(_SIZE, True)]:  # the records are the headers
         return block, pos + len(block)
     heads = bytearray(_SIZE * len(queued) * count)
@@ -259,23 +274,14 @@ def _bare_headers(buf, pos, end, order):
     if count < 2 or buf[pos + _PDU_LEN_AT : pos + _PDU_LEN_AT + 2] != b"\0\0":
         return None  # (the first record has a payload: no copy of the window to find that out)
     block = bytes(buf[pos : pos + count * _SIZE])
-    magic = struct.pack(order + "I", MAGIC | 7)
-    zeros = bytes(count)
-    if not (all(block[k::_SIZE] == magic[k : k + 1] * count for k in range(4))
-            and block[_PDU_LEN_AT::_SIZE] == zeros and block[_PDU_LEN_AT + 1 :: _SIZE] == zeros):
-        return None
-    return _bare_found(block, pos, order)
+    return _bare_found(block, pos, order) if _framed(block, 0, _SIZE, _SIZE, order) else None
 
 
 def _bare_found(block, pos, order):
     """(Q headers, end) of a block of bare headers read at ``pos`` whose magic and payload lengths are checked:
-    a byte per record says which are Q records (the test of ``_periodic``), and they are copied out as the runs
+    a byte per record says which are Q records (``_queue_mask``), and they are copied out as the runs
     they form (an application queues and completes IOs in runs), a slice per run."""
-    count = len(block) // _SIZE
-    lsb = 0 if order == "<" else 3
-    a0, a1, a2 = (block[_ACTION_AT + abs(lsb - k) :: _SIZE] for k in range(3))
-    queued = (int.from_bytes(a0.translate(_IS_ONE), "little") & int.from_bytes(a1.translate(_IS_ZERO), "little")
-              & int.from_bytes(a2.translate(_QUEUE_BIT), "little")).to_bytes(count, "little")
+    queued = _queue_mask(_action_columns(block, 0, _SIZE, order)).to_bytes(len(block) // _SIZE, "little")
     runs, find = [], queued.find
     start = find(1)
     while start >= 0:  # a find per end of a run: a third less than a regular expression's matches
