@@ -1,4 +1,7 @@
-"""Processes blkfleet started: told apart from a reused pid by their start time."""
+"""Processes blkfleet started: told apart from a reused pid by their start time; children that end with their
+parent."""
+
+import os
 
 
 def process_start(pid):
@@ -14,3 +17,15 @@ def process_start(pid):
     if fields[0] in ("Z", "X"):
         return None
     return int(fields[19])
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def end_with_parent(parent, sig):
+    """Ask the kernel for ``sig`` when the parent thread dies (PR_SET_PDEATHSIG), in a child forked by ``parent``;
+    False if that failed or the parent was already gone (the signal only comes for a death after the call)."""
+    import ctypes  # only in the children that ask: 1 ms
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc.prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(sig), 0, 0, 0) == 0 and os.getppid() == parent

@@ -15,8 +15,9 @@ import pytest
 
 from blkfleet import codes, progress
 from blkfleet.record import run, workers
+from helpers import ENV
+from helpers.replay import alive, children
 from helpers.synth import (
-    ENGINE,
     Q_READ,
     Q_WRITE,
     capture_state,
@@ -150,16 +151,15 @@ def test_stopping_a_side_by_side_conversion_leaves_nothing_behind(tmp_path, sig)
     src.mkdir()
     out.mkdir()
     big_capture(src)
-    env = dict(os.environ, PYTHONPATH=str(ENGINE))
     for _attempt in range(5):
         proc = subprocess.Popen([sys.executable, "-m", "blkfleet", "record", "-j", "2", "-d", str(src), "-D",
-                                 str(out), "sda"], env=env, stderr=subprocess.PIPE, text=True,
+                                 str(out), "sda"], env=ENV, stderr=subprocess.PIPE, text=True,
                                 start_new_session=True)
         deadline = time.monotonic() + 30
         while not any(n.endswith(".tmp") for n in os.listdir(out)) and proc.poll() is None:
             assert time.monotonic() < deadline
             time.sleep(0.002)
-        workers = _children(proc.pid)
+        workers = children(proc.pid)
         if sig == signal.SIGINT:
             os.killpg(proc.pid, sig)
         else:
@@ -171,7 +171,7 @@ def test_stopping_a_side_by_side_conversion_leaves_nothing_behind(tmp_path, sig)
             out.mkdir()
             continue
         deadline = time.monotonic() + 30
-        while any(_alive(pid) for pid in workers):
+        while any(alive(pid) for pid in workers):
             assert time.monotonic() < deadline, "a worker outlived blkfleet"
             time.sleep(0.01)
         assert os.listdir(out) == [], os.listdir(out)
@@ -179,22 +179,6 @@ def test_stopping_a_side_by_side_conversion_leaves_nothing_behind(tmp_path, sig)
             assert code == codes.exit_code("interrupted") and err == "blkfleet: interrupted\n", (code, err)
         return
     pytest.fail("the conversion always ended before it could be stopped")
-
-
-def _children(pid):
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
-        return []
-
-
-def _alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_one_job_converts_in_the_process_itself(dirs, monkeypatch):

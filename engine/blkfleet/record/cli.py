@@ -1,12 +1,12 @@
 """``blkfleet record``: its command-line interface."""
 
+import os
 import re
 import sys
 
 from .. import codes, progress, protocol
 from ..cliargs import directory, nonnegative_int, positive_int
 from ..jsonout import write_json
-from . import workers
 from .deps import DepOptions
 from .run import RecordOptions, record
 
@@ -35,7 +35,7 @@ def add_parser(sub):
                    help="IOs per bunch (default 8 with --compat, 64 native)")
     p.add_argument("-o", "--output-base", default="replay", metavar="BASE")
     p.add_argument("-v", "--verbose", action="count", default=0)
-    p.add_argument("-j", "--jobs", type=positive_int, default=workers.usable_cpus(), metavar="N",
+    p.add_argument("-j", "--jobs", type=positive_int, default=len(os.sched_getaffinity(0)), metavar="N",
                    help="trace files converted at a time, each by its own process (default: the CPUs this command "
                    "may use; one at a time with -v or --timing)")
     p.add_argument("--compat", action="store_true", help="write btrecord 1.2.0's format, byte for byte")

@@ -12,22 +12,14 @@ import signal
 import traceback
 
 from ..errors import BlkfleetError
+from ..process import end_with_parent
 
 READ = 1 << 16
-PR_SET_PDEATHSIG = 1
 _stopping = False  # in a child: a signal told it to stop
 
 
 class WorkerBug(Exception):
     """A call raised something that is not a user-facing error: its type, message and traceback in the worker."""
-
-
-def usable_cpus():
-    """CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def ordered(calls, workers):
@@ -81,7 +73,8 @@ def _start(call):
         os.close(r)
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
-        _end_with(parent)
+        if not end_with_parent(parent, signal.SIGTERM):  # it does not go on converting for nobody
+            raise SystemExit(1)
         try:
             outcome = (True, call())
         except BaseException as e:  # everything goes back to the parent, which decides
@@ -101,18 +94,6 @@ def _stop(_signum, _frame):
     global _stopping
     if not _stopping:
         _stopping = True
-        raise SystemExit(1)
-
-
-def _end_with(parent):
-    """SIGTERM for this child when the parent ends (killed, say), so it does not go on converting for nobody."""
-    try:
-        import ctypes  # only in the child: 1 ms
-
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (ImportError, OSError, AttributeError):
-        return
-    if os.getppid() != parent:  # it ended before the request
         raise SystemExit(1)
 
 

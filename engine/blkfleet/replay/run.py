@@ -16,7 +16,6 @@ once (it keeps reading every pipe meanwhile, so none blocks on a full one); the 
 Workers die with the parent (PR_SET_PDEATHSIG): none issues an IO once it is gone.
 """
 
-import ctypes
 import datetime
 import os
 import pickle
@@ -37,6 +36,7 @@ from ..codes import WORKER_FAILED as EXIT_FAILED
 from ..errors import BlkfleetError
 from ..files import trusted_dir
 from ..names import check_name
+from ..process import end_with_parent
 from ..replayfile.ops import DISCARD, FLUSH, WRITE, WRITE_ZEROES
 from ..results import document as results
 from ..results.iolog import IOLogWriter
@@ -67,7 +67,6 @@ POLL_S = 0.1  # the parent looks at signals, its lease and its workers at least 
 TICK_S = 0.01  # while workers run: and feeds their windows and collects their completions this often
 PRIME_IOS = 65536  # IOs written into each window before the start (the rest while the replay runs)
 SHARE_ROUNDS = 64  # a tick folds at most this many more pieces of SHARE_IOS completions per window
-PR_SET_PDEATHSIG = 1
 MODES = ("timed", "load", "dependency")  # load and dependency: the IOs' moments come from completions (ordered)
 
 
@@ -310,10 +309,8 @@ def stop_signals():
 
 
 def _set_pdeathsig(parent):
-    """Die with the parent: PR_SET_PDEATHSIG (SIGKILL), then make sure the parent was not already gone (the
-    signal only comes for a death after the call). A worker never issues an IO once its parent is gone."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL), 0, 0, 0) != 0 or os.getppid() != parent:
+    """Die with the parent (SIGKILL): a worker never issues an IO once its parent is gone."""
+    if not end_with_parent(parent, signal.SIGKILL):
         os._exit(EXIT_FAILED)
 
 
